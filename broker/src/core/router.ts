@@ -1,0 +1,117 @@
+/**
+ * The one router every protocol publishes into (DESIGN.md "One router").
+ *
+ * It owns the subscription index and the retained store, and knows nothing of
+ * sockets, frames or timers. `publish` stores retained values, matches the topic
+ * and hands the message to each matching subscriber exactly once, however many
+ * of its filters match (dedupe by a per-publish stamp on the subscriber: no
+ * allocation per subscriber). Subscribers decide how to encode and send.
+ *
+ * Order: `publish` is synchronous and delivers in call order, so messages from
+ * one publisher on one topic reach each subscriber in the order published.
+ * Cost: O(topic depth + matching entries) per publish.
+ */
+import type { Message } from './message.js';
+import { MemoryRetainedStore, type RetainedStore } from './retained.js';
+import { SubscriptionTrie } from './trie.js';
+
+/** Options of one subscription; protocols extend it with their own fields. */
+export interface SubscriptionOptions {
+  /** MQTT QoS granted for this subscription (0 for native). */
+  qos: 0 | 1 | 2;
+  /** MQTT 5 no local: do not deliver the subscriber's own publishes. */
+  noLocal?: boolean;
+  /** MQTT 5 retain as published: keep the retain flag on live deliveries. */
+  retainAsPublished?: boolean;
+  /** MQTT 5 subscription identifier. */
+  subscriptionId?: number;
+}
+
+export interface Subscription {
+  readonly filter: string;
+  readonly options: SubscriptionOptions;
+}
+
+/** What the router delivers to; implemented by sessions. */
+export interface Subscriber {
+  /** Router bookkeeping: the sequence number of the last publish that reached this subscriber. */
+  routerStamp: number;
+  /**
+   * Receives one message. `subscription` is the first of the subscriber's matching
+   * subscriptions; a subscriber holding overlapping filters resolves the rest itself.
+   * Must not throw and must not publish synchronously (defer instead).
+   */
+  deliver(message: Message, subscription: Subscription): void;
+}
+
+export interface RouterStats {
+  /** Messages published into the router. */
+  messagesIn: number;
+  /** Payload bytes published into the router. */
+  bytesIn: number;
+  /** Deliveries handed to subscribers (one per subscriber per message). */
+  deliveries: number;
+}
+
+/** Observer of every routed message, e.g. a cluster bus; called after local delivery. */
+export type PublishTap = (message: Message) => void;
+
+export class Router {
+  readonly stats: RouterStats = { messagesIn: 0, bytesIn: 0, deliveries: 0 };
+  private readonly index = new SubscriptionTrie<Subscriber, Subscription>();
+  private stamp = 0;
+  private readonly taps: PublishTap[] = [];
+
+  constructor(readonly retained: RetainedStore = new MemoryRetainedStore()) {}
+
+  /** Number of (subscriber, filter) subscriptions. */
+  get subscriptionCount(): number {
+    return this.index.size;
+  }
+
+  /** Adds or replaces a subscription. Returns true when it is new for this subscriber. */
+  subscribe(subscriber: Subscriber, filter: string, options: SubscriptionOptions): boolean {
+    return this.index.add(filter, subscriber, { filter, options });
+  }
+
+  unsubscribe(subscriber: Subscriber, filter: string): boolean {
+    return this.index.remove(filter, subscriber);
+  }
+
+  /** Registers an observer of every routed message; returns its removal. */
+  tap(fn: PublishTap): () => void {
+    this.taps.push(fn);
+    return () => {
+      const i = this.taps.indexOf(fn);
+      if (i >= 0) this.taps.splice(i, 1);
+    };
+  }
+
+  /**
+   * Routes a message: updates the retained store when `retain` is set, then
+   * delivers to every matching subscriber once. Returns the number of deliveries
+   * and, when the store is durable, the promise of the retained write.
+   */
+  publish(message: Message): { deliveries: number; durable: void | Promise<void> } {
+    const stats = this.stats;
+    stats.messagesIn++;
+    stats.bytesIn += message.payload.length;
+    const durable = message.retain ? this.retained.set(message) : undefined;
+    const stamp = ++this.stamp;
+    let deliveries = 0;
+    this.index.match(message.topic, function routeToSubscriber(subscriber, subscription) {
+      if (subscriber.routerStamp === stamp) return;
+      subscriber.routerStamp = stamp;
+      deliveries++;
+      subscriber.deliver(message, subscription);
+    });
+    stats.deliveries += deliveries;
+    for (const tap of this.taps) tap(message);
+    return { deliveries, durable };
+  }
+
+  /** Whether the index is empty (used by tests to prove pruning). */
+  isEmpty(): boolean {
+    return this.index.isEmpty();
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * The subscription index: a trie over topic levels that maps filters to opaque
+ * subscribers (STYLE.md #2; the idea of nats-server's sublist and mosquitto's subs.c).
+ *
+ * Invariants
+ * - A node exists only while it or a descendant holds a subscription: removal prunes
+ *   empty nodes up to the root, so "subscribe then unsubscribe everything" leaves an
+ *   empty trie (tested).
+ * - A (subscriber, filter) pair holds at most one entry; adding it again replaces the value.
+ * - `$` rule: at the first level, `+` and `#` children are not visited for topics
+ *   starting with `$` [MQTT-4.7.2-1].
+ *
+ * Cost: match visits at most 3 children per level (exact, `+`, `#`), so it grows
+ * with the topic's depth and the number of *matching* entries, never with the
+ * number of subscriptions. Add and remove are O(depth).
+ */
+
+export interface TrieNode<S, V> {
+  readonly parent: TrieNode<S, V> | undefined;
+  readonly level: string;
+  children: Map<string, TrieNode<S, V>> | undefined;
+  /** Subscriber → value for the filter that ends at this node. */
+  entries: Map<S, V> | undefined;
+}
+
+function node<S, V>(parent: TrieNode<S, V> | undefined, level: string): TrieNode<S, V> {
+  return { parent, level, children: undefined, entries: undefined };
+}
+
+export class SubscriptionTrie<S, V> {
+  private readonly root: TrieNode<S, V> = node(undefined, '');
+  private count = 0;
+
+  /** Number of (subscriber, filter) entries. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Adds or replaces the entry for (subscriber, filter). Returns true when it is new. */
+  add(filter: string, subscriber: S, value: V): boolean {
+    let n = this.root;
+    for (const level of filter.split('/')) {
+      let next = n.children?.get(level);
+      if (!next) {
+        next = node(n, level);
+        (n.children ??= new Map()).set(level, next);
+      }
+      n = next;
+    }
+    const entries = (n.entries ??= new Map());
+    const isNew = !entries.has(subscriber);
+    entries.set(subscriber, value);
+    if (isNew) this.count++;
+    return isNew;
+  }
+
+  /** Removes the entry for (subscriber, filter) and prunes empty nodes. Returns true when it existed. */
+  remove(filter: string, subscriber: S): boolean {
+    let n: TrieNode<S, V> | undefined = this.root;
+    for (const level of filter.split('/')) {
+      n = n.children?.get(level);
+      if (!n) return false;
+    }
+    if (!n.entries?.delete(subscriber)) return false;
+    this.count--;
+    if (n.entries.size === 0) n.entries = undefined;
+    // Prune upwards while the node is empty.
+    while (n.parent && !n.entries && (!n.children || n.children.size === 0)) {
+      const parent: TrieNode<S, V> = n.parent;
+      parent.children!.delete(n.level);
+      if (parent.children!.size === 0) parent.children = undefined;
+      n = parent;
+    }
+    return true;
+  }
+
+  /** The value stored for (subscriber, filter), if any. */
+  get(filter: string, subscriber: S): V | undefined {
+    let n: TrieNode<S, V> | undefined = this.root;
+    for (const level of filter.split('/')) {
+      n = n.children?.get(level);
+      if (!n) return undefined;
+    }
+    return n.entries?.get(subscriber);
+  }
+
+  /**
+   * Calls `visit` for every entry whose filter matches `topic`. A subscriber with
+   * several matching filters is visited once per filter; callers dedupe.
+   */
+  match(topic: string, visit: (subscriber: S, value: V) => void): void {
+    const levels = topic.split('/');
+    const dollar = topic.charCodeAt(0) === 0x24;
+    this.walk(this.root, levels, 0, visit, dollar);
+  }
+
+  /** True when the trie holds no entries and no nodes. */
+  isEmpty(): boolean {
+    return this.count === 0 && (!this.root.children || this.root.children.size === 0);
+  }
+
+  private walk(n: TrieNode<S, V>, levels: string[], i: number, visit: (subscriber: S, value: V) => void, dollar: boolean): void {
+    const children = n.children;
+    if (!children) {
+      if (i === levels.length) this.emit(n, visit);
+      return;
+    }
+    const skipWildcards = dollar && i === 0; // [MQTT-4.7.2-1]
+    if (!skipWildcards) {
+      // '#' matches this level and everything below, including the parent itself ('a/#' matches 'a').
+      const hash = children.get('#');
+      if (hash) this.emit(hash, visit);
+    }
+    if (i === levels.length) {
+      this.emit(n, visit);
+      return;
+    }
+    if (!skipWildcards) {
+      const plus = children.get('+');
+      if (plus) this.walk(plus, levels, i + 1, visit, dollar);
+    }
+    const level = levels[i]!;
+    if (level !== '+' && level !== '#') {
+      const exact = children.get(level);
+      if (exact) this.walk(exact, levels, i + 1, visit, dollar);
+    }
+  }
+
+  private emit(n: TrieNode<S, V>, visit: (subscriber: S, value: V) => void): void {
+    if (n.entries) for (const [s, v] of n.entries) visit(s, v);
+  }
+}

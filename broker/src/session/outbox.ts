@@ -1,0 +1,237 @@
+/**
+ * The outbox: everything a connection is sent goes through here, in order.
+ *
+ * - Deliveries are queued and written once per tick, corked, so a burst of
+ *   publishes costs one write per subscriber instead of one per message
+ *   (STYLE.md #6; the 20× measured in issue 2).
+ * - The slow-consumer policy applies when the bytes waiting for this connection
+ *   (queued here + buffered in the transport) exceed `maxBufferedBytes`:
+ *   `drop` drops the newest deliveries, `conflate` keeps only the latest per topic
+ *   until the connection drains, `disconnect` closes it with "slow consumer".
+ *   Every outcome is counted in `OutboxStats`.
+ * - Control frames (acks, errors, pongs) are never dropped by the policy; if a
+ *   peer lets even those pile up past twice the limit it is disconnected.
+ * - A retained snapshot is a queue item that sends its messages only while the
+ *   transport buffer is under `snapshotWindowBytes`, continuing on drain: it is
+ *   paced, never dropped, never ballooning memory; live deliveries queued behind
+ *   it keep their order (retained first, then live).
+ *
+ * Memory bound per connection: maxBufferedBytes of live data (+ one conflated
+ * entry per distinct topic while backed up, capped by maxConflatedTopics) and
+ * the snapshot's message references.
+ */
+import { CloseCode } from 'topicast/protocol';
+import { SendResult, type Connection } from './connection.js';
+
+export type SlowConsumerPolicy = 'drop' | 'conflate' | 'disconnect';
+export const SLOW_CONSUMER_POLICIES: readonly SlowConsumerPolicy[] = ['drop', 'conflate', 'disconnect'];
+
+export interface OutboxLimits {
+  maxBufferedBytes: number;
+  policy: SlowConsumerPolicy;
+  /** Retained snapshots are written only while the transport holds less than this. */
+  snapshotWindowBytes: number;
+  /** Distinct topics kept while conflating; beyond it the newest is dropped (and counted). */
+  maxConflatedTopics: number;
+}
+
+/** Counters shared by all outboxes of a broker (exported on /metrics and $SYS). */
+export interface OutboxStats {
+  framesSent: number;
+  bytesSent: number;
+  dropped: number;
+  conflated: number;
+  slowConsumerDisconnects: number;
+}
+
+export function createOutboxStats(): OutboxStats {
+  return { framesSent: 0, bytesSent: 0, dropped: 0, conflated: 0, slowConsumerDisconnects: 0 };
+}
+
+/** A paced stream of frames, e.g. a retained snapshot. `next` returns undefined when done. */
+export interface FrameSource {
+  next(): Uint8Array | undefined;
+}
+
+/** Batches flushes to once per tick across all outboxes. */
+export class Flusher {
+  private dirty: Outbox[] = [];
+  private scheduled = false;
+  private readonly flushAll = (): void => {
+    this.scheduled = false;
+    const batch = this.dirty;
+    this.dirty = [];
+    for (const outbox of batch) {
+      outbox.queuedForFlush = false;
+      outbox.flush();
+    }
+  };
+
+  constructor(private readonly schedule: (fn: () => void) => void = setImmediate) {}
+
+  mark(outbox: Outbox): void {
+    if (outbox.queuedForFlush) return;
+    outbox.queuedForFlush = true;
+    this.dirty.push(outbox);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      this.schedule(this.flushAll);
+    }
+  }
+}
+
+const DATA = 0;
+const CONTROL = 1;
+const SOURCE = 2;
+
+export class Outbox {
+  /** Flusher bookkeeping. */
+  queuedForFlush = false;
+  private items: (Uint8Array | FrameSource)[] = [];
+  private kinds: number[] = [];
+  private head = 0;
+  private queuedBytes = 0;
+  private conflated: Map<string, Uint8Array> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly limits: OutboxLimits,
+    private readonly stats: OutboxStats,
+    private readonly flusher: Flusher,
+  ) {}
+
+  /** Bytes waiting for this connection: queued here plus buffered in the transport. */
+  pendingBytes(): number {
+    return this.queuedBytes + this.conn.bufferedBytes();
+  }
+
+  /** Queues a delivery; the slow-consumer policy applies. `topic` keys conflation. */
+  pushData(bytes: Uint8Array, topic: string): void {
+    if (this.closed) return;
+    // While conflating, everything goes to the map so no older value can follow a newer one.
+    if (this.conflated || this.pendingBytes() + bytes.length > this.limits.maxBufferedBytes) {
+      this.overLimit(bytes, topic);
+      return;
+    }
+    this.enqueue(bytes, DATA);
+  }
+
+  /** Queues a control frame (ack, error, pong): never dropped by the policy. */
+  pushControl(bytes: Uint8Array): void {
+    if (this.closed) return;
+    if (this.pendingBytes() > 2 * this.limits.maxBufferedBytes) {
+      this.disconnectSlow();
+      return;
+    }
+    this.enqueue(bytes, CONTROL);
+  }
+
+  /** Queues a paced source (retained snapshot); frames behind it wait until it is exhausted. */
+  pushSource(source: FrameSource): void {
+    if (this.closed) return;
+    this.items.push(source);
+    this.kinds.push(SOURCE);
+    this.flusher.mark(this);
+  }
+
+  /** Stops all sending; the connection is going away. */
+  close(): void {
+    this.closed = true;
+    this.items = [];
+    this.kinds = [];
+    this.head = 0;
+    this.queuedBytes = 0;
+    this.conflated = undefined;
+  }
+
+  /** Writes what the transport will take. Called once per tick by the Flusher and on drain. */
+  flush(): void {
+    if (this.closed) return;
+    if (this.head === this.items.length && !this.conflated) return;
+    this.conn.cork(this.writeQueued);
+  }
+
+  private readonly writeQueued = (): void => {
+    const { conn, stats, items, kinds } = this;
+    while (this.head < items.length) {
+      if (this.closed) return;
+      const i = this.head;
+      const kind = kinds[i]!;
+      if (kind === SOURCE) {
+        const source = items[i] as FrameSource;
+        const window = this.limits.snapshotWindowBytes;
+        let frame: Uint8Array | undefined;
+        while (conn.bufferedBytes() < window && (frame = source.next()) !== undefined) {
+          conn.send(frame);
+          stats.framesSent++;
+          stats.bytesSent += frame.length;
+        }
+        if (frame !== undefined || conn.bufferedBytes() >= window) return; // resume on drain
+        this.head++;
+        continue;
+      }
+      const bytes = items[i] as Uint8Array;
+      const result = conn.send(bytes);
+      this.head++;
+      this.queuedBytes -= bytes.length;
+      if (result === SendResult.dropped) {
+        // Only reachable if the transport's own hard limit is lower than ours: count it, never hide it.
+        stats.dropped++;
+        continue;
+      }
+      stats.framesSent++;
+      stats.bytesSent += bytes.length;
+    }
+    // Queue empty: reset storage so arrays do not grow forever.
+    this.items.length = 0;
+    this.kinds.length = 0;
+    this.head = 0;
+    if (this.conflated && conn.bufferedBytes() < this.limits.maxBufferedBytes) {
+      const pending = this.conflated;
+      this.conflated = undefined;
+      for (const bytes of pending.values()) {
+        conn.send(bytes);
+        stats.framesSent++;
+        stats.bytesSent += bytes.length;
+      }
+    }
+  };
+
+  private enqueue(bytes: Uint8Array, kind: number): void {
+    this.items.push(bytes);
+    this.kinds.push(kind);
+    this.queuedBytes += bytes.length;
+    this.flusher.mark(this);
+  }
+
+  private overLimit(bytes: Uint8Array, topic: string): void {
+    switch (this.limits.policy) {
+      case 'drop':
+        this.stats.dropped++;
+        return;
+      case 'conflate': {
+        const map = (this.conflated ??= new Map());
+        if (map.has(topic)) {
+          map.delete(topic); // re-insert so flush order follows the latest update
+          this.stats.conflated++;
+        } else if (map.size >= this.limits.maxConflatedTopics) {
+          this.stats.dropped++;
+          return;
+        }
+        map.set(topic, bytes);
+        return;
+      }
+      case 'disconnect':
+        this.disconnectSlow();
+        return;
+    }
+  }
+
+  private disconnectSlow(): void {
+    if (this.closed) return;
+    this.stats.slowConsumerDisconnects++;
+    this.close();
+    this.conn.close(CloseCode.slowConsumer, 'slow consumer');
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * Native protocol v1 frames (PROTOCOL.md §3): each WebSocket binary message is
+ * one MessagePack array whose first element is the op code. This file is the
+ * only place that knows the array layout; everything else sees typed frames.
+ *
+ * Decoders validate the full shape and throw only `DecodeError`; encoders trust
+ * their (typed) input. `bin` payloads are copied out of the input (see msgpack.ts).
+ */
+import { DecodeError } from './errors.js';
+import { decode, encode, type Value } from './msgpack.js';
+
+export const PROTOCOL_VERSION = 1;
+/** WebSocket subprotocol negotiated at the upgrade (PROTOCOL.md §1). */
+export const SUBPROTOCOL = 'topicast.v1';
+
+/** Op codes: client → broker below 16, broker → client from 16 (PROTOCOL.md §3). */
+export const Op = {
+  subscribe: 1,
+  unsubscribe: 2,
+  publish: 3,
+  ping: 4,
+  will: 5,
+  ack: 16,
+  error: 17,
+  delivery: 18,
+  snapshotEnd: 19,
+  pong: 20,
+  welcome: 21,
+} as const;
+export type Op = (typeof Op)[keyof typeof Op];
+
+/** Bits of the publish and delivery `flags` field (PROTOCOL.md §3.3). */
+export const Flag = {
+  /** publish: keep as the topic's retained value; delivery: this is a retained value. */
+  retain: 1,
+} as const;
+
+export interface SubscribeOptions {
+  /** Deliver retained values first (default true). */
+  retained?: boolean;
+}
+
+export interface WillMessage {
+  topic: string;
+  payload: Uint8Array;
+  retain: boolean;
+}
+
+export type ClientFrame =
+  | { op: typeof Op.subscribe; id: number; filters: string[]; options: SubscribeOptions }
+  | { op: typeof Op.unsubscribe; id: number; filters: string[] }
+  | { op: typeof Op.publish; id: number; topic: string; payload: Uint8Array; flags: number }
+  | { op: typeof Op.ping; id: number }
+  | { op: typeof Op.will; id: number; will: WillMessage | null };
+
+export interface SubscribeResult {
+  /** Number of retained messages that follow before the SNAPSHOT_END frame for this request. */
+  retained: number;
+}
+
+export interface WelcomeInfo {
+  /** Protocol version spoken by the broker. */
+  version: number;
+  /** Broker software and version, e.g. `topicast/0.1.0`. */
+  server: string;
+  /** Largest payload the broker accepts. */
+  maxPayloadBytes: number;
+  /** The broker closes a connection silent for this long; clients ping well within it. */
+  idleTimeoutSec: number;
+}
+
+export type ServerFrame =
+  | { op: typeof Op.ack; id: number; result: SubscribeResult | null }
+  | { op: typeof Op.error; id: number; code: number; message: string }
+  | { op: typeof Op.delivery; topic: string; payload: Uint8Array; flags: number }
+  | { op: typeof Op.snapshotEnd; id: number }
+  | { op: typeof Op.pong; id: number }
+  | { op: typeof Op.welcome; info: WelcomeInfo };
+
+export type Frame = ClientFrame | ServerFrame;
+
+// ---- encoding -------------------------------------------------------------
+
+/** Encodes any frame. Deliveries have a dedicated fast path: `encodeDelivery`. */
+export function encodeFrame(frame: Frame): Uint8Array {
+  switch (frame.op) {
+    case Op.subscribe: {
+      const opts: { [k: string]: Value } = {};
+      if (frame.options.retained === false) opts.retained = false;
+      return encode([frame.op, frame.id, frame.filters, opts]);
+    }
+    case Op.unsubscribe: return encode([frame.op, frame.id, frame.filters]);
+    case Op.publish: return encode([frame.op, frame.id, frame.topic, frame.payload, frame.flags]);
+    case Op.ping: return encode([frame.op, frame.id]);
+    case Op.will: return encode([frame.op, frame.id, frame.will ? [frame.will.topic, frame.will.payload, frame.will.retain] : null]);
+    case Op.ack: return encode([frame.op, frame.id, frame.result ? { retained: frame.result.retained } : null]);
+    case Op.error: return encode([frame.op, frame.id, frame.code, frame.message]);
+    case Op.delivery: return encodeDelivery(frame.topic, frame.payload, frame.flags);
+    case Op.snapshotEnd: return encode([frame.op, frame.id]);
+    case Op.pong: return encode([frame.op, frame.id]);
+    case Op.welcome: return encode([frame.op, { ...frame.info }]);
+  }
+}
+
+/** The hot path: one delivery frame, encoded once per publish and sent to every native subscriber. */
+export function encodeDelivery(topic: string, payload: Uint8Array, flags: number): Uint8Array {
+  return encode([Op.delivery, topic, payload, flags]);
+}
+
+// ---- decoding -------------------------------------------------------------
+
+function fail(what: string): never {
+  throw new DecodeError(what);
+}
+
+function arrayOf(bytes: Uint8Array): Value[] {
+  const v = decode(bytes);
+  if (!Array.isArray(v) || v.length === 0) fail('frame must be a non-empty array');
+  return v;
+}
+
+function id(v: Value | undefined): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) fail('request id must be an integer in 0..2^32-1');
+  return v;
+}
+
+function str(v: Value | undefined, what: string): string {
+  if (typeof v !== 'string') fail(`${what} must be a string`);
+  return v;
+}
+
+function bin(v: Value | undefined, what: string): Uint8Array {
+  if (!(v instanceof Uint8Array)) fail(`${what} must be bin`);
+  return v;
+}
+
+function flags(v: Value | undefined): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xff) fail('flags must be an integer in 0..255');
+  return v;
+}
+
+function strings(v: Value | undefined, what: string): string[] {
+  if (!Array.isArray(v) || v.length === 0) fail(`${what} must be a non-empty array of strings`);
+  for (const s of v) if (typeof s !== 'string') fail(`${what} must be a non-empty array of strings`);
+  return v as string[];
+}
+
+function arity(a: Value[], min: number, max: number): void {
+  if (a.length < min || a.length > max) fail(`op ${String(a[0])} takes ${min - 1}..${max - 1} fields, got ${a.length - 1}`);
+}
+
+/** Decodes a frame sent by a client; throws `DecodeError` on anything malformed. */
+export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
+  const a = arrayOf(bytes);
+  switch (a[0]) {
+    case Op.subscribe: {
+      arity(a, 3, 4);
+      const o = a[3];
+      if (o !== undefined && o !== null && (typeof o !== 'object' || Array.isArray(o) || o instanceof Uint8Array)) fail('subscribe options must be a map');
+      const options: SubscribeOptions = {};
+      if (o && typeof o === 'object' && 'retained' in o) {
+        const r = (o as { [k: string]: Value }).retained;
+        if (typeof r !== 'boolean') fail('subscribe option retained must be a boolean');
+        options.retained = r;
+      }
+      return { op: Op.subscribe, id: id(a[1]), filters: strings(a[2], 'filters'), options };
+    }
+    case Op.unsubscribe:
+      arity(a, 3, 3);
+      return { op: Op.unsubscribe, id: id(a[1]), filters: strings(a[2], 'filters') };
+    case Op.publish:
+      arity(a, 5, 5);
+      return { op: Op.publish, id: id(a[1]), topic: str(a[2], 'topic'), payload: bin(a[3], 'payload'), flags: flags(a[4]) };
+    case Op.ping:
+      arity(a, 2, 2);
+      return { op: Op.ping, id: id(a[1]) };
+    case Op.will: {
+      arity(a, 3, 3);
+      const w = a[2];
+      if (w === null) return { op: Op.will, id: id(a[1]), will: null };
+      if (!Array.isArray(w) || w.length !== 3 || typeof w[2] !== 'boolean') fail('will must be [topic, payload, retain] or nil');
+      return { op: Op.will, id: id(a[1]), will: { topic: str(w[0], 'will topic'), payload: bin(w[1], 'will payload'), retain: w[2] } };
+    }
+    default:
+      return fail(`unknown client op ${JSON.stringify(a[0])}`);
+  }
+}
+
+function num(v: Value | undefined, what: string): number {
+  if (typeof v !== 'number') fail(`${what} must be a number`);
+  return v;
+}
+
+/** Decodes a frame sent by the broker; throws `DecodeError` on anything malformed. */
+export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
+  const a = arrayOf(bytes);
+  switch (a[0]) {
+    case Op.delivery:
+      arity(a, 4, 4);
+      return { op: Op.delivery, topic: str(a[1], 'topic'), payload: bin(a[2], 'payload'), flags: flags(a[3]) };
+    case Op.ack: {
+      arity(a, 3, 3);
+      const r = a[2];
+      if (r === null) return { op: Op.ack, id: id(a[1]), result: null };
+      if (typeof r !== 'object' || Array.isArray(r) || r instanceof Uint8Array) fail('ack result must be a map or nil');
+      return { op: Op.ack, id: id(a[1]), result: { retained: num(r.retained, 'retained count') } };
+    }
+    case Op.error:
+      arity(a, 4, 4);
+      return { op: Op.error, id: id(a[1]), code: num(a[2], 'error code'), message: str(a[3], 'error message') };
+    case Op.snapshotEnd:
+      arity(a, 2, 2);
+      return { op: Op.snapshotEnd, id: id(a[1]) };
+    case Op.pong:
+      arity(a, 2, 2);
+      return { op: Op.pong, id: id(a[1]) };
+    case Op.welcome: {
+      arity(a, 2, 2);
+      const m = a[1];
+      if (!m || typeof m !== 'object' || Array.isArray(m) || m instanceof Uint8Array) fail('welcome must carry a map');
+      return {
+        op: Op.welcome,
+        info: {
+          version: num(m.version, 'version'),
+          server: str(m.server, 'server'),
+          maxPayloadBytes: num(m.maxPayloadBytes, 'maxPayloadBytes'),
+          idleTimeoutSec: num(m.idleTimeoutSec, 'idleTimeoutSec'),
+        },
+      };
+    }
+    default:
+      return fail(`unknown server op ${JSON.stringify(a[0])}`);
+  }
+}
