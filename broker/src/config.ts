@@ -1,0 +1,166 @@
+/**
+ * Broker configuration: defaults < config file (JSON) < TOPICAST_* env < flags.
+ * Every setting is declared once in a spec table; invalid values stop start-up
+ * with one line naming the setting and the offending value (ConfigError).
+ */
+import { readFileSync } from 'node:fs';
+import { SLOW_CONSUMER_POLICIES } from './session/outbox.js';
+import { MQTT_SETTINGS } from './protocol/mqtt/settings.js';
+import { envName, flagName, type SettingSpec } from './settings.js';
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const BROKER_SETTINGS = [
+  { key: 'host', type: 'string', default: '0.0.0.0', doc: 'address to listen on; all interfaces so devices on the LAN reach it' },
+  { key: 'port', type: 'int', default: 8080, min: 0, max: 65535, doc: 'HTTP + WebSocket port (0 picks a free port, logged at start-up)' },
+  { key: 'static', type: 'string', default: undefined, doc: 'directory served at / (default: the bundled dashboard)' },
+  { key: 'config', type: 'string', default: undefined, doc: 'JSON file with any of these settings (camelCase keys)' },
+  { key: 'logLevel', type: 'enum', default: 'info', values: LOG_LEVELS, doc: 'log verbosity; info logs start-up, shutdown and errors, not traffic' },
+  { key: 'maxPayloadBytes', type: 'int', default: 256 * 1024, min: 1, max: 64 * 1024 * 1024, doc: 'largest payload accepted; sensor data is tiny, 256 KiB still fits a small image' },
+  { key: 'maxTopicBytes', type: 'int', default: 1024, min: 1, max: 65535, doc: 'longest topic or filter in UTF-8 bytes; device trees stay far below, and it fits a NATS subject' },
+  { key: 'maxTopicLevels', type: 'int', default: 32, min: 1, max: 1024, doc: 'most levels in a topic or filter; bounds matching cost per publish' },
+  { key: 'maxSubscriptionsPerConnection', type: 'int', default: 1000, min: 1, max: 10_000_000, doc: 'a dashboard needs tens; 1000 stops a client from bloating the index' },
+  { key: 'maxConnections', type: 'int', default: 50_000, min: 1, max: 10_000_000, doc: 'beyond it upgrades get 503 (native) or CONNACK 0x9F (MQTT); about 1 GiB of headroom at measured bytes per connection' },
+  { key: 'maxPublishesPerSec', type: 'int', default: 10_000, min: 0, max: 100_000_000, doc: 'per-connection sustained publish rate (0 = unlimited); a device sends a few per second, a gateway thousands' },
+  { key: 'publishBurst', type: 'int', default: 20_000, min: 1, max: 100_000_000, doc: 'publishes a connection may send at once above the sustained rate (token bucket depth)' },
+  { key: 'maxBufferedBytes', type: 'int', default: 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, doc: 'bytes waiting for one connection before the slow-consumer policy applies; seconds of sensor traffic' },
+  { key: 'slowConsumerPolicy', type: 'enum', default: 'conflate', values: SLOW_CONSUMER_POLICIES, doc: 'drop (newest), conflate (latest per topic until drained) or disconnect; conflate suits live readings' },
+  { key: 'maxConflatedTopics', type: 'int', default: 10_000, min: 1, max: 10_000_000, doc: 'distinct topics kept per connection while conflating; beyond it new topics are dropped and counted' },
+  { key: 'snapshotWindowBytes', type: 'int', default: 256 * 1024, min: 1024, max: 1024 * 1024 * 1024, doc: 'a retained snapshot is written only while the socket buffers less than this: paced, never dropped' },
+  { key: 'maxRetainedTopics', type: 'int', default: 1_000_000, min: 0, max: 100_000_000, doc: 'retained topics kept; beyond it new retained topics are refused (existing ones still update)' },
+  { key: 'idleTimeoutSec', type: 'int', default: 120, min: 0, max: 960, doc: 'a WebSocket silent this long is closed; the broker pings before it, so only dead peers go (multiple of 4, or 0)' },
+  { key: 'sysIntervalSec', type: 'int', default: 5, min: 0, max: 3600, doc: 'how often $SYS/broker/... topics are refreshed (0 = never)' },
+  { key: 'shutdownTimeoutMs', type: 'int', default: 5000, min: 0, max: 600_000, doc: 'graceful shutdown bound: after it the process exits even if clients linger' },
+  ...MQTT_SETTINGS,
+] as const satisfies readonly SettingSpec[];
+
+type SpecValue<S> = S extends { type: 'int' } ? number
+  : S extends { type: 'bool' } ? boolean
+  : S extends { type: 'list' } ? string[]
+  : S extends { type: 'enum'; values: readonly (infer V)[] } ? V
+  : S extends { default: undefined } ? string | undefined
+  : string;
+
+export type BrokerConfig = {
+  -readonly [S in (typeof BROKER_SETTINGS)[number] as S['key']]: SpecValue<S>;
+};
+
+const SPECS: readonly SettingSpec[] = BROKER_SETTINGS;
+const BY_KEY = new Map(SPECS.map((s) => [s.key, s]));
+const BY_FLAG = new Map(SPECS.map((s) => [flagName(s.key), s]));
+
+function describe(spec: SettingSpec, source: string): string {
+  return source === 'flag' ? `--${flagName(spec.key)}` : source === 'env' ? envName(spec.key) : `"${spec.key}" in the config file`;
+}
+
+function coerce(spec: SettingSpec, raw: unknown, source: string): SettingSpec['default'] {
+  const where = describe(spec, source);
+  const bad = (why: string): never => {
+    throw new ConfigError(`invalid setting ${where}: ${JSON.stringify(raw)} ${why}`);
+  };
+  switch (spec.type) {
+    case 'int': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+      if (!Number.isSafeInteger(n)) return bad('is not an integer');
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) return bad(`is outside ${spec.min}..${spec.max}`);
+      return n;
+    }
+    case 'bool': {
+      if (typeof raw === 'boolean') return raw;
+      if (raw === 'true' || raw === '1' || raw === 'yes') return true;
+      if (raw === 'false' || raw === '0' || raw === 'no') return false;
+      return bad('is not a boolean (true/false)');
+    }
+    case 'enum':
+      if (typeof raw !== 'string' || !spec.values!.includes(raw)) return bad(`is not one of ${spec.values!.join(', ')}`);
+      return raw;
+    case 'list':
+      if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return raw as string[];
+      if (typeof raw === 'string') return raw.split(',').map((s) => s.trim()).filter(Boolean);
+      return bad('is not a list of strings');
+    case 'string':
+      if (typeof raw !== 'string' || raw.length === 0) return bad('is not a non-empty string');
+      return raw;
+  }
+}
+
+export interface ParsedArgs {
+  values: Map<string, string | true>;
+  positionals: string[];
+}
+
+/** Splits argv into `--flag value` / `--flag=value` / `--bool` pairs and positionals. */
+export function parseArgs(argv: readonly string[]): ParsedArgs {
+  const values = new Map<string, string | true>();
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) {
+      positionals.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+    if (eq >= 0) values.set(name, a.slice(eq + 1));
+    else if (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) values.set(name, argv[++i]!);
+    else values.set(name, true);
+  }
+  return { values, positionals };
+}
+
+/**
+ * Resolves the configuration from argv, env and the config file.
+ * @throws ConfigError naming the first bad setting.
+ */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): BrokerConfig {
+  const { values: flags, positionals } = parseArgs(argv);
+  if (positionals.length > 0) throw new ConfigError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  for (const name of flags.keys()) {
+    if (!BY_FLAG.has(name)) throw new ConfigError(`unknown setting --${name} (see --help)`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const spec of SPECS) out[spec.key] = spec.default;
+
+  const configPath = (flags.get('config') as string | undefined) ?? env[envName('config')];
+  if (configPath !== undefined) {
+    if (typeof configPath !== 'string') throw new ConfigError('invalid setting --config: a file path is required');
+    let file: unknown;
+    try {
+      file = JSON.parse(readFileSync(configPath, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`invalid setting --config: cannot read ${configPath}: ${(err as Error).message}`);
+    }
+    if (!file || typeof file !== 'object' || Array.isArray(file)) throw new ConfigError(`invalid setting --config: ${configPath} must hold a JSON object`);
+    for (const [key, raw] of Object.entries(file)) {
+      const spec = BY_KEY.get(key);
+      if (!spec || key === 'config') throw new ConfigError(`unknown setting "${key}" in ${configPath}`);
+      out[key] = coerce(spec, raw, 'file');
+    }
+  }
+  for (const spec of SPECS) {
+    const raw = env[envName(spec.key)];
+    if (raw !== undefined && raw !== '') out[spec.key] = coerce(spec, raw, 'env');
+  }
+  for (const [name, raw] of flags) {
+    const spec = BY_FLAG.get(name)!;
+    if (raw === true && spec.type !== 'bool') throw new ConfigError(`invalid setting --${name}: a value is required`);
+    out[spec.key] = coerce(spec, raw, 'flag');
+  }
+  const config = out as BrokerConfig;
+  if (config.idleTimeoutSec !== 0 && (config.idleTimeoutSec < 8 || config.idleTimeoutSec % 4 !== 0)) {
+    throw new ConfigError(`invalid setting idleTimeoutSec: ${config.idleTimeoutSec} must be 0 or a multiple of 4 of at least 8 (a uWebSockets.js rule)`);
+  }
+  if (config.port !== 0 && config.port === config.mqttPort) {
+    throw new ConfigError(`invalid setting mqttPort: ${config.mqttPort} is the same as port`);
+  }
+  return config;
+}
+
+/** The configuration reference as Markdown rows (README and --help). */
+export function settingsReference(): string {
+  return SPECS.map((s) => `| \`--${flagName(s.key)}\` | \`${envName(s.key)}\` | ${s.default === undefined ? '' : `\`${Array.isArray(s.default) ? s.default.join(',') : String(s.default)}\``} | ${s.doc} |`).join('\n');
+}

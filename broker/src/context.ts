@@ -1,0 +1,45 @@
+/**
+ * What every protocol handler shares: the router, the flusher, counters, the
+ * logger and the configuration. Built once in broker.ts (the composition root).
+ */
+import type { TopicLimits } from 'topicast/protocol';
+import type { BrokerConfig } from './config.js';
+import type { Router } from './core/router.js';
+import type { Logger } from './observe/log.js';
+import type { Metrics } from './observe/metrics.js';
+import type { Flusher, OutboxLimits, OutboxStats } from './session/outbox.js';
+
+/** Counters of connection-level events shared by all protocols. */
+export interface BrokerCounters {
+  connectionsTotal: number;
+  /** Open connections per protocol name ('native', 'mqtt', ...). */
+  open: Record<string, number>;
+  /** Publishes refused by the rate limit. */
+  rateLimited: number;
+  /** Frames or packets rejected as malformed. */
+  malformed: number;
+  /** Errors sent to clients, by error code. */
+  errorsSent: number;
+  /** Connections refused at maxConnections. */
+  connectionsRefused: number;
+  /** Wills published. */
+  willsPublished: number;
+}
+
+export interface BrokerContext {
+  readonly config: BrokerConfig;
+  readonly router: Router;
+  readonly flusher: Flusher;
+  readonly outboxStats: OutboxStats;
+  readonly outboxLimits: OutboxLimits;
+  readonly topicLimits: TopicLimits;
+  readonly counters: BrokerCounters;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly startedAt: number;
+  readonly version: string;
+  /** Wall clock in ms; injectable for tests. */
+  now(): number;
+  /** Total open connections over every protocol. */
+  openConnections(): number;
+}

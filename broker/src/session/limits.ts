@@ -1,0 +1,51 @@
+/**
+ * Per-connection limits shared by every protocol: the publish token bucket and
+ * the checks a publish or a filter must pass before reaching the router.
+ * Hot-path friendly: no allocation, outcomes returned instead of thrown.
+ */
+import { ErrorCode, filterProblem, topicProblem, type TopicLimits } from 'topicast/protocol';
+
+/** Token bucket: `ratePerSec` sustained, `burst` at once. A rate of 0 means unlimited. */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(private readonly ratePerSec: number, private readonly burst: number, now: number) {
+    this.tokens = burst;
+    this.last = now;
+  }
+
+  /** Takes one token; false when the bucket is empty (the caller refuses and counts). */
+  take(now: number): boolean {
+    if (this.ratePerSec === 0) return true;
+    if (this.tokens < 1) {
+      const elapsed = now - this.last;
+      if (elapsed > 0) {
+        this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.ratePerSec) / 1000);
+        this.last = now;
+      }
+      if (this.tokens < 1) return false;
+    }
+    this.tokens--;
+    return true;
+  }
+}
+
+export interface PublishCheck {
+  code: ErrorCode;
+  message: string;
+}
+
+/** Validates a publish's topic and size; undefined when it may be routed. */
+export function checkPublish(topic: string, payloadBytes: number, limits: TopicLimits, maxPayloadBytes: number): PublishCheck | undefined {
+  const problem = topicProblem(topic, limits);
+  if (problem !== undefined) return { code: ErrorCode.invalidTopic, message: `topic ${problem}` };
+  if (payloadBytes > maxPayloadBytes) return { code: ErrorCode.payloadTooLarge, message: `payload of ${payloadBytes} bytes exceeds maxPayloadBytes ${maxPayloadBytes}` };
+  return undefined;
+}
+
+/** Validates a filter; undefined when it may be subscribed. */
+export function checkFilter(filter: string, limits: TopicLimits): PublishCheck | undefined {
+  const problem = filterProblem(filter, limits);
+  return problem === undefined ? undefined : { code: ErrorCode.invalidFilter, message: `filter ${JSON.stringify(filter.slice(0, 64))} ${problem}` };
+}
