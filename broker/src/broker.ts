@@ -1,0 +1,94 @@
+/**
+ * The composition root: builds the context, the protocols and the listeners
+ * from a configuration, and shuts them down in order. No logic lives here.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { BrokerConfig } from './config.js';
+import type { BrokerContext, BrokerCounters } from './context.js';
+import { Router } from './core/router.js';
+import { MemoryRetainedStore } from './core/retained.js';
+import { createLogger, type Logger } from './observe/log.js';
+import { Metrics } from './observe/metrics.js';
+import { registerCoreMetrics, startSys } from './observe/sys.js';
+import { createNativeProtocol } from './protocol/native/index.js';
+import { createOutboxStats, Flusher } from './session/outbox.js';
+import { listenHttp } from './transport/uws.js';
+
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** The dashboard bundled with the broker (built into dist/public). */
+export const DEFAULT_STATIC_ROOT = fileURLToPath(new URL('./public/', import.meta.url));
+
+export interface RunningBroker {
+  readonly ctx: BrokerContext;
+  readonly port: number;
+  /** 0 when the MQTT TCP listener is off. */
+  readonly mqttPort: number;
+  /** Stops accepting, closes every client (1001 / MQTT 5 0x8B), resolves when all are gone or the timeout passed. */
+  shutdown(): Promise<void>;
+}
+
+export function createContext(config: BrokerConfig, log: Logger = createLogger(config.logLevel)): BrokerContext {
+  const counters: BrokerCounters = {
+    connectionsTotal: 0, open: {}, rateLimited: 0, malformed: 0, errorsSent: 0, connectionsRefused: 0, willsPublished: 0,
+  };
+  return {
+    config,
+    router: new Router(new MemoryRetainedStore()),
+    flusher: new Flusher(),
+    outboxStats: createOutboxStats(),
+    outboxLimits: {
+      maxBufferedBytes: config.maxBufferedBytes,
+      policy: config.slowConsumerPolicy,
+      snapshotWindowBytes: config.snapshotWindowBytes,
+      maxConflatedTopics: config.maxConflatedTopics,
+    },
+    topicLimits: { maxTopicBytes: config.maxTopicBytes, maxTopicLevels: config.maxTopicLevels },
+    counters,
+    metrics: new Metrics(),
+    log,
+    startedAt: Date.now(),
+    version: VERSION,
+    now: Date.now,
+    openConnections() {
+      let n = 0;
+      for (const v of Object.values(counters.open)) n += v;
+      return n;
+    },
+  };
+}
+
+export async function startBroker(config: BrokerConfig, log?: Logger): Promise<RunningBroker> {
+  const ctx = createContext(config, log);
+  registerCoreMetrics(ctx);
+  const native = createNativeProtocol(ctx);
+  let ready = true;
+  const http = await listenHttp(ctx, {
+    host: config.host,
+    port: config.port,
+    staticRoot: config.static ?? DEFAULT_STATIC_ROOT,
+    native,
+    mqtt: undefined,
+    ready: () => ready,
+  });
+  const tcp = undefined as undefined | { port: number; close(): Promise<void> };
+  const stopSys = startSys(ctx);
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (): Promise<void> => {
+    stopping ??= (async () => {
+      ready = false;
+      stopSys();
+      http.stopListening();
+      const closingTcp = tcp?.close();
+      native.closeAll();
+      const deadline = Date.now() + config.shutdownTimeoutMs;
+      while (ctx.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (ctx.openConnections() > 0) ctx.log.warn({ open: ctx.openConnections() }, 'shutdown timeout: connections left open');
+      await Promise.race([closingTcp, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+    })();
+    return stopping;
+  };
+  return { ctx, port: http.port, mqttPort: tcp?.port ?? 0, shutdown };
+}

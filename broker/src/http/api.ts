@@ -1,0 +1,71 @@
+/**
+ * The HTTP API on the broker port, independent of the server library:
+ * `GET /healthz`, `GET /metrics`, `POST /api/publish/<topic>` (`?retain=1`).
+ * uws.ts adapts requests and responses; this file holds the rules.
+ */
+import { ErrorCode } from 'topicast/protocol';
+import type { BrokerContext } from '../context.js';
+import { createMessage } from '../core/message.js';
+import { checkPublish } from '../session/limits.js';
+
+export interface HttpReply {
+  status: number;
+  headers: Record<string, string>;
+  body: string | Uint8Array;
+}
+
+export const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK', 204: '204 No Content', 400: '400 Bad Request', 404: '404 Not Found', 405: '405 Method Not Allowed',
+  413: '413 Payload Too Large', 426: '426 Upgrade Required', 500: '500 Internal Server Error', 503: '503 Service Unavailable',
+};
+
+function json(status: number, value: unknown): HttpReply {
+  return { status, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(value) };
+}
+
+export function errorReply(status: number, code: number, message: string): HttpReply {
+  return json(status, { error: { code, message } });
+}
+
+/** Methods allowed per API path; other paths are static files (GET, HEAD). */
+export function allowedMethods(path: string): readonly string[] {
+  if (path === '/healthz' || path === '/metrics') return ['GET', 'HEAD'];
+  if (path.startsWith('/api/publish/')) return ['POST'];
+  if (path === '/ws' || path === '/mqtt') return ['GET'];
+  if (path.startsWith('/api/')) return [];
+  return ['GET', 'HEAD'];
+}
+
+export function healthz(ctx: BrokerContext, ready: boolean): HttpReply {
+  return json(ready ? 200 : 503, {
+    status: ready ? 'ok' : 'not-ready',
+    version: ctx.version,
+    uptimeSec: Math.floor((ctx.now() - ctx.startedAt) / 1000),
+    connections: ctx.openConnections(),
+  });
+}
+
+export function metrics(ctx: BrokerContext): HttpReply {
+  return { status: 200, headers: { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }, body: ctx.metrics.render() };
+}
+
+/** `POST /api/publish/<topic>`: the topic is the rest of the path, percent-decoded. */
+export function publish(ctx: BrokerContext, path: string, query: string, body: Uint8Array): HttpReply {
+  let topic: string;
+  try {
+    topic = decodeURIComponent(path.slice('/api/publish/'.length));
+  } catch {
+    return errorReply(400, ErrorCode.invalidTopic, 'topic is not valid percent-encoding');
+  }
+  const bad = checkPublish(topic, body.length, ctx.topicLimits, ctx.config.maxPayloadBytes);
+  if (bad) return errorReply(bad.code === ErrorCode.payloadTooLarge ? 413 : 400, bad.code, bad.message);
+  const params = new URLSearchParams(query);
+  const r = params.get('retain');
+  const retain = r === '1' || r === 'true';
+  const store = ctx.router.retained;
+  if (retain && body.length > 0 && store.size >= ctx.config.maxRetainedTopics && store.get(topic) === undefined) {
+    return errorReply(503, ErrorCode.unavailable, `retained store is full (maxRetainedTopics ${ctx.config.maxRetainedTopics})`);
+  }
+  const { deliveries } = ctx.router.publish(createMessage(topic, body, retain));
+  return json(200, { topic, retain, deliveries });
+}

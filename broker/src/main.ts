@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+/**
+ * Process entry of `topicast`: `topicast [flags]` runs the broker;
+ * `topicast pub ...` and `topicast sub ...` are small clients (cli/pubsub.ts).
+ */
+import { ConfigError, loadConfig, settingsReference } from './config.js';
+import { startBroker, VERSION } from './broker.js';
+import { createLogger } from './observe/log.js';
+
+const argv = process.argv.slice(2);
+
+async function main(): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`topicast ${VERSION}: pub/sub broker over WebSockets and MQTT\n\nUsage: topicast [--setting value ...]\n       topicast pub -t TOPIC -m VALUE [-r] [--url URL]\n       topicast sub -t FILTER [--url URL]\n\n| flag | env | default | meaning |\n|---|---|---|---|\n${settingsReference()}\n`);
+    return;
+  }
+  if (argv.includes('--version')) {
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+  let config;
+  try {
+    config = loadConfig(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`topicast: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception; exiting so the supervisor restarts a clean process');
+    process.exit(1);
+  });
+  let broker;
+  try {
+    broker = await startBroker(config, log);
+  } catch (err) {
+    log.fatal({ err }, 'start-up failed');
+    process.stderr.write(`topicast: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  log.info(
+    { host: config.host, port: broker.port, mqttPort: broker.mqttPort, version: VERSION, url: `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${broker.port}/` },
+    'listening',
+  );
+  let signals = 0;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (++signals > 1) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      log.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs + 2000);
+    force.unref();
+    broker.shutdown().then(
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+void main();

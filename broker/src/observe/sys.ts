@@ -1,0 +1,80 @@
+/**
+ * Broker figures: registered once on /metrics and republished as retained
+ * UTF-8 text under `$SYS/broker/...` every `sysIntervalSec` (the Mosquitto
+ * layout, so existing MQTT tools read them). Filters starting with a wildcard
+ * never match `$SYS` [MQTT-4.7.2-1]: subscribe to `$SYS/#` explicitly.
+ */
+import type { BrokerContext } from '../context.js';
+import { createMessage } from '../core/message.js';
+
+interface SysFigure {
+  topic: string;
+  metric: string;
+}
+
+/** Registers the broker-wide metrics; protocols register their own. */
+export function registerCoreMetrics(ctx: BrokerContext): void {
+  const { metrics: m, router, outboxStats: o, counters: c } = ctx;
+  m.register('topicast_uptime_seconds', 'gauge', 'Seconds since the broker started', () => Math.floor((ctx.now() - ctx.startedAt) / 1000));
+  m.register('topicast_connections', 'gauge', 'Open client connections by protocol', () => Object.entries(c.open).map(([protocol, n]) => [{ protocol }, n] as const));
+  m.register('topicast_connections_open', 'gauge', 'Open client connections over all protocols', () => ctx.openConnections());
+  m.register('topicast_connections_total', 'counter', 'Connections accepted since start', () => c.connectionsTotal);
+  m.register('topicast_connections_refused_total', 'counter', 'Connections refused at maxConnections', () => c.connectionsRefused);
+  m.register('topicast_subscriptions', 'gauge', 'Subscriptions held (connection, filter)', () => router.subscriptionCount);
+  m.register('topicast_messages_received_total', 'counter', 'Messages published into the router', () => router.stats.messagesIn);
+  m.register('topicast_bytes_received_total', 'counter', 'Payload bytes published into the router', () => router.stats.bytesIn);
+  m.register('topicast_deliveries_total', 'counter', 'Deliveries handed to connections (one per connection per message)', () => router.stats.deliveries);
+  m.register('topicast_frames_sent_total', 'counter', 'Frames and packets written to connections', () => o.framesSent);
+  m.register('topicast_bytes_sent_total', 'counter', 'Bytes written to connections', () => o.bytesSent);
+  m.register('topicast_dropped_total', 'counter', 'Deliveries dropped by the slow-consumer policy', () => o.dropped);
+  m.register('topicast_conflated_total', 'counter', 'Deliveries replaced by a newer one on the same topic while a connection was backed up', () => o.conflated);
+  m.register('topicast_slow_consumer_disconnects_total', 'counter', 'Connections closed by the disconnect policy', () => o.slowConsumerDisconnects);
+  m.register('topicast_rate_limited_total', 'counter', 'Publishes refused by the per-connection rate limit', () => c.rateLimited);
+  m.register('topicast_malformed_total', 'counter', 'Malformed frames or packets received', () => c.malformed);
+  m.register('topicast_errors_sent_total', 'counter', 'Error frames sent to clients', () => c.errorsSent);
+  m.register('topicast_wills_published_total', 'counter', 'Will messages published', () => c.willsPublished);
+  m.register('topicast_retained_messages', 'gauge', 'Retained topics held', () => router.retained.size);
+  m.register('topicast_retained_bytes', 'gauge', 'Payload bytes of retained messages', () => router.retained.bytes);
+  m.register('topicast_process_resident_bytes', 'gauge', 'Resident memory of the broker process', () => process.memoryUsage.rss());
+}
+
+const FIGURES: readonly SysFigure[] = [
+  { topic: '$SYS/broker/uptime', metric: 'topicast_uptime_seconds' },
+  { topic: '$SYS/broker/clients/connected', metric: 'topicast_connections_open' },
+  { topic: '$SYS/broker/clients/total', metric: 'topicast_connections_total' },
+  { topic: '$SYS/broker/subscriptions/count', metric: 'topicast_subscriptions' },
+  { topic: '$SYS/broker/messages/received', metric: 'topicast_messages_received_total' },
+  { topic: '$SYS/broker/messages/sent', metric: 'topicast_frames_sent_total' },
+  { topic: '$SYS/broker/messages/dropped', metric: 'topicast_dropped_total' },
+  { topic: '$SYS/broker/messages/conflated', metric: 'topicast_conflated_total' },
+  { topic: '$SYS/broker/bytes/received', metric: 'topicast_bytes_received_total' },
+  { topic: '$SYS/broker/bytes/sent', metric: 'topicast_bytes_sent_total' },
+  { topic: '$SYS/broker/retained/count', metric: 'topicast_retained_messages' },
+  { topic: '$SYS/broker/clients/slow-disconnects', metric: 'topicast_slow_consumer_disconnects_total' },
+  { topic: '$SYS/broker/messages/rate-limited', metric: 'topicast_rate_limited_total' },
+  { topic: '$SYS/broker/memory/rss', metric: 'topicast_process_resident_bytes' },
+];
+
+const utf8 = new TextEncoder();
+
+/** Publishes the version once and the figures every interval; returns the stop function. */
+export function startSys(ctx: BrokerContext): () => void {
+  const publish = (topic: string, text: string): void => {
+    ctx.router.publish(createMessage(topic, utf8.encode(text), true));
+  };
+  const last = new Map<string, number>();
+  const tick = (): void => {
+    for (const f of FIGURES) {
+      const v = ctx.metrics.value(f.metric);
+      if (v === undefined || last.get(f.topic) === v) continue; // unchanged figures are not re-sent
+      last.set(f.topic, v);
+      publish(f.topic, String(v));
+    }
+  };
+  publish('$SYS/broker/version', `topicast ${ctx.version}`);
+  tick();
+  if (ctx.config.sysIntervalSec === 0) return () => {};
+  const timer = setInterval(tick, ctx.config.sysIntervalSec * 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}

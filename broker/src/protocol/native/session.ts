@@ -1,0 +1,223 @@
+/**
+ * A native-protocol session (PROTOCOL.md): per-connection state between the
+ * frame codec and the router. One small handler per frame kind; the session
+ * implements the router's `Subscriber` and the transport's `ConnectionHandler`.
+ *
+ * Invariants
+ * - Everything written goes through the outbox, in order: ACK, then the retained
+ *   snapshot (paced), then SNAPSHOT_END, then live deliveries queued after it.
+ * - A malformed frame gets an ERROR frame and a close 1002; a well-formed but
+ *   invalid request (bad topic, too many subscriptions) gets an ERROR frame and
+ *   the connection stays open. Nothing here throws into the transport.
+ * - The will is published when the connection ends without a clean client close.
+ */
+import {
+  CloseCode, DecodeError, ERRORS, ErrorCode, Flag, Op, PROTOCOL_VERSION,
+  decodeClientFrame, encodeDelivery, encodeFrame, type ClientFrame, type WillMessage,
+} from 'topicast/protocol';
+import type { BrokerContext } from '../../context.js';
+import { createMessage, type Message } from '../../core/message.js';
+import type { Subscriber, Subscription } from '../../core/router.js';
+import type { Connection } from '../../session/connection.js';
+import type { ConnectionHandler } from '../../session/handler.js';
+import { checkFilter, checkPublish, TokenBucket } from '../../session/limits.js';
+import { Outbox, type FrameSource } from '../../session/outbox.js';
+
+/** Wire shapes cached on each Message (core/message.ts). */
+const LIVE = 'native';
+const RETAINED = 'native:r';
+
+function liveFrame(message: Message): Uint8Array {
+  return (message.encoded[LIVE] ??= encodeDelivery(message.topic, message.payload, 0));
+}
+
+function retainedFrame(message: Message): Uint8Array {
+  return (message.encoded[RETAINED] ??= encodeDelivery(message.topic, message.payload, Flag.retain));
+}
+
+/** Retained messages captured at subscribe time, encoded as they are paced out. */
+class SnapshotSource implements FrameSource {
+  private i = 0;
+  constructor(private readonly messages: Message[]) {}
+  next(): Uint8Array | undefined {
+    const m = this.messages[this.i];
+    if (m === undefined) return undefined;
+    this.messages[this.i++] = undefined as unknown as Message; // release as we go
+    return retainedFrame(m);
+  }
+}
+
+let nextSessionId = 1;
+
+export class NativeSession implements Subscriber, ConnectionHandler {
+  routerStamp = 0;
+  readonly id = nextSessionId++;
+  private readonly outbox: Outbox;
+  private readonly subscriptions = new Map<string, Subscription>();
+  private will: WillMessage | undefined;
+  private readonly bucket: TokenBucket;
+  private closed = false;
+
+  constructor(private readonly ctx: BrokerContext, private readonly conn: Connection) {
+    this.outbox = new Outbox(conn, ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
+    this.bucket = new TokenBucket(ctx.config.maxPublishesPerSec, ctx.config.publishBurst, ctx.now());
+    this.outbox.pushControl(encodeFrame({
+      op: Op.welcome,
+      info: { version: PROTOCOL_VERSION, server: `topicast/${ctx.version}`, maxPayloadBytes: ctx.config.maxPayloadBytes, idleTimeoutSec: ctx.config.idleTimeoutSec },
+    }));
+  }
+
+  // ---- router side ----------------------------------------------------------
+
+  deliver(message: Message): void {
+    this.outbox.pushData(liveFrame(message), message.topic);
+  }
+
+  // ---- transport side ---------------------------------------------------------
+
+  onMessage(bytes: Uint8Array): void {
+    if (this.closed) return;
+    let frame: ClientFrame;
+    try {
+      frame = decodeClientFrame(bytes); // copies every bin: nothing here outlives `bytes` (STYLE.md #4)
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      this.protocolError(err.message);
+      return;
+    }
+    switch (frame.op) {
+      case Op.subscribe: return this.onSubscribe(frame);
+      case Op.unsubscribe: return this.onUnsubscribe(frame);
+      case Op.publish: return this.onPublish(frame);
+      case Op.ping: return this.outbox.pushControl(encodeFrame({ op: Op.pong, id: frame.id }));
+      case Op.will: return this.onWill(frame);
+    }
+  }
+
+  onDrain(): void {
+    this.outbox.flush();
+  }
+
+  onClose(_code: number, _reason: string, clean: boolean): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.outbox.close();
+    for (const filter of this.subscriptions.keys()) this.ctx.router.unsubscribe(this, filter);
+    this.subscriptions.clear();
+    const will = this.will;
+    this.will = undefined;
+    if (will && !clean) {
+      // [PROTOCOL.md §3.5] published like any other message, after this session left the index.
+      this.ctx.counters.willsPublished++;
+      this.route(createMessage(will.topic, will.payload, will.retain));
+    }
+  }
+
+  /** Closes the connection from the broker's side (shutdown, drain). */
+  close(code: number, reason: string): void {
+    this.outbox.flush();
+    this.conn.close(code, reason);
+  }
+
+  // ---- one handler per frame kind (PROTOCOL.md §4) ---------------------------
+
+  private onSubscribe(frame: Extract<ClientFrame, { op: typeof Op.subscribe }>): void {
+    const { router, topicLimits, config } = this.ctx;
+    let added = 0;
+    for (const filter of frame.filters) {
+      const bad = checkFilter(filter, topicLimits);
+      if (bad) return this.error(frame.id, bad.code, bad.message);
+      if (!this.subscriptions.has(filter)) added++;
+    }
+    if (this.subscriptions.size + added > config.maxSubscriptionsPerConnection) {
+      return this.error(frame.id, ErrorCode.tooManySubscriptions, `at most ${config.maxSubscriptionsPerConnection} subscriptions per connection`);
+    }
+    for (const filter of frame.filters) {
+      const subscription: Subscription = { filter, options: { qos: 0 } };
+      this.subscriptions.set(filter, subscription);
+      router.subscribe(this, filter, subscription.options);
+    }
+    const snapshot = frame.options.retained === false ? [] : this.retainedFor(frame.filters);
+    this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result: { retained: snapshot.length } }));
+    if (snapshot.length > 0) this.outbox.pushSource(new SnapshotSource(snapshot));
+    this.outbox.pushControl(encodeFrame({ op: Op.snapshotEnd, id: frame.id }));
+  }
+
+  private retainedFor(filters: string[]): Message[] {
+    const store = this.ctx.router.retained;
+    if (store.size === 0) return [];
+    const topics = filters.length === 1 ? store.match(filters[0]!) : [...new Set(filters.flatMap((f) => store.match(f)))];
+    const out: Message[] = [];
+    for (const topic of topics) {
+      const m = store.get(topic);
+      if (m) out.push(m);
+    }
+    return out;
+  }
+
+  private onUnsubscribe(frame: Extract<ClientFrame, { op: typeof Op.unsubscribe }>): void {
+    for (const filter of frame.filters) {
+      if (this.subscriptions.delete(filter)) this.ctx.router.unsubscribe(this, filter);
+    }
+    this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result: null }));
+  }
+
+  private onPublish(frame: Extract<ClientFrame, { op: typeof Op.publish }>): void {
+    const { ctx } = this;
+    if (!this.bucket.take(ctx.now())) {
+      ctx.counters.rateLimited++;
+      if (frame.id !== 0) this.error(frame.id, ErrorCode.rateLimited, `more than ${ctx.config.maxPublishesPerSec} publishes per second`);
+      return;
+    }
+    const bad = checkPublish(frame.topic, frame.payload.length, ctx.topicLimits, ctx.config.maxPayloadBytes);
+    if (bad) return this.error(frame.id, bad.code, bad.message);
+    const retain = (frame.flags & Flag.retain) !== 0;
+    if (retain && frame.payload.length > 0 && !this.retainedRoom(frame.topic)) {
+      return this.error(frame.id, ErrorCode.unavailable, `retained store is full (maxRetainedTopics ${ctx.config.maxRetainedTopics})`);
+    }
+    const durable = this.route(createMessage(frame.topic, frame.payload, retain, this));
+    if (frame.id === 0) return;
+    const ack = encodeFrame({ op: Op.ack, id: frame.id, result: null });
+    if (durable === undefined) return this.outbox.pushControl(ack);
+    const id = frame.id;
+    durable.then(
+      () => this.outbox.pushControl(ack),
+      (err: unknown) => {
+        ctx.log.error({ err, topic: frame.topic }, 'retained write failed');
+        this.error(id, ErrorCode.unavailable, 'retained write failed');
+      },
+    );
+  }
+
+  private onWill(frame: Extract<ClientFrame, { op: typeof Op.will }>): void {
+    const will = frame.will;
+    if (will) {
+      const bad = checkPublish(will.topic, will.payload.length, this.ctx.topicLimits, this.ctx.config.maxPayloadBytes);
+      if (bad) return this.error(frame.id, bad.code, `will ${bad.message}`);
+    }
+    this.will = will ?? undefined;
+    this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result: null }));
+  }
+
+  // ---- helpers ----------------------------------------------------------------
+
+  private retainedRoom(topic: string): boolean {
+    const store = this.ctx.router.retained;
+    return store.size < this.ctx.config.maxRetainedTopics || store.get(topic) !== undefined;
+  }
+
+  private route(message: Message): Promise<void> | undefined {
+    return this.ctx.router.publish(message).durable ?? undefined;
+  }
+
+  private error(id: number, code: ErrorCode, message: string): void {
+    this.ctx.counters.errorsSent++;
+    this.outbox.pushControl(encodeFrame({ op: Op.error, id, code, message }));
+  }
+
+  private protocolError(detail: string): void {
+    this.ctx.counters.malformed++;
+    this.error(0, ErrorCode.badFrame, `${ERRORS[ErrorCode.badFrame].message}: ${detail}`);
+    this.close(CloseCode.protocolError, 'malformed frame');
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * The one file that imports uWebSockets.js: one App, one port, serving
+ * WebSocket `/ws` (native, subprotocol topicast.v1), WebSocket `/mqtt`
+ * (subprotocol mqtt), the HTTP API and static files.
+ *
+ * uWS rules honoured here: a message's ArrayBuffer is valid only during the
+ * callback (handlers copy what they keep); a WebSocket is unusable after its
+ * close callback (UwsConnection guards every call); HTTP responses must attach
+ * onAborted before any asynchronous work and cork their writes.
+ */
+import uWS from 'uWebSockets.js';
+import { ErrorCode, SUBPROTOCOL } from 'topicast/protocol';
+import type { BrokerContext } from '../context.js';
+import { allowedMethods, errorReply, healthz, metrics, publish, STATUS_TEXT, type HttpReply } from '../http/api.js';
+import { loadStatic } from '../http/static.js';
+import { SendResult, type Connection } from '../session/connection.js';
+import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
+
+interface SocketData {
+  protocol: ProtocolHandler;
+  remote: string;
+  handler?: ConnectionHandler;
+  conn?: UwsConnection;
+}
+
+type Ws = uWS.WebSocket<SocketData>;
+
+class UwsConnection implements Connection {
+  closed = false;
+  /** Set when the broker initiated the close: then the close is never "clean". */
+  closedByServer = false;
+
+  constructor(private readonly ws: Ws, readonly remoteAddress: string) {}
+
+  send(bytes: Uint8Array): SendResult {
+    if (this.closed) return SendResult.dropped;
+    return this.ws.send(bytes, true, false) as SendResult;
+  }
+
+  bufferedBytes(): number {
+    return this.closed ? 0 : this.ws.getBufferedAmount();
+  }
+
+  cork(fn: () => void): void {
+    if (this.closed) return;
+    this.ws.cork(fn);
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closedByServer = true;
+    this.ws.end(code, reason);
+  }
+}
+
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  staticRoot: string;
+  native: ProtocolHandler;
+  mqtt: ProtocolHandler | undefined;
+  /** Readiness for /healthz (false while shutting down). */
+  ready(): boolean;
+}
+
+export interface HttpServer {
+  readonly port: number;
+  /** Stops accepting new connections; open ones stay. */
+  stopListening(): void;
+}
+
+const textDecoder = new TextDecoder();
+
+function remoteOf(res: uWS.HttpResponse): string {
+  return textDecoder.decode(res.getRemoteAddressAsText());
+}
+
+function offersSubprotocol(header: string, wanted: string): boolean {
+  return header.split(',').some((p) => p.trim() === wanted);
+}
+
+export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Promise<HttpServer> {
+  const { config, log } = ctx;
+  const app = uWS.App();
+
+  const behavior = (subprotocol: string, protocol: ProtocolHandler): uWS.WebSocketBehavior<SocketData> => ({
+    compression: uWS.DISABLED,
+    // Room for the largest payload plus topic and framing; beyond it uWS closes with 1009.
+    maxPayloadLength: config.maxPayloadBytes + config.maxTopicBytes + 1024,
+    // Our outbox applies the slow-consumer policy well below this; uWS's own limit is only a backstop.
+    maxBackpressure: Math.max(64 * 1024 * 1024, config.maxBufferedBytes * 4 + config.snapshotWindowBytes),
+    closeOnBackpressureLimit: 0,
+    idleTimeout: config.idleTimeoutSec,
+    sendPingsAutomatically: true,
+    upgrade: (res, req, context) => {
+      const offered = req.getHeader('sec-websocket-protocol');
+      const key = req.getHeader('sec-websocket-key');
+      const version = req.getHeader('sec-websocket-version');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const remote = remoteOf(res);
+      if (!offersSubprotocol(offered, subprotocol)) {
+        log.debug({ remote, offered, path: protocol.name }, 'upgrade refused: subprotocol');
+        return reply(res, errorReply(400, ErrorCode.badFrame, `WebSocket subprotocol "${subprotocol}" required`));
+      }
+      if (ctx.openConnections() >= config.maxConnections) {
+        ctx.counters.connectionsRefused++;
+        return reply(res, errorReply(503, ErrorCode.tooManyConnections, 'too many connections'));
+      }
+      res.upgrade<SocketData>({ protocol, remote }, key, subprotocol, extensions, context);
+      void version;
+    },
+    open: (ws) => {
+      const data = ws.getUserData();
+      const conn = new UwsConnection(ws, data.remote);
+      data.conn = conn;
+      data.handler = data.protocol.open(conn);
+    },
+    message: (ws, message) => {
+      const handler = ws.getUserData().handler;
+      try {
+        handler?.onMessage(new Uint8Array(message));
+      } catch (err) {
+        // Handlers do not throw by design; if one does, log it with context and drop the connection, never the process.
+        log.error({ err, remote: ws.getUserData().remote }, 'connection handler failed');
+        ctx.counters.malformed++;
+        ws.getUserData().conn?.close(1011, 'internal error');
+      }
+    },
+    drain: (ws) => {
+      ws.getUserData().handler?.onDrain();
+    },
+    close: (ws, code, message) => {
+      const data = ws.getUserData();
+      const conn = data.conn;
+      if (conn) conn.closed = true;
+      const clean = !conn?.closedByServer && (code === 1000 || code === 1001);
+      data.handler?.onClose(code, textDecoder.decode(message), clean);
+    },
+  });
+
+  app.ws<SocketData>('/ws', behavior(SUBPROTOCOL, options.native));
+  if (options.mqtt) app.ws<SocketData>('/mqtt', behavior('mqtt', options.mqtt));
+
+  app.any('/*', (res, req) => {
+    const method = req.getCaseSensitiveMethod().toUpperCase();
+    const path = req.getUrl();
+    const query = req.getQuery() ?? '';
+    const allowed = allowedMethods(path);
+    if (path === '/ws' || path === '/mqtt') {
+      if (path === '/mqtt' && !options.mqtt) return reply(res, errorReply(404, 0, 'MQTT over WebSocket is off'));
+      return reply(res, errorReply(426, 0, 'WebSocket upgrade required'), { Upgrade: 'websocket' });
+    }
+    if (allowed.length === 0) return reply(res, errorReply(404, 0, 'not found'));
+    if (!allowed.includes(method)) return reply(res, errorReply(405, 0, `method ${method} not allowed`), { Allow: allowed.join(', ') });
+    if (path === '/healthz') return reply(res, healthz(ctx, options.ready()), {}, method === 'HEAD');
+    if (path === '/metrics') return reply(res, metrics(ctx), {}, method === 'HEAD');
+    if (method === 'POST') return readBody(res, config.maxPayloadBytes, (body) => reply(res, publish(ctx, path, query, body)));
+    return serveStatic(res, options.staticRoot, path, method === 'HEAD');
+  });
+
+  return new Promise((resolvePromise, reject) => {
+    app.listen(options.host, options.port, (listenSocket) => {
+      if (!listenSocket) {
+        reject(new Error(`cannot listen on ${options.host}:${options.port}`));
+        return;
+      }
+      const port = uWS.us_socket_local_port(listenSocket);
+      resolvePromise({
+        port,
+        stopListening() {
+          uWS.us_listen_socket_close(listenSocket);
+        },
+      });
+    });
+  });
+}
+
+interface Aborted {
+  aborted: boolean;
+}
+
+function reply(res: uWS.HttpResponse, r: HttpReply, extraHeaders: Record<string, string> = {}, head = false, state?: Aborted): void {
+  if (state?.aborted) return;
+  res.cork(() => {
+    res.writeStatus(STATUS_TEXT[r.status] ?? String(r.status));
+    for (const [k, v] of Object.entries(r.headers)) res.writeHeader(k, v);
+    for (const [k, v] of Object.entries(extraHeaders)) res.writeHeader(k, v);
+    if (head) res.endWithoutBody(typeof r.body === 'string' ? Buffer.byteLength(r.body) : r.body.length);
+    else res.end(r.body);
+  });
+}
+
+/** Reads a request body of at most `limit` bytes, copying each chunk (uWS reuses them). */
+function readBody(res: uWS.HttpResponse, limit: number, done: (body: Uint8Array) => void): void {
+  const state: Aborted = { aborted: false };
+  res.onAborted(() => {
+    state.aborted = true;
+  });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let refused = false;
+  res.onData((chunk, isLast) => {
+    if (refused || state.aborted) return;
+    size += chunk.byteLength;
+    if (size > limit) {
+      refused = true;
+      reply(res, errorReply(413, ErrorCode.payloadTooLarge, `body exceeds maxPayloadBytes ${limit}`), { Connection: 'close' }, false, state);
+      return;
+    }
+    chunks.push(Buffer.from(chunk.slice(0)));
+    if (isLast) done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+  });
+}
+
+function serveStatic(res: uWS.HttpResponse, root: string, path: string, head: boolean): void {
+  const state: Aborted = { aborted: false };
+  res.onAborted(() => {
+    state.aborted = true;
+  });
+  loadStatic(root, path).then(
+    (r) => {
+      if (r.kind === 'bad-path') return reply(res, errorReply(400, 0, 'bad path'), {}, false, state);
+      if (r.kind === 'not-found') return reply(res, errorReply(404, 0, 'not found'), {}, head, state);
+      const headers: Record<string, string> = {
+        'Content-Type': r.contentType,
+        'X-Content-Type-Options': 'nosniff',
+        'Cache-Control': r.contentType.startsWith('text/html') ? 'no-cache' : 'public, max-age=300',
+      };
+      reply(res, { status: 200, headers, body: r.body }, {}, head, state);
+    },
+    () => reply(res, errorReply(500, ErrorCode.internal, 'internal error'), {}, false, state),
+  );
+}

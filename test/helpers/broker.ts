@@ -1,0 +1,130 @@
+/**
+ * Starts the real broker process (broker/dist/main.js) on 127.0.0.1 with
+ * ephemeral ports and stops it at the end of the test file. The broker logs
+ * a JSON line `{"msg":"listening","port":…,"mqttPort":…}` once it serves.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { after } from 'node:test';
+
+export const BROKER_MAIN = fileURLToPath(new URL('../../../broker/dist/main.js', import.meta.url));
+
+export interface BrokerProcess {
+  port: number;
+  mqttPort: number;
+  /** ws://127.0.0.1:PORT/ws */
+  url: string;
+  /** http://127.0.0.1:PORT */
+  httpUrl: string;
+  proc: ChildProcess;
+  /** Every stdout/stderr line so far. */
+  logs: string[];
+  /** SIGTERM, then SIGKILL after 5 s; resolves when the process has exited. */
+  stop(): Promise<void>;
+  kill(signal: NodeJS.Signals): void;
+  /** Resolves with the exit code (or the signal) once the process has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const running = new Set<BrokerProcess>();
+let hooked = false;
+
+export interface StartOptions {
+  args?: string[];
+  env?: Record<string, string>;
+  /** Fixed port (e.g. to restart on the same port); default 0 (ephemeral). */
+  port?: number;
+  timeoutMs?: number;
+}
+
+export async function startBroker(options: StartOptions = {}): Promise<BrokerProcess> {
+  if (!hooked) {
+    hooked = true;
+    after(async () => {
+      await Promise.all([...running].map((b) => b.stop()));
+    });
+  }
+  const args = [BROKER_MAIN, '--host', '127.0.0.1', '--port', String(options.port ?? 0), ...(options.args ?? [])];
+  if (!args.includes('--mqtt-port')) args.push('--mqtt-port', '0');
+  if (!args.includes('--log-level')) args.push('--log-level', 'info');
+  const proc = spawn(process.execPath, args, {
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const ready = new Promise<{ port: number; mqttPort: number }>((resolve, reject) => {
+    const onLine = (line: string): void => {
+      logs.push(line);
+      if (!line.includes('"listening"')) return;
+      try {
+        const j = JSON.parse(line) as { port: number; mqttPort: number };
+        resolve({ port: j.port, mqttPort: j.mqttPort });
+      } catch {
+        /* not our JSON line */
+      }
+    };
+    for (const stream of [proc.stdout!, proc.stderr!]) {
+      let buf = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk: string) => {
+        buf += chunk;
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          onLine(buf.slice(0, i));
+          buf = buf.slice(i + 1);
+        }
+      });
+    }
+    void exited.then(({ code, signal }) => reject(new Error(`broker exited before listening (code ${code}, signal ${signal}):\n${logs.join('\n')}`)));
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`broker did not start within ${options.timeoutMs ?? 10000} ms:\n${logs.join('\n')}`)), options.timeoutMs ?? 10000);
+  });
+  let ports: { port: number; mqttPort: number };
+  try {
+    ports = await Promise.race([ready, timeout]);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  const broker: BrokerProcess = {
+    ...ports,
+    url: `ws://127.0.0.1:${ports.port}/ws`,
+    httpUrl: `http://127.0.0.1:${ports.port}`,
+    proc,
+    logs,
+    exited,
+    kill(signal) {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    },
+    async stop() {
+      running.delete(broker);
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGCONT'); // in case a test froze it
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+  running.add(broker);
+  return broker;
+}
+
+/** Waits for `predicate` to hold, polling; fails after `timeoutMs` with `what`. */
+export async function waitFor(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export { once };
