@@ -5,3 +5,5 @@ export { Router, type Subscriber, type Subscription, type SubscriptionOptions } 
 export { MemoryRetainedStore, type RetainedStore } from './core/retained.js';
 export { SubscriptionTrie } from './core/trie.js';
 export { createMessage, type Message } from './core/message.js';
+export { Outbox, Flusher, createOutboxStats, type OutboxLimits, type OutboxStats, type SlowConsumerPolicy } from './session/outbox.js';
+export { SendResult, type Connection } from './session/connection.js';

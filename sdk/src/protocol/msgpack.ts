@@ -179,7 +179,7 @@ class Reader {
 
   map(n: number, depth: number): { [key: string]: Value } {
     if (n * 2 > this.buf.length - this.pos) throw new DecodeError('map length exceeds input');
-    const out: { [key: string]: Value } = Object.create(null);
+    const out: { [key: string]: Value } = {}; // '__proto__' is refused below, so a plain object is safe
     for (let i = 0; i < n; i++) {
       const key = this.value(depth + 1);
       if (typeof key !== 'string') throw new DecodeError('map keys must be strings');

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '@topicast/broker';
+
+test('defaults match DESIGN.md', () => {
+  const c = loadConfig([], {});
+  assert.equal(c.host, '0.0.0.0');
+  assert.equal(c.port, 8080);
+  assert.equal(c.mqttPort, 1883);
+  assert.equal(c.slowConsumerPolicy, 'conflate');
+});
+
+test('precedence: flags over env over file over defaults', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'topicast-config-'));
+  const file = join(dir, 'c.json');
+  writeFileSync(file, JSON.stringify({ port: 1000, maxPayloadBytes: 2000, logLevel: 'warn' }));
+  const c = loadConfig(['--config', file, '--port=3000'], { TOPICAST_PORT: '2000', TOPICAST_MAX_PAYLOAD_BYTES: '4000' });
+  assert.equal(c.port, 3000);
+  assert.equal(c.maxPayloadBytes, 4000);
+  assert.equal(c.logLevel, 'warn');
+});
+
+test('bad settings name the setting and the value', () => {
+  const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
+    [['--port', 'abc'], {}, /--port: "abc" is not an integer/],
+    [['--port', '70000'], {}, /--port: "70000" is outside 0\.\.65535/],
+    [[], { TOPICAST_PORT: 'x' }, /TOPICAST_PORT: "x"/],
+    [['--slow-consumer-policy', 'lol'], {}, /--slow-consumer-policy: "lol" is not one of drop, conflate, disconnect/],
+    [['--nope', '1'], {}, /unknown setting --nope/],
+    [['--port'], {}, /--port: a value is required/],
+    [['--idle-timeout-sec', '10'], {}, /idleTimeoutSec: 10/],
+    [['--config', '/nonexistent/x.json'], {}, /--config: cannot read/],
+    [['extra'], {}, /unexpected argument "extra"/],
+  ];
+  for (const [argv, env, re] of cases) assert.throws(() => loadConfig(argv, env), (e: unknown) => e instanceof ConfigError && re.test(e.message), argv.join(' '));
+  const dir = mkdtempSync(join(tmpdir(), 'topicast-config-'));
+  writeFileSync(join(dir, 'bad.json'), JSON.stringify({ colour: 'red' }));
+  assert.throws(() => loadConfig(['--config', join(dir, 'bad.json')], {}), /unknown setting "colour"/);
+});

@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createOutboxStats, Flusher, Outbox, type OutboxLimits, type Connection, type SendResult } from '@topicast/broker';
+
+/** A transport whose buffer only empties when the test says so. */
+class FakeConn implements Connection {
+  readonly remoteAddress = 'test';
+  buffered = 0;
+  sent: string[] = [];
+  writes = 0;
+  closed: { code: number; reason: string } | undefined;
+  private corked = false;
+  send(bytes: Uint8Array): SendResult {
+    this.sent.push(new TextDecoder().decode(bytes));
+    this.buffered += bytes.length;
+    if (!this.corked) this.writes++;
+    return 1;
+  }
+  bufferedBytes(): number {
+    return this.buffered;
+  }
+  cork(fn: () => void): void {
+    this.corked = true;
+    fn();
+    this.corked = false;
+    this.writes++;
+  }
+  close(code: number, reason: string): void {
+    this.closed = { code, reason };
+  }
+  drain(): void {
+    this.buffered = 0;
+  }
+}
+
+function setup(limits: Partial<OutboxLimits> = {}) {
+  const queue: (() => void)[] = [];
+  const flusher = new Flusher((fn) => queue.push(fn));
+  const stats = createOutboxStats();
+  const conn = new FakeConn();
+  const outbox = new Outbox(conn, { maxBufferedBytes: 10, policy: 'drop', snapshotWindowBytes: 4, maxConflatedTopics: 100, ...limits }, stats, flusher);
+  const tick = (): void => {
+    while (queue.length) queue.shift()!();
+  };
+  return { outbox, conn, stats, tick };
+}
+
+const b = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+test('a burst is written once per tick, corked, in order', () => {
+  const { outbox, conn, tick } = setup({ maxBufferedBytes: 1000 });
+  for (const s of ['a', 'b', 'c']) outbox.pushData(b(s), 't');
+  assert.deepEqual(conn.sent, [], 'nothing is written before the tick');
+  tick();
+  assert.deepEqual(conn.sent, ['a', 'b', 'c']);
+  assert.equal(conn.writes, 1);
+});
+
+test('drop: newest deliveries are dropped and counted once over the limit', () => {
+  const { outbox, conn, stats, tick } = setup({ policy: 'drop' });
+  for (const s of ['11111', '22222', '33333']) outbox.pushData(b(s), 't');
+  tick();
+  assert.deepEqual(conn.sent, ['11111', '22222']);
+  assert.equal(stats.dropped, 1);
+});
+
+test('conflate: keeps the latest per topic while backed up, flushes on drain, never older after newer', () => {
+  const { outbox, conn, stats, tick } = setup({ policy: 'conflate' });
+  outbox.pushData(b('a1xxxxxxx'), 'a');
+  tick();
+  outbox.pushData(b('a2xx'), 'a'); // over the limit now: conflated
+  outbox.pushData(b('b1xx'), 'b');
+  outbox.pushData(b('a3xx'), 'a');
+  tick();
+  assert.deepEqual(conn.sent, ['a1xxxxxxx']);
+  conn.drain();
+  outbox.pushData(b('b2'), 'b'); // still conflating: goes to the map, replaces b1
+  outbox.flush();
+  assert.deepEqual(conn.sent, ['a1xxxxxxx', 'a3xx', 'b2']);
+  assert.equal(stats.conflated, 2);
+});
+
+test('disconnect: closes with slow consumer and counts it', () => {
+  const { outbox, conn, stats, tick } = setup({ policy: 'disconnect' });
+  outbox.pushData(b('123456789'), 't');
+  tick();
+  outbox.pushData(b('123'), 't');
+  assert.equal(conn.closed?.code, 4008);
+  assert.equal(stats.slowConsumerDisconnects, 1);
+  outbox.pushData(b('x'), 't');
+  tick();
+  assert.equal(conn.sent.length, 1, 'nothing is sent after the close');
+});
+
+test('control frames pass the policy but not twice the limit', () => {
+  const { outbox, conn, tick } = setup({ policy: 'drop' });
+  outbox.pushData(b('123456789'), 't');
+  tick();
+  outbox.pushControl(b('ack'));
+  tick();
+  assert.deepEqual(conn.sent, ['123456789', 'ack']);
+  conn.buffered = 25;
+  outbox.pushControl(b('ack2'));
+  assert.equal(conn.closed?.code, 4008);
+});
+
+test('a snapshot source is paced by the window, resumes on drain, and keeps later frames behind it', () => {
+  const { outbox, conn, tick } = setup({ maxBufferedBytes: 1000, snapshotWindowBytes: 4 });
+  const frames = ['r1', 'r2', 'r3', 'r4', 'r5'];
+  outbox.pushControl(b('ack'));
+  outbox.pushSource({ next: () => (frames.length ? b(frames.shift()!) : undefined) });
+  outbox.pushControl(b('end'));
+  outbox.pushData(b('live'), 't');
+  tick();
+  assert.deepEqual(conn.sent, ['ack', 'r1']);
+  conn.drain();
+  outbox.flush();
+  assert.deepEqual(conn.sent, ['ack', 'r1', 'r2', 'r3']);
+  for (let i = 0; i < 3; i++) {
+    conn.drain();
+    outbox.flush();
+  }
+  assert.deepEqual(conn.sent, ['ack', 'r1', 'r2', 'r3', 'r4', 'r5', 'end', 'live']);
+});

@@ -1,0 +1,4 @@
+import { MemoryRetainedStore } from '@topicast/broker';
+import { retainedContract } from './retained-contract.js';
+
+retainedContract('MemoryRetainedStore', () => new MemoryRetainedStore());

@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { SubscriptionTrie } from '@topicast/broker';
+
+function matches(trie: SubscriptionTrie<string, string>, topic: string): string[] {
+  const out: string[] = [];
+  trie.match(topic, (s, v) => out.push(`${s}:${v}`));
+  return out.sort();
+}
+
+test('exact, +, # and the $ rule', () => {
+  const t = new SubscriptionTrie<string, string>();
+  t.add('a/b', 's1', 'a/b');
+  t.add('a/+', 's1', 'a/+');
+  t.add('a/#', 's2', 'a/#');
+  t.add('#', 's3', '#');
+  t.add('+/b', 's4', '+/b');
+  t.add('$SYS/#', 's5', '$SYS/#');
+  assert.deepEqual(matches(t, 'a/b'), ['s1:a/+', 's1:a/b', 's2:a/#', 's3:#', 's4:+/b']);
+  assert.deepEqual(matches(t, 'a'), ['s2:a/#', 's3:#'], "'a/#' matches 'a'");
+  assert.deepEqual(matches(t, 'a/b/c'), ['s2:a/#', 's3:#']);
+  assert.deepEqual(matches(t, '$SYS/broker'), ['s5:$SYS/#'], 'leading wildcards do not match $ topics');
+  assert.deepEqual(matches(t, 'x'), ['s3:#']);
+});
+
+test('add replaces, remove prunes to an empty trie', () => {
+  const t = new SubscriptionTrie<string, number>();
+  assert.equal(t.add('a/+/c', 's', 1), true);
+  assert.equal(t.add('a/+/c', 's', 2), false);
+  assert.equal(t.get('a/+/c', 's'), 2);
+  assert.equal(t.size, 1);
+  t.add('a/b', 's', 3);
+  t.add('a/b', 'u', 4);
+  assert.equal(t.remove('a/x', 's'), false);
+  assert.equal(t.remove('a/b', 's'), true);
+  assert.equal(t.remove('a/b', 's'), false);
+  assert.equal(t.remove('a/b', 'u'), true);
+  assert.equal(t.remove('a/+/c', 's'), true);
+  assert.equal(t.isEmpty(), true);
+});
+
+test('matching visits only matching branches (cost grows with depth, not size)', () => {
+  const t = new SubscriptionTrie<number, number>();
+  for (let i = 0; i < 50_000; i++) t.add(`devices/${i}/temp`, i, i);
+  t.add('devices/+/temp', -1, -1);
+  let visited = 0;
+  t.match('devices/123/temp', () => visited++);
+  assert.equal(visited, 2);
+});
