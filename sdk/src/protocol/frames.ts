@@ -146,7 +146,7 @@ function strings(v: Value | undefined, what: string): string[] {
 }
 
 function arity(a: Value[], min: number, max: number): void {
-  if (a.length < min || a.length > max) fail(`op ${String(a[0])} takes ${min - 1}..${max - 1} fields, got ${a.length - 1}`);
+  if (a.length < min || a.length > max) fail(`op ${String(a[0])} takes ${max === Infinity ? `at least ${min - 1}` : `${min - 1}..${max - 1}`} fields, got ${a.length - 1}`);
 }
 
 /** Decodes a frame sent by a client; throws `DecodeError` on anything malformed. */
@@ -196,26 +196,26 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
   const a = arrayOf(bytes);
   switch (a[0]) {
     case Op.delivery:
-      arity(a, 4, 4);
+      arity(a, 4, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
       return { op: Op.delivery, topic: str(a[1], 'topic'), payload: bin(a[2], 'payload'), flags: flags(a[3]) };
     case Op.ack: {
-      arity(a, 3, 3);
+      arity(a, 3, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
       const r = a[2];
       if (r === null) return { op: Op.ack, id: id(a[1]), result: null };
       if (typeof r !== 'object' || Array.isArray(r) || r instanceof Uint8Array) fail('ack result must be a map or nil');
       return { op: Op.ack, id: id(a[1]), result: { retained: num(r.retained, 'retained count') } };
     }
     case Op.error:
-      arity(a, 4, 4);
+      arity(a, 4, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
       return { op: Op.error, id: id(a[1]), code: num(a[2], 'error code'), message: str(a[3], 'error message') };
     case Op.snapshotEnd:
-      arity(a, 2, 2);
+      arity(a, 2, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
       return { op: Op.snapshotEnd, id: id(a[1]) };
     case Op.pong:
-      arity(a, 2, 2);
+      arity(a, 2, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
       return { op: Op.pong, id: id(a[1]) };
     case Op.welcome: {
-      arity(a, 2, 2);
+      arity(a, 2, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
       const m = a[1];
       if (!m || typeof m !== 'object' || Array.isArray(m) || m instanceof Uint8Array) fail('welcome must carry a map');
       return {

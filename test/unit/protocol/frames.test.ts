@@ -69,3 +69,8 @@ test('isRetryable: transient closes retry, policy and protocol errors do not', (
   for (const c of [CloseCode.goingAway, CloseCode.internalError, CloseCode.tryAgainLater, CloseCode.slowConsumer, 1006]) assert.equal(isRetryable(c), true, String(c));
   for (const c of [CloseCode.normal, CloseCode.protocolError, CloseCode.policyViolation, CloseCode.messageTooBig, CloseCode.notAuthorized]) assert.equal(isRetryable(c), false, String(c));
 });
+
+test('server frames tolerate appended fields (forward compatibility, PROTOCOL.md §7)', () => {
+  assert.deepEqual(decodeServerFrame(hex('95 12 a1 74 c4 01 2a 01 c0')), { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 1 });
+  assert.throws(() => decodeServerFrame(hex('93 12 a1 74 c4 01 2a')), DecodeError, 'but not missing ones');
+});
