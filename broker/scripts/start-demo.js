@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// `npm start`: the broker with its dashboard on http://localhost:8080 (or $TOPICAST_PORT),
+// plus topicast-agent publishing this machine's readings, so a newcomer sees live data at once.
+// Extra arguments go to the broker. Ctrl-C stops both.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const broker = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+const agent = fileURLToPath(new URL('../../sdk/dist/agent/cli.js', import.meta.url));
+const port = process.env.TOPICAST_PORT ?? '8080';
+
+const children = [];
+function run(name, args) {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  child.on('exit', (code, signal) => {
+    if (stopping) return;
+    console.error(`${name} exited (${signal ?? code}); stopping`);
+    stop(code ?? 1);
+  });
+  children.push(child);
+  return child;
+}
+
+let stopping = false;
+function stop(code = 0) {
+  if (stopping) return;
+  stopping = true;
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  setTimeout(() => process.exit(code), 3000).unref();
+  Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.on('exit', r)) : null))).then(() => process.exit(code));
+}
+process.on('SIGINT', () => stop(0));
+process.on('SIGTERM', () => stop(0));
+
+run('broker', [broker, '--port', port, ...process.argv.slice(2)]);
+// The agent retries until the broker listens, so both can start together.
+run('agent', [agent, '--url', `ws://127.0.0.1:${port}/ws`]);
+console.error(`Topicast: dashboard on http://localhost:${port}/ (Ctrl-C to stop)`);
