@@ -93,6 +93,12 @@ export class Outbox {
   private queuedBytes = 0;
   private conflated: Map<string, Uint8Array> | undefined;
   private closed = false;
+  /**
+   * Transport buffer as last read (after each flush). It only shrinks between
+   * flushes, so it over-estimates: pushData trusts it while under the limit and
+   * asks the transport again only near the limit, saving a native call per delivery.
+   */
+  private bufferedEstimate = 0;
 
   constructor(
     private readonly conn: Connection,
@@ -103,14 +109,16 @@ export class Outbox {
 
   /** Bytes waiting for this connection: queued here plus buffered in the transport. */
   pendingBytes(): number {
-    return this.queuedBytes + this.conn.bufferedBytes();
+    this.bufferedEstimate = this.conn.bufferedBytes();
+    return this.queuedBytes + this.bufferedEstimate;
   }
 
   /** Queues a delivery; the slow-consumer policy applies. `topic` keys conflation. */
   pushData(bytes: Uint8Array, topic: string): void {
     if (this.closed) return;
     // While conflating, everything goes to the map so no older value can follow a newer one.
-    if (this.conflated || this.pendingBytes() + bytes.length > this.limits.maxBufferedBytes) {
+    const limit = this.limits.maxBufferedBytes - bytes.length;
+    if (this.conflated || (this.queuedBytes + this.bufferedEstimate > limit && this.pendingBytes() > limit)) {
       this.overLimit(bytes, topic);
       return;
     }
@@ -150,6 +158,7 @@ export class Outbox {
     if (this.closed) return;
     if (this.head === this.items.length && !this.conflated) return;
     this.conn.cork(this.writeQueued);
+    this.bufferedEstimate = this.conn.bufferedBytes();
   }
 
   private readonly writeQueued = (): void => {
