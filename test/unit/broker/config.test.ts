@@ -40,3 +40,10 @@ test('bad settings name the setting and the value', () => {
   writeFileSync(join(dir, 'bad.json'), JSON.stringify({ colour: 'red' }));
   assert.throws(() => loadConfig(['--config', join(dir, 'bad.json')], {}), /unknown setting "colour"/);
 });
+
+test('the README configuration reference is the one the broker prints', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { settingsReference } = await import('@topicast/broker');
+  const readme = readFileSync(new URL('../../../../README.md', import.meta.url), 'utf8');
+  assert.ok(readme.includes(settingsReference()), 'README.md configuration table is stale: regenerate it from `topicast --help`');
+});
