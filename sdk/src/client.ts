@@ -1,0 +1,699 @@
+/**
+ * The client: one logical session with the broker that survives reconnects.
+ *
+ * State machine (observable through `on('state')`):
+ *   connecting ──WELCOME──▶ open ──link lost──▶ reconnecting ──WELCOME──▶ open …
+ *   any ──close() / non-retryable close / gave up──▶ closed (terminal)
+ *
+ * Invariants:
+ * - Subscriptions live in the client, not in a connection: every one that is not
+ *   closed is subscribed again on each new connection, with a fresh snapshot.
+ * - The broker delivers a message once per connection however many filters match
+ *   (PROTOCOL.md); the client dispatches it locally to every matching subscription,
+ *   decoding once per codec. Retained values (a subscription's snapshot) go only to
+ *   the subscriptions whose snapshot is in progress, so an older overlapping
+ *   subscription does not see its retained values again.
+ * - A filter is unsubscribed at the broker only when no other subscription of this
+ *   client uses it (the broker holds one subscription per filter and connection).
+ * - Publishes made while no connection is open wait in the bounded offline queue
+ *   and are sent, in order, right after the subscriptions on the next connection.
+ * - No promise the SDK creates for itself can reject unobserved; promises handed to
+ *   the application reject only with a `TopicastError` (or TypeError for misuse).
+ */
+import { backoffDelay, type BackoffOptions } from './backoff.js';
+import { resolveCodec, type Codec, type CodecName, type CodecTable } from './codec.js';
+import { Connection } from './connection.js';
+import { createEmitter } from './emitter.js';
+import {
+  ClientErrorCode,
+  CodecError,
+  ConnectionError,
+  ErrorCode,
+  errorFromCode,
+  QueueFullError,
+  RequestError,
+  TopicastError,
+} from './errors.js';
+import { CloseCode, filterProblem, Flag, isRetryable, Op, topicProblem, type ServerFrame, type WelcomeInfo, type WillMessage } from './protocol/index.js';
+import { OfflineQueue, type QueueOptions } from './queue.js';
+import { Subscription, type Handler, type Message, type MessageMeta } from './subscription.js';
+import type { CodecValue, FiltersValue, PublishValue, TopicMap } from './topics.js';
+import type { Transport } from './transport/types.js';
+
+/** The client's connection state. */
+export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+/**
+ * Options of `connect`.
+ * @example
+ * const client = await connect('ws://localhost:8080/ws', { codec: 'json', reconnect: { maxDelayMs: 5000 } });
+ */
+export interface ConnectOptions {
+  /**
+   * Auth token, offered as a `Sec-WebSocket-Protocol` entry `topicast.token.<base64url>`.
+   * A function is called before every connection attempt (fresh credentials after a 4001 close).
+   */
+  token?: string | (() => string | Promise<string>);
+  /** Reconnect with exponential backoff and full jitter (default true). */
+  reconnect?: boolean | BackoffOptions;
+  /** Payload codec for publishes and subscriptions (default 'msgpack'; 'json' in topicast-core). */
+  codec?: CodecName | Codec;
+  /** Published by the broker if this client's connection drops without a clean close. */
+  will?: { topic: string; value: unknown; retain?: boolean };
+  /** Ping interval; a dead connection is detected within 2 × heartbeatMs (default 15 000). */
+  heartbeatMs?: number;
+  /** Offline queue for publishes made while disconnected. */
+  queue?: QueueOptions;
+  /**
+   * true (default): resolve once the first connection is open; reject if every URL fails once.
+   * false: resolve at once with the client in 'connecting', retrying in the background.
+   */
+  wait?: boolean;
+  /** Longest wait for a connection to open (socket plus WELCOME) before it counts as failed (default 10 000). */
+  connectTimeoutMs?: number;
+  /** A custom WebSocket factory (tests, proxies). Default: native WebSocket in browsers, `ws` in Node. */
+  transport?: Transport;
+}
+
+/**
+ * Options of `publish`.
+ * @example
+ * await client.publish('devices/pi-01/status', 'online', { retain: true, ack: true });
+ */
+export interface PublishOptions {
+  /** Keep as the topic's retained value (delivered first to every new subscription). */
+  retain?: boolean;
+  /** Resolve only once the broker has routed the message; reject with a typed error if it refuses. */
+  ack?: boolean;
+  /** Codec for this message (default: the client's). */
+  codec?: CodecName | Codec;
+}
+
+/**
+ * Options of `subscribe`.
+ * @example
+ * await client.subscribe('logs/#', (line) => console.log(line), { codec: 'text', retained: false });
+ */
+export interface SubscribeOptions {
+  /** Codec for this subscription's payloads (default: the client's). */
+  codec?: CodecName | Codec;
+  /** Receive the retained values first (default true). */
+  retained?: boolean;
+  /** Most messages an async iterator buffers before dropping the oldest (default 1024). */
+  maxBuffered?: number;
+}
+
+/**
+ * Events of a client.
+ * @example
+ * client.on('state', (s) => console.log(s)); client.on('error', (e) => console.warn(e.code, e.message));
+ */
+export interface ClientEvents {
+  state: (state: ClientState) => void;
+  error: (error: TopicastError) => void;
+}
+
+type OptionCodec<O> = O extends { codec: infer C } ? C : undefined;
+
+/**
+ * What `subscribe` returns: a promise of the subscription (resolved at the broker's
+ * acknowledgement) that is also async-iterable over the messages.
+ * @example
+ * const sub = await client.subscribe('a/#');                 // as a promise
+ * for await (const m of client.subscribe('a/#')) break;      // as an iterable
+ */
+export type SubscribeResult<T> = Promise<Subscription<T>> & AsyncIterable<Message<T>>;
+
+/**
+ * A connected (or reconnecting) Topicast client. `Topics` maps filters to payload
+ * types (see topics.ts) and types `subscribe` and `publish`.
+ * @example
+ * interface Topics { 'devices/+/cpu/temperature': number }
+ * const client: Client<Topics> = await connect<Topics>('ws://localhost:8080/ws');
+ * await client.publish('devices/pi-01/cpu/temperature', 48.2);
+ */
+export interface Client<Topics extends TopicMap = {}> {
+  /** 'connecting' | 'open' | 'reconnecting' | 'closed'. */
+  readonly state: ClientState;
+  /** URL of the current (or last) connection attempt. */
+  readonly url: string;
+  /** The broker's WELCOME on the current connection, while open. */
+  readonly server: WelcomeInfo | undefined;
+  /** Listens to 'state' or 'error'; returns the removal. */
+  on<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): () => void;
+  /**
+   * Subscribes to one or several filters. The result is awaitable (the broker's
+   * acknowledgement; rejects with a `RequestError` if refused) and async-iterable.
+   */
+  subscribe<const F extends string, O extends SubscribeOptions = {}>(
+    filter: F | readonly F[],
+    handler?: Handler<CodecValue<OptionCodec<O>, FiltersValue<Topics, F>>>,
+    options?: O,
+  ): SubscribeResult<CodecValue<OptionCodec<O>, FiltersValue<Topics, F>>>;
+  /** Publishes `value` on `topic`, encoded with the codec. See `PublishOptions`. */
+  publish<const T extends string>(topic: T, value: PublishValue<Topics, T>, options?: PublishOptions): Promise<void>;
+  /** Deletes the retained value of `topic` (publishes an empty retained payload). */
+  clearRetained(topic: string, options?: { ack?: boolean }): Promise<void>;
+  /** Closes cleanly (the broker discards the will); subscriptions end, pending requests reject. */
+  close(): Promise<void>;
+}
+
+/** What a build (full or core) provides to the client. */
+export interface ClientBuild {
+  codecs: CodecTable;
+  defaultCodec: Codec;
+  transport: Transport;
+}
+
+/** 15 s: dead links are found within 30 s, well inside common 60 s proxy idle timeouts, for one tiny frame per interval. */
+export const DEFAULT_HEARTBEAT_MS = 15_000;
+/** 10 s: a handshake plus WELCOME takes milliseconds on a LAN and rarely seconds over mobile links. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+type Pending =
+  | { kind: 'subscribe'; sub: Subscription<unknown> }
+  | { kind: 'unsubscribe'; resolve: () => void }
+  | { kind: 'publish'; topic: string; resolve: () => void; reject: (e: unknown) => void }
+  | { kind: 'will' };
+
+interface Queued {
+  topic: string;
+  payload: Uint8Array;
+  flags: number;
+  ack: { resolve: () => void; reject: (e: unknown) => void } | undefined;
+}
+
+function noop(): void {}
+
+function base64url(text: string): string {
+  let binary = '';
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+const EMPTY = new Uint8Array(0);
+
+class TopicastClient {
+  state: ClientState = 'connecting';
+  private readonly urls: string[];
+  private urlIndex = 0;
+  private readonly options: ConnectOptions;
+  private readonly build: ClientBuild;
+  private readonly codec: Codec;
+  private readonly backoff: BackoffOptions | undefined; // undefined: reconnect off
+  private readonly events = createEmitter<ClientEvents>();
+  private readonly subs = new Set<Subscription<unknown>>();
+  /** Subscriptions by the id of their SUBSCRIBE, from ACK until SNAPSHOT_END. */
+  private readonly snapshots = new Map<number, Subscription<unknown>>();
+  private readonly pending = new Map<number, Pending>();
+  private readonly queue: OfflineQueue<Queued>;
+  private readonly will: WillMessage | null;
+  private conn: Connection | undefined;
+  private open: Connection | undefined;
+  private lastId = 0;
+  private failures = 0; // consecutive failed attempts, for the backoff
+  private everOpened = false;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private closing: Promise<void> | undefined;
+  private firstOpen: { resolve: () => void; reject: (e: unknown) => void } | undefined;
+
+  constructor(urls: string[], options: ConnectOptions, build: ClientBuild) {
+    this.urls = urls;
+    this.options = options;
+    this.build = build;
+    this.codec = resolveCodec(options.codec, build.codecs, build.defaultCodec);
+    this.backoff = options.reconnect === false ? undefined : options.reconnect === true || options.reconnect === undefined ? {} : options.reconnect;
+    this.queue = new OfflineQueue(options.queue);
+    this.will = null;
+    if (options.will) {
+      const problem = topicProblem(options.will.topic);
+      if (problem) throw new RequestError(ErrorCode.invalidTopic, `will topic ${JSON.stringify(options.will.topic)} ${problem}`);
+      this.will = { topic: options.will.topic, payload: this.encode(this.codec, options.will.topic, options.will.value), retain: options.will.retain === true };
+    }
+  }
+
+  get url(): string {
+    return this.urls[this.urlIndex]!;
+  }
+
+  get server(): WelcomeInfo | undefined {
+    return this.open?.info;
+  }
+
+  /** Starts connecting; with `wait`, the promise settles at the first open or when giving up. */
+  start(wait: boolean): Promise<void> {
+    const first = wait ? new Promise<void>((resolve, reject) => (this.firstOpen = { resolve, reject })) : Promise.resolve();
+    this.attempt();
+    return first;
+  }
+
+  on<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): () => void {
+    return this.events.on(event, listener);
+  }
+
+  // ---- connection lifecycle -----------------------------------------------
+
+  private attempt(): void {
+    this.reconnectTimer = undefined;
+    if (this.state === 'closed') return;
+    const token = this.options.token;
+    if (typeof token === 'function') {
+      // Any failure of the token callback counts as a failed attempt; nothing escapes.
+      Promise.resolve()
+        .then(token)
+        .then(
+          (value) => this.dial(value),
+          (err: unknown) => this.lost(undefined, new ConnectionError(ClientErrorCode.connectFailed, `token callback failed: ${String((err as Error)?.message ?? err)}`, undefined, { cause: err })),
+        );
+    } else {
+      this.dial(token);
+    }
+  }
+
+  private dial(token: string | undefined): void {
+    if (this.state === 'closed') return;
+    let conn: Connection | undefined;
+    try {
+      conn = new Connection(
+        {
+          url: this.url,
+          extraProtocols: token ? [`topicast.token.${base64url(token)}`] : [],
+          transport: this.options.transport ?? this.build.transport,
+          heartbeatMs: this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+          connectTimeoutMs: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+          nextId: () => this.nextId(),
+        },
+        {
+          open: () => this.opened(conn!),
+          frame: (frame) => {
+            if (conn === this.open) this.onFrame(frame);
+          },
+          lost: (error) => this.lost(conn, error),
+        },
+      );
+    } catch (err) {
+      // A WebSocket constructor throws synchronously on a malformed URL: that never gets better.
+      this.conn = undefined;
+      this.giveUp(new ConnectionError(ClientErrorCode.connectFailed, `cannot open ${this.url}: ${(err as Error).message}`, undefined, { cause: err }));
+      return;
+    }
+    this.conn = conn;
+  }
+
+  private opened(conn: Connection): void {
+    if (conn !== this.conn || this.state === 'closed') return;
+    this.open = conn;
+    this.failures = 0;
+    this.everOpened = true;
+    try {
+      // Order matters and the broker keeps it: will, then subscriptions, then queued publishes.
+      if (this.will) this.send({ op: Op.will, id: this.request({ kind: 'will' }), will: this.will });
+      for (const sub of this.subs) this.sendSubscribe(sub);
+      for (const item of this.queue.drain()) this.sendPublish(item.topic, item.payload, item.flags, item.ack);
+    } catch (err) {
+      // The socket refused a write: the transport reports the close next and `lost` takes over.
+      this.report(new ConnectionError(ClientErrorCode.connectionLost, `send failed: ${(err as Error).message}`, undefined, { cause: err }));
+    }
+    this.setState('open');
+    const first = this.firstOpen;
+    this.firstOpen = undefined;
+    first?.resolve();
+  }
+
+  private lost(conn: Connection | undefined, error: ConnectionError): void {
+    if (conn !== this.conn || this.state === 'closed') return;
+    this.conn = undefined;
+    this.open = undefined;
+    this.settleInFlight(new ConnectionError(ClientErrorCode.connectionLost, `connection lost before the broker answered (${error.message})`, error.closeCode, { cause: error }));
+    this.report(error);
+    const closeCode = error.closeCode ?? 1006;
+    const retryable =
+      this.backoff !== undefined &&
+      (isRetryable(closeCode) || (closeCode === CloseCode.unauthenticated && typeof this.options.token === 'function'));
+    this.failures++;
+    // `wait: true` gives up after one failed round over every URL, so a wrong URL fails fast.
+    const firstRoundOver = this.firstOpen !== undefined && !this.everOpened && this.failures >= this.urls.length;
+    if (!retryable || firstRoundOver) {
+      this.giveUp(error);
+      return;
+    }
+    this.setState(this.everOpened ? 'reconnecting' : 'connecting');
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+    // Trying the next URL of a failover list right away costs nothing; a full round backs off.
+    const delay = this.urls.length > 1 && this.failures % this.urls.length !== 0 ? 0 : backoffDelay(this.failures - 1, this.backoff);
+    this.reconnectTimer = setTimeout(() => this.attempt(), delay);
+  }
+
+  /** Requests in flight on a lost connection: subscriptions are re-sent later, acked publishes fail. */
+  private settleInFlight(error: ConnectionError): void {
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    this.snapshots.clear();
+    for (const p of pending) {
+      if (p.kind === 'publish') p.reject(error);
+      else if (p.kind === 'unsubscribe') p.resolve(); // the broker forgot the subscription with the connection
+    }
+    for (const sub of this.subs) sub.restoring();
+  }
+
+  private giveUp(error: ConnectionError): void {
+    const reason = new ConnectionError(
+      error.code === ClientErrorCode.connectionLost ? ClientErrorCode.connectFailed : error.code,
+      this.everOpened ? `gave up reconnecting: ${error.message}` : error.message,
+      error.closeCode,
+      { cause: error },
+    );
+    this.shutdown(reason);
+  }
+
+  /** Ends everything the client holds; `error` is what pending work rejects with. */
+  private shutdown(error: TopicastError): void {
+    if (this.state === 'closed') return;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    this.snapshots.clear();
+    for (const p of pending) {
+      if (p.kind === 'publish') p.reject(error);
+      else if (p.kind === 'unsubscribe') p.resolve();
+    }
+    for (const item of this.queue.drain()) item.ack?.reject(error);
+    const subs = [...this.subs];
+    this.subs.clear();
+    const closedByUser = error.code === ClientErrorCode.closed;
+    for (const sub of subs) sub.close(closedByUser ? undefined : error);
+    const first = this.firstOpen;
+    this.firstOpen = undefined;
+    first?.reject(error);
+    this.open = undefined;
+    this.setState('closed');
+  }
+
+  /**
+   * Closes the client.
+   * @example
+   * await client.close();
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    const conn = this.conn;
+    this.conn = undefined;
+    this.shutdown(new ConnectionError(ClientErrorCode.closed, 'client closed'));
+    this.closing = conn ? conn.close(CloseCode.normal, '') : Promise.resolve();
+    return this.closing;
+  }
+
+  // ---- requests -----------------------------------------------------------
+
+  private nextId(): number {
+    // 1 .. 2^32-1; 0 means "no acknowledgement" for PUBLISH.
+    this.lastId = this.lastId >= 0xffffffff ? 1 : this.lastId + 1;
+    return this.lastId;
+  }
+
+  private request(p: Pending): number {
+    const id = this.nextId();
+    this.pending.set(id, p);
+    return id;
+  }
+
+  private send(frame: Parameters<Connection['send']>[0]): void {
+    this.open!.send(frame);
+  }
+
+  private encode(codec: Codec, topic: string, value: unknown): Uint8Array {
+    try {
+      return codec.encode(value);
+    } catch (err) {
+      throw new CodecError(topic, `cannot encode the value for ${topic} with ${codec.name}: ${(err as Error)?.message ?? String(err)}`, err);
+    }
+  }
+
+  subscribe(filter: string | readonly string[], handler?: Handler<unknown>, options: SubscribeOptions = {}): SubscribeResult<unknown> {
+    const filters = typeof filter === 'string' ? [filter] : [...filter];
+    let sub: Subscription<unknown> | undefined;
+    let failure: unknown;
+    try {
+      if (filters.length === 0) throw new RequestError(ErrorCode.invalidFilter, 'subscribe needs at least one filter');
+      for (const f of filters) {
+        const problem = filterProblem(f);
+        if (problem) throw new RequestError(ErrorCode.invalidFilter, `filter ${JSON.stringify(f)} ${problem}`);
+      }
+      if (this.state === 'closed') throw new ConnectionError(ClientErrorCode.closed, 'client closed');
+      const codec = resolveCodec(options.codec, this.build.codecs, this.codec);
+      sub = new Subscription<unknown>(this, filters, codec, handler, options);
+      this.subs.add(sub);
+      if (this.open) this.sendSubscribe(sub);
+    } catch (err) {
+      failure = err;
+    }
+    const promise = (sub ? sub.ready.then(() => sub) : Promise.reject(failure)) as SubscribeResult<unknown>;
+    promise.catch(noop); // the caller may only iterate; the iterator reports the failure too
+    promise[Symbol.asyncIterator] = sub ? () => sub[Symbol.asyncIterator]() : () => ({ next: () => Promise.reject(failure) });
+    return promise;
+  }
+
+  private sendSubscribe(sub: Subscription<unknown>): void {
+    const id = this.request({ kind: 'subscribe', sub });
+    sub.requestId = id;
+    this.send({ op: Op.subscribe, id, filters: [...sub.filters], options: sub.retained ? {} : { retained: false } });
+  }
+
+  /** @internal Called by Subscription.unsubscribe. */
+  unsubscribe(sub: Subscription<unknown>): Promise<void> {
+    if (!this.subs.delete(sub)) {
+      sub.close();
+      return Promise.resolve();
+    }
+    if (sub.requestId) this.snapshots.delete(sub.requestId);
+    sub.close();
+    return this.release(sub.filters);
+  }
+
+  /** Unsubscribes at the broker the filters that no remaining subscription uses. */
+  private release(filters: readonly string[]): Promise<void> {
+    const stillUsed = new Set<string>();
+    for (const other of this.subs) for (const f of other.filters) stillUsed.add(f);
+    const unused = filters.filter((f) => !stillUsed.has(f));
+    if (unused.length === 0 || !this.open) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      try {
+        this.send({ op: Op.unsubscribe, id: this.request({ kind: 'unsubscribe', resolve }), filters: unused });
+      } catch {
+        resolve(); // the connection is failing; the broker drops its subscriptions with it
+      }
+    });
+  }
+
+  /** @internal Called by Subscription when a handler throws. */
+  reportHandlerError(error: unknown, sub: Subscription<unknown>, topic: string): void {
+    this.report(new TopicastError(ClientErrorCode.handler, `handler of ${sub.filters.join(', ')} threw on ${topic}: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
+  }
+
+  publish(topic: string, value: unknown, options: PublishOptions = {}): Promise<void> {
+    try {
+      const problem = topicProblem(topic);
+      if (problem) throw new RequestError(ErrorCode.invalidTopic, `topic ${JSON.stringify(topic)} ${problem}`);
+      const codec = resolveCodec(options.codec, this.build.codecs, this.codec);
+      return this.publishBytes(topic, this.encode(codec, topic, value), options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  clearRetained(topic: string, options: { ack?: boolean } = {}): Promise<void> {
+    const problem = topicProblem(topic);
+    if (problem) return Promise.reject(new RequestError(ErrorCode.invalidTopic, `topic ${JSON.stringify(topic)} ${problem}`));
+    return this.publishBytes(topic, EMPTY, { retain: true, ack: options.ack });
+  }
+
+  private publishBytes(topic: string, payload: Uint8Array, options: { retain?: boolean; ack?: boolean }): Promise<void> {
+    if (this.state === 'closed') return Promise.reject(new ConnectionError(ClientErrorCode.closed, 'client closed'));
+    const max = this.open?.info?.maxPayloadBytes;
+    if (max !== undefined && max > 0 && payload.length > max) {
+      return Promise.reject(new RequestError(ErrorCode.payloadTooLarge, `payload of ${payload.length} bytes exceeds the broker's ${max}`));
+    }
+    const flags = options.retain ? Flag.retain : 0;
+    if (this.open) {
+      if (!options.ack) {
+        this.sendPublish(topic, payload, flags, undefined);
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve, reject) => this.sendPublish(topic, payload, flags, { resolve, reject }));
+    }
+    return this.enqueue(topic, payload, flags, options.ack === true);
+  }
+
+  private sendPublish(topic: string, payload: Uint8Array, flags: number, ack: Queued['ack']): void {
+    const id = ack ? this.request({ kind: 'publish', topic, ...ack }) : 0;
+    this.send({ op: Op.publish, id, topic, payload, flags });
+  }
+
+  private enqueue(topic: string, payload: Uint8Array, flags: number, wantAck: boolean): Promise<void> {
+    let ack: Queued['ack'];
+    const promise = wantAck ? new Promise<void>((resolve, reject) => (ack = { resolve, reject })) : Promise.resolve();
+    const result = this.queue.push({ topic, payload, flags, ack });
+    if (result.kind === 'queued') return promise;
+    if (result.kind === 'queued-dropped') {
+      const dropped = result.dropped;
+      const error = new QueueFullError(dropped.topic, `offline queue full (${this.queue.maxMessages}): dropped the oldest message, for ${dropped.topic}`);
+      if (dropped.ack) dropped.ack.reject(error);
+      else this.report(error);
+      return promise;
+    }
+    const error = new QueueFullError(topic, `offline queue full (${this.queue.maxMessages}): message for ${topic} ${this.queue.overflow === 'error' ? 'refused' : 'dropped'}`);
+    if (this.queue.overflow === 'error' || wantAck) {
+      ack?.reject(error);
+      return ack ? promise : Promise.reject(error);
+    }
+    this.report(error);
+    return promise;
+  }
+
+  // ---- frames from the broker ---------------------------------------------
+
+  private onFrame(frame: ServerFrame): void {
+    switch (frame.op) {
+      case Op.delivery:
+        return this.dispatch(frame.topic, frame.payload, (frame.flags & Flag.retain) !== 0);
+      case Op.ack:
+        return this.onAck(frame.id, frame.result?.retained ?? 0);
+      case Op.error:
+        return this.onError(frame.id, frame.code, frame.message);
+      case Op.snapshotEnd: {
+        const sub = this.snapshots.get(frame.id);
+        this.snapshots.delete(frame.id);
+        sub?.snapshotEnded();
+        return;
+      }
+      default:
+        return; // welcome and pong are the connection's
+    }
+  }
+
+  private onAck(id: number, retained: number): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    switch (p.kind) {
+      case 'subscribe':
+        if (p.sub.state === 'closed' || p.sub.requestId !== id) return;
+        if (retained > 0) this.snapshots.set(id, p.sub);
+        p.sub.acked(retained);
+        return;
+      case 'publish':
+      case 'unsubscribe':
+        return p.resolve();
+      case 'will':
+        return;
+    }
+  }
+
+  private onError(id: number, code: number, message: string): void {
+    const error = errorFromCode(code, message);
+    const p = this.pending.get(id);
+    if (!p) {
+      // id 0 or unknown: about a publish without ack, or the connection itself.
+      this.report(error);
+      return;
+    }
+    this.pending.delete(id);
+    switch (p.kind) {
+      case 'subscribe':
+        // The refusal is atomic: none of the filters is subscribed by this request.
+        if (p.sub.state === 'closed') return;
+        this.subs.delete(p.sub);
+        p.sub.close(error);
+        void this.release(p.sub.filters);
+        return;
+      case 'publish':
+        return p.reject(error);
+      case 'unsubscribe':
+        this.report(error);
+        return p.resolve();
+      case 'will':
+        this.report(error);
+        return;
+    }
+  }
+
+  private dispatch(topic: string, payload: Uint8Array, retained: boolean): void {
+    // Collect first: a handler may subscribe or unsubscribe while we deliver.
+    let targets: Subscription<unknown>[] = [];
+    let snapshotting = false;
+    for (const sub of this.subs) {
+      if ((sub.state === 'snapshot' || sub.state === 'live') && sub.matches(topic)) {
+        targets.push(sub);
+        if (sub.state === 'snapshot') snapshotting = true;
+      }
+    }
+    if (targets.length === 0) return;
+    if (retained && snapshotting) targets = targets.filter((s) => s.state === 'snapshot');
+    let codec: Codec | undefined;
+    let value: unknown;
+    let decoded: Map<Codec, unknown> | undefined; // only when subscriptions use different codecs
+    for (const sub of targets) {
+      if (sub.state === 'closed') continue;
+      let v: unknown;
+      if (codec === undefined || sub.codec === codec) {
+        if (codec === undefined) {
+          codec = sub.codec;
+          value = this.decode(codec, topic, payload);
+        }
+        v = value;
+      } else {
+        decoded ??= new Map();
+        if (!decoded.has(sub.codec)) decoded.set(sub.codec, this.decode(sub.codec, topic, payload));
+        v = decoded.get(sub.codec);
+      }
+      if (v !== UNDECODABLE) sub.deliver(v, topic, retained, payload);
+    }
+  }
+
+  private decode(codec: Codec, topic: string, payload: Uint8Array): unknown {
+    try {
+      return codec.decode(payload);
+    } catch (err) {
+      this.report(new CodecError(topic, `cannot decode a message on ${topic} with ${codec.name}: ${(err as Error)?.message ?? String(err)}`, err));
+      return UNDECODABLE;
+    }
+  }
+
+  // ---- events ---------------------------------------------------------------
+
+  private setState(state: ClientState): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.events.emit('state', state);
+  }
+
+  /** Emits 'error'. Without a listener, mistakes in application code (handlers, payloads) still get logged. */
+  private report(error: TopicastError): void {
+    if (this.events.count('error') > 0) {
+      this.events.emit('error', error);
+    } else if (error.code === ClientErrorCode.handler || error.code === ClientErrorCode.codec) {
+      console.error('topicast:', error);
+    }
+  }
+}
+
+const UNDECODABLE: unknown = Symbol('undecodable');
+
+/**
+ * Creates a client for `url` (or a failover list) with the given build's codecs and transport.
+ * Used by `connect` in index.ts (msgpackr) and core.ts (no msgpackr).
+ */
+export function openClient<Topics extends TopicMap>(url: string | readonly string[], options: ConnectOptions, build: ClientBuild): Promise<Client<Topics>> {
+  try {
+    const urls = typeof url === 'string' ? [url] : [...url];
+    if (urls.length === 0) throw new TypeError('connect needs at least one URL');
+    const client = new TopicastClient(urls, options, build);
+    const wait = options.wait !== false;
+    return client.start(wait).then(() => client as unknown as Client<Topics>);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+export type { MessageMeta };

@@ -1,0 +1,42 @@
+/**
+ * topicast-core: the SDK without msgpackr. Same API as the full build, but the
+ * built-in codecs are 'json' (the default), 'text' and 'raw'; MessagePack or any
+ * other format is a `Codec` object passed in `connect`'s options. This is the
+ * entry of the small browser build (dist/browser/topicast-core.js).
+ */
+import { openClient, type Client, type ConnectOptions } from './client.js';
+import { coreCodecs, json } from './codec.js';
+import type { TopicMap } from './topics.js';
+import { transport } from '#transport';
+
+/**
+ * Connects to a Topicast broker (core build: default codec 'json').
+ * @example
+ * import { connect } from './topicast-core.js';
+ * const client = await connect('ws://localhost:8080/ws');
+ * await client.publish('hello', { from: 'browser' });
+ */
+export function connect<Topics extends TopicMap = {}>(url: string | readonly string[], options: ConnectOptions = {}): Promise<Client<Topics>> {
+  return openClient<Topics>(url, options, { codecs: coreCodecs, defaultCodec: json, transport });
+}
+
+export type { Client, ClientEvents, ClientState, ConnectOptions, PublishOptions, SubscribeOptions, SubscribeResult } from './client.js';
+export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS } from './client.js';
+export { Subscription, DEFAULT_MAX_BUFFERED, type Handler, type Message, type MessageMeta, type SubscriptionState } from './subscription.js';
+export { json, text, raw, type Codec, type CodecName } from './codec.js';
+export { backoffDelay, DEFAULT_MAX_DELAY_MS, DEFAULT_MIN_DELAY_MS, type BackoffOptions } from './backoff.js';
+export { createEmitter, type Emitter, type EventsMap } from './emitter.js';
+export { OfflineQueue, DEFAULT_QUEUE_MAX_MESSAGES, type QueueOptions, type PushResult } from './queue.js';
+export {
+  ClientErrorCode,
+  CodecError,
+  ConnectionError,
+  ErrorCode,
+  errorFromClose,
+  errorFromCode,
+  QueueFullError,
+  RequestError,
+  TopicastError,
+} from './errors.js';
+export type { Transport, TransportHandlers, TransportSocket } from './transport/types.js';
+export type { CodecValue, FilterMatches, FiltersValue, FilterValue, MatchingFilters, PublishValue, SplitLevels, TopicMap } from './topics.js';

@@ -1,0 +1,74 @@
+/**
+ * The offline queue: publishes made while no connection is open wait here,
+ * already encoded, and are sent in order as soon as a connection opens.
+ * Bounded by `maxMessages`; what happens beyond is the overflow policy:
+ * - 'drop-oldest' (default): the oldest waiting message makes room; readings
+ *   lose value with age, so the newest are the ones worth keeping;
+ * - 'drop-newest': the new message is dropped, the backlog kept intact;
+ * - 'error': the new message is refused with a QueueFullError.
+ * Cost: O(1) amortized per push and shift (a head index instead of Array.shift).
+ */
+
+/** Size and overflow policy of the offline queue. */
+export interface QueueOptions {
+  /** Most publishes held while disconnected. */
+  maxMessages?: number;
+  /** What to do with a publish that does not fit. */
+  overflow?: 'drop-oldest' | 'drop-newest' | 'error';
+}
+
+/** 1000: minutes of a typical agent's readings, a few hundred KB at most. */
+export const DEFAULT_QUEUE_MAX_MESSAGES = 1000;
+
+/** Outcome of `OfflineQueue.push`. */
+export type PushResult<T> =
+  | { kind: 'queued' }
+  | { kind: 'queued-dropped'; dropped: T } // queued, the oldest item was evicted
+  | { kind: 'refused' }; // not queued ('drop-newest' or 'error', by policy)
+
+export class OfflineQueue<T> {
+  readonly maxMessages: number;
+  readonly overflow: 'drop-oldest' | 'drop-newest' | 'error';
+  private items: T[] = [];
+  private head = 0;
+
+  constructor(options: QueueOptions = {}) {
+    this.maxMessages = Math.max(0, options.maxMessages ?? DEFAULT_QUEUE_MAX_MESSAGES);
+    this.overflow = options.overflow ?? 'drop-oldest';
+  }
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): PushResult<T> {
+    if (this.length < this.maxMessages) {
+      this.items.push(item);
+      return { kind: 'queued' };
+    }
+    if (this.overflow !== 'drop-oldest' || this.maxMessages === 0) return { kind: 'refused' };
+    const dropped = this.shift()!;
+    this.items.push(item);
+    return { kind: 'queued-dropped', dropped };
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head]!;
+    this.items[this.head] = undefined as T; // let it be collected
+    this.head++;
+    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  /** Removes and returns everything, oldest first. */
+  drain(): T[] {
+    const out = this.items.slice(this.head);
+    this.items = [];
+    this.head = 0;
+    return out;
+  }
+}

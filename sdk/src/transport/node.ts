@@ -1,0 +1,40 @@
+/**
+ * Node transport: the `ws` package. Selected by `#transport` outside browsers.
+ * Per-message deflate is off: payloads are small and mostly incompressible
+ * sensor values, and deflate costs memory per connection on both ends.
+ */
+import WebSocket from 'ws';
+import type { Transport, TransportSocket } from './types.js';
+
+/**
+ * Opens a WebSocket with the `ws` package.
+ * @example
+ * const client = await connect(url, { transport: nodeTransport });
+ */
+export const transport: Transport = function openNodeSocket(url, protocols, on): TransportSocket {
+  const ws = new WebSocket(url, protocols, { perMessageDeflate: false });
+  let closed = false;
+  ws.on('open', () => on.open());
+  ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+    if (!isBinary) {
+      on.error(new Error('text message on a binary protocol'));
+      ws.terminate();
+      return;
+    }
+    on.message(Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data);
+  });
+  ws.on('error', (err: Error) => on.error(err));
+  ws.on('close', (code: number, reason: Buffer) => {
+    if (closed) return;
+    closed = true;
+    on.close(code, reason.toString());
+  });
+  return {
+    send: (data) => ws.send(data),
+    close: (code, reason) => ws.close(code, reason),
+    terminate: () => ws.terminate(),
+    get bufferedAmount() {
+      return ws.bufferedAmount;
+    },
+  };
+};
