@@ -107,6 +107,9 @@ export class Router {
     });
     stats.deliveries += deliveries;
     for (const tap of this.taps) tap(message);
+    // A retained message outlives this publish in the store: drop the live encodings it no
+    // longer needs (queued outboxes hold their own references) so the store holds payloads only.
+    if (message.retain) for (const shape in message.encoded) delete message.encoded[shape];
     return { deliveries, durable };
   }
 
