@@ -1,0 +1,81 @@
+/**
+ * The dashboard's one SDK client. It subscribes to `#` and to `$SYS/broker/#`
+ * (a filter starting with a wildcard never matches `$` topics) with the `raw`
+ * codec, because payloads are opaque bytes whose shape the dashboard guesses
+ * itself (decode.ts). The SDK reconnects with backoff and restores both
+ * subscriptions; the broker then re-sends the retained snapshot.
+ */
+import { connect, type Client } from 'topicast';
+import type { PublishTarget } from './publish.js';
+
+export type LinkState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface LinkHandlers {
+  onMessage(topic: string, payload: Uint8Array, retained: boolean): void;
+  onState(state: LinkState): void;
+  onError(message: string): void;
+}
+
+/** The WebSocket URL served next to this page: ws(s)://<host>/ws. */
+export function defaultUrl(loc: Location = location): string {
+  return `${loc.protocol === 'https:' ? 'wss' : 'ws'}://${loc.host}/ws`;
+}
+
+export class Link implements PublishTarget {
+  private client: Client | undefined;
+  private closed = false;
+  /** Settles once both subscriptions are acknowledged (rejects if the broker refuses one). */
+  ready: Promise<void> = Promise.resolve();
+
+  private constructor(private readonly handlers: LinkHandlers) {}
+
+  /**
+   * Starts connecting (retrying in the background) and subscribing; resolves at once.
+   * `ready` tells when both subscriptions are acknowledged.
+   */
+  static async open(url: string, token: string, handlers: LinkHandlers): Promise<Link> {
+    const link = new Link(handlers);
+    await link.start(url, token);
+    return link;
+  }
+
+  get state(): LinkState {
+    return this.client?.state ?? 'connecting';
+  }
+
+  async publish(topic: string, payload: Uint8Array, retain: boolean): Promise<'sent' | 'queued'> {
+    const client = this.client;
+    if (!client || this.closed) throw new Error('not connected');
+    if (client.state !== 'open') {
+      // The SDK queues it (bounded) and sends it on reconnect; an ack would wait for that.
+      await client.publish(topic, payload, { retain });
+      return 'queued';
+    }
+    await client.publish(topic, payload, { retain, ack: true });
+    return 'sent';
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const client = this.client;
+    this.client = undefined;
+    if (client) await client.close();
+  }
+
+  private async start(url: string, token: string): Promise<void> {
+    const h = this.handlers;
+    const client = await connect(url, { codec: 'raw', token: token || undefined, wait: false });
+    this.client = client;
+    client.on('state', (state) => {
+      if (!this.closed) h.onState(state);
+    });
+    client.on('error', (err) => {
+      if (!this.closed) h.onError(err instanceof Error ? err.message : String(err));
+    });
+    h.onState(client.state);
+    const deliver = (_value: unknown, meta: { topic: string; retained: boolean; payload: Uint8Array }): void => {
+      if (!this.closed) h.onMessage(meta.topic, meta.payload, meta.retained);
+    };
+    this.ready = Promise.all([client.subscribe('#', deliver), client.subscribe('$SYS/broker/#', deliver)]).then(() => undefined);
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The dashboard's composition root: builds the views, routes each delivery to
+ * the models (explorer, devices, series, $SYS), and renders everything dirty
+ * once per animation frame. A one-second tick refreshes rates and "last seen".
+ * Message handling never touches the DOM.
+ */
+import { ChartsView } from './charts.js';
+import { defaultUrl, Link, type LinkState } from './connection.js';
+import { DetailView } from './detail.js';
+import { DevicesView } from './devices.js';
+import { byId, setAttr, setText } from './dom.js';
+import { ExplorerView } from './explorer.js';
+import { formatRate } from './format.js';
+import { FrameScheduler } from './frame.js';
+import { PublishForm } from './publish.js';
+import { SeriesStore } from './series.js';
+import { SysView } from './sys.js';
+import { initTheme } from './theme.js';
+
+const URL_KEY = 'topicast.url';
+const TOKEN_KEY = 'topicast.token';
+
+const scheduler = new FrameScheduler();
+const store = new SeriesStore();
+const requestRender = (): void => scheduler.schedule(render);
+
+const announcer = byId('announcer');
+const announce = (text: string): void => {
+  announcer.textContent = text;
+};
+
+const devices = new DevicesView(byId('devices-grid'), byId('devices-empty'), {
+  onToggleChart: (topic, label, unit) => charts.toggle(topic, label, unit),
+  isCharted: (topic) => charts.isOpen(topic),
+  requestRender,
+});
+const charts = new ChartsView(byId('charts-grid'), byId('charts-empty'), store, {
+  onChange: (topic, open) => devices.setCharted(topic, open),
+  requestRender,
+  announce,
+});
+const detail = new DetailView((topic) => publishForm.useTopic(topic));
+let detailDirty = false;
+const explorer = new ExplorerView(byId<HTMLUListElement>('topic-tree'), {
+  onSelect: () => {
+    detailDirty = true;
+    requestRender();
+  },
+  requestRender,
+});
+const sys = new SysView(byId('sys-figures'), byId('sys-minor'), requestRender);
+let link: Link | undefined;
+const publishForm = new PublishForm(
+  () => link,
+  (topic, retain) => {
+    if (retain) explorer.markRetained(topic);
+  },
+);
+
+const devicesCount = byId('devices-count');
+const explorerStats = byId('explorer-stats');
+const treeEmpty = byId('tree-empty');
+
+function render(): void {
+  devices.render();
+  charts.render();
+  explorer.render();
+  sys.render();
+  if (detailDirty) {
+    detailDirty = false;
+    const path = explorer.selectedPath();
+    detail.show(path === undefined ? undefined : explorer.detail(path), Date.now());
+  }
+  const { total, online } = devices.summary();
+  setText(devicesCount, total ? `${total} device${total === 1 ? '' : 's'} · ${online} online` : '');
+  treeEmpty.hidden = explorer.topicCount > 0;
+}
+
+function onMessage(topic: string, payload: Uint8Array, retained: boolean): void {
+  const nowMs = Date.now();
+  const decoded = explorer.onMessage(topic, payload, retained, nowMs);
+  if (topic.startsWith('devices/')) {
+    const reading = devices.onMessage(topic, decoded, retained, nowMs);
+    if (reading && typeof reading.value === 'number') {
+      store.push(topic, (reading.tsMs ?? nowMs) / 1000, reading.value, reading.unit);
+      charts.onData(topic);
+    }
+  } else if (topic.startsWith('$SYS/')) {
+    sys.onMessage(topic, decoded, nowMs);
+  }
+  if (explorer.isSelected(topic)) detailDirty = true;
+}
+
+// ---- connection -------------------------------------------------------------
+
+const conn = byId('conn');
+const connText = byId('conn-text');
+const settings = byId<HTMLDetailsElement>('settings');
+const urlInput = byId<HTMLInputElement>('settings-url');
+const tokenInput = byId<HTMLInputElement>('settings-token');
+let currentUrl = '';
+let generation = 0;
+
+function showState(state: LinkState | 'error', detailText?: string): void {
+  setAttr(conn, 'data-state', state);
+  const where = currentUrl.replace(/^wss?:\/\//, '');
+  const text =
+    state === 'open' ? `Connected to ${where}` :
+    state === 'connecting' ? `Connecting to ${where}…` :
+    state === 'reconnecting' ? `Reconnecting to ${where}…` :
+    state === 'closed' ? 'Disconnected' :
+    `Connection problem: ${detailText ?? 'unknown'}`;
+  setText(connText, text);
+}
+
+function readSetting(storage: () => Storage, key: string): string | undefined {
+  try {
+    return storage().getItem(key) ?? undefined;
+  } catch {
+    return undefined; // storage disabled: defaults apply
+  }
+}
+
+function writeSetting(storage: () => Storage, key: string, value: string | undefined): void {
+  try {
+    if (value) storage().setItem(key, value);
+    else storage().removeItem(key);
+  } catch {
+    // storage disabled: the setting lasts for this page only
+  }
+}
+
+async function connectTo(url: string, token: string): Promise<void> {
+  const gen = ++generation;
+  const old = link;
+  link = undefined;
+  if (url !== currentUrl) {
+    // Another broker: forget everything the old one told us.
+    explorer.clear();
+    devices.clear();
+    charts.closeAll();
+    store.clear();
+    sys.clear();
+  }
+  currentUrl = url;
+  byId('agent-hint').textContent = `topicast-agent --url ${url}`;
+  showState('connecting');
+  if (old) await old.close().catch((err: unknown) => showState('error', err instanceof Error ? err.message : String(err)));
+  if (gen !== generation) return;
+  try {
+    const next = await Link.open(url, token, {
+      onMessage,
+      onState: (state) => {
+        if (gen === generation) showState(state);
+      },
+      onError: (message) => {
+        if (gen === generation) showState('error', message);
+      },
+    });
+    if (gen !== generation) {
+      await next.close();
+      return;
+    }
+    link = next;
+    await next.ready;
+  } catch (err) {
+    if (gen === generation) showState('error', err instanceof Error ? err.message : String(err));
+  }
+}
+
+byId<HTMLFormElement>('settings-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const url = urlInput.value.trim();
+  const token = tokenInput.value;
+  writeSetting(() => localStorage, URL_KEY, url === defaultUrl() ? undefined : url);
+  writeSetting(() => sessionStorage, TOKEN_KEY, token || undefined);
+  settings.open = false;
+  void connectTo(url, token);
+});
+
+// ---- wiring -------------------------------------------------------------------
+
+let filterTimer: ReturnType<typeof setTimeout> | undefined;
+byId<HTMLInputElement>('topic-filter').addEventListener('input', (e) => {
+  const value = (e.target as HTMLInputElement).value;
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(() => explorer.setFilter(value), 120); // one tree walk per pause in typing
+});
+
+initTheme(byId<HTMLButtonElement>('theme-toggle'), () => charts.retheme());
+
+let lastTickMs = Date.now();
+setInterval(() => {
+  const nowMs = Date.now();
+  const dtSec = Math.max(0.001, (nowMs - lastTickMs) / 1000);
+  lastTickMs = nowMs;
+  explorer.tick(dtSec);
+  devices.tick(nowMs);
+  const rate = formatRate(explorer.totalRate);
+  setText(explorerStats, `${explorer.topicCount} topic${explorer.topicCount === 1 ? '' : 's'}${rate ? ` · ${rate}` : ''}`);
+  if (explorer.selectedPath() !== undefined) {
+    detailDirty = true;
+    requestRender();
+  }
+}, 1000);
+
+const params = new URLSearchParams(location.search);
+const startUrl = params.get('url') ?? readSetting(() => localStorage, URL_KEY) ?? defaultUrl();
+const startToken = readSetting(() => sessionStorage, TOKEN_KEY) ?? '';
+urlInput.value = startUrl;
+tokenInput.value = startToken;
+requestRender();
+void connectTo(startUrl, startToken);
