@@ -1,0 +1,43 @@
+/**
+ * The browser build's size budget (issue 3): at most 12 KB min+gzip without
+ * msgpackr (topicast-core.js) and 25 KB with it (topicast.js). Needs
+ * `npm run build:browser -w topicast` (part of `npm run build`).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+
+const dist = fileURLToPath(new URL('../../../../sdk/dist/browser/', import.meta.url));
+const KB = 1024;
+
+function gzipSize(file: string): number {
+  const path = dist + file;
+  assert.ok(existsSync(path), `${path} is missing: run npm run build:browser -w topicast`);
+  return gzipSync(readFileSync(path), { level: 9 }).length;
+}
+
+test('topicast-core.js (no msgpackr) is at most 12 KB min+gzip', () => {
+  const size = gzipSize('topicast-core.js');
+  console.log(`topicast-core.js: ${size} bytes min+gzip`);
+  assert.ok(size <= 12 * KB, `${size} bytes > ${12 * KB}`);
+});
+
+test('topicast.js (with msgpackr) is at most 25 KB min+gzip', () => {
+  const size = gzipSize('topicast.js');
+  console.log(`topicast.js: ${size} bytes min+gzip`);
+  assert.ok(size <= 25 * KB, `${size} bytes > ${25 * KB}`);
+});
+
+test('the browser builds contain neither ws nor Node built-ins, and the core build no msgpackr', () => {
+  for (const file of ['topicast.js', 'topicast-core.js']) {
+    const code = readFileSync(dist + file, 'utf8');
+    assert.doesNotMatch(code, /from\s*["'](ws|node:[a-z_]+)["']/, file);
+    assert.doesNotMatch(code, /require\(["']ws["']\)/, file);
+  }
+  const core = readFileSync(dist + 'topicast-core.js', 'utf8');
+  assert.doesNotMatch(core, /useRecords|bundleStrings/); // msgpackr internals
+  assert.match(readFileSync(dist + "topicast.js", "utf8"), /useRecords|bundleStrings/);
+  assert.match(readFileSync(dist + 'topicast.js', 'utf8'), /export\s*\{/);
+});
