@@ -1,0 +1,392 @@
+/**
+ * The agent's scheduler: reads sensors on their intervals, applies the deadband, and publishes
+ * readings, device info and status on the device topic convention (DESIGN.md):
+ * `devices/<id>/status` (retained `online`/`offline`), `devices/<id>/info` (retained metadata and
+ * the sensor list with units), `devices/<id>/<sensor path>` (retained readings).
+ *
+ * Scheduling. Each sensor has an interval (default 5 s). A reader is read when the earliest of
+ * its sensors is due, and a sensor read before its own interval elapsed is not considered. One
+ * timer for the whole agent, armed for the earliest due reader: no per-sensor timers.
+ *
+ * Deadband. A considered value is published only if it differs from the last *published* value
+ * by more than the sensor's threshold, or if the last publish is `maxAgeSec` old (default 60 s),
+ * so a quiet device sends one message per sensor per minute and a slow drift still shows.
+ * Default thresholds depend on the unit (table below); strings and objects publish on change.
+ * A threshold of -1 publishes every considered value.
+ *
+ * Offline buffer. While the transport is not open, and for every publish that fails, only the
+ * latest payload of each topic is kept, in a map bounded by `maxBufferedTopics` (the least
+ * recently updated topic is dropped first, and counted). On every (re)connect the agent
+ * publishes `status` online, then `info`, then the buffered topics, all retained. Nothing is
+ * queued twice: the transports' own offline queues are not used for readings.
+ *
+ * Payload encoding. The agent hands values to the transport; each transport encodes them the way
+ * its subscribers expect. Native: the SDK's default codec (MessagePack), so `48.2` is a float and
+ * a reading is a map `{ value, unit, ts }`, exactly what SDK subscribers decode. MQTT: JSON text
+ * (`48.2`, `{"value":48.2,"unit":"°C","ts":...}`, and bare strings such as `online` as plain text),
+ * because generic MQTT tools (mosquitto_sub, Node-RED, Home Assistant) read text and JSON, not
+ * MessagePack. A reading is `{ value, unit, ts }` by default (`ts` in ms since the epoch), so a
+ * dashboard that opens later sees the unit and how old the retained value is; `payload: 'number'`
+ * publishes the bare value instead.
+ *
+ * Cost per round: one synchronous read of a few small /proc and /sys files per due reader, one
+ * comparison per sample, one publish per changed sample. No allocation while nothing changes
+ * beyond the readers' own parsing.
+ */
+import { sensorFilterMatches } from './filter.js';
+import type { AgentTransport, Clock, Logger, Payload, Reader, Sample } from './types.js';
+import { silentLogger, systemClock } from './types.js';
+
+export interface SensorSettings {
+  /** Seconds between two considerations of this sensor. */
+  intervalSec: number;
+  /** Publish only when |value − last published| > threshold; -1 publishes every considered value. */
+  threshold: number;
+  /** Publish at least this often even when the value did not move. */
+  maxAgeSec: number;
+  enabled: boolean;
+}
+
+/** Settings for the sensors whose path matches `filter` (MQTT filter syntax: `net/+/rx`, `hwmon/#`). Later rules win. */
+export interface SensorRule {
+  filter: string;
+  settings: Partial<SensorSettings>;
+}
+
+/**
+ * Default deadband per unit: below these a change is noise on any dashboard, above them it is news.
+ * Units not listed publish on any change.
+ */
+export const DEFAULT_THRESHOLDS: Readonly<Record<string, number>> = {
+  '%': 1, // percentage points; CPU usage jitters by tenths between rounds
+  '°C': 0.5, // most sensors resolve 0.5 to 1 °C
+  B: 1024 * 1024, // memory and disk use move by KiB all the time
+  'B/s': 1024, // an idle link still carries a few hundred B/s of broadcast
+  V: 0.05, // regulator ripple
+  A: 0.05,
+  W: 0.2,
+  RPM: 50, // fan controllers dither
+  MHz: 100, // frequency governors step constantly; 100 MHz is one step on most boards
+  s: 59, // uptime: once a minute is enough
+};
+
+export const DEFAULT_INTERVAL_SEC = 5; // fresh enough for a dashboard, a few hundred bytes/s for a busy machine
+export const DEFAULT_MAX_AGE_SEC = 60; // a quiet sensor still shows it is alive every minute
+export const DEFAULT_MAX_BUFFERED_TOPICS = 1000; // a device has a few hundred sensors; the bound only matters for runaway exec output
+const DUE_SLACK_MS = 50; // timers fire late, never early; this absorbs rounding so a 5 s sensor is not skipped at 4.999 s
+const FIRST_ROUND_DELAY_MS = 1000; // rates (cpu, net, disk I/O) need two reads; one second gives meaningful first values
+
+export interface DeviceInfo {
+  hostname: string;
+  os: string;
+  arch: string;
+  agentVersion: string;
+  [key: string]: unknown;
+}
+
+export interface AgentOptions {
+  id: string;
+  transport: AgentTransport;
+  readers: Reader[];
+  info: DeviceInfo;
+  intervalSec?: number;
+  maxAgeSec?: number;
+  rules?: SensorRule[];
+  payload?: 'reading' | 'number';
+  maxBufferedTopics?: number;
+  clock?: Clock;
+  log?: Logger;
+}
+
+export interface AgentStats {
+  published: number;
+  suppressed: number;
+  buffered: number;
+  dropped: number;
+  failed: number;
+}
+
+interface SensorState {
+  settings: SensorSettings;
+  unit: string;
+  dueAt: number;
+  lastValue: Sample['value'] | object | undefined;
+  lastPublishedAt: number | undefined;
+}
+
+/** Options for `offer`: exec sensors have their own timing, so they skip the interval gate. */
+export interface OfferOptions {
+  gate?: boolean;
+}
+
+/**
+ * @example
+ * const agent = new Agent({ id: 'pi-01', transport, readers: createReaders(), info: deviceInfo() });
+ * agent.start();
+ * process.on('SIGTERM', () => agent.stop().then(() => process.exit(0)));
+ */
+export class Agent {
+  readonly id: string;
+  readonly stats: AgentStats = { published: 0, suppressed: 0, buffered: 0, dropped: 0, failed: 0 };
+  private readonly transport: AgentTransport;
+  private readonly readers: Reader[];
+  private readonly baseInfo: DeviceInfo;
+  private readonly intervalSec: number;
+  private readonly maxAgeSec: number;
+  private readonly rules: SensorRule[];
+  private readonly payloadShape: 'reading' | 'number';
+  private readonly maxBuffered: number;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly sensors = new Map<string, SensorState>();
+  private readonly readerDue = new Map<Reader, number>();
+  private readonly pending = new Map<string, Payload>();
+  private readonly extraSensors = new Map<string, string>();
+  private cpuSource: string | undefined;
+  private infoSignature = '';
+  private timer: unknown;
+  private offOpen: (() => void) | undefined;
+  private running = false;
+  private announced = false; // nothing goes out before status and info; until then it waits in the buffer
+
+  constructor(options: AgentOptions) {
+    this.id = options.id;
+    this.transport = options.transport;
+    this.readers = options.readers;
+    this.baseInfo = options.info;
+    this.intervalSec = options.intervalSec ?? DEFAULT_INTERVAL_SEC;
+    this.maxAgeSec = options.maxAgeSec ?? DEFAULT_MAX_AGE_SEC;
+    this.rules = options.rules ?? [];
+    this.payloadShape = options.payload ?? 'reading';
+    this.maxBuffered = options.maxBufferedTopics ?? DEFAULT_MAX_BUFFERED_TOPICS;
+    this.clock = options.clock ?? systemClock;
+    this.log = options.log ?? silentLogger;
+  }
+
+  topic(path: string): string {
+    return `devices/${this.id}/${path}`;
+  }
+
+  /** Primes every reader, announces the device when the transport opens, and starts the rounds. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    const now = this.clock.now();
+    for (const r of this.readers) {
+      this.readerDue.set(r, now + FIRST_ROUND_DELAY_MS);
+      this.offerAll(readSafely(r, now, this.log), now, true);
+    }
+    this.infoSignature = this.sensorSignature();
+    this.offOpen = this.transport.onOpen(() => this.announce());
+    if (this.transport.isOpen()) this.announce();
+    this.arm();
+  }
+
+  /** Stops the rounds, publishes `status` offline (retained) when connected and closes the transport cleanly. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.offOpen?.();
+    await this.transport.close({ topic: this.topic('status'), payload: 'offline' });
+  }
+
+  /** Registers a sensor that is not read by a reader (an exec sensor), so `info` lists it before its first value. */
+  declareSensor(path: string, unit: string): void {
+    this.extraSensors.set(path, unit);
+    this.refreshInfo();
+  }
+
+  /**
+   * Takes one value for one sensor through the interval gate (unless `gate: false`) and the
+   * deadband, and publishes it if it passes. Exec sensors call this for every line they parse.
+   */
+  offer(sample: Sample | { path: string; value: object; unit: string }, options: OfferOptions = {}): void {
+    this.offerAt(sample, this.clock.now(), options.gate ?? true);
+    this.refreshInfo();
+  }
+
+  /** The current sensor list, as published in `info`: every sensor seen so far, sorted by path. */
+  sensorList(): { path: string; unit: string }[] {
+    const all = new Map<string, string>(this.extraSensors);
+    for (const [path, s] of this.sensors) if (s.settings.enabled) all.set(path, s.unit);
+    return [...all].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([path, unit]) => ({ path, unit }));
+  }
+
+  /** Number of topics waiting for a connection. */
+  get bufferedTopics(): number {
+    return this.pending.size;
+  }
+
+  /** Runs the due readers now; the timer calls this, tests may too. */
+  round(): void {
+    const now = this.clock.now();
+    for (const r of this.readers) {
+      const due = this.readerDue.get(r) ?? now;
+      if (due - DUE_SLACK_MS > now) continue;
+      const samples = readSafely(r, now, this.log);
+      this.offerAll(samples, now, true);
+      this.readerDue.set(r, now + this.readerIntervalMs(samples));
+    }
+    this.refreshInfo();
+  }
+
+  private arm(): void {
+    if (!this.running) return;
+    let next = Infinity;
+    for (const due of this.readerDue.values()) next = Math.min(next, due);
+    if (next === Infinity) return;
+    const delay = Math.max(0, next - this.clock.now());
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      if (!this.running) return;
+      this.round();
+      this.arm();
+    }, delay);
+  }
+
+  private readerIntervalMs(samples: Sample[]): number {
+    let min = Infinity;
+    for (const s of samples) {
+      const state = this.sensors.get(s.path);
+      if (state && state.settings.enabled) min = Math.min(min, state.settings.intervalSec);
+    }
+    return (min === Infinity ? this.intervalSec : min) * 1000;
+  }
+
+  private offerAll(samples: Sample[], now: number, gate: boolean): void {
+    let cpu: Sample | undefined;
+    for (const s of samples) {
+      this.offerAt(s, now, gate);
+      if (s.cpuTemperature && (this.cpuSource === undefined || this.cpuSource === s.path) && !cpu) cpu = s;
+    }
+    if (cpu && !samples.some((s) => s.path === 'cpu/temperature')) {
+      this.cpuSource = cpu.path;
+      this.offerAt({ path: 'cpu/temperature', value: cpu.value, unit: cpu.unit }, now, gate);
+    }
+  }
+
+  private settingsFor(path: string, unit: string): SensorSettings {
+    const settings: SensorSettings = {
+      intervalSec: this.intervalSec,
+      threshold: DEFAULT_THRESHOLDS[unit] ?? 0,
+      maxAgeSec: this.maxAgeSec,
+      enabled: true,
+    };
+    for (const rule of this.rules) if (sensorFilterMatches(rule.filter, path)) Object.assign(settings, rule.settings);
+    return settings;
+  }
+
+  private offerAt(sample: { path: string; value: Sample['value'] | object; unit: string }, now: number, gate: boolean): void {
+    let s = this.sensors.get(sample.path);
+    if (!s) {
+      s = { settings: this.settingsFor(sample.path, sample.unit), unit: sample.unit, dueAt: now, lastValue: undefined, lastPublishedAt: undefined };
+      this.sensors.set(sample.path, s);
+    }
+    if (!s.settings.enabled) return;
+    if (gate) {
+      if (now < s.dueAt - DUE_SLACK_MS) return;
+      s.dueAt = now + s.settings.intervalSec * 1000;
+    }
+    const value = sample.value;
+    const last = s.lastValue;
+    const moved =
+      last === undefined ||
+      (typeof value === 'number' && typeof last === 'number'
+        ? s.settings.threshold < 0 || Math.abs(value - last) > s.settings.threshold
+        : s.settings.threshold < 0 || !sameValue(value, last));
+    const stale = s.lastPublishedAt === undefined || now - s.lastPublishedAt >= s.settings.maxAgeSec * 1000 - DUE_SLACK_MS;
+    if (!moved && !stale) {
+      this.stats.suppressed++;
+      return;
+    }
+    s.lastValue = value;
+    s.lastPublishedAt = now;
+    this.send(this.topic(sample.path), this.payload(value, sample.unit, now));
+  }
+
+  private payload(value: Sample['value'] | object, unit: string, now: number): Payload {
+    if (typeof value === 'object') return value as Payload; // exec JSON: the program chose its shape
+    if (this.payloadShape === 'number') return value;
+    return { value, unit, ts: now };
+  }
+
+  private info(): Payload {
+    return { ...this.baseInfo, id: this.id, transport: this.transport.kind, intervalSec: this.intervalSec, sensors: this.sensorList() };
+  }
+
+  private sensorSignature(): string {
+    return this.sensorList()
+      .map((s) => `${s.path}\u0000${s.unit}`)
+      .join('\u0001');
+  }
+
+  /** Republishes `info` when the sensor list changed (a disk mounted, an exec program printed a new name). */
+  private refreshInfo(): void {
+    if (!this.running) return;
+    const sig = this.sensorSignature();
+    if (sig === this.infoSignature) return;
+    this.infoSignature = sig;
+    this.send(this.topic('info'), this.info());
+  }
+
+  /** On every (re)connect: status, info, then the latest buffered value of each topic. */
+  private announce(): void {
+    if (!this.running) return;
+    const statusTopic = this.topic('status');
+    const infoTopic = this.topic('info');
+    this.pending.delete(statusTopic);
+    this.pending.delete(infoTopic);
+    const backlog = [...this.pending];
+    this.pending.clear();
+    this.announced = true;
+    this.log.info(`connected (${this.transport.kind}); publishing status, info and ${backlog.length} buffered topics`);
+    this.send(statusTopic, 'online');
+    this.infoSignature = this.sensorSignature();
+    this.send(infoTopic, this.info());
+    for (const [topic, payload] of backlog) this.send(topic, payload);
+  }
+
+  private send(topic: string, payload: Payload): void {
+    if (!this.announced || !this.transport.isOpen()) {
+      this.buffer(topic, payload, true);
+      return;
+    }
+    this.stats.published++;
+    this.transport.publish(topic, payload, true).then(undefined, (err: unknown) => {
+      this.stats.failed++;
+      this.log.debug(`publish ${topic} failed, kept for the next connection: ${String((err as Error)?.message ?? err)}`);
+      // A newer value may have been buffered meanwhile; never overwrite it with this older one.
+      this.buffer(topic, payload, false);
+    });
+  }
+
+  private buffer(topic: string, payload: Payload, replace: boolean): void {
+    if (this.pending.has(topic)) {
+      if (!replace) return;
+      this.pending.delete(topic); // re-insert at the end: the map's order is least recently updated first
+    } else if (this.pending.size >= this.maxBuffered) {
+      const oldest = this.pending.keys().next().value as string;
+      this.pending.delete(oldest);
+      this.stats.dropped++;
+    }
+    this.pending.set(topic, payload);
+    this.stats.buffered++;
+  }
+}
+
+function readSafely(reader: Reader, now: number, log: Logger): Sample[] {
+  try {
+    return reader.read(now);
+  } catch (err) {
+    log.warn(`reader ${reader.name} failed: ${(err as Error).message}`);
+    return [];
+  }
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  return JSON.stringify(a) === JSON.stringify(b);
+}

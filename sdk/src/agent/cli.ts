@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+/**
+ * `topicast-agent`: publishes this machine's readings under `devices/<id>/` until SIGTERM or
+ * SIGINT, then publishes `status` offline and disconnects cleanly. Exit status: 0 after a clean
+ * stop, 2 for a bad configuration (one line on stderr), 1 for anything unexpected (systemd
+ * restarts it). The transport module is loaded on demand, so an MQTT agent never loads the SDK's
+ * WebSocket stack and a native agent never loads mqtt.js.
+ */
+import { Agent } from './agent.js';
+import { ConfigError, parseAgentArgs, USAGE, type AgentConfig } from './config.js';
+import { ExecSensor } from './exec.js';
+import { agentVersion, deviceInfo } from './info.js';
+import { createLogger } from './log.js';
+import { readOnce } from './once.js';
+import { createReaders } from './readers/index.js';
+import type { AgentTransport, Logger } from './types.js';
+
+const SHUTDOWN_TIMEOUT_MS = 5000; // systemd's default stop timeout is 90 s; a device being rebooted should not wait that long
+
+async function openTransport(config: AgentConfig, log: Logger): Promise<AgentTransport> {
+  if (config.transport === 'mqtt') {
+    const { mqttTransport } = await import('./transport/mqtt.js');
+    return mqttTransport({ url: config.urls[0]!, id: config.id, log });
+  }
+  const { nativeTransport } = await import('./transport/native.js');
+  return nativeTransport({ url: config.urls, id: config.id, log, ...(config.token !== undefined ? { token: config.token } : {}) });
+}
+
+async function main(): Promise<void> {
+  let config: AgentConfig;
+  try {
+    const parsed = parseAgentArgs(process.argv.slice(2), { env: process.env });
+    if (parsed.action === 'help') {
+      process.stdout.write(USAGE + '\n');
+      return;
+    }
+    if (parsed.action === 'version') {
+      process.stdout.write(agentVersion() + '\n');
+      return;
+    }
+    config = parsed.config;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`topicast-agent: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  const readers = createReaders(config.readers, { root: config.root });
+
+  if (config.once) {
+    const round = await readOnce(config.id, readers, undefined, (m) => log.warn(m));
+    if (config.print) process.stdout.write(JSON.stringify(round, null, 2) + '\n');
+    return;
+  }
+
+  const transport = await openTransport(config, log);
+  const agent = new Agent({
+    id: config.id,
+    transport,
+    readers,
+    info: deviceInfo(config.root),
+    intervalSec: config.intervalSec,
+    maxAgeSec: config.maxAgeSec,
+    rules: config.sensors,
+    payload: config.payload,
+    maxBufferedTopics: config.maxBufferedTopics,
+    log,
+  });
+  const execs = config.exec.map((e) => new ExecSensor(e, agent, { log }));
+  agent.start();
+  for (const e of execs) e.start();
+  log.info(`topicast-agent ${agentVersion()} publishing devices/${config.id}/ to ${config.urls.join(', ')} (${config.transport}), ${config.readers.length} readers, ${execs.length} exec sensors`);
+
+  let stopping = false;
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    log.info(`${signal}: publishing status offline and disconnecting`);
+    setTimeout(() => {
+      log.error('clean shutdown timed out');
+      process.exit(1);
+    }, SHUTDOWN_TIMEOUT_MS).unref();
+    Promise.all(execs.map((e) => e.stop()))
+      .then(() => agent.stop())
+      .then(
+        () => process.exit(0),
+        (err: Error) => {
+          log.error(`shutdown failed: ${err.message}`);
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`topicast-agent: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,24 @@
+/**
+ * topicast/agent: the device agent as a library. The `topicast-agent` command (cli.ts) is built
+ * from these pieces; use them to embed an agent or to write a reader of your own.
+ * @example
+ * import { Agent, createReaders, deviceInfo, nativeTransport } from 'topicast/agent';
+ * const transport = await nativeTransport({ url: 'ws://127.0.0.1:8080/ws', id: 'pi-01' });
+ * const agent = new Agent({ id: 'pi-01', transport, readers: createReaders(), info: deviceInfo() });
+ * agent.start();
+ */
+export { Agent, DEFAULT_INTERVAL_SEC, DEFAULT_MAX_AGE_SEC, DEFAULT_MAX_BUFFERED_TOPICS, DEFAULT_THRESHOLDS } from './agent.js';
+export type { AgentOptions, AgentStats, DeviceInfo, OfferOptions, SensorRule, SensorSettings } from './agent.js';
+export type { AgentTransport, Clock, Logger, LogLevel, Payload, Reader, ReaderOptions, Sample } from './types.js';
+export { systemClock, silentLogger } from './types.js';
+export { createLogger, LOG_LEVELS } from './log.js';
+export { ExecSensor, parseExecLine, MAX_LINE_BYTES, type ExecSensorConfig, type ExecSink, type ExecExit, type ExecSensorOptions } from './exec.js';
+export { parseAgentArgs, ConfigError, DEFAULT_URL, USAGE, type AgentConfig, type ParsedArgs, type ParseEnvironment } from './config.js';
+export { readOnce, ONCE_SAMPLE_MS, type OnceRound } from './once.js';
+export { deviceInfo, agentVersion, distribution } from './info.js';
+export { sensorFilterMatches, sensorFilterProblem } from './filter.js';
+export { nativeTransport, type NativeTransportOptions } from './transport/native.js';
+export { mqttTransport, mqttPayload, type MqttTransportOptions } from './transport/mqtt.js';
+export * from './readers/index.js';
+export { topicLevel } from './readers/fs.js';
+export { mountName, type FsStats, type DiskReaderOptions } from './readers/disk.js';

@@ -1,0 +1,80 @@
+/**
+ * The MQTT transport: mqtt.js to Topicast's MQTT listener or any MQTT 3.1.1/5 broker.
+ *
+ * Same behaviour as the native transport: a retained will `devices/<id>/status` = `offline` in
+ * every CONNECT, retained readings, `offline` published before a clean DISCONNECT (which discards
+ * the will). Payloads are text, because MQTT tools read text: numbers as JSON numbers (`48.2`),
+ * strings as they are (`online`), objects as JSON. QoS 0 for readings (the next reading replaces
+ * a lost one), QoS 1 for the final `offline`. mqtt.js's own offline queue is off: the agent keeps
+ * the latest value per topic itself.
+ */
+import mqtt from 'mqtt';
+import type { AgentTransport, Logger, Payload } from '../types.js';
+import { silentLogger } from '../types.js';
+
+export interface MqttTransportOptions {
+  /** `mqtt://`, `mqtts://`, `tcp://`, `ws://.../mqtt`; user and password may be in the URL. */
+  url: string;
+  id: string;
+  log?: Logger;
+  /** Milliseconds between reconnect attempts. */
+  reconnectPeriodMs?: number;
+  keepaliveSec?: number;
+}
+
+const CLOSE_PUBLISH_TIMEOUT_MS = 2000;
+
+/** The MQTT payload of a value: JSON text, except strings, which go as plain text. */
+export function mqttPayload(payload: Payload): string {
+  return typeof payload === 'string' ? payload : JSON.stringify(payload);
+}
+
+/**
+ * @example
+ * const transport = mqttTransport({ url: 'mqtt://127.0.0.1:1883', id: 'pi-01' });
+ */
+export function mqttTransport(options: MqttTransportOptions): AgentTransport {
+  const log = options.log ?? silentLogger;
+  const client = mqtt.connect(options.url, {
+    clientId: `topicast-agent-${options.id}`.slice(0, 23), // MQTT 3.1.1 servers need only accept 23 bytes [MQTT-3.1.3-5]
+    clean: true,
+    keepalive: options.keepaliveSec ?? 30, // a dead agent is declared offline within 45 s by the broker
+    reconnectPeriod: options.reconnectPeriodMs ?? 2000,
+    connectTimeout: 10_000,
+    queueQoSZero: false,
+    will: { topic: `devices/${options.id}/status`, payload: Buffer.from('offline'), retain: true, qos: 1 },
+  });
+  const listeners = new Set<() => void>();
+  let wasOpen = false;
+  client.on('connect', function onConnect() {
+    wasOpen = true;
+    for (const l of [...listeners]) l();
+  });
+  client.on('close', () => {
+    if (wasOpen) log.warn('MQTT connection lost; reconnecting');
+    wasOpen = false;
+  });
+  client.on('error', (err) => log.debug(`mqtt client: ${err.message}`));
+  const publish = (topic: string, payload: Payload, retain: boolean, qos: 0 | 1) =>
+    new Promise<void>((resolve, reject) => {
+      client.publish(topic, mqttPayload(payload), { retain, qos }, (err) => (err ? reject(err) : resolve()));
+    });
+  return {
+    kind: 'mqtt',
+    isOpen: () => client.connected,
+    onOpen(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    publish: (topic, payload, retain) => publish(topic, payload, retain, 0),
+    async close(last) {
+      if (last && client.connected) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_PUBLISH_TIMEOUT_MS)));
+        await Promise.race([publish(last.topic, last.payload, true, 1).catch((err: Error) => log.warn(`publishing ${last.topic} failed: ${err.message}`)), timeout]);
+        clearTimeout(timer);
+      }
+      await client.endAsync();
+    },
+  };
+}
