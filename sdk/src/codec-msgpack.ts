@@ -12,11 +12,12 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true, encodeUndefine
 
 /**
  * MessagePack via msgpackr: compact, typed (numbers stay numbers, bytes stay bytes).
+ * An empty payload (a cleared retained value) decodes to `undefined`.
  * @example
  * const client = await connect(url, { codec: msgpack }); // same as the default
  */
 export const msgpack: Codec = {
   name: 'msgpack',
   encode: (value) => packr.pack(value),
-  decode: (payload) => packr.unpack(payload) as unknown,
+  decode: (payload) => (payload.length === 0 ? undefined : (packr.unpack(payload) as unknown)),
 };

@@ -29,14 +29,15 @@ const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * JSON as UTF-8 text. `undefined` is encoded as `null`.
+ * JSON as UTF-8 text. `undefined` is encoded as `null`; an empty payload (a
+ * cleared retained value) decodes to `undefined`.
  * @example
  * await client.publish('a', { x: 1 }); // with { codec: 'json' }: payload is the bytes of '{"x":1}'
  */
 export const json: Codec = {
   name: 'json',
   encode: (value) => utf8Encoder.encode(JSON.stringify(value) ?? 'null'),
-  decode: (payload) => JSON.parse(utf8Decoder.decode(payload)) as unknown,
+  decode: (payload) => (payload.length === 0 ? undefined : (JSON.parse(utf8Decoder.decode(payload)) as unknown)),
 };
 
 /**
