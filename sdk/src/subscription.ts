@@ -8,7 +8,8 @@
  *
  * `ready` settles at the first ACK or refusal, `snapshot` at the first SNAPSHOT_END;
  * later snapshots (after a reconnect) are visible as 'state' events. Messages reach the
- * handler and every open iterator; each iterator buffers at most `maxBuffered` messages
+ * handler and every open iterator (without a handler, the first iterator also gets what
+ * arrived before it was created); each iterator buffers at most `maxBuffered` messages
  * (oldest dropped first, counted in `dropped`) so a stalled `for await` cannot grow memory
  * without bound. The client owns routing; this file only receives decoded messages.
  */
@@ -97,6 +98,8 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   private readonly maxBuffered: number;
   private readonly events = createEmitter<{ state: (state: SubscriptionState) => void }>();
   private readonly readers = new Set<Reader<T>>();
+  /** Without a handler, messages buffer from the start for the first iterator, so none is lost before `for await` begins. */
+  private firstReader: Reader<T> | undefined;
   private settleReady: [() => void, (e: unknown) => void];
   private settleSnapshot: [() => void, (e: unknown) => void];
   private readySettled = false;
@@ -123,6 +126,10 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     // Nobody has to await these: a refusal also reaches the caller of subscribe() and every iterator.
     this.ready.catch(noop);
     this.snapshot.catch(noop);
+    if (!handler) {
+      this.firstReader = { buffer: [], waiting: undefined };
+      this.readers.add(this.firstReader);
+    }
   }
 
   /**
@@ -160,8 +167,14 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
    * for await (const m of sub) { if (m.value > 80) break; }
    */
   [Symbol.asyncIterator](): AsyncIterator<Message<T>> {
-    const reader: Reader<T> = { buffer: [], waiting: undefined };
-    if (this.state !== 'closed') this.readers.add(reader);
+    let reader: Reader<T>;
+    if (this.firstReader) {
+      reader = this.firstReader;
+      this.firstReader = undefined;
+    } else {
+      reader = { buffer: [], waiting: undefined };
+      if (this.state !== 'closed') this.readers.add(reader);
+    }
     const next = (): Promise<IteratorResult<Message<T>>> => {
       const message = reader.buffer.shift();
       if (message) return Promise.resolve({ value: message, done: false });

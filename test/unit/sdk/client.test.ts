@@ -467,3 +467,19 @@ test('an ERROR with id 0 (fire-and-forget publish) is an error event', async () 
   assert.equal(errors[0].code, ErrorCode.rateLimited);
   await client.close();
 });
+
+test('without a handler, messages that arrive before iteration starts are kept for the first iterator (bounded)', async () => {
+  const net = new FakeNet();
+  net.autoOpen = true;
+  const client = await connect('ws://fake/ws', { transport: net.transport, codec: 'json' });
+  const sub = await client.subscribe('b/#', undefined, { maxBuffered: 3 });
+  for (let i = 0; i < 5; i++) net.last.push({ op: Op.delivery, topic: `b/${i}`, payload: enc(i), flags: 0 });
+  assert.equal(sub.dropped, 2);
+  const seen: unknown[] = [];
+  for await (const m of sub) {
+    seen.push(m.value);
+    if (seen.length === 3) break;
+  }
+  assert.deepEqual(seen, [2, 3, 4]);
+  await client.close();
+});

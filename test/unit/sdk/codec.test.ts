@@ -35,3 +35,11 @@ test('msgpack round trip; plain MessagePack readable by the strict frame decoder
   const bytes = new Uint8Array([1, 2, 3]);
   assert.deepEqual(new Uint8Array(msgpack.decode(msgpack.encode(bytes)) as Uint8Array), bytes);
 });
+
+test('an empty payload (a cleared retained value) decodes to undefined, or empty text/bytes', () => {
+  const empty = new Uint8Array(0);
+  assert.equal(msgpack.decode(empty), undefined);
+  assert.equal(json.decode(empty), undefined);
+  assert.equal(text.decode(empty), '');
+  assert.equal((raw.decode(empty) as Uint8Array).length, 0);
+});
