@@ -1,0 +1,298 @@
+/**
+ * One MQTT network connection: bytes in through one mqtt-packet parser (packets
+ * may span transport messages or share one), packets out through an Outbox.
+ * Implements the transport's ConnectionHandler and the session's SessionLink.
+ *
+ * Invariants
+ * - Nothing is processed after the connection starts closing; cleanup (session
+ *   detach, will, counters) runs exactly once, in `finish`.
+ * - Every packet written goes through the outbox, in order. QoS 0 deliveries use
+ *   `pushData` (the slow-consumer policy applies); acks, QoS 1/2 (bounded by the
+ *   in-flight window) and packets that establish a topic alias use `pushControl`.
+ * - A server-initiated close of an MQTT 5 connection sends DISCONNECT with a
+ *   reason first [MQTT-4.13.1-1]; 3.1.1 connections are just closed [MQTT-4.8.0-1].
+ */
+import mqtt from 'mqtt-packet';
+import { CloseCode } from 'topicast/protocol';
+import type { Message } from '../../core/message.js';
+import { SendResult, type Connection } from '../../session/connection.js';
+import type { ConnectionHandler } from '../../session/handler.js';
+import { TokenBucket } from '../../session/limits.js';
+import { Outbox, type FrameSource } from '../../session/outbox.js';
+import { dispatch } from './dispatcher.js';
+import { encodePacket, ownPublish, sharedPublish, type Version } from './encode.js';
+import { Reason, ReturnCode } from './reasons.js';
+import type { MqttServer } from './server.js';
+import { publishWill, type Delivery, type MqttSession, type SessionLink, type WillFactory } from './session.js';
+
+export type ConnectionState = 'new' | 'authenticating' | 'connected' | 'closing' | 'closed';
+
+/** Parser errors mqtt-packet raises for a CONNECT with an unsupported protocol level [MQTT-3.1.2-2]. */
+const UNSUPPORTED_VERSION = 'Invalid protocol version';
+
+let nextConnectionId = 1;
+
+export class MqttConnection implements ConnectionHandler, SessionLink {
+  readonly id = nextConnectionId++;
+  state: ConnectionState = 'new';
+  version: Version = 4;
+  session: MqttSession | undefined;
+  /** The will of this connection (MQTT 5 §3.1.2.5), published unless it ends with a normal DISCONNECT. */
+  will: WillFactory | undefined;
+  willDelaySec = 0;
+  /** Keepalive in ms as granted (0: none). */
+  keepaliveMs = 0;
+  lastPacketAt: number;
+  readonly openedAt: number;
+  /** Client's Receive Maximum (MQTT 5 §3.1.2.11.3; 65535 when absent). */
+  clientReceiveMax = 65535;
+  /** Client's Maximum Packet Size (unlimited when absent). */
+  clientMaxPacketBytes = Infinity;
+  clientTopicAliasMax = 0;
+  /** Whether reason strings and user properties may be sent on errors (Request Problem Information). */
+  problemInfo = true;
+  /** Packets received while the auth hook runs, processed in order once connected. */
+  backlog: mqtt.Packet[] = [];
+  readonly inboundAliases = new Map<number, string>();
+  private readonly outboundAliases = new Map<string, number>();
+  readonly bucket: TokenBucket;
+  readonly outbox: Outbox;
+  private readonly parser = mqtt.parser();
+
+  constructor(readonly server: MqttServer, readonly conn: Connection) {
+    const { ctx } = server;
+    this.openedAt = this.lastPacketAt = ctx.now();
+    this.bucket = new TokenBucket(ctx.config.maxPublishesPerSec, ctx.config.publishBurst, this.openedAt);
+    // The outbox closes through us so an MQTT 5 client learns why (0x97) before a slow-consumer close.
+    const self = this;
+    const viaMqtt: Connection = {
+      send: (b) => conn.send(b),
+      bufferedBytes: () => conn.bufferedBytes(),
+      cork: (fn) => conn.cork(fn),
+      close(code, reason) {
+        if (code === CloseCode.slowConsumer) self.disconnect(Reason.quotaExceeded, reason);
+        else self.closeTransport(code, reason);
+      },
+      get remoteAddress() {
+        return conn.remoteAddress;
+      },
+    };
+    this.outbox = new Outbox(viaMqtt, ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
+    this.parser.on('packet', (packet: mqtt.Packet) => this.onPacket(packet));
+    this.parser.on('error', (err: Error) => this.onParseError(err));
+  }
+
+  get sendQuota(): number {
+    return Math.min(this.clientReceiveMax, this.server.ctx.config.mqttMaxInflight);
+  }
+
+  get isOpen(): boolean {
+    return this.state !== 'closing' && this.state !== 'closed';
+  }
+
+  // ---- transport side ------------------------------------------------------------
+
+  onMessage(bytes: Uint8Array): void {
+    if (!this.isOpen) return;
+    this.lastPacketAt = this.server.ctx.now();
+    try {
+      // Copy: the parser keeps partial packets across calls and `bytes` is only valid now (STYLE.md #4).
+      this.parser.parse(Buffer.from(bytes));
+    } catch (err) {
+      // Handlers do not throw by design; if one does, log it with context and drop this connection, never the process.
+      this.server.ctx.log.error({ err, remote: this.conn.remoteAddress, clientId: this.session?.clientId }, 'mqtt connection handler failed');
+      this.server.ctx.counters.malformed++;
+      this.disconnect(Reason.implementationSpecificError, 'internal error');
+      return;
+    }
+    if (!this.isOpen) return;
+    // A packet announced larger than we accept is refused before it is buffered [MQTT-3.2.2-15 via our Maximum Packet Size].
+    const pending = (this.parser as unknown as { packet: { length: number } }).packet;
+    if (pending.length > this.server.maxPacketBytes) {
+      this.server.stats.malformed++;
+      this.disconnect(Reason.packetTooLarge, `packet larger than ${this.server.maxPacketBytes} bytes`);
+    }
+  }
+
+  onDrain(): void {
+    this.outbox.flush();
+  }
+
+  onClose(): void {
+    this.finish();
+  }
+
+  private onPacket(packet: mqtt.Packet): void {
+    if (!this.isOpen) return;
+    this.server.stats.packetsReceived++;
+    if (this.state === 'authenticating') {
+      this.backlog.push(packet);
+      return;
+    }
+    dispatch(this, packet);
+  }
+
+  private onParseError(err: Error): void {
+    if (!this.isOpen) return;
+    this.server.stats.malformed++;
+    this.server.ctx.counters.malformed++;
+    if (this.state === 'new' && err.message === UNSUPPORTED_VERSION) {
+      // [MQTT-3.1.2-2] CONNACK 0x01 (3.1.1 layout, understood by every version), then close.
+      this.sendNow(encodePacket({ cmd: 'connack', returnCode: ReturnCode.unacceptableProtocolVersion, sessionPresent: false }, 4));
+      this.closeTransport(CloseCode.protocolError, 'unsupported protocol version');
+      return;
+    }
+    this.disconnect(Reason.malformedPacket, err.message); // [MQTT-4.13.1-1]
+  }
+
+  // ---- writing ------------------------------------------------------------------------
+
+  /** Queues a control packet (never dropped by the slow-consumer policy). */
+  send(packet: mqtt.Packet): void {
+    this.server.stats.packetsSent++;
+    this.outbox.pushControl(encodePacket(packet, this.version));
+  }
+
+  sendQos0(d: Delivery): void {
+    const { message } = d;
+    const alias = this.aliasFor(message.topic);
+    const bytes = this.publishBytes(d, 0, false, alias);
+    if (bytes.length > this.clientMaxPacketBytes) {
+      this.server.stats.oversize++; // [MQTT-3.1.2-25] discarded, as if sent
+      if (alias?.establishes) this.outboundAliases.delete(message.topic);
+      return;
+    }
+    this.server.stats.packetsSent++;
+    if (alias?.establishes) this.outbox.pushControl(bytes);
+    else this.outbox.pushData(bytes, message.topic);
+  }
+
+  sendPublish(d: Delivery, packetId: number, dup: boolean): boolean {
+    const alias = this.aliasFor(d.message.topic);
+    const bytes = this.publishBytes(d, packetId, dup, alias);
+    if (bytes.length > this.clientMaxPacketBytes) {
+      this.server.stats.oversize++; // [MQTT-3.1.2-25]
+      if (alias?.establishes) this.outboundAliases.delete(d.message.topic);
+      return false;
+    }
+    this.server.stats.packetsSent++;
+    this.outbox.pushControl(bytes);
+    return true;
+  }
+
+  sendPubrel(packetId: number): void {
+    this.send({ cmd: 'pubrel', messageId: packetId });
+  }
+
+  private publishBytes(d: Delivery, packetId: number, dup: boolean, alias: { alias: number; establishes: boolean } | undefined): Uint8Array {
+    const now = this.server.ctx.now();
+    if (this.version === 5 && (d.subscriptionIds !== undefined || alias !== undefined)) {
+      return ownPublish(d.message, d.qos, d.retain, packetId, dup, now, {
+        subscriptionIds: d.subscriptionIds,
+        topicAlias: alias?.alias,
+        omitTopic: alias !== undefined && !alias.establishes, // [MQTT-3.3.2-12] alias alone once established
+      });
+    }
+    return sharedPublish(d.message, this.version, d.qos, d.retain, packetId, dup, now);
+  }
+
+  /** Outbound topic alias (MQTT 5 §3.3.2.3.4): assigned first-come while the client's maximum allows. */
+  private aliasFor(topic: string): { alias: number; establishes: boolean } | undefined {
+    if (this.clientTopicAliasMax === 0) return undefined; // [MQTT-3.3.2-9] never beyond the client's maximum
+    const existing = this.outboundAliases.get(topic);
+    if (existing !== undefined) return { alias: existing, establishes: false };
+    if (this.outboundAliases.size >= this.clientTopicAliasMax) return undefined;
+    const alias = this.outboundAliases.size + 1;
+    this.outboundAliases.set(topic, alias);
+    return { alias, establishes: true };
+  }
+
+  /** A paced source of retained QoS 0 messages for one subscription (MQTT 5 §3.8.4). */
+  retainedSource(messages: Message[], subscriptionIds: number[] | undefined): FrameSource {
+    let i = 0;
+    const self = this;
+    return {
+      next(): Uint8Array | undefined {
+        const now = self.server.ctx.now();
+        while (i < messages.length) {
+          const message = messages[i]!;
+          messages[i++] = undefined as unknown as Message; // release as we go
+          const expiresAt = message.properties?.expiresAt;
+          if (expiresAt !== undefined && expiresAt <= now) {
+            self.server.stats.expired++;
+            continue;
+          }
+          const d: Delivery = { message, qos: 0, retain: true, subscriptionIds }; // [MQTT-3.3.1-8] retain set on retained deliveries
+          const bytes = self.publishBytes(d, 0, false, undefined);
+          if (bytes.length > self.clientMaxPacketBytes) {
+            self.server.stats.oversize++;
+            continue;
+          }
+          self.server.stats.packetsSent++;
+          return bytes;
+        }
+        return undefined;
+      },
+    };
+  }
+
+  // ---- closing ------------------------------------------------------------------------
+
+  /**
+   * Server-initiated close with a reason: MQTT 5 connections get DISCONNECT first
+   * (only after CONNACK was sent [MQTT-3.2.0-2]); 3.1.1 ones are closed.
+   */
+  disconnect(reason: number, reasonString?: string): void {
+    if (!this.isOpen) return;
+    if (reason >= 0x80) this.server.stats.protocolErrors++;
+    if (this.version === 5 && this.state === 'connected') {
+      const properties = reasonString && this.problemInfo ? { reasonString: reasonString.slice(0, 256) } : undefined;
+      this.outbox.flush();
+      this.sendNow(encodePacket({ cmd: 'disconnect', reasonCode: reason, properties }, 5));
+    }
+    this.closeTransport(reason < 0x80 || reason === Reason.serverShuttingDown ? CloseCode.normal : CloseCode.protocolError, reasonString ?? '');
+  }
+
+  /** Writes bytes now, ahead of anything queued (used only right before closing). */
+  sendNow(bytes: Uint8Array): void {
+    this.server.stats.packetsSent++;
+    if (this.conn.send(bytes) === SendResult.dropped) this.server.ctx.outboxStats.dropped++;
+  }
+
+  /** Closes the transport after flushing what is queued; cleanup follows in `finish`. */
+  closeTransport(code: number, reason: string): void {
+    if (!this.isOpen) return;
+    this.outbox.flush();
+    this.state = 'closing';
+    this.conn.close(code, reason);
+  }
+
+  /** Cleanup, once: detach the session (publishing the will as due), release everything. */
+  finish(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.outbox.close();
+    this.backlog = [];
+    this.server.connections.delete(this);
+    const session = this.session;
+    this.session = undefined;
+    const will = this.will;
+    this.will = undefined;
+    if (session && session.link === this) session.detach(will, this.willDelaySec);
+    else if (will) publishWill(this.server, will); // no session attached: nothing to wait for
+  }
+
+  /** Keepalive and CONNECT deadline; called about twice a second by the protocol. */
+  checkTimers(now: number): void {
+    if (!this.isOpen) return;
+    if (this.state !== 'connected') {
+      if (this.state === 'new' && now - this.openedAt > this.server.connectTimeoutMs) this.closeTransport(CloseCode.protocolError, 'no CONNECT');
+      return;
+    }
+    // [MQTT-3.1.2-24] one and a half times the keepalive without a packet: close.
+    if (this.keepaliveMs > 0 && now - this.lastPacketAt > this.keepaliveMs * 1.5) {
+      this.server.stats.keepaliveTimeouts++;
+      this.disconnect(Reason.keepAliveTimeout, 'keep alive timeout');
+    }
+  }
+}

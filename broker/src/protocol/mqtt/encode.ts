@@ -1,0 +1,105 @@
+/**
+ * Bytes out: every packet the listener sends is generated here with mqtt-packet.
+ *
+ * PUBLISH is encoded once per wire shape and cached on the Message
+ * (core/message.ts `encoded`), so a fan-out sends the same bytes to every
+ * subscriber of that shape (STYLE.md #3). A shape is the protocol level, QoS,
+ * retain flag and (MQTT 5) the remaining expiry seconds. QoS 1/2 copies the
+ * cached template and patches the packet id and DUP bit, which costs a memcpy
+ * instead of an encode. Per-subscriber properties (subscription identifiers,
+ * topic aliases) force a fresh encode, only for the subscribers that need one.
+ */
+import mqtt from 'mqtt-packet';
+import type { Message, MessageProperties } from '../../core/message.js';
+
+export type Version = 3 | 4 | 5;
+
+export function encodePacket(packet: mqtt.Packet, version: Version): Buffer {
+  return mqtt.generate(packet, { protocolVersion: version });
+}
+
+/** Seconds left before expiry, at least 1 while not expired (MQTT 5 §3.3.2.3.3). */
+export function remainingExpirySec(props: MessageProperties | undefined, now: number): number | undefined {
+  const at = props?.expiresAt;
+  if (at === undefined) return undefined;
+  return Math.max(1, Math.ceil((at - now) / 1000));
+}
+
+type PublishProperties = NonNullable<mqtt.IPublishPacket['properties']>;
+
+function v5Properties(message: Message, expirySec: number | undefined): PublishProperties | undefined {
+  const p = message.properties;
+  if (p === undefined) return undefined;
+  const out: PublishProperties = {};
+  if (p.payloadFormatIndicator !== undefined) out.payloadFormatIndicator = p.payloadFormatIndicator; // [MQTT-3.3.2-4] forwarded unaltered
+  if (expirySec !== undefined) out.messageExpiryInterval = expirySec; // [MQTT-3.3.2-6]
+  if (p.contentType !== undefined) out.contentType = p.contentType; // [MQTT-3.3.2-20]
+  if (p.responseTopic !== undefined) out.responseTopic = p.responseTopic; // [MQTT-3.3.2-15]
+  if (p.correlationData !== undefined) out.correlationData = Buffer.from(p.correlationData); // [MQTT-3.3.2-16]
+  if (p.userProperties !== undefined) out.userProperties = p.userProperties; // [MQTT-3.3.2-17] order kept
+  return out;
+}
+
+function generatePublish(
+  message: Message, version: Version, qos: 0 | 1 | 2, retain: boolean, packetId: number, dup: boolean,
+  expirySec: number | undefined, extra?: { subscriptionIds?: number[]; topicAlias?: number; omitTopic?: boolean },
+): Buffer {
+  const packet: mqtt.IPublishPacket = {
+    cmd: 'publish',
+    topic: extra?.omitTopic ? '' : message.topic,
+    payload: Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength),
+    qos,
+    dup,
+    retain,
+  };
+  if (qos > 0) packet.messageId = packetId;
+  if (version === 5) {
+    const props = v5Properties(message, expirySec);
+    if (props || extra?.subscriptionIds || extra?.topicAlias) {
+      const p: PublishProperties = props ?? {};
+      if (extra?.subscriptionIds) p.subscriptionIdentifier = extra.subscriptionIds.length === 1 ? extra.subscriptionIds[0]! : extra.subscriptionIds;
+      if (extra?.topicAlias) p.topicAlias = extra.topicAlias;
+      packet.properties = p;
+    }
+  }
+  return mqtt.generate(packet, { protocolVersion: version });
+}
+
+/** Offset of the packet id in an encoded QoS 1/2 PUBLISH: after the fixed header and the topic. */
+function packetIdOffset(bytes: Uint8Array): number {
+  let i = 1;
+  while ((bytes[i]! & 0x80) !== 0) i++;
+  i++;
+  return i + 2 + ((bytes[i]! << 8) | bytes[i + 1]!);
+}
+
+/**
+ * The PUBLISH bytes for one delivery without per-subscriber properties.
+ * The returned buffer for QoS 0 is shared: never mutate it.
+ */
+export function sharedPublish(message: Message, version: Version, qos: 0 | 1 | 2, retain: boolean, packetId: number, dup: boolean, now: number): Uint8Array {
+  const v5 = version === 5;
+  const expirySec = v5 ? remainingExpirySec(message.properties, now) : undefined;
+  const shape = `${v5 ? 'mqtt5' : 'mqtt4'}:q${qos}${retain ? 'r' : ''}${expirySec === undefined ? '' : `:e${expirySec}`}`;
+  let template = message.encoded[shape];
+  if (template === undefined) {
+    template = generatePublish(message, version, qos, retain, 0, false, expirySec);
+    message.encoded[shape] = template;
+  }
+  if (qos === 0) return template;
+  const bytes = Buffer.allocUnsafe(template.length);
+  bytes.set(template);
+  if (dup) bytes[0] = bytes[0]! | 0x08;
+  const at = packetIdOffset(bytes);
+  bytes[at] = packetId >> 8;
+  bytes[at + 1] = packetId & 0xff;
+  return bytes;
+}
+
+/** A PUBLISH with per-subscriber MQTT 5 properties (subscription identifiers, topic alias). */
+export function ownPublish(
+  message: Message, qos: 0 | 1 | 2, retain: boolean, packetId: number, dup: boolean, now: number,
+  extra: { subscriptionIds?: number[]; topicAlias?: number; omitTopic?: boolean },
+): Uint8Array {
+  return generatePublish(message, 5, qos, retain, packetId, dup, remainingExpirySec(message.properties, now), extra);
+}

@@ -1,0 +1,197 @@
+/**
+ * CONNECT (MQTT 3.1.1 §3.1, MQTT 5 §3.1): validate, authenticate through the
+ * hook, take over a connected client id, start or resume the session, answer
+ * CONNACK, then resend what was in flight and process packets that arrived
+ * meanwhile. Refusals answer CONNACK with a failure code and close [MQTT-3.2.2-5].
+ */
+import { randomBytes } from 'node:crypto';
+import type mqtt from 'mqtt-packet';
+import { CloseCode, topicProblem } from 'topicast/protocol';
+import { createMessage, type MessageProperties } from '../../../core/message.js';
+import type { AuthResult } from '../auth.js';
+import type { MqttConnection } from '../connection.js';
+import { dispatch } from '../dispatcher.js';
+import { encodePacket, type Version } from '../encode.js';
+import { Reason, returnCodeFor } from '../reasons.js';
+import { MqttSession, type WillFactory } from '../session.js';
+import { isValidUtf8 } from '../utf8.js';
+
+type ConnackProperties = NonNullable<mqtt.IConnackPacket['properties']>;
+
+function refuse(c: MqttConnection, reason: number, why: string): void {
+  c.server.stats.connectsRefused++;
+  const packet: mqtt.IConnackPacket = c.version === 5
+    ? { cmd: 'connack', reasonCode: reason, sessionPresent: false, properties: c.problemInfo ? { reasonString: why } : undefined }
+    : { cmd: 'connack', returnCode: returnCodeFor(reason), sessionPresent: false };
+  c.sendNow(encodePacket(packet, c.version)); // [MQTT-3.2.2-6] session present 0 with a failure code
+  c.closeTransport(CloseCode.protocolError, why); // [MQTT-3.2.2-7]
+}
+
+/** Closes without CONNACK: malformed CONNECT in 3.1.1 (MQTT 5 gets CONNACK 0x81 first). */
+function malformed(c: MqttConnection, why: string): void {
+  c.server.stats.malformed++;
+  if (c.version === 5) return refuse(c, Reason.malformedPacket, why);
+  c.closeTransport(CloseCode.protocolError, why);
+}
+
+export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
+  const { server } = c;
+  const { ctx } = server;
+  const { config } = ctx;
+  const version: Version = p.protocolVersion ?? 4;
+  c.version = version;
+  const v5 = version === 5;
+  const props = p.properties;
+  if (v5) c.problemInfo = props?.requestProblemInformation !== false;
+
+  // [MQTT-3.1.2-1] "MQIsdp" goes with level 3 (MQTT 3.1), "MQTT" with 4 and 5.
+  if ((p.protocolId === 'MQIsdp') !== (version === 3)) return refuse(c, Reason.unsupportedProtocolVersion, 'protocol name and level do not match'); // [MQTT-3.1.2-2]
+  if (p.will && (p.will.qos as number) === 3) return malformed(c, 'will QoS 3'); // [MQTT-3.1.2-14]
+  if (p.clientId.includes('\u0000')) return malformed(c, 'client id contains NUL'); // [MQTT-1.5.4-2]
+  if (v5) {
+    if (props?.receiveMaximum === 0) return refuse(c, Reason.protocolError, 'Receive Maximum 0'); // MQTT 5 §3.1.2.11.3
+    if (props?.maximumPacketSize === 0) return refuse(c, Reason.protocolError, 'Maximum Packet Size 0'); // MQTT 5 §3.1.2.11.4
+    if (props?.authenticationMethod !== undefined) return refuse(c, Reason.badAuthenticationMethod, 'enhanced authentication is not supported');
+  }
+
+  let clientId = p.clientId;
+  let assigned = false;
+  if (clientId === '') {
+    // [MQTT-3.1.3-8] 3.1.1 needs clean session for an empty id; MQTT 3.1 needs an id.
+    if (version === 3 || (version === 4 && !p.clean)) return refuse(c, Reason.clientIdentifierNotValid, 'empty client id needs clean session');
+    clientId = `auto-${randomBytes(12).toString('hex')}`; // [MQTT-3.1.3-6] unique, assigned by the server
+    assigned = true;
+  }
+
+  let willFactory: WillFactory | undefined;
+  let willDelaySec = 0;
+  if (p.will) {
+    const w = p.will;
+    const payload = typeof w.payload === 'string' ? Buffer.from(w.payload) : Buffer.from(w.payload); // own copy: kept for the session's life
+    const problem = topicProblem(w.topic, ctx.topicLimits);
+    if (problem !== undefined) return v5 ? refuse(c, Reason.topicNameInvalid, `will topic ${problem}`) : malformed(c, `will topic ${problem}`); // [MQTT-3.1.3-11]
+    if (payload.length > config.maxPayloadBytes) return v5 ? refuse(c, Reason.packetTooLarge, 'will payload too large') : refuse(c, Reason.serverUnavailable, 'will payload too large');
+    const wp = w.properties;
+    if (wp?.payloadFormatIndicator && !isValidUtf8(payload)) return refuse(c, Reason.payloadFormatInvalid, 'will payload is not UTF-8'); // MQTT 5 §3.1.3.2.3
+    willDelaySec = v5 ? wp?.willDelayInterval ?? 0 : 0;
+    const topic = w.topic;
+    const retain = w.retain ?? false;
+    const qos = w.qos ?? 0;
+    willFactory = () => {
+      let properties: MessageProperties | undefined;
+      if (wp) {
+        properties = {
+          payloadFormatIndicator: wp.payloadFormatIndicator,
+          contentType: wp.contentType,
+          responseTopic: wp.responseTopic,
+          correlationData: wp.correlationData,
+          userProperties: wp.userProperties,
+          // [MQTT-3.1.3 Will Properties] the expiry counts from when the will is published.
+          expiresAt: wp.messageExpiryInterval !== undefined ? ctx.now() + wp.messageExpiryInterval * 1000 : undefined,
+        };
+      }
+      return createMessage(topic, payload, retain, undefined, qos, properties);
+    };
+  }
+
+  if (ctx.openConnections() > config.maxConnections) {
+    ctx.counters.connectionsRefused++;
+    return refuse(c, Reason.connectionRateExceeded, 'too many connections'); // 3.1.1: return code 3, server unavailable
+  }
+
+  c.state = 'authenticating';
+  server.authenticate(p.username, p.password, clientId).then(
+    (result) => {
+      if (!c.isOpen) return;
+      accept(c, p, result, clientId, assigned, willFactory, willDelaySec);
+    },
+    (err: unknown) => {
+      ctx.log.error({ err, clientId }, 'mqtt authenticate hook failed');
+      if (c.isOpen) refuse(c, Reason.serverUnavailable, 'authentication unavailable');
+    },
+  );
+}
+
+function accept(
+  c: MqttConnection, p: mqtt.IConnectPacket, result: AuthResult, clientId: string, assigned: boolean,
+  willFactory: WillFactory | undefined, willDelaySec: number,
+): void {
+  const { server } = c;
+  const { ctx } = server;
+  const { config } = ctx;
+  const v5 = c.version === 5;
+  if (result === false || (typeof result === 'object' && !result.allowed)) {
+    const reason = typeof result === 'object' && !result.allowed && result.reason !== undefined ? result.reason : Reason.badUserNameOrPassword;
+    const why = typeof result === 'object' && !result.allowed && result.reasonString ? result.reasonString : 'not authenticated';
+    return refuse(c, reason, why); // [MQTT-3.2.2-5]
+  }
+
+  // [MQTT-3.1.4-3] a second connection with the same client id takes the session over.
+  let session = server.sessions.get(clientId);
+  const previous = session?.link;
+  if (previous !== undefined) {
+    server.stats.takeovers++;
+    const old = previous as MqttConnection;
+    old.disconnect(Reason.sessionTakenOver, 'session taken over');
+    old.finish(); // detaches now (will as due) so the new connection finds a settled session
+    session = server.sessions.get(clientId);
+  }
+  const clean = p.clean ?? true;
+  if (clean && session) {
+    session.end(); // [MQTT-3.1.2-4] clean start discards the old session [MQTT-3.1.2-6]
+    session = undefined;
+  }
+  const sessionPresent = session !== undefined; // [MQTT-3.2.2-2] [MQTT-3.2.2-3]
+  if (!session) {
+    session = new MqttSession(server, clientId);
+    server.sessions.set(clientId, session);
+  }
+
+  const connack: ConnackProperties = {};
+  if (v5) {
+    const requested = p.properties?.sessionExpiryInterval ?? 0; // MQTT 5 §3.1.2.11.2: absent means 0
+    session.expirySec = Math.min(requested, config.mqttMaxSessionExpirySec);
+    if (session.expirySec !== requested) connack.sessionExpiryInterval = session.expirySec; // MQTT 5 §3.2.2.3.2
+  } else {
+    session.expirySec = clean ? 0 : config.mqttMaxSessionExpirySec; // 3.1.1: a persistent session, bounded by our cap
+  }
+
+  let keepaliveSec = p.keepalive ?? 0;
+  const maxKeepalive = config.mqttMaxKeepaliveSec;
+  if (v5 && maxKeepalive > 0 && (keepaliveSec === 0 || keepaliveSec > maxKeepalive)) {
+    keepaliveSec = maxKeepalive;
+    connack.serverKeepAlive = maxKeepalive; // [MQTT-3.2.2-21] the client uses ours
+  }
+  c.keepaliveMs = keepaliveSec * 1000;
+
+  if (v5) {
+    const props = p.properties;
+    c.clientReceiveMax = props?.receiveMaximum ?? 65535;
+    c.clientMaxPacketBytes = props?.maximumPacketSize ?? Infinity;
+    c.clientTopicAliasMax = props?.topicAliasMaximum ?? 0;
+    if (config.mqttMaxInflight < 65535) connack.receiveMaximum = config.mqttMaxInflight;
+    if (config.mqttMaxTopicAliases > 0) connack.topicAliasMaximum = config.mqttMaxTopicAliases;
+    connack.maximumPacketSize = server.maxPacketBytes;
+    connack.sharedSubscriptionAvailable = false;
+    if (assigned) connack.assignedClientIdentifier = clientId; // [MQTT-3.2.2-16]
+  } else {
+    c.clientReceiveMax = config.mqttMaxInflight;
+  }
+
+  c.will = willFactory;
+  c.willDelaySec = willDelaySec;
+  c.session = session;
+  c.state = 'connected';
+  session.attach(c);
+  c.send(v5
+    ? { cmd: 'connack', reasonCode: Reason.success, sessionPresent, properties: connack }
+    : { cmd: 'connack', returnCode: 0, sessionPresent });
+  if (sessionPresent) session.resume(); // [MQTT-4.4.0-1] resend unacknowledged PUBLISH and PUBREL
+
+  const backlog = c.backlog;
+  c.backlog = [];
+  for (const packet of backlog) {
+    if (!c.isOpen) break;
+    dispatch(c, packet);
+  }
+}

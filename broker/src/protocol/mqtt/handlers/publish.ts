@@ -1,0 +1,117 @@
+/**
+ * PUBLISH from the client (MQTT 5 §3.3): resolve the topic alias, validate,
+ * apply the per-connection limits, route through the one router, acknowledge.
+ *
+ * - QoS 1: PUBACK after routing (after the retained write when the store is durable).
+ * - QoS 2: routed on PUBLISH, the id kept until PUBREL; a duplicate PUBLISH of a
+ *   held id is acknowledged again but not routed again [MQTT-4.3.3-10].
+ * - Refusals of a well-formed publish (rate limit, payload size, retained store
+ *   full, bad UTF-8 payload) answer PUBACK/PUBREC with a reason in MQTT 5; 3.1.1
+ *   has no negative ack, so the message is dropped, counted and acknowledged
+ *   [MQTT-3.3.5-2]. Protocol violations disconnect.
+ */
+import type mqtt from 'mqtt-packet';
+import { topicProblem } from 'topicast/protocol';
+import { createMessage, type MessageProperties } from '../../../core/message.js';
+import type { MqttConnection } from '../connection.js';
+import { Reason } from '../reasons.js';
+import { isValidUtf8 } from '../utf8.js';
+
+function acknowledge(c: MqttConnection, qos: 0 | 1 | 2, id: number, reason: number, why?: string): void {
+  if (qos === 0) return;
+  const packet: mqtt.IPubackPacket | mqtt.IPubrecPacket = { cmd: qos === 1 ? 'puback' : 'pubrec', messageId: id };
+  if (c.version === 5 && reason !== Reason.success) {
+    packet.reasonCode = reason;
+    if (why && c.problemInfo) packet.properties = { reasonString: why };
+  }
+  c.send(packet);
+}
+
+export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
+  const { server } = c;
+  const { ctx } = server;
+  const { config } = ctx;
+  const session = c.session!;
+  const v5 = c.version === 5;
+  const qos = p.qos;
+  const id = p.messageId ?? 0;
+  const props = p.properties;
+
+  if (qos > 0 && id === 0) return c.disconnect(Reason.protocolError, 'packet identifier 0'); // [MQTT-2.3.1-1]
+  let topic = p.topic;
+  const alias = v5 ? props?.topicAlias : undefined;
+  if (alias !== undefined) {
+    // [MQTT-3.3.2-8] alias 0 and [MQTT-3.3.2-10] above our Topic Alias Maximum are errors.
+    if (alias === 0 || alias > config.mqttMaxTopicAliases) return c.disconnect(Reason.topicAliasInvalid, `topic alias ${alias} out of range`);
+    if (topic === '') {
+      const known = c.inboundAliases.get(alias);
+      if (known === undefined) return c.disconnect(Reason.protocolError, `unknown topic alias ${alias}`); // MQTT 5 §3.3.4
+      topic = known;
+    }
+  }
+  const problem = topicProblem(topic, ctx.topicLimits);
+  if (problem !== undefined) return c.disconnect(Reason.topicNameInvalid, `topic ${problem}`); // [MQTT-3.3.2-2] [MQTT-4.7.3-1]
+  if (alias !== undefined && p.topic !== '') c.inboundAliases.set(alias, topic); // MQTT 5 §3.3.2.3.4: (re)maps the alias
+  if (v5 && props?.subscriptionIdentifier !== undefined) return c.disconnect(Reason.protocolError, 'PUBLISH from a client must not carry a subscription identifier'); // [MQTT-3.3.4-6]
+  if (v5 && props?.responseTopic !== undefined && topicProblem(props.responseTopic, ctx.topicLimits) !== undefined) {
+    return c.disconnect(Reason.protocolError, 'response topic must be a topic name'); // [MQTT-3.3.2-14]
+  }
+
+  if (qos === 2) {
+    if (session.awaitingRelease.has(id)) return acknowledge(c, 2, id, Reason.success); // [MQTT-4.3.3-10] not routed twice
+    // Our Receive Maximum bounds QoS 2 publishes awaiting PUBREL [MQTT-3.3.4-8].
+    if (session.awaitingRelease.size >= config.mqttMaxInflight) return c.disconnect(Reason.receiveMaximumExceeded, `more than ${config.mqttMaxInflight} QoS 2 publishes in flight`);
+  }
+
+  const payload = p.payload as Buffer;
+  if (!c.bucket.take(ctx.now())) {
+    ctx.counters.rateLimited++;
+    return acknowledge(c, qos, id, Reason.quotaExceeded, `more than ${config.maxPublishesPerSec} publishes per second`);
+  }
+  if (payload.length > config.maxPayloadBytes) {
+    return acknowledge(c, qos, id, Reason.quotaExceeded, `payload of ${payload.length} bytes exceeds maxPayloadBytes ${config.maxPayloadBytes}`);
+  }
+  if (v5 && props?.payloadFormatIndicator && !isValidUtf8(payload)) {
+    // MQTT 5 §3.3.2.3.2: PUBACK/PUBREC 0x99, or DISCONNECT 0x99 for QoS 0 which has no ack.
+    if (qos === 0) return c.disconnect(Reason.payloadFormatInvalid, 'payload is not UTF-8');
+    return acknowledge(c, qos, id, Reason.payloadFormatInvalid, 'payload is not UTF-8');
+  }
+  const store = ctx.router.retained;
+  if (p.retain && payload.length > 0 && store.size >= config.maxRetainedTopics && store.get(topic) === undefined) {
+    return acknowledge(c, qos, id, Reason.quotaExceeded, `retained store is full (maxRetainedTopics ${config.maxRetainedTopics})`);
+  }
+
+  let properties: MessageProperties | undefined;
+  if (v5 && props) {
+    const expiry = props.messageExpiryInterval;
+    if (props.payloadFormatIndicator !== undefined || props.contentType !== undefined || props.responseTopic !== undefined
+      || props.correlationData !== undefined || props.userProperties !== undefined || expiry !== undefined) {
+      properties = {
+        payloadFormatIndicator: props.payloadFormatIndicator,
+        contentType: props.contentType,
+        responseTopic: props.responseTopic,
+        correlationData: props.correlationData === undefined ? undefined : Buffer.from(props.correlationData),
+        userProperties: props.userProperties,
+        expiresAt: expiry === undefined ? undefined : ctx.now() + expiry * 1000,
+      };
+    }
+  }
+  // A retained payload outlives this chunk: give it its own bytes instead of a view into the read buffer.
+  const bytes = p.retain ? new Uint8Array(payload) : new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  // [MQTT-3.3.1-5] retain stores; [MQTT-3.3.1-10] an empty retained payload deletes (the store does both).
+  const message = createMessage(topic, bytes, p.retain, session, qos, properties);
+  const { durable } = ctx.router.publish(message);
+
+  if (qos === 2) session.awaitingRelease.add(id); // [MQTT-4.3.3-9] hold the id until PUBREL
+  if (qos === 0) return;
+  if (durable === undefined) return acknowledge(c, qos, id, Reason.success);
+  durable.then(
+    () => {
+      if (c.isOpen) acknowledge(c, qos, id, Reason.success);
+    },
+    (err: unknown) => {
+      ctx.log.error({ err, topic }, 'retained write failed');
+      if (c.isOpen) acknowledge(c, qos, id, Reason.implementationSpecificError, 'retained write failed');
+    },
+  );
+}

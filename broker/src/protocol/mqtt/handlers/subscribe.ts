@@ -1,0 +1,76 @@
+/**
+ * SUBSCRIBE (MQTT 5 §3.8): one SUBACK code per filter, in order [MQTT-3.8.4-6],
+ * with the request's packet id [MQTT-3.8.4-2]; then the retained messages the
+ * retain handling option asks for, flagged retained [MQTT-3.3.1-8].
+ * Retained messages at QoS 0 are paced through the outbox (never dropped);
+ * at QoS 1/2 they go through the session's in-flight window like live ones.
+ */
+import type mqtt from 'mqtt-packet';
+import type { Message } from '../../../core/message.js';
+import { checkFilter } from '../../../session/limits.js';
+import type { MqttConnection } from '../connection.js';
+import { Reason, SUBACK_FAILURE_V4 } from '../reasons.js';
+import type { MqttSubscriptionOptions } from '../session.js';
+
+/** Subscription Identifier range (MQTT 5 §3.8.2.1.2): a Variable Byte Integer of 1 to 268,435,455. */
+const MAX_SUBSCRIPTION_ID = 268_435_455;
+
+export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
+  const { server } = c;
+  const { ctx } = server;
+  const session = c.session!;
+  const v5 = c.version === 5;
+  const id = p.messageId ?? 0;
+  if (id === 0) return c.disconnect(Reason.protocolError, 'packet identifier 0'); // [MQTT-2.3.1-1]
+  const subscriptionId = v5 ? p.properties?.subscriptionIdentifier : undefined;
+  if (subscriptionId !== undefined && (subscriptionId < 1 || subscriptionId > MAX_SUBSCRIPTION_ID)) {
+    return c.disconnect(Reason.protocolError, 'subscription identifier out of range');
+  }
+  const fail = (reason: number): number => (v5 ? reason : SUBACK_FAILURE_V4);
+  const granted: number[] = [];
+  const retainedFor: { filter: string; options: MqttSubscriptionOptions }[] = [];
+  for (const s of p.subscriptions) {
+    const filter = s.topic;
+    if (v5 && filter.startsWith('$share/')) {
+      granted.push(Reason.sharedSubscriptionsNotSupported); // CONNACK says Shared Subscription Available = 0
+      continue;
+    }
+    if (checkFilter(filter, ctx.topicLimits) !== undefined) {
+      granted.push(fail(Reason.topicFilterInvalid));
+      continue;
+    }
+    if (!session.subscriptions.has(filter) && session.subscriptions.size >= ctx.config.maxSubscriptionsPerConnection) {
+      granted.push(fail(Reason.quotaExceeded));
+      continue;
+    }
+    const retainHandling = v5 ? ((s.rh ?? 0) as 0 | 1 | 2) : 0;
+    if ((retainHandling as number) === 3) return c.disconnect(Reason.malformedPacket, 'retain handling 3'); // MQTT 5 §3.8.3.1
+    const options: MqttSubscriptionOptions = {
+      qos: s.qos, // every QoS is supported: granted as requested [MQTT-3.8.4-6]
+      noLocal: v5 && s.nl === true,
+      retainAsPublished: v5 && s.rap === true,
+      subscriptionId,
+      retainHandling,
+    };
+    const isNew = session.subscribe(filter, options);
+    granted.push(s.qos);
+    // [MQTT-3.3.1-9] rh 0: always; [MQTT-3.3.1-10] rh 1: only if new; [MQTT-3.3.1-11] rh 2: never.
+    if (retainHandling === 0 || (retainHandling === 1 && isNew)) retainedFor.push({ filter, options });
+  }
+  c.send({ cmd: 'suback', messageId: id, granted }); // [MQTT-3.8.4-1]
+
+  const store = ctx.router.retained;
+  if (store.size === 0) return;
+  for (const { filter, options } of retainedFor) {
+    const qos0: Message[] = [];
+    const ids = options.subscriptionId === undefined ? undefined : [options.subscriptionId];
+    for (const topic of store.match(filter)) {
+      const message = store.get(topic);
+      if (!message) continue;
+      const qos = Math.min(options.qos, message.qos) as 0 | 1 | 2;
+      if (qos === 0) qos0.push(message);
+      else session.offer({ message, qos, retain: true, subscriptionIds: ids });
+    }
+    if (qos0.length > 0) c.outbox.pushSource(c.retainedSource(qos0, ids));
+  }
+}

@@ -1,0 +1,22 @@
+/**
+ * UNSUBSCRIBE (MQTT 5 §3.10): remove each filter; UNSUBACK with the request's
+ * packet id [MQTT-3.10.4-4], in MQTT 5 with one reason per filter [MQTT-3.11.3-1]:
+ * 0x00 removed, 0x11 no subscription existed, 0x8F invalid filter.
+ * In-flight QoS 1/2 messages of the removed subscription still complete [MQTT-3.10.4-3].
+ */
+import type mqtt from 'mqtt-packet';
+import { checkFilter } from '../../../session/limits.js';
+import type { MqttConnection } from '../connection.js';
+import { Reason } from '../reasons.js';
+
+export function onUnsubscribe(c: MqttConnection, p: mqtt.IUnsubscribePacket): void {
+  const session = c.session!;
+  const id = p.messageId ?? 0;
+  if (id === 0) return c.disconnect(Reason.protocolError, 'packet identifier 0'); // [MQTT-2.3.1-1]
+  const codes: number[] = [];
+  for (const filter of p.unsubscriptions) {
+    if (checkFilter(filter, c.server.ctx.topicLimits) !== undefined) codes.push(Reason.topicFilterInvalid);
+    else codes.push(session.unsubscribe(filter) ? Reason.success : Reason.noSubscriptionExisted); // [MQTT-3.10.4-1]
+  }
+  c.send(c.version === 5 ? { cmd: 'unsuback', messageId: id, granted: codes } : { cmd: 'unsuback', messageId: id, granted: [] });
+}

@@ -1,0 +1,305 @@
+/**
+ * An MQTT session: the state that outlives one network connection when the
+ * client asks for it (MQTT 5 §4.1, 3.1.1 §4.1): subscriptions, QoS 1/2 messages
+ * in flight both ways, the queue of messages waiting for an in-flight slot or
+ * for the client to come back, and the expiry timer.
+ *
+ * The session, not the connection, is the router's Subscriber, so a persistent
+ * session keeps receiving while its client is offline.
+ *
+ * Invariants
+ * - `inflight` holds at most the client's Receive Maximum entries while a link
+ *   is attached [MQTT-3.3.4-9]; everything else waits in `queue`, which never
+ *   holds more than `mqttMaxQueued` (overflow policy `mqttQueueOverflow`, counted).
+ * - QoS 0 goes straight to the link's outbox (slow-consumer policy applies) and
+ *   is dropped while offline: only QoS 1/2 is stored for later [MQTT-3.1.2-5].
+ * - Packet ids of outgoing QoS 1/2 messages are unique among those in flight
+ *   [MQTT-2.3.1-2]; in-flight entries are resent with DUP on resumption [MQTT-4.4.0-1].
+ * - One delivery per message however many subscriptions match, with the highest
+ *   QoS and every subscription identifier of the matching ones (MQTT 5 §3.3.4).
+ * Cost per delivery: O(1) with one subscription; O(wildcard subscriptions) otherwise.
+ */
+import { topicMatches } from 'topicast/protocol';
+import type { Message } from '../../core/message.js';
+import type { Subscriber, Subscription, SubscriptionOptions } from '../../core/router.js';
+import type { MqttServer } from './server.js';
+
+/** Builds the will when it is published (its Message Expiry Interval starts then, MQTT 5 §3.1.3.2.4). */
+export type WillFactory = () => Message;
+
+export interface MqttSubscriptionOptions extends SubscriptionOptions {
+  /** MQTT 5 retain handling: 0 send retained, 1 only for a new subscription, 2 never. */
+  retainHandling: 0 | 1 | 2;
+}
+
+export interface MqttSubscription extends Subscription {
+  readonly options: MqttSubscriptionOptions;
+}
+
+/** One message on its way to this session's client. */
+export interface Delivery {
+  message: Message;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  subscriptionIds: number[] | undefined;
+}
+
+export interface InflightEntry extends Delivery {
+  /** 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP. */
+  state: 'publish' | 'pubrel';
+}
+
+/** What a session needs from its live connection. */
+export interface SessionLink {
+  readonly version: 3 | 4 | 5;
+  /** How many QoS 1/2 messages the client accepts in flight (its Receive Maximum, capped by ours). */
+  readonly sendQuota: number;
+  sendQos0(d: Delivery): void;
+  /** Sends a QoS 1/2 PUBLISH; false when it could not be sent (too large for the client): the caller forgets it. */
+  sendPublish(d: Delivery, packetId: number, dup: boolean): boolean;
+  sendPubrel(packetId: number): void;
+}
+
+function isWildcard(filter: string): boolean {
+  return filter.includes('+') || filter.includes('#');
+}
+
+export class MqttSession implements Subscriber {
+  routerStamp = 0;
+  readonly subscriptions = new Map<string, MqttSubscription>();
+  /** Wildcard subscriptions: the only ones that can overlap another (two exact filters never match one topic twice). */
+  private wildcards: MqttSubscription[] = [];
+  readonly inflight = new Map<number, InflightEntry>();
+  /** Incoming QoS 2 packet ids received and PUBREC'd, awaiting PUBREL [MQTT-4.3.3-2]. */
+  readonly awaitingRelease = new Set<number>();
+  private queue: Delivery[] = [];
+  private queueHead = 0;
+  private nextPacketId = 1;
+  link: SessionLink | undefined;
+  /** Seconds the session survives its connection (0: ends with it). */
+  expirySec = 0;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  /** A will waiting for its delay (MQTT 5 §3.1.3.2.2); published on timer or session end unless the client returns. */
+  private pendingWill: { will: WillFactory; timer: NodeJS.Timeout | undefined } | undefined;
+  ended = false;
+
+  constructor(private readonly server: MqttServer, readonly clientId: string) {}
+
+  get queuedCount(): number {
+    return this.queue.length - this.queueHead;
+  }
+
+  // ---- subscriptions ----------------------------------------------------------
+
+  /** Adds or replaces; true when the filter is new for this session. */
+  subscribe(filter: string, options: MqttSubscriptionOptions): boolean {
+    const subscription: MqttSubscription = { filter, options };
+    const isNew = !this.subscriptions.has(filter);
+    this.subscriptions.set(filter, subscription); // [MQTT-3.8.4-3] replaces an identical filter
+    if (isWildcard(filter)) this.wildcards = [...this.subscriptions.values()].filter((s) => isWildcard(s.filter));
+    this.server.ctx.router.subscribe(this, filter, options);
+    return isNew;
+  }
+
+  unsubscribe(filter: string): boolean {
+    if (!this.subscriptions.delete(filter)) return false;
+    if (isWildcard(filter)) this.wildcards = this.wildcards.filter((s) => s.filter !== filter);
+    this.server.ctx.router.unsubscribe(this, filter);
+    return true;
+  }
+
+  // ---- router side --------------------------------------------------------------
+
+  deliver(message: Message, first: Subscription): void {
+    const expiresAt = message.properties?.expiresAt;
+    if (expiresAt !== undefined && expiresAt <= this.server.ctx.now()) {
+      this.server.stats.expired++;
+      return;
+    }
+    let qos = -1;
+    let retain = false;
+    let ids: number[] | undefined;
+    const own = message.origin === this;
+    const consider = (s: Subscription): void => {
+      const o = s.options;
+      if (own && o.noLocal) return; // [MQTT-3.8.3-3]
+      const q = Math.min(o.qos, message.qos); // [MQTT-3.8.4-6] the lower of published and granted QoS
+      if (q > qos) qos = q;
+      if (o.retainAsPublished && message.retain) retain = true; // [MQTT-3.3.1-13]
+      if (o.subscriptionId !== undefined) (ids ??= []).push(o.subscriptionId); // [MQTT-3.3.4-3]
+    };
+    consider(first);
+    if (this.wildcards.length > 0) {
+      for (const s of this.wildcards) if (s !== first && s.filter !== first.filter && topicMatches(s.filter, message.topic)) consider(s);
+      if (isWildcard(first.filter) && this.subscriptions.has(message.topic) && first.filter !== message.topic) {
+        consider(this.subscriptions.get(message.topic)!);
+      }
+    }
+    if (qos < 0) return;
+    this.offer({ message, qos: qos as 0 | 1 | 2, retain, subscriptionIds: ids });
+  }
+
+  /** Sends or stores one delivery (live or retained). */
+  offer(d: Delivery): void {
+    if (d.qos === 0) {
+      if (this.link) this.link.sendQos0(d);
+      else this.server.stats.offlineQos0Dropped++;
+      return;
+    }
+    if (this.link && this.queuedCount === 0 && this.inflight.size < this.link.sendQuota) {
+      this.sendNew(d);
+      return;
+    }
+    this.enqueue(d);
+  }
+
+  private enqueue(d: Delivery): void {
+    const { config } = this.server.ctx;
+    if (this.queuedCount >= config.mqttMaxQueued) {
+      this.server.stats.queueDropped++;
+      if (config.mqttQueueOverflow === 'drop-newest' || config.mqttMaxQueued === 0) return;
+      this.queue[this.queueHead] = undefined as unknown as Delivery;
+      this.queueHead++;
+    }
+    this.queue.push(d);
+  }
+
+  private sendNew(d: Delivery): void {
+    const id = this.allocatePacketId();
+    const entry: InflightEntry = { ...d, state: 'publish' };
+    this.inflight.set(id, entry);
+    if (!this.link!.sendPublish(entry, id, false)) this.inflight.delete(id);
+  }
+
+  private allocatePacketId(): number {
+    // At most Receive Maximum (≤ 65535) ids are in use, so this finds one quickly.
+    for (;;) {
+      const id = this.nextPacketId;
+      this.nextPacketId = id === 65535 ? 1 : id + 1;
+      if (!this.inflight.has(id)) return id;
+    }
+  }
+
+  /** Moves queued messages into free in-flight slots. */
+  pump(): void {
+    const link = this.link;
+    if (!link) return;
+    const now = this.server.ctx.now();
+    while (this.queueHead < this.queue.length && this.inflight.size < link.sendQuota) {
+      const d = this.queue[this.queueHead]!;
+      this.queue[this.queueHead++] = undefined as unknown as Delivery;
+      const expiresAt = d.message.properties?.expiresAt;
+      if (expiresAt !== undefined && expiresAt <= now) {
+        this.server.stats.expired++; // [MQTT-3.3.2-5] not delivered once expired
+        continue;
+      }
+      this.sendNew(d);
+      if (!this.link) return;
+    }
+    if (this.queueHead === this.queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  // ---- connection lifecycle -----------------------------------------------------
+
+  /** A connection takes this session (new or resumed): cancel expiry and any delayed will. */
+  attach(link: SessionLink): void {
+    this.link = link;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    if (this.pendingWill) {
+      // [MQTT-3.1.3-9] a new connection to the session before the will delay: no will.
+      if (this.pendingWill.timer) clearTimeout(this.pendingWill.timer);
+      this.pendingWill = undefined;
+    }
+  }
+
+  /** Resends everything in flight after a resumption [MQTT-4.4.0-1], then fills free slots. */
+  resume(): void {
+    const link = this.link!;
+    for (const [id, entry] of this.inflight) {
+      if (entry.state === 'pubrel') link.sendPubrel(id);
+      else if (!link.sendPublish(entry, id, true)) this.inflight.delete(id); // [MQTT-3.3.1-1] DUP on redelivery
+      if (this.link !== link) return;
+    }
+    this.pump();
+  }
+
+  /**
+   * The connection ended. A session with expiry 0 ends now; otherwise it waits
+   * `expirySec` for its client. A will with a delay waits the shorter of the two.
+   */
+  detach(will: WillFactory | undefined, willDelaySec: number): void {
+    this.link = undefined;
+    if (this.expirySec === 0) {
+      this.end();
+      if (will) this.publishWill(will);
+      return;
+    }
+    if (will) {
+      if (willDelaySec === 0) this.publishWill(will);
+      else {
+        const pending: { will: WillFactory; timer: NodeJS.Timeout | undefined } = { will, timer: undefined };
+        if (willDelaySec < this.expirySec) {
+          pending.timer = setTimeout(() => {
+            if (this.pendingWill !== pending) return;
+            this.pendingWill = undefined;
+            this.publishWill(will);
+          }, willDelaySec * 1000);
+          pending.timer.unref();
+        }
+        this.pendingWill = pending; // else published when the session ends [MQTT-3.1.2-8]
+      }
+    }
+    if (this.expirySec < 0xffffffff) {
+      this.expiryTimer = setTimeout(() => {
+        this.server.stats.sessionsExpired++;
+        this.end();
+      }, Math.min(this.expirySec * 1000, 2 ** 31 - 1));
+      this.expiryTimer.unref();
+    }
+  }
+
+  /** Ends the session: leaves the router, drops its state, publishes a pending will. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    if (this.server.sessions.get(this.clientId) === this) this.server.sessions.delete(this.clientId);
+    for (const filter of this.subscriptions.keys()) this.server.ctx.router.unsubscribe(this, filter);
+    this.subscriptions.clear();
+    this.wildcards = [];
+    this.inflight.clear();
+    this.awaitingRelease.clear();
+    this.queue = [];
+    this.queueHead = 0;
+    this.link = undefined;
+    const pending = this.pendingWill;
+    this.pendingWill = undefined;
+    if (pending) {
+      if (pending.timer) clearTimeout(pending.timer);
+      this.publishWill(pending.will);
+    }
+  }
+
+  private publishWill(will: WillFactory): void {
+    publishWill(this.server, will);
+  }
+}
+
+/** Publishes a will through the router (MQTT 5 §3.1.2.5), deferred: it may be triggered from inside a delivery. */
+export function publishWill(server: MqttServer, factory: WillFactory): void {
+  const { ctx } = server;
+  ctx.counters.willsPublished++;
+  queueMicrotask(() => {
+    const will = factory();
+    const routed = ctx.router.publish(will);
+    if (routed.durable) routed.durable.catch((err: unknown) => ctx.log.error({ err, topic: will.topic }, 'retained will write failed'));
+  });
+}

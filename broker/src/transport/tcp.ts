@@ -1,0 +1,105 @@
+/**
+ * MQTT over TCP (node:net): one Connection per socket, feeding a ProtocolHandler.
+ *
+ * - send → socket.write; `false` from write means the kernel buffer is full:
+ *   reported as backpressure, and 'drain' calls the handler's onDrain.
+ * - bufferedBytes → socket.writableLength, so the outbox's slow-consumer policy
+ *   sees what Node holds for this peer.
+ * - close → end() (flushes what is written, then FIN), destroyed after a bound
+ *   if the peer does not read; onClose runs once, on the socket's 'close'.
+ * Socket errors (ECONNRESET...) are expected on a device network: they end the
+ * connection and are logged at debug level only by the caller's protocol.
+ */
+import { createServer, type Socket } from 'node:net';
+import { SendResult, type Connection } from '../session/connection.js';
+import type { ProtocolHandler } from '../session/handler.js';
+
+/** How long a closing socket may take to flush before it is destroyed. */
+const CLOSE_FLUSH_MS = 2000;
+
+class TcpConnection implements Connection {
+  closing = false;
+  readonly remoteAddress: string;
+
+  constructor(private readonly socket: Socket) {
+    this.remoteAddress = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
+  }
+
+  send(bytes: Uint8Array): SendResult {
+    if (this.closing || this.socket.destroyed) return SendResult.dropped;
+    return this.socket.write(bytes) ? SendResult.sent : SendResult.backpressure;
+  }
+
+  bufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  cork(fn: () => void): void {
+    if (this.socket.destroyed) return;
+    this.socket.cork();
+    try {
+      fn();
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    socket.end();
+    const timer = setTimeout(() => socket.destroy(), CLOSE_FLUSH_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  }
+}
+
+export interface TcpListener {
+  readonly port: number;
+  /** Stops accepting; resolves once every socket is closed. */
+  close(): Promise<void>;
+}
+
+export function listenTcp(protocol: ProtocolHandler, host: string, port: number): Promise<TcpListener> {
+  const sockets = new Set<Socket>();
+  const server = createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    const conn = new TcpConnection(socket);
+    const handler = protocol.open(conn);
+    socket.on('data', (chunk: Buffer) => handler.onMessage(chunk));
+    socket.on('drain', () => handler.onDrain());
+    socket.on('error', () => {
+      // ECONNRESET, EPIPE...: the 'close' that follows ends the session.
+    });
+    socket.on('end', () => {
+      // Half-close from the peer: MQTT has no half-open use, finish the close.
+      conn.close();
+    });
+    socket.on('close', (hadError) => {
+      sockets.delete(socket);
+      handler.onClose(hadError ? 1006 : 1000, hadError ? 'socket error' : 'socket closed', false);
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const address = server.address();
+      resolve({
+        port: typeof address === 'object' && address ? address.port : port,
+        close() {
+          return new Promise<void>((done) => {
+            server.close(() => done());
+            // Connections still open are closed by the protocol's closeAll; destroy stragglers after the flush bound.
+            const timer = setTimeout(() => {
+              for (const s of sockets) s.destroy();
+            }, CLOSE_FLUSH_MS);
+            timer.unref();
+          });
+        },
+      });
+    });
+  });
+}
