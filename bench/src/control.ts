@@ -18,7 +18,7 @@ export class Gen {
   private readonly waiting: { t: string; resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
   onFloor: (v: number) => void = () => undefined;
 
-  private constructor(readonly child: Child, readonly role: string) {
+  constructor(readonly child: Child, readonly role: string) {
     child.proc.on('message', (m: Reply) => {
       if (m.t === 'floor') return this.onFloor(m.v as number);
       if (m.t === 'error') {

@@ -11,7 +11,7 @@
 import { openLink, type Endpoint, type Link } from './wire/index.js';
 
 export type GenCommand =
-  | { t: 'open'; ep: Endpoint; count: number; topic: string; each?: boolean; subscribe?: string; eachFilter?: boolean; concurrency?: number; track?: 'count' | 'latency' | 'retained'; step?: number; maxSamples?: number }
+  | { t: 'open'; ep: Endpoint; count: number; /** `{i}` is replaced by the link's index */ topic: string; subscribe?: string; concurrency?: number; track?: 'count' | 'latency' | 'retained'; step?: number; maxSamples?: number }
   | { t: 'subscribe'; filter: string; target: number; timeoutMs: number }
   | { t: 'mark' }
   | { t: 'credit-run'; window: number; payloadBytes: number; maxBatch: number }
@@ -112,9 +112,9 @@ async function open(c: Extract<GenCommand, { t: 'open' }>): Promise<void> {
         const link = await openLink(c.ep);
         link.onDelivery = makeHandler(i, c.track ?? 'count');
         links[i] = link;
-        const topic = c.each ? `${c.topic}/${i}` : c.topic;
+        const topic = c.topic.replace('{i}', String(i));
         topics[i] = topic;
-        if (c.subscribe !== undefined) await link.subscribe(c.eachFilter ? `${c.subscribe}/${i}` : c.subscribe);
+        if (c.subscribe !== undefined) await link.subscribe(c.subscribe.replace('{i}', String(i)));
       } catch (err) {
         failed = err as Error;
       }

@@ -31,6 +31,8 @@ export interface StartOptions {
   args?: string[];
   /** Node flags for Node-based targets, e.g. --cpu-prof. */
   nodeArgs?: string[];
+  /** Listen on this port instead of a fresh free one (Topicast; the reconnect storm restarts on the same port). */
+  port?: number;
 }
 
 export interface Target {
@@ -95,7 +97,7 @@ const topicast = (id: string, label: string, transport: 'ws' | 'tcp'): Target =>
   retained: true,
   available: () => (existsSync(BROKER_MAIN) ? null : 'broker/dist/main.js not built'),
   async start(o = {}) {
-    const port = await freePort();
+    const port = o.port ?? (await freePort());
     const mqttPort = transport === 'tcp' ? await freePort() : 0;
     const child = spawnChild(
       process.execPath,

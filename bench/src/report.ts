@@ -1,0 +1,213 @@
+/**
+ * Results: medians over runs, the issue's ratios, and the three outputs —
+ * JSON (<date>.json and latest.json), a Markdown table (results.md, also quoted in
+ * bench/README.md between markers) and a hand-written SVG chart (chart.svg).
+ */
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cpus, totalmem, release } from 'node:os';
+import { join } from 'node:path';
+import type { Row } from './scenarios.js';
+import type { VerifyResult } from './verify.js';
+
+export interface Ratio {
+  id: string;
+  what: string;
+  value: number | null;
+  target: string;
+  /** true when met, false when missed, null when not measured. */
+  met: boolean | null;
+}
+
+export interface Results {
+  date: string;
+  mode: 'quick' | 'full';
+  command: string;
+  machine: { cpu: string; cores: number; memGB: number; kernel: string };
+  node: string;
+  durationSec: number;
+  verify: VerifyResult[];
+  runs: Row[];
+  medians: Row[];
+  errors: { scenario: string; target: string; run: number; error: string }[];
+  skipped: { target: string; reason: string }[];
+  ratios: Ratio[];
+  profile?: string;
+}
+
+export function machine(): Results['machine'] {
+  return { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memGB: Math.round(totalmem() / 2 ** 30), kernel: release() };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** One row per (scenario, label): numeric metrics are medians over runs; others from the first run. */
+export function medians(rows: Row[]): Row[] {
+  const groups = new Map<string, Row[]>();
+  for (const r of rows) {
+    const k = `${r.scenario}|${r.label}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  return [...groups.values()].map((g) => {
+    const out: Row = { ...g[0]!, run: 0, runs: g.length };
+    for (const key of Object.keys(g[0]!)) {
+      if (key === 'run') continue;
+      const vals = g.map((r) => r[key]).filter((v): v is number => typeof v === 'number');
+      if (vals.length === g.length) {
+        const m = median(vals);
+        out[key] = Number.isInteger(vals[0]) && Number.isInteger(m) ? m : Math.round(m * 1000) / 1000;
+      }
+    }
+    if (g.length > 1 && typeof g[0]!.limit === 'string') out.limit = g.map((r) => r.limit).join('/');
+    return out;
+  });
+}
+
+const find = (rows: Row[], scenario: string, target: string, label?: string): Row | undefined =>
+  rows.find((r) => r.scenario === scenario && r.target === target && (label === undefined || r.label === label));
+
+const num = (r: Row | undefined, k: string): number | null => (r && typeof r[k] === 'number' ? (r[k] as number) : null);
+
+function ratio(id: string, what: string, a: number | null, b: number | null, target: string, ok: (v: number) => boolean): Ratio {
+  const value = a !== null && b !== null && b > 0 ? Math.round((a / b) * 100) / 100 : null;
+  return { id, what, value, target, met: value === null ? null : ok(value) };
+}
+
+export function ratios(m: Row[]): Ratio[] {
+  const out: Ratio[] = [];
+  for (const subs of [1000, 100]) {
+    const sc = `fanout-${subs}`;
+    const tc = num(find(m, sc, 'topicast'), 'cpuSecPerMillion');
+    out.push(ratio(`${sc}-vs-uws`, `fan-out 1→${subs}: Topicast CPU per delivery ÷ raw uWS deferred`, tc, num(find(m, sc, 'uws-deferred'), 'cpuSecPerMillion'), '≤ 1.3', (v) => v <= 1.3));
+    out.push(ratio(`${sc}-mosquitto-ws`, `fan-out 1→${subs}: Mosquitto WS CPU per delivery ÷ Topicast`, num(find(m, sc, 'mosquitto-ws'), 'cpuSecPerMillion'), tc, '≥ 20', (v) => v >= 20));
+  }
+  out.push(ratio('fanin-vs-mosquitto-tcp', 'fan-in wildcard: Topicast (native) CPU per message ÷ Mosquitto TCP', num(find(m, 'fanin', 'topicast'), 'cpuSecPerMillion'), num(find(m, 'fanin', 'mosquitto-tcp'), 'cpuSecPerMillion'), '≤ 1', (v) => v <= 1));
+  if (find(m, 'fanin', 'topicast-mqtt')) {
+    out.push(ratio('fanin-mqtt-vs-mosquitto-tcp', 'fan-in wildcard: Topicast (MQTT TCP) CPU per message ÷ Mosquitto TCP', num(find(m, 'fanin', 'topicast-mqtt'), 'cpuSecPerMillion'), num(find(m, 'fanin', 'mosquitto-tcp'), 'cpuSecPerMillion'), '≤ 1', (v) => v <= 1));
+  }
+  const uwsP99 = [num(find(m, 'latency', 'uws-deferred'), 'p99Ms'), num(find(m, 'latency', 'uws-inline'), 'p99Ms')].filter((v): v is number => v !== null);
+  out.push(ratio('latency-p99-vs-uws', 'latency p99 at 1,000 msg/s × 100 subs: Topicast ÷ best raw uWS', num(find(m, 'latency', 'topicast'), 'p99Ms'), uwsP99.length ? Math.min(...uwsP99) : null, '≤ 1.2', (v) => v <= 1.2));
+  out.push(ratio('memory-vs-uws', 'bytes per idle subscribed connection: Topicast ÷ raw uWS', num(find(m, 'memory', 'topicast'), 'bytesPerConnection'), num(find(m, 'memory', 'uws-deferred'), 'bytesPerConnection'), '≤ 1.5', (v) => v <= 1.5));
+  for (const r of m.filter((x) => x.scenario === 'slow-consumer' && x.target === 'topicast')) {
+    const v = num(r, 'othersRatio');
+    out.push({ id: `slow-${r.policy}`, what: `slow consumer [${r.policy}]: others' rate stalled ÷ free`, value: v, target: '≥ 0.9', met: v === null ? null : v >= 0.9 });
+  }
+  return out;
+}
+
+// ---- Markdown -----------------------------------------------------------------
+
+function table(rows: Row[], cols: [string, string][]): string {
+  if (rows.length === 0) return '_not measured_\n';
+  const head = `| ${cols.map((c) => c[1]).join(' | ')} |\n|${cols.map(() => '---').join('|')}|\n`;
+  return head + rows.map((r) => `| ${cols.map(([k]) => fmt(r[k])).join(' | ')} |`).join('\n') + '\n';
+}
+
+function fmt(v: unknown): string {
+  if (typeof v === 'number') return v >= 10_000 ? v.toLocaleString('en-US', { maximumFractionDigits: 0 }) : String(v);
+  if (v === undefined || v === null) return '–';
+  return String(v);
+}
+
+const THROUGHPUT: [string, string][] = [
+  ['label', 'target'], ['deliveriesPerSec', 'deliveries/s'], ['cpuSecPerMillion', 'broker CPU-s per 1M deliveries'],
+  ['brokerCpuShare', 'broker CPU share'], ['genCpuShare', 'generator CPU share'], ['limit', 'limited by'],
+];
+
+export function ratioTable(r: Ratio[]): string {
+  return '| ratio (same run) | measured | target | met |\n|---|---|---|---|\n' +
+    r.map((x) => `| ${x.what} | ${x.value === null ? '–' : `${x.value}×`} | ${x.target} | ${x.met === null ? 'not measured' : x.met ? 'yes' : '**no**'} |`).join('\n') + '\n';
+}
+
+export function markdown(res: Results): string {
+  const m = res.medians;
+  const by = (s: string): Row[] => m.filter((r) => r.scenario === s);
+  const runs = res.mode === 'full' ? 'medians of 2 interleaved runs' : 'one run each';
+  let md = `# Topicast benchmark results\n\n`;
+  md += `${res.date} · \`${res.command}\` (${res.mode}, ${runs}, ${res.durationSec} s) · ${res.machine.cpu}, ${res.machine.cores} cores, ${res.machine.memGB} GB, Linux ${res.machine.kernel} · Node ${res.node}\n\n`;
+  md += `Broker pinned to CPU 0, load generator (publisher and subscriber processes, and the orchestrator) to CPU 1. Broker CPU = utime+stime from /proc over the measured window. "limited by": broker = broker core ≥ 85 % busy; generator = generator core ≥ 85 % busy; window = neither (the credit window's round trip bounds the rate; CPU per delivery is still exact).\n\n`;
+  md += `## Targets\n\n${ratioTable(res.ratios)}\n`;
+  md += `## Fan-out 1 → 1,000 subscribers (64-byte payloads, credit window)\n\n${table(by('fanout-1000'), THROUGHPUT)}\n`;
+  md += `## Fan-out 1 → 100 subscribers\n\n${table(by('fanout-100'), THROUGHPUT)}\n`;
+  md += `## Fan-in: 1,000 publishers on devices/<i>/temp → 1 subscriber on devices/+/temp\n\n${table(by('fanin'), THROUGHPUT)}\n`;
+  md += `## Latency at 1,000 msg/s × 100 subscribers (every delivery timed)\n\n${table(by('latency'), [['label', 'target'], ['p50Ms', 'p50 ms'], ['p99Ms', 'p99 ms'], ['p999Ms', 'p99.9 ms'], ['maxMs', 'max ms'], ['received', 'received'], ['lost', 'lost'], ['brokerCpuShare', 'broker CPU share']])}\n`;
+  md += `## Memory: idle connections, each subscribed to its own topic\n\n${table(by('memory'), [['label', 'target'], ['connections', 'connections'], ['idleRssMB', 'idle RSS MB'], ['loadedRssMB', 'RSS with connections MB'], ['bytesPerConnection', 'bytes per connection'], ['connectMs', 'connect ms']])}\n`;
+  if (by('slow-consumer').length) md += `## Slow consumer: 1 stalled subscriber of 100\n\n${table(by('slow-consumer'), [['label', 'target'], ['ratePerSec', 'msg/s'], ['payloadBytes', 'payload B'], ['othersPerSecFree', 'others deliveries/s, no stall'], ['othersPerSecStalled', 'others deliveries/s, stalled'], ['othersRatio', 'ratio'], ['rssFreeMB', 'RSS MB no stall'], ['rssStalledMaxMB', 'RSS MB stalled'], ['rssStalled2MaxMB', 'RSS MB stalled, later'], ['stalledDisconnected', 'stalled one disconnected']])}\n`;
+  if (by('retained').length) md += `## Retained snapshot to a # subscriber\n\n${table(by('retained'), [['label', 'target'], ['retainedTopics', 'retained topics'], ['received', 'received'], ['snapshotMs', 'snapshot ms'], ['brokerCpuSec', 'broker CPU-s'], ['rssMB', 'RSS MB']])}\n`;
+  if (by('storm').length) md += `## Reconnect storm: SDK clients dropped by a broker restart\n\n${table(by('storm'), [['label', 'target'], ['clients', 'clients'], ['resubscribedMs', 'all resubscribed ms'], ['resubscribed', 'resubscribed'], ['peakCpuShare', 'broker peak CPU share'], ['peakRssMB', 'broker peak RSS MB']])}\n`;
+  md += `## Minimal clients checked byte for byte against independent clients\n\n| target | result | messages | detail |\n|---|---|---|---|\n`;
+  md += res.verify.map((v) => `| ${v.target} | ${v.ok ? 'identical' : '**differs**'} | ${v.checked} | ${v.detail} |`).join('\n') + '\n';
+  if (res.skipped.length) md += `\nSkipped: ${res.skipped.map((s) => `${s.target} (${s.reason})`).join('; ')}\n`;
+  if (res.errors.length) md += `\nErrors: ${res.errors.map((e) => `${e.scenario}/${e.target} run ${e.run}: ${e.error}`).join('; ')}\n`;
+  return md;
+}
+
+// ---- SVG ----------------------------------------------------------------------
+
+const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+export function svg(res: Results): string {
+  const W = 860;
+  const fan = res.medians.filter((r) => r.scenario === 'fanout-1000' && typeof r.cpuSecPerMillion === 'number').sort((a, b) => (a.cpuSecPerMillion as number) - (b.cpuSecPerMillion as number));
+  const ratiosShown = res.ratios.filter((r) => r.value !== null);
+  const rowH = 24;
+  const top1 = 60;
+  const h1 = Math.max(1, fan.length) * rowH;
+  const top2 = top1 + h1 + 70;
+  const H = top2 + Math.max(1, ratiosShown.length) * rowH + 40;
+  const x0 = 250;
+  const bw = W - x0 - 120;
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  parts.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
+  parts.push(`<text x="10" y="22" font-size="15" font-weight="bold">Topicast bench ${esc(res.date.slice(0, 10))} · ${esc(res.machine.cpu)} · Node ${esc(res.node)} (${res.mode})</text>`);
+  parts.push(`<text x="10" y="${top1 - 12}" font-size="13">Fan-out 1→1,000: broker CPU-seconds per million deliveries (log scale, lower is better)</text>`);
+  const vals = fan.map((r) => r.cpuSecPerMillion as number);
+  const lo = Math.log10(Math.min(0.05, ...vals));
+  const hi = Math.log10(Math.max(1, ...vals) * 1.5);
+  const xs = (v: number): number => ((Math.log10(v) - lo) / (hi - lo)) * bw;
+  fan.forEach((r, i) => {
+    const y = top1 + i * rowH;
+    const v = r.cpuSecPerMillion as number;
+    const isT = String(r.target).startsWith('topicast');
+    parts.push(`<text x="${x0 - 8}" y="${y + 15}" text-anchor="end">${esc(String(r.label))}</text>`);
+    parts.push(`<rect x="${x0}" y="${y + 3}" width="${Math.max(2, xs(v)).toFixed(1)}" height="${rowH - 8}" fill="${isT ? '#d9480f' : '#4c6ef5'}"/>`);
+    parts.push(`<text x="${(x0 + Math.max(2, xs(v)) + 6).toFixed(1)}" y="${y + 15}">${v} s</text>`);
+  });
+  parts.push(`<text x="10" y="${top2 - 12}" font-size="13">Topicast against the issue's targets (bar = measured ÷ allowed; the line at 1 is the target, shorter is better)</text>`);
+  const maxScore = 3;
+  const xr = (v: number): number => (Math.min(v, maxScore) / maxScore) * bw;
+  ratiosShown.forEach((r, i) => {
+    const y = top2 + i * rowH;
+    const limit = Number(r.target.replace(/[^\d.]/g, ''));
+    const score = r.target.startsWith('≥') ? limit / Math.max(1e-9, r.value!) : r.value! / limit;
+    parts.push(`<text x="${x0 - 8}" y="${y + 15}" text-anchor="end">${esc(r.id)}</text>`);
+    parts.push(`<rect x="${x0}" y="${y + 3}" width="${Math.max(2, xr(score)).toFixed(1)}" height="${rowH - 8}" fill="${r.met ? '#2f9e44' : '#e03131'}"/>`);
+    parts.push(`<text x="${(x0 + Math.max(2, xr(score)) + 6).toFixed(1)}" y="${y + 15}">${r.value}× (target ${esc(r.target)})</text>`);
+  });
+  const x1 = x0 + xr(1);
+  parts.push(`<line x1="${x1}" y1="${top2 - 4}" x2="${x1}" y2="${top2 + ratiosShown.length * rowH}" stroke="#000" stroke-dasharray="4 3"/>`);
+  parts.push('</svg>');
+  return parts.join('\n') + '\n';
+}
+
+export function writeResults(res: Results, dir: string, readme: string): void {
+  mkdirSync(dir, { recursive: true });
+  const json = JSON.stringify(res, null, 2) + '\n';
+  writeFileSync(join(dir, `${res.date.slice(0, 10)}-${res.mode}.json`), json);
+  writeFileSync(join(dir, 'latest.json'), json);
+  const md = markdown(res);
+  writeFileSync(join(dir, 'results.md'), md);
+  writeFileSync(join(dir, 'chart.svg'), svg(res));
+  if (existsSync(readme)) {
+    const text = readFileSync(readme, 'utf8');
+    const start = '<!-- results:start -->';
+    const end = '<!-- results:end -->';
+    const a = text.indexOf(start);
+    const b = text.indexOf(end);
+    if (a >= 0 && b > a) writeFileSync(readme, `${text.slice(0, a + start.length)}\n${md.replace(/^# .*\n\n/, '').replace(/^## /gm, '### ')}\n${text.slice(b)}`);
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * `npm run bench` (quick, < 3 min) and `npm run bench -- --full` (every scenario,
+ * every target, two interleaved runs, medians). Options:
+ *   --cpu-prof            profile Topicast (node --cpu-prof) in fan-out 1→1000 and print
+ *                         the top 15 self-time functions; nothing else runs
+ *   --only a,b            scenarios: fanout-100, fanout-1000, fanin, latency, memory, slow, retained, storm
+ *   --targets a,b         target ids (see peers.ts)
+ *   --no-verify           skip the byte-for-byte client check
+ * Every child process is stopped by PID at the end, on failure and on signals (proc.ts).
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pinSelf } from './proc.js';
+import { GEN_CPU, ROOT, TARGETS, target, type Target } from './peers.js';
+import { fanIn, fanOut, latency, memory, retainedSnapshot, slowConsumer, type Row, type Timing } from './scenarios.js';
+import { storm } from './storm.js';
+import { verifyTarget, type VerifyResult } from './verify.js';
+import { machine, medians, ratioTable, ratios, writeResults, type Results } from './report.js';
+import { formatTop, newestProfile, topSelfTime } from './cpuprof.js';
+
+const argv = process.argv.slice(2);
+const flag = (name: string): boolean => argv.includes(name);
+const list = (name: string): string[] | null => {
+  const i = argv.indexOf(name);
+  return i >= 0 && argv[i + 1] ? argv[i + 1]!.split(',') : null;
+};
+
+const full = flag('--full');
+const RESULTS = join(ROOT, 'bench/results');
+const timing: Timing = full ? { warmMs: 2000, measureMs: 5000 } : { warmMs: 1000, measureMs: 3000 };
+const budgetMs = full ? 45 * 60_000 : 170_000; // quick: the issue's 3 minutes, less build time
+const started = Date.now();
+
+interface Job {
+  scenario: string;
+  target: Target;
+  run(runNo: number): Promise<Row>;
+}
+
+const QUICK: Record<string, string[]> = {
+  'fanout-100': ['uws-deferred', 'uws-inline', 'topicast', 'mosquitto-ws'],
+  'fanout-1000': ['uws-deferred', 'uws-inline', 'topicast', 'mosquitto-ws'],
+  fanin: ['topicast', 'mosquitto-tcp'],
+  latency: ['uws-deferred', 'uws-inline', 'topicast', 'mosquitto-ws'],
+  memory: ['uws-deferred', 'topicast', 'mosquitto-ws'],
+};
+
+const ALL = TARGETS.map((t) => t.id);
+const FULL: Record<string, string[]> = {
+  'fanout-100': ALL,
+  'fanout-1000': ALL,
+  fanin: TARGETS.filter((t) => t.wildcard).map((t) => t.id),
+  latency: ALL,
+  memory: ALL,
+  slow: ['topicast', 'uws-deferred', 'mosquitto-ws', 'mosquitto-tcp', 'aedes-tcp', 'socketio', 'nats-tcp'],
+  retained: TARGETS.filter((t) => t.retained).map((t) => t.id),
+  storm: ['topicast'],
+};
+
+function jobsFor(scenario: string, t: Target): Job[] {
+  switch (scenario) {
+    case 'fanout-100':
+      return [{ scenario, target: t, run: (n) => fanOut(t, 100, n, timing) }];
+    case 'fanout-1000':
+      return [{ scenario, target: t, run: (n) => fanOut(t, 1000, n, timing) }];
+    case 'fanin':
+      return [{ scenario, target: t, run: (n) => fanIn(t, 1000, n, timing) }];
+    case 'latency':
+      return [{ scenario, target: t, run: (n) => latency(t, 100, 1000, n, timing) }];
+    case 'memory':
+      return [{ scenario, target: t, run: (n) => memory(t, 10_000, n) }];
+    case 'slow': {
+      const slowTiming = { warmMs: 0, measureMs: 4000 };
+      const policies = t.id === 'topicast' ? ['drop', 'conflate', 'disconnect'] : [null];
+      return policies.map((p) => ({ scenario, target: t, run: (n: number) => slowConsumer(t, p, 100, 2000, 1024, n, slowTiming) }));
+    }
+    case 'retained':
+      return [{ scenario, target: t, run: (n) => retainedSnapshot(t, 100_000, n) }];
+    case 'storm':
+      return [{ scenario, target: t, run: (n) => storm(t, 5000, n) }];
+    default:
+      throw new Error(`unknown scenario ${scenario}`);
+  }
+}
+
+async function cpuProfile(): Promise<void> {
+  const dir = join(RESULTS, 'prof');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const row = await fanOut(target('topicast'), 1000, 1, { warmMs: 1000, measureMs: 5000 }, { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir] });
+  console.log(`fan-out 1→1000 under --cpu-prof: ${row.deliveriesPerSec} deliveries/s, ${row.cpuSecPerMillion} CPU-s per million (profiling adds overhead)`);
+  const file = newestProfile(dir);
+  if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
+  const text = `Topicast broker, fan-out 1→1000, 64-byte payloads (${file.slice(ROOT.length)})\n${formatTop(topSelfTime(file, 15))}\n`;
+  writeFileSync(join(dir, 'top.txt'), text);
+  console.log(text);
+}
+
+async function main(): Promise<void> {
+  pinSelf(GEN_CPU);
+  if (flag('--cpu-prof')) return cpuProfile();
+  const plan = full ? FULL : QUICK;
+  const scenarios = list('--only') ?? Object.keys(plan);
+  const only = list('--targets');
+  const skipped: Results['skipped'] = [];
+  const jobs: Job[] = [];
+  for (const s of scenarios) {
+    for (const id of plan[s] ?? FULL[s] ?? []) {
+      if (only && !only.includes(id)) continue;
+      const t = target(id);
+      const why = t.available();
+      if (why) {
+        if (!skipped.some((x) => x.target === id)) skipped.push({ target: id, reason: why });
+        continue;
+      }
+      jobs.push(...jobsFor(s, t));
+    }
+  }
+  const verify: VerifyResult[] = [];
+  if (!flag('--no-verify')) {
+    for (const t of [...new Set(jobs.map((j) => j.target))]) {
+      try {
+        const v = await verifyTarget(t);
+        verify.push(v);
+        console.log(`check ${t.id}: ${v.ok ? 'identical' : `DIFFERS: ${v.detail}`}`);
+      } catch (err) {
+        verify.push({ target: t.id, ok: false, checked: 0, detail: (err as Error).message });
+        console.log(`check ${t.id}: failed: ${(err as Error).message}`);
+      }
+    }
+  }
+  const runs: Row[] = [];
+  const errors: Results['errors'] = [];
+  const reps = full ? 2 : 1;
+  let stoppedEarly = false;
+  for (let rep = 1; rep <= reps && !stoppedEarly; rep++) {
+    for (const job of jobs) {
+      if (Date.now() - started > budgetMs) {
+        stoppedEarly = true;
+        errors.push({ scenario: job.scenario, target: job.target.id, run: rep, error: 'time budget exhausted; remaining jobs not run' });
+        break;
+      }
+      const t0 = Date.now();
+      try {
+        const row = await job.run(rep);
+        runs.push(row);
+        const brief = Object.entries(row).filter(([k]) => !['scenario', 'target', 'label', 'run'].includes(k)).map(([k, v]) => `${k}=${v}`).join(' ');
+        console.log(`[${Math.round((Date.now() - started) / 1000)}s] ${job.scenario} ${row.label} run ${rep}: ${brief} (${Date.now() - t0} ms)`);
+      } catch (err) {
+        errors.push({ scenario: job.scenario, target: job.target.id, run: rep, error: (err as Error).message.slice(0, 300) });
+        console.log(`[${Math.round((Date.now() - started) / 1000)}s] ${job.scenario} ${job.target.id} run ${rep}: ERROR ${(err as Error).message}`);
+      }
+    }
+  }
+  const m = medians(runs);
+  const res: Results = {
+    date: new Date().toISOString(),
+    mode: full ? 'full' : 'quick',
+    command: full ? 'npm run bench -- --full' : 'npm run bench',
+    machine: machine(),
+    node: process.version,
+    durationSec: Math.round((Date.now() - started) / 1000),
+    verify,
+    runs,
+    medians: m,
+    errors,
+    skipped,
+    ratios: ratios(m),
+  };
+  writeResults(res, RESULTS, join(ROOT, 'bench/README.md'));
+  console.log(`\n${ratioTable(res.ratios)}\nwrote bench/results/latest.json, results.md, chart.svg (${res.durationSec} s)`);
+}
+
+// A hard stop in case something below ignores its own timeouts.
+setTimeout(() => {
+  console.error(`bench: exceeded ${budgetMs + 120_000} ms; stopping`);
+  process.exit(1);
+}, budgetMs + 120_000).unref();
+
+main().then(
+  () => process.exit(0),
+  (err: Error) => {
+    console.error(`bench failed: ${err.stack ?? err.message}`);
+    process.exit(1);
+  },
+);

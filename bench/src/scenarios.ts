@@ -1,0 +1,212 @@
+/**
+ * The scenarios of issue 7. Each run starts a fresh target pinned to the broker
+ * core and fresh generator processes pinned to the other, measures, and stops
+ * everything it started (finally blocks; proc.ts kills leftovers by PID on exit).
+ *
+ * Method: broker CPU = utime+stime of the broker PID across the measured window,
+ * reported as CPU seconds per million deliveries; the generator's share (its
+ * processes plus this orchestrator, all on the generator core) says who the limit is.
+ */
+import { Gen, linkCredit } from './control.js';
+import { cpuSeconds, rssBytes, sleep } from './proc.js';
+import { GEN_CPU, type Running, type StartOptions, type Target } from './peers.js';
+
+export interface Row {
+  scenario: string;
+  target: string;
+  label: string;
+  run: number;
+  [metric: string]: string | number | boolean | null;
+}
+
+export interface Timing {
+  warmMs: number;
+  measureMs: number;
+}
+
+interface Window {
+  t: number;
+  broker: number;
+  gen: number;
+  mark: { total: number; others: number; floor: number; closed: number };
+}
+
+async function withTarget<T>(t: Target, o: StartOptions, gens: string[], fn: (r: Running, g: Gen[]) => Promise<T>): Promise<T> {
+  const running = await t.start(o);
+  const g = gens.map((role) => Gen.start(role, GEN_CPU));
+  try {
+    return await fn(running, g);
+  } finally {
+    await Promise.all(g.map((x) => x.close()));
+    await running.stop();
+  }
+}
+
+async function snapshot(running: Running, sub: Gen, gens: Gen[]): Promise<Window> {
+  const t = performance.now();
+  const broker = cpuSeconds(running.child.pid);
+  const self = process.cpuUsage();
+  const gen = gens.reduce((s, g) => s + g.cpu(), 0) + (self.user + self.system) / 1e6;
+  const mark = (await sub.request({ t: 'mark' }, 'mark', 10_000)) as unknown as Window['mark'];
+  return { t, broker, gen, mark };
+}
+
+function throughputRow(a: Window, b: Window, base: Row, published: number): Row {
+  const sec = (b.t - a.t) / 1000;
+  const delivered = b.mark.total - a.mark.total;
+  const brokerCpu = b.broker - a.broker;
+  const brokerShare = brokerCpu / sec;
+  const genShare = (b.gen - a.gen) / sec;
+  const limit = brokerShare >= 0.85 ? 'broker' : genShare >= 0.85 ? 'generator' : 'window';
+  return {
+    ...base,
+    seconds: round(sec, 2),
+    delivered,
+    deliveriesPerSec: Math.round(delivered / sec),
+    published,
+    brokerCpuSec: round(brokerCpu, 2),
+    cpuSecPerMillion: delivered > 0 ? round(brokerCpu / (delivered / 1e6), 3) : null,
+    brokerCpuShare: round(brokerShare, 2),
+    genCpuShare: round(genShare, 2),
+    limit,
+  };
+}
+
+export function round(v: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}
+
+/** Fan-out 1 → `subs` on one topic, 64-byte payloads, credit window. */
+export async function fanOut(t: Target, subs: number, run: number, timing: Timing, o: StartOptions = {}): Promise<Row> {
+  const windowMsgs = Math.max(100, Math.round(200_000 / subs)); // ≈ 200k deliveries in flight: enough to keep any broker busy, small enough not to bury one
+  return withTarget(t, o, ['sub', 'pub'], async (running, [sub, pub]) => {
+    const topic = 'bench/fanout';
+    await sub!.request({ t: 'open', ep: running.ep, count: subs, topic, subscribe: topic, step: Math.ceil(windowMsgs / 4), concurrency: 50 }, 'opened', 60_000);
+    await pub!.request({ t: 'open', ep: running.ep, count: 1, topic }, 'opened');
+    linkCredit(sub!, pub!);
+    await pub!.request({ t: 'credit-run', window: windowMsgs, payloadBytes: 64, maxBatch: 64 }, 'running');
+    await sleep(timing.warmMs);
+    const a = await snapshot(running, sub!, [sub!, pub!]);
+    await sleep(timing.measureMs);
+    const b = await snapshot(running, sub!, [sub!, pub!]);
+    const stopped = await pub!.request({ t: 'stop' }, 'stopped');
+    return throughputRow(a, b, { scenario: `fanout-${subs}`, target: t.id, label: t.label, run, subscribers: subs, windowMsgs }, stopped.sent as number);
+  });
+}
+
+/** Fan-in: `pubs` publishers on devices/<i>/temp → one subscriber on devices/+/temp. */
+export async function fanIn(t: Target, pubs: number, run: number, timing: Timing, o: StartOptions = {}): Promise<Row> {
+  const windowMsgs = 2000;
+  return withTarget(t, o, ['sub', 'pub'], async (running, [sub, pub]) => {
+    await sub!.request({ t: 'open', ep: running.ep, count: 1, topic: 'devices/+/temp', subscribe: 'devices/+/temp', step: windowMsgs / 4 }, 'opened');
+    await pub!.request({ t: 'open', ep: running.ep, count: pubs, topic: 'devices/{i}/temp', concurrency: 50 }, 'opened', 60_000);
+    linkCredit(sub!, pub!);
+    await pub!.request({ t: 'credit-run', window: windowMsgs, payloadBytes: 64, maxBatch: 256 }, 'running');
+    await sleep(timing.warmMs);
+    const a = await snapshot(running, sub!, [sub!, pub!]);
+    await sleep(timing.measureMs);
+    const b = await snapshot(running, sub!, [sub!, pub!]);
+    const stopped = await pub!.request({ t: 'stop' }, 'stopped');
+    return throughputRow(a, b, { scenario: 'fanin', target: t.id, label: t.label, run, publishers: pubs, windowMsgs }, stopped.sent as number);
+  });
+}
+
+/** Latency at a fixed rate to `subs` subscribers; every delivery is timed (stamp in the payload). */
+export async function latency(t: Target, subs: number, rate: number, run: number, timing: Timing, o: StartOptions = {}): Promise<Row> {
+  return withTarget(t, o, ['sub', 'pub'], async (running, [sub, pub]) => {
+    const topic = 'bench/latency';
+    const expected = Math.floor((rate * timing.measureMs) / 1000);
+    await sub!.request({ t: 'open', ep: running.ep, count: subs, topic, subscribe: topic, track: 'latency', maxSamples: expected * subs + 1000, concurrency: 50 }, 'opened', 60_000);
+    await pub!.request({ t: 'open', ep: running.ep, count: 1, topic }, 'opened');
+    const c0 = cpuSeconds(running.child.pid);
+    const done = await pub!.request({ t: 'rate-run', rate, durationMs: timing.measureMs, payloadBytes: 64 }, 'rate-done', timing.measureMs + 15_000);
+    await sleep(500); // stragglers
+    const c1 = cpuSeconds(running.child.pid);
+    const l = await sub!.request({ t: 'latency' }, 'latency', 30_000);
+    const sent = done.sent as number;
+    return {
+      scenario: 'latency', target: t.id, label: t.label, run, subscribers: subs, ratePerSec: rate,
+      sent, expected: sent * subs, received: l.received as number, lost: sent * subs - (l.received as number),
+      p50Ms: round(l.p50 as number, 3), p99Ms: round(l.p99 as number, 3), p999Ms: round(l.p999 as number, 3), maxMs: round(l.max as number, 3),
+      brokerCpuShare: round((c1 - c0) / ((done.ms as number) / 1000 + 0.5), 3),
+    };
+  });
+}
+
+/** Broker RSS idle, and per connection for `n` idle connections each subscribed to its own topic. */
+export async function memory(t: Target, n: number, run: number, o: StartOptions = {}): Promise<Row> {
+  return withTarget(t, o, ['sub'], async (running, [sub]) => {
+    await sleep(1000);
+    const idle = rssBytes(running.child.pid);
+    const t0 = Date.now();
+    await sub!.request({ t: 'open', ep: running.ep, count: n, topic: 'idle/{i}', subscribe: 'idle/{i}', concurrency: 100 }, 'opened', 120_000);
+    const connectMs = Date.now() - t0;
+    await sleep(2000);
+    const loaded = rssBytes(running.child.pid);
+    return {
+      scenario: 'memory', target: t.id, label: t.label, run, connections: n,
+      idleRssMB: round(idle / 2 ** 20, 1), loadedRssMB: round(loaded / 2 ** 20, 1),
+      bytesPerConnection: Math.round((loaded - idle) / n), connectMs,
+    };
+  });
+}
+
+/**
+ * Slow consumer: `subs` subscribers at a fixed rate, first without a stall, then with
+ * subscriber 0 no longer reading. The others' delivery rate and the broker's RSS are compared.
+ */
+export async function slowConsumer(t: Target, policy: string | null, subs: number, rate: number, payloadBytes: number, run: number, timing: Timing): Promise<Row> {
+  const o: StartOptions = policy ? { args: ['--slow-consumer-policy', policy] } : {};
+  return withTarget(t, o, ['sub', 'pub'], async (running, [sub, pub]) => {
+    const topic = 'bench/slow';
+    await sub!.request({ t: 'open', ep: running.ep, count: subs, topic, subscribe: topic, concurrency: 50, step: 1e9 }, 'opened', 60_000);
+    await pub!.request({ t: 'open', ep: running.ep, count: 1, topic }, 'opened');
+    const phase = async (): Promise<{ othersPerSec: number; rssMaxMB: number; rssEndMB: number }> => {
+      const m0 = (await sub!.request({ t: 'mark' }, 'mark')) as unknown as Window['mark'];
+      const t0 = performance.now();
+      let rssMax = 0;
+      const sampler = setInterval(() => {
+        rssMax = Math.max(rssMax, rssBytes(running.child.pid));
+      }, 250);
+      try {
+        await pub!.request({ t: 'rate-run', rate, durationMs: timing.measureMs, payloadBytes }, 'rate-done', timing.measureMs + 15_000);
+        await sleep(300);
+      } finally {
+        clearInterval(sampler);
+      }
+      const m1 = (await sub!.request({ t: 'mark' }, 'mark')) as unknown as Window['mark'];
+      const sec = (performance.now() - t0 - 300) / 1000;
+      return { othersPerSec: (m1.others - m0.others) / sec, rssMaxMB: rssMax / 2 ** 20, rssEndMB: rssBytes(running.child.pid) / 2 ** 20 };
+    };
+    const free = await phase();
+    await sub!.request({ t: 'stall', index: 0 }, 'stalled');
+    const stalled = await phase();
+    const stalledMore = await phase(); // a second stalled phase: RSS must not keep growing
+    const mark = (await sub!.request({ t: 'mark' }, 'mark')) as unknown as Window['mark'];
+    return {
+      scenario: 'slow-consumer', target: t.id, label: policy ? `${t.label} [${policy}]` : t.label, run, policy: policy ?? 'default', subscribers: subs, ratePerSec: rate, payloadBytes,
+      othersPerSecFree: Math.round(free.othersPerSec), othersPerSecStalled: Math.round(Math.min(stalled.othersPerSec, stalledMore.othersPerSec)),
+      othersRatio: round(Math.min(stalled.othersPerSec, stalledMore.othersPerSec) / free.othersPerSec, 3),
+      rssFreeMB: round(free.rssMaxMB, 1), rssStalledMaxMB: round(stalled.rssMaxMB, 1), rssStalled2MaxMB: round(stalledMore.rssMaxMB, 1),
+      stalledDisconnected: mark.closed > 0,
+    };
+  });
+}
+
+/** Retained snapshot: time for a `#` subscriber to receive `count` retained topics. */
+export async function retainedSnapshot(t: Target, count: number, run: number, o: StartOptions = {}): Promise<Row> {
+  return withTarget(t, o, ['sub', 'pub'], async (running, [sub, pub]) => {
+    await pub!.request({ t: 'open', ep: running.ep, count: 1, topic: 'bench/sentinel' }, 'opened');
+    const filled = await pub!.request({ t: 'retained-fill', count, prefix: 'retained/', payloadBytes: 64, timeoutMs: 120_000 }, 'retained-filled', 130_000);
+    await sub!.request({ t: 'open', ep: running.ep, count: 1, topic: 'unused', track: 'retained' }, 'opened');
+    const c0 = cpuSeconds(running.child.pid);
+    const got = await sub!.request({ t: 'subscribe', filter: '#', target: count, timeoutMs: 60_000 }, 'subscribed', 70_000);
+    const c1 = cpuSeconds(running.child.pid);
+    return {
+      scenario: 'retained', target: t.id, label: t.label, run, retainedTopics: count,
+      received: got.n as number, snapshotMs: round(got.ms as number, 1), fillMs: filled.ms as number,
+      brokerCpuSec: round(c1 - c0, 2), rssMB: round(rssBytes(running.child.pid) / 2 ** 20, 1),
+    };
+  });
+}
