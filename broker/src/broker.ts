@@ -12,7 +12,9 @@ import { createLogger, type Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
 import { registerCoreMetrics, startSys } from './observe/sys.js';
 import { createNativeProtocol } from './protocol/native/index.js';
+import { createMqttProtocol } from './protocol/mqtt/index.js';
 import { createOutboxStats, Flusher } from './session/outbox.js';
+import { listenTcp } from './transport/tcp.js';
 import { listenHttp } from './transport/uws.js';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -63,16 +65,17 @@ export async function startBroker(config: BrokerConfig, log?: Logger): Promise<R
   const ctx = createContext(config, log);
   registerCoreMetrics(ctx);
   const native = createNativeProtocol(ctx);
+  const mqtt = createMqttProtocol(ctx);
   let ready = true;
   const http = await listenHttp(ctx, {
     host: config.host,
     port: config.port,
     staticRoot: config.static ?? DEFAULT_STATIC_ROOT,
     native,
-    mqtt: undefined,
+    mqtt,
     ready: () => ready,
   });
-  const tcp = undefined as undefined | { port: number; close(): Promise<void> };
+  const tcp = config.mqttPort === 0 ? undefined : await listenTcp(mqtt, config.host, config.mqttPort);
   const stopSys = startSys(ctx);
 
   let stopping: Promise<void> | undefined;
@@ -83,6 +86,7 @@ export async function startBroker(config: BrokerConfig, log?: Logger): Promise<R
       http.stopListening();
       const closingTcp = tcp?.close();
       native.closeAll();
+      mqtt.closeAll();
       const deadline = Date.now() + config.shutdownTimeoutMs;
       while (ctx.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       if (ctx.openConnections() > 0) ctx.log.warn({ open: ctx.openConnections() }, 'shutdown timeout: connections left open');

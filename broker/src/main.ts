@@ -10,6 +10,11 @@ import { createLogger } from './observe/log.js';
 const argv = process.argv.slice(2);
 
 async function main(): Promise<void> {
+  if (argv[0] === 'pub' || argv[0] === 'sub') {
+    const { runPubSub } = await import('./cli/pubsub.js');
+    process.exitCode = await runPubSub(argv[0], argv.slice(1));
+    return;
+  }
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(`topicast ${VERSION}: pub/sub broker over WebSockets and MQTT\n\nUsage: topicast [--setting value ...]\n       topicast pub -t TOPIC -m VALUE [-r] [--url URL]\n       topicast sub -t FILTER [--url URL]\n\n| flag | env | default | meaning |\n|---|---|---|---|\n${settingsReference()}\n`);
     return;
