@@ -1,0 +1,84 @@
+/**
+ * Record format of the retained log (broker/STORAGE.md "On disk").
+ *
+ *   record = u32le bodyLength | u32le crc32(body) | body
+ *   body   = MessagePack [kind, topic, payload?, qos?, properties?]
+ *            kind 1 = set (payload non-empty), kind 2 = delete (topic only)
+ *
+ * Invariants: a body is never empty and never longer than MAX_BODY_BYTES, so a
+ * zero-filled or garbage tail never parses as a record; the CRC covers the whole
+ * body. Scanning stops at the first record that is short, oversized or fails its
+ * CRC: everything before it is intact, everything from it on is a torn tail.
+ * Cost: one MessagePack encode + one CRC32 per write; decode is the same on load.
+ */
+import { crc32 } from 'node:zlib';
+import { Packr } from 'msgpackr';
+import { createMessage, type Message, type MessageProperties } from '../core/message.js';
+
+export const RECORD_HEADER_BYTES = 8;
+/** Largest body accepted on load: the largest payload the configuration allows (64 MiB) plus topic and properties. */
+export const MAX_BODY_BYTES = 64 * 1024 * 1024 + 1024 * 1024;
+
+export const RecordKind = { set: 1, delete: 2 } as const;
+export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
+
+// Plain maps, no record structures: the file must decode without any state outside it.
+const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+
+/** Encodes one write (a set, or a delete when the payload is empty) as a framed record. */
+export function encodeRecord(message: Message): Buffer {
+  const body: Buffer = message.payload.length === 0
+    ? packr.pack([RecordKind.delete, message.topic])
+    : message.properties === undefined
+      ? packr.pack([RecordKind.set, message.topic, message.payload, message.qos])
+      : packr.pack([RecordKind.set, message.topic, message.payload, message.qos, message.properties]);
+  const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + body.length);
+  out.writeUInt32LE(body.length, 0);
+  out.writeUInt32LE(crc32(body), 4);
+  body.copy(out, RECORD_HEADER_BYTES);
+  return out;
+}
+
+/** A decoded record: the message to set, or a topic to delete. */
+export type LogEntry = { kind: typeof RecordKind.set; message: Message } | { kind: typeof RecordKind.delete; topic: string };
+
+/**
+ * Checks and decodes the record at `offset` of `buf`.
+ * Returns the entry and the offset after it; `incomplete` when `buf` ends inside the
+ * record (read more, or a torn tail at end of file); `corrupt` when the bytes cannot
+ * be a record (bad length, CRC or body).
+ */
+export function decodeRecordAt(
+  buf: Buffer,
+  offset: number,
+): { entry: LogEntry; next: number } | 'incomplete' | 'corrupt' {
+  if (buf.length - offset < RECORD_HEADER_BYTES) return 'incomplete';
+  const length = buf.readUInt32LE(offset);
+  if (length === 0 || length > MAX_BODY_BYTES) return 'corrupt';
+  const start = offset + RECORD_HEADER_BYTES;
+  const end = start + length;
+  if (end > buf.length) return 'incomplete';
+  const body = buf.subarray(start, end);
+  if (crc32(body) !== buf.readUInt32LE(offset + 4)) return 'corrupt';
+  const entry = decodeBody(body);
+  return entry ? { entry, next: end } : 'corrupt';
+}
+
+function decodeBody(body: Buffer): LogEntry | undefined {
+  let v: unknown;
+  try {
+    v = packr.unpack(body);
+  } catch {
+    return undefined; // a CRC-valid body that does not decode is treated as corrupt, like any other bad record
+  }
+  if (!Array.isArray(v) || typeof v[1] !== 'string') return undefined;
+  const topic = v[1];
+  if (v[0] === RecordKind.delete) return { kind: RecordKind.delete, topic };
+  if (v[0] !== RecordKind.set || !(v[2] instanceof Uint8Array) || v[2].length === 0) return undefined;
+  const qos = v[3] === 1 || v[3] === 2 ? v[3] : 0;
+  const properties = v[4] !== null && typeof v[4] === 'object' ? (v[4] as MessageProperties) : undefined;
+  // Copy out of the read buffer: a view would pin the whole chunk for as long as this value lives.
+  const payload = Buffer.from(v[2]);
+  if (properties?.correlationData instanceof Uint8Array) properties.correlationData = Buffer.from(properties.correlationData);
+  return { kind: RecordKind.set, message: createMessage(topic, payload, true, undefined, qos, properties) };
+}
