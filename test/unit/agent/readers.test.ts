@@ -225,3 +225,11 @@ test('every reader on the live machine returns well-formed samples', () => {
     }
   }
 });
+
+test('net: interfaces that are down are left out (laptop ethernet unplugged, VM ifb devices)', () => {
+  const laptop = netReader({ root: fixture('laptop') }).read(0).map((s) => s.path);
+  assert.deepEqual(laptop, ['net/wlp2s0/rx_errors', 'net/wlp2s0/tx_errors']);
+  assert.deepEqual(values(netReader({ root: fixture('laptop') }).read(0)), { 'net/wlp2s0/rx_errors': 3, 'net/wlp2s0/tx_errors': 1 });
+  const vm = netReader({ root: fixture('vm') }).read(0).map((s) => s.path);
+  assert.deepEqual(vm, ['net/eth0/rx_errors', 'net/eth0/tx_errors']);
+});

@@ -1,11 +1,12 @@
 /**
  * Network interfaces from /proc/net/dev: received and sent bytes per second, and the cumulative
  * receive and transmit error counts (`net/<if>/{rx,tx,rx_errors,tx_errors}`). Errors stay counters:
- * they are rare, and a count that grows is what an operator looks for. The loopback is left out.
+ * they are rare, and a count that grows is what an operator looks for. The loopback and
+ * interfaces whose operstate is `down` are left out (`unknown`, as for tunnels, counts as up).
  * Rates need two reads; a counter that goes backwards (32-bit wrap, driver reload) skips one round.
  */
 import type { Reader, ReaderOptions, Sample } from '../types.js';
-import { readText, topicLevel } from './fs.js';
+import { readLine, readText, topicLevel } from './fs.js';
 
 interface Counters {
   rx: number;
@@ -29,6 +30,7 @@ export function netReader(options: ReaderOptions = {}): Reader {
         if (colon < 0) continue;
         const name = line.slice(0, colon).trim();
         if (name === 'lo' || name === '') continue;
+        if (readLine(root, `sys/class/net/${name}/operstate`) === 'down') continue; // unplugged or unused (ifb, spare NICs)
         const f = line.slice(colon + 1).trim().split(/\s+/).map(Number);
         if (f.length < 16 || f.some((x) => !Number.isFinite(x))) continue;
         const iface = topicLevel(name);
