@@ -5,7 +5,11 @@
  * that lost the same broker, so a restarted broker is not hit by all of them at once.
  */
 
-/** Bounds of the reconnect delay. */
+/**
+ * Bounds of the reconnect delay.
+ * @example
+ * await connect(url, { reconnect: { minDelayMs: 100, maxDelayMs: 5000 } satisfies BackoffOptions });
+ */
 export interface BackoffOptions {
   /** Upper bound of the first delay. */
   minDelayMs?: number;
@@ -13,9 +17,17 @@ export interface BackoffOptions {
   maxDelayMs?: number;
 }
 
-/** 500 ms: a broker restart is usually back within a second, so the first retry comes soon. */
+/**
+ * Default `minDelayMs`. 500 ms: a broker restart is usually back within a second, so the first retry comes soon.
+ * @example
+ * await connect(url, { reconnect: { minDelayMs: DEFAULT_MIN_DELAY_MS, maxDelayMs: 5000 } });
+ */
 export const DEFAULT_MIN_DELAY_MS = 500;
-/** 30 s: long enough to spare a struggling broker, short enough for a dashboard to recover unattended. */
+/**
+ * Default `maxDelayMs`. 30 s: long enough to spare a struggling broker, short enough for a dashboard to recover unattended.
+ * @example
+ * await connect(url, { reconnect: { maxDelayMs: DEFAULT_MAX_DELAY_MS * 4 } }); // a battery-powered device
+ */
 export const DEFAULT_MAX_DELAY_MS = 30_000;
 
 /**

@@ -40,7 +40,11 @@ import { Subscription, type Handler, type Message, type MessageMeta } from './su
 import type { CodecValue, FiltersValue, PublishValue, TopicMap } from './topics.js';
 import type { Transport } from './transport/types.js';
 
-/** The client's connection state. */
+/**
+ * The client's connection state.
+ * @example
+ * client.on('state', (s: ClientState) => { banner.hidden = s === 'open'; });
+ */
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 /**
@@ -165,9 +169,19 @@ export interface ClientBuild {
   transport: Transport;
 }
 
-/** 15 s: dead links are found within 30 s, well inside common 60 s proxy idle timeouts, for one tiny frame per interval. */
+/**
+ * Default `heartbeatMs`. 15 s: dead links are found within 30 s, well inside common
+ * 60 s proxy idle timeouts, for one tiny frame per interval.
+ * @example
+ * await connect(url, { heartbeatMs: DEFAULT_HEARTBEAT_MS / 3 }); // detect within 10 s
+ */
 export const DEFAULT_HEARTBEAT_MS = 15_000;
-/** 10 s: a handshake plus WELCOME takes milliseconds on a LAN and rarely seconds over mobile links. */
+/**
+ * Default `connectTimeoutMs`. 10 s: a handshake plus WELCOME takes milliseconds on a
+ * LAN and rarely seconds over mobile links.
+ * @example
+ * await connect(url, { connectTimeoutMs: 2 * DEFAULT_CONNECT_TIMEOUT_MS }); // satellite link
+ */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 type Pending =

@@ -21,7 +21,12 @@ export interface Codec {
   decode(payload: Uint8Array): unknown;
 }
 
-/** Names of the built-in codecs. */
+/**
+ * Names of the built-in codecs ('msgpack' only in the full build).
+ * @example
+ * const codec: CodecName = 'json';
+ * await connect(url, { codec });
+ */
 export type CodecName = 'msgpack' | 'json' | 'text' | 'raw';
 
 const utf8Encoder = new TextEncoder();

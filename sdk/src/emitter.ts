@@ -6,7 +6,11 @@
  * Cost: `emit` copies nothing unless a listener list changes while it runs.
  */
 
-/** A map from event names to listener signatures. */
+/**
+ * A map from event names to listener signatures.
+ * @example
+ * type Events = { tick: (n: number) => void } satisfies EventsMap;
+ */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- listener parameters are checked per event, not here
 export type EventsMap = { [event: string]: (...args: any[]) => void };
 

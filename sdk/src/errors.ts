@@ -133,7 +133,11 @@ const CLOSE_TO_CODE: { readonly [close: number]: number } = {
   1013: ErrorCode.tooManyConnections,
 };
 
-/** The typed error for a connection that closed with `closeCode`. */
+/**
+ * The typed error for a connection that closed with `closeCode`.
+ * @example
+ * errorFromClose(4003, 'not authorized').code === ErrorCode.notAuthorized; // true
+ */
 export function errorFromClose(closeCode: number, reason: string, cause?: unknown): ConnectionError {
   const code = CLOSE_TO_CODE[closeCode] ?? ClientErrorCode.connectionLost;
   const text = reason ? `connection closed (${closeCode}): ${reason}` : `connection closed (${closeCode})`;

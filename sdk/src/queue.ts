@@ -9,7 +9,11 @@
  * Cost: O(1) amortized per push and shift (a head index instead of Array.shift).
  */
 
-/** Size and overflow policy of the offline queue. */
+/**
+ * Size and overflow policy of the offline queue.
+ * @example
+ * await connect(url, { queue: { maxMessages: 100, overflow: 'error' } });
+ */
 export interface QueueOptions {
   /** Most publishes held while disconnected. */
   maxMessages?: number;
@@ -17,15 +21,31 @@ export interface QueueOptions {
   overflow?: 'drop-oldest' | 'drop-newest' | 'error';
 }
 
-/** 1000: minutes of a typical agent's readings, a few hundred KB at most. */
+/**
+ * Default `queue.maxMessages`. 1000: minutes of a typical agent's readings, a few hundred KB at most.
+ * @example
+ * await connect(url, { queue: { maxMessages: 10 * DEFAULT_QUEUE_MAX_MESSAGES } });
+ */
 export const DEFAULT_QUEUE_MAX_MESSAGES = 1000;
 
-/** Outcome of `OfflineQueue.push`. */
+/**
+ * Outcome of `OfflineQueue.push`.
+ * @example
+ * const r: PushResult<string> = queue.push('x');
+ * if (r.kind === 'queued-dropped') console.warn('evicted', r.dropped);
+ */
 export type PushResult<T> =
   | { kind: 'queued' }
   | { kind: 'queued-dropped'; dropped: T } // queued, the oldest item was evicted
   | { kind: 'refused' }; // not queued ('drop-newest' or 'error', by policy)
 
+/**
+ * A bounded FIFO with an overflow policy (the client's offline publish queue).
+ * @example
+ * const q = new OfflineQueue<number>({ maxMessages: 2 });
+ * q.push(1); q.push(2); q.push(3); // { kind: 'queued-dropped', dropped: 1 }
+ * q.drain(); // [2, 3]
+ */
 export class OfflineQueue<T> {
   readonly maxMessages: number;
   readonly overflow: 'drop-oldest' | 'drop-newest' | 'error';

@@ -18,7 +18,11 @@ import { createEmitter } from './emitter.js';
 import { ClientErrorCode, TopicastError } from './errors.js';
 import { topicMatches } from './protocol/index.js';
 
-/** Where a subscription is in its life. */
+/**
+ * Where a subscription is in its life (see the diagram at the top of subscription.ts).
+ * @example
+ * sub.on('state', (s: SubscriptionState) => { spinner.hidden = s === 'live'; });
+ */
 export type SubscriptionState = 'subscribing' | 'snapshot' | 'live' | 'closed';
 
 /**
@@ -45,7 +49,12 @@ export interface Message<T = unknown> extends MessageMeta {
   value: T;
 }
 
-/** A message handler. */
+/**
+ * A message handler: the decoded value and what the broker said about it.
+ * @example
+ * const onTemp: Handler<number> = (t, meta) => console.log(meta.topic, t.toFixed(1));
+ * await client.subscribe('devices/+/cpu/temperature', onTemp);
+ */
 export type Handler<T> = (value: T, meta: MessageMeta) => void;
 
 /** What a subscription needs from its client. */
@@ -54,7 +63,12 @@ export interface SubscriptionHost {
   reportHandlerError(error: unknown, sub: Subscription<unknown>, topic: string): void;
 }
 
-/** 1024 buffered messages per iterator: seconds of a busy dashboard feed; beyond, the oldest go. */
+/**
+ * Default `maxBuffered`: 1024 messages per iterator, seconds of a busy dashboard feed;
+ * beyond, the oldest go.
+ * @example
+ * client.subscribe('logs/#', undefined, { maxBuffered: 4 * DEFAULT_MAX_BUFFERED });
+ */
 export const DEFAULT_MAX_BUFFERED = 1024;
 
 interface Reader<T> {

@@ -9,7 +9,11 @@
  * no callback runs synchronously inside the factory call, `send`, `close` or `terminate`.
  */
 
-/** Callbacks a transport calls. */
+/**
+ * Callbacks a transport calls.
+ * @example
+ * const t: Transport = (url, protocols, on: TransportHandlers) => { const s = open(url); s.onbytes = (b) => on.message(b); return s; };
+ */
 export interface TransportHandlers {
   open(): void;
   /** One binary WebSocket message. A text message is reported through `error` and the socket is dropped. */
@@ -20,7 +24,11 @@ export interface TransportHandlers {
   error(error: Error): void;
 }
 
-/** One WebSocket, as the client uses it. */
+/**
+ * One WebSocket, as the client uses it.
+ * @example
+ * const socket: TransportSocket = { send: (d) => ws.send(d), close: (c, r) => ws.close(c, r), terminate: () => ws.close(), get bufferedAmount() { return ws.bufferedAmount; } };
+ */
 export interface TransportSocket {
   send(data: Uint8Array): void;
   /** Starts a clean close handshake with `code` (1000 clears the will on the broker). */
