@@ -20,6 +20,7 @@ export type GenCommand =
   | { t: 'retained-fill'; count: number; prefix: string; payloadBytes: number; timeoutMs: number }
   | { t: 'stop' }
   | { t: 'stall'; index: number }
+  | { t: 'resume'; index: number }
   | { t: 'latency' }
   | { t: 'close' };
 
@@ -235,7 +236,8 @@ async function handle(c: GenCommand): Promise<void> {
     case 'subscribe':
       return timedSubscribe(c);
     case 'mark': {
-      const others = stalled >= 0 ? total - counts[stalled]! : total;
+      // "others": every link but the first, the one a slow-consumer run stalls, so free and stalled phases compare the same 99 links.
+      const others = counts.length > 1 ? total - counts[0]! : total;
       return reply({ t: 'mark', total, others, floor: floorNow(), closed: links.filter((l) => l.closed).length });
     }
     case 'credit-run':
@@ -260,6 +262,9 @@ async function handle(c: GenCommand): Promise<void> {
       stalled = c.index;
       links[c.index]?.pause();
       return reply({ t: 'stalled' });
+    case 'resume':
+      links[c.index]?.resume();
+      return reply({ t: 'resumed' });
     case 'latency':
       return latencyReport();
     case 'close':

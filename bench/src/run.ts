@@ -40,7 +40,7 @@ interface Job {
 const QUICK: Record<string, string[]> = {
   'fanout-100': ['uws-deferred', 'uws-inline', 'topicast', 'mosquitto-ws'],
   'fanout-1000': ['uws-deferred', 'uws-inline', 'topicast', 'mosquitto-ws'],
-  fanin: ['topicast', 'mosquitto-tcp'],
+  fanin: ['topicast', 'topicast-mqtt', 'mosquitto-tcp'],
   latency: ['uws-deferred', 'uws-inline', 'topicast', 'mosquitto-ws'],
   memory: ['uws-deferred', 'topicast', 'mosquitto-ws'],
 };

@@ -183,6 +183,9 @@ export async function slowConsumer(t: Target, policy: string | null, subs: numbe
     await sub!.request({ t: 'stall', index: 0 }, 'stalled');
     const stalled = await phase();
     const stalledMore = await phase(); // a second stalled phase: RSS must not keep growing
+    // A paused socket does not see the broker's close; read again to find out whether it was disconnected.
+    await sub!.request({ t: 'resume', index: 0 }, 'resumed');
+    await sleep(500);
     const mark = (await sub!.request({ t: 'mark' }, 'mark')) as unknown as Window['mark'];
     return {
       scenario: 'slow-consumer', target: t.id, label: policy ? `${t.label} [${policy}]` : t.label, run, policy: policy ?? 'default', subscribers: subs, ratePerSec: rate, payloadBytes,

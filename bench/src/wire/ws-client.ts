@@ -69,8 +69,10 @@ export class MiniWs {
         socket.on('error', () => ws.markClosed());
         socket.on('close', () => ws.markClosed());
         resolve(ws);
+        // Bytes that came with the 101 response are parsed after the caller's await resumed
+        // (a microtask, so no socket data can overtake them).
         const rest = head.subarray(end + 4);
-        if (rest.length > 0) ws.onData(rest);
+        if (rest.length > 0) queueMicrotask(() => ws.onData(rest));
       };
       socket.on('data', onHead);
     });
