@@ -1,0 +1,273 @@
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import fc from 'fast-check';
+import { createMessage, Router, type Message, type Subscriber } from '@topicast/broker';
+import { retainedContract } from '../broker/retained-contract.js';
+import { logModule, recordModule } from './load.js';
+
+const { openLogRetainedStore, nodeAppendIo, StoreError } = logModule;
+type LogRetainedStore = Awaited<ReturnType<typeof openLogRetainedStore>>;
+type AppendIo = typeof nodeAppendIo;
+
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+const text = (m: Message | undefined): string | undefined => (m ? new TextDecoder().decode(m.payload) : undefined);
+const retained = (topic: string, value: string, qos: 0 | 1 | 2 = 0): Message =>
+  createMessage(topic, bytes(value), true, undefined, qos);
+
+const dirs: string[] = [];
+const open: LogRetainedStore[] = [];
+function freshDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'topicast-store-'));
+  dirs.push(d);
+  return d;
+}
+async function openStore(dir: string, options?: Parameters<typeof openLogRetainedStore>[1]): Promise<LogRetainedStore> {
+  const s = await openLogRetainedStore(dir, options);
+  open.push(s);
+  return s;
+}
+after(async () => {
+  for (const s of open) await s.close();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const files = (dir: string, suffix: string): string[] => readdirSync(dir).filter((n) => n.endsWith(suffix)).sort();
+const newestSegment = (dir: string): string => join(dir, files(dir, '.tcl').at(-1)!);
+
+retainedContract('LogRetainedStore', () => openStore(freshDir()));
+
+test('LogRetainedStore: reopen after close keeps values, qos, properties, $ topics and deletes', async () => {
+  const dir = freshDir();
+  const s = await openStore(dir);
+  const properties = { contentType: 'text/plain', userProperties: { unit: 'C' }, correlationData: new Uint8Array([9]) };
+  await Promise.all([
+    s.set(createMessage('devices/a/temp', bytes('21.5'), true, undefined, 1, properties)),
+    s.set(retained('devices/b/temp', 'gone')),
+    s.set(retained('$SYS/broker/version', '1')),
+    s.set(retained('devices/a/temp', '22.0', 2)),
+  ]);
+  await s.set(createMessage('devices/b/temp', new Uint8Array(0), true));
+  await s.set(createMessage('devices/c/info', bytes('x'), true, undefined, 0, properties));
+  await s.close();
+
+  const r = await openStore(dir);
+  assert.equal(r.size, 3);
+  assert.equal(text(r.get('devices/a/temp')), '22.0');
+  assert.equal(r.get('devices/a/temp')?.qos, 2);
+  assert.equal(r.get('devices/a/temp')?.properties, undefined, 'a later set without properties replaces them');
+  assert.equal(r.get('devices/b/temp'), undefined);
+  assert.equal(text(r.get('$SYS/broker/version')), '1');
+  assert.deepEqual(r.get('devices/c/info')?.properties?.userProperties, { unit: 'C' });
+  assert.equal(r.get('devices/c/info')?.retain, true);
+  assert.equal(r.bytes, 4 + 1 + 1);
+  assert.deepEqual(r.match('devices/+/temp'), ['devices/a/temp']);
+});
+
+test('LogRetainedStore: the writes of one event-loop turn share one batch (one fdatasync)', async () => {
+  const s = await openStore(freshDir());
+  const before = s.stats.batches;
+  const writes: Promise<void>[] = [];
+  for (let i = 0; i < 500; i++) writes.push(s.set(retained(`t/${i}`, String(i))));
+  await Promise.all(writes);
+  assert.equal(s.stats.batches - before, 1);
+  assert.equal(s.stats.writes, 500);
+});
+
+test('LogRetainedStore: a torn record at the end is cut off at start-up; earlier writes survive', async () => {
+  const dir = freshDir();
+  const s = await openStore(dir);
+  for (let i = 0; i < 20; i++) await s.set(retained(`k/${i}`, `v${i}`));
+  await s.close();
+  // A crash mid-append: the first bytes of a record, then garbage of a half-written page.
+  const partial = recordModule.encodeRecord(retained('k/torn', 'never acknowledged'));
+  appendFileSync(newestSegment(dir), Buffer.concat([partial.subarray(0, partial.length - 5)]));
+  const tornSize = statSync(newestSegment(dir)).size;
+
+  const r = await openStore(dir);
+  assert.equal(r.size, 20);
+  assert.equal(r.get('k/torn'), undefined);
+  assert.equal(r.stats.truncatedBytes, partial.length - 5);
+  assert.ok(tornSize > 0);
+  await r.set(retained('k/after', 'ok'));
+  await r.close();
+
+  appendFileSync(newestSegment(dir), Buffer.from('\x00\x00\x00\x00garbage'));
+  const again = await openStore(dir);
+  assert.equal(again.size, 21, 'writes after a recovery append cleanly');
+  assert.equal(text(again.get('k/after')), 'ok');
+  assert.equal(again.stats.truncatedBytes, 11);
+});
+
+test('LogRetainedStore: a corrupt record stops replay of its file at that record', async () => {
+  const dir = freshDir();
+  const s = await openStore(dir);
+  await s.set(retained('a', '1'));
+  await s.set(retained('b', '2'));
+  await s.close();
+  const seg = newestSegment(dir);
+  const first = recordModule.encodeRecord(retained('a', '1')).length;
+  const buf = Buffer.from(readFileSync(seg));
+  buf[first + 10]! ^= 0xff; // inside the second record's body
+  writeFileSync(seg, buf);
+  const r = await openStore(dir);
+  assert.deepEqual(r.match('#'), ['a']);
+  assert.ok(r.stats.truncatedBytes > 0);
+});
+
+test('LogRetainedStore: compaction keeps exactly the live set while writes continue', async () => {
+  let compactions = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 40 }), fc.option(fc.string({ minLength: 1, maxLength: 40 }), { nil: undefined })), { minLength: 1, maxLength: 400, size: 'medium' }),
+      async (ops) => {
+        const dir = freshDir();
+        const s = await openStore(dir, { compactMinBytes: 128 });
+        const model = new Map<string, string>();
+        const pending: Promise<void>[] = [];
+        for (const [i, [key, value]] of ops.entries()) {
+          const topic = key % 5 === 0 ? `$SYS/k/${key}` : `k/${key % 7}/${key}`;
+          pending.push(s.set(createMessage(topic, value === undefined ? new Uint8Array(0) : bytes(value), true)));
+          if (value === undefined) model.delete(topic);
+          else model.set(topic, value);
+          if (i % 25 === 0) await Promise.all(pending.splice(0)); // let batches, rotations and compactions interleave
+        }
+        await Promise.all(pending);
+        await s.close();
+        compactions += s.stats.compactions;
+        const r = await openStore(dir);
+        const got = new Map([...r.match('#'), ...r.match('$SYS/#')].map((t) => [t, text(r.get(t))!]));
+        assert.deepEqual(got, model);
+        assert.ok(files(dir, '.tcs').length <= 1, 'one snapshot at a time');
+        await r.close();
+      },
+    ),
+    { numRuns: 25 },
+  );
+  assert.ok(compactions > 10, `compactions ran (${compactions})`);
+});
+
+test('LogRetainedStore: compaction replaces the log by a snapshot; disk stays near the live size', async () => {
+  const dir = freshDir();
+  const s = await openStore(dir, { compactMinBytes: 64 * 1024 });
+  for (let round = 0; round < 40; round++) {
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 200; i++) writes.push(s.set(retained(`room/${i}`, `reading ${round}`)));
+    await Promise.all(writes);
+  }
+  for (let i = 0; i < 100 && s.stats.compactions === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(s.stats.compactions >= 1);
+  const disk = s.stats.snapshotBytes + s.stats.logBytes;
+  assert.ok(disk < 3 * 64 * 1024 + 200 * 64, `disk ${disk} bytes for 200 live topics after 8000 writes`);
+  await s.close();
+  const r = await openStore(dir);
+  assert.equal(r.size, 200);
+  assert.equal(text(r.get('room/7')), 'reading 39');
+});
+
+/** Appends through node:fs until `failAfter` writes, then fails like a full disk; `free()` lifts it. */
+function fullDiskIo(failAfter: number): AppendIo & { free(): void; failures: number } {
+  let writes = 0;
+  let full = false;
+  const io = {
+    failures: 0,
+    free() {
+      full = false;
+      writes = -Infinity;
+    },
+    async write(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+      if (++writes > failAfter) full = true;
+      if (!full) return nodeAppendIo.write(fd, buf, offset, length, position);
+      io.failures++;
+      // Like a real full disk: the first part of the batch lands, the rest fails.
+      if (length > 4) await nodeAppendIo.write(fd, buf, offset, 4, position);
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
+    },
+    fdatasync: nodeAppendIo.fdatasync,
+    ftruncate: nodeAppendIo.ftruncate,
+  };
+  return io;
+}
+
+test('LogRetainedStore: disk full rejects with a clear error; reads and later writes keep working', async () => {
+  const dir = freshDir();
+  const io = fullDiskIo(2);
+  const errors: Error[] = [];
+  const s = await openStore(dir, { io, onError: (e) => errors.push(e) });
+  await s.set(retained('a', '1'));
+  await s.set(retained('b', '2'));
+  const failed = s.set(retained('c', '3'));
+  await assert.rejects(failed, (err: Error & { code?: string }) => {
+    assert.ok(err instanceof StoreError);
+    assert.equal(err.code, 'ENOSPC');
+    assert.match(err.message, /no space left on device \(ENOSPC\)/);
+    assert.ok(err.message.includes(dir));
+    return true;
+  });
+  assert.equal(errors.length, 1);
+  assert.equal(s.stats.writeErrors, 1);
+  assert.equal(text(s.get('c')), '3', 'memory keeps serving the value; only its durability failed');
+  assert.deepEqual(s.match('+').sort(), ['a', 'b', 'c']);
+
+  io.free();
+  await s.set(retained('d', '4'));
+  await s.close();
+  const r = await openStore(dir);
+  assert.deepEqual(r.match('+').sort(), ['a', 'b', 'd'], 'the failed batch was cut off, nothing after it is lost');
+  assert.equal(r.stats.truncatedBytes, 0, 'no torn bytes were left behind');
+});
+
+test('LogRetainedStore: with a failing store the router still delivers live messages', async () => {
+  const io = fullDiskIo(0);
+  const s = await openStore(freshDir(), { io });
+  const router = new Router(s);
+  const got: string[] = [];
+  const sub: Subscriber = { routerStamp: 0, deliver: (m) => got.push(text(m)!) };
+  router.subscribe(sub, 'live/#', { qos: 0 });
+  const first = router.publish(retained('live/x', 'one'));
+  const second = router.publish(createMessage('live/y', bytes('two')));
+  assert.equal(first.deliveries, 1);
+  assert.equal(second.deliveries, 1);
+  assert.deepEqual(got, ['one', 'two']);
+  await assert.rejects(Promise.resolve(first.durable), /ENOSPC/);
+});
+
+test('LogRetainedStore: writes after close are refused; close is idempotent', async () => {
+  const s = await openStore(freshDir());
+  await s.set(retained('a', '1'));
+  await Promise.all([s.close(), s.close()]);
+  await assert.rejects(s.set(retained('b', '2')), /closed/);
+  assert.equal(text(s.get('a')), '1', 'reads keep working from memory');
+  assert.equal(s.get('b'), undefined);
+});
+
+test('LogRetainedStore: close waits for pending writes to be durable', async () => {
+  const dir = freshDir();
+  const s = await openStore(dir);
+  const writes: Promise<void>[] = [];
+  for (let i = 0; i < 100; i++) writes.push(s.set(retained(`w/${i}`, 'v')));
+  await s.close();
+  let settled = 0;
+  for (const w of writes) await w.then(() => settled++);
+  assert.equal(settled, 100);
+  const r = await openStore(dir);
+  assert.equal(r.size, 100);
+});
+
+test('LogRetainedStore: one process per data directory; a dead owner\'s lock is taken over', async () => {
+  const dir = freshDir();
+  const s = await openStore(dir);
+  await assert.rejects(openLogRetainedStore(dir), /already open in this process/);
+  await s.close();
+  // Left behind by a process that no longer exists (pid far above pid_max).
+  writeFileSync(join(dir, 'LOCK'), '4194999 12345\n');
+  const r = await openStore(dir);
+  assert.equal(r.size, 0);
+  await r.close();
+  // Held by a live process (pid 1, whose start time we read from /proc like the store does).
+  const stat = readFileSync('/proc/1/stat', 'utf8');
+  writeFileSync(join(dir, 'LOCK'), `1 ${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]}\n`);
+  await assert.rejects(openLogRetainedStore(dir), /in use by process 1/);
+});
