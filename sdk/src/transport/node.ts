@@ -17,8 +17,13 @@ export const transport: Transport = function openNodeSocket(url, protocols, on):
   ws.on('open', () => on.open());
   ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
     if (!isBinary) {
+      // Not our protocol: a protocol error (1002, not retried), as in the browser transport.
       on.error(new Error('text message on a binary protocol'));
       ws.terminate();
+      if (!closed) {
+        closed = true;
+        on.close(1002, 'text message');
+      }
       return;
     }
     on.message(Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data);

@@ -16,7 +16,7 @@
  */
 export interface TransportHandlers {
   open(): void;
-  /** One binary WebSocket message. A text message is reported through `error` and the socket is dropped. */
+  /** One binary WebSocket message. A text message is reported through `error`, then the socket is dropped with close 1002. */
   message(data: Uint8Array): void;
   /** The socket is gone (1006 when it vanished without a close frame). Called exactly once. */
   close(code: number, reason: string): void;
