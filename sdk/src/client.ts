@@ -206,6 +206,8 @@ function base64url(text: string): string {
 }
 
 const EMPTY = new Uint8Array(0);
+/** 10 000 topics: a large fleet's worth of device topics, a few hundred KB of cache at most. */
+const MATCH_CACHE_TOPICS = 10_000;
 
 class TopicastClient {
   state: ClientState = 'connecting';
@@ -217,6 +219,12 @@ class TopicastClient {
   private readonly backoff: BackoffOptions | undefined; // undefined: reconnect off
   private readonly events = createEmitter<ClientEvents>();
   private readonly subs = new Set<Subscription<unknown>>();
+  /**
+   * Subscriptions matching a topic, whatever their state, by topic. Device topics repeat,
+   * so dispatch costs a map lookup instead of matching every filter. Cleared whenever the
+   * set of subscriptions changes, and when it reaches MATCH_CACHE_TOPICS entries.
+   */
+  private readonly matchCache = new Map<string, Subscription<unknown>[]>();
   /** Subscriptions by the id of their SUBSCRIBE, from ACK until SNAPSHOT_END. */
   private readonly snapshots = new Map<number, Subscription<unknown>>();
   private readonly pending = new Map<number, Pending>();
@@ -395,6 +403,7 @@ class TopicastClient {
     for (const item of this.queue.drain()) item.ack?.reject(error);
     const subs = [...this.subs];
     this.subs.clear();
+    this.matchCache.clear();
     const closedByUser = error.code === ClientErrorCode.closed;
     for (const sub of subs) sub.close(closedByUser ? undefined : error);
     const first = this.firstOpen;
@@ -458,6 +467,7 @@ class TopicastClient {
       const codec = resolveCodec(options.codec, this.build.codecs, this.codec);
       sub = new Subscription<unknown>(this, filters, codec, handler, options);
       this.subs.add(sub);
+      this.matchCache.clear();
       if (this.open) this.sendSubscribe(sub);
     } catch (err) {
       failure = err;
@@ -476,6 +486,7 @@ class TopicastClient {
 
   /** @internal Called by Subscription.unsubscribe. */
   unsubscribe(sub: Subscription<unknown>): Promise<void> {
+    this.matchCache.clear();
     if (!this.subs.delete(sub)) {
       sub.close();
       return Promise.resolve();
@@ -618,6 +629,7 @@ class TopicastClient {
         // The refusal is atomic: none of the filters is subscribed by this request.
         if (p.sub.state === 'closed') return;
         this.subs.delete(p.sub);
+        this.matchCache.clear();
         p.sub.close(error);
         void this.release(p.sub.filters);
         return;
@@ -633,11 +645,19 @@ class TopicastClient {
   }
 
   private dispatch(topic: string, payload: Uint8Array, retained: boolean): void {
+    let matching = this.matchCache.get(topic);
+    if (matching === undefined) {
+      matching = [];
+      for (const sub of this.subs) if (sub.matches(topic)) matching.push(sub);
+      if (this.matchCache.size >= MATCH_CACHE_TOPICS) this.matchCache.clear();
+      this.matchCache.set(topic, matching);
+    }
+    if (matching.length === 0) return;
     // Collect first: a handler may subscribe or unsubscribe while we deliver.
     let targets: Subscription<unknown>[] = [];
     let snapshotting = false;
-    for (const sub of this.subs) {
-      if ((sub.state === 'snapshot' || sub.state === 'live') && sub.matches(topic)) {
+    for (const sub of matching) {
+      if (sub.state === 'snapshot' || sub.state === 'live') {
         targets.push(sub);
         if (sub.state === 'snapshot') snapshotting = true;
       }

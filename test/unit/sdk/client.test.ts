@@ -483,3 +483,20 @@ test('without a handler, messages that arrive before iteration starts are kept f
   assert.deepEqual(seen, [2, 3, 4]);
   await client.close();
 });
+
+test('local dispatch follows subscriptions added and removed between deliveries on the same topic', async () => {
+  const net = new FakeNet();
+  net.autoOpen = true;
+  const client = await connect('ws://fake/ws', { transport: net.transport, codec: 'json' });
+  const seen: string[] = [];
+  const a = await client.subscribe('t/+', (v) => seen.push(`a${String(v)}`));
+  net.last.push({ op: Op.delivery, topic: 't/1', payload: enc(1), flags: 0 });
+  const b = await client.subscribe('t/#', (v) => seen.push(`b${String(v)}`));
+  net.last.push({ op: Op.delivery, topic: 't/1', payload: enc(2), flags: 0 });
+  await a.unsubscribe();
+  net.last.push({ op: Op.delivery, topic: 't/1', payload: enc(3), flags: 0 });
+  await b.unsubscribe();
+  net.last.push({ op: Op.delivery, topic: 't/1', payload: enc(4), flags: 0 });
+  assert.deepEqual(seen, ['a1', 'a2', 'b2', 'b3']);
+  await client.close();
+});
