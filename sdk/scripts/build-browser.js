@@ -14,11 +14,13 @@ const out = `${root}dist/browser/`;
 mkdirSync(out, { recursive: true });
 
 const entries = [
-  { entry: `${root}dist/index.js`, file: 'topicast.js' },
-  { entry: `${root}dist/core.js`, file: 'topicast-core.js' },
+  { entry: `${root}dist/index.js`, file: 'topicast.js', types: '../index.js' },
+  { entry: `${root}dist/core.js`, file: 'topicast-core.js', types: '../core.js' },
 ];
 
-for (const { entry, file } of entries) {
+for (const { entry, file, types } of entries) {
+  // Types for `import 'topicast/browser'`: the bundle has the API of its entry.
+  writeFileSync(out + file.replace(/\.js$/, '.d.ts'), `export * from '${types}';\n`);
   const result = await build({
     entryPoints: [entry],
     outfile: out + file,
