@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { after } from 'node:test';
 
@@ -28,25 +29,36 @@ export interface BrokerProcess {
 }
 
 const running = new Set<BrokerProcess>();
-let hooked = false;
+// Registered when the test file imports this module, so it is the file's hook (an `after` called
+// inside a test would attach to that test only): every broker still running stops at the end of the file.
+after(async () => {
+  await Promise.all([...running].map((b) => b.stop()));
+});
+// Last resort: whatever is left dies with the test process.
+process.on('exit', () => {
+  for (const b of running) b.proc.kill('SIGKILL');
+});
 
 export interface StartOptions {
   args?: string[];
   env?: Record<string, string>;
   /** Fixed port (e.g. to restart on the same port); default 0 (ephemeral). */
   port?: number;
+  /** Turn the MQTT TCP listener off; by default it listens on a free port (`mqttPort`). */
+  mqttOff?: boolean;
   timeoutMs?: number;
 }
 
 export async function startBroker(options: StartOptions = {}): Promise<BrokerProcess> {
-  if (!hooked) {
-    hooked = true;
-    after(async () => {
-      await Promise.all([...running].map((b) => b.stop()));
-    });
-  }
   const args = [BROKER_MAIN, '--host', '127.0.0.1', '--port', String(options.port ?? 0), ...(options.args ?? [])];
-  if (!args.includes('--mqtt-port')) args.push('--mqtt-port', '0');
+  // For the broker, --mqtt-port 0 turns MQTT off (DESIGN.md). Tests mean "any free port" by it,
+  // unless they ask for `mqttOff`; the TCP listener has no ephemeral mode of its own.
+  const i = args.indexOf('--mqtt-port');
+  if (options.mqttOff) {
+    if (i >= 0) args.splice(i, 2);
+    args.push('--mqtt-port', '0');
+  } else if (i < 0) args.push('--mqtt-port', String(await freePort()));
+  else if (args[i + 1] === '0') args[i + 1] = String(await freePort());
   if (!args.includes('--log-level')) args.push('--log-level', 'info');
   const proc = spawn(process.execPath, args, {
     env: { ...process.env, ...options.env },
@@ -116,6 +128,19 @@ export async function startBroker(options: StartOptions = {}): Promise<BrokerPro
   };
   running.add(broker);
   return broker;
+}
+
+/** A TCP port free right now on 127.0.0.1 (the kernel's pick, released at once). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 /** Waits for `predicate` to hold, polling; fails after `timeoutMs` with `what`. */
