@@ -12,6 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -220,7 +221,7 @@ async function main() {
   const kinds = ['memory', 'log'];
   if (await canImportLmdb()) kinds.push('lmdb');
   else console.log('lmdb: not importable here (pass --lmdb PATH/node_modules/lmdb/index.js); measuring the others');
-  console.log(`node ${process.version}, ${process.platform} ${process.arch}; dir ${base}`);
+  console.log(`node ${process.version}, ${process.platform} ${process.arch}, ${cpus().length} cores; dir ${base}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   for (const kind of kinds) {
     const dir = join(base, kind);
     rmSync(dir, { recursive: true, force: true });
@@ -237,6 +238,7 @@ async function main() {
     }
     console.log(JSON.stringify({ kind, diskMiBAfterRestarts: du(dir) }));
   }
+  console.log(`load average at the end ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   rmSync(base, { recursive: true, force: true });
 }
 

@@ -465,8 +465,15 @@ export class LogRetainedStore implements RetainedStore {
     this.rotation = undefined;
     try {
       const next = this.segment + 1;
-      const fd = openSync(join(this.dir, segmentName(next)), 'wx');
-      await syncDirectoryAsync(this.dir);
+      const path = join(this.dir, segmentName(next));
+      const fd = openSync(path, 'wx');
+      try {
+        await syncDirectoryAsync(this.dir);
+      } catch (err) {
+        closeSync(fd);
+        unlinkSync(path); // the next rotation reuses the name
+        throw err;
+      }
       closeSync(this.fd);
       rotation.closed = this.segment;
       this.fd = fd;
