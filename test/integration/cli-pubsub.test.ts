@@ -64,7 +64,7 @@ test('across protocols: mosquitto_pub → topicast sub, topicast pub → mosquit
   let mout = '';
   msub.stdout.setEncoding('utf8').on('data', (d: string) => (mout += d));
   const mdone = new Promise<number | null>((resolve) => msub.on('exit', resolve));
-  await new Promise((r) => setTimeout(r, 500)); // both subscribers connected and subscribed
+  await waitFor(async () => /^topicast_subscriptions 2$/m.test(await (await fetch(`${broker.httpUrl}/metrics`)).text()), 'both subscribers subscribed', 10000);
   await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(broker.mqttPort), '-t', 'sensors/a', '-m', '21.5']);
   await run(process.execPath, [BROKER_MAIN, 'pub', '-t', 'sensors/b', '-m', 'hello', '--codec', 'text', '--url', broker.url]);
   assert.equal(await sub.done, 0);
