@@ -284,6 +284,26 @@ export class NativeClient {
     socketOf(this.ws).resume();
   }
 
+  /**
+   * Reads slowly: after each chunk the socket reads (≤ 64 KiB), pause for `delayMs`.
+   * Returns the function that stops throttling (and resumes).
+   */
+  throttle(delayMs: number): () => void {
+    const socket = socketOf(this.ws) as unknown as import('node:net').Socket;
+    let timer: NodeJS.Timeout | undefined;
+    const onData = (): void => {
+      socket.pause();
+      clearTimeout(timer);
+      timer = setTimeout(() => socket.resume(), delayMs);
+    };
+    socket.on('data', onData);
+    return () => {
+      socket.off('data', onData);
+      clearTimeout(timer);
+      socket.resume();
+    };
+  }
+
   /** Clean close (1000 by default); resolves once closed. */
   async close(code: number = CloseCode.normal, reason = ''): Promise<CloseInfo> {
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(code, reason);

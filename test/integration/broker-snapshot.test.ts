@@ -1,0 +1,131 @@
+/**
+ * The retained snapshot at scale (issue 2): a subscriber to `devices/#` over
+ * 100,000 retained topics that stalls and then reads slowly gets every one of
+ * them, once, flagged retained, between an ACK carrying the count and
+ * SNAPSHOT_END, with live messages after it, while the broker's resident memory
+ * stays bounded and the slow-consumer policy (here `drop`, the harshest for a
+ * snapshot) counts nothing.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Flag, Op, type ServerFrame } from 'topicast/protocol';
+import { startBroker } from '../helpers/broker.js';
+import { bytes, NativeClient, rssBytes, scrapeMetrics, sleep, text } from '../helpers/native-client.js';
+
+const TOPICS = 100_000;
+const BATCH = 2_000;
+/** Generous: the snapshot's message references and frames cached per message, not the bytes of the whole snapshot many times over. */
+const MAX_RSS_GROWTH_BYTES = 150 * 1024 * 1024;
+
+/** ~200-byte payloads (a reading with metadata): 100k of them are ~24 MB, far more than any socket buffer holds. */
+const PAD = 'x'.repeat(170);
+const valueOf = (i: number): string => `{"v":${i},"u":"C","m":"${PAD}"}`;
+const topicOf = (i: number): string => `devices/dev-${String(Math.floor(i / 100)).padStart(4, '0')}/sensor-${String(i % 100).padStart(2, '0')}`;
+
+test('a 100,000-topic retained snapshot reaches a stalled, slow reader complete, in bounded memory, nothing dropped', async (t) => {
+  const broker = await startBroker({
+    // No publish rate limit for the loader; the drop policy would lose snapshot frames if it applied to them.
+    args: ['--max-publishes-per-sec', '0', '--slow-consumer-policy', 'drop', '--sys-interval-sec', '0'],
+    mqttOff: true,
+  });
+  const pid = broker.proc.pid!;
+
+  const loader = await NativeClient.connect(broker.url);
+  const retainedAtStart = (await scrapeMetrics(broker.httpUrl)).get('topicast_retained_messages') ?? 0; // the broker's own $SYS values
+  const loadStart = Date.now();
+  for (let start = 0; start < TOPICS; start += BATCH) {
+    const end = Math.min(TOPICS, start + BATCH);
+    for (let i = start; i < end - 1; i++) await loader.publish(topicOf(i), bytes(valueOf(i)), { retain: true, ack: false });
+    const ack = await loader.publish(topicOf(end - 1), bytes(valueOf(end - 1)), { retain: true }, 10_000);
+    assert.equal(ack?.op, Op.ack, `batch ending at ${end}`);
+  }
+  const loadMs = Date.now() - loadStart;
+  const before = await scrapeMetrics(broker.httpUrl);
+  assert.equal(before.get('topicast_retained_messages'), retainedAtStart + TOPICS);
+
+  // Baseline once the store is full and the loader's traffic has settled.
+  await sleep(200);
+  const baseline = await rssBytes(pid);
+  let peak = baseline;
+  const sampler = setInterval(() => {
+    rssBytes(pid).then((v) => (peak = Math.max(peak, v)), () => {});
+  }, 25);
+
+  // The reader records nothing but what the assertions need: 100k frames in memory would be the test's own balloon.
+  const seen = new Set<string>();
+  let duplicates = 0;
+  let notRetained = 0;
+  let wrongPayload = 0;
+  let ackCount = -1;
+  let ackPosition = -1;
+  let endPosition = -1;
+  let received = 0;
+  const liveAfterEnd: string[] = [];
+  const liveBeforeEnd: string[] = [];
+  const id = 7;
+  const reader = await NativeClient.connect(broker.url, {
+    record: false,
+    onFrame(f: ServerFrame) {
+      received++;
+      if (f.op === Op.ack && f.id === id) {
+        ackCount = f.result?.retained ?? -1;
+        ackPosition = received;
+      } else if (f.op === Op.snapshotEnd && f.id === id) {
+        endPosition = received;
+      } else if (f.op === Op.delivery) {
+        if ((f.flags & Flag.retain) === 0) {
+          (endPosition < 0 ? liveBeforeEnd : liveAfterEnd).push(text(f.payload));
+          return;
+        }
+        if (endPosition >= 0) notRetained++; // a retained-flagged delivery after SNAPSHOT_END does not belong to the snapshot
+        if (seen.has(f.topic)) duplicates++;
+        seen.add(f.topic);
+        const i = Number(/dev-(\d+)\/sensor-(\d+)$/.exec(f.topic)?.slice(1).reduce((a, b) => a * 100 + Number(b), 0));
+        if (text(f.payload) !== valueOf(i)) wrongPayload++;
+      }
+    },
+  });
+  const snapshotStart = Date.now();
+  reader.send({ op: Op.subscribe, id, filters: ['devices/#'], options: {} });
+  reader.pause();
+  // Published while the reader is stalled mid-snapshot: a newer live value of a topic in the snapshot.
+  await sleep(300);
+  await loader.publish(topicOf(42), bytes('live-42'));
+  await sleep(1200);
+  const stalledMetrics = await scrapeMetrics(broker.httpUrl);
+
+  // Read slowly: pause 10 ms after every chunk the socket reads (≈ 6 MB/s at most).
+  const stopThrottle = reader.throttle(10);
+  reader.resume();
+  const deadline = Date.now() + 40_000;
+  while ((endPosition < 0 || liveAfterEnd.length === 0) && Date.now() < deadline) await sleep(20);
+  stopThrottle();
+  const snapshotMs = Date.now() - snapshotStart;
+  clearInterval(sampler);
+  peak = Math.max(peak, await rssBytes(pid));
+  const after = await scrapeMetrics(broker.httpUrl);
+
+  t.diagnostic(`load ${TOPICS} retained: ${loadMs} ms; snapshot to a stalled (1.5 s) then slow reader: ${snapshotMs} ms`);
+  t.diagnostic(`broker RSS baseline ${(baseline / 2 ** 20).toFixed(1)} MiB, peak ${(peak / 2 ** 20).toFixed(1)} MiB, growth ${((peak - baseline) / 2 ** 20).toFixed(1)} MiB`);
+  t.diagnostic(`frames sent during the stall: ${(stalledMetrics.get('topicast_frames_sent_total') ?? 0) - (before.get('topicast_frames_sent_total') ?? 0)}`);
+
+  assert.ok(endPosition > 0, `SNAPSHOT_END arrived (received ${received} frames, ${seen.size} distinct retained topics)`);
+  assert.equal(ackCount, TOPICS, 'ACK carries the retained count');
+  assert.equal(ackPosition, 2, 'ACK right after WELCOME, before any delivery');
+  assert.equal(seen.size, TOPICS, 'every retained topic delivered');
+  assert.equal(duplicates, 0, 'each topic once');
+  assert.equal(wrongPayload, 0, 'payload bytes unchanged; the snapshot holds the values as of the SUBSCRIBE');
+  assert.equal(notRetained, 0);
+  assert.equal(endPosition, TOPICS + 3, 'SNAPSHOT_END right after the last retained delivery');
+  assert.deepEqual(liveBeforeEnd, [], 'no live delivery inside the snapshot');
+  assert.deepEqual(liveAfterEnd, ['live-42'], 'the live value published mid-snapshot follows SNAPSHOT_END');
+  assert.equal(after.get('topicast_dropped_total'), 0, 'nothing dropped by the slow-consumer policy');
+  assert.equal(after.get('topicast_conflated_total'), 0);
+  assert.equal(after.get('topicast_slow_consumer_disconnects_total'), 0);
+  assert.ok(reader.isOpen, 'the slow reader is still connected');
+  assert.ok(peak - baseline < MAX_RSS_GROWTH_BYTES, `RSS growth ${peak - baseline} bytes within ${MAX_RSS_GROWTH_BYTES}`);
+  // Paced: while the reader was stalled the broker did not push the whole snapshot into its own buffers.
+  const stalledSent = (stalledMetrics.get('topicast_bytes_sent_total') ?? 0) - (before.get('topicast_bytes_sent_total') ?? 0);
+  assert.ok(stalledSent < 12 * 1024 * 1024, `only a window of the snapshot was written while stalled (${stalledSent} bytes)`);
+  await Promise.all([reader.close(), loader.close()]);
+});
