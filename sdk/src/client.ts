@@ -15,8 +15,11 @@
  *   subscription does not see its retained values again.
  * - A filter is unsubscribed at the broker only when no other subscription of this
  *   client uses it (the broker holds one subscription per filter and connection).
- * - Publishes made while no connection is open wait in the bounded offline queue
+ * - Publishes made while no connection is open wait in the bounded publish queue
  *   and are sent, in order, right after the subscriptions on the next connection.
+ *   While open, publishes also wait there when the socket holds more than
+ *   `queue.maxBufferedBytes` unsent (a poll every FLUSH_POLL_MS sends them as it drains),
+ *   so a publisher outrunning the network is bounded by the queue's policy.
  * - No promise the SDK creates for itself can reject unobserved; promises handed to
  *   the application reject only with a `TopicastError` (or TypeError for misuse).
  */
@@ -35,7 +38,7 @@ import {
   TopicastError,
 } from './errors.js';
 import { CloseCode, filterProblem, Flag, isRetryable, Op, topicProblem, type ServerFrame, type WelcomeInfo, type WillMessage } from './protocol/index.js';
-import { OfflineQueue, type QueueOptions } from './queue.js';
+import { DEFAULT_MAX_BUFFERED_BYTES, OfflineQueue, type QueueOptions } from './queue.js';
 import { Subscription, type Handler, type Message, type MessageMeta } from './subscription.js';
 import type { CodecValue, FiltersValue, PublishValue, TopicMap } from './topics.js';
 import type { Transport } from './transport/types.js';
@@ -66,7 +69,7 @@ export interface ConnectOptions {
   will?: { topic: string; value: unknown; retain?: boolean };
   /** Ping interval; a dead connection is detected within 2 × heartbeatMs (default 15 000). */
   heartbeatMs?: number;
-  /** Offline queue for publishes made while disconnected. */
+  /** Queue for publishes made while disconnected or while the socket is backed up. */
   queue?: QueueOptions;
   /**
    * true (default): resolve once the first connection is open; reject if every URL fails once.
@@ -208,6 +211,8 @@ function base64url(text: string): string {
 const EMPTY = new Uint8Array(0);
 /** 10 000 topics: a large fleet's worth of device topics, a few hundred KB of cache at most. */
 const MATCH_CACHE_TOPICS = 10_000;
+/** 10 ms: a backed-up socket drains in milliseconds on a LAN; polling faster only burns CPU. */
+const FLUSH_POLL_MS = 10;
 
 class TopicastClient {
   state: ClientState = 'connecting';
@@ -229,6 +234,8 @@ class TopicastClient {
   private readonly snapshots = new Map<number, Subscription<unknown>>();
   private readonly pending = new Map<number, Pending>();
   private readonly queue: OfflineQueue<Queued>;
+  private readonly maxBufferedBytes: number;
+  private flushTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly will: WillMessage | null;
   private conn: Connection | undefined;
   private open: Connection | undefined;
@@ -246,6 +253,7 @@ class TopicastClient {
     this.codec = resolveCodec(options.codec, build.codecs, build.defaultCodec);
     this.backoff = options.reconnect === false ? undefined : options.reconnect === true || options.reconnect === undefined ? {} : options.reconnect;
     this.queue = new OfflineQueue(options.queue);
+    this.maxBufferedBytes = options.queue?.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
     this.will = null;
     if (options.will) {
       const problem = topicProblem(options.will.topic);
@@ -331,7 +339,7 @@ class TopicastClient {
       // Order matters and the broker keeps it: will, then subscriptions, then queued publishes.
       if (this.will) this.send({ op: Op.will, id: this.request({ kind: 'will' }), will: this.will });
       for (const sub of this.subs) this.sendSubscribe(sub);
-      for (const item of this.queue.drain()) this.sendPublish(item.topic, item.payload, item.flags, item.ack);
+      this.flushQueue();
     } catch (err) {
       // The socket refused a write: the transport reports the close next and `lost` takes over.
       this.report(new ConnectionError(ClientErrorCode.connectionLost, `send failed: ${(err as Error).message}`, undefined, { cause: err }));
@@ -346,6 +354,8 @@ class TopicastClient {
     if (conn !== this.conn || this.state === 'closed') return;
     this.conn = undefined;
     this.open = undefined;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     this.settleInFlight(new ConnectionError(ClientErrorCode.connectionLost, `connection lost before the broker answered (${error.message})`, error.closeCode, { cause: error }));
     this.report(error);
     const closeCode = error.closeCode ?? 1006;
@@ -393,6 +403,8 @@ class TopicastClient {
     if (this.state === 'closed') return;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     const pending = [...this.pending.values()];
     this.pending.clear();
     this.snapshots.clear();
@@ -540,14 +552,40 @@ class TopicastClient {
       return Promise.reject(new RequestError(ErrorCode.payloadTooLarge, `payload of ${payload.length} bytes exceeds the broker's ${max}`));
     }
     const flags = options.retain ? Flag.retain : 0;
-    if (this.open) {
+    const open = this.open;
+    if (open && this.queue.length === 0 && open.bufferedAmount <= this.maxBufferedBytes) {
       if (!options.ack) {
         this.sendPublish(topic, payload, flags, undefined);
         return Promise.resolve();
       }
       return new Promise<void>((resolve, reject) => this.sendPublish(topic, payload, flags, { resolve, reject }));
     }
-    return this.enqueue(topic, payload, flags, options.ack === true);
+    const queued = this.enqueue(topic, payload, flags, options.ack === true);
+    if (open) this.scheduleFlush();
+    return queued;
+  }
+
+  /** Sends queued publishes, in order, while the socket has room; polls again if some remain. */
+  private flushQueue(): void {
+    this.flushTimer = undefined;
+    const open = this.open;
+    if (!open) return;
+    while (this.queue.length > 0 && open.bufferedAmount <= this.maxBufferedBytes) {
+      const item = this.queue.shift()!;
+      this.sendPublish(item.topic, item.payload, item.flags, item.ack);
+    }
+    if (this.queue.length > 0) this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    // Browsers give no drain event on WebSocket: poll bufferedAmount.
+    this.flushTimer ??= setTimeout(() => {
+      try {
+        this.flushQueue();
+      } catch (err) {
+        this.report(new ConnectionError(ClientErrorCode.connectionLost, `send failed: ${(err as Error).message}`, undefined, { cause: err }));
+      }
+    }, FLUSH_POLL_MS);
   }
 
   private sendPublish(topic: string, payload: Uint8Array, flags: number, ack: Queued['ack']): void {
@@ -562,12 +600,12 @@ class TopicastClient {
     if (result.kind === 'queued') return promise;
     if (result.kind === 'queued-dropped') {
       const dropped = result.dropped;
-      const error = new QueueFullError(dropped.topic, `offline queue full (${this.queue.maxMessages}): dropped the oldest message, for ${dropped.topic}`);
+      const error = new QueueFullError(dropped.topic, `publish queue full (${this.queue.maxMessages}): dropped the oldest message, for ${dropped.topic}`);
       if (dropped.ack) dropped.ack.reject(error);
       else this.report(error);
       return promise;
     }
-    const error = new QueueFullError(topic, `offline queue full (${this.queue.maxMessages}): message for ${topic} ${this.queue.overflow === 'error' ? 'refused' : 'dropped'}`);
+    const error = new QueueFullError(topic, `publish queue full (${this.queue.maxMessages}): message for ${topic} ${this.queue.overflow === 'error' ? 'refused' : 'dropped'}`);
     if (this.queue.overflow === 'error' || wantAck) {
       ack?.reject(error);
       return ack ? promise : Promise.reject(error);

@@ -26,7 +26,7 @@ export { Subscription, DEFAULT_MAX_BUFFERED, type Handler, type Message, type Me
 export { json, text, raw, type Codec, type CodecName } from './codec.js';
 export { backoffDelay, DEFAULT_MAX_DELAY_MS, DEFAULT_MIN_DELAY_MS, type BackoffOptions } from './backoff.js';
 export { createEmitter, type Emitter, type EventsMap } from './emitter.js';
-export { OfflineQueue, DEFAULT_QUEUE_MAX_MESSAGES, type QueueOptions, type PushResult } from './queue.js';
+export { OfflineQueue, DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_QUEUE_MAX_MESSAGES, type QueueOptions, type PushResult } from './queue.js';
 export {
   ClientErrorCode,
   CodecError,

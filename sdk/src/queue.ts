@@ -1,6 +1,7 @@
 /**
- * The offline queue: publishes made while no connection is open wait here,
- * already encoded, and are sent in order as soon as a connection opens.
+ * The publish queue: publishes made while no connection is open, or while the
+ * socket already holds more than `maxBufferedBytes` unsent, wait here, already
+ * encoded, and are sent in order as soon as the connection (re)opens or drains.
  * Bounded by `maxMessages`; what happens beyond is the overflow policy:
  * - 'drop-oldest' (default): the oldest waiting message makes room; readings
  *   lose value with age, so the newest are the ones worth keeping;
@@ -19,6 +20,8 @@ export interface QueueOptions {
   maxMessages?: number;
   /** What to do with a publish that does not fit. */
   overflow?: 'drop-oldest' | 'drop-newest' | 'error';
+  /** Unsent bytes the socket may hold before publishes wait in the queue instead (backpressure). */
+  maxBufferedBytes?: number;
 }
 
 /**
@@ -27,6 +30,14 @@ export interface QueueOptions {
  * await connect(url, { queue: { maxMessages: 10 * DEFAULT_QUEUE_MAX_MESSAGES } });
  */
 export const DEFAULT_QUEUE_MAX_MESSAGES = 1000;
+
+/**
+ * Default `queue.maxBufferedBytes`. 1 MiB: thousands of readings in flight; beyond it a
+ * publisher outrunning the network fills the bounded queue instead of socket memory.
+ * @example
+ * await connect(url, { queue: { maxBufferedBytes: DEFAULT_MAX_BUFFERED_BYTES / 4 } });
+ */
+export const DEFAULT_MAX_BUFFERED_BYTES = 1 << 20;
 
 /**
  * Outcome of `OfflineQueue.push`.

@@ -500,3 +500,23 @@ test('local dispatch follows subscriptions added and removed between deliveries 
   assert.deepEqual(seen, ['a1', 'a2', 'b2', 'b3']);
   await client.close();
 });
+
+test('backpressure: while the socket holds more than maxBufferedBytes, publishes wait in the queue, in order', async () => {
+  const net = new FakeNet();
+  const client = await opened(net, { queue: { maxBufferedBytes: 1000, maxMessages: 3, overflow: 'error' } });
+  net.last.bufferedAmount = 5000;
+  await client.publish('bp/1', 1);
+  const acked = client.publish('bp/2', 2, { ack: true });
+  await client.publish('bp/3', 3);
+  await assert.rejects(client.publish('bp/4', 4), QueueFullError); // the queue's policy bounds a publisher outrunning the link
+  assert.equal(net.last.framesOf(Op.publish).length, 0);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(net.last.framesOf(Op.publish).length, 0); // still backed up
+  net.last.bufferedAmount = 0;
+  net.last.auto = true;
+  await new Promise((r) => setTimeout(r, 30));
+  await acked;
+  await client.publish('bp/5', 5); // the queue is empty again: sent directly
+  assert.deepEqual(net.last.framesOf(Op.publish).map((f) => f.topic), ['bp/1', 'bp/2', 'bp/3', 'bp/5']);
+  await client.close();
+});
