@@ -41,3 +41,16 @@ test('the browser builds contain neither ws nor Node built-ins, and the core bui
   assert.match(readFileSync(dist + "topicast.js", "utf8"), /useRecords|bundleStrings/);
   assert.match(readFileSync(dist + 'topicast.js', 'utf8'), /export\s*\{/);
 });
+
+test('the size table in sdk/README.md is within 0.5 KiB of the real figures', () => {
+  const readme = readFileSync(fileURLToPath(new URL('../../../../sdk/README.md', import.meta.url)), 'utf8');
+  for (const file of ['topicast-core.js', 'topicast.js']) {
+    const row = new RegExp('\\| `' + file.replace('.', '\\.') + '` [^|]*\\| ([0-9.]+) KiB \\| \\*\\*([0-9.]+) KiB\\*\\*').exec(readme);
+    assert.ok(row, `no README row for ${file}`);
+    const bytes = readFileSync(dist + file);
+    const min = bytes.length / KB;
+    const gz = gzipSync(bytes, { level: 9 }).length / KB;
+    assert.ok(Math.abs(Number(row[1]) - min) <= 0.5, `${file}: README says ${row[1]} KiB minified, it is ${min.toFixed(1)}`);
+    assert.ok(Math.abs(Number(row[2]) - gz) <= 0.5, `${file}: README says ${row[2]} KiB min+gzip, it is ${gz.toFixed(1)}`);
+  }
+});
