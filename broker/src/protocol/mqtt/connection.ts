@@ -153,10 +153,9 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
     this.outbox.pushControl(encodePacket(packet, this.version));
   }
 
-  sendQos0(d: Delivery): void {
-    const { message } = d;
-    const alias = this.aliasFor(message.topic);
-    const bytes = this.publishBytes(d, 0, false, alias);
+  sendQos0(message: Message, retain: boolean, subscriptionIds: number[] | undefined): void {
+    const alias = this.clientTopicAliasMax === 0 ? undefined : this.aliasFor(message.topic);
+    const bytes = this.publishBytes(message, 0, retain, subscriptionIds, 0, false, alias);
     if (bytes.length > this.clientMaxPacketBytes) {
       this.server.stats.oversize++; // [MQTT-3.1.2-25] discarded, as if sent
       if (alias?.establishes) this.outboundAliases.delete(message.topic);
@@ -168,8 +167,8 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
   }
 
   sendPublish(d: Delivery, packetId: number, dup: boolean): boolean {
-    const alias = this.aliasFor(d.message.topic);
-    const bytes = this.publishBytes(d, packetId, dup, alias);
+    const alias = this.clientTopicAliasMax === 0 ? undefined : this.aliasFor(d.message.topic);
+    const bytes = this.publishBytes(d.message, d.qos, d.retain, d.subscriptionIds, packetId, dup, alias);
     if (bytes.length > this.clientMaxPacketBytes) {
       this.server.stats.oversize++; // [MQTT-3.1.2-25]
       if (alias?.establishes) this.outboundAliases.delete(d.message.topic);
@@ -184,16 +183,19 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
     this.send({ cmd: 'pubrel', messageId: packetId });
   }
 
-  private publishBytes(d: Delivery, packetId: number, dup: boolean, alias: { alias: number; establishes: boolean } | undefined): Uint8Array {
+  private publishBytes(
+    message: Message, qos: 0 | 1 | 2, retain: boolean, subscriptionIds: number[] | undefined, packetId: number, dup: boolean,
+    alias: { alias: number; establishes: boolean } | undefined,
+  ): Uint8Array {
     const now = this.server.ctx.now();
-    if (this.version === 5 && (d.subscriptionIds !== undefined || alias !== undefined)) {
-      return ownPublish(d.message, d.qos, d.retain, packetId, dup, now, {
-        subscriptionIds: d.subscriptionIds,
+    if (this.version === 5 && (subscriptionIds !== undefined || alias !== undefined)) {
+      return ownPublish(message, qos, retain, packetId, dup, now, {
+        subscriptionIds,
         topicAlias: alias?.alias,
         omitTopic: alias !== undefined && !alias.establishes, // [MQTT-3.3.2-12] alias alone once established
       });
     }
-    return sharedPublish(d.message, this.version, d.qos, d.retain, packetId, dup, now);
+    return sharedPublish(message, this.version, qos, retain, packetId, dup, now);
   }
 
   /** Outbound topic alias (MQTT 5 §3.3.2.3.4): assigned first-come while the client's maximum allows. */
@@ -222,8 +224,8 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
             self.server.stats.expired++;
             continue;
           }
-          const d: Delivery = { message, qos: 0, retain: true, subscriptionIds }; // [MQTT-3.3.1-8] retain set on retained deliveries
-          const bytes = self.publishBytes(d, 0, false, undefined);
+          // [MQTT-3.3.1-8] retain set on deliveries of retained messages at subscribe time.
+          const bytes = self.publishBytes(message, 0, true, subscriptionIds, 0, false, undefined);
           if (bytes.length > self.clientMaxPacketBytes) {
             self.server.stats.oversize++;
             continue;

@@ -65,6 +65,9 @@ function generatePublish(
   return mqtt.generate(packet, { protocolVersion: version });
 }
 
+/** Shape keys by [v5][qos][retain], so the hot path builds no string. */
+const SHAPES = [0, 1].map((v5) => [0, 1, 2].map((q) => [0, 1].map((r) => `${v5 ? 'mqtt5' : 'mqtt4'}:q${q}${r ? 'r' : ''}`)));
+
 /** Offset of the packet id in an encoded QoS 1/2 PUBLISH: after the fixed header and the topic. */
 function packetIdOffset(bytes: Uint8Array): number {
   let i = 1;
@@ -80,7 +83,8 @@ function packetIdOffset(bytes: Uint8Array): number {
 export function sharedPublish(message: Message, version: Version, qos: 0 | 1 | 2, retain: boolean, packetId: number, dup: boolean, now: number): Uint8Array {
   const v5 = version === 5;
   const expirySec = v5 ? remainingExpirySec(message.properties, now) : undefined;
-  const shape = `${v5 ? 'mqtt5' : 'mqtt4'}:q${qos}${retain ? 'r' : ''}${expirySec === undefined ? '' : `:e${expirySec}`}`;
+  const base = SHAPES[v5 ? 1 : 0]![qos]![retain ? 1 : 0]!;
+  const shape = expirySec === undefined ? base : `${base}:e${expirySec}`;
   let template = message.encoded[shape];
   if (template === undefined) {
     template = generatePublish(message, version, qos, retain, 0, false, expirySec);

@@ -30,6 +30,8 @@ export type WillFactory = () => Message;
 export interface MqttSubscriptionOptions extends SubscriptionOptions {
   /** MQTT 5 retain handling: 0 send retained, 1 only for a new subscription, 2 never. */
   retainHandling: 0 | 1 | 2;
+  /** `[subscriptionId]`, built once so deliveries do not allocate it. */
+  subscriptionIds?: number[];
 }
 
 export interface MqttSubscription extends Subscription {
@@ -54,7 +56,7 @@ export interface SessionLink {
   readonly version: 3 | 4 | 5;
   /** How many QoS 1/2 messages the client accepts in flight (its Receive Maximum, capped by ours). */
   readonly sendQuota: number;
-  sendQos0(d: Delivery): void;
+  sendQos0(message: Message, retain: boolean, subscriptionIds: number[] | undefined): void;
   /** Sends a QoS 1/2 PUBLISH; false when it could not be sent (too large for the client): the caller forgets it. */
   sendPublish(d: Delivery, packetId: number, dup: boolean): boolean;
   sendPubrel(packetId: number): void;
@@ -93,6 +95,7 @@ export class MqttSession implements Subscriber {
 
   /** Adds or replaces; true when the filter is new for this session. */
   subscribe(filter: string, options: MqttSubscriptionOptions): boolean {
+    if (options.subscriptionId !== undefined) options.subscriptionIds = [options.subscriptionId];
     const subscription: MqttSubscription = { filter, options };
     const isNew = !this.subscriptions.has(filter);
     this.subscriptions.set(filter, subscription); // [MQTT-3.8.4-3] replaces an identical filter
@@ -116,33 +119,52 @@ export class MqttSession implements Subscriber {
       this.server.stats.expired++;
       return;
     }
+    const own = message.origin === this;
+    const o = first.options as MqttSubscriptionOptions;
+    if (this.wildcards.length === 0 || (this.wildcards.length === 1 && this.wildcards[0]!.filter === first.filter && !this.subscriptions.has(message.topic))) {
+      // Fast path, no allocation: only `first` can match.
+      if (own && o.noLocal) return; // [MQTT-3.8.3-3]
+      const qos = (o.qos < message.qos ? o.qos : message.qos) as 0 | 1 | 2; // [MQTT-3.8.4-6] the lower of published and granted QoS
+      const retain = o.retainAsPublished === true && message.retain; // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
+      if (qos === 0) {
+        if (this.link) this.link.sendQos0(message, retain, o.subscriptionIds);
+        else this.server.stats.offlineQos0Dropped++;
+        return;
+      }
+      this.offer({ message, qos, retain, subscriptionIds: o.subscriptionIds });
+      return;
+    }
+    // Overlapping subscriptions: one delivery, highest QoS, every identifier (MQTT 5 §3.3.4).
     let qos = -1;
     let retain = false;
     let ids: number[] | undefined;
-    const own = message.origin === this;
-    const consider = (s: Subscription): void => {
-      const o = s.options;
-      if (own && o.noLocal) return; // [MQTT-3.8.3-3]
-      const q = Math.min(o.qos, message.qos); // [MQTT-3.8.4-6] the lower of published and granted QoS
-      if (q > qos) qos = q;
-      if (o.retainAsPublished && message.retain) retain = true; // [MQTT-3.3.1-13]
-      if (o.subscriptionId !== undefined) (ids ??= []).push(o.subscriptionId); // [MQTT-3.3.4-3]
-    };
-    consider(first);
-    if (this.wildcards.length > 0) {
-      for (const s of this.wildcards) if (s !== first && s.filter !== first.filter && topicMatches(s.filter, message.topic)) consider(s);
-      if (isWildcard(first.filter) && this.subscriptions.has(message.topic) && first.filter !== message.topic) {
-        consider(this.subscriptions.get(message.topic)!);
+    let s: MqttSubscriptionOptions | undefined = o;
+    const exact = this.subscriptions.get(message.topic);
+    for (let i = -2; i < this.wildcards.length; i++) {
+      if (i === -1) s = exact !== undefined && exact.filter !== first.filter ? exact.options : undefined;
+      else if (i >= 0) {
+        const w = this.wildcards[i]!;
+        s = w.filter !== first.filter && topicMatches(w.filter, message.topic) ? w.options : undefined;
       }
+      if (s === undefined || (own && s.noLocal)) continue;
+      const q = s.qos < message.qos ? s.qos : message.qos;
+      if (q > qos) qos = q;
+      if (s.retainAsPublished && message.retain) retain = true;
+      if (s.subscriptionId !== undefined) (ids ??= []).push(s.subscriptionId); // [MQTT-3.3.4-3]
     }
     if (qos < 0) return;
-    this.offer({ message, qos: qos as 0 | 1 | 2, retain, subscriptionIds: ids });
+    if (qos === 0) {
+      if (this.link) this.link.sendQos0(message, retain, ids);
+      else this.server.stats.offlineQos0Dropped++;
+      return;
+    }
+    this.offer({ message, qos: qos as 1 | 2, retain, subscriptionIds: ids });
   }
 
   /** Sends or stores one delivery (live or retained). */
   offer(d: Delivery): void {
     if (d.qos === 0) {
-      if (this.link) this.link.sendQos0(d);
+      if (this.link) this.link.sendQos0(d.message, d.retain, d.subscriptionIds);
       else this.server.stats.offlineQos0Dropped++;
       return;
     }
