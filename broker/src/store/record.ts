@@ -58,16 +58,20 @@ export function decodeRecordAt(
   const start = offset + RECORD_HEADER_BYTES;
   const end = start + length;
   if (end > buf.length) return 'incomplete';
-  const body = buf.subarray(start, end);
-  if (crc32(body) !== buf.readUInt32LE(offset + 4)) return 'corrupt';
-  const entry = decodeBody(body);
+  if (crc32(buf.subarray(start, end)) !== buf.readUInt32LE(offset + 4)) return 'corrupt';
+  const entry = decodeBody(buf, start, end);
   return entry ? { entry, next: end } : 'corrupt';
 }
 
-function decodeBody(body: Buffer): LogEntry | undefined {
+// Unpacking a range of the read buffer (not a subarray per record) lets msgpackr reuse the DataView it caches on that buffer.
+const range = { start: 0, end: 0 };
+
+function decodeBody(buf: Buffer, start: number, end: number): LogEntry | undefined {
   let v: unknown;
+  range.start = start;
+  range.end = end;
   try {
-    v = packr.unpack(body);
+    v = packr.unpack(buf, range);
   } catch {
     return undefined; // a CRC-valid body that does not decode is treated as corrupt, like any other bad record
   }
