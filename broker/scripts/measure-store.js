@@ -178,14 +178,16 @@ async function taskStart(kind, dir) {
   const open = await candidateOpener(kind);
   globalThis.gc?.();
   const rss0 = process.memoryUsage().rss;
+  const cpu0 = cpuMicros();
   const t0 = performance.now();
   const c = await open(dir);
   const startMs = performance.now() - t0;
+  const startCpuMs = (cpuMicros() - cpu0) / 1000;
   globalThis.gc?.();
   const rss = process.memoryUsage().rss;
   const probe = c.store.match('devices/dev-00042/#').length;
   const out = {
-    kind, topics: c.store.size, startMs: Math.round(startMs),
+    kind, topics: c.store.size, startMs: Math.round(startMs), startCpuMs: Math.round(startCpuMs),
     rssMiB: Math.round(rss / 2 ** 20), rssGrowthMiB: Math.round((rss - rss0) / 2 ** 20), probe,
   };
   await c.close();
