@@ -242,3 +242,36 @@ test('raw garbage on the TCP port is closed, then a healthy client connects', as
   assert.equal((await got).payload.toString(), 'fine');
   assert.equal(broker.proc.exitCode, null);
 });
+
+test('MQTT over WebSocket: packets split across messages and several packets in one message', async () => {
+  const ws = new WebSocket(`ws://127.0.0.1:${broker.port}/mqtt`, 'mqtt');
+  after(() => ws.terminate());
+  const packets: mqttPacket.Packet[] = [];
+  const parser = mqttPacket.parser({ protocolVersion: 4 });
+  parser.on('packet', (p: mqttPacket.Packet) => packets.push(p));
+  ws.on('message', (d: Buffer) => parser.parse(d));
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  assert.equal(ws.protocol, 'mqtt');
+  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30, clientId: 'ws-split' });
+  ws.send(connect.subarray(0, 5));
+  ws.send(connect.subarray(5));
+  ws.send(Buffer.concat([
+    mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'split/x', qos: 1 }] }),
+    mqttPacket.generate({ cmd: 'publish', topic: 'split/x', payload: Buffer.from('both'), qos: 1, messageId: 2, dup: false, retain: false }),
+  ]));
+  for (let i = 0; i < 200 && !packets.some((p) => p.cmd === 'publish'); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(packets.map((p) => p.cmd).sort(), ['connack', 'puback', 'publish', 'suback']);
+  const m = packets.find((p) => p.cmd === 'publish') as mqttPacket.IPublishPacket;
+  assert.equal(m.payload.toString(), 'both');
+});
+
+test('MQTT metrics are exported', async () => {
+  const text = await (await fetch(`${broker.httpUrl}/metrics`)).text();
+  for (const name of ['topicast_mqtt_connections', 'topicast_mqtt_sessions', 'topicast_mqtt_packets_received_total', 'topicast_mqtt_takeovers_total', 'topicast_mqtt_keepalive_timeouts_total']) {
+    assert.match(text, new RegExp(`^${name} \\d+$`, 'm'));
+  }
+  assert.match(text, /^topicast_mqtt_takeovers_total [1-9]/m);
+});
