@@ -28,6 +28,7 @@ export function formatBytes(n: number, perSecond = false): string {
 export function formatWithUnit(value: number, unit: string | undefined): string {
   if (unit === 'B' || unit === 'bytes') return formatBytes(value);
   if (unit === 'B/s' || unit === 'bytes/s') return formatBytes(value, true);
+  if ((unit === 's' || unit === 'sec') && Math.abs(value) >= 120) return formatDuration(value); // uptimes read better as 14d 2h
   const n = formatNumber(value);
   if (!unit) return n;
   return unit === '%' ? `${n}%` : `${n} ${unit}`;

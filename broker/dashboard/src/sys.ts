@@ -31,11 +31,11 @@ const MAIN: readonly (readonly [string, string, Kind])[] = [
   ['subscriptions/count', 'Subscriptions', 'count'],
   ['memory/rss', 'Memory', 'bytes'],
   ['uptime', 'Uptime', 'duration'],
-  ['version', 'Version', 'text'],
 ];
 
 /** Secondary figures, shown on one line below; unknown `$SYS/broker/...` topics join them. */
 const MINOR: readonly (readonly [string, string, Kind])[] = [
+  ['version', 'version', 'text'],
   ['clients/total', 'clients since start', 'count'],
   ['messages/conflated', 'conflated', 'counter'],
   ['messages/rate-limited', 'rate-limited', 'counter'],
