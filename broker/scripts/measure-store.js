@@ -174,6 +174,21 @@ async function taskFill(kind, dir) {
   return { kind, topics: size, fillSec: +(fillMs / 1000).toFixed(1) };
 }
 
+/** The floor under any candidate's start-up: building the in-memory index alone. */
+async function taskIndex() {
+  const { createMessage } = await import(pathToFileURL(join(dist, 'core/message.js')).href);
+  const { MemoryRetainedStore } = await import(pathToFileURL(join(dist, 'core/retained.js')).href);
+  const topics = Number(arg('topics', '1000000'));
+  const cpu0 = cpuMicros();
+  const t0 = performance.now();
+  const memory = new MemoryRetainedStore();
+  for (let i = 0; i < topics; i++) memory.set(createMessage(topicOf(i), payloadOf(i), true));
+  return {
+    kind: 'memory', indexOnly: true, topics: memory.size,
+    startMs: Math.round(performance.now() - t0), startCpuMs: Math.round((cpuMicros() - cpu0) / 1000),
+  };
+}
+
 async function taskStart(kind, dir) {
   const open = await candidateOpener(kind);
   globalThis.gc?.();
@@ -217,7 +232,7 @@ function dropCaches() {
 async function main() {
   if (process.argv[2] === '--child') {
     const [task, kind, dir] = process.argv.slice(3);
-    const fn = { publish: taskPublish, fill: taskFill, start: taskStart }[task];
+    const fn = { publish: taskPublish, fill: taskFill, start: taskStart, index: taskIndex }[task];
     console.log(JSON.stringify(await fn(kind, dir)));
     return;
   }
@@ -231,7 +246,10 @@ async function main() {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     console.log(JSON.stringify(runChild('publish', kind, dir)));
-    if (kind === 'memory') continue;
+    if (kind === 'memory') {
+      console.log(JSON.stringify(runChild('index', kind, dir)));
+      continue;
+    }
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     console.log(JSON.stringify(runChild('fill', kind, dir)));
