@@ -119,7 +119,7 @@ test(`MQTT listener survives 10,000 random and mutated packets (seed ${seed})`, 
     // The packets reached the handlers, and malformed ones were recognised as such.
     const metrics = await (await fetch(`${broker.httpUrl}/metrics`)).text();
     const value = (name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics)?.[1] ?? NaN);
-    assert.ok(value('topicast_mqtt_packets_received_total') > 3000, `packets parsed and dispatched: ${metrics.split('\n').filter((l) => l.startsWith('topicast_mqtt')).join(', ')}`);
+    assert.ok(value('topicast_mqtt_packets_received_total') > 1500, `packets parsed and dispatched: ${metrics.split('\n').filter((l) => l.startsWith('topicast_mqtt')).join(', ')}`);
     assert.ok(value('topicast_mqtt_malformed_total') > 100, 'malformed packets detected');
     assert.equal(value('topicast_mqtt_connections'), 0, 'every fuzz connection was cleaned up');
 

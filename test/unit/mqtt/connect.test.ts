@@ -22,7 +22,6 @@ test('MQTT 5: an empty client id gets an Assigned Client Identifier, and CONNACK
   assert.match(connack.properties?.assignedClientIdentifier ?? '', /^auto-[0-9a-f]{24}$/);
   assert.equal(connack.properties?.receiveMaximum, 7);
   assert.equal(connack.properties?.topicAliasMaximum, 5);
-  assert.equal(connack.properties?.sharedSubscriptionAvailable, false);
   assert.ok((connack.properties?.maximumPacketSize ?? 0) > 256 * 1024);
 });
 

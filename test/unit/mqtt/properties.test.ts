@@ -6,7 +6,7 @@ import { RawClient, startMqtt } from './harness.js';
 const pub = (topic: string, payload: string | Buffer, extra: Record<string, unknown> = {}) =>
   ({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 0, dup: false, retain: false, ...extra }) as const;
 
-test('SUBACK codes: granted QoS, 0x80 (3.1.1) / 0x8F (5) for a bad filter, 0x9E for shared subscriptions', async () => {
+test('SUBACK codes: granted QoS, 0x80 (3.1.1) / 0x8F (5) for a bad filter or a bad shared filter', async () => {
   const h = await startMqtt();
   const v4 = await RawClient.connect(h.port, { clientId: 's4' });
   v4.client.send({ cmd: 'subscribe', messageId: 7, subscriptions: [{ topic: 'a/#', qos: 2 }, { topic: 'a/#/b', qos: 1 }, { topic: 'x+', qos: 0 }] });
@@ -14,8 +14,8 @@ test('SUBACK codes: granted QoS, 0x80 (3.1.1) / 0x8F (5) for a bad filter, 0x9E 
   assert.equal(s4.messageId, 7);
   assert.deepEqual(s4.granted, [2, 0x80, 0x80]);
   const v5 = await RawClient.connect(h.port, { clientId: 's5' }, 5);
-  v5.client.send({ cmd: 'subscribe', messageId: 8, subscriptions: [{ topic: 'a/+', qos: 1 }, { topic: 'a/#/b', qos: 1 }, { topic: '$share/g/a', qos: 0 }] });
-  assert.deepEqual((await v5.client.next('suback')).granted, [1, 0x8f, 0x9e]);
+  v5.client.send({ cmd: 'subscribe', messageId: 8, subscriptions: [{ topic: 'a/+', qos: 1 }, { topic: 'a/#/b', qos: 1 }, { topic: '$share/g/a', qos: 0 }, { topic: '$share/g+/a', qos: 0 }, { topic: '$share/g', qos: 0 }] });
+  assert.deepEqual((await v5.client.next('suback')).granted, [1, 0x8f, 0, 0x8f, 0x8f]);
   v5.client.send({ cmd: 'unsubscribe', messageId: 9, unsubscriptions: ['a/+', 'nope', 'a/#/b'] });
   const un = await v5.client.next('unsuback');
   assert.equal(un.messageId, 9);
@@ -228,4 +228,33 @@ test('publish limits: invalid topic (0x90), rate limit (0x97), payload over maxP
   const { client: c3 } = await RawClient.connect(h.port, { clientId: 'lim3' });
   c3.send(pub('a/#', 'w'));
   assert.equal(await c3.waitClosed(), true); // 3.1.1: closed
+});
+
+test('shared subscriptions: each message goes to one member, round-robin; ordinary subscribers still get all', async () => {
+  const h = await startMqtt();
+  const members = [];
+  for (const [id, v] of [['m1', 5], ['m2', 4]] as const) {
+    const { client } = await RawClient.connect(h.port, { clientId: id }, v);
+    client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/grp/sh/+', qos: 1 }] });
+    assert.deepEqual((await client.next('suback')).granted, [1]);
+    members.push(client);
+  }
+  const { client: all } = await RawClient.connect(h.port, { clientId: 'all' }, 5);
+  all.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'sh/+', qos: 0 }] });
+  await all.next('suback');
+  const { client: p } = await RawClient.connect(h.port, { clientId: 'shp' }, 5);
+  for (let i = 0; i < 4; i++) p.send(pub('sh/x', String(i)));
+  for (let i = 0; i < 4; i++) await all.next('publish');
+  const got = [[], []] as string[][];
+  for (let m = 0; m < 2; m++) for (let i = 0; i < 2; i++) got[m]!.push((await members[m]!.next('publish')).payload.toString());
+  assert.deepEqual(got.flat().sort(), ['0', '1', '2', '3']);
+  assert.equal(await members[0]!.none('publish', 50), true);
+  // No Local on a shared subscription is a protocol error [MQTT-3.8.3-4].
+  members[0]!.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: '$share/grp/z', qos: 0, nl: true }] });
+  assert.equal((await members[0]!.next('disconnect')).reasonCode, 0x82);
+  // Unsubscribing the last member removes the group from the router.
+  members[1]!.send({ cmd: 'unsubscribe', messageId: 3, unsubscriptions: ['$share/grp/sh/+'] });
+  await members[1]!.next('unsuback');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(h.protocol.server.shared.size, 0);
 });

@@ -7,6 +7,7 @@ import type { BrokerContext } from '../../context.js';
 import type { Authenticate } from './auth.js';
 import type { MqttConnection } from './connection.js';
 import type { MqttSession } from './session.js';
+import { SharedGroups } from './shared.js';
 
 export interface MqttStats {
   packetsReceived: number;
@@ -30,6 +31,7 @@ export interface MqttStats {
 export class MqttServer {
   readonly sessions = new Map<string, MqttSession>();
   readonly connections = new Set<MqttConnection>();
+  readonly shared: SharedGroups = new SharedGroups(this);
   readonly stats: MqttStats = {
     packetsReceived: 0, packetsSent: 0, malformed: 0, protocolErrors: 0, connectsRefused: 0, takeovers: 0,
     keepaliveTimeouts: 0, queueDropped: 0, expired: 0, oversize: 0, offlineQos0Dropped: 0, sessionsExpired: 0,

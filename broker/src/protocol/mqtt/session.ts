@@ -23,6 +23,7 @@ import { topicMatches } from 'topicast/protocol';
 import type { Message } from '../../core/message.js';
 import type { Subscriber, Subscription, SubscriptionOptions } from '../../core/router.js';
 import type { MqttServer } from './server.js';
+import { parseShared } from './shared.js';
 
 /** Builds the will when it is published (its Message Expiry Interval starts then, MQTT 5 §3.1.3.2.4). */
 export type WillFactory = () => Message;
@@ -69,6 +70,8 @@ function isWildcard(filter: string): boolean {
 export class MqttSession implements Subscriber {
   routerStamp = 0;
   readonly subscriptions = new Map<string, MqttSubscription>();
+  /** `$share/name/filter` → options (MQTT 5 §4.8.2); delivered through the server's shared groups. */
+  readonly sharedSubscriptions = new Map<string, MqttSubscriptionOptions>();
   /** Wildcard subscriptions: the only ones that can overlap another (two exact filters never match one topic twice). */
   private wildcards: MqttSubscription[] = [];
   readonly inflight = new Map<number, InflightEntry>();
@@ -93,9 +96,16 @@ export class MqttSession implements Subscriber {
 
   // ---- subscriptions ----------------------------------------------------------
 
-  /** Adds or replaces; true when the filter is new for this session. */
+  /** Adds or replaces; true when the filter is new for this session. `$share/...` filters join a shared group. */
   subscribe(filter: string, options: MqttSubscriptionOptions): boolean {
     if (options.subscriptionId !== undefined) options.subscriptionIds = [options.subscriptionId];
+    const shared = parseShared(filter);
+    if (shared !== undefined && shared !== 'invalid') {
+      const isNew = !this.sharedSubscriptions.has(filter);
+      this.sharedSubscriptions.set(filter, options);
+      this.server.shared.join(this, shared, options);
+      return isNew;
+    }
     const subscription: MqttSubscription = { filter, options };
     const isNew = !this.subscriptions.has(filter);
     this.subscriptions.set(filter, subscription); // [MQTT-3.8.4-3] replaces an identical filter
@@ -105,6 +115,11 @@ export class MqttSession implements Subscriber {
   }
 
   unsubscribe(filter: string): boolean {
+    if (this.sharedSubscriptions.delete(filter)) {
+      const shared = parseShared(filter);
+      if (shared !== undefined && shared !== 'invalid') this.server.shared.leave(this, shared);
+      return true;
+    }
     if (!this.subscriptions.delete(filter)) return false;
     if (isWildcard(filter)) this.wildcards = this.wildcards.filter((s) => s.filter !== filter);
     this.server.ctx.router.unsubscribe(this, filter);
@@ -159,6 +174,17 @@ export class MqttSession implements Subscriber {
       return;
     }
     this.offer({ message, qos: qos as 1 | 2, retain, subscriptionIds: ids });
+  }
+
+  /** One message chosen for this session by a shared group. */
+  deliverShared(message: Message, o: MqttSubscriptionOptions): void {
+    const expiresAt = message.properties?.expiresAt;
+    if (expiresAt !== undefined && expiresAt <= this.server.ctx.now()) {
+      this.server.stats.expired++;
+      return;
+    }
+    const qos = (o.qos < message.qos ? o.qos : message.qos) as 0 | 1 | 2;
+    this.offer({ message, qos, retain: o.retainAsPublished === true && message.retain, subscriptionIds: o.subscriptionIds });
   }
 
   /** Sends or stores one delivery (live or retained). */
@@ -296,6 +322,7 @@ export class MqttSession implements Subscriber {
     if (this.server.sessions.get(this.clientId) === this) this.server.sessions.delete(this.clientId);
     for (const filter of this.subscriptions.keys()) this.server.ctx.router.unsubscribe(this, filter);
     this.subscriptions.clear();
+    for (const filter of [...this.sharedSubscriptions.keys()]) this.unsubscribe(filter);
     this.wildcards = [];
     this.inflight.clear();
     this.awaitingRelease.clear();

@@ -172,7 +172,6 @@ function accept(
     if (config.mqttMaxInflight < 65535) connack.receiveMaximum = config.mqttMaxInflight;
     if (config.mqttMaxTopicAliases > 0) connack.topicAliasMaximum = config.mqttMaxTopicAliases;
     connack.maximumPacketSize = server.maxPacketBytes;
-    connack.sharedSubscriptionAvailable = false;
     if (assigned) connack.assignedClientIdentifier = clientId; // [MQTT-3.2.2-16]
   } else {
     c.clientReceiveMax = config.mqttMaxInflight;

@@ -2,6 +2,7 @@
  * SUBSCRIBE (MQTT 5 §3.8): one SUBACK code per filter, in order [MQTT-3.8.4-6],
  * with the request's packet id [MQTT-3.8.4-2]; then the retained messages the
  * retain handling option asks for, flagged retained [MQTT-3.3.1-8].
+ * `$share/{name}/{filter}` joins a shared subscription group (shared.ts), in 3.1.1 too.
  * Retained messages at QoS 0 are paced through the outbox (never dropped);
  * at QoS 1/2 they go through the session's in-flight window like live ones.
  */
@@ -11,6 +12,7 @@ import { checkFilter } from '../../../session/limits.js';
 import type { MqttConnection } from '../connection.js';
 import { Reason, SUBACK_FAILURE_V4 } from '../reasons.js';
 import type { MqttSubscriptionOptions } from '../session.js';
+import { parseShared } from '../shared.js';
 
 /** Subscription Identifier range (MQTT 5 §3.8.2.1.2): a Variable Byte Integer of 1 to 268,435,455. */
 const MAX_SUBSCRIPTION_ID = 268_435_455;
@@ -31,15 +33,14 @@ export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
   const retainedFor: { filter: string; options: MqttSubscriptionOptions }[] = [];
   for (const s of p.subscriptions) {
     const filter = s.topic;
-    if (v5 && filter.startsWith('$share/')) {
-      granted.push(Reason.sharedSubscriptionsNotSupported); // CONNACK says Shared Subscription Available = 0
+    const shared = parseShared(filter);
+    if (shared === 'invalid' || checkFilter(shared?.filter ?? filter, ctx.topicLimits) !== undefined || checkFilter(filter, ctx.topicLimits) !== undefined) {
+      granted.push(fail(Reason.topicFilterInvalid)); // [MQTT-3.8.3-1] [MQTT-4.8.2-1] [MQTT-4.8.2-2]
       continue;
     }
-    if (checkFilter(filter, ctx.topicLimits) !== undefined) {
-      granted.push(fail(Reason.topicFilterInvalid));
-      continue;
-    }
-    if (!session.subscriptions.has(filter) && session.subscriptions.size >= ctx.config.maxSubscriptionsPerConnection) {
+    if (shared && v5 && s.nl === true) return c.disconnect(Reason.protocolError, 'No Local on a shared subscription'); // [MQTT-3.8.3-4]
+    const known = shared ? session.sharedSubscriptions.has(filter) : session.subscriptions.has(filter);
+    if (!known && session.subscriptions.size + session.sharedSubscriptions.size >= ctx.config.maxSubscriptionsPerConnection) {
       granted.push(fail(Reason.quotaExceeded));
       continue;
     }
@@ -54,6 +55,7 @@ export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
     };
     const isNew = session.subscribe(filter, options);
     granted.push(s.qos);
+    if (shared) continue; // MQTT 5 §4.8.2: retained messages are not sent for a shared subscription
     // [MQTT-3.3.1-9] rh 0: always; [MQTT-3.3.1-10] rh 1: only if new; [MQTT-3.3.1-11] rh 2: never.
     if (retainHandling === 0 || (retainHandling === 1 && isNew)) retainedFor.push({ filter, options });
   }
