@@ -220,6 +220,26 @@ test('the theme toggle switches palettes and keeps charts drawn', { skip: skipRe
   assert.equal(await theme(), first, 'three presses come back to the start (auto → light → dark → auto)');
 });
 
+test('accessibility basics: labelled controls, named buttons, one main landmark', { skip: skipReason }, async () => {
+  const problems = await page.evaluate(() => {
+    const out: string[] = [];
+    for (const c of Array.from(document.querySelectorAll<HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement>('input, select, textarea'))) {
+      if (!c.labels?.length && !c.getAttribute('aria-label') && !c.getAttribute('aria-labelledby')) out.push(`unlabelled ${c.tagName.toLowerCase()}#${c.id}`);
+    }
+    for (const b of Array.from(document.querySelectorAll('button, summary'))) {
+      if (!(b.textContent ?? '').trim() && !b.getAttribute('aria-label')) out.push(`unnamed button ${b.outerHTML.slice(0, 80)}`);
+    }
+    for (const li of Array.from(document.querySelectorAll('[role="treeitem"]'))) {
+      const id = li.getAttribute('aria-labelledby');
+      if (!id || !document.getElementById(id)) out.push(`treeitem without label: ${li.getAttribute('data-topic')}`);
+    }
+    if (document.querySelectorAll('main').length !== 1) out.push('expected exactly one <main>');
+    if (!document.documentElement.lang) out.push('<html> has no lang');
+    return out;
+  });
+  assert.deepEqual(problems, []);
+});
+
 test('no console errors', { skip: skipReason }, async () => {
   await page.screenshot({ path: `${ARTIFACTS}dashboard-e2e.png`, fullPage: true });
   assert.deepEqual(consoleErrors, []);

@@ -151,7 +151,10 @@ async function connectTo(url: string, token: string): Promise<void> {
     const next = await Link.open(url, token, {
       onMessage,
       onState: (state) => {
-        if (gen === generation) showState(state);
+        if (gen !== generation) return;
+        showState(state);
+        // The SDK gave up (e.g. the broker refused the token): show the settings to fix it.
+        if (state === 'closed') settings.open = true;
       },
       onError: (message) => {
         if (gen === generation) showState('error', message);
