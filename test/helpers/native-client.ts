@@ -354,3 +354,13 @@ export async function scrapeMetrics(httpUrl: string): Promise<Map<string, number
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** `promise`'s value, or undefined after `ms`; the timer never outlives the race (no stray handle). */
+export async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<undefined>((r) => (timer = setTimeout(r, ms, undefined)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CloseCode, Op, type ServerFrame } from 'topicast/protocol';
 import { startBroker } from '../helpers/broker.js';
-import { bytes, NativeClient, rssBytes, scrapeMetrics, sleep, text } from '../helpers/native-client.js';
+import { bytes, NativeClient, rssBytes, scrapeMetrics, sleep, text, within } from '../helpers/native-client.js';
 
 const MAX_BUFFERED = 64 * 1024;
 const TOPICS = 16;
@@ -135,7 +135,7 @@ test('disconnect: the stalled subscriber is closed with 4008, counted; the other
   assert.equal(disconnects, 1, 'topicast_slow_consumer_disconnects_total moved, once');
   assert.equal(r.metrics.get('topicast_dropped_total'), 0);
   r.stalled.resume();
-  const closed = await Promise.race([r.stalled.closed, sleep(10_000).then(() => undefined)]);
+  const closed = await within(r.stalled.closed, 10_000);
   assert.ok(closed, 'the stalled connection is closed');
   assert.equal(closed.code, CloseCode.slowConsumer);
   assert.equal(closed.reason, 'slow consumer');
