@@ -3,6 +3,7 @@
  * (decoded), lets the test play the broker frame by frame, and can answer
  * requests by itself (`auto`) like a well-behaved broker with no retained values.
  */
+import { afterEach } from 'node:test';
 import { decodeClientFrame, encodeFrame, Op, type ClientFrame, type ServerFrame, type WelcomeInfo } from 'topicast/protocol';
 import type { Transport, TransportHandlers, TransportSocket } from 'topicast';
 
@@ -90,14 +91,35 @@ export class FakeSocket implements TransportSocket {
   }
 }
 
+const nets = new Set<FakeNet>();
+
+/**
+ * After each test, end every client a failed test left behind: open sockets close with
+ * 4003 (not retried) and later attempts fail the same way, so no heartbeat or reconnect
+ * timer keeps the test process alive.
+ */
+afterEach(() => {
+  for (const net of nets) {
+    net.disposed = true;
+    for (const socket of net.sockets) if (!socket.finished) socket.drop(4003, 'test over');
+  }
+  nets.clear();
+});
+
 export class FakeNet {
   readonly sockets: FakeSocket[] = [];
   /** New sockets answer requests by themselves and open at once (on a microtask). */
   autoOpen = false;
+  disposed = false;
+  constructor() {
+    nets.add(this);
+  }
   readonly transport: Transport = (url, protocols, on) => {
     const socket = new FakeSocket(url, protocols, on);
     this.sockets.push(socket);
-    if (this.autoOpen) {
+    if (this.disposed) {
+      queueMicrotask(() => socket.drop(4003, 'test over'));
+    } else if (this.autoOpen) {
       socket.auto = true;
       queueMicrotask(() => socket.accept());
     }
