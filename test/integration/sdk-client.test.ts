@@ -35,6 +35,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 test('connect, state, server info, close', async () => {
   const c = await connect(broker.url);
+  clients.push(c); // closed in after() even if an assertion fails first
   assert.equal(c.state, 'open');
   assert.equal(c.url, broker.url);
   assert.equal(c.server?.version, 1);
@@ -188,6 +189,7 @@ test('will: published when a client dies, not when it closes cleanly', async () 
 test('wait:true rejects with a typed error when nothing listens; publish after close is refused', async () => {
   await assert.rejects(connect('ws://127.0.0.1:1/ws'), (e: unknown) => e instanceof ConnectionError && e.code === ClientErrorCode.connectFailed);
   const c = await connect(broker.url);
+  clients.push(c); // closed in after() even if an assertion fails first
   await c.close();
   await assert.rejects(c.publish('x', 1), (e: unknown) => e instanceof ConnectionError && e.code === ClientErrorCode.closed);
 });
@@ -196,6 +198,7 @@ test('no unhandled promise rejection happened inside the SDK', async () => {
   // A scenario rich in failures nobody awaits: refused subscribes only iterated, acked
   // publishes dropped by a closing client, snapshots of refused subscriptions.
   const c = await connect(broker.url);
+  clients.push(c); // closed in after() even if an assertion fails first
   void c.subscribe('a/#/b');
   void c.subscribe(['x/a/b/c/d/e/f']);
   const sub = c.subscribe('it/unhandled', () => {});
