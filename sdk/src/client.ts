@@ -389,9 +389,10 @@ class TopicastClient {
   }
 
   private giveUp(error: ConnectionError): void {
+    const retrying = this.backoff !== undefined;
     const reason = new ConnectionError(
-      error.code === ClientErrorCode.connectionLost ? ClientErrorCode.connectFailed : error.code,
-      this.everOpened ? `gave up reconnecting: ${error.message}` : error.message,
+      error.code === ClientErrorCode.connectionLost && retrying ? ClientErrorCode.connectFailed : error.code,
+      this.everOpened ? `${retrying ? 'gave up reconnecting' : 'connection lost (reconnect is off)'}: ${error.message}` : error.message,
       error.closeCode,
       { cause: error },
     );

@@ -414,8 +414,10 @@ test('wait:false resolves at once in connecting and keeps trying', async () => {
 test('reconnect: false gives up at the first loss', async () => {
   const net = new FakeNet();
   const client = await opened(net, { reconnect: false });
+  const subP = client.subscribe('never/acked');
   net.last.drop(1006);
   assert.equal(client.state, 'closed');
+  await assert.rejects(subP, (e: unknown) => e instanceof ConnectionError && e.code === ClientErrorCode.connectionLost && /reconnect is off/.test(e.message));
   await assert.rejects(client.publish('a', 1), ConnectionError);
 });
 
