@@ -67,9 +67,7 @@ export class Connection {
     this.options = options;
     this.handlers = handlers;
     this.url = options.url;
-    this.timer = setTimeout(() => {
-      this.fail(new ConnectionError(ClientErrorCode.connectFailed, `no WELCOME from ${options.url} within ${options.connectTimeoutMs} ms`, 1006));
-    }, options.connectTimeoutMs);
+    // The transport may throw (a malformed URL): before any timer exists, so nothing leaks.
     this.socket = options.transport(options.url, [SUBPROTOCOL, ...options.extraProtocols], {
       open: () => {
         // The broker speaks first (WELCOME); nothing to send yet.
@@ -80,6 +78,9 @@ export class Connection {
       },
       close: (code, reason) => this.onClose(code, reason),
     });
+    this.timer = setTimeout(() => {
+      this.fail(new ConnectionError(ClientErrorCode.connectFailed, `no WELCOME from ${options.url} within ${options.connectTimeoutMs} ms`, 1006));
+    }, options.connectTimeoutMs);
   }
 
   /** Sends a frame; only valid while open. */

@@ -522,3 +522,9 @@ test('backpressure: while the socket holds more than maxBufferedBytes, publishes
   assert.deepEqual(net.last.framesOf(Op.publish).map((f) => f.topic), ['bp/1', 'bp/2', 'bp/3', 'bp/5']);
   await client.close();
 });
+
+test('a malformed URL fails connect at once, leaving no timer behind', async () => {
+  await assert.rejects(connect('not a url'), (e: unknown) => e instanceof ConnectionError && e.code === ClientErrorCode.connectFailed);
+  const client = await connect('http://[bad', { wait: false });
+  assert.equal(client.state, 'closed');
+});
