@@ -210,6 +210,10 @@ test('our Maximum Packet Size: a larger packet gets DISCONNECT 0x95 before it is
   }
   client.write(Buffer.from([0x30, ...varint]));
   assert.equal((await client.next('disconnect')).reasonCode, 0x95);
+  // A whole oversize packet in one write is refused too.
+  const whole = await RawClient.connect(h.port, { clientId: 'big2' }, 5);
+  whole.client.send(pub('t', Buffer.alloc(max)));
+  assert.equal((await whole.client.next('disconnect')).reasonCode, 0x95);
 });
 
 test('publish limits: invalid topic (0x90), rate limit (0x97), payload over maxPayloadBytes (0x97)', async () => {

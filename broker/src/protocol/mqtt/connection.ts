@@ -32,6 +32,11 @@ const UNSUPPORTED_VERSION = 'Invalid protocol version';
 
 let nextConnectionId = 1;
 
+/** Total packet size from the Remaining Length: fixed header byte + length bytes + remaining (MQTT 5 §2.1.4). */
+function packetSize(remaining: number): number {
+  return 1 + (remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4) + remaining;
+}
+
 export class MqttConnection implements ConnectionHandler, SessionLink {
   readonly id = nextConnectionId++;
   state: ConnectionState = 'new';
@@ -108,7 +113,7 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
     if (!this.isOpen) return;
     // A packet announced larger than we accept is refused before it is buffered [MQTT-3.2.2-15 via our Maximum Packet Size].
     const pending = (this.parser as unknown as { packet: { length: number } }).packet;
-    if (pending.length > this.server.maxPacketBytes) {
+    if (pending.length !== -1 && packetSize(pending.length) > this.server.maxPacketBytes) {
       this.server.stats.malformed++;
       this.disconnect(Reason.packetTooLarge, `packet larger than ${this.server.maxPacketBytes} bytes`);
     }
@@ -125,6 +130,12 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
   private onPacket(packet: mqtt.Packet): void {
     if (!this.isOpen) return;
     this.server.stats.packetsReceived++;
+    if (packetSize(packet.length ?? 0) > this.server.maxPacketBytes) {
+      // A whole oversize packet can arrive in one read: refuse it here too (MQTT 5 §3.2.2.3.6).
+      this.server.stats.malformed++;
+      this.disconnect(Reason.packetTooLarge, `packet larger than ${this.server.maxPacketBytes} bytes`);
+      return;
+    }
     if (this.state === 'authenticating') {
       this.backlog.push(packet);
       return;

@@ -38,7 +38,8 @@ export class MqttServer {
   };
   /**
    * Largest packet we accept (our CONNACK Maximum Packet Size): the largest payload,
-   * the longest topic and room for properties; larger packets get DISCONNECT 0x95.
+   * the longest topic and 1 KiB for header and properties, the same bound the
+   * WebSocket transport puts on a message; larger packets get DISCONNECT 0x95.
    */
   readonly maxPacketBytes: number;
   /** How long a connection may stay silent before sending CONNECT [MQTT-3.1.4 "reasonable amount of time"]. */
@@ -46,6 +47,6 @@ export class MqttServer {
 
   constructor(readonly ctx: BrokerContext, readonly authenticate: Authenticate) {
     const c = ctx.config;
-    this.maxPacketBytes = Math.min(268_435_460, c.maxPayloadBytes + c.maxTopicBytes + 16 * 1024);
+    this.maxPacketBytes = Math.min(268_435_460, c.maxPayloadBytes + c.maxTopicBytes + 1024);
   }
 }
