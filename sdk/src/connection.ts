@@ -161,8 +161,13 @@ export class Connection {
     if (this.state === 'closed' || this.state === 'closing') return;
     this.state = 'closed';
     this.stopTimers();
-    if (closeCode !== undefined) this.socket.close(closeCode, error.message.slice(0, 120));
-    this.socket.terminate();
+    if (closeCode !== undefined) {
+      // Tell the broker why (the close frame), but do not wait long for its answer.
+      this.socket.close(closeCode, error.message.slice(0, 60));
+      this.timer = setTimeout(() => this.socket.terminate(), CLOSE_TIMEOUT_MS);
+    } else {
+      this.socket.terminate();
+    }
     this.handlers.lost(error);
   }
 

@@ -34,7 +34,14 @@ export const transport: Transport = function openBrowserSocket(url, protocols, o
   ws.onclose = (e: CloseEvent) => finish(e.code, e.reason);
   return {
     send: (data) => ws.send(data),
-    close: (code, reason) => ws.close(code, reason),
+    close: (code, reason) => {
+      try {
+        ws.close(code, reason);
+      } catch {
+        // Browsers only let pages send 1000 and 3000–4999, with a reason of at most 123 bytes.
+        ws.close();
+      }
+    },
     // Browsers cannot drop a socket without a handshake: start one, and report the
     // socket gone now instead of waiting for a close frame that a dead peer never sends.
     terminate: () => {

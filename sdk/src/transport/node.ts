@@ -36,7 +36,13 @@ export const transport: Transport = function openNodeSocket(url, protocols, on):
   });
   return {
     send: (data) => ws.send(data),
-    close: (code, reason) => ws.close(code, reason),
+    close: (code, reason) => {
+      try {
+        ws.close(code, reason);
+      } catch {
+        ws.terminate(); // an invalid code or a reason over 123 bytes: drop instead of throwing
+      }
+    },
     terminate: () => ws.terminate(),
     get bufferedAmount() {
       return ws.bufferedAmount;

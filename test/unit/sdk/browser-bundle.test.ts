@@ -28,6 +28,8 @@ class FakeWebSocket {
     this.sent.push(decodeClientFrame(bytes));
   }
   close(code?: number, reason?: string): void {
+    // Like browsers: pages may only send 1000 and 3000–4999.
+    if (code !== undefined && code !== 1000 && (code < 3000 || code > 4999)) throw new Error(`InvalidAccessError: close code ${code}`);
     this.closedWith = [code, reason];
     queueMicrotask(() => this.onclose?.({ code: code ?? 1005, reason: reason ?? '' }));
   }
@@ -108,4 +110,20 @@ test('the browser bundle treats a text message as a protocol error (1002, not re
   assert.equal(errors.length, 1);
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(FakeWebSocket.instances.at(-1), ws); // no new attempt
+});
+
+test('the browser bundle drops a link that sends a malformed frame without throwing (browsers refuse close code 1002)', async () => {
+  const specifier: string = 'topicast/browser';
+  const { connect } = (await import(specifier)) as { connect: (url: string, o?: object) => Promise<{ state: string; on(e: 'error', l: (e: { code: number }) => void): void }> };
+  const p = connect('ws://example.test/ws', { reconnect: { minDelayMs: 1, maxDelayMs: 1 } });
+  await flush();
+  const ws = FakeWebSocket.instances.at(-1)!;
+  ws.serverOpen();
+  const client = await p;
+  const errors: number[] = [];
+  client.on('error', (e) => errors.push(e.code));
+  ws.onmessage?.({ data: new Uint8Array([0x92, 0x63, 0xc1]).buffer });
+  assert.equal(client.state, 'closed');
+  assert.deepEqual(errors, [1]); // ErrorCode.badFrame
+  assert.deepEqual(ws.closedWith, [undefined, undefined]);
 });
