@@ -189,6 +189,7 @@ export class LogRetainedStore implements RetainedStore {
   private broken: StoreError | undefined;
 
   private compacting: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
   private compactAbort = false;
   /** After a failed compaction, the log size at which to try again (avoids retrying on every batch). */
   private compactRetryAt = 0;
@@ -297,20 +298,32 @@ export class LogRetainedStore implements RetainedStore {
    * closes the files and releases the directory. Reads keep working from memory.
    * Resolves once everything acknowledged is on disk; idempotent.
    */
-  async close(): Promise<void> {
-    if (this.state !== 'open') {
-      while (this.state !== 'closed') await new Promise((r) => setImmediate(r));
-      return;
-    }
+  close(): Promise<void> {
+    return (this.closing ??= this.shutDown());
+  }
+
+  private async shutDown(): Promise<void> {
     this.state = 'closing';
     this.compactAbort = true;
     await this.compacting;
     if (this.batch) this.startDrain();
     while (this.flushing) await this.flushing;
-    closeSync(this.fd);
-    this.fd = -1;
-    this.release();
-    this.state = 'closed';
+    try {
+      closeSync(this.fd);
+    } finally {
+      this.fd = -1;
+      this.release();
+      this.state = 'closed';
+    }
+  }
+
+  private report(failure: StoreError): void {
+    try {
+      this.onError(failure);
+    } catch (err) {
+      // A throwing reporter must not stop the writer; the failure is still counted in stats.
+      process.emitWarning(`retained store onError threw: ${String(err)} while reporting: ${failure.message}`);
+    }
   }
 
   // ---- memory -----------------------------------------------------------------
@@ -426,7 +439,7 @@ export class LogRetainedStore implements RetainedStore {
       } catch (err) {
         const failure = err instanceof StoreError ? err : describeFailure(this.dir, 'append', err);
         this.stats.writeErrors++;
-        this.onError(failure);
+        this.report(failure);
         batch.reject(failure);
       } finally {
         this.inFlight = undefined;
@@ -500,7 +513,7 @@ export class LogRetainedStore implements RetainedStore {
         const failure = err instanceof StoreError ? err : describeFailure(this.dir, 'compaction', err);
         this.stats.compactionErrors++;
         this.compactRetryAt = this.stats.logBytes + this.compactMinBytes;
-        this.onError(failure);
+        this.report(failure);
       },
     ).finally(() => {
       this.compacting = undefined;
