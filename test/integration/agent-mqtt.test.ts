@@ -1,5 +1,6 @@
 // The MQTT transport against Debian's Mosquitto (started here on 127.0.0.1, ephemeral port, temp
 // config): same behaviour as native — status, info, retained readings, will — with JSON text payloads.
+// Then against Topicast's own MQTT listener, read back by a native SDK subscriber.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -8,6 +9,8 @@ import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
+import { connect } from 'topicast';
+import { startBroker } from '../helpers/broker.js';
 import { eventually, spawnAgent } from '../unit/agent/spawn-agent.js';
 
 const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => spawnSync(p, ['-h']).error === undefined);
@@ -104,6 +107,31 @@ test('MQTT transport against Mosquitto: status, info, JSON readings, retained, w
   } finally {
     agent.kill('SIGKILL');
     await sub.endAsync();
+    await broker.stop();
+  }
+});
+
+test("MQTT transport to Topicast's own MQTT listener; a native SDK subscriber reads the same JSON text", async () => {
+  const mqttPort = await freePort();
+  const broker = await startBroker({ args: ['--mqtt-port', String(mqttPort)] });
+  const id = `it-tmqtt-${process.pid}`;
+  const client = await connect(broker.url, { codec: 'text' });
+  const seen: { topic: string; text: string }[] = [];
+  await client.subscribe(`devices/${id}/#`, (text, meta) => {
+    seen.push({ topic: meta.topic, text: String(text) });
+  });
+  const last = (suffix: string) => [...seen].reverse().find((m) => m.topic === `devices/${id}/${suffix}`)?.text;
+  const agent = spawnAgent(['--url', `mqtt://127.0.0.1:${mqttPort}`, '--id', id, '--interval', '0.2']);
+  const ctx = () => `agent:\n${agent.logs.join('\n')}\nbroker:\n${broker.logs.slice(-20).join('\n')}`;
+  try {
+    await eventually(() => last('status') === 'online' && last('memory/usage') !== undefined, 'status and readings across protocols', 10_000, ctx);
+    assert.equal((JSON.parse(last('memory/usage')!) as { unit: string }).unit, '%');
+    assert.equal((JSON.parse(last('info')!) as { transport: string }).transport, 'mqtt');
+    agent.kill('SIGKILL');
+    await eventually(() => last('status') === 'offline', "the MQTT will, delivered to a native subscriber", 10_000, ctx);
+  } finally {
+    agent.kill('SIGKILL');
+    await client.close();
     await broker.stop();
   }
 });

@@ -1,6 +1,9 @@
 // End to end over the native protocol: topicast-agent process → broker process → SDK subscriber.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, type Client } from 'topicast';
 import { startBroker } from '../helpers/broker.js';
 import { eventually, spawnAgent } from '../unit/agent/spawn-agent.js';
@@ -107,5 +110,42 @@ test('an agent started before its broker keeps trying, then announces itself and
     }
   } finally {
     agent.kill('SIGKILL');
+  }
+});
+
+test('exec sensors from the config file reach the subscriber; a crashing one is restarted and its stderr logged', async () => {
+  const broker = await startBroker();
+  const id = uniqueId('it-exec');
+  const dir = mkdtempSync(join(tmpdir(), 'agent-exec-'));
+  const config = join(dir, 'agent.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      readers: [],
+      exec: [
+        { name: 'dht', command: `echo '{"temperature": 21.5, "humidity": 40}'`, intervalSec: 0.3, unit: '' },
+        { name: 'counter', command: 'i=0; while [ $i -lt 1000 ]; do i=$((i+1)); echo "count $i"; sleep 0.1; done' },
+        { name: 'broken', command: 'echo failing >&2; exit 1', restart: { minDelaySec: 0.1, maxDelaySec: 0.2 } },
+      ],
+      sensors: { 'exec/counter/#': { threshold: -1 } },
+    }),
+  );
+  const sub = await watch(broker.url, `devices/${id}/#`);
+  const agent = spawnAgent(['--url', broker.url, '--id', id, '--config', config]);
+  const ctx = () => `agent log:\n${agent.logs.join('\n')}`;
+  try {
+    await eventually(() => sub.last('exec/dht/temperature') !== undefined && sub.last('exec/dht/humidity') !== undefined, 'the periodic exec sensor', 10_000, ctx);
+    assert.deepEqual((sub.last('exec/dht/temperature') as { value: number }).value, 21.5);
+    await eventually(() => ((sub.last('exec/counter/count') as { value: number } | undefined)?.value ?? 0) >= 3, 'the long-running exec sensor', 10_000, ctx);
+    await eventually(() => agent.logs.filter((l) => l === 'warn exec broken: failing').length >= 3, 'restarts of the broken program', 10_000, ctx);
+    const info = sub.last('info') as { sensors: { path: string }[] };
+    assert.ok(info.sensors.some((s) => s.path === 'exec/broken'), 'declared exec sensors are listed before they print anything');
+    agent.kill('SIGTERM');
+    assert.equal((await agent.exited).code, 0, ctx());
+  } finally {
+    agent.kill('SIGKILL');
+    await sub.client.close();
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
