@@ -58,8 +58,9 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
   problemInfo = true;
   /** Packets received while the auth hook runs, processed in order once connected. */
   backlog: mqtt.Packet[] = [];
-  readonly inboundAliases = new Map<number, string>();
-  private readonly outboundAliases = new Map<string, number>();
+  /** Topic aliases, created on first use (most connections never use them). */
+  inboundAliases: Map<number, string> | undefined;
+  private outboundAliases: Map<string, number> | undefined;
   readonly bucket: TokenBucket;
   readonly outbox: Outbox;
   private readonly parser = mqtt.parser();
@@ -169,7 +170,7 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
     const bytes = this.publishBytes(message, 0, retain, subscriptionIds, 0, false, alias);
     if (bytes.length > this.clientMaxPacketBytes) {
       this.server.stats.oversize++; // [MQTT-3.1.2-25] discarded, as if sent
-      if (alias?.establishes) this.outboundAliases.delete(message.topic);
+      if (alias?.establishes) this.outboundAliases!.delete(message.topic);
       return;
     }
     this.server.stats.packetsSent++;
@@ -182,7 +183,7 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
     const bytes = this.publishBytes(d.message, d.qos, d.retain, d.subscriptionIds, packetId, dup, alias);
     if (bytes.length > this.clientMaxPacketBytes) {
       this.server.stats.oversize++; // [MQTT-3.1.2-25]
-      if (alias?.establishes) this.outboundAliases.delete(d.message.topic);
+      if (alias?.establishes) this.outboundAliases!.delete(d.message.topic);
       return false;
     }
     this.server.stats.packetsSent++;
@@ -212,11 +213,12 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
   /** Outbound topic alias (MQTT 5 §3.3.2.3.4): assigned first-come while the client's maximum allows. */
   private aliasFor(topic: string): { alias: number; establishes: boolean } | undefined {
     if (this.clientTopicAliasMax === 0) return undefined; // [MQTT-3.3.2-9] never beyond the client's maximum
-    const existing = this.outboundAliases.get(topic);
+    const aliases = (this.outboundAliases ??= new Map());
+    const existing = aliases.get(topic);
     if (existing !== undefined) return { alias: existing, establishes: false };
-    if (this.outboundAliases.size >= this.clientTopicAliasMax) return undefined;
-    const alias = this.outboundAliases.size + 1;
-    this.outboundAliases.set(topic, alias);
+    if (aliases.size >= this.clientTopicAliasMax) return undefined;
+    const alias = aliases.size + 1;
+    aliases.set(topic, alias);
     return { alias, establishes: true };
   }
 

@@ -44,14 +44,14 @@ export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
     // [MQTT-3.3.2-8] alias 0 and [MQTT-3.3.2-10] above our Topic Alias Maximum are errors.
     if (alias === 0 || alias > config.mqttMaxTopicAliases) return c.disconnect(Reason.topicAliasInvalid, `topic alias ${alias} out of range`);
     if (topic === '') {
-      const known = c.inboundAliases.get(alias);
+      const known = c.inboundAliases?.get(alias);
       if (known === undefined) return c.disconnect(Reason.protocolError, `unknown topic alias ${alias}`); // MQTT 5 §3.3.4
       topic = known;
     }
   }
   const problem = topicProblem(topic, ctx.topicLimits);
   if (problem !== undefined) return c.disconnect(Reason.topicNameInvalid, `topic ${problem}`); // [MQTT-3.3.2-2] [MQTT-4.7.3-1]
-  if (alias !== undefined && p.topic !== '') c.inboundAliases.set(alias, topic); // MQTT 5 §3.3.2.3.4: (re)maps the alias
+  if (alias !== undefined && p.topic !== '') (c.inboundAliases ??= new Map()).set(alias, topic); // MQTT 5 §3.3.2.3.4: (re)maps the alias
   if (v5 && props?.subscriptionIdentifier !== undefined) return c.disconnect(Reason.protocolError, 'PUBLISH from a client must not carry a subscription identifier'); // [MQTT-3.3.4-6]
   if (v5 && props?.responseTopic !== undefined && topicProblem(props.responseTopic, ctx.topicLimits) !== undefined) {
     return c.disconnect(Reason.protocolError, 'response topic must be a topic name'); // [MQTT-3.3.2-14]
