@@ -67,7 +67,7 @@ export interface ConnectOptions {
   codec?: CodecName | Codec;
   /** Published by the broker if this client's connection drops without a clean close. */
   will?: { topic: string; value: unknown; retain?: boolean };
-  /** Ping interval; a dead connection is detected within 2 × heartbeatMs (default 15 000). */
+  /** Ping interval; a dead connection is detected within 2 × heartbeatMs (default 15 000; 0: only as often as the broker's idle timeout requires). */
   heartbeatMs?: number;
   /** Queue for publishes made while disconnected or while the socket is backed up. */
   queue?: QueueOptions;

@@ -58,6 +58,7 @@ export class Connection {
   private readonly options: ConnectionOptions;
   private timer: ReturnType<typeof setTimeout> | undefined; // connect timeout, then close timeout
   private heartbeat: ReturnType<typeof setInterval> | undefined;
+  private heartbeatMs = 0;
   private receivedSinceTick = false;
   private pinged = false;
   private lastError: Error | undefined;
@@ -138,16 +139,17 @@ export class Connection {
   }
 
   private startHeartbeat(info: WelcomeInfo): void {
-    let interval = this.options.heartbeatMs;
+    let interval = this.options.heartbeatMs > 0 ? this.options.heartbeatMs : Infinity; // 0: off
     // Ping at least twice per broker idle timeout, or the broker would drop a quiet client.
     if (info.idleTimeoutSec > 0) interval = Math.min(interval, (info.idleTimeoutSec * 1000) / 2);
     if (!(interval > 0) || !Number.isFinite(interval)) return;
+    this.heartbeatMs = interval;
     this.heartbeat = setInterval(() => this.tick(), interval);
   }
 
   private tick(): void {
     if (this.pinged && !this.receivedSinceTick) {
-      const ms = Math.round(this.options.heartbeatMs);
+      const ms = Math.round(this.heartbeatMs);
       this.fail(new ConnectionError(ClientErrorCode.connectionLost, `no frame from broker within a ${ms} ms heartbeat interval`, 1006));
       return;
     }

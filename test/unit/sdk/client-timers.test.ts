@@ -114,3 +114,18 @@ test('backoff: exponential with full jitter between rounds, bounded by maxDelayM
   assert.equal(net.sockets.length, before + 1);
   await client.close();
 });
+
+test('heartbeatMs 0: no pings unless the broker announces an idle timeout', async () => {
+  for (const idleTimeoutSec of [0, 8]) {
+    const net = new FakeNet();
+    const p = connect('ws://fake/ws', { transport: net.transport, heartbeatMs: 0 });
+    await flush();
+    net.last.accept({ idleTimeoutSec });
+    net.last.auto = true; // answers pings
+    const client = await p;
+    for (let i = 0; i < 15; i++) await tick(4000);
+    assert.equal(client.state, 'open');
+    assert.equal(net.last.framesOf(Op.ping).length, idleTimeoutSec === 0 ? 0 : 60_000 / 4000, `idle ${idleTimeoutSec}`);
+    await client.close();
+  }
+});
