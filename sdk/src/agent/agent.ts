@@ -14,11 +14,15 @@
  * Default thresholds depend on the unit (table below); strings and objects publish on change.
  * A threshold of -1 publishes every considered value.
  *
- * Offline buffer. While the transport is not open, and for every publish that fails, only the
- * latest payload of each topic is kept, in a map bounded by `maxBufferedTopics` (the least
- * recently updated topic is dropped first, and counted). On every (re)connect the agent
- * publishes `status` online, then `info`, then the buffered topics, all retained. Nothing is
- * queued twice: the transports' own offline queues are not used for readings.
+ * Offline and reconnects. The sensor table keeps the latest accepted payload of every sensor
+ * (one entry per topic, bounded by `maxSensors`: beyond it new sensor paths are ignored, logged
+ * once and counted, so a runaway exec program cannot grow the agent). While the transport is
+ * not open nothing is sent and the deadband keeps comparing, so the table holds only the latest
+ * value of each topic. On every (re)connect the agent publishes `status` online, then `info`,
+ * then the latest payload of every sensor, all retained: what changed while disconnected goes
+ * out, and a broker that restarted without its retained store gets every value back at once.
+ * The transports' own offline queues are not used for readings. A publish that fails while
+ * open (the connection is going down) is counted; the next reconnect sends that topic again.
  *
  * Payload encoding. The agent hands values to the transport; each transport encodes them the way
  * its subscribers expect. Native: the SDK's default codec (MessagePack), so `48.2` is a float and
@@ -72,7 +76,7 @@ export const DEFAULT_THRESHOLDS: Readonly<Record<string, number>> = {
 
 export const DEFAULT_INTERVAL_SEC = 5; // fresh enough for a dashboard, a few hundred bytes/s for a busy machine
 export const DEFAULT_MAX_AGE_SEC = 60; // a quiet sensor still shows it is alive every minute
-export const DEFAULT_MAX_BUFFERED_TOPICS = 1000; // a device has a few hundred sensors; the bound only matters for runaway exec output
+export const DEFAULT_MAX_SENSORS = 2000; // a laptop has about 100 sensors, a server with many disks a few hundred; the bound is for runaway exec output
 const DUE_SLACK_MS = 50; // timers fire late, never early; this absorbs rounding so a 5 s sensor is not skipped at 4.999 s
 const FIRST_ROUND_DELAY_MS = 1000; // rates (cpu, net, disk I/O) need two reads; one second gives meaningful first values
 
@@ -93,17 +97,20 @@ export interface AgentOptions {
   maxAgeSec?: number;
   rules?: SensorRule[];
   payload?: 'reading' | 'number';
-  maxBufferedTopics?: number;
+  maxSensors?: number;
   clock?: Clock;
   log?: Logger;
 }
 
 export interface AgentStats {
+  /** Publishes handed to the transport. */
   published: number;
+  /** Considered values held back by the deadband. */
   suppressed: number;
-  buffered: number;
-  dropped: number;
+  /** Publishes the transport rejected. */
   failed: number;
+  /** Values of new sensors ignored because the table was full. */
+  ignored: number;
 }
 
 interface SensorState {
@@ -112,6 +119,8 @@ interface SensorState {
   dueAt: number;
   lastValue: Sample['value'] | object | undefined;
   lastPublishedAt: number | undefined;
+  /** The latest accepted payload: sent now if connected, else at the next connection. */
+  payload: Payload | undefined;
 }
 
 /** Options for `offer`: exec sensors have their own timing, so they skip the interval gate. */
@@ -127,7 +136,7 @@ export interface OfferOptions {
  */
 export class Agent {
   readonly id: string;
-  readonly stats: AgentStats = { published: 0, suppressed: 0, buffered: 0, dropped: 0, failed: 0 };
+  readonly stats: AgentStats = { published: 0, suppressed: 0, failed: 0, ignored: 0 };
   private readonly transport: AgentTransport;
   private readonly readers: Reader[];
   private readonly baseInfo: DeviceInfo;
@@ -135,19 +144,18 @@ export class Agent {
   private readonly maxAgeSec: number;
   private readonly rules: SensorRule[];
   private readonly payloadShape: 'reading' | 'number';
-  private readonly maxBuffered: number;
+  private readonly maxSensors: number;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly sensors = new Map<string, SensorState>();
   private readonly readerDue = new Map<Reader, number>();
-  private readonly pending = new Map<string, Payload>();
   private readonly extraSensors = new Map<string, string>();
   private cpuSource: string | undefined;
-  private infoSignature = '';
+  private infoDirty = false; // a sensor appeared since info was last published
   private timer: unknown;
   private offOpen: (() => void) | undefined;
   private running = false;
-  private announced = false; // nothing goes out before status and info; until then it waits in the buffer
+  private announced = false; // nothing goes out before status and info; until then values wait in the sensor table
 
   constructor(options: AgentOptions) {
     this.id = options.id;
@@ -158,7 +166,7 @@ export class Agent {
     this.maxAgeSec = options.maxAgeSec ?? DEFAULT_MAX_AGE_SEC;
     this.rules = options.rules ?? [];
     this.payloadShape = options.payload ?? 'reading';
-    this.maxBuffered = options.maxBufferedTopics ?? DEFAULT_MAX_BUFFERED_TOPICS;
+    this.maxSensors = options.maxSensors ?? DEFAULT_MAX_SENSORS;
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? silentLogger;
   }
@@ -176,7 +184,6 @@ export class Agent {
       this.readerDue.set(r, now + FIRST_ROUND_DELAY_MS);
       this.offerAll(readSafely(r, now, this.log), now, true);
     }
-    this.infoSignature = this.sensorSignature();
     this.offOpen = this.transport.onOpen(() => this.announce());
     if (this.transport.isOpen()) this.announce();
     this.arm();
@@ -194,7 +201,9 @@ export class Agent {
 
   /** Registers a sensor that is not read by a reader (an exec sensor), so `info` lists it before its first value. */
   declareSensor(path: string, unit: string): void {
+    if (this.extraSensors.get(path) === unit) return;
     this.extraSensors.set(path, unit);
+    this.infoDirty = true;
     this.refreshInfo();
   }
 
@@ -214,9 +223,9 @@ export class Agent {
     return [...all].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([path, unit]) => ({ path, unit }));
   }
 
-  /** Number of topics waiting for a connection. */
-  get bufferedTopics(): number {
-    return this.pending.size;
+  /** Number of sensors in the table (each with its latest value). */
+  get sensorCount(): number {
+    return this.sensors.size;
   }
 
   /** Runs the due readers now; the timer calls this, tests may too. */
@@ -281,8 +290,13 @@ export class Agent {
   private offerAt(sample: { path: string; value: Sample['value'] | object; unit: string }, now: number, gate: boolean): void {
     let s = this.sensors.get(sample.path);
     if (!s) {
-      s = { settings: this.settingsFor(sample.path, sample.unit), unit: sample.unit, dueAt: now, lastValue: undefined, lastPublishedAt: undefined };
+      if (this.sensors.size >= this.maxSensors) {
+        if (this.stats.ignored++ === 0) this.log.warn(`more than ${this.maxSensors} sensors: ignoring new ones, starting with ${sample.path}`);
+        return;
+      }
+      s = { settings: this.settingsFor(sample.path, sample.unit), unit: sample.unit, dueAt: now, lastValue: undefined, lastPublishedAt: undefined, payload: undefined };
       this.sensors.set(sample.path, s);
+      if (s.settings.enabled) this.infoDirty = true;
     }
     if (!s.settings.enabled) return;
     if (gate) {
@@ -303,7 +317,8 @@ export class Agent {
     }
     s.lastValue = value;
     s.lastPublishedAt = now;
-    this.send(this.topic(sample.path), this.payload(value, sample.unit, now));
+    s.payload = this.payload(value, sample.unit, now);
+    this.send(this.topic(sample.path), s.payload);
   }
 
   private payload(value: Sample['value'] | object, unit: string, now: number): Payload {
@@ -316,63 +331,31 @@ export class Agent {
     return { ...this.baseInfo, id: this.id, transport: this.transport.kind, intervalSec: this.intervalSec, sensors: this.sensorList() };
   }
 
-  private sensorSignature(): string {
-    return this.sensorList()
-      .map((s) => `${s.path}\u0000${s.unit}`)
-      .join('\u0001');
-  }
-
-  /** Republishes `info` when the sensor list changed (a disk mounted, an exec program printed a new name). */
+  /** Republishes `info` when the sensor list grew (a disk mounted, an exec program printed a new name). */
   private refreshInfo(): void {
-    if (!this.running) return;
-    const sig = this.sensorSignature();
-    if (sig === this.infoSignature) return;
-    this.infoSignature = sig;
+    if (!this.running || !this.infoDirty) return;
+    this.infoDirty = false;
     this.send(this.topic('info'), this.info());
   }
 
-  /** On every (re)connect: status, info, then the latest buffered value of each topic. */
+  /** On every (re)connect: status, info, then the latest value of every sensor. */
   private announce(): void {
     if (!this.running) return;
-    const statusTopic = this.topic('status');
-    const infoTopic = this.topic('info');
-    this.pending.delete(statusTopic);
-    this.pending.delete(infoTopic);
-    const backlog = [...this.pending];
-    this.pending.clear();
     this.announced = true;
-    this.log.info(`connected (${this.transport.kind}); publishing status, info and ${backlog.length} buffered topics`);
-    this.send(statusTopic, 'online');
-    this.infoSignature = this.sensorSignature();
-    this.send(infoTopic, this.info());
-    for (const [topic, payload] of backlog) this.send(topic, payload);
+    this.log.info(`connected (${this.transport.kind}); publishing status, info and ${this.sensors.size} sensors`);
+    this.send(this.topic('status'), 'online');
+    this.infoDirty = false;
+    this.send(this.topic('info'), this.info());
+    for (const [path, s] of this.sensors) if (s.payload !== undefined) this.send(this.topic(path), s.payload);
   }
 
   private send(topic: string, payload: Payload): void {
-    if (!this.announced || !this.transport.isOpen()) {
-      this.buffer(topic, payload, true);
-      return;
-    }
+    if (!this.announced || !this.transport.isOpen()) return; // the sensor table keeps it for the next connection
     this.stats.published++;
     this.transport.publish(topic, payload, true).then(undefined, (err: unknown) => {
       this.stats.failed++;
-      this.log.debug(`publish ${topic} failed, kept for the next connection: ${String((err as Error)?.message ?? err)}`);
-      // A newer value may have been buffered meanwhile; never overwrite it with this older one.
-      this.buffer(topic, payload, false);
+      this.log.debug(`publish ${topic} failed; it goes out again at the next connection: ${String((err as Error)?.message ?? err)}`);
     });
-  }
-
-  private buffer(topic: string, payload: Payload, replace: boolean): void {
-    if (this.pending.has(topic)) {
-      if (!replace) return;
-      this.pending.delete(topic); // re-insert at the end: the map's order is least recently updated first
-    } else if (this.pending.size >= this.maxBuffered) {
-      const oldest = this.pending.keys().next().value as string;
-      this.pending.delete(oldest);
-      this.stats.dropped++;
-    }
-    this.pending.set(topic, payload);
-    this.stats.buffered++;
   }
 }
 

@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     maxAgeSec: config.maxAgeSec,
     rules: config.sensors,
     payload: config.payload,
-    maxBufferedTopics: config.maxBufferedTopics,
+    maxSensors: config.maxSensors,
     log,
   });
   const execs = config.exec.map((e) => new ExecSensor(e, agent, { log }));

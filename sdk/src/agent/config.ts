@@ -15,7 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { DEFAULT_INTERVAL_SEC, DEFAULT_MAX_AGE_SEC, DEFAULT_MAX_BUFFERED_TOPICS, type SensorRule, type SensorSettings } from './agent.js';
+import { DEFAULT_INTERVAL_SEC, DEFAULT_MAX_AGE_SEC, DEFAULT_MAX_SENSORS, type SensorRule, type SensorSettings } from './agent.js';
 import type { ExecSensorConfig } from './exec.js';
 import { sensorFilterProblem } from './filter.js';
 import { LOG_LEVELS } from './log.js';
@@ -34,7 +34,7 @@ export interface AgentConfig {
   sensors: SensorRule[];
   exec: ExecSensorConfig[];
   payload: 'reading' | 'number';
-  maxBufferedTopics: number;
+  maxSensors: number;
   token: string | undefined;
   logLevel: LogLevel;
   once: boolean;
@@ -64,7 +64,7 @@ Publishes this machine's hardware readings to a Topicast (or any MQTT) broker un
   --readers LIST       comma-separated readers (default all: ${READER_NAMES.join(',')})
   --root DIR           directory standing for / when reading /proc and /sys (default /)
   --payload SHAPE      reading ({ value, unit, ts }, default) | number
-  --max-buffered N     topics kept while disconnected (default ${DEFAULT_MAX_BUFFERED_TOPICS})
+  --max-sensors N      most sensors kept, each with its latest value (default ${DEFAULT_MAX_SENSORS})
   --token TOKEN        auth token for the broker (native transport)
   --log-level LEVEL    error | warn | info | debug (default info)
   --config FILE        JSON config file (also sensors and exec sensors; see the README)
@@ -79,7 +79,7 @@ interface Source {
   value: unknown;
 }
 
-const FLAGS = ['url', 'transport', 'id', 'interval', 'max-age', 'readers', 'root', 'payload', 'max-buffered', 'token', 'log-level', 'config'] as const;
+const FLAGS = ['url', 'transport', 'id', 'interval', 'max-age', 'readers', 'root', 'payload', 'max-sensors', 'token', 'log-level', 'config'] as const;
 type Flag = (typeof FLAGS)[number];
 const BOOLEAN_FLAGS = ['once', 'print'] as const;
 
@@ -93,7 +93,7 @@ const FILE_KEY: Record<Flag, string> = {
   readers: 'readers',
   root: 'root',
   payload: 'payload',
-  'max-buffered': 'maxBufferedTopics',
+  'max-sensors': 'maxSensors',
   token: 'token',
   'log-level': 'logLevel',
   config: 'config',
@@ -254,12 +254,12 @@ export function parseAgentArgs(argv: readonly string[], environment: ParseEnviro
     }
   }
 
-  const maxBufferedSource = pick('max-buffered');
-  let maxBufferedTopics = DEFAULT_MAX_BUFFERED_TOPICS;
-  if (maxBufferedSource) {
-    const n = Number(maxBufferedSource.value);
-    if (!Number.isInteger(n) || n < 1) fail('--max-buffered', maxBufferedSource, 'must be an integer ≥ 1');
-    maxBufferedTopics = n;
+  const maxSensorsSource = pick('max-sensors');
+  let maxSensors = DEFAULT_MAX_SENSORS;
+  if (maxSensorsSource) {
+    const n = Number(maxSensorsSource.value);
+    if (!Number.isInteger(n) || n < 1) fail('--max-sensors', maxSensorsSource, 'must be an integer ≥ 1');
+    maxSensors = n;
   }
 
   const tokenSource = pick('token');
@@ -276,7 +276,7 @@ export function parseAgentArgs(argv: readonly string[], environment: ParseEnviro
     sensors: parseSensors(file.sensors, configFile),
     exec: parseExec(file.exec, configFile),
     payload: oneOf('payload', ['reading', 'number'] as const, 'reading'),
-    maxBufferedTopics,
+    maxSensors,
     token: tokenSource ? String(tokenSource.value) : undefined,
     logLevel: oneOf('log-level', LOG_LEVELS, 'info'),
     once: bools.once,

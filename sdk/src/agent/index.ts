@@ -7,7 +7,7 @@
  * const agent = new Agent({ id: 'pi-01', transport, readers: createReaders(), info: deviceInfo() });
  * agent.start();
  */
-export { Agent, DEFAULT_INTERVAL_SEC, DEFAULT_MAX_AGE_SEC, DEFAULT_MAX_BUFFERED_TOPICS, DEFAULT_THRESHOLDS } from './agent.js';
+export { Agent, DEFAULT_INTERVAL_SEC, DEFAULT_MAX_AGE_SEC, DEFAULT_MAX_SENSORS, DEFAULT_THRESHOLDS } from './agent.js';
 export type { AgentOptions, AgentStats, DeviceInfo, OfferOptions, SensorRule, SensorSettings } from './agent.js';
 export type { AgentTransport, Clock, Logger, LogLevel, Payload, Reader, ReaderOptions, Sample } from './types.js';
 export { systemClock, silentLogger } from './types.js';

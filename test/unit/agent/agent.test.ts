@@ -110,45 +110,61 @@ test('per-sensor rules by filter: interval, disabled; a reader runs at its faste
   assert.deepEqual(info.sensors.map((s) => s.path), ['fast', 'slow/x']);
 });
 
-test('offline: only the latest value per topic is kept, bounded, and published after status and info on reconnect', () => {
+test('offline: only the latest value per topic is kept, and goes out after status and info on reconnect', () => {
   const r = scriptedReader('abc', (n) => ['a', 'b', 'c'].map((p) => ({ path: p, value: n, unit: '' })));
-  const { clock, transport, agent } = setup([r], { maxBufferedTopics: 2 });
+  const { clock, transport, agent } = setup([r]);
   agent.start();
   transport.open = false; // the connection drops
   transport.take();
-  clock.advance(1000 + 5000 * 3);
+  clock.advance(1000 + 5000 * 3); // three rounds while disconnected
   assert.equal(transport.published.length, 0);
-  assert.equal(agent.bufferedTopics, 2);
-  assert.ok(agent.stats.dropped >= 3, `dropped ${agent.stats.dropped}`);
   transport.setOpen(true);
   const out = transport.take();
-  assert.deepEqual(out.map((p) => p.topic), ['devices/pi-01/status', 'devices/pi-01/info', 'devices/pi-01/b', 'devices/pi-01/c']);
+  assert.deepEqual(out.map((p) => p.topic), ['devices/pi-01/status', 'devices/pi-01/info', 'devices/pi-01/a', 'devices/pi-01/b', 'devices/pi-01/c']);
   const last = r.reads.length - 1;
-  assert.deepEqual(out.slice(2).map((p) => (p.payload as { value: number }).value), [last, last]);
-  assert.equal(agent.bufferedTopics, 0);
+  assert.deepEqual(out.slice(2).map((p) => (p.payload as { value: number }).value), [last, last, last]);
 });
 
-test('a failed publish is kept for the next connection, and never replaces a newer buffered value', async () => {
+test('a reconnect republishes every sensor, even unchanged ones (the broker may have lost its retained store)', () => {
+  const r = scriptedReader('k', constant('memory/total', 4e9, 'B'));
+  const { clock, transport, agent } = setup([r]);
+  agent.start();
+  clock.advance(30_000);
+  assert.equal(transport.take().filter((p) => p.topic.endsWith('memory/total')).length, 1);
+  transport.open = false;
+  transport.setOpen(true); // the broker restarted
+  assert.deepEqual(transport.take().map((p) => p.topic), ['devices/pi-01/status', 'devices/pi-01/info', 'devices/pi-01/memory/total']);
+});
+
+test('the sensor table is bounded: new sensors beyond maxSensors are ignored, logged once and counted', () => {
+  const warnings: string[] = [];
+  const log = { error() {}, warn: (m: string) => warnings.push(m), info() {}, debug() {} };
+  let n = 0;
+  const runaway = scriptedReader('runaway', () => [{ path: `exec/x/k${n++}`, value: 1, unit: '' }, { path: `exec/x/k${n++}`, value: 1, unit: '' }]);
+  const { clock, transport, agent } = setup([runaway], { maxSensors: 3, log });
+  agent.start();
+  clock.advance(1000 + 5000 * 5);
+  assert.equal(agent.sensorCount, 3);
+  assert.equal(agent.stats.ignored, 2 * 7 - 3);
+  assert.deepEqual(warnings, ['more than 3 sensors: ignoring new ones, starting with exec/x/k3']);
+  assert.equal(new Set(transport.topics()).size, 2 + 3);
+});
+
+test('a failed publish is counted, and the topic goes out again with its latest value at the next connection', async () => {
   const r = scriptedReader('x', (n) => [{ path: 'x', value: n, unit: '' }]);
   const { clock, transport, agent } = setup([r]);
   agent.start();
   transport.take();
   transport.failNext.add('devices/pi-01/x');
-  clock.advance(1000 + 5000); // value 2 considered and published: its publish will reject
-  transport.open = false; // and the connection is gone before the rejection arrives
-  clock.advance(5000); // value 3 goes to the buffer
-  await flush(); // now the rejection of value 2 arrives
+  clock.advance(1000 + 5000); // value 2 is considered and published: the publish rejects
+  transport.open = false; // the connection was going down
+  clock.advance(5000); // value 3 while disconnected
+  await flush();
   assert.equal(agent.stats.failed, 1);
+  assert.equal(transport.published.length, 0);
   transport.setOpen(true);
   const xs = transport.take().filter((p) => p.topic === 'devices/pi-01/x');
   assert.deepEqual(xs.map((p) => (p.payload as { value: number }).value), [3]);
-
-  transport.failNext.add('devices/pi-01/x');
-  clock.advance(5000);
-  await flush();
-  assert.equal(agent.bufferedTopics, 1, 'the failed value waits for the next connection');
-  transport.setOpen(true);
-  assert.deepEqual(transport.take().map((p) => p.topic).slice(-1), ['devices/pi-01/x']);
 });
 
 test('stop: offline goes out through the transport close, and no timer is left', async () => {

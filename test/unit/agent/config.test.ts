@@ -89,7 +89,7 @@ test('bad configuration: one line naming the setting, its source and the value',
   assert.match(problem(['--readers', 'cpu,gpu']), /unknown reader "gpu"/);
   assert.match(problem(['--payload', 'xml']), /must be one of reading, number/);
   assert.match(problem(['--log-level', 'loud']), /must be one of error, warn, info, debug/);
-  assert.match(problem(['--max-buffered', '0']), /integer ≥ 1/);
+  assert.match(problem(['--max-sensors', '0']), /^invalid --max-sensors "0" \(from --max-sensors\): must be an integer ≥ 1$/);
   assert.equal(problem(['--frobnicate']), 'unknown option --frobnicate (see --help)');
   assert.equal(problem(['--url']), '--url needs a value');
   assert.equal(problem(['extra']), 'unexpected argument "extra" (see --help)');
