@@ -39,7 +39,7 @@ import {
 } from './errors.js';
 import { CloseCode, filterProblem, Flag, isRetryable, Op, topicProblem, type ServerFrame, type WelcomeInfo, type WillMessage } from './protocol/index.js';
 import { DEFAULT_MAX_BUFFERED_BYTES, OfflineQueue, type QueueOptions } from './queue.js';
-import { Subscription, type Handler, type Message, type MessageMeta } from './subscription.js';
+import { driver, Subscription, type Handler, type Message, type MessageMeta } from './subscription.js';
 import type { CodecValue, FiltersValue, PublishValue, TopicMap } from './topics.js';
 import type { Transport } from './transport/types.js';
 
@@ -385,7 +385,7 @@ class TopicastClient {
       if (p.kind === 'publish') p.reject(error);
       else if (p.kind === 'unsubscribe') p.resolve(); // the broker forgot the subscription with the connection
     }
-    for (const sub of this.subs) sub.restoring();
+    for (const sub of this.subs) sub[driver].restoring();
   }
 
   private giveUp(error: ConnectionError): void {
@@ -418,7 +418,7 @@ class TopicastClient {
     this.subs.clear();
     this.matchCache.clear();
     const closedByUser = error.code === ClientErrorCode.closed;
-    for (const sub of subs) sub.close(closedByUser ? undefined : error);
+    for (const sub of subs) sub[driver].close(closedByUser ? undefined : error);
     const first = this.firstOpen;
     this.firstOpen = undefined;
     first?.reject(error);
@@ -493,7 +493,7 @@ class TopicastClient {
 
   private sendSubscribe(sub: Subscription<unknown>): void {
     const id = this.request({ kind: 'subscribe', sub });
-    sub.requestId = id;
+    sub[driver].requestId = id;
     this.send({ op: Op.subscribe, id, filters: [...sub.filters], options: sub.retained ? {} : { retained: false } });
   }
 
@@ -501,11 +501,11 @@ class TopicastClient {
   unsubscribe(sub: Subscription<unknown>): Promise<void> {
     this.matchCache.clear();
     if (!this.subs.delete(sub)) {
-      sub.close();
+      sub[driver].close();
       return Promise.resolve();
     }
-    if (sub.requestId) this.snapshots.delete(sub.requestId);
-    sub.close();
+    if (sub[driver].requestId) this.snapshots.delete(sub[driver].requestId);
+    sub[driver].close();
     return this.release(sub.filters);
   }
 
@@ -628,7 +628,7 @@ class TopicastClient {
       case Op.snapshotEnd: {
         const sub = this.snapshots.get(frame.id);
         this.snapshots.delete(frame.id);
-        sub?.snapshotEnded();
+        sub?.[driver].snapshotEnded();
         return;
       }
       default:
@@ -642,9 +642,9 @@ class TopicastClient {
     this.pending.delete(id);
     switch (p.kind) {
       case 'subscribe':
-        if (p.sub.state === 'closed' || p.sub.requestId !== id) return;
+        if (p.sub.state === 'closed' || p.sub[driver].requestId !== id) return;
         if (retained > 0) this.snapshots.set(id, p.sub);
-        p.sub.acked(retained);
+        p.sub[driver].acked(retained);
         return;
       case 'publish':
       case 'unsubscribe':
@@ -669,7 +669,7 @@ class TopicastClient {
         if (p.sub.state === 'closed') return;
         this.subs.delete(p.sub);
         this.matchCache.clear();
-        p.sub.close(error);
+        p.sub[driver].close(error);
         void this.release(p.sub.filters);
         return;
       case 'publish':
@@ -720,7 +720,7 @@ class TopicastClient {
         if (!decoded.has(sub.codec)) decoded.set(sub.codec, this.decode(sub.codec, topic, payload));
         v = decoded.get(sub.codec);
       }
-      if (v !== UNDECODABLE) sub.deliver(v, topic, retained, payload);
+      if (v !== UNDECODABLE) sub[driver].deliver(v, topic, retained, payload);
     }
   }
 

@@ -64,6 +64,28 @@ export interface SubscriptionHost {
 }
 
 /**
+ * Key of a subscription's driver: the client's half of its state machine. Exported for
+ * client.ts only (not from the package), so applications see just the public surface.
+ */
+export const driver: unique symbol = Symbol('topicast.subscription.driver');
+
+/** What the client drives: request bookkeeping and the transitions of the state machine. */
+export interface SubscriptionDriver<T> {
+  /** Id of the SUBSCRIBE in flight, or 0. */
+  requestId: number;
+  /** The broker acknowledged a SUBSCRIBE; `retainedCount` values follow. */
+  acked(retainedCount: number): void;
+  /** SNAPSHOT_END for this subscription's request. */
+  snapshotEnded(): void;
+  /** The connection dropped; the client will subscribe again. */
+  restoring(): void;
+  /** Hands one decoded message to the handler and every iterator. */
+  deliver(value: T, topic: string, retained: boolean, payload: Uint8Array): void;
+  /** Ends the subscription; with `error`, pending promises reject and iterators throw. */
+  close(error?: TopicastError): void;
+}
+
+/**
  * Default `maxBuffered`: 1024 messages per iterator, seconds of a busy dashboard feed;
  * beyond, the oldest go.
  * @example
@@ -104,8 +126,8 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   readonly ready: Promise<void>;
   /** Resolves when the retained snapshot of the first subscribe is complete. */
   readonly snapshot: Promise<void>;
-  /** @internal Id of the SUBSCRIBE in flight, or 0. */
-  requestId = 0;
+  /** The client's handle on this subscription (see `driver`). */
+  readonly [driver]: SubscriptionDriver<T>;
 
   private readonly handler: Handler<T> | undefined;
   private readonly host: SubscriptionHost;
@@ -140,6 +162,14 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     // Nobody has to await these: a refusal also reaches the caller of subscribe() and every iterator.
     this.ready.catch(noop);
     this.snapshot.catch(noop);
+    this[driver] = {
+      requestId: 0,
+      acked: (n) => this.acked(n),
+      snapshotEnded: () => this.snapshotEnded(),
+      restoring: () => this.restoring(),
+      deliver: (value, topic, retained, payload) => this.deliver(value, topic, retained, payload),
+      close: (error) => this.close(error),
+    };
     if (!handler) {
       this.firstReader = { buffer: [], waiting: undefined };
       this.readers.add(this.firstReader);
@@ -208,10 +238,9 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
 
   // ---- driven by the client ------------------------------------------------
 
-  /** @internal The broker acknowledged a SUBSCRIBE; `retainedCount` values follow. */
-  acked(retainedCount: number): void {
+  private acked(retainedCount: number): void {
     if (this.state === 'closed') return;
-    this.requestId = 0;
+    this[driver].requestId = 0;
     this.setState('snapshot');
     if (!this.readySettled) {
       this.readySettled = true;
@@ -220,8 +249,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     if (retainedCount === 0) this.snapshotEnded();
   }
 
-  /** @internal SNAPSHOT_END for this subscription's request. */
-  snapshotEnded(): void {
+  private snapshotEnded(): void {
     if (this.state !== 'snapshot') return;
     this.setState('live');
     if (!this.snapshotSettled) {
@@ -230,15 +258,13 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     }
   }
 
-  /** @internal The connection dropped; the client will subscribe again. */
-  restoring(): void {
+  private restoring(): void {
     if (this.state === 'closed') return;
-    this.requestId = 0;
+    this[driver].requestId = 0;
     this.setState('subscribing');
   }
 
-  /** @internal Hands one decoded message to the handler and every iterator. */
-  deliver(value: T, topic: string, retained: boolean, payload: Uint8Array): void {
+  private deliver(value: T, topic: string, retained: boolean, payload: Uint8Array): void {
     if (this.handler) {
       try {
         this.handler(value, { topic, retained, payload });
@@ -263,14 +289,10 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     }
   }
 
-  /**
-   * @internal Ends the subscription. With `error` (refused, or the client gave up) the
-   * pending promises reject and iterators throw; without, iterators simply finish.
-   */
-  close(error?: TopicastError): void {
+  private close(error?: TopicastError): void {
     if (this.state === 'closed') return;
     this.error = error;
-    this.requestId = 0;
+    this[driver].requestId = 0;
     const reason = error ?? new TopicastError(ClientErrorCode.closed, 'subscription closed');
     if (!this.readySettled) {
       this.readySettled = true;
