@@ -80,6 +80,12 @@ test('400 topics at 5 Hz each: frames keep coming, every topic shows its latest 
   await page.locator(`button.reading[data-topic="${topics[0]}"]`).click({ timeout: 10_000 });
   await page.locator(`button.reading[data-topic="${topics[topics.length - 1]}"]`).click({ timeout: 10_000 });
 
+  // Main-thread time from Chromium's own counters (seconds), before and after the measured window.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Performance.enable');
+  const metrics = async (): Promise<Map<string, number>> => new Map((await cdp.send('Performance.getMetrics')).metrics.map((m) => [m.name, m.value] as [string, number]));
+  const m0 = await metrics();
+  const w0 = Date.now();
   // Measure frame pacing and long tasks in the page while the load runs.
   const stats = await page.evaluate(async (ms): Promise<PageStats> => {
     const gaps: number[] = [];
@@ -110,9 +116,13 @@ test('400 topics at 5 Hz each: frames keep coming, every topic shows its latest 
       maxLongTaskMs: long.length ? Math.max(...long) : 0,
     };
   }, LOAD_MS);
+  const m1 = await metrics();
+  const wallSec = (Date.now() - w0) / 1000;
   clearInterval(timer);
   timer = undefined;
   const round = (x: number): number => Math.round(x * 10) / 10;
+  const share = (name: string): string => `${round((100 * ((m1.get(name) ?? 0) - (m0.get(name) ?? 0))) / wallSec)}%`;
+  t.diagnostic(`main thread busy ${share('TaskDuration')} of wall time (script ${share('ScriptDuration')}, style ${share('RecalcStyleDuration')}, layout ${share('LayoutDuration')})`);
   t.diagnostic(`${topics.length} topics at ${HZ} Hz (${topics.length * HZ} msg/s) for ${LOAD_MS} ms: ${stats.frames} frames, p95 frame gap ${round(stats.p95GapMs)} ms, max ${round(stats.maxGapMs)} ms; long tasks ${stats.longTasks} totalling ${round(stats.longTaskMs)} ms (max ${round(stats.maxLongTaskMs)} ms)`);
 
   // Every topic has a card row and a tree row; after a final round, every row shows that round's value.

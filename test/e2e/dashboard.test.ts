@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
+import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -31,6 +32,38 @@ let page: Page;
 let agent: ChildProcess | undefined;
 let ticker: NodeJS.Timeout | undefined;
 const consoleErrors: string[] = [];
+/** While the broker is cut off on purpose, Chromium logs each failed WebSocket as a console error. */
+const WS_FAILED = /^WebSocket connection to '.*' failed/;
+
+/**
+ * A TCP proxy between the page and the broker, so a test can cut the page off
+ * and let it back in without restarting the broker (a restart on the same port
+ * races the old sockets' TIME_WAIT).
+ */
+const proxy = {
+  down: false,
+  sockets: new Set<Socket>(),
+  server: undefined as Server | undefined,
+  port: 0,
+};
+async function startProxy(target: number): Promise<void> {
+  const server = createServer((sock) => {
+    if (proxy.down) return void sock.destroy();
+    const up = netConnect(target, '127.0.0.1');
+    for (const s of [sock, up]) {
+      proxy.sockets.add(s);
+      s.on('close', () => proxy.sockets.delete(s));
+      s.on('error', () => {
+        sock.destroy();
+        up.destroy();
+      });
+    }
+    sock.pipe(up).pipe(sock);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  proxy.server = server;
+  proxy.port = (server.address() as AddressInfo).port;
+}
 
 /** Publishes a small device by the convention: status, info, a changing temperature and a steady load. */
 async function simulateDevice(c: Client): Promise<void> {
@@ -61,10 +94,11 @@ async function setUp(): Promise<void> {
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
   page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   page.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(m.text());
+    if (m.type() === 'error' && !(proxy.down && WS_FAILED.test(m.text()))) consoleErrors.push(m.text());
   });
   page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
-  await page.goto(`${broker.httpUrl}/`);
+  await startProxy(broker.port);
+  await page.goto(`http://127.0.0.1:${proxy.port}/`);
 }
 if (!skipReason) await setUp();
 
@@ -75,6 +109,8 @@ after(async () => {
   }
   await browser?.close();
   await client?.close();
+  for (const sock of proxy.sockets) sock.destroy();
+  proxy.server?.close();
 });
 
 test('connects and shows the device card with status, host info and readings', { skip: skipReason }, async () => {
@@ -149,6 +185,11 @@ test('a topic published from Node appears in the explorer, decoded, and its deta
   await row.waitFor({ timeout: 5_000 });
   await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/probe"] > .topic-row .topic-value')?.textContent?.includes('"hello":"explorer"'), undefined, { timeout: 5_000 });
   await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/plain"] > .topic-row .topic-value')?.textContent === 'plain text body', undefined, { timeout: 5_000 });
+  // Other payload shapes: JSON text, and bytes that are neither MessagePack nor text (shown as hex).
+  await fetch(`${broker.httpUrl}/api/publish/e2e/explorer/json`, { method: 'POST', body: '{"x": [1, 2]}' });
+  await fetch(`${broker.httpUrl}/api/publish/e2e/explorer/bin`, { method: 'POST', body: new Uint8Array([0xc1, 0x00, 0xff]) });
+  await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/json"] > .topic-row .topic-value')?.textContent === '{"x":[1,2]}', undefined, { timeout: 5_000 });
+  await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/bin"] > .topic-row .topic-value')?.textContent === 'c1 00 ff', undefined, { timeout: 5_000 });
   await page.locator('#topic-filter').fill('explorer/probe');
   await page.waitForFunction(() => (document.querySelector('li[data-topic="devices"]') as HTMLElement | null)?.hidden === true, undefined, { timeout: 5_000 });
   await row.locator(':scope > .topic-row').click();
@@ -218,6 +259,31 @@ test('the theme toggle switches palettes and keeps charts drawn', { skip: skipRe
   assert.deepEqual([...seen].sort(), ['dark', 'light']);
   await page.locator(`figure.chart[data-topic="${TEMP_TOPIC}"] canvas`).waitFor({ timeout: 5_000 });
   assert.equal(await theme(), first, 'three presses come back to the start (auto → light → dark → auto)');
+});
+
+test('the connection settings reconnect with a token, keeping what the page knows', { skip: skipReason }, async () => {
+  await page.locator('#settings > summary').click();
+  assert.equal(await page.locator('#settings-url').inputValue(), `ws://127.0.0.1:${proxy.port}/ws`, 'the URL defaults to ws://<page host>/ws');
+  await page.locator('#settings-token').fill('e2e-token');
+  await page.locator('#settings-form button[type="submit"]').click();
+  await page.locator('#conn[data-state="open"]').waitFor({ timeout: 10_000 });
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('topicast.token')), 'e2e-token');
+  assert.equal(await page.locator(`article.device[data-device="${DEVICE}"]`).count(), 1);
+  await client.publish('e2e/after-token', 'still here', { ack: true });
+  await page.locator('#topic-tree li[data-topic="e2e/after-token"]').waitFor({ timeout: 5_000 });
+});
+
+test('the page reconnects after losing the broker, and gets what was retained meanwhile', { skip: skipReason }, async () => {
+  proxy.down = true;
+  for (const sock of proxy.sockets) sock.destroy();
+  await page.locator('#conn[data-state="reconnecting"], #conn[data-state="connecting"]').waitFor({ timeout: 10_000 });
+  await client.publish('e2e/while-down', 'kept for you', { retain: true, ack: true });
+  proxy.down = false;
+  await page.locator('#conn[data-state="open"]').waitFor({ timeout: 15_000 });
+  const row = page.locator('#topic-tree li[data-topic="e2e/while-down"] > .topic-row');
+  await row.waitFor({ timeout: 5_000 });
+  assert.equal(await row.locator('.topic-value').textContent(), 'kept for you');
+  assert.equal(await row.locator('.badge.retained').isVisible(), true, 'delivered from the retained snapshot');
 });
 
 test('accessibility basics: labelled controls, named buttons, one main landmark', { skip: skipReason }, async () => {

@@ -17,6 +17,8 @@ interface Chart {
   plotEl: HTMLElement;
   latestEl: HTMLElement;
   plot: uPlot | undefined;
+  /** Index of the point under the cursor, while hovering: the header shows it instead of the latest. */
+  hoverIdx: number | null;
 }
 
 export interface ChartsOptions {
@@ -70,7 +72,7 @@ export class ChartsView {
       el('figcaption', { class: 'chart-head' }, el('span', { id: titleId, class: 'chart-title' }, unit ? `${label} (${unit})` : label), latestEl, closeBtn),
       plotEl,
     );
-    const chart: Chart = { topic, label, unit, root, plotEl, latestEl, plot: undefined };
+    const chart: Chart = { topic, label, unit, root, plotEl, latestEl, plot: undefined, hoverIdx: null };
     closeBtn.addEventListener('click', () => this.close(topic));
     this.charts.set(topic, chart);
     this.grid.prepend(root);
@@ -109,10 +111,24 @@ export class ChartsView {
       if (!s || !chart.plot) continue;
       chart.plot.setData([s.xs, s.ys]);
       chart.root.dataset.points = String(s.xs.length);
-      const last = s.ys[s.ys.length - 1];
-      setText(chart.latestEl, last === undefined ? '' : formatWithUnit(last, s.unit ?? chart.unit));
+      this.showValue(chart);
     }
     this.dirty.clear();
+  }
+
+  /** The header value: the hovered point with its time, else the latest point. */
+  private showValue(chart: Chart): void {
+    const s = this.store.get(chart.topic);
+    if (!s) return;
+    const i = chart.hoverIdx;
+    const unit = s.unit ?? chart.unit;
+    if (i !== null && i < s.ys.length) {
+      const at = new Date(s.xs[i]! * 1000).toLocaleTimeString();
+      setText(chart.latestEl, `${formatWithUnit(s.ys[i]!, unit)} at ${at}`);
+      return;
+    }
+    const last = s.ys[s.ys.length - 1];
+    setText(chart.latestEl, last === undefined ? '' : formatWithUnit(last, unit));
   }
 
   /** Rebuilds every chart with the current theme's colours. */
@@ -154,6 +170,16 @@ export class ChartsView {
       scales: { x: { time: true } },
       axes: [axis, { ...axis, size: 56, values: (_u, ticks) => ticks.map((t) => formatNumber(t)) }],
       series: [{}, { label: chart.label, stroke: line, width: 2, fill: cssVar('--accent-fill'), points: { show: false } }],
+      hooks: {
+        setCursor: [
+          (u) => {
+            const idx = u.cursor.idx ?? null;
+            if (idx === chart.hoverIdx) return;
+            chart.hoverIdx = idx;
+            this.showValue(chart);
+          },
+        ],
+      },
     };
     chart.plot = new uPlot(opts, [s ? s.xs : [], s ? s.ys : []], chart.plotEl);
   }
