@@ -61,6 +61,8 @@ export interface TopicDetail {
 }
 
 const VALUE_CHARS = 80; // one line of the tree; the detail panel shows the whole value
+/** Tree nodes (topics and their levels) shown at most: churning topic names must not grow the tab without bound. */
+export const MAX_TOPICS = 5000;
 
 export class ExplorerView {
   private readonly roots = new Map<string, TopicNode>();
@@ -73,6 +75,9 @@ export class ExplorerView {
   private ids = 0;
   /** Topics that hold a value. */
   topicCount = 0;
+  /** Distinct topics not shown because the tree is full (MAX_TOPICS). */
+  overflowCount = 0;
+  private readonly overflow = new Set<string>();
   /** Sum of all topic rates, messages per second. */
   totalRate = 0;
 
@@ -86,6 +91,11 @@ export class ExplorerView {
 
   /** Takes one delivery; returns its decoded value (decoded with the topic's last format as a hint). */
   onMessage(topic: string, payload: Uint8Array, retained: boolean, nowMs: number): Decoded {
+    if (!this.byPath.has(topic) && this.byPath.size >= MAX_TOPICS) {
+      if (this.overflow.size < MAX_TOPICS) this.overflow.add(topic); // counted up to a bound too
+      this.overflowCount = this.overflow.size;
+      return decodePayload(payload, topic);
+    }
     const node = this.node(topic);
     const decoded = decodePayload(payload, topic, node.format);
     if (!node.hasValue) {
@@ -168,6 +178,16 @@ export class ExplorerView {
       return any;
     };
     for (const r of this.roots.values()) visit(r);
+    // Keep the tree's one tab stop on a visible row.
+    if (this.focused?.li.hidden || (this.focused && this.isInsideHidden(this.focused))) {
+      const first = this.visibleItems()[0];
+      if (first) this.focus(first, false);
+    }
+  }
+
+  private isInsideHidden(n: TopicNode): boolean {
+    for (let p: TopicNode | undefined = n; p; p = p.parent) if (p.li.hidden) return true;
+    return false;
   }
 
   clear(): void {
@@ -179,6 +199,8 @@ export class ExplorerView {
     this.selected = undefined;
     this.topicCount = 0;
     this.totalRate = 0;
+    this.overflow.clear();
+    this.overflowCount = 0;
     this.opts.onSelect(undefined);
   }
 

@@ -9,7 +9,7 @@ import { defaultUrl, Link, type LinkState } from './connection.js';
 import { DetailView } from './detail.js';
 import { DevicesView } from './devices.js';
 import { byId, setAttr, setText } from './dom.js';
-import { ExplorerView } from './explorer.js';
+import { ExplorerView, MAX_TOPICS } from './explorer.js';
 import { formatRate } from './format.js';
 import { FrameScheduler } from './frame.js';
 import { PublishForm } from './publish.js';
@@ -200,7 +200,8 @@ setInterval(() => {
   explorer.tick(dtSec);
   devices.tick(nowMs);
   const rate = formatRate(explorer.totalRate);
-  setText(explorerStats, `${explorer.topicCount} topic${explorer.topicCount === 1 ? '' : 's'}${rate ? ` · ${rate}` : ''}`);
+  const hidden = explorer.overflowCount ? ` (${explorer.overflowCount}${explorer.overflowCount >= MAX_TOPICS ? '+' : ''} more not shown)` : '';
+  setText(explorerStats, `${explorer.topicCount} topic${explorer.topicCount === 1 ? '' : 's'}${hidden}${rate ? ` · ${rate}` : ''}`);
   if (explorer.selectedPath() !== undefined) {
     detailDirty = true;
     requestRender();
