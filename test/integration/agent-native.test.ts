@@ -149,3 +149,26 @@ test('exec sensors from the config file reach the subscriber; a crashing one is 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('failover to a second broker with an empty retained store: status, info and every reading arrive there', async () => {
+  // (A restart on the same port would show the same, but a TIME_WAIT left by the first broker keeps
+  // the port from being bound again for a minute in this environment, so the second broker has its own.)
+  const a = await startBroker();
+  const b = await startBroker();
+  const id = uniqueId('it-failover');
+  const agent = spawnAgent(['--url', `${a.url},${b.url}`, '--id', id, '--interval', '1', '--max-age', '600']);
+  const onB = await watch(b.url, `devices/${id}/#`);
+  try {
+    const onA = await watch(a.url, `devices/${id}/#`);
+    await eventually(() => onA.last('status') === 'online' && onA.last('memory/total') !== undefined, 'the agent on the first broker', 10_000, () => agent.logs.join('\n'));
+    await onA.client.close();
+    assert.equal(onB.seen.length, 0);
+    await a.stop();
+    // memory/total does not change and max-age is 10 minutes: only the reconnect can bring it here.
+    await eventually(() => onB.last('status') === 'online' && onB.last('memory/total') !== undefined && onB.last('info') !== undefined, 'status, info and unchanged readings on the second broker', 20_000, () => agent.logs.join('\n'));
+  } finally {
+    agent.kill('SIGKILL');
+    await onB.client.close();
+    await b.stop();
+  }
+});

@@ -36,7 +36,10 @@ export function mqttPayload(payload: Payload): string {
 export function mqttTransport(options: MqttTransportOptions): AgentTransport {
   const log = options.log ?? silentLogger;
   const client = mqtt.connect(options.url, {
-    clientId: `topicast-agent-${options.id}`.slice(0, 23), // MQTT 3.1.1 servers need only accept 23 bytes [MQTT-3.1.3-5]
+    // Unique per device and stable across restarts. Not cut to the 23 bytes every MQTT 3.1.1 server must
+    // accept [MQTT-3.1.3-5]: two devices whose ids share a prefix would take each other's session over
+    // forever; a server that refuses long ids says so at CONNECT instead (Mosquitto and Topicast accept them).
+    clientId: `topicast-agent-${options.id}`,
     clean: true,
     keepalive: options.keepaliveSec ?? 30, // a dead agent is declared offline within 45 s by the broker
     reconnectPeriod: options.reconnectPeriodMs ?? 2000,
