@@ -150,3 +150,16 @@ export function pinSelf(cpu: number): void {
   const p = spawn('taskset', ['-a', '-p', '-c', String(cpu), String(process.pid)], { stdio: 'ignore' });
   p.on('error', () => undefined);
 }
+
+/** Busy seconds (everything but idle and iowait) of each CPU since boot, from /proc/stat. */
+export function coreBusySeconds(): number[] {
+  const out: number[] = [];
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+) (.*)$/.exec(line);
+    if (!m) continue;
+    const f = m[2]!.trim().split(/\s+/).map(Number);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    out[Number(m[1])] = (total - f[3]! - f[4]!) / 100;
+  }
+  return out;
+}

@@ -24,6 +24,8 @@ export interface Results {
   command: string;
   machine: { cpu: string; cores: number; memGB: number; kernel: string };
   node: string;
+  /** 1/5/15-minute load averages at start and end: the machine is shared. */
+  loadAverage: { start: number[]; end: number[] };
   durationSec: number;
   verify: VerifyResult[];
   runs: Row[];
@@ -114,7 +116,7 @@ function fmt(v: unknown): string {
 
 const THROUGHPUT: [string, string][] = [
   ['label', 'target'], ['deliveriesPerSec', 'deliveries/s'], ['cpuSecPerMillion', 'broker CPU-s per 1M deliveries'],
-  ['brokerCpuShare', 'broker CPU share'], ['genCpuShare', 'generator CPU share'], ['limit', 'limited by'],
+  ['brokerCpuShare', 'broker CPU share'], ['genCpuShare', 'generator CPU share'], ['limit', 'limited by'], ['foreignCpuShare', 'other load'],
 ];
 
 export function ratioTable(r: Ratio[]): string {
@@ -128,12 +130,12 @@ export function markdown(res: Results): string {
   const runs = res.mode === 'full' ? 'medians of 2 interleaved runs' : 'one run each';
   let md = `# Topicast benchmark results\n\n`;
   md += `${res.date} · \`${res.command}\` (${res.mode}, ${runs}, ${res.durationSec} s) · ${res.machine.cpu}, ${res.machine.cores} cores, ${res.machine.memGB} GB, Linux ${res.machine.kernel} · Node ${res.node}\n\n`;
-  md += `Broker pinned to CPU 0, load generator (publisher and subscriber processes, and the orchestrator) to CPU 1. Broker CPU = utime+stime from /proc over the measured window. "limited by": broker = broker core ≥ 85 % busy; generator = generator core ≥ 85 % busy; window = neither (the credit window's round trip bounds the rate; CPU per delivery is still exact).\n\n`;
+  md += `Broker pinned to CPU 0, load generator (publisher and subscriber processes, and the orchestrator) to CPU 1. Broker CPU = utime+stime from /proc over the measured window. "limited by": broker = broker core ≥ 85 % busy; generator = generator core ≥ 85 % busy; window = neither (the credit window's round trip bounds the rate; CPU per delivery is still exact). "other load": the largest share of a pinned core used by processes outside the bench during the window (the machine is shared; a measurement with more than 0.15 is repeated up to twice and the quietest kept). Load average at start ${res.loadAverage.start.join(' / ')}, at end ${res.loadAverage.end.join(' / ')}.\n\n`;
   md += `## Targets\n\n${ratioTable(res.ratios)}\n`;
   md += `## Fan-out 1 → 1,000 subscribers (64-byte payloads, credit window)\n\n${table(by('fanout-1000'), THROUGHPUT)}\n`;
   md += `## Fan-out 1 → 100 subscribers\n\n${table(by('fanout-100'), THROUGHPUT)}\n`;
   md += `## Fan-in: 1,000 publishers on devices/<i>/temp → 1 subscriber on devices/+/temp\n\n${table(by('fanin'), THROUGHPUT)}\n`;
-  md += `## Latency at 1,000 msg/s × 100 subscribers (every delivery timed)\n\n${table(by('latency'), [['label', 'target'], ['p50Ms', 'p50 ms'], ['p99Ms', 'p99 ms'], ['p999Ms', 'p99.9 ms'], ['maxMs', 'max ms'], ['received', 'received'], ['lost', 'lost'], ['brokerCpuShare', 'broker CPU share']])}\n`;
+  md += `## Latency at 1,000 msg/s × 100 subscribers (every delivery timed)\n\n${table(by('latency'), [['label', 'target'], ['p50Ms', 'p50 ms'], ['p99Ms', 'p99 ms'], ['p999Ms', 'p99.9 ms'], ['maxMs', 'max ms'], ['received', 'received'], ['lost', 'lost'], ['brokerCpuShare', 'broker CPU share'], ['genCpuShare', 'generator CPU share'], ['foreignCpuShare', 'other load']])}\n`;
   md += `## Memory: idle connections, each subscribed to its own topic\n\n${table(by('memory'), [['label', 'target'], ['connections', 'connections'], ['idleRssMB', 'idle RSS MB'], ['loadedRssMB', 'RSS with connections MB'], ['bytesPerConnection', 'bytes per connection'], ['connectMs', 'connect ms']])}\n`;
   if (by('slow-consumer').length) md += `## Slow consumer: 1 stalled subscriber of 100\n\n${table(by('slow-consumer'), [['label', 'target'], ['ratePerSec', 'msg/s'], ['payloadBytes', 'payload B'], ['othersPerSecFree', 'others deliveries/s, no stall'], ['othersPerSecStalled', 'others deliveries/s, stalled'], ['othersRatio', 'ratio'], ['rssFreeMB', 'RSS MB no stall'], ['rssStalledMaxMB', 'RSS MB stalled'], ['rssStalled2MaxMB', 'RSS MB stalled, later'], ['stalledDisconnected', 'stalled one disconnected']])}\n`;
   if (by('retained').length) md += `## Retained snapshot to a # subscriber\n\n${table(by('retained'), [['label', 'target'], ['retainedTopics', 'retained topics'], ['received', 'received'], ['snapshotMs', 'snapshot ms'], ['brokerCpuSec', 'broker CPU-s'], ['rssMB', 'RSS MB']])}\n`;

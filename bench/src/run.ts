@@ -10,6 +10,7 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import { pinSelf } from './proc.js';
 import { GEN_CPU, ROOT, TARGETS, target, type Target } from './peers.js';
 import { fanIn, fanOut, latency, memory, retainedSnapshot, slowConsumer, type Row, type Timing } from './scenarios.js';
@@ -98,6 +99,7 @@ async function cpuProfile(): Promise<void> {
 
 async function main(): Promise<void> {
   pinSelf(GEN_CPU);
+  const loadStart = loadavg().map((x) => Math.round(x * 100) / 100);
   if (flag('--cpu-prof')) return cpuProfile();
   const plan = full ? FULL : QUICK;
   const scenarios = list('--only') ?? Object.keys(plan);
@@ -142,9 +144,19 @@ async function main(): Promise<void> {
       }
       const t0 = Date.now();
       try {
-        const row = await job.run(rep);
+        // The machine is shared: when other processes took more than 15 % of a pinned core
+        // during the measurement, measure again (full: at most twice) and keep the quietest run.
+        // The quick run only reports it, to stay within its 3 minutes.
+        let row = await job.run(rep);
+        let attempts = 1;
+        while (attempts < (full ? 3 : 1) && Number(row.foreignCpuShare ?? 0) > 0.15 && Date.now() - started < budgetMs * 0.8) {
+          const again = await job.run(rep);
+          attempts++;
+          if (Number(again.foreignCpuShare ?? 0) < Number(row.foreignCpuShare ?? 0)) row = again;
+        }
+        row.attempts = attempts;
         runs.push(row);
-        const brief = Object.entries(row).filter(([k]) => !['scenario', 'target', 'label', 'run'].includes(k)).map(([k, v]) => `${k}=${v}`).join(' ');
+        const brief = Object.entries(row).filter(([k]) => !['scenario', 'target', 'label', 'run', 'published', 'seconds', 'windowMsgs', 'subscribers'].includes(k)).map(([k, v]) => `${k}=${v}`).join(' ');
         console.log(`[${Math.round((Date.now() - started) / 1000)}s] ${job.scenario} ${row.label} run ${rep}: ${brief} (${Date.now() - t0} ms)`);
       } catch (err) {
         errors.push({ scenario: job.scenario, target: job.target.id, run: rep, error: (err as Error).message.slice(0, 300) });
@@ -159,6 +171,7 @@ async function main(): Promise<void> {
     command: full ? 'npm run bench -- --full' : 'npm run bench',
     machine: machine(),
     node: process.version,
+    loadAverage: { start: loadStart, end: loadavg().map((x) => Math.round(x * 100) / 100) },
     durationSec: Math.round((Date.now() - started) / 1000),
     verify,
     runs,

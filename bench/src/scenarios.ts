@@ -8,8 +8,8 @@
  * processes plus this orchestrator, all on the generator core) says who the limit is.
  */
 import { Gen, linkCredit } from './control.js';
-import { cpuSeconds, rssBytes, sleep } from './proc.js';
-import { GEN_CPU, type Running, type StartOptions, type Target } from './peers.js';
+import { coreBusySeconds, cpuSeconds, rssBytes, sleep } from './proc.js';
+import { BROKER_CPU, GEN_CPU, type Running, type StartOptions, type Target } from './peers.js';
 
 export interface Row {
   scenario: string;
@@ -28,6 +28,7 @@ interface Window {
   t: number;
   broker: number;
   gen: number;
+  cores: number[];
   mark: { total: number; others: number; floor: number; closed: number };
 }
 
@@ -42,13 +43,18 @@ async function withTarget<T>(t: Target, o: StartOptions, gens: string[], fn: (r:
   }
 }
 
+function selfCpu(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
 async function snapshot(running: Running, sub: Gen, gens: Gen[]): Promise<Window> {
   const t = performance.now();
   const broker = cpuSeconds(running.child.pid);
-  const self = process.cpuUsage();
-  const gen = gens.reduce((s, g) => s + g.cpu(), 0) + (self.user + self.system) / 1e6;
+  const gen = gens.reduce((s, g) => s + g.cpu(), 0) + selfCpu();
+  const cores = coreBusySeconds();
   const mark = (await sub.request({ t: 'mark' }, 'mark', 10_000)) as unknown as Window['mark'];
-  return { t, broker, gen, mark };
+  return { t, broker, gen, cores, mark };
 }
 
 function throughputRow(a: Window, b: Window, base: Row, published: number): Row {
@@ -58,6 +64,9 @@ function throughputRow(a: Window, b: Window, base: Row, published: number): Row 
   const brokerShare = brokerCpu / sec;
   const genShare = (b.gen - a.gen) / sec;
   const limit = brokerShare >= 0.85 ? 'broker' : genShare >= 0.85 ? 'generator' : 'window';
+  // CPU used on the two pinned cores by processes that are not ours (others sharing the machine).
+  const foreignBroker = Math.max(0, (b.cores[BROKER_CPU]! - a.cores[BROKER_CPU]! - brokerCpu) / sec);
+  const foreignGen = Math.max(0, (b.cores[GEN_CPU]! - a.cores[GEN_CPU]! - (b.gen - a.gen)) / sec);
   return {
     ...base,
     seconds: round(sec, 2),
@@ -69,6 +78,7 @@ function throughputRow(a: Window, b: Window, base: Row, published: number): Row 
     brokerCpuShare: round(brokerShare, 2),
     genCpuShare: round(genShare, 2),
     limit,
+    foreignCpuShare: round(Math.max(foreignBroker, foreignGen), 2),
   };
 }
 
@@ -120,16 +130,23 @@ export async function latency(t: Target, subs: number, rate: number, run: number
     await sub!.request({ t: 'open', ep: running.ep, count: subs, topic, subscribe: topic, track: 'latency', maxSamples: expected * subs + 1000, concurrency: 50 }, 'opened', 60_000);
     await pub!.request({ t: 'open', ep: running.ep, count: 1, topic }, 'opened');
     const c0 = cpuSeconds(running.child.pid);
+    const k0 = coreBusySeconds();
+    const g0 = sub!.cpu() + pub!.cpu() + selfCpu();
+    const t0 = performance.now();
     const done = await pub!.request({ t: 'rate-run', rate, durationMs: timing.measureMs, payloadBytes: 64 }, 'rate-done', timing.measureMs + 15_000);
     await sleep(500); // stragglers
     const c1 = cpuSeconds(running.child.pid);
+    const k1 = coreBusySeconds();
+    const g1 = sub!.cpu() + pub!.cpu() + selfCpu();
+    const sec = (performance.now() - t0) / 1000;
+    const foreign = Math.max(0, (k1[BROKER_CPU]! - k0[BROKER_CPU]! - (c1 - c0)) / sec, (k1[GEN_CPU]! - k0[GEN_CPU]! - (g1 - g0)) / sec);
     const l = await sub!.request({ t: 'latency' }, 'latency', 30_000);
     const sent = done.sent as number;
     return {
       scenario: 'latency', target: t.id, label: t.label, run, subscribers: subs, ratePerSec: rate,
       sent, expected: sent * subs, received: l.received as number, lost: sent * subs - (l.received as number),
       p50Ms: round(l.p50 as number, 3), p99Ms: round(l.p99 as number, 3), p999Ms: round(l.p999 as number, 3), maxMs: round(l.max as number, 3),
-      brokerCpuShare: round((c1 - c0) / ((done.ms as number) / 1000 + 0.5), 3),
+      brokerCpuShare: round((c1 - c0) / sec, 3), genCpuShare: round((g1 - g0) / sec, 3), foreignCpuShare: round(foreign, 2),
     };
   });
 }
