@@ -174,6 +174,40 @@ async function taskFill(kind, dir) {
   return { kind, topics: size, fillSec: +(fillMs / 1000).toFixed(1) };
 }
 
+/**
+ * Compaction under live writes (log only): bursts of overwrites until a compaction has run;
+ * reports its duration and the event-loop delay meanwhile (what live traffic would feel).
+ */
+async function taskCompact(kind, dir) {
+  const { createMessage } = await import(pathToFileURL(join(dist, 'core/message.js')).href);
+  const { monitorEventLoopDelay } = await import('node:perf_hooks');
+  const topics = Number(arg('topics', '1000000'));
+  const c = await openCandidate(kind, dir);
+  const before = c.stats().compactions;
+  const delay = monitorEventLoopDelay({ resolution: 2 });
+  let started = 0;
+  let writes = 0;
+  const deadline = Date.now() + 120_000;
+  while (c.stats().compactions === before && Date.now() < deadline) {
+    const ps = [];
+    for (let j = 0; j < 100; j++, writes++) ps.push(c.store.set(createMessage(topicOf((writes * 7919) % topics), payloadOf(writes), true)));
+    await Promise.all(ps);
+    const st = c.stats();
+    if (!started && st.logBytes >= Math.max(16 * 1024 * 1024, st.snapshotBytes)) {
+      started = performance.now(); // the store's trigger: a snapshot is being written from here on
+      delay.enable();
+    }
+  }
+  delay.disable();
+  const out = {
+    kind, topics: c.store.size, compactions: c.stats().compactions - before, writesBefore: writes,
+    compactionMs: started ? Math.round(performance.now() - started) : -1,
+    loopDelayMs: { max: Math.round(delay.max / 1e6), p99: Math.round(delay.percentile(99) / 1e6), mean: +(delay.mean / 1e6).toFixed(1) },
+  };
+  await c.close();
+  return out;
+}
+
 /** The floor under any candidate's start-up: building the in-memory index alone. */
 async function taskIndex() {
   const { createMessage } = await import(pathToFileURL(join(dist, 'core/message.js')).href);
@@ -232,7 +266,7 @@ function dropCaches() {
 async function main() {
   if (process.argv[2] === '--child') {
     const [task, kind, dir] = process.argv.slice(3);
-    const fn = { publish: taskPublish, fill: taskFill, start: taskStart, index: taskIndex }[task];
+    const fn = { publish: taskPublish, fill: taskFill, start: taskStart, index: taskIndex, compact: taskCompact }[task];
     console.log(JSON.stringify(await fn(kind, dir)));
     return;
   }
@@ -259,6 +293,7 @@ async function main() {
       console.log(JSON.stringify({ run, ...runChild('start', kind, dir) }));
     }
     console.log(JSON.stringify({ kind, diskMiBAfterRestarts: du(dir) }));
+    if (kind === 'log') console.log(JSON.stringify(runChild('compact', kind, dir)));
   }
   console.log(`load average at the end ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   rmSync(base, { recursive: true, force: true });

@@ -59,7 +59,7 @@ export interface LogRetainedStoreOptions {
 
 const DEFAULTS = {
   compactMinBytes: 16 * 1024 * 1024, // small enough to bound restart replay, large enough that compaction is rare
-  snapshotChunkBytes: 256 * 1024, // snapshot written in 256 KiB writes (≈ 5 ms of encoding), live traffic runs between them
+  snapshotChunkBytes: 64 * 1024, // snapshot written in 64 KiB writes (≈ 1-2 ms of encoding each), live traffic runs between them
   readChunkBytes: 4 * 1024 * 1024, // start-up reads; a record larger than this gets its own buffer
 } as const;
 
