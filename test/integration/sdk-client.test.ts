@@ -134,6 +134,11 @@ test('codec round trips: msgpack (default), json, text, raw, per client and per 
   await pub.publish('it/codec/cross', { a: 1 }, { codec: 'json', ack: true });
   await waitFor(() => asRaw.length === 1, 'cross delivery');
   assert.equal(new TextDecoder().decode(asRaw[0]), '{"a":1}');
+  // The default codec of `topicast` is MessagePack.
+  const plain = await client();
+  await plain.publish('it/codec/cross', 48.2, { ack: true });
+  await waitFor(() => asRaw.length === 2, 'default-codec delivery');
+  assert.deepEqual([...asRaw[1]!], [0xcb, 0x40, 0x48, 0x19, 0x99, 0x99, 0x99, 0x99, 0x9a]);
 });
 
 test('refusals are typed errors with the broker codes', async () => {
