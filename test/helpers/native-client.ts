@@ -61,6 +61,7 @@ export const isRetained = (f: ServerFrame): boolean => f.op === Op.delivery && (
 interface Waiter {
   predicate: (f: ServerFrame) => boolean;
   resolve: (f: ServerFrame) => void;
+  reject: (err: Error) => void;
 }
 
 export class NativeClient {
@@ -81,6 +82,10 @@ export class NativeClient {
       ws.on('close', (code, reason) => {
         this.closeInfo = { code, reason: reason.toString('utf8') };
         resolve(this.closeInfo);
+        // Nothing more can arrive: fail pending waits now instead of at their timeouts.
+        const waiters = this.waiters;
+        this.waiters = [];
+        for (const w of waiters) w.reject(new Error(`connection closed (${code} ${this.closeInfo.reason}) while waiting`));
       });
     });
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
@@ -180,12 +185,17 @@ export class NativeClient {
         return Promise.resolve(this.frames[i] as F);
       }
     }
+    if (this.closeInfo) return Promise.reject(new Error(`connection closed (${this.closeInfo.code}) before ${what}`));
     return new Promise<F>((resolve, reject) => {
       const waiter: Waiter = {
         predicate,
         resolve: (f) => {
           clearTimeout(timer);
           resolve(f as F);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
         },
       };
       const timer = setTimeout(() => {
