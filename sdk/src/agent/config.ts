@@ -283,7 +283,7 @@ export function parseAgentArgs(argv: readonly string[], environment: ParseEnviro
     print: bools.print,
     configFile,
   };
-  if (config.print && !config.once) throw new ConfigError('--print needs --once');
+  if (config.print !== config.once) throw new ConfigError('--once and --print go together: --once --print prints one round of readings and exits');
   return { action: 'run', config };
 }
 

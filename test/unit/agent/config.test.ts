@@ -93,7 +93,8 @@ test('bad configuration: one line naming the setting, its source and the value',
   assert.equal(problem(['--frobnicate']), 'unknown option --frobnicate (see --help)');
   assert.equal(problem(['--url']), '--url needs a value');
   assert.equal(problem(['extra']), 'unexpected argument "extra" (see --help)');
-  assert.equal(problem(['--print']), '--print needs --once');
+  assert.equal(problem(['--print']), '--once and --print go together: --once --print prints one round of readings and exits');
+  assert.match(problem(['--once']), /^--once and --print go together/);
   assert.match(problem(['--config', '/nope.json'], { readFile: () => { throw Object.assign(new Error('x'), { code: 'ENOENT' }); } }), /cannot read it: ENOENT/);
   assert.match(problem(['--config', 'c.json'], { readFile: () => '{' }), /not valid JSON/);
   assert.match(problem(['--config', 'c.json'], { readFile: () => '{"intervall": 5}' }), /unknown key "intervall" in c.json/);

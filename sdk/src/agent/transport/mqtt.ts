@@ -49,15 +49,23 @@ export function mqttTransport(options: MqttTransportOptions): AgentTransport {
   });
   const listeners = new Set<() => void>();
   let wasOpen = false;
+  let warned = false; // one warning per outage, not one per retry
   client.on('connect', function onConnect() {
     wasOpen = true;
+    if (warned) log.info('connected again');
+    warned = false;
     for (const l of [...listeners]) l();
   });
   client.on('close', () => {
     if (wasOpen) log.warn('MQTT connection lost; reconnecting');
     wasOpen = false;
   });
-  client.on('error', (err) => log.debug(`mqtt client: ${err.message}`));
+  client.on('error', (err) => {
+    if (!wasOpen && !warned) {
+      warned = true;
+      log.warn(`cannot reach ${options.url} (${err.message}); retrying every ${options.reconnectPeriodMs ?? 2000} ms`);
+    } else log.debug(`mqtt client: ${err.message}`);
+  });
   const publish = (topic: string, payload: Payload, retain: boolean, qos: 0 | 1) =>
     new Promise<void>((resolve, reject) => {
       client.publish(topic, mqttPayload(payload), { retain, qos }, (err) => (err ? reject(err) : resolve()));

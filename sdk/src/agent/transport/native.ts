@@ -37,16 +37,24 @@ export async function nativeTransport(options: NativeTransportOptions): Promise<
   });
   const listeners = new Set<() => void>();
   let wasOpen = false;
+  let warned = false; // one warning per outage, not one per retry
   client.on('state', function onState(state) {
     if (state === 'open') {
       wasOpen = true;
+      if (warned) log.info('connected again');
+      warned = false;
       for (const l of [...listeners]) l();
     } else if (state === 'reconnecting' && wasOpen) {
       wasOpen = false;
       log.warn('connection lost; reconnecting');
     }
   });
-  client.on('error', (err) => log.debug(`native client: ${err.message}`));
+  client.on('error', (err) => {
+    if (!wasOpen && !warned) {
+      warned = true;
+      log.warn(`cannot reach ${[options.url].flat().join(', ')} (${err.message}); retrying in the background`);
+    } else log.debug(`native client: ${err.message}`);
+  });
   return {
     kind: 'native',
     isOpen: () => client.state === 'open',
