@@ -1,14 +1,15 @@
 /**
  * `npm run bench` (quick, < 3 min) and `npm run bench -- --full` (every scenario,
  * every target, two interleaved runs, medians). Options:
- *   --cpu-prof            profile Topicast (node --cpu-prof) in fan-out 1→1000 and print
- *                         the top 15 self-time functions; nothing else runs
+ *   --cpu-prof [which]    profile Topicast (node --cpu-prof) in fan-out 1→1000 (default), or
+ *                         fan-in (`fanin`, `fanin-mqtt`), and print the top 15 self-time functions;
+ *                         nothing else runs; the summary goes to bench/results/prof/top-<which>.txt
  *   --only a,b            scenarios: fanout-100, fanout-1000, fanin, latency, memory, slow, retained, storm
  *   --targets a,b         target ids (see peers.ts)
  *   --no-verify           skip the byte-for-byte client check
  * Every child process is stopped by PID at the end, on failure and on signals (proc.ts).
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { pinSelf } from './proc.js';
@@ -84,23 +85,35 @@ function jobsFor(scenario: string, t: Target): Job[] {
   }
 }
 
-async function cpuProfile(): Promise<void> {
+/** `--cpu-prof [fanout|fanin|fanin-mqtt]`: one Topicast run under node --cpu-prof, then its top 15 self-time functions. */
+async function cpuProfile(which: string): Promise<void> {
   const dir = join(RESULTS, 'prof');
-  rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const row = await fanOut(target('topicast'), 1000, 1, { warmMs: 1000, measureMs: 5000 }, { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir] });
-  console.log(`fan-out 1→1000 under --cpu-prof: ${row.deliveriesPerSec} deliveries/s, ${row.cpuSecPerMillion} CPU-s per million (profiling adds overhead)`);
+  for (const f of readdirSync(dir)) if (f.endsWith('.cpuprofile')) rmSync(join(dir, f));
+  const o = { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir] };
+  const t = { warmMs: 1000, measureMs: 5000 };
+  const row =
+    which === 'fanin' ? await fanIn(target('topicast'), 1000, 1, t, o)
+    : which === 'fanin-mqtt' ? await fanIn(target('topicast-mqtt'), 1000, 1, t, o)
+    : await fanOut(target('topicast'), 1000, 1, t, o);
+  const title = which === 'fanout' ? 'fan-out 1→1000, native WS' : `fan-in 1000→1 (devices/+/temp), ${which === 'fanin' ? 'native WS' : 'MQTT TCP'}`;
+  console.log(`${title} under --cpu-prof: ${row.deliveriesPerSec} deliveries/s, ${row.cpuSecPerMillion} CPU-s per million (profiling adds overhead)`);
   const file = newestProfile(dir);
   if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
-  const text = `Topicast broker, fan-out 1→1000, 64-byte payloads (${file.slice(ROOT.length)})\n${formatTop(topSelfTime(file, 15))}\n`;
-  writeFileSync(join(dir, 'top.txt'), text);
+  const text = `Topicast broker, ${title}, 64-byte payloads (${file.slice(ROOT.length)})\n${formatTop(topSelfTime(file, 15))}\n`;
+  writeFileSync(join(dir, `top-${which}.txt`), text);
   console.log(text);
 }
 
 async function main(): Promise<void> {
   pinSelf(GEN_CPU);
   const loadStart = loadavg().map((x) => Math.round(x * 100) / 100);
-  if (flag('--cpu-prof')) return cpuProfile();
+  if (flag('--cpu-prof')) {
+    const next = argv[argv.indexOf('--cpu-prof') + 1];
+    const which = next && !next.startsWith('--') ? next : 'fanout';
+    if (!['fanout', 'fanin', 'fanin-mqtt'].includes(which)) throw new Error(`--cpu-prof takes fanout, fanin or fanin-mqtt, not ${which}`);
+    return cpuProfile(which);
+  }
   const plan = full ? FULL : QUICK;
   const scenarios = list('--only') ?? Object.keys(plan);
   const only = list('--targets');
