@@ -209,6 +209,11 @@ function base64url(text: string): string {
 }
 
 const EMPTY = new Uint8Array(0);
+/** The page's `window` in browsers; in Node these methods do not exist. */
+const windowLike = globalThis as {
+  addEventListener?: (type: 'online', listener: () => void) => void;
+  removeEventListener?: (type: 'online', listener: () => void) => void;
+};
 /** 10 000 topics: a large fleet's worth of device topics, a few hundred KB of cache at most. */
 const MATCH_CACHE_TOPICS = 10_000;
 /** 10 ms: a backed-up socket drains in milliseconds on a LAN; polling faster only burns CPU. */
@@ -245,6 +250,8 @@ class TopicastClient {
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private closing: Promise<void> | undefined;
   private firstOpen: { resolve: () => void; reject: (e: unknown) => void } | undefined;
+  /** Browsers: the 'online' event ends a backoff wait at once (the network just came back). */
+  private readonly onOnline: (() => void) | undefined;
 
   constructor(urls: string[], options: ConnectOptions, build: ClientBuild) {
     this.urls = urls;
@@ -259,6 +266,10 @@ class TopicastClient {
       const problem = topicProblem(options.will.topic);
       if (problem) throw new RequestError(ErrorCode.invalidTopic, `will topic ${JSON.stringify(options.will.topic)} ${problem}`);
       this.will = { topic: options.will.topic, payload: this.encode(this.codec, options.will.topic, options.will.value), retain: options.will.retain === true };
+    }
+    if (typeof windowLike.addEventListener === 'function' && typeof windowLike.removeEventListener === 'function') {
+      this.onOnline = () => this.retryNow();
+      windowLike.addEventListener('online', this.onOnline);
     }
   }
 
@@ -298,6 +309,13 @@ class TopicastClient {
     } else {
       this.dial(token);
     }
+  }
+
+  /** Skips the rest of a backoff wait. */
+  private retryNow(): void {
+    if (this.reconnectTimer === undefined) return;
+    clearTimeout(this.reconnectTimer);
+    this.attempt();
   }
 
   private dial(token: string | undefined): void {
@@ -406,6 +424,7 @@ class TopicastClient {
     this.reconnectTimer = undefined;
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
+    if (this.onOnline) windowLike.removeEventListener?.('online', this.onOnline);
     const pending = [...this.pending.values()];
     this.pending.clear();
     this.snapshots.clear();

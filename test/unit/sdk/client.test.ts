@@ -528,3 +528,29 @@ test('a malformed URL fails connect at once, leaving no timer behind', async () 
   const client = await connect('http://[bad', { wait: false });
   assert.equal(client.state, 'closed');
 });
+
+test("browsers: the 'online' event ends a backoff wait at once; close removes the listener", async () => {
+  const g = globalThis as { addEventListener?: unknown; removeEventListener?: unknown };
+  const listeners = new Set<() => void>();
+  g.addEventListener = (type: string, fn: () => void) => type === 'online' && listeners.add(fn);
+  g.removeEventListener = (type: string, fn: () => void) => type === 'online' && listeners.delete(fn);
+  try {
+    const net = new FakeNet();
+    const client = await opened(net, { reconnect: { minDelayMs: 60_000, maxDelayMs: 60_000 } });
+    assert.equal(listeners.size, 1);
+    for (const fn of listeners) fn(); // online while open: nothing to do
+    assert.equal(net.sockets.length, 1);
+    net.last.drop(1006);
+    assert.equal(client.state, 'reconnecting');
+    assert.equal(net.sockets.length, 1); // waiting up to a minute
+    for (const fn of listeners) fn();
+    assert.equal(net.sockets.length, 2);
+    net.last.accept();
+    assert.equal(client.state, 'open');
+    await client.close();
+    assert.equal(listeners.size, 0);
+  } finally {
+    delete g.addEventListener;
+    delete g.removeEventListener;
+  }
+});
