@@ -23,6 +23,7 @@ const LOAD_MS = 4000;
 
 const skipReason = existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is not installed (apt-get install chromium)`;
 if (skipReason && process.env.CI) throw new Error(`CI: ${skipReason}`);
+if (!existsSync(`${ROOT}broker/dist/public/index.html`)) throw new Error('the dashboard is not built: run npm run build (or npm run build -w @topicast/broker)');
 
 let browser: Browser | undefined;
 let client: Client | undefined;

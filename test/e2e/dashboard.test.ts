@@ -24,6 +24,7 @@ const TEMP_TOPIC = `devices/${DEVICE}/cpu/temperature`;
 
 const skipReason = existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is not installed (apt-get install chromium)`;
 if (skipReason && process.env.CI) throw new Error(`CI: ${skipReason}`);
+if (!existsSync(`${ROOT}broker/dist/public/index.html`)) throw new Error('the dashboard is not built: run npm run build (or npm run build -w @topicast/broker)');
 
 let broker: BrokerProcess;
 let client: Client;
