@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { Agent, type AgentOptions, type Sample } from 'topicast/agent';
 import { FakeClock, FakeTransport, scriptedReader } from './fakes.js';
 
@@ -247,4 +248,28 @@ test('a reader that throws is logged and skipped; the others keep publishing', (
   clock.advance(6000);
   assert.ok(warnings.some((w) => w.includes('reader bad failed: EIO')));
   assert.equal(transport.topics().filter((t) => t.endsWith('/g')).length, 2);
+});
+
+test('property: the deadband publishes exactly the values that moved past the threshold or aged out', () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: -50, max: 50 }), { minLength: 1, maxLength: 60 }), fc.integer({ min: 0, max: 10 }), fc.integer({ min: 1, max: 8 }), (steps, threshold, maxAgeRounds) => {
+      let v = 0;
+      const series = steps.map((d) => (v += d / 10));
+      const r = scriptedReader('s', (n) => [{ path: 's', value: series[Math.min(n, series.length - 1)]!, unit: '' }]);
+      const { clock, transport, agent } = setup([r], { rules: [{ filter: 's', settings: { threshold: threshold / 10, intervalSec: 1, maxAgeSec: maxAgeRounds } }] });
+      agent.start();
+      clock.advance(1000 * (series.length - 1));
+      const published = transport.published.filter((p) => p.topic.endsWith('/s')).map((p) => ({ value: (p.payload as { value: number }).value, at: p.at }));
+      // Reference: walk the considered values (every read, 1 s apart) with the rule written out.
+      const expected: { value: number; at: number }[] = [];
+      for (let i = 0; i < r.reads.length; i++) {
+        const value = series[Math.min(i, series.length - 1)]!;
+        const at = r.reads[i]!;
+        const lastPub = expected.at(-1);
+        if (!lastPub || Math.abs(value - lastPub.value) > threshold / 10 || at - lastPub.at >= maxAgeRounds * 1000 - 50) expected.push({ value, at });
+      }
+      assert.deepEqual(published, expected);
+    }),
+    { numRuns: 300 },
+  );
 });

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { ExecSensor, parseExecLine, MAX_LINE_BYTES, type ExecExit, type ExecSensorConfig, type Logger } from 'topicast/agent';
 
 interface Offered {
@@ -198,4 +199,19 @@ test('an over-long stdout line is dropped with a warning; the next lines still c
   }
   assert.deepEqual(s.offered, [{ path: 'exec/big', value: 5, unit: '' }]);
   assert.ok(lines.some((l) => l.includes('stdout line longer than')));
+});
+
+test('property: any line gives a reason or samples whose paths are valid topic levels below the base', () => {
+  fc.assert(
+    fc.property(fc.oneof(fc.string(), fc.json(), fc.tuple(fc.string(), fc.double()).map(([n, v]) => `${n} ${v}`)), (line) => {
+      const out = parseExecLine(line, 'exec/x', 'u');
+      if (typeof out === 'string') return;
+      for (const s of out) {
+        assert.ok(s.path === 'exec/x' || s.path.startsWith('exec/x/'), s.path);
+        for (const level of s.path.split('/')) assert.match(level, /^[a-z0-9_.-]+$/, JSON.stringify(s.path));
+        assert.ok(typeof s.value !== 'number' || Number.isFinite(s.value));
+      }
+    }),
+    { numRuns: 2000 },
+  );
 });
