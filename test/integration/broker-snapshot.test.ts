@@ -129,3 +129,50 @@ test('a 100,000-topic retained snapshot reaches a stalled, slow reader complete,
   assert.ok(stalledSent < 12 * 1024 * 1024, `only a window of the snapshot was written while stalled (${stalledSent} bytes)`);
   await Promise.all([reader.close(), loader.close()]);
 });
+
+test('a snapshot reader that sends PINGs mid-snapshot is neither disconnected nor cut short, even with --max-buffered-bytes below the snapshot window', async () => {
+  // maxBufferedBytes 64 KiB < snapshotWindowBytes 256 KiB (default): the snapshot may fill the socket buffer
+  // beyond the live-data limit, and that must not count against the reader (PROTOCOL.md §4.1: never dropped).
+  const SMALL = 20_000;
+  const broker = await startBroker({
+    args: ['--max-publishes-per-sec', '0', '--slow-consumer-policy', 'disconnect', '--max-buffered-bytes', '65536', '--sys-interval-sec', '0'],
+    mqttOff: true,
+  });
+  const loader = await NativeClient.connect(broker.url);
+  for (let start = 0; start < SMALL; start += BATCH) {
+    for (let i = start; i < start + BATCH - 1; i++) await loader.publish(topicOf(i), bytes(valueOf(i)), { retain: true, ack: false });
+    assert.equal((await loader.publish(topicOf(start + BATCH - 1), bytes(valueOf(start + BATCH - 1)), { retain: true }, 10_000))?.op, Op.ack);
+  }
+  let retained = 0;
+  let end = false;
+  let pongs = 0;
+  const reader = await NativeClient.connect(broker.url, {
+    record: false,
+    onFrame(f) {
+      if (f.op === Op.delivery && (f.flags & Flag.retain) !== 0) retained++;
+      else if (f.op === Op.snapshotEnd) end = true;
+      else if (f.op === Op.pong) pongs++;
+    },
+  });
+  reader.send({ op: Op.subscribe, id: 1, filters: ['devices/#'], options: {} });
+  reader.pause();
+  await sleep(300);
+  // Heartbeats while stalled, as the SDK sends them.
+  for (let i = 0; i < 3; i++) {
+    reader.send({ op: Op.ping, id: 100 + i });
+    await sleep(100);
+  }
+  const stop = reader.throttle(5);
+  reader.resume();
+  const deadline = Date.now() + 20_000;
+  while ((!end || pongs < 3) && reader.isOpen && Date.now() < deadline) await sleep(20);
+  stop();
+  const m = await scrapeMetrics(broker.httpUrl);
+  assert.ok(reader.isOpen, `the reader was not disconnected (close ${JSON.stringify(reader.closeInfo)}, ${retained} retained received)`);
+  assert.equal(m.get('topicast_slow_consumer_disconnects_total'), 0);
+  assert.equal(retained, SMALL, 'the whole snapshot');
+  assert.ok(end, 'SNAPSHOT_END');
+  assert.equal(pongs, 3, 'every PING answered');
+  await Promise.all([reader.close(), loader.close()]);
+  await broker.stop();
+});
