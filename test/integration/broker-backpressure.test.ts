@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CloseCode, Op, type ServerFrame } from 'topicast/protocol';
 import { startBroker } from '../helpers/broker.js';
-import { bytes, NativeClient, rssBytes, scrapeMetrics, sleep, text, within } from '../helpers/native-client.js';
+import { bytes, isDelivery, NativeClient, rssBytes, scrapeMetrics, sleep, text, within } from '../helpers/native-client.js';
 
 const MAX_BUFFERED = 64 * 1024;
 const TOPICS = 16;
@@ -51,6 +51,10 @@ async function scenario(policy: 'drop' | 'conflate' | 'disconnect') {
   const stalled = await NativeClient.connect(broker.url, { record: false, onFrame: stalledT.onFrame });
   const fast = await NativeClient.connect(broker.url, { record: false, onFrame: fastT.onFrame });
   const publisher = await NativeClient.connect(broker.url);
+  // The stalled subscriber's will tells whether the broker ended it (PROTOCOL.md §4.5: a close for slow consumption is not clean).
+  await stalled.setWill('bpwill/stalled', bytes('gone'));
+  const watcher = await NativeClient.connect(broker.url);
+  await watcher.subscribe(['bpwill/#']);
   for (const c of [stalled, fast]) {
     const id = c.id();
     c.send({ op: Op.subscribe, id, filters: ['bp/#'], options: {} });
@@ -70,7 +74,7 @@ async function scenario(policy: 'drop' | 'conflate' | 'disconnect') {
   const fastMs = Date.now() - started;
   const rssAfter = await rssBytes(broker.proc.pid!);
   const metrics = await scrapeMetrics(broker.httpUrl);
-  return { broker, stalled, stalledT: stalledT.received, fast, fastT: fastT.received, publisher, metrics, fastMs, rssGrowth: rssAfter - rssBefore };
+  return { broker, stalled, stalledT: stalledT.received, fast, fastT: fastT.received, publisher, watcher, metrics, fastMs, rssGrowth: rssAfter - rssBefore };
 }
 
 function assertFastGotEverything(r: Awaited<ReturnType<typeof scenario>>): void {
@@ -102,6 +106,8 @@ test('drop: the stalled subscriber loses the newest messages, counted; the other
   while (r.stalledT.last.get('bp/t0') !== MESSAGES && Date.now() < deadline) await sleep(10);
   assert.equal(r.stalledT.last.get('bp/t0'), MESSAGES, 'delivers again after draining');
   assert.ok(r.stalled.isOpen);
+  await r.watcher.ping();
+  assert.equal(r.watcher.deliveries('bpwill/stalled').length, 0, 'no will: the connection lives');
   await r.broker.stop();
 });
 
@@ -124,6 +130,8 @@ test('conflate: the stalled subscriber gets the latest value of every topic afte
   assert.equal(r.stalledT.count + conflated, MESSAGES, 'every message either delivered or counted as replaced');
   assert.ok(r.stalled.isOpen);
   await r.stalled.ping();
+  await r.watcher.ping();
+  assert.equal(r.watcher.deliveries('bpwill/stalled').length, 0, 'no will: the connection lives');
   await r.broker.stop();
 });
 
@@ -140,10 +148,11 @@ test('disconnect: the stalled subscriber is closed with 4008, counted; the other
   assert.equal(closed.code, CloseCode.slowConsumer);
   assert.equal(closed.reason, 'slow consumer');
   assert.ok(r.stalledT.count < MESSAGES);
+  assert.equal(text((await r.watcher.expect(isDelivery('bpwill/stalled'))).payload), 'gone', 'the will of the disconnected subscriber is published');
   assert.ok(r.fast.isOpen);
   await r.fast.ping();
   const m = await scrapeMetrics(r.broker.httpUrl);
-  assert.equal(m.get('topicast_connections_open'), 2, 'the broker forgot the closed connection');
+  assert.equal(m.get('topicast_connections_open'), 3, 'the broker forgot the closed connection (fast, publisher, watcher remain)');
   await r.broker.stop();
 });
 

@@ -169,6 +169,26 @@ test('--max-connections: the next upgrade gets HTTP 503 with a JSON error; a slo
   await small.stop();
 });
 
+test('--max-retained-topics: new retained topics beyond it are refused (native ERROR unavailable, HTTP 503); updates and deletes still work', async () => {
+  const b = await startBroker({ args: ['--max-retained-topics', '30', '--sys-interval-sec', '0'], mqttOff: true });
+  const base = (await scrapeMetrics(b.httpUrl)).get('topicast_retained_messages') ?? 0; // the broker's own $SYS values
+  assert.ok(base < 30, `room left after $SYS (${base})`);
+  const c = await NativeClient.connect(b.url);
+  for (let i = 0; i < 30 - base; i++) assertAck(await c.publish(`keep/${i}`, bytes('v'), { retain: true }), `retained ${i}`);
+  assertError(await c.publish('keep/over', bytes('v'), { retain: true }), ErrorCode.unavailable, 'one more');
+  assertAck(await c.publish('keep/over', bytes('v')), 'a non-retained publish is not limited');
+  assertAck(await c.publish('keep/0', bytes('v2'), { retain: true }), 'updating an existing retained topic');
+  const http = await fetch(`${b.httpUrl}/api/publish/keep/http?retain=1`, { method: 'POST', body: 'x' });
+  assert.equal(http.status, 503);
+  assertAck(await c.publish('keep/1', new Uint8Array(0), { retain: true }), 'delete');
+  assertAck(await c.publish('keep/over', bytes('v'), { retain: true }), 'room again after a delete');
+  const s = await c.subscribe(['keep/#']);
+  assert.equal(s.count, 30 - base);
+  assert.equal((await scrapeMetrics(b.httpUrl)).get('topicast_retained_messages'), 30);
+  await c.close();
+  await b.stop();
+});
+
 test('--idle-timeout-sec 8: a peer that never answers pings is closed; one that answers them stays', async (t) => {
   const closed = await within(deafClosedAt, Math.max(0, 25_000 - (Date.now() - idleStart)));
   assert.ok(closed, `the deaf client was closed within 25 s (pings seen: ${pingsSeenByDeaf})`);

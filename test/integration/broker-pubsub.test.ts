@@ -48,6 +48,10 @@ test('subscribe, publish, unsubscribe: bytes unchanged, nothing after the unsubs
   await pub.ping();
   for (let i = 0; i < 50; i++) assert.equal(text((await sub.expect(isDelivery('ps/basic'))).payload), String(i));
 
+  // An empty payload is a message like any other when not retained.
+  await pub.publish('ps/basic', new Uint8Array(0));
+  assert.equal((await sub.expect(isDelivery('ps/basic'))).payload.length, 0);
+
   await sub.unsubscribe(['ps/basic']);
   await pub.publish('ps/basic', bytes('after'));
   // A second subscriber that still holds the filter proves the message was routed.
@@ -56,7 +60,7 @@ test('subscribe, publish, unsubscribe: bytes unchanged, nothing after the unsubs
   await pub.publish('ps/basic', bytes('after2'));
   await witness.expect(isDelivery('ps/basic'));
   await sub.ping();
-  assert.equal(sub.deliveries('ps/basic').length, 51, 'no delivery after UNSUBSCRIBE was acknowledged');
+  assert.equal(sub.deliveries('ps/basic').length, 52, 'no delivery after UNSUBSCRIBE was acknowledged');
   // Unknown filters are ignored but acknowledged.
   await sub.unsubscribe(['never/subscribed']);
   await Promise.all([sub.close(), pub.close(), witness.close()]);
