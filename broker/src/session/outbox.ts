@@ -100,12 +100,17 @@ export class Outbox {
    */
   private bufferedEstimate = 0;
 
+  /** Snapshot pacing window: never more than half the live limit, so a paced snapshot cannot trip the policy. */
+  private readonly snapshotWindowBytes: number;
+
   constructor(
     private readonly conn: Connection,
     private readonly limits: OutboxLimits,
     private readonly stats: OutboxStats,
     private readonly flusher: Flusher,
-  ) {}
+  ) {
+    this.snapshotWindowBytes = Math.min(limits.snapshotWindowBytes, Math.floor(limits.maxBufferedBytes / 2));
+  }
 
   /** Bytes waiting for this connection: queued here plus buffered in the transport. */
   pendingBytes(): number {
@@ -118,11 +123,21 @@ export class Outbox {
     if (this.closed) return;
     // While conflating, everything goes to the map so no older value can follow a newer one.
     const limit = this.limits.maxBufferedBytes - bytes.length;
-    if (this.conflated || (this.queuedBytes + this.bufferedEstimate > limit && this.pendingBytes() > limit)) {
+    if (this.conflated || (this.queuedBytes + this.bufferedEstimate > limit && this.backedUp(limit))) {
       this.overLimit(bytes, topic);
       return;
     }
     this.enqueue(bytes, DATA);
+  }
+
+  /**
+   * Whether the connection is really backed up: bytes queued this tick have not been offered
+   * to the transport yet, so offer them first (one corked write) and judge by what the
+   * transport could not take. A reader that keeps up is never punished for a burst.
+   */
+  private backedUp(limit: number): boolean {
+    if (this.queuedBytes > 0) this.flush();
+    return this.pendingBytes() > limit;
   }
 
   /** Queues a control frame (ack, error, pong): never dropped by the policy. */
@@ -169,7 +184,7 @@ export class Outbox {
       const kind = kinds[i]!;
       if (kind === SOURCE) {
         const source = items[i] as FrameSource;
-        const window = this.limits.snapshotWindowBytes;
+        const window = this.snapshotWindowBytes;
         let frame: Uint8Array | undefined;
         while (conn.bufferedBytes() < window && (frame = source.next()) !== undefined) {
           conn.send(frame);

@@ -9,7 +9,7 @@
  * onAborted before any asynchronous work and cork their writes.
  */
 import uWS from 'uWebSockets.js';
-import { ErrorCode, SUBPROTOCOL } from 'topicast/protocol';
+import { CloseCode, ErrorCode, SUBPROTOCOL } from 'topicast/protocol';
 import type { BrokerContext } from '../context.js';
 import { allowedMethods, errorReply, healthz, metrics, publish, STATUS_TEXT, type HttpReply } from '../http/api.js';
 import { loadStatic } from '../http/static.js';
@@ -83,10 +83,12 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
   const { config, log } = ctx;
   const app = uWS.App();
 
+  // Room for the largest payload plus topic and framing. Larger messages get a close 1009 from us;
+  // uWS's own limit (twice that) is only a backstop, where it drops the connection without a close frame.
+  const frameLimit = config.maxPayloadBytes + config.maxTopicBytes + 1024;
   const behavior = (subprotocol: string, protocol: ProtocolHandler): uWS.WebSocketBehavior<SocketData> => ({
     compression: uWS.DISABLED,
-    // Room for the largest payload plus topic and framing; beyond it uWS closes with 1009.
-    maxPayloadLength: config.maxPayloadBytes + config.maxTopicBytes + 1024,
+    maxPayloadLength: 2 * frameLimit,
     // Our outbox applies the slow-consumer policy well below this; uWS's own limit is only a backstop.
     maxBackpressure: Math.max(64 * 1024 * 1024, config.maxBufferedBytes * 4 + config.snapshotWindowBytes),
     closeOnBackpressureLimit: 0,
@@ -116,7 +118,12 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       data.handler = data.protocol.open(conn);
     },
     message: (ws, message) => {
-      const handler = ws.getUserData().handler;
+      const { handler, conn } = ws.getUserData();
+      if (message.byteLength > frameLimit) {
+        ctx.counters.malformed++;
+        conn?.close(CloseCode.messageTooBig, `message exceeds ${frameLimit} bytes`);
+        return;
+      }
       try {
         handler?.onMessage(new Uint8Array(message));
       } catch (err) {
@@ -142,20 +149,26 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
   if (options.mqtt) app.ws<SocketData>('/mqtt', behavior('mqtt', options.mqtt));
 
   app.any('/*', (res, req) => {
+    // Attached before anything else: uWS aborts the process if a handler returns without
+    // responding or an abort handler (e.g. after endWithoutBody for HEAD), and async replies need it.
+    const state: Aborted = { aborted: false };
+    res.onAborted(() => {
+      state.aborted = true;
+    });
     const method = req.getCaseSensitiveMethod().toUpperCase();
     const path = req.getUrl();
     const query = req.getQuery() ?? '';
     const allowed = allowedMethods(path);
     if (path === '/ws' || path === '/mqtt') {
-      if (path === '/mqtt' && !options.mqtt) return reply(res, errorReply(404, 0, 'MQTT over WebSocket is off'));
-      return reply(res, errorReply(426, 0, 'WebSocket upgrade required'), { Upgrade: 'websocket' });
+      if (path === '/mqtt' && !options.mqtt) return reply(res, errorReply(404, 0, 'MQTT over WebSocket is off'), {}, false, state);
+      return reply(res, errorReply(426, 0, 'WebSocket upgrade required'), { Upgrade: 'websocket' }, false, state);
     }
-    if (allowed.length === 0) return reply(res, errorReply(404, 0, 'not found'));
-    if (!allowed.includes(method)) return reply(res, errorReply(405, 0, `method ${method} not allowed`), { Allow: allowed.join(', ') });
-    if (path === '/healthz') return reply(res, healthz(ctx, options.ready()), {}, method === 'HEAD');
-    if (path === '/metrics') return reply(res, metrics(ctx), {}, method === 'HEAD');
-    if (method === 'POST') return readBody(res, config.maxPayloadBytes, (body) => reply(res, publish(ctx, path, query, body)));
-    return serveStatic(res, options.staticRoot, path, method === 'HEAD');
+    if (allowed.length === 0) return reply(res, errorReply(404, 0, 'not found'), {}, false, state);
+    if (!allowed.includes(method)) return reply(res, errorReply(405, 0, `method ${method} not allowed`), { Allow: allowed.join(', ') }, false, state);
+    if (path === '/healthz') return reply(res, healthz(ctx, options.ready()), {}, method === 'HEAD', state);
+    if (path === '/metrics') return reply(res, metrics(ctx), {}, method === 'HEAD', state);
+    if (method === 'POST') return readBody(res, state, config.maxPayloadBytes, (body) => reply(res, publish(ctx, path, query, body), {}, false, state));
+    return serveStatic(res, state, options.staticRoot, path, method === 'HEAD');
   });
 
   return new Promise((resolvePromise, reject) => {
@@ -191,11 +204,7 @@ function reply(res: uWS.HttpResponse, r: HttpReply, extraHeaders: Record<string,
 }
 
 /** Reads a request body of at most `limit` bytes, copying each chunk (uWS reuses them). */
-function readBody(res: uWS.HttpResponse, limit: number, done: (body: Uint8Array) => void): void {
-  const state: Aborted = { aborted: false };
-  res.onAborted(() => {
-    state.aborted = true;
-  });
+function readBody(res: uWS.HttpResponse, state: Aborted, limit: number, done: (body: Uint8Array) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let refused = false;
@@ -212,11 +221,7 @@ function readBody(res: uWS.HttpResponse, limit: number, done: (body: Uint8Array)
   });
 }
 
-function serveStatic(res: uWS.HttpResponse, root: string, path: string, head: boolean): void {
-  const state: Aborted = { aborted: false };
-  res.onAborted(() => {
-    state.aborted = true;
-  });
+function serveStatic(res: uWS.HttpResponse, state: Aborted, root: string, path: string, head: boolean): void {
   loadStatic(root, path).then(
     (r) => {
       if (r.kind === 'bad-path') return reply(res, errorReply(400, 0, 'bad path'), {}, false, state);
