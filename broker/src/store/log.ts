@@ -33,7 +33,7 @@ import { createMessage, type Message } from '../core/message.js';
 import { lockDirectory } from './lock.js';
 import { decodeRecordAt, encodeRecord, RECORD_HEADER_BYTES, RecordKind, type LogEntry } from './record.js';
 
-/** Writes and syncs appended bytes; replaceable so tests can inject disk failures. */
+/** Writes and syncs log appends and snapshots; replaceable so tests can inject disk failures and delays. */
 export interface AppendIo {
   /** Writes up to `length` bytes of `buf` from `offset` at file `position`; resolves with the bytes written. */
   write(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number>;
@@ -53,7 +53,7 @@ export interface LogRetainedStoreOptions {
   compactMinBytes?: number;
   /** Called with every write or compaction failure (the broker logs it); failures are also counted in `stats`. */
   onError?: (err: StoreError) => void;
-  /** File operations for appends (default: node:fs); tests inject ENOSPC here. */
+  /** File operations for appends and snapshots (default: node:fs); tests inject ENOSPC and delays here. */
   io?: AppendIo;
 }
 
@@ -497,8 +497,8 @@ export class LogRetainedStore implements RetainedStore {
     const log = this.stats.logBytes;
     if (log < this.compactMinBytes || log < this.stats.snapshotBytes || log < this.compactRetryAt) return;
     this.compacting = this.compact().then(
-      () => {
-        this.stats.compactions++;
+      (finished) => {
+        if (finished) this.stats.compactions++;
       },
       (err: unknown) => {
         const failure = err instanceof StoreError ? err : describeFailure(this.dir, 'compaction', err);
@@ -511,7 +511,8 @@ export class LogRetainedStore implements RetainedStore {
     });
   }
 
-  private async compact(): Promise<void> {
+  /** Resolves true once the new snapshot replaced the old files, false when close() stopped it. */
+  private async compact(): Promise<boolean> {
     // 1. Close the active segment: the snapshot will stand for it and everything before.
     const rotation = { done: deferred(), closed: -1 };
     this.rotation = rotation;
@@ -532,7 +533,11 @@ export class LogRetainedStore implements RetainedStore {
         chunk = [];
         chunkBytes = 0;
         let done = 0;
-        while (done < buf.length) done += (await handle.write(buf, done, buf.length - done, written + done)).bytesWritten;
+        while (done < buf.length) {
+          const n = await this.io.write(handle.fd, buf, done, buf.length - done, written + done);
+          if (n <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+          done += n;
+        }
         written += buf.length;
       };
       for (const topic of this.topics) {
@@ -545,11 +550,11 @@ export class LogRetainedStore implements RetainedStore {
         if (chunkBytes >= DEFAULTS.snapshotChunkBytes) await flushChunk();
       }
       if (chunkBytes > 0) await flushChunk();
-      await handle.sync();
+      await this.io.fdatasync(handle.fd);
     } catch (err) {
       await handle.close();
       await unlink(tmp);
-      if (this.compactAbort) return;
+      if (this.compactAbort) return false;
       throw err;
     }
     await handle.close();
@@ -567,5 +572,6 @@ export class LogRetainedStore implements RetainedStore {
       this.segmentBytes.delete(n);
       this.stats.logBytes -= bytes;
     }
+    return true;
   }
 }

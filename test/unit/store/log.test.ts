@@ -167,6 +167,41 @@ test('LogRetainedStore: compaction replaces the log by a snapshot; disk stays ne
   assert.equal(text(r.get('room/7')), 'reading 39');
 });
 
+test('LogRetainedStore: close during a compaction stops it cleanly; nothing is lost', async () => {
+  const dir = freshDir();
+  // Writes pass through until `hold`; then they wait for `release` (the snapshot's first slice).
+  let hold = false;
+  let held = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const io: AppendIo = {
+    ...nodeAppendIo,
+    async write(fd, buf, offset, length, position) {
+      if (hold) {
+        held++;
+        await gate;
+      }
+      return nodeAppendIo.write(fd, buf, offset, length, position);
+    },
+  };
+  const s = await openStore(dir, { compactMinBytes: 1024, io });
+  const writes: Promise<void>[] = [];
+  for (let i = 0; i < 5000; i++) writes.push(s.set(retained(`bulk/${i % 100}/${i}`, `v${i}`)));
+  await Promise.all(writes);
+  hold = true; // the compaction this batch started writes its snapshot next
+  for (let i = 0; i < 1000 && held === 0; i++) await new Promise((r) => setImmediate(r));
+  assert.equal(held, 1, 'the snapshot write is held');
+  const closed = s.close();
+  release();
+  await closed;
+  assert.equal(s.stats.compactions, 0, 'stopped, not finished');
+  assert.deepEqual(files(dir, '.tmp'), [], 'the unfinished snapshot was removed');
+  assert.deepEqual(files(dir, '.tcs'), []);
+  const r = await openStore(dir);
+  assert.equal(r.size, 5000);
+  assert.equal(text(r.get('bulk/7/4907')), 'v4907');
+});
+
 /** Appends through node:fs until `failAfter` writes, then fails like a full disk; `free()` lifts it. */
 function fullDiskIo(failAfter: number): AppendIo & { free(): void; failures: number } {
   let writes = 0;
