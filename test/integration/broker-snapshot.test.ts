@@ -88,9 +88,11 @@ test('a 100,000-topic retained snapshot reaches a stalled, slow reader complete,
   const snapshotStart = Date.now();
   reader.send({ op: Op.subscribe, id, filters: ['devices/#'], options: {} });
   reader.pause();
-  // Published while the reader is stalled mid-snapshot: a newer live value of a topic in the snapshot.
+  // Published while the reader is stalled mid-snapshot: a new retained value of one topic and the
+  // deletion of another. The snapshot shows both as they were at the SUBSCRIBE; the changes follow it, live.
   await sleep(300);
-  await loader.publish(topicOf(42), bytes('live-42'));
+  await loader.publish(topicOf(42), bytes('live-42'), { retain: true });
+  await loader.publish(topicOf(43), new Uint8Array(0), { retain: true });
   await sleep(1200);
   const stalledMetrics = await scrapeMetrics(broker.httpUrl);
 
@@ -98,7 +100,7 @@ test('a 100,000-topic retained snapshot reaches a stalled, slow reader complete,
   const stopThrottle = reader.throttle(10);
   reader.resume();
   const deadline = Date.now() + 40_000;
-  while ((endPosition < 0 || liveAfterEnd.length === 0) && Date.now() < deadline) await sleep(20);
+  while ((endPosition < 0 || liveAfterEnd.length < 2) && Date.now() < deadline) await sleep(20);
   stopThrottle();
   const snapshotMs = Date.now() - snapshotStart;
   clearInterval(sampler);
@@ -118,7 +120,7 @@ test('a 100,000-topic retained snapshot reaches a stalled, slow reader complete,
   assert.equal(notRetained, 0);
   assert.equal(endPosition, TOPICS + 3, 'SNAPSHOT_END right after the last retained delivery');
   assert.deepEqual(liveBeforeEnd, [], 'no live delivery inside the snapshot');
-  assert.deepEqual(liveAfterEnd, ['live-42'], 'the live value published mid-snapshot follows SNAPSHOT_END');
+  assert.deepEqual(liveAfterEnd, ['live-42', ''], 'the update and the deletion published mid-snapshot follow SNAPSHOT_END, live');
   assert.equal(after.get('topicast_dropped_total'), 0, 'nothing dropped by the slow-consumer policy');
   assert.equal(after.get('topicast_conflated_total'), 0);
   assert.equal(after.get('topicast_slow_consumer_disconnects_total'), 0);
