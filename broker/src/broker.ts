@@ -3,11 +3,13 @@
  * from a configuration, and shuts them down in order. No logic lives here.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BrokerConfig } from './config.js';
 import type { BrokerContext, BrokerCounters } from './context.js';
 import { Router } from './core/router.js';
-import { MemoryRetainedStore } from './core/retained.js';
+import { MemoryRetainedStore, type RetainedStore } from './core/retained.js';
+import { openLogRetainedStore, type LogRetainedStore } from './store/log.js';
 import { createLogger, type Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
 import { registerCoreMetrics, startSys } from './observe/sys.js';
@@ -31,13 +33,13 @@ export interface RunningBroker {
   shutdown(): Promise<void>;
 }
 
-export function createContext(config: BrokerConfig, log: Logger = createLogger(config.logLevel)): BrokerContext {
+export function createContext(config: BrokerConfig, log: Logger = createLogger(config.logLevel), retained: RetainedStore = new MemoryRetainedStore()): BrokerContext {
   const counters: BrokerCounters = {
     connectionsTotal: 0, open: {}, rateLimited: 0, malformed: 0, errorsSent: 0, connectionsRefused: 0, willsPublished: 0,
   };
   return {
     config,
-    router: new Router(new MemoryRetainedStore()),
+    router: new Router(retained),
     flusher: new Flusher(),
     outboxStats: createOutboxStats(),
     outboxLimits: {
@@ -61,9 +63,23 @@ export function createContext(config: BrokerConfig, log: Logger = createLogger(c
   };
 }
 
-export async function startBroker(config: BrokerConfig, log?: Logger): Promise<RunningBroker> {
-  const ctx = createContext(config, log);
+export async function startBroker(config: BrokerConfig, log: Logger = createLogger(config.logLevel)): Promise<RunningBroker> {
+  // With --data, retained values live in an append-only log (store/log.ts, STORAGE.md); else in memory.
+  let store: LogRetainedStore | undefined;
+  if (config.data !== undefined) {
+    store = await openLogRetainedStore(join(config.data, 'retained'), {
+      onError: (err) => log.error({ err, code: err.code }, 'retained store write failed'),
+    });
+    log.info({ dir: config.data, retained: store.size, loadMs: store.stats.loadMs, truncatedBytes: store.stats.truncatedBytes }, 'retained store loaded');
+  }
+  const ctx = createContext(config, log, store ?? new MemoryRetainedStore());
   registerCoreMetrics(ctx);
+  if (store) {
+    const s = store.stats;
+    ctx.metrics.register('topicast_store_write_errors_total', 'counter', 'Retained store writes that failed (e.g. disk full)', () => s.writeErrors);
+    ctx.metrics.register('topicast_store_batches_total', 'counter', 'Retained store group commits (one fsync each)', () => s.batches);
+    ctx.metrics.register('topicast_store_log_bytes', 'gauge', 'Bytes in the retained store log since its last snapshot', () => s.logBytes);
+  }
   const native = createNativeProtocol(ctx);
   const mqtt = createMqttProtocol(ctx);
   let ready = true;
@@ -91,6 +107,7 @@ export async function startBroker(config: BrokerConfig, log?: Logger): Promise<R
       while (ctx.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       if (ctx.openConnections() > 0) ctx.log.warn({ open: ctx.openConnections() }, 'shutdown timeout: connections left open');
       await Promise.race([closingTcp, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+      await store?.close(); // last: wills published during the close above are stored too
     })();
     return stopping;
   };
