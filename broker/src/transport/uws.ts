@@ -101,7 +101,9 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       const extensions = req.getHeader('sec-websocket-extensions');
       const remote = remoteOf(res);
       if (!offersSubprotocol(offered, subprotocol)) {
-        log.debug({ remote, offered, path: protocol.name }, 'upgrade refused: subprotocol');
+        // Entries may carry a token (PROTOCOL.md §1): log only their names.
+        const names = offered.split(',').map((p) => (p.trim().startsWith('topicast.token.') ? 'topicast.token.<redacted>' : p.trim()));
+        log.debug({ remote, offered: names, path: protocol.name }, 'upgrade refused: subprotocol');
         return reply(res, errorReply(400, ErrorCode.badFrame, `WebSocket subprotocol "${subprotocol}" required`));
       }
       if (ctx.openConnections() >= config.maxConnections) {
