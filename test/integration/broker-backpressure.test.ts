@@ -41,9 +41,9 @@ function tracker(): { received: Received; onFrame: (f: ServerFrame) => void } {
   };
 }
 
-async function scenario(policy: 'drop' | 'conflate' | 'disconnect') {
+async function scenario(policy: 'drop' | 'conflate' | 'disconnect', extraArgs: string[] = []) {
   const broker = await startBroker({
-    args: ['--slow-consumer-policy', policy, '--max-buffered-bytes', String(MAX_BUFFERED), '--max-publishes-per-sec', '0', '--sys-interval-sec', '0'],
+    args: ['--slow-consumer-policy', policy, '--max-buffered-bytes', String(MAX_BUFFERED), '--max-publishes-per-sec', '0', '--sys-interval-sec', '0', ...extraArgs],
     mqttOff: true,
   });
   const stalledT = tracker();
@@ -132,6 +132,24 @@ test('conflate: the stalled subscriber gets the latest value of every topic afte
   await r.stalled.ping();
   await r.watcher.ping();
   assert.equal(r.watcher.deliveries('bpwill/stalled').length, 0, 'no will: the connection lives');
+  await r.broker.stop();
+});
+
+test('conflate with --max-conflated-topics 4: topics beyond it are dropped and counted; every message is accounted for', async (t) => {
+  const r = await scenario('conflate', ['--max-conflated-topics', '4']);
+  assertFastGotEverything(r);
+  const conflated = r.metrics.get('topicast_conflated_total') ?? 0;
+  const dropped = r.metrics.get('topicast_dropped_total') ?? 0;
+  t.diagnostic(`conflate (4 topics max): ${conflated} conflated, ${dropped} dropped`);
+  assert.ok(conflated > 0, 'some replaced');
+  assert.ok(dropped > 0, 'some dropped: 16 topics do not fit in 4');
+  r.stalled.resume();
+  await r.stalled.ping(10_000);
+  assert.equal(r.stalledT.count + conflated + dropped, MESSAGES, 'delivered + replaced + dropped = published');
+  assert.equal(r.stalledT.outOfOrder, 0);
+  // Exactly four topics were kept while backed up: their latest values arrived.
+  const latest = [...Array(TOPICS).keys()].filter((k) => r.stalledT.last.get(`bp/t${k}`) === MESSAGES - TOPICS + k);
+  assert.equal(latest.length, 4, `latest values delivered for ${JSON.stringify(latest)}`);
   await r.broker.stop();
 });
 

@@ -94,7 +94,7 @@ function raw(method: string, path: string, body?: Uint8Array, headers: Record<st
     socket.on('error', (err) => (chunks.length > 0 ? tryParse(true) : fail(err)));
     const head = [`${method} ${path} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close'];
     for (const [k, v] of Object.entries(headers)) head.push(`${k}: ${v}`);
-    if (body) head.push(`Content-Length: ${body.length}`);
+    if (body && !('Transfer-Encoding' in headers)) head.push(`Content-Length: ${body.length}`);
     socket.write(head.join('\r\n') + '\r\n\r\n');
     if (body) socket.write(body);
   });
@@ -119,6 +119,11 @@ test('POST /api/publish/<topic> reaches a WebSocket subscriber byte for byte; ?r
   assert.equal(r2.status, 200, r2.body.toString());
   assert.equal(json(r2).topic, 'http/enc/été');
   assert.equal(text((await sub.expect(isDelivery('http/enc/été'))).payload), 'summer');
+
+  // A chunked body (curl reading stdin sends one) in two chunks.
+  const chunked = await raw('POST', '/api/publish/http/chunked', bytes('6\r\nhello-\r\n7\r\nchunked\r\n0\r\n\r\n'), { 'Transfer-Encoding': 'chunked' });
+  assert.equal(chunked.status, 200, chunked.body.toString());
+  assert.equal(text((await sub.expect(isDelivery('http/chunked'))).payload), 'hello-chunked');
 
   const late = await NativeClient.connect(broker.url);
   const s = await late.subscribe(['http/#']);

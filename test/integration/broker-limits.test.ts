@@ -130,7 +130,7 @@ test('--max-publishes-per-sec with --publish-burst: beyond the burst ERROR rateL
   const acked = answers.filter((a) => a.op === Op.ack).length;
   const limited = answers.filter((a) => a.op === Op.error && a.code === ErrorCode.rateLimited).length;
   assert.equal(acked + limited, 40, JSON.stringify(answers.filter((a) => a.op === Op.error && a.code !== ErrorCode.rateLimited)));
-  assert.ok(acked >= 20 && acked <= 22, `the burst of 20 (plus what refills in a few ms) passes: ${acked}`);
+  assert.ok(acked >= 20 && acked <= 24, `the burst of 20 (plus what refills in a few ms) passes: ${acked}`);
   assert.ok(limited >= 18, `the rest is refused: ${limited}`);
   // id 0: refused silently, but counted.
   for (let i = 0; i < 5; i++) c.send({ op: Op.publish, id: 0, topic: 'rate/silent', payload: bytes('x'), flags: 0 });
