@@ -301,7 +301,8 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
   checkTimers(now: number): void {
     if (!this.isOpen) return;
     if (this.state !== 'connected') {
-      if (this.state === 'new' && now - this.openedAt > this.server.connectTimeoutMs) this.closeTransport(CloseCode.protocolError, 'no CONNECT');
+      // No CONNECT, or an auth hook that never answers: the connection does not linger.
+      if (now - this.openedAt > this.server.connectTimeoutMs) this.closeTransport(CloseCode.protocolError, this.state === 'new' ? 'no CONNECT' : 'authentication timed out');
       return;
     }
     // [MQTT-3.1.2-24] one and a half times the keepalive without a packet: close.
