@@ -30,11 +30,12 @@ let broker: BrokerProcess;
 let client: Client;
 let browser: Browser;
 let page: Page;
-let agent: ChildProcess | undefined;
+const agents: ChildProcess[] = [];
 let ticker: NodeJS.Timeout | undefined;
 const consoleErrors: string[] = [];
 /** While the broker is cut off on purpose, Chromium logs each failed WebSocket as a console error. */
 const WS_FAILED = /^WebSocket connection to '.*' failed/;
+let cutOff = false;
 
 /**
  * A TCP proxy between the page and the broker, so a test can cut the page off
@@ -88,14 +89,18 @@ async function setUp(): Promise<void> {
   client = await connect(broker.url);
   await simulateDevice(client);
   if (existsSync(AGENT_CLI)) {
-    agent = spawn(process.execPath, [AGENT_CLI, '--url', broker.url, '--id', 'e2e-agent', '--interval', '1', '--root', `${ROOT}test/fixtures/agent/pi`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    agent.stdout?.resume();
-    agent.stderr?.resume();
+    // One agent with { value, unit, ts } readings, one with bare numbers (units then come from its info).
+    for (const extra of [['--id', 'e2e-agent'], ['--id', 'e2e-agent-num', '--payload', 'number', '--readers', 'thermal,load']]) {
+      const agent = spawn(process.execPath, [AGENT_CLI, '--url', broker.url, '--interval', '1', '--root', `${ROOT}test/fixtures/agent/pi`, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+      agent.stdout?.resume();
+      agent.stderr?.resume();
+      agents.push(agent);
+    }
   }
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
   page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   page.on('console', (m) => {
-    if (m.type() === 'error' && !(proxy.down && WS_FAILED.test(m.text()))) consoleErrors.push(m.text());
+    if (m.type() === 'error' && !(cutOff && WS_FAILED.test(m.text()))) consoleErrors.push(m.text());
   });
   page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
   await startProxy(broker.port);
@@ -105,9 +110,7 @@ if (!skipReason) await setUp();
 
 after(async () => {
   if (ticker) clearInterval(ticker);
-  if (agent && agent.exitCode === null) {
-    agent.kill('SIGKILL');
-  }
+  for (const agent of agents) if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
   await browser?.close();
   await client?.close();
   for (const sock of proxy.sockets) sock.destroy();
@@ -132,6 +135,12 @@ test('the agent on a fixture tree shows up as a device with readings', { skip: s
   await card.waitFor({ timeout: 15_000 });
   await card.locator('.status[data-status="online"]').waitFor({ timeout: 10_000 });
   await page.waitForFunction((sel) => document.querySelectorAll(sel).length >= 3, 'article.device[data-device="e2e-agent"] .readings li', { timeout: 10_000 });
+  const temp = page.locator('article.device[data-device="e2e-agent"] [data-topic="devices/e2e-agent/thermal/cpu-thermal/temperature"] .reading-value');
+  assert.match((await temp.textContent()) ?? '', /^\d+(\.\d+)? °C$/);
+  // Bare numbers: the unit comes from the sensor list in devices/<id>/info.
+  const bare = page.locator('article.device[data-device="e2e-agent-num"] [data-topic="devices/e2e-agent-num/thermal/cpu-thermal/temperature"] .reading-value');
+  await bare.waitFor({ timeout: 10_000 });
+  await page.waitForFunction((sel) => /°C$/.test(document.querySelector(sel)?.textContent ?? ''), 'article.device[data-device="e2e-agent-num"] [data-topic="devices/e2e-agent-num/thermal/cpu-thermal/temperature"] .reading-value', { timeout: 10_000 });
 });
 
 test('clicking a reading opens a chart that updates live', { skip: skipReason }, async () => {
@@ -275,12 +284,14 @@ test('the connection settings reconnect with a token, keeping what the page know
 });
 
 test('the page reconnects after losing the broker, and gets what was retained meanwhile', { skip: skipReason }, async () => {
+  cutOff = true; // until the page is back: a dial refused while cut off may be logged a little later
   proxy.down = true;
   for (const sock of proxy.sockets) sock.destroy();
   await page.locator('#conn[data-state="reconnecting"], #conn[data-state="connecting"]').waitFor({ timeout: 10_000 });
   await client.publish('e2e/while-down', 'kept for you', { retain: true, ack: true });
   proxy.down = false;
   await page.locator('#conn[data-state="open"]').waitFor({ timeout: 15_000 });
+  cutOff = false;
   const row = page.locator('#topic-tree li[data-topic="e2e/while-down"] > .topic-row');
   await row.waitFor({ timeout: 5_000 });
   assert.equal(await row.locator('.topic-value').textContent(), 'kept for you');

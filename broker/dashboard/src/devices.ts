@@ -165,7 +165,6 @@ export class DevicesView {
       }
     } else {
       const reading = toReading(d);
-      if (reading.unit === undefined) reading.unit = card.units.get(path);
       const row = card.rows.get(path) ?? this.row(card, topic, path, reading);
       row.reading = reading;
       card.dirtyRows.add(row);
@@ -179,11 +178,12 @@ export class DevicesView {
     return result;
   }
 
-  /** The unit shown for a topic's reading, for chart titles. */
+  /** A reading's unit: its own, else the one its device announced in `info` (which may arrive later). */
   unitOf(topic: string): string | undefined {
     const parts = topic.split('/');
-    const row = this.cards.get(parts[1] ?? '')?.rows.get(parts.slice(2).join('/'));
-    return row?.reading.unit;
+    const card = this.cards.get(parts[1] ?? '');
+    const path = parts.slice(2).join('/');
+    return card?.rows.get(path)?.reading.unit ?? card?.units.get(path);
   }
 
   /** Reflects an opened or closed chart on the reading's button. */
@@ -249,8 +249,7 @@ export class DevicesView {
       : el('div', { class: 'reading', 'data-topic': topic }, nameEl, valueEl);
     if (chartable) {
       control.addEventListener('click', () => {
-        const row = card.rows.get(path);
-        this.opts.onToggleChart(topic, `${card.id} · ${path}`, row?.reading.unit);
+        this.opts.onToggleChart(topic, `${card.id} · ${path}`, this.unitOf(topic));
       });
     }
     const li = el('li', {}, control);
@@ -287,18 +286,19 @@ export class DevicesView {
 
   private renderRow(card: Card, row: ReadingRow): void {
     const r = row.reading;
+    const unit = r.unit ?? card.units.get(row.path);
     if (typeof r.value === 'number') {
-      setText(row.valueEl, formatWithUnit(r.value, r.unit));
+      setText(row.valueEl, formatWithUnit(r.value, unit));
       if (!row.chartable) {
         // A reading that started as text and became numeric: rebuild its control as a chart button.
         card.rows.delete(row.path);
         row.li.remove();
         const fresh = this.row(card, row.topic, row.path, r);
-        setText(fresh.valueEl, formatWithUnit(r.value, r.unit));
+        setText(fresh.valueEl, formatWithUnit(r.value, unit));
       }
     } else {
       const v = typeof r.value === 'boolean' ? String(r.value) : r.value;
-      setText(row.valueEl, r.unit ? `${v} ${r.unit}` : v);
+      setText(row.valueEl, unit ? `${v} ${unit}` : v);
     }
   }
 }

@@ -82,7 +82,7 @@ function onMessage(topic: string, payload: Uint8Array, retained: boolean): void 
   if (topic.startsWith('devices/')) {
     const reading = devices.onMessage(topic, decoded, retained, nowMs);
     if (reading && typeof reading.value === 'number') {
-      store.push(topic, (reading.tsMs ?? nowMs) / 1000, reading.value, reading.unit);
+      store.push(topic, (reading.tsMs ?? nowMs) / 1000, reading.value, devices.unitOf(topic));
       charts.onData(topic);
     }
   } else if (topic.startsWith('$SYS/')) {
