@@ -47,6 +47,7 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
   // [MQTT-3.1.2-1] "MQIsdp" goes with level 3 (MQTT 3.1), "MQTT" with 4 and 5.
   if ((p.protocolId === 'MQIsdp') !== (version === 3)) return refuse(c, Reason.unsupportedProtocolVersion, 'protocol name and level do not match'); // [MQTT-3.1.2-2]
   if (p.will && (p.will.qos as number) === 3) return malformed(c, 'will QoS 3'); // [MQTT-3.1.2-14]
+  if (!v5 && p.password !== undefined && p.username === undefined) return malformed(c, 'password without user name'); // [MQTT-3.1.2-22]
   if (p.clientId.includes('\u0000')) return malformed(c, 'client id contains NUL'); // [MQTT-1.5.4-2]
   if (v5) {
     if (props?.receiveMaximum === 0) return refuse(c, Reason.protocolError, 'Receive Maximum 0'); // MQTT 5 §3.1.2.11.3
