@@ -275,3 +275,21 @@ test('MQTT metrics are exported', async () => {
   }
   assert.match(text, /^topicast_mqtt_takeovers_total [1-9]/m);
 });
+
+test('graceful shutdown: MQTT 5 clients on TCP and WebSocket get DISCONNECT 0x8B, and the process exits', async () => {
+  const own = await startBroker({ args: [] });
+  try {
+    const reasons: Promise<number | undefined>[] = [];
+    for (const u of [`mqtt://127.0.0.1:${own.mqttPort}`, `ws://127.0.0.1:${own.port}/mqtt`]) {
+      const c = await mqtt.connectAsync(u, { protocolVersion: 5, reconnectPeriod: 0 });
+      clients.push(c);
+      reasons.push(new Promise((r) => c.once('disconnect', (p) => r(p.reasonCode))));
+    }
+    own.kill('SIGTERM');
+    assert.deepEqual(await Promise.all(reasons), [0x8b, 0x8b]);
+    const exit = await Promise.race([own.exited, new Promise((r) => setTimeout(() => r('still running'), 5000))]);
+    assert.notEqual(exit, 'still running');
+  } finally {
+    await own.stop();
+  }
+});
