@@ -115,6 +115,14 @@ test('--max-subscriptions-per-connection: the sixth filter is refused, atomicall
   await Promise.all([c.close(), p.close()]);
 });
 
+test('--max-subscriptions-per-connection counts a filter repeated in one SUBSCRIBE once', async () => {
+  const c = await connect();
+  assertAck(await c.subscribeRaw(['d/1', 'd/2', 'd/3', 'd/4']), 'four');
+  assertAck(await c.subscribeRaw(['d/5', 'd/5']), 'one new filter, twice: five in all');
+  assertError(await c.subscribeRaw(['d/6']), ErrorCode.tooManySubscriptions, 'the sixth');
+  await c.close();
+});
+
 test('--max-publishes-per-sec with --publish-burst: beyond the burst ERROR rateLimited, counted, refilled over time', async () => {
   const c = await connect();
   const sub = await connect();
