@@ -70,6 +70,7 @@ async function startProxy(target: number): Promise<void> {
 /** Publishes a small device by the convention: status, info, a changing temperature and a steady load. */
 async function simulateDevice(c: Client): Promise<void> {
   await c.publish(`devices/${DEVICE}/status`, 'online', { retain: true, ack: true });
+  await c.publish('devices/e2e-other/status', 'offline', { retain: true, ack: true });
   await c.publish(`devices/${DEVICE}/info`, { hostname: 'e2e-sim.local', os: 'Linux 6.1.0', arch: 'arm64', agentVersion: 'e2e', sensors: [{ path: 'cpu/temperature', unit: '°C' }] }, { retain: true, ack: true });
   let i = 0;
   const tick = (): void => {
@@ -141,6 +142,16 @@ test('the agent on a fixture tree shows up as a device with readings', { skip: s
   const bare = page.locator('article.device[data-device="e2e-agent-num"] [data-topic="devices/e2e-agent-num/thermal/cpu-thermal/temperature"] .reading-value');
   await bare.waitFor({ timeout: 10_000 });
   await page.waitForFunction((sel) => /°C$/.test(document.querySelector(sel)?.textContent ?? ''), 'article.device[data-device="e2e-agent-num"] [data-topic="devices/e2e-agent-num/thermal/cpu-thermal/temperature"] .reading-value', { timeout: 10_000 });
+});
+
+test('the device finder filters cards by id and host fields', { skip: skipReason }, async () => {
+  const other = page.locator('article.device[data-device="e2e-other"]');
+  await other.waitFor({ state: 'visible', timeout: 5_000 });
+  await page.locator('#device-filter').fill('E2E-SIM.local');
+  await other.waitFor({ state: 'hidden', timeout: 5_000 });
+  assert.equal(await page.locator(`article.device[data-device="${DEVICE}"]`).isVisible(), true);
+  await page.locator('#device-filter').fill('');
+  await other.waitFor({ state: 'visible', timeout: 5_000 });
 });
 
 test('clicking a reading opens a chart that updates live', { skip: skipReason }, async () => {

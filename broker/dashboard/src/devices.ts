@@ -120,6 +120,7 @@ export interface DevicesOptions {
 export class DevicesView {
   private readonly cards = new Map<string, Card>();
   private readonly dirty = new Set<Card>();
+  private filter = '';
 
   constructor(
     private readonly grid: HTMLElement,
@@ -153,6 +154,7 @@ export class DevicesView {
       const v = d.value;
       card.info = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
       card.units = unitsFromInfo(card.info);
+      if (this.filter) this.applyFilter(card);
       for (const row of card.rows.values()) card.dirtyRows.add(row);
       card.headDirty = true;
     } else if (d.format === 'empty') {
@@ -205,6 +207,21 @@ export class DevicesView {
     this.empty.hidden = this.cards.size > 0;
   }
 
+  /** Shows only devices whose id or host fields contain `text` (case-insensitive). */
+  setFilter(text: string): void {
+    this.filter = text.trim().toLowerCase();
+    for (const card of this.cards.values()) this.applyFilter(card);
+  }
+
+  private applyFilter(card: Card): void {
+    if (!this.filter) {
+      card.root.hidden = false;
+      return;
+    }
+    const info = card.info ? Object.values(card.info).filter((v) => typeof v === 'string').join(' ') : '';
+    card.root.hidden = !`${card.id} ${info}`.toLowerCase().includes(this.filter);
+  }
+
   /** Refreshes the "last seen" texts; called once a second. */
   tick(nowMs: number): void {
     for (const card of this.cards.values()) setText(card.seenEl, card.lastSeenMs === undefined ? 'not seen live yet' : `last seen ${formatAgo(card.lastSeenMs, nowMs)}`);
@@ -237,6 +254,7 @@ export class DevicesView {
     const card: Card = { id, status: undefined, info: undefined, units: new Map(), lastSeenMs: undefined, rows: new Map(), dirtyRows: new Set(), headDirty: true, root, statusEl, seenEl, infoEl, list, countEl };
     this.cards.set(id, card);
     insertSorted(this.grid, root, id);
+    if (this.filter) this.applyFilter(card);
     return card;
   }
 

@@ -190,6 +190,8 @@ byId<HTMLInputElement>('topic-filter').addEventListener('input', (e) => {
   filterTimer = setTimeout(() => explorer.setFilter(value), 120); // one tree walk per pause in typing
 });
 
+byId<HTMLInputElement>('device-filter').addEventListener('input', (e) => devices.setFilter((e.target as HTMLInputElement).value));
+
 initTheme(byId<HTMLButtonElement>('theme-toggle'), () => charts.retheme());
 
 let lastTickMs = Date.now();
