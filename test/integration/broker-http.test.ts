@@ -45,14 +45,14 @@ interface RawResponse {
 }
 
 /** One HTTP/1.1 request written byte for byte (the path is sent exactly as given). */
-function raw(method: string, path: string, body?: Uint8Array, headers: Record<string, string> = {}): Promise<RawResponse> {
+function raw(method: string, path: string, body?: Uint8Array, headers: Record<string, string> = {}, timeoutMs = 5000): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const socket = netConnect(broker.port, '127.0.0.1');
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`${method} ${path}: no complete response in 5 s`));
-    }, 5000);
+      reject(new Error(`${method} ${path}: no complete response in ${timeoutMs} ms`));
+    }, timeoutMs);
     let done = false;
     const tryParse = (final: boolean): void => {
       if (done) return;
@@ -299,4 +299,55 @@ test('HEAD on /healthz, /metrics and static files: headers only, and the broker 
     assert.ok(Number(r.headers.get('content-length')) > 0, `HEAD ${path} announces the GET body length`);
   }
   assert.equal((await raw('GET', '/healthz')).status, 200, 'still alive');
+});
+
+test('hostile HTTP: 600 malformed or odd requests (methods, paths, broken upgrades and bodies) never take the broker down', async () => {
+  let seed = 12345;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)]!;
+  const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT', 'get', 'FOO', 'G\u00e9T'];
+  const paths = ['/', '/healthz', '/metrics', '/ws', '/mqtt', '/api/publish/a/b', '/api/publish/', '/api/publish/%', '/api/publish/%zz', '/api/', '/api', '/index.html',
+    '/%', '/%%', '/%u002e', '/' + 'a'.repeat(3000), '/?' + 'q'.repeat(2000), '*', '/\t', '/a b', '/healthz?x=%00', '/api/publish/a?retain=%ff', '/sub/..'];
+  const headerSets: Record<string, string>[] = [
+    {},
+    { Upgrade: 'websocket', Connection: 'Upgrade' }, // no key, no version
+    { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': 'not-base64!', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Protocol': 'topicast.v1' },
+    { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version': '8', 'Sec-WebSocket-Protocol': 'topicast.v1' },
+    { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': '', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Protocol': 'topicast.v1, mqtt' },
+    { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Protocol': ',,,' },
+    { 'Transfer-Encoding': 'chunked' },
+    { 'Content-Length': '-1' },
+    { 'Content-Length': '99999999999999999999' },
+    { 'Content-Length': '5', 'Transfer-Encoding': 'chunked' },
+    { Expect: '100-continue' },
+    { Range: 'bytes=0-1' },
+    { 'X-Long': 'x'.repeat(5000) },
+  ];
+  const bodies = [undefined, bytes('hello'), bytes('zz\r\nnot chunked\r\n'), bytes('5\r\nabc\r\n0\r\n\r\n'), new Uint8Array(5000), bytes('0\r\n\r\n')];
+  let answered = 0;
+  let dropped = 0;
+  const one = async (): Promise<void> => {
+    const method = pick(methods);
+    const path = pick(paths);
+    const headers = pick(headerSets);
+    const body = pick(bodies);
+    try {
+      // A request announcing a body it never sends may rightly wait for it: 1 s is enough to tell.
+      const r = await raw(method, path, body, headers, 1000);
+      answered++;
+      if (path === '/' + 'a'.repeat(3000)) assert.ok(r.status >= 400);
+    } catch {
+      dropped++; // closing on garbage is fine; only the process's survival matters here
+    }
+  };
+  for (let round = 0; round < 75; round++) await Promise.all(Array.from({ length: 8 }, one));
+  assert.equal(broker.proc.exitCode, null, `broker exited: ${broker.logs.slice(-3).join(' | ')}`);
+  assert.equal(broker.proc.signalCode, null);
+  assert.equal((await raw('GET', '/healthz')).status, 200, `alive after ${answered} answered and ${dropped} dropped requests`);
+  const c = await NativeClient.connect(broker.url);
+  await c.ping();
+  await c.close();
 });
