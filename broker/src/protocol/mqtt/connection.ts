@@ -162,7 +162,12 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
   /** Queues a control packet (never dropped by the slow-consumer policy). */
   send(packet: mqtt.Packet): void {
     this.server.stats.packetsSent++;
-    this.outbox.pushControl(encodePacket(packet, this.version));
+    let bytes = encodePacket(packet, this.version);
+    if (bytes.length > this.clientMaxPacketBytes && 'properties' in packet && packet.properties) {
+      // [MQTT-3.4.2-2] and siblings: drop the reason string / user properties rather than exceed the client's limit.
+      bytes = encodePacket({ ...packet, properties: undefined } as mqtt.Packet, this.version);
+    }
+    this.outbox.pushControl(bytes);
   }
 
   sendQos0(message: Message, retain: boolean, subscriptionIds: number[] | undefined): void {

@@ -55,6 +55,8 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
     if (props?.authenticationMethod !== undefined) return refuse(c, Reason.badAuthenticationMethod, 'enhanced authentication is not supported');
   }
 
+  // MQTT 3.1 (level 3) limits client ids to 1..23 characters (3.1 §3.1, "Client Identifier"); 3.1.1 and 5 lift it.
+  if (version === 3 && p.clientId.length > 23) return refuse(c, Reason.clientIdentifierNotValid, 'MQTT 3.1 client ids are at most 23 characters');
   let clientId = p.clientId;
   let assigned = false;
   if (clientId === '') {
