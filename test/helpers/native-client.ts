@@ -69,6 +69,8 @@ export class NativeClient {
   readonly frames: ServerFrame[] = [];
   /** Frames a broker sent that did not decode: always a broker bug. */
   readonly undecodable: Uint8Array[] = [];
+  /** Socket errors (resets, protocol errors); kept so that none goes unhandled. */
+  readonly errors: Error[] = [];
   welcome: WelcomeInfo | undefined;
   /** Set once the socket closed. */
   closeInfo: CloseInfo | undefined;
@@ -80,6 +82,7 @@ export class NativeClient {
   private constructor(readonly ws: WebSocket, private readonly options: ConnectOptions) {
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
+        clients.delete(this);
         this.closeInfo = { code, reason: reason.toString('utf8') };
         resolve(this.closeInfo);
         // Nothing more can arrive: fail pending waits now instead of at their timeouts.
@@ -89,6 +92,7 @@ export class NativeClient {
       });
     });
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    ws.on('error', (err) => this.errors.push(err));
   }
 
   /** Opens a connection; rejects with the HTTP status in the message when the upgrade is refused. */
