@@ -32,6 +32,16 @@ export interface ChartsOptions {
 
 const HEIGHT_PX = 180;
 
+// 24-hour clock: short labels that never collide, as in most monitoring tools.
+const withSeconds = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+const withoutSeconds = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+
+/** A tick label: hh:mm:ss when ticks are under a minute apart, else hh:mm. */
+function clockTime(tSec: number, ticks: number[]): string {
+  const step = ticks.length > 1 ? Math.abs(ticks[1]! - ticks[0]!) : 60;
+  return (step < 60 ? withSeconds : withoutSeconds).format(tSec * 1000);
+}
+
 function cssVar(name: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
 }
@@ -168,7 +178,8 @@ export class ChartsView {
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true } },
-      axes: [axis, { ...axis, size: 56, values: (_u, ticks) => ticks.map((t) => formatNumber(t)) }],
+      // Clock times only (the date is today's); seconds while the window is short.
+      axes: [{ ...axis, space: 84, values: (_u, ticks) => ticks.map((t, _i, all) => clockTime(t, all)) }, { ...axis, size: 56, values: (_u, ticks) => ticks.map((t) => formatNumber(t)) }],
       series: [{}, { label: chart.label, stroke: line, width: 2, fill: cssVar('--accent-fill'), points: { show: false } }],
       hooks: {
         setCursor: [
