@@ -56,6 +56,8 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
   clientTopicAliasMax = 0;
   /** Whether reason strings and user properties may be sent on errors (Request Problem Information). */
   problemInfo = true;
+  /** The last pending ordered acknowledgement (handlers/publish.ts), while a durable write holds acks back. */
+  ackTail: Promise<void> | undefined;
   /** Packets received while the auth hook runs, processed in order once connected. */
   backlog: mqtt.Packet[] = [];
   /** Topic aliases, created on first use (most connections never use them). */

@@ -17,14 +17,37 @@ import type { MqttConnection } from '../connection.js';
 import { Reason } from '../reasons.js';
 import { isValidUtf8 } from '../utf8.js';
 
-function acknowledge(c: MqttConnection, qos: 0 | 1 | 2, id: number, reason: number, why?: string): void {
-  if (qos === 0) return;
+function sendAck(c: MqttConnection, qos: 1 | 2, id: number, reason: number, why?: string): void {
   const packet: mqtt.IPubackPacket | mqtt.IPubrecPacket = { cmd: qos === 1 ? 'puback' : 'pubrec', messageId: id };
   if (c.version === 5 && reason !== Reason.success) {
     packet.reasonCode = reason;
     if (why && c.problemInfo) packet.properties = { reasonString: why };
   }
   c.send(packet);
+}
+
+/**
+ * Acknowledges in the order the PUBLISH packets arrived [MQTT-4.6.0-2] [MQTT-4.6.0-3]:
+ * while a durable retained write is pending, later acks wait behind it.
+ */
+function acknowledge(c: MqttConnection, qos: 0 | 1 | 2, id: number, reason: number, why?: string, durable?: Promise<void>): void {
+  if (qos === 0) return;
+  if (durable === undefined && c.ackTail === undefined) return sendAck(c, qos, id, reason, why);
+  const tail: Promise<void> = (c.ackTail ?? Promise.resolve())
+    .then(() => durable)
+    .then(
+      () => {
+        if (c.isOpen) sendAck(c, qos, id, reason, why);
+      },
+      (err: unknown) => {
+        c.server.ctx.log.error({ err, clientId: c.session?.clientId }, 'retained write failed');
+        if (c.isOpen) sendAck(c, qos, id, Reason.implementationSpecificError, 'retained write failed');
+      },
+    )
+    .finally(() => {
+      if (c.ackTail === tail) c.ackTail = undefined;
+    });
+  c.ackTail = tail;
 }
 
 export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
@@ -100,18 +123,12 @@ export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
   const bytes = p.retain ? new Uint8Array(payload) : new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
   // [MQTT-3.3.1-5] retain stores; [MQTT-3.3.1-10] an empty retained payload deletes (the store does both).
   const message = createMessage(topic, bytes, p.retain, session, qos, properties);
-  const { durable } = ctx.router.publish(message);
+  const durable = ctx.router.publish(message).durable ?? undefined;
 
   if (qos === 2) session.awaitingRelease.add(id); // [MQTT-4.3.3-9] hold the id until PUBREL
-  if (qos === 0) return;
-  if (durable === undefined) return acknowledge(c, qos, id, Reason.success);
-  durable.then(
-    () => {
-      if (c.isOpen) acknowledge(c, qos, id, Reason.success);
-    },
-    (err: unknown) => {
-      ctx.log.error({ err, topic }, 'retained write failed');
-      if (c.isOpen) acknowledge(c, qos, id, Reason.implementationSpecificError, 'retained write failed');
-    },
-  );
+  if (qos === 0) {
+    durable?.catch((err: unknown) => ctx.log.error({ err, topic }, 'retained write failed'));
+    return;
+  }
+  acknowledge(c, qos, id, Reason.success, undefined, durable);
 }
