@@ -101,16 +101,34 @@ const tokenInput = byId<HTMLInputElement>('settings-token');
 let currentUrl = '';
 let generation = 0;
 
-function showState(state: LinkState | 'error', detailText?: string): void {
-  setAttr(conn, 'data-state', state);
+let linkState: LinkState = 'connecting';
+let lastError: string | undefined;
+
+function showState(state: LinkState): void {
+  linkState = state;
+  if (state === 'open') lastError = undefined;
+  paintState();
+}
+
+function showError(message: string): void {
+  lastError = message;
+  paintState();
+}
+
+/**
+ * The connection pill. While the SDK retries, a failed dial is the reason shown next to
+ * the state, not a state of its own; an error while open or after giving up turns it red.
+ */
+function paintState(): void {
+  const pill = lastError && (linkState === 'open' || linkState === 'closed') ? 'error' : linkState;
+  setAttr(conn, 'data-state', pill);
   const where = currentUrl.replace(/^wss?:\/\//, '');
-  const text =
-    state === 'open' ? `Connected to ${where}` :
-    state === 'connecting' ? `Connecting to ${where}…` :
-    state === 'reconnecting' ? `Reconnecting to ${where}…` :
-    state === 'closed' ? 'Disconnected' :
-    `Connection problem: ${detailText ?? 'unknown'}`;
-  setText(connText, text);
+  const base =
+    linkState === 'open' ? `Connected to ${where}` :
+    linkState === 'connecting' ? `Connecting to ${where}…` :
+    linkState === 'reconnecting' ? `Reconnecting to ${where}…` :
+    'Disconnected';
+  setText(connText, lastError ? `${base} (${lastError})` : base);
 }
 
 function readSetting(storage: () => Storage, key: string): string | undefined {
@@ -143,9 +161,10 @@ async function connectTo(url: string, token: string): Promise<void> {
     sys.clear();
   }
   currentUrl = url;
+  lastError = undefined;
   byId('agent-hint').textContent = `topicast-agent --url ${url}`;
   showState('connecting');
-  if (old) await old.close().catch((err: unknown) => showState('error', err instanceof Error ? err.message : String(err)));
+  if (old) await old.close().catch((err: unknown) => showError(err instanceof Error ? err.message : String(err)));
   if (gen !== generation) return;
   try {
     const next = await Link.open(url, token, {
@@ -157,7 +176,7 @@ async function connectTo(url: string, token: string): Promise<void> {
         if (state === 'closed') settings.open = true;
       },
       onError: (message) => {
-        if (gen === generation) showState('error', message);
+        if (gen === generation) showError(message);
       },
     });
     if (gen !== generation) {
@@ -167,7 +186,7 @@ async function connectTo(url: string, token: string): Promise<void> {
     link = next;
     await next.ready;
   } catch (err) {
-    if (gen === generation) showState('error', err instanceof Error ? err.message : String(err));
+    if (gen === generation) showError(err instanceof Error ? err.message : String(err));
   }
 }
 
