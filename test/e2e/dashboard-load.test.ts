@@ -11,7 +11,7 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { connect, type Client } from 'topicast';
-import { startBroker } from '../helpers/broker.js';
+import { startBroker, type BrokerProcess } from '../helpers/broker.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CHROMIUM = '/usr/bin/chromium';
@@ -27,11 +27,13 @@ if (!existsSync(`${ROOT}broker/dist/public/index.html`)) throw new Error('the da
 
 let browser: Browser | undefined;
 let client: Client | undefined;
+let broker: BrokerProcess | undefined;
 let timer: NodeJS.Timeout | undefined;
 after(async () => {
   if (timer) clearInterval(timer);
   await browser?.close();
   await client?.close();
+  await broker?.stop();
 });
 
 interface PageStats {
@@ -45,7 +47,7 @@ interface PageStats {
 
 test('400 topics at 5 Hz each: frames keep coming, every topic shows its latest value', { skip: skipReason }, async (t) => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  const broker = await startBroker();
+  broker = await startBroker();
   client = await connect(broker.url);
   const c = client;
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });

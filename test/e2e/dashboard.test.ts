@@ -107,16 +107,24 @@ async function setUp(): Promise<void> {
   await startProxy(broker.port);
   await page.goto(`http://127.0.0.1:${proxy.port}/`);
 }
-if (!skipReason) await setUp();
-
-after(async () => {
+async function tearDown(): Promise<void> {
   if (ticker) clearInterval(ticker);
   for (const agent of agents) if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
   await browser?.close();
   await client?.close();
   for (const sock of proxy.sockets) sock.destroy();
   proxy.server?.close();
-});
+  await broker?.stop();
+}
+after(tearDown);
+if (!skipReason) {
+  try {
+    await setUp();
+  } catch (err) {
+    await tearDown(); // a failed set-up leaves no process behind
+    throw err;
+  }
+}
 
 test('connects and shows the device card with status, host info and readings', { skip: skipReason }, async () => {
   await page.locator('#conn[data-state="open"]').waitFor({ timeout: 10_000 });
