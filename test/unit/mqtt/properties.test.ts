@@ -269,3 +269,20 @@ test('shared subscriptions: each message goes to one member, round-robin; ordina
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(h.protocol.server.shared.size, 0);
 });
+
+test('$SYS is the broker\'s own: client publishes are refused (MQTT 5 0x87), not routed, not retained', async () => {
+  const h = await startMqtt();
+  const { client: w } = await RawClient.connect(h.port, { clientId: 'sysw' }, 5);
+  w.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$SYS/#', qos: 0 }] });
+  await w.next('suback');
+  const { client } = await RawClient.connect(h.port, { clientId: 'spoof' }, 5);
+  client.send(pub('$SYS/broker/version', 'spoofed', { qos: 1, messageId: 1, retain: true }));
+  assert.equal((await client.next('puback')).reasonCode, 0x87);
+  const v4 = await RawClient.connect(h.port, { clientId: 'spoof4' });
+  v4.client.send(pub('$SYS/x', 'spoofed', { qos: 1, messageId: 1 }));
+  await v4.client.next('puback'); // 3.1.1: acknowledged, dropped
+  assert.equal(await w.none('publish', 100), true);
+  assert.equal(h.ctx.router.retained.get('$SYS/broker/version'), undefined);
+  const willed = await RawClient.connect(h.port, { clientId: 'sysw2', will: { topic: '$SYS/x', payload: Buffer.from('w'), qos: 0, retain: false } }, 5);
+  assert.equal(willed.connack.reasonCode, 0x87);
+});

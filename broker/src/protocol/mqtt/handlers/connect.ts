@@ -14,6 +14,7 @@ import { dispatch } from '../dispatcher.js';
 import { encodePacket, type Version } from '../encode.js';
 import { Reason, returnCodeFor } from '../reasons.js';
 import { MqttSession, type WillFactory } from '../session.js';
+import { isBrokerTopic } from '../reserved.js';
 import { isValidUtf8 } from '../utf8.js';
 
 type ConnackProperties = NonNullable<mqtt.IConnackPacket['properties']>;
@@ -73,6 +74,7 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
     const payload = typeof w.payload === 'string' ? Buffer.from(w.payload) : Buffer.from(w.payload); // own copy: kept for the session's life
     const problem = topicProblem(w.topic, ctx.topicLimits);
     if (problem !== undefined) return v5 ? refuse(c, Reason.topicNameInvalid, `will topic ${problem}`) : malformed(c, `will topic ${problem}`); // [MQTT-3.1.3-11]
+    if (isBrokerTopic(w.topic)) return refuse(c, Reason.notAuthorized, 'a will cannot publish into $SYS');
     if (payload.length > config.maxPayloadBytes) return v5 ? refuse(c, Reason.packetTooLarge, 'will payload too large') : refuse(c, Reason.serverUnavailable, 'will payload too large');
     const wp = w.properties;
     if (wp?.payloadFormatIndicator && !isValidUtf8(payload)) return refuse(c, Reason.payloadFormatInvalid, 'will payload is not UTF-8'); // MQTT 5 §3.1.3.2.3

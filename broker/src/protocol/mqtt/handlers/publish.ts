@@ -5,8 +5,8 @@
  * - QoS 1: PUBACK after routing (after the retained write when the store is durable).
  * - QoS 2: routed on PUBLISH, the id kept until PUBREL; a duplicate PUBLISH of a
  *   held id is acknowledged again but not routed again [MQTT-4.3.3-10].
- * - Refusals of a well-formed publish (rate limit, payload size, retained store
- *   full, bad UTF-8 payload) answer PUBACK/PUBREC with a reason in MQTT 5; 3.1.1
+ * - Refusals of a well-formed publish ($SYS topics, rate limit, payload size,
+ *   retained store full, bad UTF-8 payload) answer PUBACK/PUBREC with a reason in MQTT 5; 3.1.1
  *   has no negative ack, so the message is dropped, counted and acknowledged
  *   [MQTT-3.3.5-2]. Protocol violations disconnect.
  */
@@ -15,6 +15,7 @@ import { topicProblem } from 'topicast/protocol';
 import { createMessage, type MessageProperties } from '../../../core/message.js';
 import type { MqttConnection } from '../connection.js';
 import { Reason } from '../reasons.js';
+import { isBrokerTopic } from '../reserved.js';
 import { isValidUtf8 } from '../utf8.js';
 
 function sendAck(c: MqttConnection, qos: 1 | 2, id: number, reason: number, why?: string): void {
@@ -86,6 +87,10 @@ export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
     if (session.awaitingRelease.size >= config.mqttMaxInflight) return c.disconnect(Reason.receiveMaximumExceeded, `more than ${config.mqttMaxInflight} QoS 2 publishes in flight`);
   }
 
+  if (isBrokerTopic(topic)) {
+    // $SYS/... is the broker's own (DESIGN.md "Topics"): its figures are never spoofed.
+    return acknowledge(c, qos, id, Reason.notAuthorized, '$SYS topics are published by the broker only');
+  }
   const payload = p.payload as Buffer;
   if (!c.bucket.take(ctx.now())) {
     ctx.counters.rateLimited++;
