@@ -219,6 +219,11 @@ test('a topic published from Node appears in the explorer, decoded, and its deta
   await fetch(`${broker.httpUrl}/api/publish/e2e/explorer/bin`, { method: 'POST', body: new Uint8Array([0xc1, 0x00, 0xff]) });
   await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/json"] > .topic-row .topic-value')?.textContent === '{"x":[1,2]}', undefined, { timeout: 5_000 });
   await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/bin"] > .topic-row .topic-value')?.textContent === 'c1 00 ff', undefined, { timeout: 5_000 });
+  // A device that speaks text (mosquitto_pub, curl): its one-character reading "1" is text, not MessagePack 49.
+  await fetch(`${broker.httpUrl}/api/publish/devices/e2e-text/status?retain=1`, { method: 'POST', body: 'online' });
+  await page.locator('li[data-topic="devices/e2e-text/status"]').waitFor({ timeout: 5_000 });
+  await fetch(`${broker.httpUrl}/api/publish/devices/e2e-text/door/open`, { method: 'POST', body: '1' });
+  await page.waitForFunction(() => document.querySelector('[data-device="e2e-text"] [data-topic="devices/e2e-text/door/open"] .reading-value')?.textContent === '1', undefined, { timeout: 5_000 });
   await page.locator('#topic-filter').fill('explorer/probe');
   await page.waitForFunction(() => (document.querySelector('li[data-topic="devices"]') as HTMLElement | null)?.hidden === true, undefined, { timeout: 5_000 });
   await row.locator(':scope > .topic-row').click();

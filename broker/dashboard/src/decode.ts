@@ -7,9 +7,10 @@
  * The one real ambiguity: a single printable ASCII byte is both a MessagePack
  * positive fixint (48 → "0") and one character of text ("5" from
  * mosquitto_pub). Every other printable-text payload fails MessagePack with
- * trailing bytes. For that case the caller passes the format last seen on the
- * topic as a hint; without one, `$` topics (the broker's own, always text) read
- * as text and the rest as MessagePack.
+ * trailing bytes. For that case the caller passes a hint: the format last seen
+ * on the topic, else the last unambiguous one near it in the tree (a device that
+ * sends text status sends text readings); without one, `$` topics (the broker's
+ * own, always text) read as text and the rest as MessagePack.
  * Cost: one MessagePack attempt, then at most one UTF-8 decode and one JSON.parse.
  */
 import { unpack } from 'msgpackr';

@@ -35,6 +35,8 @@ interface TopicNode {
   hasValue: boolean;
   decoded: Decoded | undefined;
   format: PayloadFormat | undefined;
+  /** The last unambiguous payload format seen in this subtree: a hint for its new topics. */
+  subtreeFormat: PayloadFormat | undefined;
   retained: boolean;
   bytes: number;
   count: number;
@@ -97,7 +99,11 @@ export class ExplorerView {
       return decodePayload(payload, topic);
     }
     const node = this.node(topic);
-    const decoded = decodePayload(payload, topic, node.format);
+    const decoded = decodePayload(payload, topic, node.format ?? inheritedFormat(node));
+    if (payload.length > 1 && (decoded.format === 'msgpack' || decoded.format === 'json' || decoded.format === 'text')) {
+      // Unambiguous: tell the ancestors, so a device's single-byte readings follow its other topics.
+      for (let n: TopicNode | undefined = node; n && n.subtreeFormat !== decoded.format; n = n.parent) n.subtreeFormat = decoded.format;
+    }
     if (!node.hasValue) {
       node.hasValue = true;
       this.topicCount++;
@@ -223,7 +229,7 @@ export class ExplorerView {
     const li = el('li', { role: 'treeitem', 'aria-labelledby': rowId, 'aria-selected': 'false', tabindex: '-1', 'data-topic': path }, row);
     const node: TopicNode = {
       name, path, parent, children: new Map(), li, row, caret, valueEl, retainedEl, rateEl, group: undefined, expanded: true,
-      hasValue: false, decoded: undefined, format: undefined, retained: false, bytes: 0, count: 0, countAtTick: 0, rate: 0, lastMs: 0,
+      hasValue: false, decoded: undefined, format: undefined, subtreeFormat: undefined, retained: false, bytes: 0, count: 0, countAtTick: 0, rate: 0, lastMs: 0,
     };
     this.byRow.set(li, node);
     this.byPath.set(path, node);
@@ -341,6 +347,12 @@ export class ExplorerView {
   }
 }
 
+
+/** The nearest ancestor's subtree format (e.g. a device's `status` was text, so its "1" is text too). */
+function inheritedFormat(node: TopicNode): PayloadFormat | undefined {
+  for (let n = node.parent; n; n = n.parent) if (n.subtreeFormat) return n.subtreeFormat;
+  return undefined;
+}
 
 /** Root levels in name order, except that the broker's own `$` topics come after the application's. */
 function rootOrder(a: string, b: string): number {
