@@ -406,3 +406,18 @@ test('clients cannot publish into $SYS/..., the broker\'s own: the figures are n
   assert.equal(answer?.op, Op.error, `the publish is refused: ${JSON.stringify(answer)}`);
   await Promise.all([watcher, c, late].map((x) => x.close()));
 });
+
+test('UNSUBSCRIBE right behind a SUBSCRIBE: the snapshot completes, then the ACK, then nothing', async () => {
+  const pub = await connect();
+  for (let i = 0; i < 50; i++) await pub.publish(`unsnap/${i}`, bytes('r'), { retain: true, ack: false });
+  await pub.ping();
+  const c = await connect();
+  c.send({ op: Op.subscribe, id: 1, filters: ['unsnap/#'], options: {} });
+  c.send({ op: Op.unsubscribe, id: 2, filters: ['unsnap/#'] });
+  await c.answer(2);
+  await pub.publish('unsnap/0', bytes('live'));
+  await c.ping();
+  const ops = c.frames.slice(1).map((f) => f.op);
+  assert.deepEqual(ops, [Op.ack, ...Array(50).fill(Op.delivery), Op.snapshotEnd, Op.ack, Op.pong]);
+  await Promise.all([pub.close(), c.close()]);
+});

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Flag, Op, type ServerFrame } from 'topicast/protocol';
 import { startBroker } from '../helpers/broker.js';
-import { bytes, NativeClient, rssBytes, scrapeMetrics, sleep, text } from '../helpers/native-client.js';
+import { bytes, NativeClient, rssBytes, scrapeMetrics, sleep, text, within } from '../helpers/native-client.js';
 
 const TOPICS = 100_000;
 const BATCH = 2_000;
@@ -175,6 +175,32 @@ test('a snapshot reader that sends PINGs mid-snapshot is neither disconnected no
   assert.equal(retained, SMALL, 'the whole snapshot');
   assert.ok(end, 'SNAPSHOT_END');
   assert.equal(pongs, 3, 'every PING answered');
+
+  // Readers that go away mid-snapshot (reset, clean close, unsubscribe) cost nothing lasting.
+  const quitters = await Promise.all(Array.from({ length: 6 }, () => NativeClient.connect(broker.url, { record: false })));
+  for (const q of quitters) {
+    q.send({ op: Op.subscribe, id: 1, filters: ['devices/#'], options: {} });
+    q.pause();
+  }
+  await sleep(200);
+  quitters[0]!.terminate();
+  quitters[1]!.terminate();
+  quitters[2]!.send({ op: Op.unsubscribe, id: 2, filters: ['devices/#'] });
+  quitters[3]!.resume();
+  quitters[3]!.terminate();
+  void quitters[4]!.close(1000);
+  quitters[4]!.resume();
+  quitters[5]!.resume();
+  quitters[5]!.send(new Uint8Array([0xc1])); // malformed mid-snapshot: closed 1002 behind the queued snapshot
+  await within(quitters[5]!.closed, 10_000);
+  await within(quitters[4]!.closed, 10_000);
+  quitters[2]!.terminate();
+  const open = async (): Promise<number | undefined> => (await scrapeMetrics(broker.httpUrl)).get('topicast_connections_open');
+  const deadline2 = Date.now() + 5000;
+  while ((await open()) !== 2 && Date.now() < deadline2) await sleep(20);
+  assert.equal(await open(), 2, 'only the loader and the reader remain');
+  assert.equal(broker.proc.exitCode, null);
+  await reader.ping();
   await Promise.all([reader.close(), loader.close()]);
   await broker.stop();
 });
