@@ -173,3 +173,13 @@ test('graceful shutdown: closeAll sends MQTT 5 clients DISCONNECT 0x8B', async (
   assert.equal(await got, 0x8b);
   c.end(true);
 });
+
+test('the CONNECT deadline closes a silent connection and one whose auth hook never answers', async () => {
+  const h = await startMqtt([], { connectTimeoutMs: 300, timerIntervalMs: 50, authenticate: () => new Promise(() => {}) });
+  const silent = await RawClient.open(h.port);
+  const stuck = await RawClient.open(h.port);
+  stuck.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 0, clientId: 'stuck' });
+  assert.equal(await silent.waitClosed(2000), true);
+  assert.equal(await stuck.waitClosed(2000), true);
+  assert.equal(stuck.packets.length, 0, 'no CONNACK');
+});

@@ -26,12 +26,14 @@ export interface MqttProtocol extends ProtocolHandler {
 export interface MqttOptions {
   /** Replaces the permissive authentication hook. */
   authenticate?: Authenticate;
+  /** Time allowed from the TCP/WebSocket open to an authenticated CONNECT; 10 s suits slow device links. */
+  connectTimeoutMs?: number;
   /** Period of the keepalive and CONNECT-deadline check; 500 ms keeps the 1.5× rule within half a second. */
   timerIntervalMs?: number;
 }
 
 export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}): MqttProtocol {
-  const server = new MqttServer(ctx, options.authenticate ?? permissive);
+  const server = new MqttServer(ctx, options.authenticate ?? permissive, options.connectTimeoutMs);
   ctx.counters.open.mqtt = 0;
   registerMetrics(ctx, server);
 

@@ -42,10 +42,12 @@ export class MqttServer {
    * WebSocket transport puts on a message; larger packets get DISCONNECT 0x95.
    */
   readonly maxPacketBytes: number;
-  /** How long a connection may stay silent before sending CONNECT [MQTT-3.1.4 "reasonable amount of time"]. */
-  readonly connectTimeoutMs = 10_000;
-
-  constructor(readonly ctx: BrokerContext, readonly authenticate: Authenticate) {
+  constructor(
+    readonly ctx: BrokerContext,
+    readonly authenticate: Authenticate,
+    /** How long a connection may take to send CONNECT and pass authentication (MQTT 5 §3.1.4: "a reasonable amount of time"). */
+    readonly connectTimeoutMs = 10_000,
+  ) {
     const c = ctx.config;
     this.maxPacketBytes = Math.min(268_435_460, c.maxPayloadBytes + c.maxTopicBytes + 1024);
   }
