@@ -64,7 +64,8 @@ export interface TcpListener {
 
 export function listenTcp(protocol: ProtocolHandler, host: string, port: number): Promise<TcpListener> {
   const sockets = new Set<Socket>();
-  const server = createServer({ noDelay: true }, (socket) => {
+  // TCP keepalive reaps dead peers of clients that asked for MQTT keepalive 0 (allowed in 3.1.1).
+  const server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, (socket) => {
     sockets.add(socket);
     const conn = new TcpConnection(socket);
     const handler = protocol.open(conn);
