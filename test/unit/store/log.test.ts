@@ -167,6 +167,24 @@ test('LogRetainedStore: compaction replaces the log by a snapshot; disk stays ne
   assert.equal(text(r.get('room/7')), 'reading 39');
 });
 
+test('LogRetainedStore: files left by a crash mid-compaction are ignored and removed', async () => {
+  const dir = freshDir();
+  const s = await openStore(dir, { compactMinBytes: 256 });
+  for (let i = 0; i < 50; i++) await s.set(retained(`c/${i % 10}`, `v${i}`));
+  for (let i = 0; i < 100 && s.stats.compactions === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  await s.close();
+  const snapshot = files(dir, '.tcs').at(-1)!;
+  const covered = Number(/(\d+)/.exec(snapshot)![1]);
+  // A segment the snapshot already covers (crash before cleanup) holding an old value, and an unfinished snapshot.
+  const stale = join(dir, `log-${String(covered).padStart(12, '0')}.tcl`);
+  writeFileSync(stale, recordModule.encodeRecord(retained('c/3', 'stale')));
+  writeFileSync(join(dir, `snapshot-${String(covered + 1).padStart(12, '0')}.tcs.tmp`), 'half a snapshot');
+  const r = await openStore(dir);
+  assert.equal(text(r.get('c/3')), 'v43', 'a segment covered by the snapshot is not replayed');
+  assert.deepEqual(files(dir, '.tmp'), []);
+  assert.ok(!files(dir, '.tcl').includes(`log-${String(covered).padStart(12, '0')}.tcl`));
+});
+
 test('LogRetainedStore: close during a compaction stops it cleanly; nothing is lost', async () => {
   const dir = freshDir();
   // Writes pass through until `hold`; then they wait for `release` (the snapshot's first slice).
