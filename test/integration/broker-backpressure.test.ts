@@ -13,10 +13,10 @@ import { bytes, isDelivery, NativeClient, rssBytes, scrapeMetrics, sleep, text, 
 
 const MAX_BUFFERED = 64 * 1024;
 const TOPICS = 16;
-/** 8,000 × ~1 KiB ≈ 8 MiB: several times what loopback socket buffers absorb. */
-const MESSAGES = 8_000;
-/** Publishes per acknowledged batch: 20 KiB per event-loop turn stays well under the limit for a reader that keeps up. */
-const BATCH = 20;
+/** At most 40,000 × ~1 KiB ≈ 40 MiB; in practice the policy engages after a few MiB (the loopback socket buffers). */
+const MAX_MESSAGES = 40_000;
+/** Publishes per acknowledged batch: 16 KiB per event-loop turn stays well under the limit for a reader that keeps up; a whole round of topics. */
+const BATCH = 16;
 const PAD = 'p'.repeat(1000);
 
 interface Received {
@@ -63,22 +63,33 @@ async function scenario(policy: 'drop' | 'conflate' | 'disconnect', extraArgs: s
   stalled.pause();
   const rssBefore = await rssBytes(broker.proc.pid!);
   const started = Date.now();
-  for (let i = 0; i < MESSAGES; i++) {
-    const last = i % BATCH === BATCH - 1 || i === MESSAGES - 1;
-    const r = await publisher.publish(`bp/t${i % TOPICS}`, bytes(`${i} ${PAD}`), { ack: last });
-    if (last) assert.equal(r?.op, Op.ack);
+  // Publish until the policy has engaged (how much loopback buffers absorb differs between machines),
+  // then 2,000 more, ending on a whole round of topics so the latest value of topic k is `sent - TOPICS + k`.
+  let sent = 0;
+  let engagedAt = -1;
+  while (sent < MAX_MESSAGES && (engagedAt < 0 || sent < engagedAt + 2000)) {
+    for (let b = 0; b < BATCH; b++, sent++) {
+      const last = b === BATCH - 1;
+      const r = await publisher.publish(`bp/t${sent % TOPICS}`, bytes(`${sent} ${PAD}`), { ack: last });
+      if (last) assert.equal(r?.op, Op.ack);
+    }
+    if (engagedAt < 0 && sent % 1024 === 0) {
+      const m = await scrapeMetrics(broker.httpUrl);
+      if ((m.get('topicast_dropped_total') ?? 0) + (m.get('topicast_conflated_total') ?? 0) + (m.get('topicast_slow_consumer_disconnects_total') ?? 0) > 0) engagedAt = sent;
+    }
   }
+  assert.ok(engagedAt > 0, `the policy engaged within ${MAX_MESSAGES} messages`);
   // The reading subscriber gets everything while the other is stalled.
   const deadline = Date.now() + 20_000;
-  while (fastT.received.count < MESSAGES && Date.now() < deadline) await sleep(10);
+  while (fastT.received.count < sent && Date.now() < deadline) await sleep(10);
   const fastMs = Date.now() - started;
   const rssAfter = await rssBytes(broker.proc.pid!);
   const metrics = await scrapeMetrics(broker.httpUrl);
-  return { broker, stalled, stalledT: stalledT.received, fast, fastT: fastT.received, publisher, watcher, metrics, fastMs, rssGrowth: rssAfter - rssBefore };
+  return { published: sent, broker, stalled, stalledT: stalledT.received, fast, fastT: fastT.received, publisher, watcher, metrics, fastMs, rssGrowth: rssAfter - rssBefore };
 }
 
 function assertFastGotEverything(r: Awaited<ReturnType<typeof scenario>>): void {
-  assert.equal(r.fastT.count, MESSAGES, 'the reading subscriber received every message');
+  assert.equal(r.fastT.count, r.published, 'the reading subscriber received every message');
   assert.equal(r.fastT.outOfOrder, 0, 'in order per topic');
   assert.ok(r.fast.isOpen);
   assert.ok(r.fastMs < 15_000, `not slowed down (${r.fastMs} ms)`);
@@ -97,14 +108,14 @@ test('drop: the stalled subscriber loses the newest messages, counted; the other
   // Resume: the stalled one gets what was not dropped, in order, and stays connected.
   r.stalled.resume();
   await r.stalled.ping(10_000);
-  assert.ok(r.stalledT.count < MESSAGES, `some messages were dropped (${r.stalledT.count} received)`);
-  assert.equal(r.stalledT.count + dropped, MESSAGES, 'every message either delivered or counted as dropped');
+  assert.ok(r.stalledT.count < r.published, `some messages were dropped (${r.stalledT.count} received)`);
+  assert.equal(r.stalledT.count + dropped, r.published, 'every message either delivered or counted as dropped');
   assert.equal(r.stalledT.outOfOrder, 0);
   // Drained: new messages reach it again.
-  await r.publisher.publish('bp/t0', bytes(`${MESSAGES} after`));
+  await r.publisher.publish('bp/t0', bytes(`${r.published} after`));
   const deadline = Date.now() + 5000;
-  while (r.stalledT.last.get('bp/t0') !== MESSAGES && Date.now() < deadline) await sleep(10);
-  assert.equal(r.stalledT.last.get('bp/t0'), MESSAGES, 'delivers again after draining');
+  while (r.stalledT.last.get('bp/t0') !== r.published && Date.now() < deadline) await sleep(10);
+  assert.equal(r.stalledT.last.get('bp/t0'), r.published, 'delivers again after draining');
   assert.ok(r.stalled.isOpen);
   await r.watcher.ping();
   assert.equal(r.watcher.deliveries('bpwill/stalled').length, 0, 'no will: the connection lives');
@@ -120,14 +131,14 @@ test('conflate: the stalled subscriber gets the latest value of every topic afte
   assert.equal(r.metrics.get('topicast_dropped_total'), 0, 'with 16 topics nothing needs dropping');
   assert.equal(r.metrics.get('topicast_slow_consumer_disconnects_total'), 0);
   r.stalled.resume();
-  const lastSeq = (topic: number): number => MESSAGES - TOPICS + topic;
+  const lastSeq = (topic: number): number => r.published - TOPICS + topic;
   const deadline = Date.now() + 10_000;
   const done = (): boolean => [...Array(TOPICS).keys()].every((k) => r.stalledT.last.get(`bp/t${k}`) === lastSeq(k));
   while (!done() && Date.now() < deadline) await sleep(10);
   for (let k = 0; k < TOPICS; k++) assert.equal(r.stalledT.last.get(`bp/t${k}`), lastSeq(k), `latest value of bp/t${k} delivered`);
   assert.equal(r.stalledT.outOfOrder, 0, 'never an older value after a newer one');
-  assert.ok(r.stalledT.count < MESSAGES);
-  assert.equal(r.stalledT.count + conflated, MESSAGES, 'every message either delivered or counted as replaced');
+  assert.ok(r.stalledT.count < r.published);
+  assert.equal(r.stalledT.count + conflated, r.published, 'every message either delivered or counted as replaced');
   assert.ok(r.stalled.isOpen);
   await r.stalled.ping();
   await r.watcher.ping();
@@ -146,13 +157,13 @@ test('conflate with --max-conflated-topics 4: topics beyond it are dropped and c
   r.stalled.resume();
   // The conflated entries are flushed once the queue has drained, possibly after a PONG: wait for the count.
   const deadline = Date.now() + 10_000;
-  while (r.stalledT.count + conflated + dropped < MESSAGES && Date.now() < deadline) await sleep(10);
+  while (r.stalledT.count + conflated + dropped < r.published && Date.now() < deadline) await sleep(10);
   await r.stalled.ping();
   await sleep(50);
-  assert.equal(r.stalledT.count + conflated + dropped, MESSAGES, 'delivered + replaced + dropped = published');
+  assert.equal(r.stalledT.count + conflated + dropped, r.published, 'delivered + replaced + dropped = published');
   assert.equal(r.stalledT.outOfOrder, 0);
   // Exactly four topics were kept while backed up: their latest values arrived.
-  const latest = [...Array(TOPICS).keys()].filter((k) => r.stalledT.last.get(`bp/t${k}`) === MESSAGES - TOPICS + k);
+  const latest = [...Array(TOPICS).keys()].filter((k) => r.stalledT.last.get(`bp/t${k}`) === r.published - TOPICS + k);
   assert.equal(latest.length, 4, `latest values delivered for ${JSON.stringify(latest)}`);
   await r.broker.stop();
 });
@@ -169,7 +180,7 @@ test('disconnect: the stalled subscriber is closed with 4008, counted; the other
   assert.ok(closed, 'the stalled connection is closed');
   assert.equal(closed.code, CloseCode.slowConsumer);
   assert.equal(closed.reason, 'slow consumer');
-  assert.ok(r.stalledT.count < MESSAGES);
+  assert.ok(r.stalledT.count < r.published);
   assert.equal(text((await r.watcher.expect(isDelivery('bpwill/stalled'))).payload), 'gone', 'the will of the disconnected subscriber is published');
   assert.ok(r.fast.isOpen);
   await r.fast.ping();
