@@ -90,6 +90,14 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
     this.parser.on('error', (err: Error) => this.onParseError(err));
   }
 
+  /**
+   * After CONNECT, mqtt-packet keeps the whole CONNECT packet (password, will payload)
+   * as its settings; keep only the protocol level it needs to parse what follows.
+   */
+  forgetConnect(version: Version): void {
+    (this.parser as unknown as { settings: { protocolVersion: Version } }).settings = { protocolVersion: version };
+  }
+
   get sendQuota(): number {
     return Math.min(this.clientReceiveMax, this.server.ctx.config.mqttMaxInflight);
   }

@@ -41,6 +41,7 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
   const { config } = ctx;
   const version: Version = p.protocolVersion ?? 4;
   c.version = version;
+  c.forgetConnect(version);
   const v5 = version === 5;
   const props = p.properties;
   if (v5) c.problemInfo = props?.requestProblemInformation !== false;
