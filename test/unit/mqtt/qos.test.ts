@@ -92,7 +92,7 @@ test('persistent session: unacknowledged QoS 1 is resent with DUP on reconnect, 
   assert.equal(again.dup, true); // [MQTT-3.3.1-1] [MQTT-4.4.0-1]
   assert.equal(again.messageId, m1.messageId);
   assert.equal(again.payload.toString(), 'q1');
-  assert.equal((await b.client.next('pubrel')).messageId, m2.messageId); // [MQTT-4.3.3-?] PUBREL, not the PUBLISH again
+  assert.equal((await b.client.next('pubrel')).messageId, m2.messageId); // [MQTT-4.4.0-1] PUBREL, not the PUBLISH again
   const queued = await b.client.next('publish');
   assert.equal(queued.payload.toString(), 'offline');
   assert.equal(queued.dup, false);

@@ -5,7 +5,7 @@
  * member only, round-robin, preferring members that are connected.
  *
  * Invariants: a group is in the router while it has members, and removed with
- * its last member. No retained messages on subscribe [MQTT-3.8.4-? / §4.8.2],
+ * its last member. No retained messages on subscribe (MQTT 5 §4.8.2),
  * and No Local is a protocol error on a shared subscription [MQTT-3.8.3-4].
  * Cost per message: O(members) in the worst case (all offline), O(1) usually.
  */

@@ -8,6 +8,6 @@ export function onPuback(c: MqttConnection, p: mqtt.IPubackPacket): void {
   const entry = session.inflight.get(id);
   // An unknown id (e.g. acked twice) is ignored: nothing to free.
   if (entry === undefined || entry.qos !== 1) return;
-  session.inflight.delete(id); // [MQTT-4.3.2-?] the packet id becomes reusable
+  session.inflight.delete(id); // MQTT 5 §4.3.2: once PUBACK arrives the packet id may be reused [MQTT-2.2.1-3]
   session.pump();
 }
