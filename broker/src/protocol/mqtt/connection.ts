@@ -248,7 +248,7 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
           const message = messages[i]!;
           messages[i++] = undefined as unknown as Message; // release as we go
           const expiresAt = message.properties?.expiresAt;
-          if (expiresAt !== undefined && expiresAt <= now) {
+          if (expiresAt !== undefined && expiresAt < now) {
             self.server.stats.expired++;
             continue;
           }

@@ -18,11 +18,14 @@ export function encodePacket(packet: mqtt.Packet, version: Version): Buffer {
   return mqtt.generate(packet, { protocolVersion: version });
 }
 
-/** Seconds left before expiry, at least 1 while not expired (MQTT 5 §3.3.2.3.3). */
+/**
+ * Seconds left before expiry (MQTT 5 §3.3.2.3.3): rounded up, so a message is never
+ * announced as expired while it is not; an interval of 0 forwards as 0.
+ */
 export function remainingExpirySec(props: MessageProperties | undefined, now: number): number | undefined {
   const at = props?.expiresAt;
   if (at === undefined) return undefined;
-  return Math.max(1, Math.ceil((at - now) / 1000));
+  return Math.max(0, Math.ceil((at - now) / 1000));
 }
 
 type PublishProperties = NonNullable<mqtt.IPublishPacket['properties']>;

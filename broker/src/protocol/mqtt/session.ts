@@ -130,7 +130,7 @@ export class MqttSession implements Subscriber {
 
   deliver(message: Message, first: Subscription): void {
     const expiresAt = message.properties?.expiresAt;
-    if (expiresAt !== undefined && expiresAt <= this.server.ctx.now()) {
+    if (expiresAt !== undefined && expiresAt < this.server.ctx.now()) {
       this.server.stats.expired++;
       return;
     }
@@ -179,7 +179,7 @@ export class MqttSession implements Subscriber {
   /** One message chosen for this session by a shared group. */
   deliverShared(message: Message, o: MqttSubscriptionOptions): void {
     const expiresAt = message.properties?.expiresAt;
-    if (expiresAt !== undefined && expiresAt <= this.server.ctx.now()) {
+    if (expiresAt !== undefined && expiresAt < this.server.ctx.now()) {
       this.server.stats.expired++;
       return;
     }
@@ -237,7 +237,7 @@ export class MqttSession implements Subscriber {
       const d = this.queue[this.queueHead]!;
       this.queue[this.queueHead++] = undefined as unknown as Delivery;
       const expiresAt = d.message.properties?.expiresAt;
-      if (expiresAt !== undefined && expiresAt <= now) {
+      if (expiresAt !== undefined && expiresAt < now) {
         this.server.stats.expired++; // [MQTT-3.3.2-5] not delivered once expired
         continue;
       }

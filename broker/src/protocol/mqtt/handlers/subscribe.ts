@@ -70,7 +70,7 @@ export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
       const message = store.get(topic);
       if (!message) continue;
       const expiresAt = message.properties?.expiresAt;
-      if (expiresAt !== undefined && expiresAt <= ctx.now()) continue; // [MQTT-3.3.2-5] an expired retained message is not sent
+      if (expiresAt !== undefined && expiresAt < ctx.now()) continue; // [MQTT-3.3.2-5] an expired retained message is not sent
       const qos = Math.min(options.qos, message.qos) as 0 | 1 | 2;
       if (qos === 0) qos0.push(message);
       else session.offer({ message, qos, retain: true, subscriptionIds: ids });
