@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createAuth, logAuthMode, registerAuthMetrics } from './auth/index.js';
 import type { BrokerConfig } from './config.js';
 import type { BrokerContext, BrokerCounters } from './context.js';
 import { Router } from './core/router.js';
@@ -52,6 +53,7 @@ export function createContext(config: BrokerConfig, log: Logger = createLogger(c
     counters,
     metrics: new Metrics(),
     log,
+    auth: createAuth(config),
     startedAt: Date.now(),
     version: VERSION,
     now: Date.now,
@@ -74,6 +76,8 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   }
   const ctx = createContext(config, log, store ?? new MemoryRetainedStore());
   registerCoreMetrics(ctx);
+  registerAuthMetrics(ctx);
+  logAuthMode(ctx);
   if (store) {
     const s = store.stats;
     ctx.metrics.register('topicast_store_write_errors_total', 'counter', 'Retained store writes that failed (e.g. disk full)', () => s.writeErrors);

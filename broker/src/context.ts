@@ -3,6 +3,7 @@
  * logger and the configuration. Built once in broker.ts (the composition root).
  */
 import type { TopicLimits } from 'topicast/protocol';
+import type { Auth } from './auth/index.js';
 import type { BrokerConfig } from './config.js';
 import type { Router } from './core/router.js';
 import type { Logger } from './observe/log.js';
@@ -36,6 +37,8 @@ export interface BrokerContext {
   readonly counters: BrokerCounters;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Authentication and permissions (auth/index.ts). */
+  readonly auth: Auth;
   readonly startedAt: number;
   readonly version: string;
   /** Wall clock in ms; injectable for tests. */

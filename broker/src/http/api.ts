@@ -4,6 +4,7 @@
  * uws.ts adapts requests and responses; this file holds the rules.
  */
 import { ErrorCode } from 'topicast/protocol';
+import type { Principal } from '../auth/index.js';
 import type { BrokerContext } from '../context.js';
 import { createMessage } from '../core/message.js';
 import { checkPublish } from '../session/limits.js';
@@ -15,7 +16,7 @@ export interface HttpReply {
 }
 
 export const STATUS_TEXT: Record<number, string> = {
-  200: '200 OK', 204: '204 No Content', 400: '400 Bad Request', 404: '404 Not Found', 405: '405 Method Not Allowed',
+  200: '200 OK', 204: '204 No Content', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found', 405: '405 Method Not Allowed',
   413: '413 Payload Too Large', 426: '426 Upgrade Required', 500: '500 Internal Server Error', 503: '503 Service Unavailable',
 };
 
@@ -49,8 +50,16 @@ export function metrics(ctx: BrokerContext): HttpReply {
   return { status: 200, headers: { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }, body: ctx.metrics.render() };
 }
 
-/** `POST /api/publish/<topic>`: the topic is the rest of the path, percent-decoded. */
-export function publish(ctx: BrokerContext, path: string, query: string, body: Uint8Array): HttpReply {
+/** 401 for missing or refused credentials (`Authorization: Bearer <token>`); the reason never holds the token. */
+export function unauthenticated(reason: string): HttpReply {
+  return errorReply(401, ErrorCode.unauthenticated, reason);
+}
+
+/**
+ * `POST /api/publish/<topic>`: the topic is the rest of the path, percent-decoded.
+ * `principal` is the authenticated caller; without one (authentication off) every topic is allowed.
+ */
+export function publish(ctx: BrokerContext, path: string, query: string, body: Uint8Array, principal?: Principal): HttpReply {
   let topic: string;
   try {
     topic = decodeURIComponent(path.slice('/api/publish/'.length));
@@ -59,6 +68,14 @@ export function publish(ctx: BrokerContext, path: string, query: string, body: U
   }
   const bad = checkPublish(topic, body.length, ctx.topicLimits, ctx.config.maxPayloadBytes);
   if (bad) return errorReply(bad.code === ErrorCode.payloadTooLarge ? 413 : 400, bad.code, bad.message);
+  if (topic === '$SYS' || topic.startsWith('$SYS/')) {
+    ctx.auth.stats.denied++;
+    return errorReply(403, ErrorCode.notAuthorized, '$SYS topics are published by the broker only');
+  }
+  if (principal?.permissions && !principal.permissions.canPublish(topic)) {
+    ctx.auth.stats.denied++;
+    return errorReply(403, ErrorCode.notAuthorized, `not authorized to publish to ${JSON.stringify(topic.slice(0, 64))}`);
+  }
   const params = new URLSearchParams(query);
   const r = params.get('retain');
   const retain = r === '1' || r === 'true';

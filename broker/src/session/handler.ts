@@ -3,6 +3,7 @@
  * opens a ConnectionHandler per connection from a ProtocolHandler and feeds it
  * bytes; the protocol never sees a socket.
  */
+import type { Principal } from '../auth/index.js';
 import type { Connection } from './connection.js';
 
 export interface ConnectionHandler {
@@ -16,5 +17,6 @@ export interface ConnectionHandler {
 
 export interface ProtocolHandler {
   readonly name: string;
-  open(conn: Connection): ConnectionHandler;
+  /** `principal`: who the transport authenticated at the upgrade (native WebSocket); protocols that authenticate in-band ignore it. */
+  open(conn: Connection, principal?: Principal): ConnectionHandler;
 }

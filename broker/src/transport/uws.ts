@@ -10,8 +10,9 @@
  */
 import uWS from 'uWebSockets.js';
 import { CloseCode, ErrorCode, SUBPROTOCOL } from 'topicast/protocol';
+import type { AuthOutcome } from '../auth/index.js';
 import type { BrokerContext } from '../context.js';
-import { allowedMethods, errorReply, healthz, metrics, publish, STATUS_TEXT, type HttpReply } from '../http/api.js';
+import { allowedMethods, errorReply, healthz, metrics, publish, STATUS_TEXT, unauthenticated, type HttpReply } from '../http/api.js';
 import { loadStatic } from '../http/static.js';
 import { SendResult, type Connection } from '../session/connection.js';
 import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
@@ -19,6 +20,8 @@ import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
 interface SocketData {
   protocol: ProtocolHandler;
   remote: string;
+  /** Native upgrades: the outcome of authenticating the offered token (undefined for /mqtt, which authenticates in CONNECT). */
+  auth?: AuthOutcome;
   handler?: ConnectionHandler;
   conn?: UwsConnection;
 }
@@ -79,6 +82,25 @@ function offersSubprotocol(header: string, wanted: string): boolean {
   return header.split(',').some((p) => p.trim() === wanted);
 }
 
+const TOKEN_ENTRY = 'topicast.token.';
+
+/**
+ * The token of an upgrade (PROTOCOL.md §1): a `topicast.token.<base64url>` subprotocol entry
+ * (what browsers can send), else an `Authorization: Bearer` header. Undefined when none.
+ */
+function upgradeToken(offered: string, authorization: string): string | undefined {
+  for (const p of offered.split(',')) {
+    const entry = p.trim();
+    if (entry.startsWith(TOKEN_ENTRY)) return Buffer.from(entry.slice(TOKEN_ENTRY.length), 'base64url').toString('utf8');
+  }
+  return bearerToken(authorization);
+}
+
+function bearerToken(authorization: string): string | undefined {
+  const m = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization);
+  return m ? m[1] : undefined;
+}
+
 export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Promise<HttpServer> {
   const { config, log } = ctx;
   const app = uWS.App();
@@ -99,6 +121,9 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       const key = req.getHeader('sec-websocket-key');
       const version = req.getHeader('sec-websocket-version');
       const extensions = req.getHeader('sec-websocket-extensions');
+      const origin = req.getHeader('origin');
+      const host = req.getHeader('host');
+      const authorization = req.getHeader('authorization');
       const remote = remoteOf(res);
       if (!offersSubprotocol(offered, subprotocol)) {
         // Entries may carry a token (PROTOCOL.md §1): log only their names.
@@ -106,18 +131,49 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
         log.debug({ remote, offered: names, path: protocol.name }, 'upgrade refused: subprotocol');
         return reply(res, errorReply(400, ErrorCode.badFrame, `WebSocket subprotocol "${subprotocol}" required`));
       }
+      if (!ctx.auth.originAllowed(origin, host)) {
+        // Cross-site WebSocket hijacking guard (docs/SECURITY.md): a page elsewhere must not use a visitor's reach.
+        ctx.auth.stats.originRefused++;
+        log.info({ remote, origin, path: protocol.name }, 'upgrade refused: origin not allowed');
+        return reply(res, errorReply(403, ErrorCode.notAuthorized, 'origin not allowed'));
+      }
       if (ctx.openConnections() >= config.maxConnections) {
         ctx.counters.connectionsRefused++;
         return reply(res, errorReply(503, ErrorCode.tooManyConnections, 'too many connections'));
       }
-      res.upgrade<SocketData>({ protocol, remote }, key, subprotocol, extensions, context);
       void version;
+      if (protocol !== options.native || !ctx.auth.configured) {
+        res.upgrade<SocketData>({ protocol, remote }, key, subprotocol, extensions, context);
+        return;
+      }
+      // Authenticate before upgrading. uWS: onAborted before any async work, and the upgrade corked.
+      // A refused token still gets the upgrade, then a close 4001 with the reason (open below):
+      // browsers hide HTTP statuses of failed upgrades, a close code they can read.
+      const state: Aborted = { aborted: false };
+      res.onAborted(() => {
+        state.aborted = true;
+      });
+      ctx.auth.authenticate(upgradeToken(offered, authorization)).then(
+        (auth) => {
+          if (state.aborted) return;
+          res.cork(() => res.upgrade<SocketData>({ protocol, remote, auth }, key, subprotocol, extensions, context));
+        },
+        (err: unknown) => {
+          log.error({ err, remote }, 'authentication failed unexpectedly');
+          reply(res, errorReply(500, ErrorCode.internal, 'internal error'), {}, false, state);
+        },
+      );
     },
     open: (ws) => {
       const data = ws.getUserData();
       const conn = new UwsConnection(ws, data.remote);
       data.conn = conn;
-      data.handler = data.protocol.open(conn);
+      if (data.auth && !data.auth.ok) {
+        log.info({ remote: data.remote, reason: data.auth.reason }, 'authentication failed');
+        conn.close(CloseCode.unauthenticated, data.auth.reason);
+        return;
+      }
+      data.handler = data.protocol.open(conn, data.auth?.principal);
     },
     message: (ws, message) => {
       const { handler, conn } = ws.getUserData();
@@ -169,7 +225,21 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     if (!allowed.includes(method)) return reply(res, errorReply(405, 0, `method ${method} not allowed`), { Allow: allowed.join(', ') }, false, state);
     if (path === '/healthz') return reply(res, healthz(ctx, options.ready()), {}, method === 'HEAD', state);
     if (path === '/metrics') return reply(res, metrics(ctx), {}, method === 'HEAD', state);
-    if (method === 'POST') return readBody(res, state, config.maxPayloadBytes, (body) => reply(res, publish(ctx, path, query, body), {}, false, state));
+    if (method === 'POST') {
+      if (!ctx.auth.configured) return readBody(res, state, config.maxPayloadBytes, (body) => reply(res, publish(ctx, path, query, body), {}, false, state));
+      // Authentication runs while the body arrives; the publish waits for both.
+      const authorization = req.getHeader('authorization');
+      const authenticated = ctx.auth.authenticate(bearerToken(authorization)).catch((err: unknown): AuthOutcome => {
+        log.error({ err }, 'authentication failed unexpectedly');
+        return { ok: false, reason: 'authentication unavailable' };
+      });
+      return readBody(res, state, config.maxPayloadBytes, (body) => {
+        void authenticated.then((auth) => {
+          if (auth.ok) reply(res, publish(ctx, path, query, body, auth.principal), {}, false, state);
+          else reply(res, unauthenticated(auth.reason), { 'WWW-Authenticate': 'Bearer' }, false, state);
+        });
+      });
+    }
     return serveStatic(res, state, options.staticRoot, path, method === 'HEAD');
   });
 

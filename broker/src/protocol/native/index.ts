@@ -1,5 +1,6 @@
 /** The native protocol (PROTOCOL.md) as a ProtocolHandler for the WebSocket transport. */
 import { CloseCode } from 'topicast/protocol';
+import type { Principal } from '../../auth/index.js';
 import type { BrokerContext } from '../../context.js';
 import type { Connection } from '../../session/connection.js';
 import type { ConnectionHandler, ProtocolHandler } from '../../session/handler.js';
@@ -19,8 +20,8 @@ export function createNativeProtocol(ctx: BrokerContext): NativeProtocol {
     get sessionCount() {
       return sessions.size;
     },
-    open(conn: Connection): ConnectionHandler {
-      const session = new NativeSession(ctx, conn);
+    open(conn: Connection, principal?: Principal): ConnectionHandler {
+      const session = new NativeSession(ctx, conn, principal);
       sessions.add(session);
       ctx.counters.open.native!++;
       ctx.counters.connectionsTotal++;

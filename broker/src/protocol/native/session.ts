@@ -10,11 +10,17 @@
  *   invalid request (bad topic, too many subscriptions) gets an ERROR frame and
  *   the connection stays open. Nothing here throws into the transport.
  * - The will is published when the connection ends without a clean client close.
+ * - Permissions (auth/permissions.ts, docs/SECURITY.md): without a principal's
+ *   permissions everything is allowed. With them, PUBLISH and WILL topics must be
+ *   allowed, SUBSCRIBE filters covered by an allowed filter; retained snapshots
+ *   are filtered per topic, and so are live deliveries once a subscription only
+ *   overlaps a deny rule. A token's `exp` ends the connection with 4001.
  */
 import {
   CloseCode, DecodeError, ERRORS, ErrorCode, Flag, Op, PROTOCOL_VERSION,
   decodeClientFrame, encodeDelivery, encodeFrame, type ClientFrame, type WillMessage,
 } from 'topicast/protocol';
+import type { Permissions, Principal } from '../../auth/index.js';
 import type { BrokerContext } from '../../context.js';
 import { createMessage, type Message } from '../../core/message.js';
 import type { Subscriber, Subscription } from '../../core/router.js';
@@ -47,6 +53,11 @@ class SnapshotSource implements FrameSource {
   }
 }
 
+/** Topics only the broker publishes: `$SYS/...` (DESIGN.md "Topics"). */
+function isBrokerTopic(topic: string): boolean {
+  return topic === '$SYS' || topic.startsWith('$SYS/');
+}
+
 let nextSessionId = 1;
 
 export class NativeSession implements Subscriber, ConnectionHandler {
@@ -57,8 +68,15 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   private will: WillMessage | undefined;
   private readonly bucket: TokenBucket;
   private closed = false;
+  /** undefined: unrestricted (authentication off). */
+  private readonly permissions: Permissions | undefined;
+  /** Subscriptions that overlap a deny rule: while any is held, each delivery is checked per topic. */
+  private readonly filtered = new Set<string>();
+  private expiryTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly ctx: BrokerContext, private readonly conn: Connection) {
+  constructor(private readonly ctx: BrokerContext, private readonly conn: Connection, principal?: Principal) {
+    this.permissions = principal?.permissions;
+    if (principal?.expiresAtMs !== undefined) this.armExpiry(principal.expiresAtMs + ctx.config.authClockSkewSec * 1000);
     this.outbox = new Outbox(conn, ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
     this.bucket = new TokenBucket(ctx.config.maxPublishesPerSec, ctx.config.publishBurst, ctx.now());
     this.outbox.pushControl(encodeFrame({
@@ -70,6 +88,10 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   // ---- router side ----------------------------------------------------------
 
   deliver(message: Message): void {
+    if (this.filtered.size > 0 && !this.permissions!.canRead(message.topic)) {
+      this.ctx.auth.stats.withheld++;
+      return;
+    }
     this.outbox.pushData(liveFrame(message), message.topic);
   }
 
@@ -101,6 +123,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   onClose(_code: number, _reason: string, clean: boolean): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.expiryTimer);
     this.outbox.close();
     for (const filter of this.subscriptions.keys()) this.ctx.router.unsubscribe(this, filter);
     this.subscriptions.clear();
@@ -123,18 +146,28 @@ export class NativeSession implements Subscriber, ConnectionHandler {
 
   private onSubscribe(frame: Extract<ClientFrame, { op: typeof Op.subscribe }>): void {
     const { router, topicLimits, config } = this.ctx;
-    let added = 0;
+    const added = new Set<string>(); // a filter repeated in one request counts once
     for (const filter of frame.filters) {
       const bad = checkFilter(filter, topicLimits);
       if (bad) return this.error(frame.id, bad.code, bad.message);
-      if (!this.subscriptions.has(filter)) added++;
+      if (!this.subscriptions.has(filter)) added.add(filter);
     }
-    if (this.subscriptions.size + added > config.maxSubscriptionsPerConnection) {
+    const permissions = this.permissions;
+    if (permissions) {
+      // All or nothing, like the other checks (PROTOCOL.md §4.1).
+      const denied = frame.filters.find((f) => permissions.canSubscribe(f) === 'deny');
+      if (denied !== undefined) {
+        this.ctx.auth.stats.denied++;
+        return this.error(frame.id, ErrorCode.notAuthorized, `not authorized to subscribe to ${JSON.stringify(denied.slice(0, 64))}`);
+      }
+    }
+    if (this.subscriptions.size + added.size > config.maxSubscriptionsPerConnection) {
       return this.error(frame.id, ErrorCode.tooManySubscriptions, `at most ${config.maxSubscriptionsPerConnection} subscriptions per connection`);
     }
     for (const filter of frame.filters) {
       const subscription: Subscription = { filter, options: { qos: 0 } };
       this.subscriptions.set(filter, subscription);
+      if (permissions?.canSubscribe(filter) === 'filtered') this.filtered.add(filter);
       router.subscribe(this, filter, subscription.options);
     }
     const snapshot = frame.options.retained === false ? [] : this.retainedFor(frame.filters);
@@ -148,7 +181,13 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     if (store.size === 0) return [];
     const topics = filters.length === 1 ? store.match(filters[0]!) : [...new Set(filters.flatMap((f) => store.match(f)))];
     const out: Message[] = [];
+    const permissions = this.permissions;
     for (const topic of topics) {
+      // A retained topic under a broader allowed filter may still be denied (docs/SECURITY.md).
+      if (permissions && !permissions.canRead(topic)) {
+        this.ctx.auth.stats.withheld++;
+        continue;
+      }
       const m = store.get(topic);
       if (m) out.push(m);
     }
@@ -158,6 +197,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   private onUnsubscribe(frame: Extract<ClientFrame, { op: typeof Op.unsubscribe }>): void {
     for (const filter of frame.filters) {
       if (this.subscriptions.delete(filter)) this.ctx.router.unsubscribe(this, filter);
+      this.filtered.delete(filter);
     }
     this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result: null }));
   }
@@ -171,6 +211,18 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     }
     const bad = checkPublish(frame.topic, frame.payload.length, ctx.topicLimits, ctx.config.maxPayloadBytes);
     if (bad) return this.error(frame.id, bad.code, bad.message);
+    if (isBrokerTopic(frame.topic)) {
+      // $SYS/... is the broker's own (DESIGN.md "Topics"): its figures are never spoofed.
+      ctx.auth.stats.denied++;
+      if (frame.id !== 0) this.error(frame.id, ErrorCode.notAuthorized, '$SYS topics are published by the broker only');
+      return;
+    }
+    if (this.permissions && !this.permissions.canPublish(frame.topic)) {
+      // Like the rate limit: refused, counted, and answered only when acknowledged (PROTOCOL.md §4.3).
+      ctx.auth.stats.denied++;
+      if (frame.id !== 0) this.error(frame.id, ErrorCode.notAuthorized, `not authorized to publish to ${JSON.stringify(frame.topic.slice(0, 64))}`);
+      return;
+    }
     const retain = (frame.flags & Flag.retain) !== 0;
     if (retain && frame.payload.length > 0 && !this.retainedRoom(frame.topic)) {
       return this.error(frame.id, ErrorCode.unavailable, `retained store is full (maxRetainedTopics ${ctx.config.maxRetainedTopics})`);
@@ -194,12 +246,29 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     if (will) {
       const bad = checkPublish(will.topic, will.payload.length, this.ctx.topicLimits, this.ctx.config.maxPayloadBytes);
       if (bad) return this.error(frame.id, bad.code, `will ${bad.message}`);
+      if (isBrokerTopic(will.topic) || (this.permissions && !this.permissions.canPublish(will.topic))) {
+        this.ctx.auth.stats.denied++;
+        return this.error(frame.id, ErrorCode.notAuthorized, `not authorized to publish the will to ${JSON.stringify(will.topic.slice(0, 64))}`);
+      }
     }
     this.will = will ?? undefined;
     this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result: null }));
   }
 
   // ---- helpers ----------------------------------------------------------------
+
+  /** Ends the connection when the token expires (plus the clock tolerance it was accepted with). */
+  private armExpiry(atMs: number): void {
+    // setTimeout holds at most 2^31-1 ms (~24.8 days): longer tokens re-arm on the way.
+    const delay = Math.min(Math.max(0, atMs - this.ctx.now()), 0x7fffffff);
+    this.expiryTimer = setTimeout(() => {
+      if (this.closed) return;
+      if (this.ctx.now() < atMs) return this.armExpiry(atMs);
+      this.ctx.auth.stats.expired++;
+      this.error(0, ErrorCode.unauthenticated, 'token expired');
+      this.close(CloseCode.unauthenticated, 'token expired');
+    }, delay);
+  }
 
   private retainedRoom(topic: string): boolean {
     const store = this.ctx.router.retained;

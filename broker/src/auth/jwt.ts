@@ -1,0 +1,120 @@
+/**
+ * JWT verification through `jose`: one key (PEM public key or certificate, a
+ * JWK, or an HMAC secret) or a local JWKS, with exp/nbf/aud/iss checks and a
+ * clock tolerance. The algorithm list is fixed by configuration and jose checks
+ * it against the key's type, so an RS256 public key can never be used as an
+ * HS256 secret (algorithm confusion) and `none` is never accepted.
+ *
+ * Failures map to short reasons safe to send to the client and to log: they
+ * never contain the token or any of its claims.
+ */
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createLocalJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWK, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+
+export interface JwtOptions {
+  keyFile?: string | undefined;
+  jwksFile?: string | undefined;
+  algorithms: readonly string[];
+  audience?: string | undefined;
+  issuer?: string | undefined;
+  clockSkewSec: number;
+}
+
+export type JwtOutcome = { ok: true; payload: JWTPayload } | { ok: false; reason: string };
+
+export type JwtVerifier = (token: string) => Promise<JwtOutcome>;
+
+type Key = KeyObject | Uint8Array | JWK | JWTVerifyGetKey;
+
+function readJson(path: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${path} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function jwks(path: string, doc: unknown): JWTVerifyGetKey {
+  const keys = (doc as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || keys.length === 0) throw new Error(`${path} must hold a JWKS {"keys": [...]} with at least one key`);
+  return createLocalJWKSet(doc as JSONWebKeySet);
+}
+
+/** Reads the verification key; throws naming the file when it cannot be used. */
+function loadKey(options: JwtOptions): Key {
+  if (options.jwksFile !== undefined) {
+    const path = options.jwksFile;
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new Error(`cannot read ${path}: ${(err as Error).message}`);
+    }
+    return jwks(path, readJson(path, text));
+  }
+  const path = options.keyFile!;
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw new Error(`cannot read ${path}: ${(err as Error).message}`);
+  }
+  const text = bytes.toString('utf8').trim();
+  if (text.startsWith('-----BEGIN')) {
+    if (/PRIVATE KEY-----/.test(text)) throw new Error(`${path} holds a private key: give the broker the public key (openssl pkey -pubout)`);
+    try {
+      return createPublicKey(text); // SPKI public key or X.509 certificate
+    } catch (err) {
+      throw new Error(`${path} is not a usable PEM public key: ${(err as Error).message}`);
+    }
+  }
+  if (text.startsWith('{')) {
+    const doc = readJson(path, text) as Record<string, unknown>;
+    if (Array.isArray(doc.keys)) return jwks(path, doc);
+    if (typeof doc.kty !== 'string') throw new Error(`${path} is JSON but neither a JWK (kty) nor a JWKS (keys)`);
+    if (doc.d !== undefined) throw new Error(`${path} holds a private JWK: give the broker the public key only`);
+    return doc as JWK;
+  }
+  // An HMAC secret: the file's bytes (a trailing newline from an editor is not part of it).
+  const secret = Buffer.from(text, 'utf8');
+  if (secret.length < 32) throw new Error(`${path}: an HMAC secret must be at least 32 bytes (RFC 7518 §3.2 for HS256)`);
+  return new Uint8Array(secret);
+}
+
+function reasonOf(err: unknown): string {
+  if (err instanceof errors.JWTExpired) return 'token expired';
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.claim === 'aud') return 'token audience not accepted';
+    if (err.claim === 'iss') return 'token issuer not accepted';
+    if (err.claim === 'nbf') return 'token not yet valid';
+    return `token claim ${err.claim} invalid`;
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) return 'token signature invalid';
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'token algorithm not accepted';
+  if (err instanceof errors.JWKSNoMatchingKey) return 'token key not known';
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return 'token malformed';
+  return 'token invalid';
+}
+
+/**
+ * Builds a verifier from the configured key.
+ * @throws Error naming the key file when it cannot be read or used.
+ */
+export function createJwtVerifier(options: JwtOptions): JwtVerifier {
+  const key = loadKey(options);
+  const verifyOptions = {
+    algorithms: [...options.algorithms],
+    clockTolerance: options.clockSkewSec,
+    ...(options.audience !== undefined ? { audience: options.audience } : {}),
+    ...(options.issuer !== undefined ? { issuer: options.issuer } : {}),
+  };
+  return async function verifyJwt(token) {
+    try {
+      const { payload } = typeof key === 'function' ? await jwtVerify(token, key, verifyOptions) : await jwtVerify(token, key, verifyOptions);
+      return { ok: true, payload };
+    } catch (err) {
+      return { ok: false, reason: reasonOf(err) };
+    }
+  };
+}

@@ -1,0 +1,173 @@
+/**
+ * Per-client permissions: which topics a client may publish to and which
+ * filters it may subscribe to, with MQTT topic semantics (topic.ts).
+ *
+ * Model (docs/SECURITY.md):
+ * - `publish` / `subscribe` are allow lists of filters; `denyPublish` /
+ *   `denySubscribe` take precedence over them. Nothing listed = nothing allowed.
+ * - A publish (or a will) to topic T is allowed iff T matches an allow filter and no deny filter.
+ * - A subscribe to filter F is allowed iff F is *covered* by one allow filter
+ *   (every topic F can match, that allow filter matches too) and F is not
+ *   covered by a deny filter. When F only *overlaps* a deny filter (subscribe
+ *   `devices/#` with deny `devices/+/secret`), it is allowed and every delivery
+ *   through it, live or retained, is checked per topic with `canRead`.
+ * - `{sub}` and `{clientId}` in a filter are replaced by the client's subject and
+ *   client id, per whole level. A value that is empty or holds `/`, `+`, `#`
+ *   or NUL cannot be substituted safely: the filter that uses it is dropped
+ *   (for an allow list that grants less, for a deny list the whole rule set
+ *   denies everything, so an odd identity never widens access).
+ *
+ * Cost: every check is O(filters × levels), no allocation on the per-topic path
+ * beyond `topicMatches`' split. Permission lists are small (a handful of filters).
+ */
+import { filterProblem, topicMatches } from 'topicast/protocol';
+
+export interface PermissionRules {
+  publish?: readonly string[];
+  subscribe?: readonly string[];
+  denyPublish?: readonly string[];
+  denySubscribe?: readonly string[];
+}
+
+export interface Identity {
+  /** The token's subject (`sub` claim or the token file entry's `sub`). */
+  sub?: string | undefined;
+  /** The MQTT client id; native connections have none. */
+  clientId?: string | undefined;
+}
+
+/** Outcome of a subscribe check. */
+export type SubscribeDecision = 'allow' | 'deny' | 'filtered';
+
+function splitLevels(filter: string): string[] {
+  return filter.split('/');
+}
+
+function isDollar(level: string | undefined): boolean {
+  return level !== undefined && level.charCodeAt(0) === 0x24;
+}
+
+function isWild(level: string | undefined): boolean {
+  return level === '+' || level === '#';
+}
+
+/**
+ * Whether every topic matched by filter `f` is also matched by filter `a`.
+ * Both must be valid filters.
+ * @example
+ * filterCovers('devices/#', 'devices/+/status') // true
+ * filterCovers('devices/+/status', 'devices/#') // false
+ * filterCovers('#', '$SYS/#') // false: [MQTT-4.7.2-1]
+ */
+export function filterCovers(a: string, f: string): boolean {
+  const al = splitLevels(a);
+  const fl = splitLevels(f);
+  // [MQTT-4.7.2-1] a filter starting with a wildcard matches no `$` topic; `f` starting with a
+  // literal `$…` level matches only `$` topics, so such an `a` covers none of them.
+  if (isWild(al[0]) && isDollar(fl[0])) return false;
+  for (let i = 0; i < al.length; i++) {
+    const x = al[i]!;
+    if (x === '#') return true; // 'a/#' matches 'a' and everything below, so it covers whatever remains of f
+    if (i >= fl.length) return false; // f ended (matches the topic with i levels), a needs more
+    const y = fl[i]!;
+    // f matches any depth from here, including none below level i (its parent, when i > 0). Only a '#'
+    // here covers that, or at the root '+/#', which matches every topic of one level or more, as '#' does.
+    if (y === '#') return i === 0 && x === '+' && al.length === 2 && al[1] === '#';
+    if (x === '+') continue; // y is '+' or a literal: exactly one level either way
+    if (y === '+' || x !== y) return false;
+  }
+  return fl.length === al.length;
+}
+
+/**
+ * Whether some topic name is matched by both filters.
+ * @example
+ * filtersOverlap('devices/#', 'devices/+/secret') // true
+ * filtersOverlap('devices/a/#', 'devices/b/#') // false
+ */
+export function filtersOverlap(a: string, b: string): boolean {
+  const al = splitLevels(a);
+  const bl = splitLevels(b);
+  // [MQTT-4.7.2-1] a leading wildcard never matches a `$` topic.
+  if ((isWild(al[0]) && isDollar(bl[0])) || (isWild(bl[0]) && isDollar(al[0]))) return false;
+  const n = Math.max(al.length, bl.length);
+  for (let i = 0; i < n; i++) {
+    const x = al[i];
+    const y = bl[i];
+    if (x === '#' || y === '#') {
+      // '#' also matches the parent level, but at the root there is no parent topic (a topic is non-empty).
+      return true;
+    }
+    if (x === undefined || y === undefined) return false;
+    if (x === '+' || y === '+') continue;
+    if (x !== y) return false;
+  }
+  return true;
+}
+
+const PLACEHOLDER = /\{(sub|clientId)\}/g;
+
+/** A value substituted into a filter must stay exactly one literal level. */
+function safeLevel(value: string | undefined): value is string {
+  return value !== undefined && value.length > 0 && !/[/+#\u0000]/.test(value);
+}
+
+/** Replaces `{sub}` / `{clientId}`; undefined when a placeholder cannot be filled safely or the result is no valid filter. */
+export function substitute(filter: string, identity: Identity): string | undefined {
+  let ok = true;
+  const out = filter.replace(PLACEHOLDER, (_m, name: 'sub' | 'clientId') => {
+    const v = identity[name];
+    if (!safeLevel(v)) {
+      ok = false;
+      return '';
+    }
+    return v;
+  });
+  if (!ok || filterProblem(out) !== undefined) return undefined;
+  return out;
+}
+
+export class Permissions {
+  private readonly publishAllow: string[];
+  private readonly publishDeny: string[];
+  private readonly subscribeAllow: string[];
+  private readonly subscribeDeny: string[];
+  /** A deny rule could not be filled in for this identity: deny everything (fail closed). */
+  private readonly broken: boolean;
+
+  constructor(rules: PermissionRules, identity: Identity = {}) {
+    let broken = false;
+    const allow = (list: readonly string[] | undefined): string[] => (list ?? []).map((f) => substitute(f, identity)).filter((f): f is string => f !== undefined);
+    const deny = (list: readonly string[] | undefined): string[] =>
+      (list ?? []).map((f) => {
+        const s = substitute(f, identity);
+        if (s === undefined) broken = true;
+        return s ?? '#';
+      });
+    this.publishAllow = allow(rules.publish);
+    this.subscribeAllow = allow(rules.subscribe);
+    this.publishDeny = deny(rules.denyPublish);
+    this.subscribeDeny = deny(rules.denySubscribe);
+    this.broken = broken;
+  }
+
+  /** Whether this client may publish (or leave a will) on `topic`. */
+  canPublish(topic: string): boolean {
+    if (this.broken) return false;
+    return this.publishAllow.some((f) => topicMatches(f, topic)) && !this.publishDeny.some((f) => topicMatches(f, topic));
+  }
+
+  /** Whether a delivery on `topic` may reach this client (used per topic for `filtered` subscriptions and retained snapshots). */
+  canRead(topic: string): boolean {
+    if (this.broken) return false;
+    return this.subscribeAllow.some((f) => topicMatches(f, topic)) && !this.subscribeDeny.some((f) => topicMatches(f, topic));
+  }
+
+  /** 'allow': every topic of `filter` may be read; 'filtered': allowed, but deliveries need `canRead`; 'deny': refused. */
+  canSubscribe(filter: string): SubscribeDecision {
+    if (this.broken) return 'deny';
+    if (!this.subscribeAllow.some((a) => filterCovers(a, filter))) return 'deny';
+    if (this.subscribeDeny.some((d) => filterCovers(d, filter))) return 'deny';
+    return this.subscribeDeny.some((d) => filtersOverlap(d, filter)) ? 'filtered' : 'allow';
+  }
+}

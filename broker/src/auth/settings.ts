@@ -1,0 +1,17 @@
+/** Security settings (docs/SECURITY.md); merged into the broker's configuration (config.ts). */
+import type { SettingSpec } from '../settings.js';
+
+export const AUTH_SETTINGS = [
+  { key: 'authTokenFile', type: 'string', default: undefined, doc: 'JSON file of static tokens with their permissions (docs/SECURITY.md); for small installations' },
+  { key: 'authJwtKeyFile', type: 'string', default: undefined, doc: 'JWT verification key: a PEM public key or certificate, a JWK or JWKS (JSON), or else an HMAC secret (the file\'s bytes)' },
+  { key: 'authJwksFile', type: 'string', default: undefined, doc: 'JWKS file (JSON {"keys": [...]}); the key is picked by the token\'s kid and alg' },
+  { key: 'authJwtAlgorithms', type: 'list', default: ['HS256', 'RS256', 'ES256', 'EdDSA'], doc: 'JWT algorithms accepted; never "none"; a key is only ever used with its own kind of algorithm' },
+  { key: 'authJwtAudience', type: 'string', default: undefined, doc: 'required JWT aud (a token for another service is refused); unset skips the check' },
+  { key: 'authJwtIssuer', type: 'string', default: undefined, doc: 'required JWT iss; unset skips the check' },
+  { key: 'authClockSkewSec', type: 'int', default: 30, min: 0, max: 3600, doc: 'tolerance on exp/nbf/iat: device clocks drift; 30 s covers NTP-less boards without extending tokens much' },
+  { key: 'authPermissionsClaim', type: 'string', default: 'topicast', doc: 'JWT claim holding {publish, subscribe, denyPublish, denySubscribe} filter lists' },
+  { key: 'authAnonymous', type: 'enum', default: 'auto', values: ['auto', 'true', 'false'], doc: 'clients without a token: auto = allowed (with every permission) only when no token file or JWT key is configured' },
+  { key: 'authAnonymousPublish', type: 'list', default: [], doc: 'filters anonymous clients may publish to when authentication is configured and authAnonymous is true' },
+  { key: 'authAnonymousSubscribe', type: 'list', default: ['#', '$SYS/#'], doc: 'filters anonymous clients may subscribe to when authentication is configured and authAnonymous is true (read-only by default)' },
+  { key: 'allowedOrigins', type: 'list', default: [], doc: 'browser Origins allowed to open WebSockets besides the broker\'s own; "*" = any. Unchecked only while anonymous access is unrestricted' },
+] as const satisfies readonly SettingSpec[];

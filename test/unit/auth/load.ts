@@ -1,0 +1,11 @@
+/**
+ * The broker's auth modules, loaded from its build by file URL (the package entry
+ * `@topicast/broker` exports only the embedding API).
+ */
+import type * as AuthModule from '../../../broker/src/auth/index.js';
+import type * as OriginModule from '../../../broker/src/auth/origin.js';
+
+const dist = new URL('../../../../broker/dist/auth/', import.meta.url);
+
+export const auth = (await import(new URL('index.js', dist).href)) as typeof AuthModule;
+export const origin = (await import(new URL('origin.js', dist).href)) as typeof OriginModule;
