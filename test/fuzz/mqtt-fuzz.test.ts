@@ -9,6 +9,7 @@ import { connect as netConnect } from 'node:net';
 import { test } from 'node:test';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
+import WebSocket from 'ws';
 import { startBroker } from '../helpers/broker.js';
 
 const seed = Number(process.env.MQTT_FUZZ_SEED ?? Date.now() % 1_000_000);
@@ -128,6 +129,51 @@ test(`MQTT listener survives 10,000 random and mutated packets (seed ${seed})`, 
     const got = new Promise<string>((resolve) => client.once('message', (_t, p) => resolve(p.toString())));
     await client.publishAsync('after/fuzz', 'still here', { qos: 1 });
     assert.equal(await got, 'still here');
+    await client.endAsync();
+  } finally {
+    await broker.stop();
+  }
+});
+
+test(`MQTT over WebSocket survives 3,000 mutated packets (seed ${seed})`, { timeout: 120_000 }, async () => {
+  const broker = await startBroker({ args: ['--mqtt-port', '0'] });
+  try {
+    const r = rng(seed + 1);
+    const t4 = templates(4);
+    const t5 = templates(5);
+    let sent = 0;
+    const deadline = Date.now() + 60_000;
+    while (sent < 3_000 && Date.now() < deadline) {
+      const version = r() < 0.5 ? 4 : 5;
+      const pool = version === 4 ? t4 : t5;
+      const messages: Buffer[] = [mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clean: true, keepalive: 10, clientId: `wz${Math.floor(r() * 10)}` }, { protocolVersion: version })];
+      const n = 5 + Math.floor(r() * 20);
+      for (let i = 0; i < n; i++) messages.push(mutate(pool[Math.floor(r() * pool.length)]!, r));
+      sent += n;
+      await new Promise<void>((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${broker.port}/mqtt`, 'mqtt');
+        const done = (): void => {
+          clearTimeout(timer);
+          ws.terminate();
+          resolve();
+        };
+        const timer = setTimeout(done, 50);
+        ws.on('error', done);
+        ws.on('close', done);
+        ws.on('open', () => {
+          // Several packets per WebSocket message, or one split over two.
+          for (let i = 0; i < messages.length; i += 2) ws.send(Buffer.concat(messages.slice(i, i + 2)));
+        });
+      });
+    }
+    assert.ok(sent >= 3_000);
+    assert.equal(broker.proc.exitCode, null, 'broker still running');
+    assert.deepEqual(broker.logs.filter((l) => l.includes('handler failed') || l.includes('uncaught')), []);
+    const client = await mqtt.connectAsync(`ws://127.0.0.1:${broker.port}/mqtt`, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 });
+    await client.subscribeAsync('after/wsfuzz');
+    const got = new Promise<string>((resolve) => client.once('message', (_t, p) => resolve(p.toString())));
+    await client.publishAsync('after/wsfuzz', 'ok');
+    assert.equal(await got, 'ok');
     await client.endAsync();
   } finally {
     await broker.stop();
