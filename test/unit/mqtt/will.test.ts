@@ -44,6 +44,8 @@ test('a protocol error and a keepalive timeout publish the will', async () => {
   const { client } = await RawClient.connect(h.port, { clientId: 'd4', will: will('pe/x') }, 5);
   client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 0, clientId: 'd4' });
   assert.equal((await w.next('publish')).topic, 'pe/x');
+  await RawClient.connect(h.port, { clientId: 'd4b', keepalive: 1, will: will('pe/silent') }); // never pings
+  assert.equal((await w.next('publish', 4000)).topic, 'pe/silent');
 });
 
 test('MQTT 5 will delay: not published if the client resumes the session in time, published after the delay otherwise', async () => {
