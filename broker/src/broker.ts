@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createAuth, logAuthMode, registerAuthMetrics } from './auth/index.js';
+import { createMqttAuthenticate } from './auth/mqtt.js';
 import type { BrokerConfig } from './config.js';
 import type { BrokerContext, BrokerCounters } from './context.js';
 import { Router } from './core/router.js';
@@ -85,7 +86,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     ctx.metrics.register('topicast_store_log_bytes', 'gauge', 'Bytes in the retained store log since its last snapshot', () => s.logBytes);
   }
   const native = createNativeProtocol(ctx);
-  const mqtt = createMqttProtocol(ctx);
+  const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth) });
   let ready = true;
   const http = await listenHttp(ctx, {
     host: config.host,
