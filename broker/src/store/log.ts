@@ -134,7 +134,8 @@ function describeFailure(dir: string, what: string, err: unknown): StoreError {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   const why = code === 'ENOSPC' ? 'no space left on device (ENOSPC)'
     : code === 'EDQUOT' ? 'disk quota exceeded (EDQUOT)'
-    : `${code ?? 'error'}: ${(err as Error | undefined)?.message ?? String(err)}`;
+    : err instanceof Error ? err.message // Node's messages start with the code: "EACCES: permission denied, mkdir '…'"
+    : String(err);
   return new StoreError(`retained store in ${dir}: ${what} failed: ${why}`, code, { cause: err });
 }
 
@@ -149,13 +150,15 @@ function describeFailure(dir: string, what: string, err: unknown): StoreError {
  */
 export async function openLogRetainedStore(dir: string, options: LogRetainedStoreOptions = {}): Promise<LogRetainedStore> {
   const abs = resolve(dir);
-  mkdirSync(abs, { recursive: true });
-  const release = lockDirectory(abs);
+  let release: (() => void) | undefined;
   try {
+    mkdirSync(abs, { recursive: true });
+    release = lockDirectory(abs);
     return LogRetainedStore.load(abs, release, options);
   } catch (err) {
-    release();
-    throw err;
+    release?.();
+    // Start-up fails with one line naming the directory and the cause (e.g. EACCES, or the lock owner).
+    throw describeFailure(abs, 'open', err);
   }
 }
 

@@ -324,3 +324,15 @@ test('LogRetainedStore: one process per data directory; a dead owner\'s lock is 
   writeFileSync(join(dir, 'LOCK'), `1 ${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]}\n`);
   await assert.rejects(openLogRetainedStore(dir), /in use by process 1/);
 });
+
+test('openLogRetainedStore: a directory that cannot be used fails with one line naming it and the cause', async () => {
+  const file = join(freshDir(), 'not-a-directory');
+  writeFileSync(file, 'x');
+  await assert.rejects(openLogRetainedStore(join(file, 'retained')), (err: Error & { code?: string }) => {
+    assert.ok(err instanceof StoreError);
+    assert.equal(err.code, 'ENOTDIR');
+    assert.match(err.message, /^retained store in .*not-a-directory\/retained: open failed: ENOTDIR/);
+    assert.ok(!err.message.includes('\n'));
+    return true;
+  });
+});
