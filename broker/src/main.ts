@@ -5,7 +5,7 @@
  */
 import { ConfigError, loadConfig, settingsReference } from './config.js';
 import { startBroker, VERSION } from './broker.js';
-import { createLogger } from './observe/log.js';
+import { createLogger, flushLogs } from './observe/log.js';
 
 const argv = process.argv.slice(2);
 
@@ -34,9 +34,12 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
+  const exit = (code: number): void => {
+    void flushLogs(log).then(() => process.exit(code));
+  };
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception; exiting so the supervisor restarts a clean process');
-    process.exit(1);
+    exit(1);
   });
   let broker;
   try {
@@ -44,7 +47,8 @@ async function main(): Promise<void> {
   } catch (err) {
     log.fatal({ err }, 'start-up failed');
     process.stderr.write(`topicast: ${(err as Error).message}\n`);
-    process.exit(1);
+    exit(1);
+    return;
   }
   log.info(
     { host: config.host, port: broker.port, mqttPort: broker.mqttPort, version: VERSION, url: `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${broker.port}/` },
@@ -59,17 +63,17 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down');
     const force = setTimeout(() => {
       log.error('shutdown took too long; exiting');
-      process.exit(1);
+      exit(1);
     }, config.shutdownTimeoutMs + 2000);
     force.unref();
     broker.shutdown().then(
       () => {
         log.info('stopped');
-        process.exit(0);
+        exit(0);
       },
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');
-        process.exit(1);
+        exit(1);
       },
     );
   };
