@@ -22,6 +22,7 @@
 import { topicMatches } from 'topicast/protocol';
 import type { Message } from '../../core/message.js';
 import type { Subscriber, Subscription, SubscriptionOptions } from '../../core/router.js';
+import type { TopicPermissions } from './auth.js';
 import type { MqttServer } from './server.js';
 import { parseShared } from './shared.js';
 
@@ -87,6 +88,10 @@ export class MqttSession implements Subscriber {
   /** A will waiting for its delay (MQTT 5 §3.1.3.2.2); published on timer or session end unless the client returns. */
   private pendingWill: { will: WillFactory; timer: NodeJS.Timeout | undefined } | undefined;
   ended = false;
+  /** Permissions of the client's latest connection; undefined = unrestricted. */
+  permissions: TopicPermissions | undefined;
+  /** Subscriptions whose deliveries need a per-topic `canRead` check (they overlap a deny rule). */
+  readonly filtered = new Set<string>();
 
   constructor(private readonly server: MqttServer, readonly clientId: string) {}
 
@@ -115,6 +120,7 @@ export class MqttSession implements Subscriber {
   }
 
   unsubscribe(filter: string): boolean {
+    this.filtered.delete(filter);
     if (this.sharedSubscriptions.delete(filter)) {
       const shared = parseShared(filter);
       if (shared !== undefined && shared !== 'invalid') this.server.shared.leave(this, shared);
@@ -129,6 +135,10 @@ export class MqttSession implements Subscriber {
   // ---- router side --------------------------------------------------------------
 
   deliver(message: Message, first: Subscription): void {
+    if (this.filtered.size > 0 && !this.permissions!.canRead(message.topic)) {
+      this.server.ctx.auth.stats.withheld++;
+      return;
+    }
     const expiresAt = message.properties?.expiresAt;
     if (expiresAt !== undefined && expiresAt < this.server.ctx.now()) {
       this.server.stats.expired++;
@@ -178,6 +188,10 @@ export class MqttSession implements Subscriber {
 
   /** One message chosen for this session by a shared group. */
   deliverShared(message: Message, o: MqttSubscriptionOptions): void {
+    if (this.filtered.size > 0 && !this.permissions!.canRead(message.topic)) {
+      this.server.ctx.auth.stats.withheld++;
+      return;
+    }
     const expiresAt = message.properties?.expiresAt;
     if (expiresAt !== undefined && expiresAt < this.server.ctx.now()) {
       this.server.stats.expired++;
@@ -264,6 +278,19 @@ export class MqttSession implements Subscriber {
       // [MQTT-3.1.3-9] a new connection to the session before the will delay: no will.
       if (this.pendingWill.timer) clearTimeout(this.pendingWill.timer);
       this.pendingWill = undefined;
+    }
+  }
+
+  /** Applies a (new) connection's permissions to what the session already holds. */
+  applyPermissions(permissions: TopicPermissions | undefined): void {
+    this.permissions = permissions;
+    this.filtered.clear();
+    if (!permissions) return;
+    for (const filter of [...this.subscriptions.keys(), ...this.sharedSubscriptions.keys()]) {
+      const shared = parseShared(filter);
+      const decision = permissions.canSubscribe(shared && shared !== 'invalid' ? shared.filter : filter);
+      if (decision === 'deny') this.unsubscribe(filter);
+      else if (decision === 'filtered') this.filtered.add(filter);
     }
   }
 

@@ -68,6 +68,7 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
     assigned = true;
   }
 
+  let willTopic: string | undefined;
   let willFactory: WillFactory | undefined;
   let willDelaySec = 0;
   if (p.will) {
@@ -81,6 +82,7 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
     if (wp?.payloadFormatIndicator && !isValidUtf8(payload)) return refuse(c, Reason.payloadFormatInvalid, 'will payload is not UTF-8'); // MQTT 5 §3.1.3.2.3
     willDelaySec = v5 ? wp?.willDelayInterval ?? 0 : 0;
     const topic = w.topic;
+    willTopic = topic;
     const retain = w.retain ?? false;
     const qos = w.qos ?? 0;
     willFactory = () => {
@@ -109,7 +111,7 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
   server.authenticate(p.username, p.password, clientId).then(
     (result) => {
       if (!c.isOpen) return;
-      accept(c, p, result, clientId, assigned, willFactory, willDelaySec);
+      accept(c, p, result, clientId, assigned, willTopic, willFactory, willDelaySec);
     },
     (err: unknown) => {
       ctx.log.error({ err, clientId }, 'mqtt authenticate hook failed');
@@ -120,7 +122,7 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
 
 function accept(
   c: MqttConnection, p: mqtt.IConnectPacket, result: AuthResult, clientId: string, assigned: boolean,
-  willFactory: WillFactory | undefined, willDelaySec: number,
+  willTopic: string | undefined, willFactory: WillFactory | undefined, willDelaySec: number,
 ): void {
   const { server } = c;
   const { ctx } = server;
@@ -130,6 +132,12 @@ function accept(
     const reason = typeof result === 'object' && !result.allowed && result.reason !== undefined ? result.reason : Reason.badUserNameOrPassword;
     const why = typeof result === 'object' && !result.allowed && result.reasonString ? result.reasonString : 'not authenticated';
     return refuse(c, reason, why); // [MQTT-3.2.2-5]
+  }
+
+  const permissions = typeof result === 'object' && result.allowed ? result.permissions : undefined;
+  if (permissions && willTopic !== undefined && !permissions.canPublish(willTopic)) {
+    ctx.auth.stats.denied++;
+    return refuse(c, Reason.notAuthorized, 'not authorized to publish the will topic');
   }
 
   // [MQTT-3.1.4-3] a second connection with the same client id takes the session over.
@@ -183,6 +191,7 @@ function accept(
     c.clientReceiveMax = config.mqttMaxInflight;
   }
 
+  session.applyPermissions(permissions);
   c.will = willFactory;
   c.willDelaySec = willDelaySec;
   c.session = session;

@@ -91,6 +91,10 @@ export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
     // $SYS/... is the broker's own (DESIGN.md "Topics"): its figures are never spoofed.
     return acknowledge(c, qos, id, Reason.notAuthorized, '$SYS topics are published by the broker only');
   }
+  if (session.permissions && !session.permissions.canPublish(topic)) {
+    ctx.auth.stats.denied++;
+    return acknowledge(c, qos, id, Reason.notAuthorized, 'not authorized to publish to this topic');
+  }
   const payload = p.payload as Buffer;
   if (!c.bucket.take(ctx.now())) {
     ctx.counters.rateLimited++;

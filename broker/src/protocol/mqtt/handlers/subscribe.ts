@@ -44,6 +44,12 @@ export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
       granted.push(fail(Reason.quotaExceeded));
       continue;
     }
+    const decision = session.permissions?.canSubscribe(shared?.filter ?? filter) ?? 'allow';
+    if (decision === 'deny') {
+      ctx.auth.stats.denied++;
+      granted.push(fail(Reason.notAuthorized));
+      continue;
+    }
     const retainHandling = v5 ? ((s.rh ?? 0) as 0 | 1 | 2) : 0;
     if ((retainHandling as number) === 3) return c.disconnect(Reason.malformedPacket, 'retain handling 3'); // MQTT 5 §3.8.3.1
     const options: MqttSubscriptionOptions = {
@@ -54,6 +60,8 @@ export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
       retainHandling,
     };
     const isNew = session.subscribe(filter, options);
+    if (decision === 'filtered') session.filtered.add(filter);
+    else session.filtered.delete(filter);
     granted.push(s.qos);
     if (shared) continue; // MQTT 5 §4.8.2: retained messages are not sent for a shared subscription
     // [MQTT-3.3.1-9] rh 0: always; [MQTT-3.3.1-10] rh 1: only if new; [MQTT-3.3.1-11] rh 2: never.
@@ -69,6 +77,10 @@ export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
     for (const topic of store.match(filter)) {
       const message = store.get(topic);
       if (!message) continue;
+      if (session.permissions && !session.permissions.canRead(topic)) {
+        ctx.auth.stats.withheld++;
+        continue;
+      }
       const expiresAt = message.properties?.expiresAt;
       if (expiresAt !== undefined && expiresAt < ctx.now()) continue; // [MQTT-3.3.2-5] an expired retained message is not sent
       const qos = Math.min(options.qos, message.qos) as 0 | 1 | 2;
