@@ -244,9 +244,14 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
   });
 
   return new Promise((resolvePromise, reject) => {
-    app.listen(options.host, options.port, (listenSocket) => {
+    // Exclusive: by default uSockets sets SO_REUSEPORT, and a second broker on the same port would
+    // silently take half the connections instead of failing to start. (The 4-argument form exists at
+    // runtime; the bundled typings only declare it without a host.)
+    const listen = app.listen.bind(app) as unknown as (host: string, port: number, options: number, cb: (s: uWS.us_listen_socket | false) => void) => void;
+    const exclusive = (uWS as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number }).LIBUS_LISTEN_EXCLUSIVE_PORT;
+    listen(options.host, options.port, exclusive, (listenSocket) => {
       if (!listenSocket) {
-        reject(new Error(`cannot listen on ${options.host}:${options.port}`));
+        reject(new Error(`cannot listen on ${options.host}:${options.port} (in use by another process, or not permitted)`));
         return;
       }
       const port = uWS.us_socket_local_port(listenSocket);
