@@ -196,6 +196,13 @@ export class LogRetainedStore implements RetainedStore {
   private broken: StoreError | undefined;
 
   private compacting: Promise<void> | undefined;
+  /**
+   * While a compaction runs: topics written since it asked for its rotation. Their latest state
+   * is in a segment after the snapshot, so the snapshot leaves them out instead of holding them twice.
+   */
+  private rewritten: Set<string> | undefined;
+  /** A write failed while `rewritten` was kept: a topic left out of the snapshot may not be on disk. */
+  private rewriteFailed = false;
   private closing: Promise<void> | undefined;
   private compactAbort = false;
   /** After a failed compaction, the log size at which to try again (avoids retrying on every batch). */
@@ -293,6 +300,7 @@ export class LogRetainedStore implements RetainedStore {
     }
     const record = encodeRecord(message); // before touching memory: an encode failure leaves the store unchanged
     this.applyMessage(message);
+    this.rewritten?.add(message.topic);
     this.stats.writes++;
     this.pending.push(record);
     const batch = (this.batch ??= deferred());
@@ -433,6 +441,7 @@ export class LogRetainedStore implements RetainedStore {
       } catch (err) {
         const failure = err instanceof StoreError ? err : describeFailure(this.dir, 'append', err);
         this.stats.writeErrors++;
+        if (this.rewritten) this.rewriteFailed = true;
         this.report(failure);
         batch.reject(failure);
       } finally {
@@ -516,15 +525,28 @@ export class LogRetainedStore implements RetainedStore {
 
   /** Resolves true once the new snapshot replaced the old files, false when close() stopped it. */
   private async compact(): Promise<boolean> {
+    this.rewritten = new Set();
+    this.rewriteFailed = false;
+    try {
+      return await this.writeSnapshot();
+    } finally {
+      this.rewritten = undefined;
+    }
+  }
+
+  private async writeSnapshot(): Promise<boolean> {
+    const rewritten = this.rewritten!;
     // 1. Close the active segment: the snapshot will stand for it and everything before.
+    //    Every write from here on lands in a later segment (rotation comes before the next batch).
     const rotation = { done: deferred(), closed: -1 };
     this.rotation = rotation;
     this.scheduleFlush();
     await rotation.done.promise;
     const through = rotation.closed;
 
-    // 2. Write memory as it is now. Writes arriving meanwhile land in the new segment and are
-    //    replayed after the snapshot, so a value newer than segment `through` is harmless.
+    // 2. Write memory as it is now, except topics rewritten since step 1 (their records follow the
+    //    snapshot). Writes arriving meanwhile are replayed after the snapshot, so a value newer
+    //    than segment `through` is harmless.
     const tmp = join(this.dir, `${snapshotName(through)}.tmp`);
     const handle = await openAsync(tmp, 'wx');
     let written = 0;
@@ -545,6 +567,7 @@ export class LogRetainedStore implements RetainedStore {
       };
       for (const topic of this.topics) {
         if (this.compactAbort) throw new StoreError('compaction stopped by close', undefined);
+        if (rewritten.has(topic)) continue;
         const message = this.memory.get(topic);
         if (!message) continue;
         const record = encodeRecord(message);
@@ -554,6 +577,9 @@ export class LogRetainedStore implements RetainedStore {
       }
       if (chunkBytes > 0) await flushChunk();
       await this.io.fdatasync(handle.fd);
+      // The topics left out must be on disk in the new segment before the old files go.
+      await (this.batch ?? this.inFlight)?.promise.catch(function failureSeenByRewriteFailed() {});
+      if (this.rewriteFailed) throw new StoreError(`retained store in ${this.dir}: compaction dropped: a write failed while it ran`, undefined);
     } catch (err) {
       await handle.close();
       await unlink(tmp);

@@ -220,6 +220,64 @@ test('LogRetainedStore: close during a compaction stops it cleanly; nothing is l
   assert.equal(text(r.get('bulk/7/4907')), 'v4907');
 });
 
+test('LogRetainedStore: a topic rewritten during a compaction is left out of the snapshot, unless that write failed', async () => {
+  for (const fails of [false, true]) {
+    const dir = freshDir();
+    let hold = false;
+    let held = 0;
+    let failNext = false;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const io: AppendIo = {
+      ...nodeAppendIo,
+      async write(fd, buf, offset, length, position) {
+        if (failNext) {
+          failNext = false;
+          throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+        }
+        if (hold && held++ === 0) await gate; // the snapshot's first slice
+        return nodeAppendIo.write(fd, buf, offset, length, position);
+      },
+    };
+    const s = await openStore(dir, { compactMinBytes: 1024, io });
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 4000; i++) writes.push(s.set(retained(`many/${i}`, `old ${i}`))); // several 64 KiB slices
+    await Promise.all(writes);
+    hold = true;
+    for (let i = 0; i < 5000 && held === 0; i++) await new Promise((r) => setTimeout(r, 1));
+    assert.equal(held, 1, 'the snapshot write is held');
+    // Rewrite the last topic in the walk order while the snapshot is still being written.
+    failNext = fails;
+    const rewrite = s.set(retained('many/3999', 'new'));
+    if (fails) await assert.rejects(rewrite, /ENOSPC/);
+    else await rewrite;
+    release();
+    for (let i = 0; i < 5000 && s.stats.compactions + s.stats.compactionErrors === 0; i++) await new Promise((r) => setTimeout(r, 1));
+    assert.equal(s.stats.compactions, fails ? 0 : 1);
+    assert.equal(s.stats.compactionErrors, fails ? 1 : 0, 'a compaction that relied on a failed write is dropped');
+    await s.close();
+    if (!fails) assert.deepEqual(snapshotTopics(dir).filter((t) => t === 'many/3999'), [], 'left to the segment after the snapshot');
+    const r = await openStore(dir);
+    assert.equal(r.size, 4000);
+    assert.equal(text(r.get('many/3999')), fails ? 'old 3999' : 'new', 'the acknowledged value survives either way');
+    assert.equal(text(r.get('many/0')), 'old 0');
+    await r.close();
+  }
+});
+
+/** Topics of the records in the newest snapshot file, in file order. */
+function snapshotTopics(dir: string): string[] {
+  const buf = readFileSync(join(dir, files(dir, '.tcs').at(-1)!));
+  const out: string[] = [];
+  for (let pos = 0; ; ) {
+    const r = recordModule.decodeRecordAt(buf, pos);
+    if (typeof r !== 'object') break;
+    out.push(r.entry.kind === recordModule.RecordKind.set ? r.entry.message.topic : r.entry.topic);
+    pos = r.next;
+  }
+  return out;
+}
+
 /** Appends through node:fs until `failAfter` writes, then fails like a full disk; `free()` lifts it. */
 function fullDiskIo(failAfter: number): AppendIo & { free(): void; failures: number } {
   let writes = 0;
