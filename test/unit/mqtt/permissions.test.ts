@@ -34,3 +34,14 @@ test('a restricted client: refused publishes (0x87), refused subscriptions (0x87
   const willed = await RawClient.connect(h.port, { clientId: 'rw', username: 'restricted', will: { topic: 'other/will', payload: Buffer.from('x'), qos: 0, retain: false } }, 5);
   assert.equal(willed.connack.reasonCode, 0x87);
 });
+
+test('credentials that expire close the connection (MQTT 5: DISCONNECT 0x87) and publish the will', async () => {
+  const h = await startMqtt(['--auth-clock-skew-sec', '0'], { timerIntervalMs: 50, authenticate: async (_u, _p, clientId) => (clientId === 'expiring' ? { allowed: true, expiresAtMs: Date.now() + 300 } : true) });
+  const { client: w } = await RawClient.connect(h.port, { clientId: 'ew' }, 5);
+  w.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'exp/will', qos: 0 }] });
+  await w.next('suback');
+  const { client } = await RawClient.connect(h.port, { clientId: 'expiring', will: { topic: 'exp/will', payload: Buffer.from('gone'), qos: 0, retain: false } }, 5);
+  const d = await client.next('disconnect', 3000);
+  assert.equal(d.reasonCode, 0x87);
+  assert.equal((await w.next('publish', 3000)).payload.toString(), 'gone');
+});

@@ -25,6 +25,8 @@ export interface TopicPermissions {
 export interface AuthAcceptance {
   allowed: true;
   permissions?: TopicPermissions;
+  /** When the credentials expire (ms since the epoch): the connection is closed then (MQTT 5: DISCONNECT 0x87). */
+  expiresAtMs?: number;
 }
 export type AuthResult = boolean | AuthRefusal | AuthAcceptance;
 

@@ -45,6 +45,8 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
   /** The will of this connection (MQTT 5 §3.1.2.5), published unless it ends with a normal DISCONNECT. */
   will: WillFactory | undefined;
   willDelaySec = 0;
+  /** When the client's credentials expire (auth hook), plus the configured clock skew; undefined = never. */
+  credentialsExpireAt: number | undefined;
   /** Keepalive in ms as granted (0: none). */
   keepaliveMs = 0;
   lastPacketAt: number;
@@ -318,6 +320,11 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
     if (this.state !== 'connected') {
       // No CONNECT, or an auth hook that never answers: the connection does not linger.
       if (now - this.openedAt > this.server.connectTimeoutMs) this.closeTransport(CloseCode.protocolError, this.state === 'new' ? 'no CONNECT' : 'authentication timed out');
+      return;
+    }
+    if (this.credentialsExpireAt !== undefined && now >= this.credentialsExpireAt) {
+      this.server.ctx.auth.stats.expired++;
+      this.disconnect(Reason.notAuthorized, 'token expired');
       return;
     }
     // [MQTT-3.1.2-24] one and a half times the keepalive without a packet: close.

@@ -135,6 +135,8 @@ function accept(
   }
 
   const permissions = typeof result === 'object' && result.allowed ? result.permissions : undefined;
+  const expiresAtMs = typeof result === 'object' && result.allowed ? result.expiresAtMs : undefined;
+  if (expiresAtMs !== undefined) c.credentialsExpireAt = expiresAtMs + config.authClockSkewSec * 1000;
   if (permissions && willTopic !== undefined && !permissions.canPublish(willTopic)) {
     ctx.auth.stats.denied++;
     return refuse(c, Reason.notAuthorized, 'not authorized to publish the will topic');
