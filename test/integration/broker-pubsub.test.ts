@@ -404,7 +404,21 @@ test('clients cannot publish into $SYS/..., the broker\'s own: the figures are n
   const s = await late.subscribe(['$SYS/broker/version']);
   assert.match(text(s.retained[0]!.payload), /^topicast /, 'the retained figure is the broker\'s');
   assert.equal(answer?.op, Op.error, `the publish is refused: ${JSON.stringify(answer)}`);
-  await Promise.all([watcher, c, late].map((x) => x.close()));
+  assert.equal(answer?.op === Op.error && answer.code, ErrorCode.notAuthorized);
+  // Nor through a will, nor over HTTP.
+  const id = c.id();
+  c.send({ op: Op.will, id, will: { topic: '$SYS/broker/version', payload: bytes('spoofed-will'), retain: true } });
+  const w = await c.answer(id);
+  assert.equal(w.op === Op.error && w.code, ErrorCode.notAuthorized, `will refused: ${JSON.stringify(w)}`);
+  const http = await fetch(`${broker.httpUrl}/api/publish/$SYS/broker/version?retain=1`, { method: 'POST', body: 'spoofed-http' });
+  assert.equal(http.status, 403);
+  c.terminate();
+  // Other $-topics are the clients' to use.
+  const other = await connect();
+  assert.equal((await other.publish('$app/ok', bytes('x')))?.op, Op.ack);
+  await watcher.ping();
+  assert.deepEqual(watcher.deliveries('$SYS/broker/version').filter((d) => text(d.payload).startsWith('spoofed')).map((d) => text(d.payload)), []);
+  await Promise.all([watcher, late, other].map((x) => x.close()));
 });
 
 test('UNSUBSCRIBE right behind a SUBSCRIBE: the snapshot completes, then the ACK, then nothing', async () => {
