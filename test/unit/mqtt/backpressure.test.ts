@@ -61,13 +61,34 @@ test('conflate policy keeps the latest QoS 0 value per topic until the connectio
   assert.deepEqual(got, ['t/a=4', 't/b=9']);
 });
 
-test('QoS 1 deliveries are not dropped by the policy: they wait in the session, bounded by the in-flight window', async () => {
-  const { ctx, conn, backUp } = await connected(['--slow-consumer-policy', 'drop', '--max-buffered-bytes', '1024', '--mqtt-max-inflight', '2']);
+test('QoS 1 deliveries are not dropped by the policy: they wait in the session while backed up, then fill the in-flight window', async () => {
+  const { ctx, conn, handler, backUp } = await connected(['--slow-consumer-policy', 'drop', '--max-buffered-bytes', '1024', '--mqtt-max-inflight', '2']);
   await backUp(1500);
   for (let i = 0; i < 5; i++) ctx.router.publish(createMessage('t/q', new Uint8Array([i]), false, undefined, 1));
   await settle();
-  assert.equal(conn.of('publish').length, 2);
+  assert.equal(conn.of('publish').length, 0, 'held in the session while the transport is backed up');
+  conn.buffered = 0;
+  handler.onDrain();
+  await settle();
+  const sent = conn.of('publish');
+  assert.deepEqual(sent.map((p) => [...(p.payload as Buffer)][0]), [0, 1], 'the in-flight window, in order');
   assert.equal(ctx.outboxStats.dropped, 0);
+  handler.onMessage(encode({ cmd: 'puback', messageId: sent[0]!.messageId! }, 5));
+  await settle();
+  assert.equal(conn.of('publish').length, 3);
+  assert.equal(ctx.outboxStats.slowConsumerDisconnects, 0);
+});
+
+test('a QoS 1 burst larger than maxBufferedBytes is paced, not disconnected as a slow consumer', async () => {
+  const { ctx, conn, handler } = await connected(['--slow-consumer-policy', 'disconnect', '--max-buffered-bytes', '4096', '--mqtt-max-inflight', '1000']);
+  for (let i = 0; i < 50; i++) ctx.router.publish(createMessage('t/big', new Uint8Array(1000).fill(i), false, undefined, 1));
+  for (let round = 0; round < 50 && conn.of('publish').length < 50; round++) {
+    await settle();
+    handler.onDrain();
+  }
+  assert.equal(conn.of('publish').length, 50);
+  assert.equal(conn.closed, undefined);
+  assert.equal(ctx.outboxStats.slowConsumerDisconnects, 0);
 });
 
 test('a message is encoded once per wire shape: subscribers of the same shape share the bytes', async () => {

@@ -134,6 +134,29 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
 
   onDrain(): void {
     this.outbox.flush();
+    this.pumpArmed = false;
+    this.pumpSession();
+  }
+
+  /** A retry of `pump` is scheduled or waiting for drain; cleared when there is room again. */
+  private pumpArmed = false;
+
+  hasRoom(): boolean {
+    if (this.outbox.pendingBytes() < this.server.ctx.outboxLimits.maxBufferedBytes) {
+      this.pumpArmed = false;
+      return true;
+    }
+    // Retry once after this tick's flush; if still full, the transport's drain retries (no busy loop).
+    if (!this.pumpArmed) {
+      this.pumpArmed = true;
+      setImmediate(() => this.pumpSession());
+    }
+    return false;
+  }
+
+  private pumpSession(): void {
+    const session = this.session;
+    if (session && session.link === this && this.isOpen) session.pump();
   }
 
   onClose(): void {

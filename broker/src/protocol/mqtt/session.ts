@@ -9,7 +9,9 @@
  *
  * Invariants
  * - `inflight` holds at most the client's Receive Maximum entries while a link
- *   is attached [MQTT-3.3.4-9]; everything else waits in `queue`, which never
+ *   is attached [MQTT-3.3.4-9], and grows only while the link's outbox is under
+ *   `maxBufferedBytes` (so a QoS 1/2 burst never trips the slow-consumer
+ *   disconnect); everything else waits in `queue`, which never
  *   holds more than `mqttMaxQueued` (overflow policy `mqttQueueOverflow`, counted).
  * - QoS 0 goes straight to the link's outbox (slow-consumer policy applies) and
  *   is dropped while offline: only QoS 1/2 is stored for later [MQTT-3.1.2-5].
@@ -62,6 +64,12 @@ export interface SessionLink {
   /** Sends a QoS 1/2 PUBLISH; false when it could not be sent (too large for the client): the caller forgets it. */
   sendPublish(d: Delivery, packetId: number, dup: boolean): boolean;
   sendPubrel(packetId: number): void;
+  /**
+   * Whether the connection can take another QoS 1/2 message now: its outbox is under
+   * `maxBufferedBytes`. When not, the session keeps it queued and the link calls
+   * `pump` again once the bytes are out (drain, or the next tick).
+   */
+  hasRoom(): boolean;
 }
 
 function isWildcard(filter: string): boolean {
@@ -208,7 +216,7 @@ export class MqttSession implements Subscriber {
       else this.server.stats.offlineQos0Dropped++;
       return;
     }
-    if (this.link && this.queuedCount === 0 && this.inflight.size < this.link.sendQuota) {
+    if (this.link && this.queuedCount === 0 && this.inflight.size < this.link.sendQuota && this.link.hasRoom()) {
       this.sendNew(d);
       return;
     }
@@ -247,7 +255,7 @@ export class MqttSession implements Subscriber {
     const link = this.link;
     if (!link) return;
     const now = this.server.ctx.now();
-    while (this.queueHead < this.queue.length && this.inflight.size < link.sendQuota) {
+    while (this.queueHead < this.queue.length && this.inflight.size < link.sendQuota && link.hasRoom()) {
       const d = this.queue[this.queueHead]!;
       this.queue[this.queueHead++] = undefined as unknown as Delivery;
       const expiresAt = d.message.properties?.expiresAt;
