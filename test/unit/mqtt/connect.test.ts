@@ -183,3 +183,20 @@ test('the CONNECT deadline closes a silent connection and one whose auth hook ne
   assert.equal(await stuck.waitClosed(2000), true);
   assert.equal(stuck.packets.length, 0, 'no CONNACK');
 });
+
+test('no leak: 200 clean connections that subscribe and vanish leave no session, subscription or connection behind', async () => {
+  const h = await startMqtt();
+  for (let i = 0; i < 200; i++) {
+    const { client } = await RawClient.connect(h.port, { clientId: `leak-${i % 7}`, will: { topic: 'leak/will', payload: Buffer.from('x'), qos: 0, retain: false } }, i % 2 ? 5 : 4);
+    client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `leak/${i}/#`, qos: 1 }, { topic: '$share/g/leak/+', qos: 0 }] });
+    await client.next('suback');
+    if (i % 3 === 0) client.send({ cmd: 'disconnect' });
+    client.destroy();
+  }
+  for (let i = 0; i < 200 && h.protocol.server.connections.size > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(h.protocol.server.connections.size, 0);
+  assert.equal(h.protocol.server.sessions.size, 0);
+  assert.equal(h.protocol.server.shared.size, 0);
+  assert.equal(h.ctx.router.subscriptionCount, 0);
+  assert.equal(h.ctx.counters.open.mqtt, 0);
+});
