@@ -24,7 +24,7 @@ interface Run {
   stderr: string;
 }
 
-/** Runs the broker expecting it to exit on its own (bad configuration); killed after 5 s. */
+/** Runs the broker expecting it to exit on its own (bad configuration); killed after 20 s. */
 function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
     const proc = spawn(process.execPath, [BROKER_MAIN, '--host', '127.0.0.1', '--port', '0', '--mqtt-port', '0', ...args], {
@@ -35,7 +35,7 @@ function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
     let stderr = '';
     proc.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
     proc.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 20_000); // generous: start-up on a starved machine
     proc.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
@@ -66,8 +66,9 @@ const CASES: { name: string; args?: string[]; env?: Record<string, string>; ment
 ];
 
 test('bad configuration: exit code 2 and exactly one line naming the setting', async () => {
-  // In parallel: each is a process start-up.
-  const runs = await Promise.all(CASES.map((c) => run(c.args ?? [], c.env)));
+  // Four at a time: each is a process start-up.
+  const runs: Run[] = [];
+  for (let i = 0; i < CASES.length; i += 4) runs.push(...(await Promise.all(CASES.slice(i, i + 4).map((c) => run(c.args ?? [], c.env)))));
   for (const [i, c] of CASES.entries()) {
     const r = runs[i]!;
     assert.equal(r.code, 2, `${c.name}: exit code ${r.code} (signal ${r.signal}); stderr ${r.stderr}; stdout ${r.stdout.slice(0, 300)}`);
@@ -109,7 +110,7 @@ test('SIGTERM: every client gets close 1001, the process exits 0 within the boun
   const ms = Date.now() - started;
   assert.ok(exit, 'exited');
   assert.deepEqual(exit, { code: 0, signal: null }, `clean exit (${ms} ms): ${b.logs.slice(-3).join(' | ')}`);
-  assert.ok(ms < 3000 + 1000, `within the shutdown bound (${ms} ms)`);
+  assert.ok(ms < 3000 + 2000, `within the shutdown bound: shutdownTimeoutMs, plus main.ts's 2 s grace (${ms} ms)`);
   stalled.resume();
   await assert.rejects(NativeClient.connect(b.url, { timeoutMs: 1000 }), 'nothing listens after shutdown');
 });
