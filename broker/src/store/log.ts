@@ -19,8 +19,11 @@
  * - Start-up = newest snapshot + later segments in order; a torn or corrupt tail is cut off.
  * - Compaction writes a snapshot of memory after rotating the segment; writes made while it
  *   runs go to the new segment and are replayed after the snapshot, so last-write-wins holds.
+ *   Topics rewritten meanwhile are left out of the snapshot, which therefore replaces the old
+ *   files only after those writes are durable, and not at all if one of them failed.
  * Cost: one MessagePack encode + CRC32 per write on the caller's turn; write + fdatasync per batch
- * off the JS thread; compaction rewrites live data once the log outgrows the snapshot (≤ 2-3× write amplification).
+ * off the JS thread; compaction rewrites live data once the log outgrows the snapshot (≤ 2-3× write
+ * amplification). Memory: the index plus a Set of topic names (≈ 24 bytes per topic).
  */
 import {
   closeSync, fdatasync, fstatSync, fsyncSync, ftruncate, ftruncateSync, mkdirSync, openSync, readdirSync, readSync,
