@@ -286,3 +286,16 @@ test('$SYS is the broker\'s own: client publishes are refused (MQTT 5 0x87), not
   const willed = await RawClient.connect(h.port, { clientId: 'sysw2', will: { topic: '$SYS/x', payload: Buffer.from('w'), qos: 0, retain: false } }, 5);
   assert.equal(willed.connack.reasonCode, 0x87);
 });
+
+test('ill-formed UTF-8 in a topic or filter is a malformed packet (MQTT 5: DISCONNECT 0x81, 3.1.1: close)', async () => {
+  const h = await startMqtt();
+  const { client } = await RawClient.connect(h.port, { clientId: 'u8' }, 5);
+  // PUBLISH QoS 0, topic "a" + 0xC0 0xAF (an overlong encoding of '/'), no properties, payload "x".
+  client.write(Buffer.from([0x30, 7, 0, 3, 0x61, 0xc0, 0xaf, 0, 0x78]));
+  assert.equal((await client.next('disconnect')).reasonCode, 0x81);
+  const v4 = await RawClient.connect(h.port, { clientId: 'u84' });
+  // SUBSCRIBE id 1, filter 0xFF, QoS 0.
+  v4.client.write(Buffer.from([0x82, 6, 0, 1, 0, 1, 0xff, 0]));
+  assert.equal(await v4.client.waitClosed(), true);
+  assert.equal(v4.client.packets.length, 0);
+});
