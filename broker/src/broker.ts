@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createAuth, logAuthMode, registerAuthMetrics } from './auth/index.js';
+import { createAuth, guardTcp, logAuthMode, registerAuthMetrics } from './auth/index.js';
 import { createMqttAuthenticate } from './auth/mqtt.js';
 import type { BrokerConfig } from './config.js';
 import type { BrokerContext, BrokerCounters } from './context.js';
@@ -96,7 +96,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     mqtt,
     ready: () => ready,
   });
-  const tcp = config.mqttPort === 0 ? undefined : await listenTcp(mqtt, config.host, config.mqttPort);
+  const tcp = config.mqttPort === 0 ? undefined : await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttPort);
   const stopSys = startSys(ctx);
 
   let stopping: Promise<void> | undefined;

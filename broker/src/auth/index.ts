@@ -11,6 +11,7 @@
  * Tokens are secrets: nothing here logs them or puts them in a reason.
  */
 import type { BrokerConfig } from '../config.js';
+import { AbuseGuard } from './abuse.js';
 import { createJwtVerifier, type JwtVerifier } from './jwt.js';
 import { checkOrigin, normalizeOrigins } from './origin.js';
 import { Permissions } from './permissions.js';
@@ -18,6 +19,7 @@ import { loadTokenFile, parseRules, sha256Hex, type TokenEntry } from './token-f
 
 export { Permissions, filterCovers, filtersOverlap, substitute, type PermissionRules, type SubscribeDecision } from './permissions.js';
 export { AUTH_SETTINGS } from './settings.js';
+export { AbuseGuard, addressKey, guardTcp, type AbuseLimits, type AbuseStats, type Refusal } from './abuse.js';
 
 export interface Principal {
   readonly anonymous: boolean;
@@ -51,6 +53,8 @@ export interface Auth {
   /** Whether clients without credentials are let in. */
   readonly anonymous: boolean;
   readonly stats: AuthStats;
+  /** Per-address limits: connections, connect rate, backoff after failed authentication. */
+  readonly guard: AbuseGuard;
   /** One line for the start-up log (no secrets). */
   readonly summary: Record<string, unknown>;
   /** `token` undefined = none offered. `clientId` fills `{clientId}` in permissions (MQTT). */
@@ -65,6 +69,7 @@ type AuthConfig = Pick<
   BrokerConfig,
   | 'authTokenFile' | 'authJwtKeyFile' | 'authJwksFile' | 'authJwtAlgorithms' | 'authJwtAudience' | 'authJwtIssuer' | 'authClockSkewSec'
   | 'authPermissionsClaim' | 'authAnonymous' | 'authAnonymousPublish' | 'authAnonymousSubscribe' | 'allowedOrigins'
+  | 'maxConnectionsPerIp' | 'connectRatePerIp' | 'connectBurstPerIp' | 'authFailuresBeforeBackoff' | 'authBackoffMaxSec' | 'limitsExemptIps'
 >;
 
 /** Thrown for unusable security settings; the message names the setting. */
@@ -85,7 +90,7 @@ function looksLikeJwt(token: string): boolean {
   return /^[\w-]+\.[\w-]+\.[\w-]*$/.test(token);
 }
 
-export function createAuth(config: AuthConfig): Auth {
+export function createAuth(config: AuthConfig, now: () => number = Date.now): Auth {
   if (config.authJwtKeyFile !== undefined && config.authJwksFile !== undefined) {
     throw new AuthConfigError('invalid setting authJwksFile: set either authJwtKeyFile or authJwksFile, not both');
   }
@@ -163,6 +168,7 @@ export function createAuth(config: AuthConfig): Auth {
     configured,
     anonymous,
     stats,
+    guard: new AbuseGuard(config, now),
     summary: {
       tokenFile: config.authTokenFile !== undefined ? `${tokens!.size} tokens` : 'off',
       jwt: jwt === undefined ? 'off' : { algorithms: config.authJwtAlgorithms, audience: config.authJwtAudience ?? null, issuer: config.authJwtIssuer ?? null },

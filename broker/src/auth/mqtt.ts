@@ -22,11 +22,9 @@ export function createMqttAuthenticate(auth: Auth): Authenticate {
     const token = password === undefined || password.length === 0 ? undefined : utf8.decode(password);
     const outcome = await auth.authenticate(token, clientId);
     if (!outcome.ok) return { allowed: false, reason: token === undefined ? NOT_AUTHORIZED : BAD_CREDENTIALS, reasonString: outcome.reason };
-    if (outcome.principal.permissions !== undefined) {
-      // This listener does not enforce per-topic permissions yet: a restricted client must not get everything.
-      auth.stats.denied++;
-      return { allowed: false, reason: NOT_AUTHORIZED, reasonString: 'per-topic permissions are not enforced over MQTT by this broker version' };
-    }
-    return true;
+    // The listener enforces the permissions on PUBLISH, wills, SUBSCRIBE, retained and live deliveries,
+    // and closes the connection (0x87) at expiresAtMs plus authClockSkewSec.
+    const { permissions, expiresAtMs } = outcome.principal;
+    return { allowed: true, ...(permissions ? { permissions } : {}), ...(expiresAtMs !== undefined ? { expiresAtMs } : {}) };
   };
 }

@@ -13,5 +13,11 @@ export const AUTH_SETTINGS = [
   { key: 'authAnonymous', type: 'enum', default: 'auto', values: ['auto', 'true', 'false'], doc: 'clients without a token: auto = allowed (with every permission) only when no token file or JWT key is configured' },
   { key: 'authAnonymousPublish', type: 'list', default: [], doc: 'filters anonymous clients may publish to when authentication is configured and authAnonymous is true' },
   { key: 'authAnonymousSubscribe', type: 'list', default: ['#', '$SYS/#'], doc: 'filters anonymous clients may subscribe to when authentication is configured and authAnonymous is true (read-only by default)' },
+  { key: 'maxConnectionsPerIp', type: 'int', default: 1000, min: 0, max: 10_000_000, doc: 'open connections from one IP (0 = unlimited); a NATed site of devices fits, one runaway script does not take every slot' },
+  { key: 'connectRatePerIp', type: 'int', default: 20, min: 0, max: 1_000_000, doc: 'sustained new connections per second from one IP (0 = unlimited); reconnect loops are slowed, fleets reconnect within the burst' },
+  { key: 'connectBurstPerIp', type: 'int', default: 200, min: 1, max: 10_000_000, doc: 'connections one IP may open at once above the rate (a site reconnecting after a broker restart)' },
+  { key: 'authFailuresBeforeBackoff', type: 'int', default: 5, min: 0, max: 1_000_000, doc: 'failed token checks from one IP before it must wait (0 = never); a few typos are free, guessing is not' },
+  { key: 'authBackoffMaxSec', type: 'int', default: 60, min: 1, max: 86_400, doc: 'longest wait after failed authentication; the wait doubles from 1 s per further failure' },
+  { key: 'limitsExemptIps', type: 'list', default: ['127.0.0.1', '::1'], doc: 'addresses the per-IP limits skip: a reverse proxy on this host makes every client look local, and local tools are trusted (empty = limit everyone)' },
   { key: 'allowedOrigins', type: 'list', default: [], doc: 'browser Origins allowed to open WebSockets besides the broker\'s own; "*" = any. Unchecked only while anonymous access is unrestricted' },
 ] as const satisfies readonly SettingSpec[];

@@ -141,6 +141,12 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
         ctx.counters.connectionsRefused++;
         return reply(res, errorReply(503, ErrorCode.tooManyConnections, 'too many connections'));
       }
+      const limited = ctx.auth.guard.admit(remote);
+      if (limited) {
+        // Per-IP abuse limits (docs/SECURITY.md): 429 with when to come back.
+        log.debug({ remote, limit: limited.refusal }, 'upgrade refused: per-IP limit');
+        return reply(res, errorReply(429, ErrorCode.tooManyConnections, `too many connections from your address (${limited.refusal})`), { 'Retry-After': String(Math.ceil(limited.retryAfterMs / 1000)) });
+      }
       void version;
       if (protocol !== options.native || !ctx.auth.configured) {
         res.upgrade<SocketData>({ protocol, remote }, key, subprotocol, extensions, context);
@@ -153,8 +159,11 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       res.onAborted(() => {
         state.aborted = true;
       });
-      ctx.auth.authenticate(upgradeToken(offered, authorization)).then(
+      const token = upgradeToken(offered, authorization);
+      ctx.auth.authenticate(token).then(
         (auth) => {
+          if (auth.ok) ctx.auth.guard.authSucceeded(remote);
+          else if (token !== undefined) ctx.auth.guard.authFailed(remote); // guessing, not a client without a token
           if (state.aborted) return;
           res.cork(() => res.upgrade<SocketData>({ protocol, remote, auth }, key, subprotocol, extensions, context));
         },
@@ -168,6 +177,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       const data = ws.getUserData();
       const conn = new UwsConnection(ws, data.remote);
       data.conn = conn;
+      ctx.auth.guard.opened(data.remote);
       if (data.auth && !data.auth.ok) {
         log.info({ remote: data.remote, reason: data.auth.reason }, 'authentication failed');
         conn.close(CloseCode.unauthenticated, data.auth.reason);
@@ -198,6 +208,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       const data = ws.getUserData();
       const conn = data.conn;
       if (conn) conn.closed = true;
+      ctx.auth.guard.closed(data.remote);
       const clean = !conn?.closedByServer && (code === 1000 || code === 1001);
       data.handler?.onClose(code, textDecoder.decode(message), clean);
     },
@@ -228,11 +239,21 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     if (method === 'POST') {
       if (!ctx.auth.configured) return readBody(res, state, config.maxPayloadBytes, (body) => reply(res, publish(ctx, path, query, body), {}, false, state));
       // Authentication runs while the body arrives; the publish waits for both.
-      const authorization = req.getHeader('authorization');
-      const authenticated = ctx.auth.authenticate(bearerToken(authorization)).catch((err: unknown): AuthOutcome => {
-        log.error({ err }, 'authentication failed unexpectedly');
-        return { ok: false, reason: 'authentication unavailable' };
-      });
+      const remote = remoteOf(res);
+      const backoffMs = ctx.auth.guard.backoffMs(remote);
+      if (backoffMs > 0) return reply(res, errorReply(429, ErrorCode.unauthenticated, 'too many failed authentications from your address'), { 'Retry-After': String(Math.ceil(backoffMs / 1000)), Connection: 'close' }, false, state);
+      const token = bearerToken(req.getHeader('authorization'));
+      const authenticated = ctx.auth.authenticate(token).then(
+        (auth) => {
+          if (auth.ok) ctx.auth.guard.authSucceeded(remote);
+          else if (token !== undefined) ctx.auth.guard.authFailed(remote);
+          return auth;
+        },
+        (err: unknown): AuthOutcome => {
+          log.error({ err }, 'authentication failed unexpectedly');
+          return { ok: false, reason: 'authentication unavailable' };
+        },
+      );
       return readBody(res, state, config.maxPayloadBytes, (body) => {
         void authenticated.then((auth) => {
           if (auth.ok) reply(res, publish(ctx, path, query, body, auth.principal), {}, false, state);

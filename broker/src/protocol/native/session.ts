@@ -162,6 +162,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       }
     }
     if (this.subscriptions.size + added.size > config.maxSubscriptionsPerConnection) {
+      this.ctx.auth.guard.stats.subscriptionsRefused++;
       return this.error(frame.id, ErrorCode.tooManySubscriptions, `at most ${config.maxSubscriptionsPerConnection} subscriptions per connection`);
     }
     for (const filter of frame.filters) {
