@@ -441,6 +441,7 @@ export class LogRetainedStore implements RetainedStore {
         await this.append(records.length === 1 ? records[0]! : Buffer.concat(records));
         this.stats.batches++;
         batch.resolve();
+        this.maybeCompact(); // here too: under sustained writes this loop never ends
       } catch (err) {
         const failure = err instanceof StoreError ? err : describeFailure(this.dir, 'append', err);
         this.stats.writeErrors++;

@@ -167,6 +167,18 @@ test('LogRetainedStore: compaction replaces the log by a snapshot; disk stays ne
   assert.equal(text(r.get('room/7')), 'reading 39');
 });
 
+test('LogRetainedStore: compaction also runs under sustained writes that never leave the writer idle', async () => {
+  const s = await openStore(freshDir(), { compactMinBytes: 16 * 1024 });
+  let n = 0;
+  const started = Date.now();
+  // A write every turn, never awaited: there is always a batch waiting when one is synced.
+  while (s.stats.compactions === 0 && Date.now() - started < 5000) {
+    for (let j = 0; j < 20; j++, n++) void s.set(retained(`hot/${n % 500}`, String(n)));
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.ok(s.stats.compactions >= 1, `compacted while ${n} writes kept coming (log ${s.stats.logBytes} bytes)`);
+});
+
 test('LogRetainedStore: files left by a crash mid-compaction are ignored and removed', async () => {
   const dir = freshDir();
   const s = await openStore(dir, { compactMinBytes: 256 });
