@@ -435,3 +435,35 @@ test('UNSUBSCRIBE right behind a SUBSCRIBE: the snapshot completes, then the ACK
   assert.deepEqual(ops, [Op.ack, ...Array(50).fill(Op.delivery), Op.snapshotEnd, Op.ack, Op.pong]);
   await Promise.all([pub.close(), c.close()]);
 });
+
+test('fan-out: 50 subscribers each get all 2,000 messages of one publisher, in order per topic, bytes unchanged', async () => {
+  const SUBS = 50;
+  const N = 2000;
+  const state = Array.from({ length: SUBS }, () => ({ count: 0, bad: 0, last: new Map<string, number>() }));
+  const subs = await Promise.all(state.map((st) => NativeClient.connect(broker.url, {
+    record: false,
+    onFrame(f) {
+      if (f.op !== Op.delivery || !f.topic.startsWith('fan/')) return;
+      st.count++;
+      const [seq, check] = text(f.payload).split(':');
+      if (check !== String(Number(seq) * 7919 % 10007)) st.bad++;
+      if ((st.last.get(f.topic) ?? -1) >= Number(seq)) st.bad++;
+      st.last.set(f.topic, Number(seq));
+    },
+  })));
+  await Promise.all(subs.map(async (s) => {
+    const id = s.id();
+    s.send({ op: Op.subscribe, id, filters: ['fan/#', 'fan/+'], options: {} }); // overlapping: still once each
+    await s.expect((f) => f.op === Op.snapshotEnd && f.id === id);
+  }));
+  const pub = await connect();
+  for (let i = 0; i < N; i++) await pub.publish(`fan/t${i % 5}`, bytes(`${i}:${i * 7919 % 10007}`), { ack: i % 100 === 99 });
+  const deadline = Date.now() + 20_000;
+  while (state.some((st) => st.count < N) && Date.now() < deadline) await sleep(10);
+  await sleep(50);
+  for (const [i, st] of state.entries()) {
+    assert.equal(st.count, N, `subscriber ${i} received every message once`);
+    assert.equal(st.bad, 0, `subscriber ${i}: order and bytes`);
+  }
+  await Promise.all([pub, ...subs].map((c) => c.close()));
+});
