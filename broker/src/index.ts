@@ -7,3 +7,6 @@ export { SubscriptionTrie } from './core/trie.js';
 export { createMessage, type Message } from './core/message.js';
 export { Outbox, Flusher, createOutboxStats, type OutboxLimits, type OutboxStats, type SlowConsumerPolicy } from './session/outbox.js';
 export { SendResult, type Connection } from './session/connection.js';
+export { createMqttProtocol } from './protocol/mqtt/index.js';
+export { listenTcp } from './transport/tcp.js';
+export { createNativeProtocol } from './protocol/native/index.js';

@@ -29,16 +29,21 @@ import type { ConnectionHandler } from '../../session/handler.js';
 import { checkFilter, checkPublish, TokenBucket } from '../../session/limits.js';
 import { Outbox, type FrameSource } from '../../session/outbox.js';
 
-/** Wire shapes cached on each Message (core/message.ts). */
+/** Wire shape cached on each Message (core/message.ts) for the duration of its fan-out. */
 const LIVE = 'native';
-const RETAINED = 'native:r';
 
 function liveFrame(message: Message): Uint8Array {
   return (message.encoded[LIVE] ??= encodeDelivery(message.topic, message.payload, 0));
 }
 
+/**
+ * Retained deliveries are encoded per snapshot, not cached on the stored message: a cache
+ * would keep a second copy of every retained payload for as long as the topic is retained
+ * (measured: +55 MB for 100k × 200 B after the first `#` snapshot). Snapshots are paced,
+ * so one encode per snapshot delivery is cheap next to the write itself.
+ */
 function retainedFrame(message: Message): Uint8Array {
-  return (message.encoded[RETAINED] ??= encodeDelivery(message.topic, message.payload, Flag.retain));
+  return encodeDelivery(message.topic, message.payload, Flag.retain);
 }
 
 /** Retained messages captured at subscribe time, encoded as they are paced out. */
@@ -229,7 +234,11 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       return this.error(frame.id, ErrorCode.unavailable, `retained store is full (maxRetainedTopics ${ctx.config.maxRetainedTopics})`);
     }
     const durable = this.route(createMessage(frame.topic, frame.payload, retain, this));
-    if (frame.id === 0) return;
+    if (frame.id === 0) {
+      // Unacknowledged: nobody to tell. The store logs and counts every failed write (broker.ts).
+      durable?.catch(() => {});
+      return;
+    }
     const ack = encodeFrame({ op: Op.ack, id: frame.id, result: null });
     if (durable === undefined) return this.outbox.pushControl(ack);
     const id = frame.id;
