@@ -13,7 +13,7 @@ import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ErrorCode, Flag, Op } from 'topicast/protocol';
+import { ErrorCode, Flag } from 'topicast/protocol';
 import { startBroker } from '../helpers/broker.js';
 import { bytes, isDelivery, NativeClient, scrapeMetrics, text } from '../helpers/native-client.js';
 
