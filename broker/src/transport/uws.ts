@@ -108,7 +108,9 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
   // Room for the largest payload plus topic and framing. Larger messages get a close 1009 from us;
   // uWS's own limit (twice that) is only a backstop, where it drops the connection without a close frame.
   const frameLimit = config.maxPayloadBytes + config.maxTopicBytes + 1024;
-  const behavior = (subprotocol: string, protocol: ProtocolHandler): uWS.WebSocketBehavior<SocketData> => ({
+  // `messageLimit` applies to native frames (one frame per message); MQTT over WebSocket may pack
+  // several packets into one message and enforces its maximum packet size itself, with a reason code.
+  const behavior = (subprotocol: string, protocol: ProtocolHandler, messageLimit: number): uWS.WebSocketBehavior<SocketData> => ({
     compression: uWS.DISABLED,
     maxPayloadLength: 2 * frameLimit,
     // Our outbox applies the slow-consumer policy well below this; uWS's own limit is only a backstop.
@@ -187,9 +189,9 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     },
     message: (ws, message) => {
       const { handler, conn } = ws.getUserData();
-      if (message.byteLength > frameLimit) {
+      if (message.byteLength > messageLimit) {
         ctx.counters.malformed++;
-        conn?.close(CloseCode.messageTooBig, `message exceeds ${frameLimit} bytes`);
+        conn?.close(CloseCode.messageTooBig, `message exceeds ${messageLimit} bytes`);
         return;
       }
       try {
@@ -214,8 +216,8 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     },
   });
 
-  app.ws<SocketData>('/ws', behavior(SUBPROTOCOL, options.native));
-  if (options.mqtt) app.ws<SocketData>('/mqtt', behavior('mqtt', options.mqtt));
+  app.ws<SocketData>('/ws', behavior(SUBPROTOCOL, options.native, frameLimit));
+  if (options.mqtt) app.ws<SocketData>('/mqtt', behavior('mqtt', options.mqtt, Infinity));
 
   app.any('/*', (res, req) => {
     // Attached before anything else: uWS aborts the process if a handler returns without
