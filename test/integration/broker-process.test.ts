@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloseCode, Op } from 'topicast/protocol';
 import { BROKER_MAIN, startBroker } from '../helpers/broker.js';
-import { NativeClient, within } from '../helpers/native-client.js';
+import { isDelivery, NativeClient, scrapeMetrics, text, within } from '../helpers/native-client.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'topicast-proc-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -121,4 +121,24 @@ test('SIGINT shuts down the same way', async () => {
   b.kill('SIGINT');
   assert.equal((await within(c.closed, 5000))?.code, CloseCode.goingAway);
   assert.deepEqual(await within(b.exited, 8000), { code: 0, signal: null });
+});
+
+test('$SYS/broker/... figures are the /metrics figures, refreshed every --sys-interval-sec', async () => {
+  const b = await startBroker({ args: ['--sys-interval-sec', '1'], mqttOff: true });
+  const others = await Promise.all([0, 1, 2].map(() => NativeClient.connect(b.url)));
+  const watcher = await NativeClient.connect(b.url);
+  await watcher.subscribe(['$SYS/broker/clients/connected', '$SYS/broker/uptime', '$SYS/broker/retained/count']);
+  // The next refresh happens with four clients connected.
+  const connected = await watcher.expect(isDelivery('$SYS/broker/clients/connected', '4', 0), 3000, 'a live clients/connected of 4');
+  assert.ok(connected);
+  const m = await scrapeMetrics(b.httpUrl);
+  assert.equal(m.get('topicast_connections_open'), 4);
+  // Closing one shows within the next interval or two.
+  await others[0]!.close();
+  await watcher.expect(isDelivery('$SYS/broker/clients/connected', '3', 0), 3000, 'clients/connected of 3');
+  assert.equal((await scrapeMetrics(b.httpUrl)).get('topicast_connections_open'), 3);
+  const retained = Number(text(watcher.deliveries('$SYS/broker/retained/count').at(-1)!.payload));
+  assert.ok(retained >= 1, 'the retained count covers the $SYS values themselves');
+  await Promise.all([watcher, others[1]!, others[2]!].map((c) => c.close()));
+  await b.stop();
 });
