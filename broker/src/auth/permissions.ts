@@ -20,7 +20,7 @@
  * Cost: every check is O(filters × levels), no allocation on the per-topic path
  * beyond `topicMatches`' split. Permission lists are small (a handful of filters).
  */
-import { filterProblem, topicMatches } from 'topicast/protocol';
+import { filterProblem } from 'topicast/protocol';
 
 export interface PermissionRules {
   publish?: readonly string[];
@@ -127,11 +127,36 @@ export function substitute(filter: string, identity: Identity): string | undefin
   return out;
 }
 
+/**
+ * `topicMatches` on pre-split levels: permission filters are split once per client, the
+ * topic once per check, so a check allocates one array whatever the number of filters.
+ */
+export function levelsMatch(filter: readonly string[], topic: readonly string[]): boolean {
+  const first = filter[0];
+  if (topic[0]!.charCodeAt(0) === 0x24 /* $ */ && (first === '+' || first === '#')) return false; // [MQTT-4.7.2-1]
+  for (let i = 0; i < filter.length; i++) {
+    const level = filter[i];
+    if (level === '#') return true; // also matches the parent: 'a/#' matches 'a' [MQTT-4.7.1-2]
+    if (i >= topic.length) return false;
+    if (level !== '+' && level !== topic[i]) return false;
+  }
+  return filter.length === topic.length;
+}
+
+function anyMatch(filters: readonly (readonly string[])[], topic: readonly string[]): boolean {
+  for (let i = 0; i < filters.length; i++) if (levelsMatch(filters[i]!, topic)) return true;
+  return false;
+}
+
 export class Permissions {
   private readonly publishAllow: string[];
   private readonly publishDeny: string[];
   private readonly subscribeAllow: string[];
   private readonly subscribeDeny: string[];
+  private readonly publishAllowLevels: string[][];
+  private readonly publishDenyLevels: string[][];
+  private readonly subscribeAllowLevels: string[][];
+  private readonly subscribeDenyLevels: string[][];
   /** A deny rule could not be filled in for this identity: deny everything (fail closed). */
   private readonly broken: boolean;
 
@@ -149,18 +174,25 @@ export class Permissions {
     this.publishDeny = deny(rules.denyPublish);
     this.subscribeDeny = deny(rules.denySubscribe);
     this.broken = broken;
+    const split = (list: string[]): string[][] => list.map((f) => f.split('/'));
+    this.publishAllowLevels = split(this.publishAllow);
+    this.publishDenyLevels = split(this.publishDeny);
+    this.subscribeAllowLevels = split(this.subscribeAllow);
+    this.subscribeDenyLevels = split(this.subscribeDeny);
   }
 
   /** Whether this client may publish (or leave a will) on `topic`. */
   canPublish(topic: string): boolean {
     if (this.broken) return false;
-    return this.publishAllow.some((f) => topicMatches(f, topic)) && !this.publishDeny.some((f) => topicMatches(f, topic));
+    const levels = topic.split('/');
+    return anyMatch(this.publishAllowLevels, levels) && !anyMatch(this.publishDenyLevels, levels);
   }
 
   /** Whether a delivery on `topic` may reach this client (used per topic for `filtered` subscriptions and retained snapshots). */
   canRead(topic: string): boolean {
     if (this.broken) return false;
-    return this.subscribeAllow.some((f) => topicMatches(f, topic)) && !this.subscribeDeny.some((f) => topicMatches(f, topic));
+    const levels = topic.split('/');
+    return anyMatch(this.subscribeAllowLevels, levels) && !anyMatch(this.subscribeDenyLevels, levels);
   }
 
   /** 'allow': every topic of `filter` may be read; 'filtered': allowed, but deliveries need `canRead`; 'deny': refused. */

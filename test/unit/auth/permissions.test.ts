@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { topicMatches } from 'topicast/protocol';
-import { auth } from './load.js';
+import { auth, permissions as permissionsModule } from './load.js';
 
 const { filterCovers, filtersOverlap, substitute, Permissions } = auth;
+const { levelsMatch } = permissionsModule;
 
 // Literals a, b and a `$` level; filters up to 4 levels, so witnesses need at most 5 (see below).
 const LITERALS = ['a', 'b', '$s'];
@@ -38,6 +39,11 @@ test('filterCovers agrees with the brute-force reference', () => {
 
 test('filtersOverlap agrees with the brute-force reference and is symmetric', () => {
   fc.assert(fc.property(filterArb, filterArb, (a, b) => filtersOverlap(a, b) === overlapsRef(a, b) && filtersOverlap(b, a) === filtersOverlap(a, b)), { numRuns: 3000 });
+});
+
+test('levelsMatch (pre-split, used per publish and delivery) agrees with topicMatches', () => {
+  const topicArb = fc.array(fc.constantFrom('a', 'b', '$s', ''), { minLength: 1, maxLength: 5 }).map((l) => l.join('/')).filter((t) => t.length > 0);
+  fc.assert(fc.property(filterArb, topicArb, (f, t) => levelsMatch(f.split('/'), t.split('/')) === topicMatches(f, t)), { numRuns: 5000 });
 });
 
 test('coverage examples, including the $ rule [MQTT-4.7.2-1]', () => {
