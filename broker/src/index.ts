@@ -10,3 +10,4 @@ export { SendResult, type Connection } from './session/connection.js';
 export { createMqttProtocol } from './protocol/mqtt/index.js';
 export { listenTcp } from './transport/tcp.js';
 export { createNativeProtocol } from './protocol/native/index.js';
+export { openLogRetainedStore, LogRetainedStore, StoreError } from './store/log.js';

@@ -59,7 +59,7 @@ export function unauthenticated(reason: string): HttpReply {
  * `POST /api/publish/<topic>`: the topic is the rest of the path, percent-decoded.
  * `principal` is the authenticated caller; without one (authentication off) every topic is allowed.
  */
-export function publish(ctx: BrokerContext, path: string, query: string, body: Uint8Array, principal?: Principal): HttpReply {
+export function publish(ctx: BrokerContext, path: string, query: string, body: Uint8Array, principal?: Principal): HttpReply | Promise<HttpReply> {
   let topic: string;
   try {
     topic = decodeURIComponent(path.slice('/api/publish/'.length));
@@ -83,6 +83,12 @@ export function publish(ctx: BrokerContext, path: string, query: string, body: U
   if (retain && body.length > 0 && store.size >= ctx.config.maxRetainedTopics && store.get(topic) === undefined) {
     return errorReply(503, ErrorCode.unavailable, `retained store is full (maxRetainedTopics ${ctx.config.maxRetainedTopics})`);
   }
-  const { deliveries } = ctx.router.publish(createMessage(topic, body, retain));
-  return json(200, { topic, retain, deliveries });
+  const { deliveries, durable } = ctx.router.publish(createMessage(topic, body, retain));
+  const ok = json(200, { topic, retain, deliveries });
+  // With a durable store, 200 means stored (like a native ACK): wait for the write, 503 if it failed.
+  if (durable === undefined) return ok;
+  return durable.then(
+    () => ok,
+    () => errorReply(503, ErrorCode.unavailable, 'retained write failed; the message was delivered live but not stored'),
+  );
 }

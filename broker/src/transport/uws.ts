@@ -239,7 +239,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     if (path === '/healthz') return reply(res, healthz(ctx, options.ready()), {}, method === 'HEAD', state);
     if (path === '/metrics') return reply(res, metrics(ctx), {}, method === 'HEAD', state);
     if (method === 'POST') {
-      if (!ctx.auth.configured) return readBody(res, state, config.maxPayloadBytes, (body) => reply(res, publish(ctx, path, query, body), {}, false, state));
+      if (!ctx.auth.configured) return readBody(res, state, config.maxPayloadBytes, (body) => replyWhenReady(res, publish(ctx, path, query, body), state));
       // Authentication runs while the body arrives; the publish waits for both.
       const remote = remoteOf(res);
       const backoffMs = ctx.auth.guard.backoffMs(remote);
@@ -258,7 +258,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       );
       return readBody(res, state, config.maxPayloadBytes, (body) => {
         void authenticated.then((auth) => {
-          if (auth.ok) reply(res, publish(ctx, path, query, body, auth.principal), {}, false, state);
+          if (auth.ok) replyWhenReady(res, publish(ctx, path, query, body, auth.principal), state);
           else reply(res, unauthenticated(auth.reason), { 'WWW-Authenticate': 'Bearer' }, false, state);
         });
       });
@@ -301,6 +301,12 @@ function reply(res: uWS.HttpResponse, r: HttpReply, extraHeaders: Record<string,
     if (head) res.endWithoutBody(typeof r.body === 'string' ? Buffer.byteLength(r.body) : r.body.length);
     else res.end(r.body);
   });
+}
+
+/** Replies now, or once a reply that waits for storage is ready. */
+function replyWhenReady(res: uWS.HttpResponse, r: HttpReply | Promise<HttpReply>, state: Aborted): void {
+  if (r instanceof Promise) void r.then((ready) => reply(res, ready, {}, false, state));
+  else reply(res, r, {}, false, state);
 }
 
 /** Reads a request body of at most `limit` bytes, copying each chunk (uWS reuses them). */
