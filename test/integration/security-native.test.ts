@@ -8,11 +8,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
 import { connect, ConnectionError, type Client } from 'topicast';
 import { ErrorCode, Op, SUBPROTOCOL } from 'topicast/protocol';
-import { startBroker, waitFor, type BrokerProcess } from '../helpers/broker.js';
+import { BROKER_MAIN, startBroker, waitFor, type BrokerProcess } from '../helpers/broker.js';
 import { bytes, isDelivery, NativeClient, scrapeMetrics, sleep, text, type ErrorFrame } from '../helpers/native-client.js';
 import { nowSec, signJwt } from '../unit/auth/jwt-sign.js';
 
@@ -240,6 +242,25 @@ test('origin allowlist: another site refused with 403, listed and own origins al
   assert.equal(await open(`http://127.0.0.1:${broker.port}`), 101);
   const m = await scrapeMetrics(broker.httpUrl);
   assert.ok((m.get('topicast_origin_refused_total') ?? 0) >= 1);
+});
+
+test('topicast pub / sub: --token (or TOPICAST_TOKEN) authenticates; without it the command fails with the reason', async () => {
+  const run = promisify(execFile);
+  const sub = run(process.execPath, [BROKER_MAIN, 'sub', '-t', 'devices/pi-01/cmd/#', '-C', '1', '--codec', 'text', '--url', broker.url, '--token', TOKENS.pi], { timeout: 10_000 });
+  // Publish until the CLI subscriber (started concurrently) has seen one: bounded at 50 tries.
+  const out = (async () => (await sub).stdout)();
+  for (let i = 0; i < 50; i++) {
+    await run(process.execPath, [BROKER_MAIN, 'pub', '-t', 'devices/pi-01/cmd/go', '-m', 'now', '--codec', 'text', '--url', broker.url], { env: { ...process.env, TOPICAST_TOKEN: TOKENS.admin }, timeout: 10_000 });
+    const settled = await Promise.race([out.then(() => true), sleep(100).then(() => false)]);
+    if (settled) break;
+  }
+  assert.equal((await out).trim(), 'now');
+  const refused = await run(process.execPath, [BROKER_MAIN, 'pub', '-t', 'devices/pi-01/x', '-m', '1', '--url', broker.url], { timeout: 10_000, env: { ...process.env, TOPICAST_TOKEN: '' } }).then(
+    () => 'exit 0',
+    (err: { code?: number; stderr?: string }) => `exit ${err.code}: ${err.stderr ?? ''}`,
+  );
+  assert.match(refused, /^exit [1-9]/);
+  assert.match(refused, /token required|4001/);
 });
 
 test('metrics count failures and denials; the logs never contain a token', async () => {
