@@ -19,9 +19,17 @@ import { onPubrec } from './handlers/pubrec.js';
 import { onPubrel } from './handlers/pubrel.js';
 import { onSubscribe } from './handlers/subscribe.js';
 import { onUnsubscribe } from './handlers/unsubscribe.js';
+import { propertiesProblem } from './properties.js';
 import { Reason } from './reasons.js';
 
 export function dispatch(c: MqttConnection, packet: mqtt.Packet): void {
+  const p = packet as { properties?: unknown; will?: { properties?: unknown } };
+  const bad = propertiesProblem(p.properties) ?? propertiesProblem(p.will?.properties);
+  if (bad !== undefined) {
+    c.server.stats.protocolErrors++;
+    if (c.state === 'new') return c.closeTransport(CloseCode.protocolError, `malformed property ${bad}`);
+    return c.disconnect(Reason.malformedPacket, `malformed property ${bad}`); // [MQTT-1.5.4-1]
+  }
   if (c.state === 'new') {
     if (packet.cmd !== 'connect') {
       c.server.stats.protocolErrors++;

@@ -142,16 +142,22 @@ export class MqttSession implements Subscriber {
 
   // ---- router side --------------------------------------------------------------
 
-  deliver(message: Message, first: Subscription): void {
+  /** A message this session may not read (permissions) or that expired on the way: counted, not delivered. */
+  private withheld(message: Message): boolean {
     if (this.filtered.size > 0 && !this.permissions!.canRead(message.topic)) {
       this.server.ctx.auth.stats.withheld++;
-      return;
+      return true;
     }
     const expiresAt = message.properties?.expiresAt;
     if (expiresAt !== undefined && expiresAt < this.server.ctx.now()) {
       this.server.stats.expired++;
-      return;
+      return true;
     }
+    return false;
+  }
+
+  deliver(message: Message, first: Subscription): void {
+    if (this.withheld(message)) return;
     const own = message.origin === this;
     const o = first.options as MqttSubscriptionOptions;
     if (this.wildcards.length === 0 || (this.wildcards.length === 1 && this.wildcards[0]!.filter === first.filter && !this.subscriptions.has(message.topic))) {
@@ -196,15 +202,7 @@ export class MqttSession implements Subscriber {
 
   /** One message chosen for this session by a shared group. */
   deliverShared(message: Message, o: MqttSubscriptionOptions): void {
-    if (this.filtered.size > 0 && !this.permissions!.canRead(message.topic)) {
-      this.server.ctx.auth.stats.withheld++;
-      return;
-    }
-    const expiresAt = message.properties?.expiresAt;
-    if (expiresAt !== undefined && expiresAt < this.server.ctx.now()) {
-      this.server.stats.expired++;
-      return;
-    }
+    if (this.withheld(message)) return;
     const qos = (o.qos < message.qos ? o.qos : message.qos) as 0 | 1 | 2;
     this.offer({ message, qos, retain: o.retainAsPublished === true && message.retain, subscriptionIds: o.subscriptionIds });
   }

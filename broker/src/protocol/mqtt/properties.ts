@@ -1,0 +1,33 @@
+/**
+ * Shape check of the MQTT 5 properties mqtt-packet parsed. Its parser does not
+ * reject a property whose value is cut short: it yields null (strings, binary) or
+ * -1 (integers), and re-encoding such a property later (to a subscriber, as a will)
+ * throws. A packet with such a property is malformed [MQTT-1.5.4-1, MQTT 5 §2.2.2].
+ */
+const STRINGS = ['contentType', 'responseTopic', 'assignedClientIdentifier', 'authenticationMethod', 'responseInformation', 'serverReference', 'reasonString'] as const;
+const BINARIES = ['correlationData', 'authenticationData'] as const;
+const INTEGERS = ['messageExpiryInterval', 'topicAlias', 'sessionExpiryInterval', 'receiveMaximum', 'maximumPacketSize', 'topicAliasMaximum', 'willDelayInterval', 'serverKeepAlive', 'maximumQoS'] as const;
+
+function isCount(v: unknown): boolean {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0;
+}
+
+/** The name of the first ill-formed property, or undefined when all are well-formed. */
+export function propertiesProblem(properties: unknown): string | undefined {
+  if (properties === undefined || properties === null) return undefined;
+  if (typeof properties !== 'object') return 'properties';
+  const p = properties as Record<string, unknown>;
+  for (const k of STRINGS) if (p[k] !== undefined && typeof p[k] !== 'string') return k;
+  for (const k of BINARIES) if (p[k] !== undefined && !Buffer.isBuffer(p[k])) return k;
+  for (const k of INTEGERS) if (p[k] !== undefined && !isCount(p[k])) return k;
+  const ids = p.subscriptionIdentifier;
+  if (ids !== undefined && !(Array.isArray(ids) ? ids.every(isCount) : isCount(ids))) return 'subscriptionIdentifier';
+  const user = p.userProperties;
+  if (user !== undefined) {
+    if (user === null || typeof user !== 'object') return 'userProperties';
+    for (const v of Object.values(user as Record<string, unknown>)) {
+      if (Array.isArray(v) ? !v.every((x) => typeof x === 'string') : typeof v !== 'string') return 'userProperties';
+    }
+  }
+  return undefined;
+}
