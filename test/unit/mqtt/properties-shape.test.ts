@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { propertiesProblem } from '../../../broker/dist/protocol/mqtt/properties.js';
+import type * as Properties from '../../../broker/src/protocol/mqtt/properties.js';
+
+// Internal module of the broker: loaded from its build output (the package exports only the public API).
+const { propertiesProblem } = (await import(new URL('../../../../broker/dist/protocol/mqtt/properties.js', import.meta.url).href)) as typeof Properties;
 
 test('well-formed MQTT 5 properties pass', () => {
   assert.equal(propertiesProblem(undefined), undefined);
