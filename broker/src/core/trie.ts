@@ -19,12 +19,22 @@ export interface TrieNode<S, V> {
   readonly parent: TrieNode<S, V> | undefined;
   readonly level: string;
   children: Map<string, TrieNode<S, V>> | undefined;
-  /** Subscriber → value for the filter that ends at this node. */
+  /**
+   * Subscriber → value for the filter that ends at this node. Most filters have one
+   * subscriber (a device's own topic), so the first entry is stored inline and a Map
+   * (≈ 200 bytes even when small) is made only for a second one.
+   */
+  oneSubscriber: S | undefined;
+  oneValue: V | undefined;
   entries: Map<S, V> | undefined;
 }
 
 function node<S, V>(parent: TrieNode<S, V> | undefined, level: string): TrieNode<S, V> {
-  return { parent, level, children: undefined, entries: undefined };
+  return { parent, level, children: undefined, oneSubscriber: undefined, oneValue: undefined, entries: undefined };
+}
+
+function isEmptyNode<S, V>(n: TrieNode<S, V>): boolean {
+  return n.oneSubscriber === undefined && !n.entries && (!n.children || n.children.size === 0);
 }
 
 export class SubscriptionTrie<S, V> {
@@ -47,9 +57,17 @@ export class SubscriptionTrie<S, V> {
       }
       n = next;
     }
-    const entries = (n.entries ??= new Map());
-    const isNew = !entries.has(subscriber);
-    entries.set(subscriber, value);
+    let isNew = false;
+    if (n.oneSubscriber === subscriber) n.oneValue = value;
+    else if (n.entries?.has(subscriber)) n.entries.set(subscriber, value);
+    else if (n.oneSubscriber === undefined) {
+      n.oneSubscriber = subscriber;
+      n.oneValue = value;
+      isNew = true;
+    } else {
+      (n.entries ??= new Map()).set(subscriber, value);
+      isNew = true;
+    }
     if (isNew) this.count++;
     return isNew;
   }
@@ -61,11 +79,15 @@ export class SubscriptionTrie<S, V> {
       n = n.children?.get(level);
       if (!n) return false;
     }
-    if (!n.entries?.delete(subscriber)) return false;
+    if (n.oneSubscriber === subscriber) {
+      n.oneSubscriber = undefined;
+      n.oneValue = undefined;
+    } else if (n.entries?.delete(subscriber)) {
+      if (n.entries.size === 0) n.entries = undefined;
+    } else return false;
     this.count--;
-    if (n.entries.size === 0) n.entries = undefined;
     // Prune upwards while the node is empty.
-    while (n.parent && !n.entries && (!n.children || n.children.size === 0)) {
+    while (n.parent && isEmptyNode(n)) {
       const parent: TrieNode<S, V> = n.parent;
       parent.children!.delete(n.level);
       if (parent.children!.size === 0) parent.children = undefined;
@@ -81,7 +103,7 @@ export class SubscriptionTrie<S, V> {
       n = n.children?.get(level);
       if (!n) return undefined;
     }
-    return n.entries?.get(subscriber);
+    return n.oneSubscriber === subscriber ? n.oneValue : n.entries?.get(subscriber);
   }
 
   /**
@@ -127,6 +149,7 @@ export class SubscriptionTrie<S, V> {
   }
 
   private emit(n: TrieNode<S, V>, visit: (subscriber: S, value: V) => void): void {
+    if (n.oneSubscriber !== undefined) visit(n.oneSubscriber, n.oneValue as V);
     if (n.entries) for (const [s, v] of n.entries) visit(s, v);
   }
 }
