@@ -7,9 +7,10 @@
  *   --only a,b            scenarios: fanout-100, fanout-1000, fanin, latency, memory, slow, retained, storm
  *   --targets a,b         target ids (see peers.ts)
  *   --no-verify           skip the byte-for-byte client check
+ *   --report-only         re-render results.md, chart.svg and the README section from latest.json
  * Every child process is stopped by PID at the end, on failure and on signals (proc.ts).
  */
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { pinSelf } from './proc.js';
@@ -108,6 +109,13 @@ async function cpuProfile(which: string): Promise<void> {
 async function main(): Promise<void> {
   pinSelf(GEN_CPU);
   const loadStart = loadavg().map((x) => Math.round(x * 100) / 100);
+  if (flag('--report-only')) {
+    const res = JSON.parse(readFileSync(join(RESULTS, 'latest.json'), 'utf8')) as Results;
+    res.ratios = ratios(res.medians);
+    writeResults(res, RESULTS, join(ROOT, 'bench/README.md'), { json: false });
+    console.log(ratioTable(res.ratios));
+    return;
+  }
   if (flag('--cpu-prof')) {
     const next = argv[argv.indexOf('--cpu-prof') + 1];
     const which = next && !next.startsWith('--') ? next : 'fanout';
