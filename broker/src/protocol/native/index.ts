@@ -1,5 +1,5 @@
 /** The native protocol (PROTOCOL.md) as a ProtocolHandler for the WebSocket transport. */
-import { CloseCode } from 'topicast/protocol';
+import { CloseCode, Op, PROTOCOL_VERSION, encodeFrame } from 'topicast/protocol';
 import type { Principal } from '../../auth/index.js';
 import type { BrokerContext } from '../../context.js';
 import type { Connection } from '../../session/connection.js';
@@ -15,25 +15,25 @@ export interface NativeProtocol extends ProtocolHandler {
 export function createNativeProtocol(ctx: BrokerContext): NativeProtocol {
   const sessions = new Set<NativeSession>();
   ctx.counters.open.native = 0;
+  const welcome = encodeFrame({
+    op: Op.welcome,
+    info: { version: PROTOCOL_VERSION, server: `topicast/${ctx.version}`, maxPayloadBytes: ctx.config.maxPayloadBytes, idleTimeoutSec: ctx.config.idleTimeoutSec },
+  });
+  // One function for every session (no closures per connection: they cost memory at 10k+ connections).
+  const ended = (session: NativeSession): void => {
+    if (sessions.delete(session)) ctx.counters.open.native!--;
+  };
   return {
     name: 'native',
     get sessionCount() {
       return sessions.size;
     },
     open(conn: Connection, principal?: Principal): ConnectionHandler {
-      const session = new NativeSession(ctx, conn, principal);
+      const session = new NativeSession(ctx, conn, welcome, ended, principal);
       sessions.add(session);
       ctx.counters.open.native!++;
       ctx.counters.connectionsTotal++;
-      return {
-        onMessage: (bytes) => session.onMessage(bytes),
-        onDrain: () => session.onDrain(),
-        onClose: (code, reason, clean) => {
-          if (!sessions.delete(session)) return;
-          ctx.counters.open.native!--;
-          session.onClose(code, reason, clean);
-        },
-      };
+      return session;
     },
     closeAll() {
       for (const session of [...sessions]) session.close(CloseCode.goingAway, 'server shutting down');

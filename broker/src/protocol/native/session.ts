@@ -17,7 +17,7 @@
  *   overlaps a deny rule. A token's `exp` ends the connection with 4001.
  */
 import {
-  CloseCode, DecodeError, ERRORS, ErrorCode, Flag, Op, PROTOCOL_VERSION,
+  CloseCode, DecodeError, ERRORS, ErrorCode, Flag, Op,
   decodeClientFrame, encodeDelivery, encodeFrame, type ClientFrame, type WillMessage,
 } from 'topicast/protocol';
 import type { Permissions, Principal } from '../../auth/index.js';
@@ -76,24 +76,31 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   /** undefined: unrestricted (authentication off). */
   private readonly permissions: Permissions | undefined;
   /** Subscriptions that overlap a deny rule: while any is held, each delivery is checked per topic. */
-  private readonly filtered = new Set<string>();
+  private filtered: Set<string> | undefined; // made on first use: most sessions never need it
   private expiryTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly ctx: BrokerContext, private readonly conn: Connection, principal?: Principal) {
+  /**
+   * @param welcome the WELCOME frame, encoded once per broker
+   * @param ended called once when the connection ends (the protocol's bookkeeping; shared, not per session)
+   */
+  constructor(
+    private readonly ctx: BrokerContext,
+    private readonly conn: Connection,
+    welcome: Uint8Array,
+    private readonly ended: (session: NativeSession) => void,
+    principal?: Principal,
+  ) {
     this.permissions = principal?.permissions;
     if (principal?.expiresAtMs !== undefined) this.armExpiry(principal.expiresAtMs + ctx.config.authClockSkewSec * 1000);
     this.outbox = new Outbox(conn, ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
     this.bucket = new TokenBucket(ctx.config.maxPublishesPerSec, ctx.config.publishBurst, ctx.now());
-    this.outbox.pushControl(encodeFrame({
-      op: Op.welcome,
-      info: { version: PROTOCOL_VERSION, server: `topicast/${ctx.version}`, maxPayloadBytes: ctx.config.maxPayloadBytes, idleTimeoutSec: ctx.config.idleTimeoutSec },
-    }));
+    this.outbox.pushControl(welcome);
   }
 
   // ---- router side ----------------------------------------------------------
 
   deliver(message: Message): void {
-    if (this.filtered.size > 0 && !this.permissions!.canRead(message.topic)) {
+    if (this.filtered !== undefined && this.filtered.size > 0 && !this.permissions!.canRead(message.topic)) {
       this.ctx.auth.stats.withheld++;
       return;
     }
@@ -128,6 +135,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   onClose(_code: number, _reason: string, clean: boolean): void {
     if (this.closed) return;
     this.closed = true;
+    this.ended(this);
     clearTimeout(this.expiryTimer);
     this.outbox.close();
     for (const filter of this.subscriptions.keys()) this.ctx.router.unsubscribe(this, filter);
@@ -173,7 +181,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     for (const filter of frame.filters) {
       const subscription: Subscription = { filter, options: { qos: 0 } };
       this.subscriptions.set(filter, subscription);
-      if (permissions?.canSubscribe(filter) === 'filtered') this.filtered.add(filter);
+      if (permissions?.canSubscribe(filter) === 'filtered') (this.filtered ??= new Set()).add(filter);
       router.subscribe(this, filter, subscription.options);
     }
     const snapshot = frame.options.retained === false ? [] : this.retainedFor(frame.filters);
@@ -203,7 +211,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   private onUnsubscribe(frame: Extract<ClientFrame, { op: typeof Op.unsubscribe }>): void {
     for (const filter of frame.filters) {
       if (this.subscriptions.delete(filter)) this.ctx.router.unsubscribe(this, filter);
-      this.filtered.delete(filter);
+      this.filtered?.delete(filter);
     }
     this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result: null }));
   }
