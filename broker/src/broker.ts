@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createAuth, guardTcp, logAuthMode, registerAuthMetrics } from './auth/index.js';
 import { createMqttAuthenticate } from './auth/mqtt.js';
+import { loadTls, reloadOnSighup, tlsFiles } from './auth/tls.js';
 import type { BrokerConfig } from './config.js';
 import type { BrokerContext, BrokerCounters } from './context.js';
 import { Router } from './core/router.js';
@@ -31,6 +32,8 @@ export interface RunningBroker {
   readonly port: number;
   /** 0 when the MQTT TCP listener is off. */
   readonly mqttPort: number;
+  /** 0 when MQTT over TLS is off (no tlsCertFile, or mqttTlsPort 0). */
+  readonly mqttTlsPort: number;
   /** Stops accepting, closes every client (1001 / MQTT 5 0x8B), resolves when all are gone or the timeout passed. */
   shutdown(): Promise<void>;
 }
@@ -87,8 +90,12 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   }
   const native = createNativeProtocol(ctx);
   const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth) });
+  // TLS (docs/SECURITY.md §6): files checked now, so a bad pair stops start-up naming the setting.
+  const tls = tlsFiles(config);
+  const tlsMaterial = tls && loadTls(tls);
   let ready = true;
   const http = await listenHttp(ctx, {
+    tls,
     host: config.host,
     port: config.port,
     staticRoot: config.static ?? DEFAULT_STATIC_ROOT,
@@ -97,6 +104,12 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     ready: () => ready,
   });
   const tcp = config.mqttPort === 0 ? undefined : await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttPort);
+  const tlsTcp = tlsMaterial && config.mqttTlsPort !== 0 ? await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttTlsPort, tlsMaterial) : undefined;
+  const stopTlsReload = tls ? reloadOnSighup(tls, [() => http.reloadTls(), (m) => tlsTcp?.setTls(m)], log) : () => {};
+  if (tls) {
+    log.info({ port: http.port, mqttTlsPort: tlsTcp?.port ?? 0, certFile: tls.certFile }, 'TLS on: https:// and wss:// on the port, mqtts:// on mqttTlsPort; SIGHUP reloads the certificate');
+    if (tcp) log.warn({ mqttPort: tcp.port }, 'plain MQTT is still open on mqttPort: tokens cross it unencrypted (set --mqtt-port 0 to turn it off)');
+  }
   const stopSys = startSys(ctx);
 
   let stopping: Promise<void> | undefined;
@@ -104,8 +117,9 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     stopping ??= (async () => {
       ready = false;
       stopSys();
+      stopTlsReload();
       http.stopListening();
-      const closingTcp = tcp?.close();
+      const closingTcp = Promise.all([tcp?.close(), tlsTcp?.close()]);
       native.closeAll();
       mqtt.closeAll();
       const deadline = Date.now() + config.shutdownTimeoutMs;
@@ -116,5 +130,5 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     })();
     return stopping;
   };
-  return { ctx, port: http.port, mqttPort: tcp?.port ?? 0, shutdown };
+  return { ctx, port: http.port, mqttPort: tcp?.port ?? 0, mqttTlsPort: tlsTcp?.port ?? 0, shutdown };
 }

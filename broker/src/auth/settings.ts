@@ -19,5 +19,8 @@ export const AUTH_SETTINGS = [
   { key: 'authFailuresBeforeBackoff', type: 'int', default: 5, min: 0, max: 1_000_000, doc: 'failed token checks from one IP before it must wait (0 = never); a few typos are free, guessing is not' },
   { key: 'authBackoffMaxSec', type: 'int', default: 60, min: 1, max: 86_400, doc: 'longest wait after failed authentication; the wait doubles from 1 s per further failure' },
   { key: 'limitsExemptIps', type: 'list', default: ['127.0.0.1', '::1'], doc: 'addresses the per-IP limits skip: a reverse proxy on this host makes every client look local, and local tools are trusted (empty = limit everyone)' },
+  { key: 'tlsCertFile', type: 'string', default: undefined, doc: 'PEM certificate (chain): the broker port serves https:// and wss://, and mqttTlsPort mqtts://; re-read on SIGHUP' },
+  { key: 'tlsKeyFile', type: 'string', default: undefined, doc: 'PEM private key of tlsCertFile; re-read on SIGHUP' },
+  { key: 'mqttTlsPort', type: 'int', default: 8883, min: 0, max: 65535, doc: 'MQTT over TLS port when tlsCertFile is set (0 turns it off); 8883 is the registered mqtts port' },
   { key: 'allowedOrigins', type: 'list', default: [], doc: 'browser Origins allowed to open WebSockets besides the broker\'s own; "*" = any. Unchecked only while anonymous access is unrestricted' },
 ] as const satisfies readonly SettingSpec[];

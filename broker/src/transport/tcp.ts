@@ -1,5 +1,5 @@
 /**
- * MQTT over TCP (node:net): one Connection per socket, feeding a ProtocolHandler.
+ * MQTT over TCP (node:net), or over TLS with `tls` (node:tls, mqtts): one Connection per socket, feeding a ProtocolHandler.
  *
  * - send → socket.write; `false` from write means the kernel buffer is full:
  *   reported as backpressure, and 'drain' calls the handler's onDrain.
@@ -11,6 +11,7 @@
  * connection and are logged at debug level only by the caller's protocol.
  */
 import { createServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { SendResult, type Connection } from '../session/connection.js';
 import type { ProtocolHandler } from '../session/handler.js';
 
@@ -58,14 +59,25 @@ class TcpConnection implements Connection {
 
 export interface TcpListener {
   readonly port: number;
+  /** With TLS: new certificate and key for new connections; open ones keep theirs (node:tls setSecureContext). */
+  setTls(tls: TcpTls): void;
   /** Stops accepting; resolves once every socket is closed. */
   close(): Promise<void>;
 }
 
-export function listenTcp(protocol: ProtocolHandler, host: string, port: number): Promise<TcpListener> {
+/** PEM certificate (chain) and key: the listener speaks TLS (mqtts://). */
+export interface TcpTls {
+  cert: Buffer;
+  key: Buffer;
+}
+
+export function listenTcp(protocol: ProtocolHandler, host: string, port: number, tls?: TcpTls): Promise<TcpListener> {
   const sockets = new Set<Socket>();
   // TCP keepalive reaps dead peers of clients that asked for MQTT keepalive 0 (allowed in 3.1.1).
-  const server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, (socket) => {
+  const socketOptions = { noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 };
+  // With TLS the callback runs per handshaken socket ('secureConnection'); a failed handshake never reaches the protocol.
+  const server = tls ? createTlsServer({ ...socketOptions, ...tls }, onSocket) : createServer(socketOptions, onSocket);
+  function onSocket(socket: Socket): void {
     sockets.add(socket);
     const conn = new TcpConnection(socket);
     const handler = protocol.open(conn);
@@ -82,7 +94,7 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number)
       sockets.delete(socket);
       handler.onClose(hadError ? 1006 : 1000, hadError ? 'socket error' : 'socket closed', false);
     });
-  });
+  }
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -90,6 +102,9 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number)
       const address = server.address();
       resolve({
         port: typeof address === 'object' && address ? address.port : port,
+        setTls(next) {
+          if (tls) (server as TlsServer).setSecureContext({ ...next });
+        },
         close() {
           return new Promise<void>((done) => {
             server.close(() => done());

@@ -11,6 +11,7 @@
 import uWS from 'uWebSockets.js';
 import { CloseCode, ErrorCode, SUBPROTOCOL } from 'topicast/protocol';
 import type { AuthOutcome } from '../auth/index.js';
+import type { TlsFiles } from '../auth/tls.js';
 import type { BrokerContext } from '../context.js';
 import { allowedMethods, errorReply, healthz, metrics, publish, STATUS_TEXT, unauthenticated, type HttpReply } from '../http/api.js';
 import { loadStatic } from '../http/static.js';
@@ -58,6 +59,8 @@ class UwsConnection implements Connection {
 
 export interface HttpServerOptions {
   host: string;
+  /** Certificate and key files: the port serves https:// and wss:// (uWS SSLApp). */
+  tls?: TlsFiles | undefined;
   port: number;
   staticRoot: string;
   native: ProtocolHandler;
@@ -70,6 +73,8 @@ export interface HttpServer {
   readonly port: number;
   /** Stops accepting new connections; open ones stay. */
   stopListening(): void;
+  /** Re-reads the TLS files into a new app that takes over the port; open connections stay on the old one. */
+  reloadTls(): void;
 }
 
 const textDecoder = new TextDecoder();
@@ -103,7 +108,6 @@ function bearerToken(authorization: string): string | undefined {
 
 export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Promise<HttpServer> {
   const { config, log } = ctx;
-  const app = uWS.App();
 
   // Room for the largest payload plus topic and framing. Larger messages get a close 1009 from us;
   // uWS's own limit (twice that) is only a backstop, where it drops the connection without a close frame.
@@ -216,10 +220,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     },
   });
 
-  app.ws<SocketData>('/ws', behavior(SUBPROTOCOL, options.native, frameLimit));
-  if (options.mqtt) app.ws<SocketData>('/mqtt', behavior('mqtt', options.mqtt, Infinity));
-
-  app.any('/*', (res, req) => {
+  const onRequest = (res: uWS.HttpResponse, req: uWS.HttpRequest): void => {
     // Attached before anything else: uWS aborts the process if a handler returns without
     // responding or an abort handler (e.g. after endWithoutBody for HEAD), and async replies need it.
     const state: Aborted = { aborted: false };
@@ -264,26 +265,66 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       });
     }
     return serveStatic(res, state, options.staticRoot, path, method === 'HEAD');
-  });
+  };
 
+  /** Registers every route on an app; with TLS a new app is built for each certificate reload. */
+  const routes = (app: uWS.TemplatedApp): uWS.TemplatedApp => {
+    app.ws<SocketData>('/ws', behavior(SUBPROTOCOL, options.native, frameLimit));
+    if (options.mqtt) app.ws<SocketData>('/mqtt', behavior('mqtt', options.mqtt, Infinity));
+    return app.any('/*', onRequest);
+  };
+  const tls = options.tls;
+  const newApp = (): uWS.TemplatedApp =>
+    routes(tls ? uWS.SSLApp({ cert_file_name: tls.certFile, key_file_name: tls.keyFile }) : uWS.App());
+
+  // Exclusive: by default uSockets sets SO_REUSEPORT, and a second broker on the same port would
+  // silently take half the connections instead of failing to start. (The 4-argument form exists at
+  // runtime; the bundled typings only declare it without a host; uWS calls back synchronously.)
+  const exclusive = (uWS as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number }).LIBUS_LISTEN_EXCLUSIVE_PORT;
+  const SHARED = 0; // uSockets' default: SO_REUSEPORT
+  const listenOn = (app: uWS.TemplatedApp, port: number, mode: number): uWS.us_listen_socket | false => {
+    let socket: uWS.us_listen_socket | false = false;
+    (app.listen.bind(app) as unknown as (host: string, port: number, options: number, cb: (s: uWS.us_listen_socket | false) => void) => void)(
+      options.host, port, mode, (s) => (socket = s),
+    );
+    return socket;
+  };
+  // Apps replaced by a reload keep serving the connections they accepted: kept referenced until shutdown.
+  const apps = [newApp()];
   return new Promise((resolvePromise, reject) => {
-    // Exclusive: by default uSockets sets SO_REUSEPORT, and a second broker on the same port would
-    // silently take half the connections instead of failing to start. (The 4-argument form exists at
-    // runtime; the bundled typings only declare it without a host.)
-    const listen = app.listen.bind(app) as unknown as (host: string, port: number, options: number, cb: (s: uWS.us_listen_socket | false) => void) => void;
-    const exclusive = (uWS as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number }).LIBUS_LISTEN_EXCLUSIVE_PORT;
-    listen(options.host, options.port, exclusive, (listenSocket) => {
+    let listenSocket = listenOn(apps[0]!, options.port, exclusive);
+    if (!listenSocket) {
+      reject(new Error(`cannot listen on ${options.host}:${options.port} (in use by another process, or not permitted)`));
+      return;
+    }
+    const port = uWS.us_socket_local_port(listenSocket);
+    if (tls) {
+      // With TLS the exclusive listen above only proves the port is ours; the port is then shared (SO_REUSEPORT)
+      // so that a reload opens the new certificate's socket before closing the old one: nothing is refused.
+      uWS.us_listen_socket_close(listenSocket);
+      listenSocket = listenOn(apps[0]!, port, SHARED);
       if (!listenSocket) {
-        reject(new Error(`cannot listen on ${options.host}:${options.port} (in use by another process, or not permitted)`));
+        reject(new Error(`cannot listen on ${options.host}:${port} (in use by another process, or not permitted)`));
         return;
       }
-      const port = uWS.us_socket_local_port(listenSocket);
-      resolvePromise({
-        port,
-        stopListening() {
-          uWS.us_listen_socket_close(listenSocket);
-        },
-      });
+    }
+    resolvePromise({
+      port,
+      stopListening() {
+        if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+        listenSocket = false;
+      },
+      reloadTls() {
+        if (!tls || !listenSocket) return;
+        // A new SSLApp reads the files and listens beside the old one; then the old one stops accepting
+        // and keeps serving the connections it has.
+        const next = newApp();
+        const socket = listenOn(next, port, SHARED);
+        if (!socket) throw new Error(`cannot listen on ${options.host}:${port} with the reloaded certificate`);
+        uWS.us_listen_socket_close(listenSocket);
+        listenSocket = socket;
+        apps.push(next);
+      },
     });
   });
 }
