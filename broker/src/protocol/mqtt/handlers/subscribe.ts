@@ -25,6 +25,7 @@ export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
   const v5 = c.version === 5;
   const id = p.messageId ?? 0;
   if (id === 0) return c.disconnect(Reason.protocolError, 'packet identifier 0'); // [MQTT-2.3.1-1]
+  if (p.subscriptions.length === 0) return c.disconnect(Reason.protocolError, 'SUBSCRIBE without a topic filter'); // [MQTT-3.8.3-3] (5: [MQTT-3.8.3-2])
   const subscriptionId = v5 ? p.properties?.subscriptionIdentifier : undefined;
   if (subscriptionId !== undefined && (subscriptionId < 1 || subscriptionId > MAX_SUBSCRIPTION_ID)) {
     return c.disconnect(Reason.protocolError, 'subscription identifier out of range');
