@@ -178,3 +178,17 @@ test('TLS: a key that does not match the certificate stops start-up naming the s
   const b = await certificate('b');
   await assert.rejects(startBroker({ args: ['--tls-cert-file', a.cert, '--tls-key-file', b.key] }), /tlsCertFile\/tlsKeyFile/);
 });
+
+test('an X.509 certificate as --auth-jwt-key-file verifies JWTs signed with its key', { skip: haveOpenssl ? false : 'openssl not installed' }, async () => {
+  const { auth } = await import('../unit/auth/load.js');
+  const { signJwt, nowSec } = await import('../unit/auth/jwt-sign.js');
+  const { loadConfig } = await import('@topicast/broker');
+  const { createPrivateKey } = await import('node:crypto');
+  const issuer = await certificate('issuer');
+  const a = auth.createAuth(loadConfig(['--auth-jwt-key-file', issuer.cert], {}));
+  const good = await a.authenticate(signJwt('ES256', createPrivateKey(readFileSync(issuer.key)), { sub: 'x', exp: nowSec() + 60 }));
+  assert.ok(good.ok);
+  const other = await certificate('other');
+  const bad = await a.authenticate(signJwt('ES256', createPrivateKey(readFileSync(other.key)), { sub: 'x', exp: nowSec() + 60 }));
+  assert.deepEqual(bad, { ok: false, reason: 'token signature invalid' });
+});
