@@ -71,3 +71,22 @@ test('the JWT example: the claim shown is accepted with --auth-jwt-audience', as
   await client.close();
   await broker.stop();
 });
+
+test('docs/SECURITY.md: the openssl-only JWT recipe makes a token the broker accepts', async (t) => {
+  const guide = readFileSync(new URL('../../../docs/SECURITY.md', import.meta.url), 'utf8');
+  const script = between(guide, 'A test token for a shared secret, with nothing but `openssl`:\n\n```sh\n', '\n```');
+  if (!(await run('which', ['openssl']).then(() => true, () => false))) {
+    if (process.env.CI) assert.fail('openssl missing under CI');
+    t.skip('openssl not installed');
+    return;
+  }
+  const work = mkdtempSync(join(dir, 'recipe-'));
+  writeFileSync(join(work, 'jwt-secret'), 'a-shared-secret-of-at-least-32-bytes!!');
+  const token = (await run('bash', ['-c', script], { cwd: work })).stdout.trim();
+  const broker = await startBroker({ args: ['--auth-jwt-key-file', join(work, 'jwt-secret')] });
+  const client = await connect(broker.url, { token });
+  await client.publish('devices/pi-01/temp', 20, { ack: true });
+  await assert.rejects(client.publish('devices/pi-02/temp', 20, { ack: true }));
+  await client.close();
+  await broker.stop();
+});
