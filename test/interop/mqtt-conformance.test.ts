@@ -723,6 +723,147 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     });
   }
 
+  test('v5 PUBLISH with an empty topic and no Topic Alias is a Protocol Error → DISCONNECT 0x82 (§3.3.2.1); 3.1.1 closes [MQTT-4.7.3-1]', async () => {
+    const c5 = await client(5, 'empty-topic-5');
+    c5.send({ cmd: 'publish', topic: '', payload: Buffer.from('x'), qos: 0, retain: false, dup: false });
+    await expectDisconnect(c5, 0x82);
+    const c4 = await client(4, 'empty-topic-4');
+    c4.send({ cmd: 'publish', topic: '', payload: Buffer.from('x'), qos: 0, retain: false, dup: false });
+    assert.equal(await c4.waitClosed(), true);
+  });
+
+  test('v5 SUBSCRIBE with Maximum QoS 3 or Retain Handling 3 is a Protocol Error → DISCONNECT 0x82 (§3.8.3.1)', async () => {
+    for (const [what, options] of [['QoS 3', 0x03], ['Retain Handling 3', 0x30]] as const) {
+      const c = await client(5, `sub-opt3-${options}`);
+      // SUBSCRIBE, id 1, no properties, filter "a/b", options byte
+      c.write(Buffer.from([0x82, 0x09, 0x00, 0x01, 0x00, 0x00, 0x03, 0x61, 0x2f, 0x62, options]));
+      await expectDisconnect(c, 0x82).catch((err: Error) => {
+        throw new Error(`${what}: ${err.message}`);
+      });
+    }
+  });
+
+  test('forwarded PUBLISH: DUP set independently of the incoming one [MQTT-3.3.1-3]; a non-retained publish leaves the retained message alone [MQTT-3.3.1-12 (3.1.1)]', async () => {
+    const c = await client(4, 'dupfwd');
+    await publish(c, 'dupfwd/x', 'kept', 1, { retain: true });
+    await subscribe(c, [{ topic: 'dupfwd/x', qos: 1 }]);
+    assert.equal((await receive(c)).retain, true);
+    await publish(c, 'dupfwd/x', 'resent', 1, { dup: true });
+    const m = await receive(c);
+    assert.equal(m.payload.toString(), 'resent');
+    assert.equal(m.dup, false);
+    const late = await client(4, 'dupfwd-late');
+    await subscribe(late, [{ topic: 'dupfwd/x', qos: 1 }]);
+    assert.equal((await receive(late)).payload.toString(), 'kept');
+    await publish(c, 'dupfwd/x', '', 0, { retain: true });
+  });
+
+  test('v5 retained on subscribe: carries the Subscription Identifier and the remaining Message Expiry Interval [MQTT-3.3.2-6] [MQTT-3.3.4-3]', async () => {
+    const pub = await client(5, 'retx-pub');
+    await publish(pub, 'retx5/a', 'r', 1, { retain: true, properties: { messageExpiryInterval: 30 } });
+    await publish(pub, 'retx5/gone', 'r', 1, { retain: true, properties: { messageExpiryInterval: 1 } });
+    await sleep(1100);
+    const c = await client(5, 'retx-sub');
+    await subscribe(c, [{ topic: 'retx5/+', qos: 1 }], { subscriptionIdentifier: 42 });
+    const m = await receive(c);
+    assert.equal(m.topic, 'retx5/a');
+    assert.equal(m.retain, true);
+    assert.deepEqual(ids(m), [42]);
+    const left = m.properties?.messageExpiryInterval;
+    assert.ok(left !== undefined && left < 30 && left >= 28, `remaining ${left}`);
+    assert.equal(await quiet(c), true, 'the expired one is not sent [MQTT-3.3.2-5]');
+    await publish(pub, 'retx5/a', '', 0, { retain: true });
+  });
+
+  test('v5 server → client topic aliases stay within the client\'s Topic Alias Maximum and resolve consistently [MQTT-3.3.2-9] [MQTT-3.3.2-10]', async () => {
+    const c = await client(5, 'sta', { properties: { topicAliasMaximum: 2 } });
+    await subscribe(c, [{ topic: 'sta5/+', qos: 0 }]);
+    const pub = await client(5, 'sta-pub');
+    const sent: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const t = `sta5/${i % 4}`;
+      sent.push(t);
+      await publish(pub, t, String(i), 0);
+    }
+    const map = new Map<number, string>();
+    const seen: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const m = await c.next('publish');
+      const alias = m.properties?.topicAlias;
+      let topic = m.topic;
+      if (alias !== undefined) {
+        assert.ok(alias >= 1 && alias <= 2, `alias ${alias}`);
+        if (topic === '') topic = map.get(alias) ?? assert.fail(`alias ${alias} used before it was set`);
+        else map.set(alias, topic);
+      }
+      assert.notEqual(topic, '');
+      seen.push(topic);
+    }
+    assert.deepEqual(seen, sent);
+  });
+
+  test('v5 a message larger than the client\'s Maximum Packet Size is skipped as if delivered, without using up Receive Maximum [MQTT-3.1.2-25]', async () => {
+    const c = await client(5, 'mps-rm', { properties: { maximumPacketSize: 100, receiveMaximum: 1 } });
+    await subscribe(c, [{ topic: 'mpsrm5/+', qos: 1 }]);
+    const pub = await client(5, 'mps-rm-pub');
+    for (let i = 0; i < 3; i++) await publish(pub, 'mpsrm5/big', Buffer.alloc(300), 1);
+    await publish(pub, 'mpsrm5/small', 'ok', 1);
+    assert.equal((await receive(c)).topic, 'mpsrm5/small');
+  });
+
+  test('v5 PUBREC with a failure reason ends the QoS 2 exchange (no PUBREL), PUBREL for an unknown id gets PUBCOMP 0x92 [MQTT-4.3.3]', async () => {
+    const c = await client(5, 'pubrec-fail', { properties: { receiveMaximum: 1 } });
+    await subscribe(c, [{ topic: 'prf5/x', qos: 2 }]);
+    const pub = await client(5, 'pubrec-fail-pub');
+    await publish(pub, 'prf5/x', 'one', 2);
+    await publish(pub, 'prf5/x', 'two', 2);
+    const m = await c.next('publish');
+    c.send({ cmd: 'pubrec', messageId: m.messageId!, reasonCode: 0x80 });
+    const next = await c.next('publish');
+    assert.equal(next.payload.toString(), 'two', 'the window slot was freed');
+    assert.equal(c.packets.some((p) => p.cmd === 'pubrel'), false);
+    c.send({ cmd: 'pubrel', messageId: 4242 });
+    const comp = await c.next('pubcomp');
+    assert.equal(comp.messageId, 4242);
+    assert.equal(comp.reasonCode, 0x92);
+  });
+
+  test('v5 Request Problem Information 0: no Reason String on PUBACK [MQTT-3.1.2-29]', async () => {
+    const c = await client(5, 'rpi0', { properties: { requestProblemInformation: false } });
+    c.send({ cmd: 'publish', topic: 'rpi5/x', payload: Buffer.from([0xff]), qos: 1, messageId: 5, retain: false, dup: false, properties: { payloadFormatIndicator: true } });
+    const ack = await c.next('puback');
+    assert.equal(ack.reasonCode, 0x99);
+    assert.equal(ack.properties?.reasonString, undefined);
+    const d = await client(5, 'rpi1');
+    d.send({ cmd: 'publish', topic: 'rpi5/x', payload: Buffer.from([0xff]), qos: 1, messageId: 5, retain: false, dup: false, properties: { payloadFormatIndicator: true } });
+    assert.ok((await d.next('puback')).properties?.reasonString, 'reason string by default');
+  });
+
+  test('v5 will properties travel with the will: user properties, content type, response topic, correlation data, expiry', async () => {
+    const watch = await client(5, 'wp-watch');
+    await subscribe(watch, [{ topic: 'wp5/#', qos: 1 }]);
+    const properties = { userProperties: { k: 'v' }, contentType: 'text/plain', responseTopic: 'wp5/reply', correlationData: Buffer.from('cd'), messageExpiryInterval: 60, payloadFormatIndicator: true };
+    const c = await client(5, 'wp', { will: { topic: 'wp5/dead', payload: Buffer.from('bye'), qos: 1, retain: false, properties } });
+    c.destroy();
+    const m = await receive(watch);
+    assert.equal(m.topic, 'wp5/dead');
+    assert.deepEqual({ ...m.properties?.userProperties }, { k: 'v' });
+    assert.equal(m.properties?.contentType, 'text/plain');
+    assert.equal(m.properties?.responseTopic, 'wp5/reply');
+    assert.deepEqual(Buffer.from(m.properties!.correlationData!), Buffer.from('cd'));
+    assert.equal(m.properties?.payloadFormatIndicator, true);
+    assert.ok((m.properties?.messageExpiryInterval ?? 0) > 55);
+  });
+
+  test('v5 overlapping subscriptions with No Local on one: the other still delivers the client\'s own message', async () => {
+    const c = await client(5, 'nl-overlap');
+    await subscribe(c, [{ topic: 'nlo5/#', qos: 1, nl: true }, { topic: 'nlo5/x', qos: 0 }]);
+    await publish(c, 'nlo5/x', 'own', 1);
+    const m = await receive(c);
+    assert.equal(m.payload.toString(), 'own');
+    assert.equal(m.qos, 0, 'only the subscription without No Local matched');
+  });
+
   test('v3.1.1 QoS 2 inbound: a resent PUBLISH with a held packet id is acknowledged, not delivered twice [MQTT-4.3.3-10 (5: -9)]', async () => {
     const c = await client(4, 'q2dup');
     await subscribe(c, [{ topic: 'q2dup/x', qos: 2 }]);

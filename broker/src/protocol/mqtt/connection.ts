@@ -29,6 +29,11 @@ export type ConnectionState = 'new' | 'authenticating' | 'connected' | 'closing'
 
 /** Parser errors mqtt-packet raises for a CONNECT with an unsupported protocol level [MQTT-3.1.2-2]. */
 const UNSUPPORTED_VERSION = 'Invalid protocol version';
+/**
+ * Parser errors that MQTT 5 §3.8.3.1 calls a Protocol Error (0x82) rather than a Malformed Packet:
+ * Maximum QoS 3 and Retain Handling 3 in SUBSCRIBE options.
+ */
+const PROTOCOL_ERRORS = new Set(['Invalid subscribe QoS, must be <= 2', 'Invalid retain handling, must be <= 2']);
 
 let nextConnectionId = 1;
 
@@ -189,6 +194,7 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
       this.closeTransport(CloseCode.protocolError, 'unsupported protocol version');
       return;
     }
+    if (PROTOCOL_ERRORS.has(err.message)) return this.disconnect(Reason.protocolError, err.message); // MQTT 5 §3.8.3.1
     this.disconnect(Reason.malformedPacket, err.message); // [MQTT-4.13.1-1]
   }
 

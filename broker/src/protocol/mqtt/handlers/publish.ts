@@ -73,6 +73,7 @@ export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
       topic = known;
     }
   }
+  if (topic === '') return c.disconnect(Reason.protocolError, 'empty topic name without a topic alias'); // MQTT 5 §3.3.2.1 (3.1.1: [MQTT-4.7.3-1], closed)
   if (wasIllFormed(topic)) return c.disconnect(Reason.malformedPacket, 'topic is not well-formed UTF-8'); // [MQTT-1.5.4-1]
   const problem = topicProblem(topic, ctx.topicLimits);
   if (problem !== undefined) return c.disconnect(Reason.topicNameInvalid, `topic ${problem}`); // [MQTT-3.3.2-2] [MQTT-4.7.3-1]
