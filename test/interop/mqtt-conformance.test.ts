@@ -864,6 +864,59 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     assert.equal(m.qos, 0, 'only the subscription without No Local matched');
   });
 
+  test('v5 a repeated SUBSCRIBE replaces the subscription, Subscription Identifier included [MQTT-3.8.4-3]; UNSUBSCRIBE of an invalid filter → 0x8F', async () => {
+    const c = await client(5, 'subid-replace');
+    await subscribe(c, [{ topic: 'sir5/x', qos: 1 }], { subscriptionIdentifier: 5 });
+    await publish(c, 'sir5/x', 'with id', 1);
+    assert.deepEqual(ids(await receive(c)), [5]);
+    await subscribe(c, [{ topic: 'sir5/x', qos: 0 }]);
+    await publish(c, 'sir5/x', 'without id', 1);
+    const m = await receive(c);
+    assert.deepEqual(ids(m), [], 'the identifier went with the replaced subscription');
+    assert.equal(m.qos, 0, 'and so did the QoS');
+    const messageId = packetId();
+    c.send({ cmd: 'unsubscribe', messageId, unsubscriptions: ['sir5/#/x', 'sir5/x'] });
+    assert.deepEqual((await c.next('unsuback')).granted, [0x8f, 0x00]);
+  });
+
+  test('MQTT 3.1 (MQIsdp, level 3) client: connect, subscribe, publish at QoS 1', async () => {
+    const { client: c, connack } = await RawClient.connect(broker.mqttPort, { clientId: 'mqisdp', clean: true }, 3);
+    assert.equal(connack.returnCode, 0);
+    await subscribe(c, [{ topic: 'mqisdp/x', qos: 1 }]);
+    await publish(c, 'mqisdp/x', 'old', 1);
+    assert.equal((await receive(c)).payload.toString(), 'old');
+  });
+
+  test('a refused CONNECT: nothing pipelined behind it is processed, nothing but CONNACK is sent [MQTT-3.1.4-5 (3.1.1)]', async () => {
+    const watch = await client(4, 'refused-watch');
+    await subscribe(watch, [{ topic: 'refused/#', qos: 0 }]);
+    const raw = await RawClient.open(broker.mqttPort, 4);
+    const connectBytes = Buffer.from([0x10, 12, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x00, 0, 0, 0, 0]); // empty id, clean 0 → 0x02
+    const publishBytes = mqttPacket.generate({ cmd: 'publish', topic: 'refused/x', payload: Buffer.from('x'), qos: 0, retain: false, dup: false });
+    raw.write(Buffer.concat([connectBytes, publishBytes]));
+    assert.equal(await raw.waitClosed(), true);
+    assert.deepEqual(raw.packets.map((p) => p.cmd), ['connack']);
+    assert.equal(await quiet(watch), true);
+  });
+
+  test('v5 topic aliases belong to one network connection: a new connection cannot use an alias set by the old one (§3.3.2.3.4)', async () => {
+    const a = await client(5, 'alias-scope', { clean: false, properties: { sessionExpiryInterval: 30 } });
+    await publish(a, 'alsc5/x', 'a', 0, { properties: { topicAlias: 1 } });
+    await disconnect(a);
+    const b = await client(5, 'alias-scope', { clean: false, properties: { sessionExpiryInterval: 30 } });
+    b.send({ cmd: 'publish', topic: '', payload: Buffer.from('b'), qos: 0, retain: false, dup: false, properties: { topicAlias: 1 } });
+    await expectDisconnect(b, 0x82);
+  });
+
+  test('keepalive is reset by any control packet, not only PINGREQ [MQTT-3.1.2-23]', async () => {
+    const c = await client(4, 'ka-traffic', { keepalive: 1 });
+    for (let i = 0; i < 6; i++) {
+      await publish(c, 'katraffic/x', String(i), 1);
+      await sleep(400);
+    }
+    assert.equal(c.closed, false);
+  });
+
   test('v3.1.1 QoS 2 inbound: a resent PUBLISH with a held packet id is acknowledged, not delivered twice [MQTT-4.3.3-10 (5: -9)]', async () => {
     const c = await client(4, 'q2dup');
     await subscribe(c, [{ topic: 'q2dup/x', qos: 2 }]);
