@@ -917,6 +917,32 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     assert.equal(c.closed, false);
   });
 
+  test('v5 a property that may appear once, given twice, is a Protocol Error → DISCONNECT 0x82 (§2.2.2.2, e.g. §3.3.2.3.2)', async () => {
+    const topic = [0x00, 0x03, 0x61, 0x2f, 0x62]; // "a/b"
+    const cases: [string, number[]][] = [
+      ['Payload Format Indicator', [0x01, 0x01, 0x01, 0x01]],
+      ['Content Type', [0x03, 0x00, 0x01, 0x61, 0x03, 0x00, 0x01, 0x61]],
+      ['Message Expiry Interval', [0x02, 0, 0, 0, 9, 0x02, 0, 0, 0, 9]],
+      ['Correlation Data', [0x09, 0x00, 0x01, 0x61, 0x09, 0x00, 0x01, 0x61]],
+    ];
+    for (const [what, props] of cases) {
+      const c = await client(5, `dupprop-${props[0]}`);
+      const body = [...topic, props.length, ...props, 0x78];
+      c.write(Buffer.from([0x30, body.length, ...body]));
+      await expectDisconnect(c, 0x82).catch((err: Error) => {
+        throw new Error(`${what}: ${err.message}`);
+      });
+    }
+  });
+
+  test('reserved packet types and a malformed Remaining Length close the connection [MQTT-2.2.2-2] [MQTT-4.8.0-1]', async () => {
+    for (const [v, bytes] of [[4, [0x00, 0x00]], [4, [0xf0, 0x00]], [5, [0x00, 0x00]], [4, [0x30, 0xff, 0xff, 0xff, 0xff, 0x01]], [5, [0x30, 0xff, 0xff, 0xff, 0xff, 0x01]]] as const) {
+      const raw = await afterConnect(v, `reserved-type-${v}-${bytes[0]}-${bytes.length}`);
+      raw.write(Buffer.from(bytes));
+      await expectRefused(raw, v, 0x81);
+    }
+  });
+
   test('v3.1.1 QoS 2 inbound: a resent PUBLISH with a held packet id is acknowledged, not delivered twice [MQTT-4.3.3-10 (5: -9)]', async () => {
     const c = await client(4, 'q2dup');
     await subscribe(c, [{ topic: 'q2dup/x', qos: 2 }]);

@@ -19,11 +19,19 @@ import { onPubrec } from './handlers/pubrec.js';
 import { onPubrel } from './handlers/pubrel.js';
 import { onSubscribe } from './handlers/subscribe.js';
 import { onUnsubscribe } from './handlers/unsubscribe.js';
-import { propertiesProblem } from './properties.js';
+import { propertiesProblem, repeatedProperty } from './properties.js';
 import { Reason } from './reasons.js';
 
 export function dispatch(c: MqttConnection, packet: mqtt.Packet): void {
   const p = packet as { properties?: unknown; will?: { properties?: unknown } };
+  const repeated = repeatedProperty(p.properties) ?? repeatedProperty(p.will?.properties);
+  if (repeated !== undefined) {
+    if (c.state === 'new') {
+      c.server.stats.protocolErrors++;
+      return c.closeTransport(CloseCode.protocolError, `property ${repeated} given more than once`);
+    }
+    return c.disconnect(Reason.protocolError, `property ${repeated} given more than once`); // MQTT 5 §2.2.2.2
+  }
   const bad = propertiesProblem(p.properties) ?? propertiesProblem(p.will?.properties);
   if (bad !== undefined) {
     c.server.stats.protocolErrors++;

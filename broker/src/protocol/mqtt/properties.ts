@@ -31,3 +31,15 @@ export function propertiesProblem(properties: unknown): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * The name of a property given more than once where MQTT 5 allows it once — a Protocol Error
+ * (MQTT 5 §2.2.2.2 and each property's definition). mqtt-packet turns a repeat into an array;
+ * only User Property may repeat in what a client sends (a Subscription Identifier from a client
+ * appears once, in SUBSCRIBE).
+ */
+export function repeatedProperty(properties: unknown): string | undefined {
+  if (properties === undefined || properties === null || typeof properties !== 'object') return undefined;
+  for (const [k, v] of Object.entries(properties)) if (k !== 'userProperties' && Array.isArray(v)) return k;
+  return undefined;
+}
