@@ -935,6 +935,35 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     }
   });
 
+  test('v5 a property not defined for the packet is a Malformed Packet → DISCONNECT 0x81 (§2.2.2.2)', async () => {
+    const cases: [string, number[], string][] = [
+      // topic "a/b", packet id 1, properties: Session Expiry Interval 5, empty payload
+      ['PUBLISH with Session Expiry Interval', [0x32, 13, 0x00, 0x03, 0x61, 0x2f, 0x62, 0x00, 0x01, 5, 0x11, 0, 0, 0, 5], 'sessionExpiryInterval'],
+      // packet id 1, properties: Topic Alias 1, filter "a/b" with options 0
+      ['SUBSCRIBE with Topic Alias', [0x82, 12, 0x00, 0x01, 3, 0x23, 0x00, 0x01, 0x00, 0x03, 0x61, 0x2f, 0x62, 0x00], 'topicAlias'],
+      // packet id 7, reason 0, properties: Content Type "a"
+      ['PUBACK with Content Type', [0x40, 8, 0x00, 0x07, 0x00, 4, 0x03, 0x00, 0x01, 0x61], 'contentType'],
+    ];
+    for (const [what, bytes, name] of cases) {
+      const c = await client(5, `misplaced-${bytes[0]}`);
+      c.write(Buffer.from(bytes));
+      const d = await c.next('disconnect');
+      assert.equal(d.reasonCode, 0x81, what);
+      assert.match(d.properties?.reasonString ?? '', new RegExp(name), what);
+    }
+    // CONNECT with a PUBLISH-only property, and a will with a CONNECT-only one: closed without CONNACK
+    for (const props of [{ topicAlias: 3 }, { will: { sessionExpiryInterval: 3 } }] as const) {
+      const raw = await RawClient.open(broker.mqttPort, 5);
+      const willProps = 'will' in props ? props.will : undefined;
+      raw.write(mqttPacket.generate({
+        cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 0, clientId: 'misplaced-connect',
+        ...(willProps ? { will: { topic: 'm/w', payload: Buffer.from('x'), qos: 0, retain: false, properties: willProps as never } } : { properties: props as never }),
+      }, { protocolVersion: 5 }));
+      assert.equal(await raw.waitClosed(), true);
+      assert.equal(raw.packets.some((p) => p.cmd === 'connack' && p.reasonCode === 0), false);
+    }
+  });
+
   test('reserved packet types and a malformed Remaining Length close the connection [MQTT-2.2.2-2] [MQTT-4.8.0-1]', async () => {
     for (const [v, bytes] of [[4, [0x00, 0x00]], [4, [0xf0, 0x00]], [5, [0x00, 0x00]], [4, [0x30, 0xff, 0xff, 0xff, 0xff, 0x01]], [5, [0x30, 0xff, 0xff, 0xff, 0xff, 0x01]]] as const) {
       const raw = await afterConnect(v, `reserved-type-${v}-${bytes[0]}-${bytes.length}`);

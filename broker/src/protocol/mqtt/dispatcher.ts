@@ -19,7 +19,7 @@ import { onPubrec } from './handlers/pubrec.js';
 import { onPubrel } from './handlers/pubrel.js';
 import { onSubscribe } from './handlers/subscribe.js';
 import { onUnsubscribe } from './handlers/unsubscribe.js';
-import { propertiesProblem, repeatedProperty } from './properties.js';
+import { misplacedProperty, propertiesProblem, repeatedProperty } from './properties.js';
 import { Reason } from './reasons.js';
 
 export function dispatch(c: MqttConnection, packet: mqtt.Packet): void {
@@ -32,7 +32,8 @@ export function dispatch(c: MqttConnection, packet: mqtt.Packet): void {
     }
     return c.disconnect(Reason.protocolError, `property ${repeated} given more than once`); // MQTT 5 §2.2.2.2
   }
-  const bad = propertiesProblem(p.properties) ?? propertiesProblem(p.will?.properties);
+  const bad = propertiesProblem(p.properties) ?? propertiesProblem(p.will?.properties)
+    ?? misplacedProperty(packet.cmd, p.properties) ?? misplacedProperty('will', p.will?.properties); // MQTT 5 §2.2.2.2
   if (bad !== undefined) {
     c.server.stats.protocolErrors++;
     if (c.state === 'new') return c.closeTransport(CloseCode.protocolError, `malformed property ${bad}`);

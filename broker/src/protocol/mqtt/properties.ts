@@ -43,3 +43,33 @@ export function repeatedProperty(properties: unknown): string | undefined {
   for (const [k, v] of Object.entries(properties)) if (k !== 'userProperties' && Array.isArray(v)) return k;
   return undefined;
 }
+
+const ACK = ['reasonString', 'userProperties'];
+/** The properties MQTT 5 §3 defines for each packet a client sends (and for the will, §3.1.3.2). */
+const ALLOWED: Record<string, ReadonlySet<string>> = {
+  connect: new Set(['sessionExpiryInterval', 'receiveMaximum', 'maximumPacketSize', 'topicAliasMaximum', 'requestResponseInformation',
+    'requestProblemInformation', 'userProperties', 'authenticationMethod', 'authenticationData']),
+  will: new Set(['willDelayInterval', 'payloadFormatIndicator', 'messageExpiryInterval', 'contentType', 'responseTopic', 'correlationData', 'userProperties']),
+  publish: new Set(['payloadFormatIndicator', 'messageExpiryInterval', 'topicAlias', 'responseTopic', 'correlationData', 'userProperties',
+    'subscriptionIdentifier', 'contentType']),
+  puback: new Set(ACK),
+  pubrec: new Set(ACK),
+  pubrel: new Set(ACK),
+  pubcomp: new Set(ACK),
+  subscribe: new Set(['subscriptionIdentifier', 'userProperties']),
+  unsubscribe: new Set(['userProperties']),
+  disconnect: new Set(['sessionExpiryInterval', 'reasonString', 'userProperties', 'serverReference']),
+  auth: new Set(['authenticationMethod', 'authenticationData', 'reasonString', 'userProperties']),
+};
+
+/**
+ * The name of a property that is not defined for this packet kind (`will` for will properties):
+ * such a packet is malformed (MQTT 5 §2.2.2.2). mqtt-packet parses any property in any packet.
+ */
+export function misplacedProperty(kind: string, properties: unknown): string | undefined {
+  if (properties === undefined || properties === null || typeof properties !== 'object') return undefined;
+  const allowed = ALLOWED[kind];
+  if (allowed === undefined) return undefined;
+  for (const k of Object.keys(properties)) if (!allowed.has(k)) return k;
+  return undefined;
+}
