@@ -972,6 +972,38 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     }
   });
 
+  test('wildcard matching on the Paho topic set, own broker so "#" sees only these [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.3]', async () => {
+    const own = await startBroker();
+    const topics = ['TopicA', 'TopicA/B', 'Topic/C', 'TopicA/C', '/TopicA', 'TopicA//B'];
+    const expected: Record<string, string[]> = {
+      'TopicA/+': ['TopicA/B', 'TopicA/C'],
+      '+/C': ['Topic/C', 'TopicA/C'],
+      '#': topics,
+      '/#': ['/TopicA'],
+      '/+': ['/TopicA'],
+      '+/+': ['TopicA/B', 'Topic/C', 'TopicA/C', '/TopicA'],
+      'TopicA/#': ['TopicA', 'TopicA/B', 'TopicA/C', 'TopicA//B'],
+      '+': ['TopicA'],
+      'TopicA/B/#': ['TopicA/B'],
+      'TopicA/+/B': ['TopicA//B'],
+      'topica/#': [],
+    };
+    const subs = new Map<string, RawClient>();
+    for (const filter of Object.keys(expected)) {
+      const { client: c } = await RawClient.connect(own.mqttPort, { clientId: `wm-${filter}` }, 4);
+      await subscribe(c, [{ topic: filter, qos: 1 }]);
+      subs.set(filter, c);
+    }
+    const { client: pub } = await RawClient.connect(own.mqttPort, { clientId: 'wm-pub' }, 4);
+    for (const t of topics) await publish(pub, t, t, 1);
+    await sleep(300);
+    for (const [filter, c] of subs) {
+      const got = (c.packets.filter((p) => p.cmd === 'publish') as Publish[]).map((p) => p.topic).sort();
+      assert.deepEqual(got, [...expected[filter]!].sort(), `filter ${filter}`);
+    }
+    await own.stop();
+  });
+
   test('v3.1.1 QoS 2 inbound: a resent PUBLISH with a held packet id is acknowledged, not delivered twice [MQTT-4.3.3-10 (5: -9)]', async () => {
     const c = await client(4, 'q2dup');
     await subscribe(c, [{ topic: 'q2dup/x', qos: 2 }]);
