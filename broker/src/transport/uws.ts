@@ -11,6 +11,7 @@
 import uWS from 'uWebSockets.js';
 import { CloseCode, ErrorCode, SUBPROTOCOL } from 'topicast/protocol';
 import type { AuthOutcome } from '../auth/index.js';
+import { AuthenticatingHandler } from '../auth/pending.js';
 import type { TlsFiles } from '../auth/tls.js';
 import type { BrokerContext } from '../context.js';
 import { allowedMethods, errorReply, healthz, metrics, publish, STATUS_TEXT, unauthenticated, type HttpReply } from '../http/api.js';
@@ -21,8 +22,8 @@ import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
 interface SocketData {
   protocol: ProtocolHandler;
   remote: string;
-  /** Native upgrades: the outcome of authenticating the offered token (undefined for /mqtt, which authenticates in CONNECT). */
-  auth?: AuthOutcome;
+  /** Native upgrades with authentication on: the token check, under way (undefined for /mqtt, which authenticates in CONNECT). */
+  auth?: Promise<AuthOutcome>;
   handler?: ConnectionHandler;
   conn?: UwsConnection;
 }
@@ -158,38 +159,43 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
         res.upgrade<SocketData>({ protocol, remote }, key, subprotocol, extensions, context);
         return;
       }
-      // Authenticate before upgrading. uWS: onAborted before any async work, and the upgrade corked.
-      // A refused token still gets the upgrade, then a close 4001 with the reason (open below):
-      // browsers hide HTTP statuses of failed upgrades, a close code they can read.
-      const state: Aborted = { aborted: false };
-      res.onAborted(() => {
-        state.aborted = true;
-      });
+      // The token is checked while the socket opens (auth/pending.ts says why the upgrade does not wait);
+      // nothing of the protocol is sent before it is accepted. A refused token gets a close 4001 with the
+      // reason: browsers hide HTTP statuses of failed upgrades, a close code they can read.
       const token = upgradeToken(offered, authorization);
-      ctx.auth.authenticate(token).then(
-        (auth) => {
-          if (auth.ok) ctx.auth.guard.authSucceeded(remote);
+      const auth = ctx.auth.authenticate(token).then(
+        (outcome) => {
+          if (outcome.ok) ctx.auth.guard.authSucceeded(remote);
           else if (token !== undefined) ctx.auth.guard.authFailed(remote); // guessing, not a client without a token
-          if (state.aborted) return;
-          res.cork(() => res.upgrade<SocketData>({ protocol, remote, auth }, key, subprotocol, extensions, context));
+          return outcome;
         },
-        (err: unknown) => {
+        (err: unknown): AuthOutcome => {
           log.error({ err, remote }, 'authentication failed unexpectedly');
-          reply(res, errorReply(500, ErrorCode.internal, 'internal error'), {}, false, state);
+          return { ok: false, reason: 'authentication unavailable' };
         },
       );
+      res.upgrade<SocketData>({ protocol, remote, auth }, key, subprotocol, extensions, context);
     },
     open: (ws) => {
       const data = ws.getUserData();
       const conn = new UwsConnection(ws, data.remote);
       data.conn = conn;
       ctx.auth.guard.opened(data.remote);
-      if (data.auth && !data.auth.ok) {
-        log.info({ remote: data.remote, reason: data.auth.reason }, 'authentication failed');
-        conn.close(CloseCode.unauthenticated, data.auth.reason);
+      if (data.auth === undefined) {
+        data.handler = data.protocol.open(conn);
         return;
       }
-      data.handler = data.protocol.open(conn, data.auth?.principal);
+      data.handler = new AuthenticatingHandler(data.auth, {
+        open: (principal) => data.protocol.open(conn, principal),
+        refuse: (reason) => {
+          log.info({ remote: data.remote, reason }, 'authentication failed');
+          conn.close(CloseCode.unauthenticated, reason);
+        },
+        close: (code, reason, err) => {
+          if (err !== undefined) log.error({ err, remote: data.remote }, 'connection handler failed');
+          conn.close(code, reason);
+        },
+      }, config.maxBufferedBytes);
     },
     message: (ws, message) => {
       const { handler, conn } = ws.getUserData();
