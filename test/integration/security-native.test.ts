@@ -224,9 +224,9 @@ test('HTTP publish: Bearer required; 401 without or with a bad token, 403 outsid
 });
 
 test('origin allowlist: another site refused with 403, listed and own origins allowed', async () => {
-  const open = (origin: string) =>
+  const open = (origin: string, url = broker.url, protocols = protocolsWith(TOKENS.admin)) =>
     new Promise<number>((resolve) => {
-      const ws = new WebSocket(broker.url, protocolsWith(TOKENS.admin), { origin });
+      const ws = new WebSocket(url, protocols, { origin });
       ws.once('unexpected-response', (_req, res) => {
         resolve(res.statusCode ?? 0);
         ws.terminate();
@@ -240,6 +240,10 @@ test('origin allowlist: another site refused with 403, listed and own origins al
   assert.equal(await open('https://evil.example'), 403);
   assert.equal(await open('https://app.example.com'), 101);
   assert.equal(await open(`http://127.0.0.1:${broker.port}`), 101);
+  // MQTT over WebSocket is guarded the same way.
+  const mqttUrl = `ws://127.0.0.1:${broker.port}/mqtt`;
+  assert.equal(await open('https://evil.example', mqttUrl, ['mqtt']), 403);
+  assert.equal(await open('https://app.example.com', mqttUrl, ['mqtt']), 101);
   const m = await scrapeMetrics(broker.httpUrl);
   assert.ok((m.get('topicast_origin_refused_total') ?? 0) >= 1);
 });
