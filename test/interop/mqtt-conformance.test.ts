@@ -1004,6 +1004,37 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     await own.stop();
   });
 
+  test('v5 redelivery on resumption respects the new connection\'s Receive Maximum [MQTT-3.3.4-9] [MQTT-4.4.0-1]', async () => {
+    const persistent = { clean: false, properties: { sessionExpiryInterval: 30, receiveMaximum: 5 } };
+    const a = await client(5, 'rm-resume', persistent);
+    await subscribe(a, [{ topic: 'rmr5/x', qos: 2 }]);
+    const pub = await client(5, 'rm-resume-pub');
+    for (let i = 0; i < 5; i++) await publish(pub, 'rmr5/x', String(i), i % 2 === 0 ? 1 : 2);
+    const first: Publish[] = [];
+    for (let i = 0; i < 5; i++) first.push(await a.next('publish'));
+    a.destroy();
+    await a.closedPromise;
+    await sleep(100);
+    const b = await client(5, 'rm-resume', { clean: false, properties: { sessionExpiryInterval: 30, receiveMaximum: 2 } });
+    await sleep(300);
+    const resent = b.packets.filter((p) => p.cmd === 'publish') as Publish[];
+    assert.equal(resent.length, 2, `at most 2 unacknowledged, got ${resent.length}`);
+    const seen: Publish[] = [];
+    for (let i = 0; i < 5; i++) {
+      const m = await b.next('publish');
+      assert.equal(m.dup, true);
+      seen.push(m);
+      if (m.qos === 1) b.send({ cmd: 'puback', messageId: m.messageId! });
+      else {
+        b.send({ cmd: 'pubrec', messageId: m.messageId! });
+        await b.next('pubrel');
+        b.send({ cmd: 'pubcomp', messageId: m.messageId! });
+      }
+    }
+    assert.deepEqual(seen.map((m) => [m.messageId, m.payload.toString()]), first.map((m) => [m.messageId, m.payload.toString()]), 'same ids, same order');
+    assert.equal(await quiet(b), true);
+  });
+
   test('v3.1.1 QoS 2 inbound: a resent PUBLISH with a held packet id is acknowledged, not delivered twice [MQTT-4.3.3-10 (5: -9)]', async () => {
     const c = await client(4, 'q2dup');
     await subscribe(c, [{ topic: 'q2dup/x', qos: 2 }]);

@@ -51,8 +51,11 @@ export interface Delivery {
 }
 
 export interface InflightEntry extends Delivery {
-  /** 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP. */
-  state: 'publish' | 'pubrel';
+  /**
+   * 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP;
+   * 'resend': sent on an earlier connection, to be resent with DUP once the Receive Maximum allows.
+   */
+  state: 'publish' | 'pubrel' | 'resend';
 }
 
 /** What a session needs from its live connection. */
@@ -89,6 +92,8 @@ export class MqttSession implements Subscriber {
   private queue: Delivery[] = [];
   private queueHead = 0;
   private nextPacketId = 1;
+  /** Some in-flight entries wait in state 'resend' (after a resumption): they go before anything queued. */
+  private resending = false;
   link: SessionLink | undefined;
   /** Seconds the session survives its connection (0: ends with it). */
   expirySec = 0;
@@ -214,7 +219,7 @@ export class MqttSession implements Subscriber {
       else this.server.stats.offlineQos0Dropped++;
       return;
     }
-    if (this.link && this.queuedCount === 0 && this.inflight.size < this.link.sendQuota && this.link.hasRoom()) {
+    if (this.link && !this.resending && this.queuedCount === 0 && this.inflight.size < this.link.sendQuota && this.link.hasRoom()) {
       this.sendNew(d);
       return;
     }
@@ -252,6 +257,7 @@ export class MqttSession implements Subscriber {
   pump(): void {
     const link = this.link;
     if (!link) return;
+    if (this.resending && !this.resendHeld(link)) return;
     const now = this.server.ctx.now();
     while (this.queueHead < this.queue.length && this.inflight.size < link.sendQuota && link.hasRoom()) {
       const d = this.queue[this.queueHead]!;
@@ -300,15 +306,42 @@ export class MqttSession implements Subscriber {
     }
   }
 
-  /** Resends everything in flight after a resumption [MQTT-4.4.0-1], then fills free slots. */
+  /**
+   * Resends everything in flight after a resumption [MQTT-4.4.0-1]: PUBRELs at once, PUBLISHes
+   * (DUP, same ids, same order [MQTT-4.6.0-1]) only while the new connection's Receive Maximum
+   * allows [MQTT-3.3.4-9]; the rest follow as acknowledgements free slots. Then fills free slots.
+   */
   resume(): void {
     const link = this.link!;
     for (const [id, entry] of this.inflight) {
-      if (entry.state === 'pubrel') link.sendPubrel(id);
-      else if (!link.sendPublish(entry, id, true)) this.inflight.delete(id); // [MQTT-3.3.1-1] DUP on redelivery
-      if (this.link !== link) return;
+      if (entry.state === 'pubrel') {
+        link.sendPubrel(id);
+        if (this.link !== link) return;
+      } else {
+        entry.state = 'resend';
+        this.resending = true;
+      }
     }
     this.pump();
+  }
+
+  /** Resends held entries in order while there is quota; true once none is left. */
+  private resendHeld(link: SessionLink): boolean {
+    let outstanding = 0;
+    for (const e of this.inflight.values()) if (e.state !== 'resend') outstanding++;
+    for (const [id, entry] of this.inflight) {
+      if (entry.state !== 'resend') continue;
+      if (outstanding >= link.sendQuota || !link.hasRoom()) return false;
+      entry.state = 'publish';
+      outstanding++;
+      if (!link.sendPublish(entry, id, true)) { // [MQTT-3.3.1-1] DUP on redelivery
+        this.inflight.delete(id);
+        outstanding--;
+      }
+      if (this.link !== link) return false;
+    }
+    this.resending = false;
+    return true;
   }
 
   /**
