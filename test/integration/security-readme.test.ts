@@ -84,7 +84,9 @@ test('docs/SECURITY.md: the openssl-only JWT recipe makes a token the broker acc
   writeFileSync(join(work, 'jwt-secret'), 'a-shared-secret-of-at-least-32-bytes!!');
   const token = (await run('bash', ['-c', script], { cwd: work })).stdout.trim();
   const broker = await startBroker({ args: ['--auth-jwt-key-file', join(work, 'jwt-secret')] });
-  const client = await connect(broker.url, { token });
+  const client = await connect(broker.url, { token }).catch((err: Error) => {
+    throw new Error(`${err.message}; token ${token.length} chars; broker log:\n${broker.logs.join('\n')}`);
+  });
   await client.publish('devices/pi-01/temp', 20, { ack: true });
   await assert.rejects(client.publish('devices/pi-02/temp', 20, { ack: true }));
   await client.close();
