@@ -1035,6 +1035,36 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     assert.equal(await quiet(b), true);
   });
 
+  test('v5 user properties with a repeated name interleaved with another keep their wire order [MQTT-3.3.2-18]', async () => {
+    const withId = await client(5, 'up-order-id');
+    await subscribe(withId, [{ topic: 'upo5/x', qos: 1 }], { subscriptionIdentifier: 3 }); // encoded per subscriber
+    const plain = await client(5, 'up-order');
+    await subscribe(plain, [{ topic: 'upo5/x', qos: 1 }]); // the shared encode
+    const pub = await client(5, 'up-order-pub');
+    const up = (k: string, v: string): number[] => [0x26, 0, k.length, ...Buffer.from(k), 0, v.length, ...Buffer.from(v)];
+    const props = [...up('a', '1'), ...up('b', '2'), ...up('a', '3')];
+    for (const qos of [0, 1] as const) {
+      const wires = [withId, plain].map((c) => {
+        const wire: Buffer[] = [];
+        const onData = (b: Buffer): number => wire.push(b);
+        c.socket.on('data', onData);
+        return { c, wire, onData };
+      });
+      const body = [0x00, 0x06, ...Buffer.from('upo5/x'), ...(qos ? [0x00, 0x09] : []), props.length, ...props, 0x78, 0x79];
+      pub.write(Buffer.from([0x30 | (qos << 1), body.length, ...body]));
+      for (const { c, wire, onData } of wires) {
+        const m = await receive(c);
+        c.socket.off('data', onData);
+        assert.equal(m.payload.toString(), 'xy', 'payload intact');
+        assert.deepEqual(ids(m), c === withId ? [3] : []);
+        assert.deepEqual({ ...m.properties?.userProperties }, { a: ['1', '3'], b: '2' });
+        const bytes = Buffer.concat(wire);
+        const at = (k: string, v: string): number => bytes.indexOf(Buffer.from(up(k, v)));
+        assert.ok(at('a', '1') >= 0 && at('a', '1') < at('b', '2') && at('b', '2') < at('a', '3'), `QoS ${qos}: order a=1, b=2, a=3 (offsets ${at('a', '1')}, ${at('b', '2')}, ${at('a', '3')})`);
+      }
+    }
+  });
+
   test('v3.1.1 QoS 2 inbound: a resent PUBLISH with a held packet id is acknowledged, not delivered twice [MQTT-4.3.3-10 (5: -9)]', async () => {
     const c = await client(4, 'q2dup');
     await subscribe(c, [{ topic: 'q2dup/x', qos: 2 }]);

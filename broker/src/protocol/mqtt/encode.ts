@@ -11,6 +11,7 @@
  */
 import mqtt from 'mqtt-packet';
 import type { Message, MessageProperties } from '../../core/message.js';
+import { appendUserProperties, userPropertyOrder, type Pairs } from './user-properties.js';
 
 export type Version = 3 | 4 | 5;
 
@@ -39,7 +40,8 @@ function v5Properties(message: Message, expirySec: number | undefined): PublishP
   if (p.contentType !== undefined) out.contentType = p.contentType; // [MQTT-3.3.2-20]
   if (p.responseTopic !== undefined) out.responseTopic = p.responseTopic; // [MQTT-3.3.2-15]
   if (p.correlationData !== undefined) out.correlationData = Buffer.from(p.correlationData); // [MQTT-3.3.2-16]
-  if (p.userProperties !== undefined) out.userProperties = p.userProperties; // [MQTT-3.3.2-17] order kept
+  // [MQTT-3.3.2-17]; an order the object cannot express is appended by generatePublish [MQTT-3.3.2-18].
+  if (p.userProperties !== undefined && userPropertyOrder(p.userProperties) === undefined) out.userProperties = p.userProperties;
   return out;
 }
 
@@ -56,7 +58,9 @@ function generatePublish(
     retain,
   };
   if (qos > 0) packet.messageId = packetId;
+  let ordered: Pairs | undefined;
   if (version === 5) {
+    ordered = userPropertyOrder(message.properties?.userProperties);
     const props = v5Properties(message, expirySec);
     if (props || extra?.subscriptionIds || extra?.topicAlias) {
       const p: PublishProperties = props ?? {};
@@ -65,7 +69,8 @@ function generatePublish(
       packet.properties = p;
     }
   }
-  return mqtt.generate(packet, { protocolVersion: version });
+  const bytes = mqtt.generate(packet, { protocolVersion: version });
+  return ordered === undefined ? bytes : appendUserProperties(bytes, qos > 0, ordered);
 }
 
 /** Shape keys by [v5][qos][retain], so the hot path builds no string. */
