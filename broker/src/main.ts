@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     return;
   }
   log.info(
-    { host: config.host, port: broker.port, mqttPort: broker.mqttPort, version: VERSION, url: `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${broker.port}/` },
+    { host: config.host, port: broker.port, mqttPort: broker.mqttPort, version: VERSION, url: `${config.tlsCertFile ? 'https' : 'http'}://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${broker.port}/` },
     'listening',
   );
   let signals = 0;

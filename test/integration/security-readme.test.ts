@@ -1,5 +1,5 @@
 /**
- * The README's "Securing Topicast" example (docs/securing-readme-section.md) works as written:
+ * The README's "Securing Topicast" example works as written:
  * its token file starts a broker; the mosquitto_pub, curl (as fetch) and SDK lines behave as
  * their comments say; the JWT claim shown is accepted with the flags shown.
  */
@@ -16,7 +16,8 @@ import { isDelivery, NativeClient, sleep } from '../helpers/native-client.js';
 import { keyPair, nowSec, signJwt } from '../unit/auth/jwt-sign.js';
 
 const run = promisify(execFile);
-const section = readFileSync(new URL('../../../docs/securing-readme-section.md', import.meta.url), 'utf8');
+const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+const section = readme.slice(readme.indexOf('## Securing Topicast'), readme.indexOf('\n## ', readme.indexOf('## Securing Topicast') + 3));
 const dir = mkdtempSync(join(tmpdir(), 'topicast-readme-sec-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 

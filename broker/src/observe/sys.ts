@@ -53,6 +53,15 @@ const FIGURES: readonly SysFigure[] = [
   { topic: '$SYS/broker/clients/slow-disconnects', metric: 'topicast_slow_consumer_disconnects_total' },
   { topic: '$SYS/broker/messages/rate-limited', metric: 'topicast_rate_limited_total' },
   { topic: '$SYS/broker/memory/rss', metric: 'topicast_process_resident_bytes' },
+  { topic: '$SYS/broker/security/auth-failures', metric: 'topicast_auth_failures_total' },
+  { topic: '$SYS/broker/security/denied', metric: 'topicast_auth_denied_total' },
+  { topic: '$SYS/broker/security/withheld', metric: 'topicast_auth_withheld_total' },
+  { topic: '$SYS/broker/security/expired', metric: 'topicast_auth_expired_total' },
+  { topic: '$SYS/broker/security/origin-refused', metric: 'topicast_origin_refused_total' },
+  { topic: '$SYS/broker/limits/connections-per-ip', metric: 'topicast_limit_connections_per_ip_refused_total' },
+  { topic: '$SYS/broker/limits/connect-rate', metric: 'topicast_limit_connect_rate_refused_total' },
+  { topic: '$SYS/broker/limits/auth-backoff', metric: 'topicast_limit_auth_backoff_refused_total' },
+  { topic: '$SYS/broker/limits/subscriptions', metric: 'topicast_subscriptions_refused_total' },
 ];
 
 const utf8 = new TextEncoder();
