@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   const execs = config.exec.map((e) => new ExecSensor(e, agent, { log }));
   agent.start();
   for (const e of execs) e.start();
-  log.info(`topicast-agent ${agentVersion()} publishing devices/${config.id}/ to ${config.urls.join(', ')} (${config.transport}), ${config.readers.length} readers, ${execs.length} exec sensors`);
+  log.info(`topicast-agent ${agentVersion()} publishing devices/${config.id}/ to ${config.urls.map(withoutPassword).join(', ')} (${config.transport}), ${config.readers.length} readers, ${execs.length} exec sensors`);
 
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals) => {
@@ -103,3 +103,15 @@ main().catch((err: unknown) => {
   process.stderr.write(`topicast-agent: ${(err as Error)?.stack ?? String(err)}\n`);
   process.exit(1);
 });
+
+/** A broker URL fit for the log: an MQTT password given in it (`mqtt://user:pass@host`) is never written out. */
+function withoutPassword(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password === '') return url;
+    u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
