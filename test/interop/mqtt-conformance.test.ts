@@ -1065,6 +1065,15 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     }
   });
 
+  test('v5 CONNECT: Authentication Data without Authentication Method is a Protocol Error (§3.1.2.11.10); a method we lack → 0x8C', async () => {
+    const a = await connect(5, { clientId: 'authdata', properties: { authenticationData: Buffer.from('x') } });
+    assert.equal(a.connack.reasonCode, 0x82);
+    assert.equal(await a.client.waitClosed(), true);
+    const b = await connect(5, { clientId: 'authmethod', properties: { authenticationMethod: 'SCRAM-SHA-1' } });
+    assert.equal(b.connack.reasonCode, 0x8c);
+    assert.equal(await b.client.waitClosed(), true);
+  });
+
   test('v3.1.1 QoS 2 inbound: a resent PUBLISH with a held packet id is acknowledged, not delivered twice [MQTT-4.3.3-10 (5: -9)]', async () => {
     const c = await client(4, 'q2dup');
     await subscribe(c, [{ topic: 'q2dup/x', qos: 2 }]);

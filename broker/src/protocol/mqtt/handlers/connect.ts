@@ -55,6 +55,7 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
   if (v5) {
     if (props?.receiveMaximum === 0) return refuse(c, Reason.protocolError, 'Receive Maximum 0'); // MQTT 5 §3.1.2.11.3
     if (props?.maximumPacketSize === 0) return refuse(c, Reason.protocolError, 'Maximum Packet Size 0'); // MQTT 5 §3.1.2.11.4
+    if (props?.authenticationData !== undefined && props.authenticationMethod === undefined) return refuse(c, Reason.protocolError, 'Authentication Data without Authentication Method'); // MQTT 5 §3.1.2.11.10
     if (props?.authenticationMethod !== undefined) return refuse(c, Reason.badAuthenticationMethod, 'enhanced authentication is not supported');
   }
 
