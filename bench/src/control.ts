@@ -30,6 +30,7 @@ export class Gen {
       const idx = this.waiting.findIndex((w) => w.t === m.t);
       if (idx >= 0) this.waiting.splice(idx, 1)[0]!.resolve(m);
     });
+    child.proc.on('error', (err) => console.error(`${role} generator: ${err.message}`));
     void child.exited.then((code) => {
       for (const w of this.waiting.splice(0)) w.reject(new Error(`${role} generator exited (${code}): ${child.logs.slice(-5).join(' | ')}`));
     });
@@ -40,7 +41,11 @@ export class Gen {
   }
 
   send(c: GenCommand): void {
-    if (this.child.proc.connected) this.child.proc.send(c);
+    // A generator that is closing may have shut its IPC channel between the check and the write:
+    // the error goes to the callback (a pending request then times out or sees the exit).
+    if (this.child.proc.connected) this.child.proc.send(c, (err) => {
+      if (err && process.env.BENCH_DEBUG) console.error(`${this.role} generator: send failed: ${err.message}`);
+    });
   }
 
   request<R extends Reply = Reply>(c: GenCommand, expect: string, timeoutMs = 60_000): Promise<R> {
@@ -74,6 +79,7 @@ export class Gen {
   }
 
   async close(): Promise<void> {
+    this.onFloor = () => undefined;
     try {
       await this.request({ t: 'close' }, 'closed', 3000);
     } catch {

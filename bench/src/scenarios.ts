@@ -38,6 +38,7 @@ async function withTarget<T>(t: Target, o: StartOptions, gens: string[], fn: (r:
   try {
     return await fn(running, g);
   } finally {
+    for (const x of g) x.onFloor = () => undefined; // no more credit relays while closing
     await Promise.all(g.map((x) => x.close()));
     await running.stop();
   }
