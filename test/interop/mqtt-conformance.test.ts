@@ -1074,6 +1074,36 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     assert.equal(await b.client.waitClosed(), true);
   });
 
+  test('UTF-8: an ill-formed string anywhere is a malformed packet, a well-formed U+FFFD is an ordinary character [MQTT-1.5.4-1]', async () => {
+    const sub = await client(5, 'u8-sub');
+    await subscribe(sub, [{ topic: 'u8/\uFFFD', qos: 0 }]);
+    const pub = await client(5, 'u8-pub');
+    await publish(pub, 'u8/\uFFFD', 'replacement character', 0, { properties: { contentType: 'text/\uFFFD', userProperties: { '\uFFFD': '\uFFFD' } } });
+    const m = await receive(sub);
+    assert.equal(m.topic, 'u8/\uFFFD');
+    assert.equal(m.properties?.contentType, 'text/\uFFFD');
+    const bad = [0xed, 0xa0, 0x80]; // a UTF-16 surrogate, encoded: not UTF-8
+    const cases: [string, number[]][] = [
+      // PUBLISH QoS 0, topic "a/b", properties: Content Type <bad>, payload "x"
+      ['content type', [0x30, 13, 0x00, 0x03, 0x61, 0x2f, 0x62, 6, 0x03, 0x00, 0x03, ...bad, 0x78]],
+      // PUBLISH QoS 0, topic "a/b", properties: User Property ("k", <bad>), payload "x"
+      ['user property value', [0x30, 16, 0x00, 0x03, 0x61, 0x2f, 0x62, 9, 0x26, 0x00, 0x01, 0x6b, 0x00, 0x03, ...bad, 0x78]],
+      // PUBLISH QoS 0, topic "a" + <bad>
+      ['topic', [0x30, 8, 0x00, 0x04, 0x61, ...bad, 0x00, 0x78]],
+    ];
+    for (const [what, bytes] of cases) {
+      const c = await client(5, `u8-bad-${what}`);
+      c.write(Buffer.from(bytes));
+      const d = await c.next('disconnect').catch((err: Error) => assert.fail(`${what}: ${err.message}`));
+      assert.equal(d.reasonCode, 0x81, what);
+    }
+    // CONNECT 3.1.1 with client id "a" + <bad>: closed without CONNACK
+    const raw = await RawClient.open(broker.mqttPort, 4);
+    raw.write(Buffer.from([0x10, 16, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, 0, 0, 0, 4, 0x61, ...bad]));
+    assert.equal(await raw.waitClosed(), true);
+    assert.equal(raw.packets.length, 0);
+  });
+
   test('v3.1.1 QoS 2 inbound: a resent PUBLISH with a held packet id is acknowledged, not delivered twice [MQTT-4.3.3-10 (5: -9)]', async () => {
     const c = await client(4, 'q2dup');
     await subscribe(c, [{ topic: 'q2dup/x', qos: 2 }]);

@@ -15,7 +15,7 @@ import { encodePacket, type Version } from '../encode.js';
 import { Reason, returnCodeFor } from '../reasons.js';
 import { MqttSession, type WillFactory } from '../session.js';
 import { isBrokerTopic } from '../reserved.js';
-import { isValidUtf8, wasIllFormed } from '../utf8.js';
+import { isValidUtf8 } from '../utf8.js';
 
 type ConnackProperties = NonNullable<mqtt.IConnackPacket['properties']>;
 
@@ -51,7 +51,6 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
   if (p.will && (p.will.qos as number) === 3) return malformed(c, 'will QoS 3'); // [MQTT-3.1.2-14]
   if (!v5 && p.password !== undefined && p.username === undefined) return malformed(c, 'password without user name'); // [MQTT-3.1.2-22]
   if (p.clientId.includes('\u0000')) return malformed(c, 'client id contains NUL'); // [MQTT-1.5.4-2]
-  if (wasIllFormed(p.clientId) || (p.will !== undefined && wasIllFormed(p.will.topic))) return malformed(c, 'ill-formed UTF-8'); // [MQTT-1.5.4-1]
   if (v5) {
     if (props?.receiveMaximum === 0) return refuse(c, Reason.protocolError, 'Receive Maximum 0'); // MQTT 5 §3.1.2.11.3
     if (props?.maximumPacketSize === 0) return refuse(c, Reason.protocolError, 'Maximum Packet Size 0'); // MQTT 5 §3.1.2.11.4

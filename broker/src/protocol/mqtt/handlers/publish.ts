@@ -16,7 +16,7 @@ import { createMessage, type MessageProperties } from '../../../core/message.js'
 import type { MqttConnection } from '../connection.js';
 import { Reason } from '../reasons.js';
 import { isBrokerTopic } from '../reserved.js';
-import { isValidUtf8, wasIllFormed } from '../utf8.js';
+import { isValidUtf8 } from '../utf8.js';
 
 function sendAck(c: MqttConnection, qos: 1 | 2, id: number, reason: number, why?: string): void {
   const packet: mqtt.IPubackPacket | mqtt.IPubrecPacket = { cmd: qos === 1 ? 'puback' : 'pubrec', messageId: id };
@@ -74,7 +74,6 @@ export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
     }
   }
   if (topic === '') return c.disconnect(Reason.protocolError, 'empty topic name without a topic alias'); // MQTT 5 §3.3.2.1 (3.1.1: [MQTT-4.7.3-1], closed)
-  if (wasIllFormed(topic)) return c.disconnect(Reason.malformedPacket, 'topic is not well-formed UTF-8'); // [MQTT-1.5.4-1]
   const problem = topicProblem(topic, ctx.topicLimits);
   if (problem !== undefined) return c.disconnect(Reason.topicNameInvalid, `topic ${problem}`); // [MQTT-3.3.2-2] [MQTT-4.7.3-1]
   if (alias !== undefined && p.topic !== '') (c.inboundAliases ??= new Map()).set(alias, topic); // MQTT 5 §3.3.2.3.4: (re)maps the alias

@@ -13,7 +13,6 @@ import type { MqttConnection } from '../connection.js';
 import { Reason, SUBACK_FAILURE_V4 } from '../reasons.js';
 import type { MqttSubscriptionOptions } from '../session.js';
 import { parseShared } from '../shared.js';
-import { wasIllFormed } from '../utf8.js';
 
 /** Subscription Identifier range (MQTT 5 §3.8.2.1.2): a Variable Byte Integer of 1 to 268,435,455. */
 const MAX_SUBSCRIPTION_ID = 268_435_455;
@@ -33,7 +32,6 @@ export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
   const fail = (reason: number): number => (v5 ? reason : SUBACK_FAILURE_V4);
   const granted: number[] = [];
   const retainedFor: { filter: string; options: MqttSubscriptionOptions }[] = [];
-  if (p.subscriptions.some((s) => wasIllFormed(s.topic))) return c.disconnect(Reason.malformedPacket, 'filter is not well-formed UTF-8'); // [MQTT-1.5.4-1]
   for (const s of p.subscriptions) {
     const filter = s.topic;
     const shared = parseShared(filter);

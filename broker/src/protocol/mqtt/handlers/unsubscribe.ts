@@ -8,14 +8,12 @@ import type mqtt from 'mqtt-packet';
 import { checkFilter } from '../../../session/limits.js';
 import type { MqttConnection } from '../connection.js';
 import { Reason } from '../reasons.js';
-import { wasIllFormed } from '../utf8.js';
 
 export function onUnsubscribe(c: MqttConnection, p: mqtt.IUnsubscribePacket): void {
   const session = c.session!;
   const id = p.messageId ?? 0;
   if (id === 0) return c.disconnect(Reason.protocolError, 'packet identifier 0'); // [MQTT-2.3.1-1]
   if (p.unsubscriptions.length === 0) return c.disconnect(Reason.protocolError, 'UNSUBSCRIBE without a topic filter'); // [MQTT-3.10.3-2]
-  if (p.unsubscriptions.some(wasIllFormed)) return c.disconnect(Reason.malformedPacket, 'filter is not well-formed UTF-8'); // [MQTT-1.5.4-1]
   const codes: number[] = [];
   for (const filter of p.unsubscriptions) {
     if (checkFilter(filter, c.server.ctx.topicLimits) !== undefined) codes.push(Reason.topicFilterInvalid);
