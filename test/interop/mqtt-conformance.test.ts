@@ -1104,6 +1104,27 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     assert.equal(raw.packets.length, 0);
   });
 
+  test('server limits announced in CONNACK are the ones applied: Server Keep Alive [MQTT-3.2.2-21], capped Session Expiry Interval (§3.2.2.3.2)', async () => {
+    const own = await startBroker({ args: ['--mqtt-max-keepalive-sec', '1', '--mqtt-max-session-expiry-sec', '1'] });
+    const ka = await RawClient.connect(own.mqttPort, { clientId: 'ska-used', keepalive: 0 }, 5);
+    assert.equal(ka.connack.properties?.serverKeepAlive, 1);
+    const start = Date.now();
+    const d = await ka.client.next('disconnect', 4000);
+    assert.equal(d.reasonCode, 0x8d);
+    assert.ok(Date.now() - start >= 1000, `closed after the keep alive (${Date.now() - start} ms)`);
+    const s1 = await RawClient.connect(own.mqttPort, { clientId: 'sx-cap', clean: false, properties: { sessionExpiryInterval: 100 } }, 5);
+    assert.equal(s1.connack.properties?.sessionExpiryInterval, 1);
+    await disconnect(s1.client);
+    const s2 = await RawClient.connect(own.mqttPort, { clientId: 'sx-cap', clean: false, properties: { sessionExpiryInterval: 100 } }, 5);
+    assert.equal(s2.connack.sessionPresent, true);
+    await disconnect(s2.client);
+    await sleep(1600);
+    const s3 = await RawClient.connect(own.mqttPort, { clientId: 'sx-cap', clean: false, properties: { sessionExpiryInterval: 100 } }, 5);
+    assert.equal(s3.connack.sessionPresent, false, 'expired after the granted second');
+    await disconnect(s3.client);
+    await own.stop();
+  });
+
   test('v3.1.1 QoS 2 inbound: a resent PUBLISH with a held packet id is acknowledged, not delivered twice [MQTT-4.3.3-10 (5: -9)]', async () => {
     const c = await client(4, 'q2dup');
     await subscribe(c, [{ topic: 'q2dup/x', qos: 2 }]);
