@@ -1125,6 +1125,21 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     await own.stop();
   });
 
+  test('v5 one-byte properties above 1 are Protocol Errors: Request Problem Information 2 in CONNECT, Payload Format Indicator 2 in PUBLISH', async () => {
+    // CONNECT level 5, clean, keepalive 0, properties: Request Problem Information 2, client id "rpi2"
+    const raw = await RawClient.open(broker.mqttPort, 5);
+    raw.write(Buffer.from([0x10, 19, 0, 4, 0x4d, 0x51, 0x54, 0x54, 5, 0x02, 0, 0, 2, 0x17, 0x02, 0, 4, 0x72, 0x70, 0x69, 0x32]));
+    assert.equal(await raw.waitClosed(), true);
+    assert.equal(raw.packets.some((p) => p.cmd === 'connack' && p.reasonCode === 0), false);
+    const c = await client(5, 'pfi2');
+    // PUBLISH QoS 0, topic "a/b", properties: Payload Format Indicator 2, payload "x"
+    c.write(Buffer.from([0x30, 9, 0x00, 0x03, 0x61, 0x2f, 0x62, 2, 0x01, 0x02, 0x78]));
+    await expectDisconnect(c, 0x82);
+    const ok = await client(5, 'pfi1');
+    ok.write(Buffer.from([0x30, 9, 0x00, 0x03, 0x61, 0x2f, 0x62, 2, 0x01, 0x01, 0x78]));
+    assert.equal(await ok.none('disconnect', 200), true, 'value 1 is fine');
+  });
+
   test('v3.1.1 QoS 2 inbound: a resent PUBLISH with a held packet id is acknowledged, not delivered twice [MQTT-4.3.3-10 (5: -9)]', async () => {
     const c = await client(4, 'q2dup');
     await subscribe(c, [{ topic: 'q2dup/x', qos: 2 }]);

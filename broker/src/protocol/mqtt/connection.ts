@@ -25,6 +25,7 @@ import { Reason, ReturnCode } from './reasons.js';
 import type { MqttServer } from './server.js';
 import { keepUserPropertyOrder } from './user-properties.js';
 import { strictUtf8Strings } from './utf8.js';
+import { strictByteProperties } from './properties.js';
 import { publishWill, type Delivery, type MqttSession, type SessionLink, type WillFactory } from './session.js';
 
 export type ConnectionState = 'new' | 'authenticating' | 'connected' | 'closing' | 'closed';
@@ -97,6 +98,7 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
     this.outbox = new Outbox(viaMqtt, ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
     keepUserPropertyOrder(this.parser); // [MQTT-3.3.2-18]
     strictUtf8Strings(this.parser); // [MQTT-1.5.4-1]
+    strictByteProperties(this.parser);
     this.parser.on('packet', (packet: mqtt.Packet) => this.onPacket(packet));
     this.parser.on('error', (err: Error) => this.onParseError(err));
   }

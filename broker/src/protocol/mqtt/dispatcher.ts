@@ -19,18 +19,20 @@ import { onPubrec } from './handlers/pubrec.js';
 import { onPubrel } from './handlers/pubrel.js';
 import { onSubscribe } from './handlers/subscribe.js';
 import { onUnsubscribe } from './handlers/unsubscribe.js';
-import { misplacedProperty, propertiesProblem, repeatedProperty } from './properties.js';
+import { hasByteAboveOne, misplacedProperty, propertiesProblem, repeatedProperty } from './properties.js';
 import { Reason } from './reasons.js';
 
 export function dispatch(c: MqttConnection, packet: mqtt.Packet): void {
   const p = packet as { properties?: unknown; will?: { properties?: unknown } };
   const repeated = repeatedProperty(p.properties) ?? repeatedProperty(p.will?.properties);
-  if (repeated !== undefined) {
+  const invalid = repeated !== undefined ? `property ${repeated} given more than once` // MQTT 5 §2.2.2.2
+    : hasByteAboveOne(p.properties) || hasByteAboveOne(p.will?.properties) ? 'a one-byte property above 1' : undefined; // MQTT 5 §3.1.2.11.6
+  if (invalid !== undefined) {
     if (c.state === 'new') {
       c.server.stats.protocolErrors++;
-      return c.closeTransport(CloseCode.protocolError, `property ${repeated} given more than once`);
+      return c.closeTransport(CloseCode.protocolError, invalid);
     }
-    return c.disconnect(Reason.protocolError, `property ${repeated} given more than once`); // MQTT 5 §2.2.2.2
+    return c.disconnect(Reason.protocolError, invalid);
   }
   const bad = propertiesProblem(p.properties) ?? propertiesProblem(p.will?.properties)
     ?? misplacedProperty(packet.cmd, p.properties) ?? misplacedProperty('will', p.will?.properties); // MQTT 5 §2.2.2.2

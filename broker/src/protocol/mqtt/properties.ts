@@ -4,6 +4,8 @@
  * -1 (integers), and re-encoding such a property later (to a subscriber, as a will)
  * throws. A packet with such a property is malformed [MQTT-1.5.4-1, MQTT 5 §2.2.2].
  */
+import type mqtt from 'mqtt-packet';
+
 const STRINGS = ['contentType', 'responseTopic', 'assignedClientIdentifier', 'authenticationMethod', 'responseInformation', 'serverReference', 'reasonString'] as const;
 const BINARIES = ['correlationData', 'authenticationData'] as const;
 const INTEGERS = ['messageExpiryInterval', 'topicAlias', 'sessionExpiryInterval', 'receiveMaximum', 'maximumPacketSize', 'topicAliasMaximum', 'willDelayInterval', 'serverKeepAlive', 'maximumQoS'] as const;
@@ -72,4 +74,41 @@ export function misplacedProperty(kind: string, properties: unknown): string | u
   if (allowed === undefined) return undefined;
   for (const k of Object.keys(properties)) if (!allowed.has(k)) return k;
   return undefined;
+}
+
+const BYTE_ABOVE_ONE = Symbol('byteAboveOne');
+
+interface ParserInternals {
+  _pos: number;
+  _list: { length: number; readUInt8(at: number): number };
+  _parseProperties(): unknown;
+  _parseByType(type: string): unknown;
+}
+
+/**
+ * mqtt-packet reads the one-byte properties a client sends (Payload Format Indicator, Request
+ * Problem / Response Information) as booleans, so 2..255 would pass as 1. This hook marks a
+ * properties object that held such a value: a Protocol Error (MQTT 5 §3.1.2.11.6-7, §3.3.2.3.2).
+ */
+export function strictByteProperties(parser: mqtt.Parser): void {
+  const p = parser as unknown as ParserInternals;
+  const parseProperties = p._parseProperties;
+  const parseByType = p._parseByType;
+  let invalid = false;
+  p._parseByType = function (this: ParserInternals, type: string) {
+    if (type === 'byte' && this._pos < this._list.length && this._list.readUInt8(this._pos) > 1) invalid = true;
+    return parseByType.call(this, type);
+  };
+  p._parseProperties = function (this: ParserInternals) {
+    invalid = false;
+    const result = parseProperties.call(this);
+    if (invalid && result !== null && typeof result === 'object') Object.defineProperty(result, BYTE_ABOVE_ONE, { value: true });
+    invalid = false;
+    return result;
+  };
+}
+
+/** Whether these properties held a one-byte property above 1 (see strictByteProperties). */
+export function hasByteAboveOne(properties: unknown): boolean {
+  return properties !== null && typeof properties === 'object' && (properties as { [BYTE_ABOVE_ONE]?: boolean })[BYTE_ABOVE_ONE] === true;
 }
