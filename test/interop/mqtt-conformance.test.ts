@@ -1140,6 +1140,30 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     assert.equal(await ok.none('disconnect', 200), true, 'value 1 is fine');
   });
 
+  for (const v of [4, 5] as const) {
+    test(`v${v} QoS 2 inbound across a reconnect: the held packet id survives in the session, the message is routed once [MQTT-4.3.3-10 (5: -9)] [MQTT-4.1.0-1]`, async () => {
+      const watch = await client(v, `q2x-watch-${v}`);
+      await subscribe(watch, [{ topic: `q2x${v}/x`, qos: 2 }]);
+      const persistent = v === 5 ? { clean: false, properties: { sessionExpiryInterval: 30 } } : { clean: false };
+      const a = await client(v, `q2x-${v}`, persistent);
+      const packet = { cmd: 'publish' as const, topic: `q2x${v}/x`, payload: Buffer.from('exactly once'), qos: 2 as const, messageId: 77, retain: false, dup: false };
+      a.send(packet);
+      await a.next('pubrec');
+      a.destroy(); // PUBREC lost, as far as the client knows
+      await a.closedPromise;
+      await sleep(50);
+      const b = await connect(v, { clientId: `q2x-${v}`, ...persistent });
+      assert.equal(b.connack.sessionPresent, true);
+      b.client.send({ ...packet, dup: true });
+      assert.equal((await b.client.next('pubrec')).messageId, 77);
+      b.client.send({ cmd: 'pubrel', messageId: 77 });
+      const comp = await b.client.next('pubcomp');
+      assert.equal(comp.reasonCode ?? 0, 0);
+      assert.equal((await receive(watch)).payload.toString(), 'exactly once');
+      assert.equal(await quiet(watch), true, 'not routed a second time');
+    });
+  }
+
   test('v3.1.1 QoS 2 inbound: a resent PUBLISH with a held packet id is acknowledged, not delivered twice [MQTT-4.3.3-10 (5: -9)]', async () => {
     const c = await client(4, 'q2dup');
     await subscribe(c, [{ topic: 'q2dup/x', qos: 2 }]);
