@@ -1164,6 +1164,23 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
     });
   }
 
+  for (const v of [4, 5] as const) {
+    test(`v${v} CONNECT, SUBSCRIBE, PUBLISH pipelined in one write: CONNACK comes first, the rest is processed in order [MQTT-3.2.0-1]`, async () => {
+      const raw = await RawClient.open(broker.mqttPort, v);
+      const g = (packet: mqttPacket.Packet): Buffer => mqttPacket.generate(packet, { protocolVersion: v });
+      raw.write(Buffer.concat([
+        g({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: v, clean: true, keepalive: 0, clientId: `pipelined-${v}` }),
+        g({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `pipe${v}/x`, qos: 1 }] }),
+        g({ cmd: 'publish', topic: `pipe${v}/x`, payload: Buffer.from('early'), qos: 1, messageId: 2, retain: false, dup: false }),
+      ]));
+      const m = await raw.next('publish');
+      assert.equal(m.payload.toString(), 'early');
+      const order = raw.packets.map((p) => p.cmd);
+      assert.equal(order[0], 'connack');
+      assert.ok(order.indexOf('suback') > 0);
+    });
+  }
+
   test('v3.1.1 QoS 2 inbound: a resent PUBLISH with a held packet id is acknowledged, not delivered twice [MQTT-4.3.3-10 (5: -9)]', async () => {
     const c = await client(4, 'q2dup');
     await subscribe(c, [{ topic: 'q2dup/x', qos: 2 }]);
