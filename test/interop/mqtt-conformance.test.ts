@@ -924,9 +924,11 @@ describe('MQTT conformance', { concurrency: 12 }, () => {
       ['Content Type', [0x03, 0x00, 0x01, 0x61, 0x03, 0x00, 0x01, 0x61]],
       ['Message Expiry Interval', [0x02, 0, 0, 0, 9, 0x02, 0, 0, 0, 9]],
       ['Correlation Data', [0x09, 0x00, 0x01, 0x61, 0x09, 0x00, 0x01, 0x61]],
+      ['Payload Format Indicator 0 then 1', [0x01, 0x00, 0x01, 0x01]],
+      ['Message Expiry Interval 0 then 0', [0x02, 0, 0, 0, 0, 0x02, 0, 0, 0, 0]],
     ];
-    for (const [what, props] of cases) {
-      const c = await client(5, `dupprop-${props[0]}`);
+    for (const [i, [what, props]] of cases.entries()) {
+      const c = await client(5, `dupprop-${i}`);
       const body = [...topic, props.length, ...props, 0x78];
       c.write(Buffer.from([0x30, body.length, ...body]));
       await expectDisconnect(c, 0x82).catch((err: Error) => {

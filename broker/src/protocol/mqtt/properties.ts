@@ -42,6 +42,7 @@ export function propertiesProblem(properties: unknown): string | undefined {
  */
 export function repeatedProperty(properties: unknown): string | undefined {
   if (properties === undefined || properties === null || typeof properties !== 'object') return undefined;
+  if ((properties as { [OVERWRITTEN]?: boolean })[OVERWRITTEN] === true) return 'a property';
   for (const [k, v] of Object.entries(properties)) if (k !== 'userProperties' && Array.isArray(v)) return k;
   return undefined;
 }
@@ -77,6 +78,8 @@ export function misplacedProperty(kind: string, properties: unknown): string | u
 }
 
 const BYTE_ABOVE_ONE = Symbol('byteAboveOne');
+/** Set when a repeat overwrote a first value of 0 / false (mqtt-packet only makes arrays of truthy ones). */
+const OVERWRITTEN = Symbol('repeatOverwritten');
 
 interface ParserInternals {
   _pos: number;
@@ -89,20 +92,30 @@ interface ParserInternals {
  * mqtt-packet reads the one-byte properties a client sends (Payload Format Indicator, Request
  * Problem / Response Information) as booleans, so 2..255 would pass as 1. This hook marks a
  * properties object that held such a value: a Protocol Error (MQTT 5 §3.1.2.11.6-7, §3.3.2.3.2).
+ * It also counts the properties parsed, so a repeat that silently replaced a first value of
+ * 0 / false is still seen as a repeat (§2.2.2.2).
  */
 export function strictByteProperties(parser: mqtt.Parser): void {
   const p = parser as unknown as ParserInternals;
   const parseProperties = p._parseProperties;
   const parseByType = p._parseByType;
   let invalid = false;
+  let parsed = 0;
   p._parseByType = function (this: ParserInternals, type: string) {
     if (type === 'byte' && this._pos < this._list.length && this._list.readUInt8(this._pos) > 1) invalid = true;
+    if (type !== 'pair') parsed++;
     return parseByType.call(this, type);
   };
   p._parseProperties = function (this: ParserInternals) {
     invalid = false;
+    parsed = 0;
     const result = parseProperties.call(this);
-    if (invalid && result !== null && typeof result === 'object') Object.defineProperty(result, BYTE_ABOVE_ONE, { value: true });
+    if (result !== null && typeof result === 'object') {
+      if (invalid) Object.defineProperty(result, BYTE_ABOVE_ONE, { value: true });
+      let kept = 0;
+      for (const [k, v] of Object.entries(result)) if (k !== 'userProperties') kept += Array.isArray(v) ? v.length : 1;
+      if (parsed > kept) Object.defineProperty(result, OVERWRITTEN, { value: true });
+    }
     invalid = false;
     return result;
   };
