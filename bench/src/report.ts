@@ -202,10 +202,12 @@ export function svg(res: Results): string {
     const score = r.target.startsWith('≥') ? limit / Math.max(1e-9, r.value!) : r.value! / limit;
     parts.push(`<text x="${x0 - 8}" y="${y + 15}" text-anchor="end">${esc(r.id)}</text>`);
     parts.push(`<rect x="${x0}" y="${y + 3}" width="${Math.max(2, xr(score)).toFixed(1)}" height="${rowH - 8}" fill="${r.met ? '#2f9e44' : '#e03131'}"/>`);
-    parts.push(`<text x="${(x0 + Math.max(2, xr(score)) + 6).toFixed(1)}" y="${y + 15}">${r.value}× (target ${esc(r.target)})</text>`);
+    const busy = r.otherLoad !== undefined && r.otherLoad > CONTENDED ? '*' : '';
+    parts.push(`<text x="${x0 + bw + 8}" y="${y + 15}">${r.value}×${busy} (${esc(r.target)})</text>`);
   });
   const x1 = x0 + xr(1);
   parts.push(`<line x1="${x1}" y1="${top2 - 4}" x2="${x1}" y2="${top2 + ratiosShown.length * rowH}" stroke="#000" stroke-dasharray="4 3"/>`);
+  parts.push(`<text x="10" y="${top2 + ratiosShown.length * rowH + 22}" font-size="11">* measured while other processes took more than ${CONTENDED * 100} % of a pinned core (shared machine); bars are capped at ${maxScore}×.</text>`);
   parts.push('</svg>');
   return parts.join('\n') + '\n';
 }
