@@ -80,6 +80,9 @@ export class Flusher {
   }
 }
 
+const NO_ITEMS: (Uint8Array | FrameSource)[] = Object.freeze([]) as unknown as (Uint8Array | FrameSource)[];
+const NO_KINDS: number[] = Object.freeze([]) as unknown as number[];
+
 const DATA = 0;
 const CONTROL = 1;
 const SOURCE = 2;
@@ -87,8 +90,10 @@ const SOURCE = 2;
 export class Outbox {
   /** Flusher bookkeeping. */
   queuedForFlush = false;
-  private items: (Uint8Array | FrameSource)[] = [];
-  private kinds: number[] = [];
+  // Idle outboxes share one empty queue: a drained queue's grown arrays would otherwise stay
+  // allocated per connection (≈ 400 bytes each at 10k idle connections). Replaced on first push.
+  private items: (Uint8Array | FrameSource)[] = NO_ITEMS;
+  private kinds: number[] = NO_KINDS;
   private head = 0;
   private queuedBytes = 0;
   private conflated: Map<string, Uint8Array> | undefined;
@@ -153,6 +158,7 @@ export class Outbox {
   /** Queues a paced source (retained snapshot); frames behind it wait until it is exhausted. */
   pushSource(source: FrameSource): void {
     if (this.closed) return;
+    this.ownQueue();
     this.items.push(source);
     this.kinds.push(SOURCE);
     this.flusher.mark(this);
@@ -161,8 +167,8 @@ export class Outbox {
   /** Stops all sending; the connection is going away. */
   close(): void {
     this.closed = true;
-    this.items = [];
-    this.kinds = [];
+    this.items = NO_ITEMS;
+    this.kinds = NO_KINDS;
     this.head = 0;
     this.queuedBytes = 0;
     this.conflated = undefined;
@@ -172,11 +178,12 @@ export class Outbox {
   flush(): void {
     if (this.closed) return;
     if (this.head === this.items.length && !this.conflated) return;
-    this.conn.cork(this.writeQueued);
+    // A closure per flush rather than one per outbox: flushes are per tick, outboxes live for hours.
+    this.conn.cork(() => this.writeQueued());
     this.bufferedEstimate = this.conn.bufferedBytes();
   }
 
-  private readonly writeQueued = (): void => {
+  private writeQueued(): void {
     const { conn, stats, items, kinds } = this;
     while (this.head < items.length) {
       if (this.closed) return;
@@ -208,8 +215,8 @@ export class Outbox {
       stats.bytesSent += bytes.length;
     }
     // Queue empty: reset storage so arrays do not grow forever.
-    this.items.length = 0;
-    this.kinds.length = 0;
+    this.items = NO_ITEMS;
+    this.kinds = NO_KINDS;
     this.head = 0;
     if (this.conflated && conn.bufferedBytes() < this.limits.maxBufferedBytes) {
       const pending = this.conflated;
@@ -220,9 +227,17 @@ export class Outbox {
         stats.bytesSent += bytes.length;
       }
     }
-  };
+  }
+
+  private ownQueue(): void {
+    if (this.items === NO_ITEMS) {
+      this.items = [];
+      this.kinds = [];
+    }
+  }
 
   private enqueue(bytes: Uint8Array, kind: number): void {
+    this.ownQueue();
     this.items.push(bytes);
     this.kinds.push(kind);
     this.queuedBytes += bytes.length;

@@ -71,7 +71,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   private readonly outbox: Outbox;
   private readonly subscriptions = new Map<string, Subscription>();
   private will: WillMessage | undefined;
-  private readonly bucket: TokenBucket;
+  private bucket: TokenBucket | undefined; // made on the first publish: most connections only subscribe
   private closed = false;
   /** undefined: unrestricted (authentication off). */
   private readonly permissions: Permissions | undefined;
@@ -93,7 +93,6 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     this.permissions = principal?.permissions;
     if (principal?.expiresAtMs !== undefined) this.armExpiry(principal.expiresAtMs + ctx.config.authClockSkewSec * 1000);
     this.outbox = new Outbox(conn, ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
-    this.bucket = new TokenBucket(ctx.config.maxPublishesPerSec, ctx.config.publishBurst, ctx.now());
     this.outbox.pushControl(welcome);
   }
 
@@ -218,6 +217,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
 
   private onPublish(frame: Extract<ClientFrame, { op: typeof Op.publish }>): void {
     const { ctx } = this;
+    this.bucket ??= new TokenBucket(ctx.config.maxPublishesPerSec, ctx.config.publishBurst, ctx.now());
     if (!this.bucket.take(ctx.now())) {
       ctx.counters.rateLimited++;
       if (frame.id !== 0) this.error(frame.id, ErrorCode.rateLimited, `more than ${ctx.config.maxPublishesPerSec} publishes per second`);
