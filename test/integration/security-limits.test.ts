@@ -141,6 +141,35 @@ test('backoff after failed authentication: the address waits, even with a good t
   await broker.stop();
 });
 
+test('backoff after failed authentication over MQTT: guesses put the address in backoff, then it recovers', { timeout: 20_000 }, async () => {
+  const tokens = join(dir, 'tokens-mqtt.json');
+  writeFileSync(tokens, JSON.stringify({ tokens: [{ token: 'good-mqtt-token', subscribe: ['#'], publish: ['#'] }] }));
+  const broker = await startBroker({ args: ['--auth-token-file', tokens, '--auth-failures-before-backoff', '2', '--auth-backoff-max-sec', '1', '--connect-rate-per-ip', '0', NO_EXEMPTION] });
+  // The CONNACK reason code, or 'closed' when the connection ends without one (refused at accept).
+  const attempt = (password: string): Promise<number | 'closed'> => new Promise((resolve, reject) => {
+    const socket = netConnect(broker.mqttPort, '127.0.0.1');
+    const parser = mqttPacket.parser({ protocolVersion: 5 });
+    let answer: number | 'closed' = 'closed';
+    parser.on('packet', (p) => {
+      if (p.cmd === 'connack') answer = p.reasonCode ?? -1;
+      socket.end();
+    });
+    socket.on('data', (d) => parser.parse(d));
+    socket.on('close', () => resolve(answer));
+    socket.on('error', () => undefined);
+    setTimeout(() => reject(new Error('no answer within 5 s')), 5000).unref();
+    socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: `c-${password}`, clean: true, keepalive: 30, username: 'dev', password: Buffer.from(password) }, { protocolVersion: 5 }));
+  });
+  assert.equal(await attempt('guess-1'), 0x86);
+  assert.equal(await attempt('guess-2'), 0x86);
+  assert.equal(await attempt('good-mqtt-token'), 'closed', 'in backoff, even with the right token: refused at accept');
+  await sleep(1100);
+  assert.equal(await attempt('good-mqtt-token'), 0, 'recovered');
+  const m = await scrapeMetrics(broker.httpUrl);
+  assert.ok((m.get('topicast_limit_auth_backoff_refused_total') ?? 0) >= 1);
+  await broker.stop();
+});
+
 test('publishes per client and subscriptions per client are limited and counted', { timeout: 20_000 }, async () => {
   const broker = await startBroker({ args: ['--max-subscriptions-per-connection', '2', '--max-publishes-per-sec', '1', '--publish-burst', '2'] });
   const c = await NativeClient.connect(broker.url);

@@ -169,7 +169,7 @@ export function guardTcp(protocol: ProtocolHandler, guard: AbuseGuard): Protocol
   return {
     name: protocol.name,
     open(conn: Connection, principal?: Principal): ConnectionHandler {
-      const ip = addressKey(conn.remoteAddress, true);
+      const ip = addressKey(conn.remoteAddress, false);
       if (guard.admit(ip) !== undefined) {
         conn.close(CloseCode.tryAgainLater, 'per-IP limit');
         return REFUSED;

@@ -23,7 +23,7 @@ class TcpConnection implements Connection {
   readonly remoteAddress: string;
 
   constructor(private readonly socket: Socket) {
-    this.remoteAddress = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
+    this.remoteAddress = socket.remoteAddress ?? ''; // the IP alone, like the WebSocket transport: per-IP limits key on it
   }
 
   send(bytes: Uint8Array): SendResult {

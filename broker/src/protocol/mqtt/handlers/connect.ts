@@ -4,6 +4,7 @@
  * CONNACK, then resend what was in flight and process packets that arrived
  * meanwhile. Refusals answer CONNACK with a failure code and close [MQTT-3.2.2-5].
  */
+import { addressKey } from '../../../auth/abuse.js';
 import { randomBytes } from 'node:crypto';
 import type mqtt from 'mqtt-packet';
 import { CloseCode, topicProblem } from 'topicast/protocol';
@@ -108,9 +109,14 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
     return refuse(c, Reason.connectionRateExceeded, 'too many connections'); // 3.1.1: return code 3, server unavailable
   }
 
+  // Failed and successful authentications feed the per-IP backoff (docs/SECURITY.md); the transports
+  // enforce it when the next connection from that address arrives (TCP: closed at accept; WS: 429).
+  const remote = addressKey(c.conn.remoteAddress, false);
   c.state = 'authenticating';
   server.authenticate(p.username, p.password, clientId).then(
     (result) => {
+      if (result === true || (typeof result === 'object' && result.allowed)) ctx.auth.guard.authSucceeded(remote);
+      else if (p.password !== undefined && p.password.length > 0) ctx.auth.guard.authFailed(remote); // guessing, not a client without credentials
       if (!c.isOpen) return;
       accept(c, p, result, clientId, assigned, willTopic, willFactory, willDelaySec);
     },
