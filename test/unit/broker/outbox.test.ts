@@ -122,3 +122,16 @@ test('a snapshot source is paced by the window, resumes on drain, and keeps late
   }
   assert.deepEqual(conn.sent, ['ack', 'r1', 'r2', 'r3', 'r4', 'r5', 'end', 'live']);
 });
+
+test('conflate: a connection backed up before anything was queued flushes its map on drain', () => {
+  const { outbox, conn, stats } = setup({ policy: 'conflate' });
+  conn.buffered = 50; // e.g. a snapshot filled the transport
+  assert.equal(outbox.pendingBytes(), 50); // the outbox has seen it (it reads the transport near its limit)
+  outbox.pushData(b('v1'), 'a');
+  outbox.pushData(b('v2'), 'a');
+  assert.deepEqual(conn.sent, []);
+  conn.drain();
+  outbox.flush();
+  assert.deepEqual(conn.sent, ['v2']);
+  assert.equal(stats.conflated, 1);
+});
