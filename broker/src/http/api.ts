@@ -7,7 +7,7 @@ import { ErrorCode } from 'topicast/protocol';
 import type { Principal } from '../auth/index.js';
 import type { BrokerContext } from '../context.js';
 import { createMessage } from '../core/message.js';
-import { checkPublish } from '../session/limits.js';
+import { checkPublish, isBrokerTopic } from '../session/limits.js';
 
 export interface HttpReply {
   status: number;
@@ -68,7 +68,7 @@ export function publish(ctx: BrokerContext, path: string, query: string, body: U
   }
   const bad = checkPublish(topic, body.length, ctx.topicLimits, ctx.config.maxPayloadBytes);
   if (bad) return errorReply(bad.code === ErrorCode.payloadTooLarge ? 413 : 400, bad.code, bad.message);
-  if (topic === '$SYS' || topic.startsWith('$SYS/')) {
+  if (isBrokerTopic(topic)) {
     ctx.auth.stats.denied++;
     return errorReply(403, ErrorCode.notAuthorized, '$SYS topics are published by the broker only');
   }

@@ -49,3 +49,11 @@ export function checkFilter(filter: string, limits: TopicLimits): PublishCheck |
   const problem = filterProblem(filter, limits);
   return problem === undefined ? undefined : { code: ErrorCode.invalidFilter, message: `filter ${JSON.stringify(filter.slice(0, 64))} ${problem}` };
 }
+
+/**
+ * Topics only the broker publishes: `$SYS/...` (DESIGN.md "Topics"), so its figures are never
+ * spoofed. Every protocol refuses client publishes and wills there, each with its own error shape.
+ */
+export function isBrokerTopic(topic: string): boolean {
+  return topic === '$SYS' || topic.startsWith('$SYS/');
+}

@@ -26,7 +26,7 @@ import { createMessage, type Message } from '../../core/message.js';
 import type { Subscriber, Subscription } from '../../core/router.js';
 import type { Connection } from '../../session/connection.js';
 import type { ConnectionHandler } from '../../session/handler.js';
-import { checkFilter, checkPublish, TokenBucket } from '../../session/limits.js';
+import { checkFilter, checkPublish, isBrokerTopic, TokenBucket } from '../../session/limits.js';
 import { Outbox, type FrameSource } from '../../session/outbox.js';
 
 /** Wire shape cached on each Message (core/message.ts) for the duration of its fan-out. */
@@ -56,11 +56,6 @@ class SnapshotSource implements FrameSource {
     this.messages[this.i++] = undefined as unknown as Message; // release as we go
     return retainedFrame(m);
   }
-}
-
-/** Topics only the broker publishes: `$SYS/...` (DESIGN.md "Topics"). */
-function isBrokerTopic(topic: string): boolean {
-  return topic === '$SYS' || topic.startsWith('$SYS/');
 }
 
 let nextSessionId = 1;

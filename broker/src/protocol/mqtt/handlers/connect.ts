@@ -15,7 +15,7 @@ import { dispatch } from '../dispatcher.js';
 import { encodePacket, type Version } from '../encode.js';
 import { Reason, returnCodeFor } from '../reasons.js';
 import { MqttSession, type WillFactory } from '../session.js';
-import { isBrokerTopic } from '../reserved.js';
+import { isBrokerTopic } from '../../../session/limits.js';
 import { isValidUtf8 } from '../utf8.js';
 
 type ConnackProperties = NonNullable<mqtt.IConnackPacket['properties']>;

@@ -15,7 +15,7 @@ import { topicProblem } from 'topicast/protocol';
 import { createMessage, type MessageProperties } from '../../../core/message.js';
 import type { MqttConnection } from '../connection.js';
 import { Reason } from '../reasons.js';
-import { isBrokerTopic } from '../reserved.js';
+import { isBrokerTopic } from '../../../session/limits.js';
 import { isValidUtf8 } from '../utf8.js';
 
 function sendAck(c: MqttConnection, qos: 1 | 2, id: number, reason: number, why?: string): void {
