@@ -7,7 +7,7 @@ import { ErrorCode } from 'topicast/protocol';
 import type { Principal } from '../auth/index.js';
 import type { BrokerContext } from '../context.js';
 import { createMessage } from '../core/message.js';
-import { checkPublish, isBrokerTopic } from '../session/limits.js';
+import { checkPublish, isBrokerTopic, retainedFull } from '../session/limits.js';
 
 export interface HttpReply {
   status: number;
@@ -79,10 +79,8 @@ export function publish(ctx: BrokerContext, path: string, query: string, body: U
   const params = new URLSearchParams(query);
   const r = params.get('retain');
   const retain = r === '1' || r === 'true';
-  const store = ctx.router.retained;
-  if (retain && body.length > 0 && store.size >= ctx.config.maxRetainedTopics && store.get(topic) === undefined) {
-    return errorReply(503, ErrorCode.unavailable, `retained store is full (maxRetainedTopics ${ctx.config.maxRetainedTopics})`);
-  }
+  const full = retain ? retainedFull(ctx.router.retained, topic, body.length, ctx.config.maxRetainedTopics) : undefined;
+  if (full !== undefined) return errorReply(503, ErrorCode.unavailable, full);
   const { deliveries, durable } = ctx.router.publish(createMessage(topic, body, retain));
   const ok = json(200, { topic, retain, deliveries });
   // With a durable store, 200 means stored (like a native ACK): wait for the write, 503 if it failed.

@@ -4,6 +4,7 @@
  * Hot-path friendly: no allocation, outcomes returned instead of thrown.
  */
 import { ErrorCode, filterProblem, topicProblem, type TopicLimits } from 'topicast/protocol';
+import type { RetainedStore } from '../core/retained.js';
 
 /** Token bucket: `ratePerSec` sustained, `burst` at once. A rate of 0 means unlimited. */
 export class TokenBucket {
@@ -56,4 +57,13 @@ export function checkFilter(filter: string, limits: TopicLimits): PublishCheck |
  */
 export function isBrokerTopic(topic: string): boolean {
   return topic === '$SYS' || topic.startsWith('$SYS/');
+}
+
+/**
+ * Why a retained publish cannot be stored (`maxRetainedTopics` reached for a new topic), or
+ * undefined when it can: existing topics still update, and empty payloads (deletions) always pass.
+ */
+export function retainedFull(store: RetainedStore, topic: string, payloadBytes: number, maxRetainedTopics: number): string | undefined {
+  if (payloadBytes === 0 || store.size < maxRetainedTopics || store.get(topic) !== undefined) return undefined;
+  return `retained store is full (maxRetainedTopics ${maxRetainedTopics})`;
 }

@@ -26,7 +26,7 @@ import { createMessage, type Message } from '../../core/message.js';
 import type { Subscriber, Subscription } from '../../core/router.js';
 import type { Connection } from '../../session/connection.js';
 import type { ConnectionHandler } from '../../session/handler.js';
-import { checkFilter, checkPublish, isBrokerTopic, TokenBucket } from '../../session/limits.js';
+import { checkFilter, checkPublish, isBrokerTopic, retainedFull, TokenBucket } from '../../session/limits.js';
 import { Outbox, type FrameSource } from '../../session/outbox.js';
 
 /** Wire shape cached on each Message (core/message.ts) for the duration of its fan-out. */
@@ -233,9 +233,8 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       return;
     }
     const retain = (frame.flags & Flag.retain) !== 0;
-    if (retain && frame.payload.length > 0 && !this.retainedRoom(frame.topic)) {
-      return this.error(frame.id, ErrorCode.unavailable, `retained store is full (maxRetainedTopics ${ctx.config.maxRetainedTopics})`);
-    }
+    const full = retain ? retainedFull(ctx.router.retained, frame.topic, frame.payload.length, ctx.config.maxRetainedTopics) : undefined;
+    if (full !== undefined) return this.error(frame.id, ErrorCode.unavailable, full);
     const durable = this.route(createMessage(frame.topic, frame.payload, retain, this));
     if (frame.id === 0) {
       // Unacknowledged: nobody to tell. The store logs and counts every failed write (broker.ts).
@@ -281,11 +280,6 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       this.error(0, ErrorCode.unauthenticated, 'token expired');
       this.close(CloseCode.unauthenticated, 'token expired');
     }, delay);
-  }
-
-  private retainedRoom(topic: string): boolean {
-    const store = this.ctx.router.retained;
-    return store.size < this.ctx.config.maxRetainedTopics || store.get(topic) !== undefined;
   }
 
   private route(message: Message): Promise<void> | undefined {

@@ -15,7 +15,7 @@ import { topicProblem } from 'topicast/protocol';
 import { createMessage, type MessageProperties } from '../../../core/message.js';
 import type { MqttConnection } from '../connection.js';
 import { Reason } from '../reasons.js';
-import { isBrokerTopic } from '../../../session/limits.js';
+import { isBrokerTopic, retainedFull } from '../../../session/limits.js';
 import { isValidUtf8 } from '../utf8.js';
 
 function sendAck(c: MqttConnection, qos: 1 | 2, id: number, reason: number, why?: string): void {
@@ -109,10 +109,8 @@ export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
     if (qos === 0) return c.disconnect(Reason.payloadFormatInvalid, 'payload is not UTF-8');
     return acknowledge(c, qos, id, Reason.payloadFormatInvalid, 'payload is not UTF-8');
   }
-  const store = ctx.router.retained;
-  if (p.retain && payload.length > 0 && store.size >= config.maxRetainedTopics && store.get(topic) === undefined) {
-    return acknowledge(c, qos, id, Reason.quotaExceeded, `retained store is full (maxRetainedTopics ${config.maxRetainedTopics})`);
-  }
+  const full = p.retain ? retainedFull(ctx.router.retained, topic, payload.length, config.maxRetainedTopics) : undefined;
+  if (full !== undefined) return acknowledge(c, qos, id, Reason.quotaExceeded, full);
 
   let properties: MessageProperties | undefined;
   if (v5 && props) {
