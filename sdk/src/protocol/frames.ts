@@ -26,6 +26,7 @@ export const Op = {
   snapshotEnd: 19,
   pong: 20,
   welcome: 21,
+  drain: 22,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 
@@ -33,11 +34,24 @@ export type Op = (typeof Op)[keyof typeof Op];
 export const Flag = {
   /** publish: keep as the topic's retained value; delivery: this is a retained value. */
   retain: 1,
+  /** delivery: replayed from history after a resume (PROTOCOL.md §4.6), not live. */
+  replayed: 2,
 } as const;
+
+/**
+ * A point in the broker's history stream (PROTOCOL.md §4.6): `offset` of the last message seen,
+ * in the stream named by `epoch`. Offsets increase by one per history-enabled message, broker-wide.
+ */
+export interface StreamPosition {
+  epoch: string;
+  offset: number;
+}
 
 export interface SubscribeOptions {
   /** Deliver retained values first (default true). */
   retained?: boolean;
+  /** Replay what was missed since this position, then go live (PROTOCOL.md §4.6). */
+  resume?: StreamPosition;
 }
 
 export interface WillMessage {
@@ -56,6 +70,19 @@ export type ClientFrame =
 export interface SubscribeResult {
   /** Number of retained messages that follow before the SNAPSHOT_END frame for this request. */
   retained: number;
+  /** Number of replayed messages that follow (after the retained ones) before SNAPSHOT_END; present with `resume`. */
+  replayed?: number;
+  /** The history stream's epoch; present when the broker keeps history (PROTOCOL.md §4.6). */
+  epoch?: string;
+  /** The stream's last offset when the SUBSCRIBE was processed; every later delivery has a larger one. */
+  offset?: number;
+  /** Present with `resume`: true when every message missed since the position is replayed (PROTOCOL.md §4.6). */
+  recovered?: boolean;
+}
+
+export interface DrainInfo {
+  /** Reconnect after this delay, preferably to another node (spread per connection by the broker). */
+  reconnectAfterMs: number;
 }
 
 export interface WelcomeInfo {
@@ -72,10 +99,11 @@ export interface WelcomeInfo {
 export type ServerFrame =
   | { op: typeof Op.ack; id: number; result: SubscribeResult | null }
   | { op: typeof Op.error; id: number; code: number; message: string }
-  | { op: typeof Op.delivery; topic: string; payload: Uint8Array; flags: number }
+  | { op: typeof Op.delivery; topic: string; payload: Uint8Array; flags: number; offset?: number }
   | { op: typeof Op.snapshotEnd; id: number }
   | { op: typeof Op.pong; id: number }
-  | { op: typeof Op.welcome; info: WelcomeInfo };
+  | { op: typeof Op.welcome; info: WelcomeInfo }
+  | { op: typeof Op.drain; info: DrainInfo };
 
 export type Frame = ClientFrame | ServerFrame;
 
@@ -87,24 +115,38 @@ export function encodeFrame(frame: Frame): Uint8Array {
     case Op.subscribe: {
       const opts: { [k: string]: Value } = {};
       if (frame.options.retained === false) opts.retained = false;
+      if (frame.options.resume) opts.resume = [frame.options.resume.epoch, frame.options.resume.offset];
       return encode([frame.op, frame.id, frame.filters, opts]);
     }
     case Op.unsubscribe: return encode([frame.op, frame.id, frame.filters]);
     case Op.publish: return encode([frame.op, frame.id, frame.topic, frame.payload, frame.flags]);
     case Op.ping: return encode([frame.op, frame.id]);
     case Op.will: return encode([frame.op, frame.id, frame.will ? [frame.will.topic, frame.will.payload, frame.will.retain] : null]);
-    case Op.ack: return encode([frame.op, frame.id, frame.result ? { retained: frame.result.retained } : null]);
+    case Op.ack: return encode([frame.op, frame.id, frame.result ? subscribeResult(frame.result) : null]);
     case Op.error: return encode([frame.op, frame.id, frame.code, frame.message]);
-    case Op.delivery: return encodeDelivery(frame.topic, frame.payload, frame.flags);
+    case Op.delivery: return encodeDelivery(frame.topic, frame.payload, frame.flags, frame.offset);
     case Op.snapshotEnd: return encode([frame.op, frame.id]);
     case Op.pong: return encode([frame.op, frame.id]);
     case Op.welcome: return encode([frame.op, { ...frame.info }]);
+    case Op.drain: return encode([frame.op, { reconnectAfterMs: frame.info.reconnectAfterMs }]);
   }
 }
 
-/** The hot path: one delivery frame, encoded once per publish and sent to every native subscriber. */
-export function encodeDelivery(topic: string, payload: Uint8Array, flags: number): Uint8Array {
-  return encode([Op.delivery, topic, payload, flags]);
+function subscribeResult(r: SubscribeResult): { [k: string]: Value } {
+  const out: { [k: string]: Value } = { retained: r.retained };
+  if (r.replayed !== undefined) out.replayed = r.replayed;
+  if (r.epoch !== undefined) out.epoch = r.epoch;
+  if (r.offset !== undefined) out.offset = r.offset;
+  if (r.recovered !== undefined) out.recovered = r.recovered;
+  return out;
+}
+
+/**
+ * The hot path: one delivery frame, encoded once per publish and sent to every native subscriber.
+ * `offset` is the message's history position, for history-enabled topics only (PROTOCOL.md §4.6).
+ */
+export function encodeDelivery(topic: string, payload: Uint8Array, flags: number, offset?: number): Uint8Array {
+  return encode(offset === undefined ? [Op.delivery, topic, payload, flags] : [Op.delivery, topic, payload, flags, offset]);
 }
 
 // ---- decoding -------------------------------------------------------------
@@ -145,6 +187,18 @@ function strings(v: Value | undefined, what: string): string[] {
   return v as string[];
 }
 
+function offset(v: Value | undefined, what: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(`${what} must be a non-negative integer`);
+  return v;
+}
+
+function position(v: Value | undefined): StreamPosition {
+  if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string' || v[0].length === 0 || v[0].length > 64) {
+    fail('subscribe option resume must be [epoch: string of 1..64 chars, offset]');
+  }
+  return { epoch: v[0], offset: offset(v[1], 'resume offset') };
+}
+
 function arity(a: Value[], min: number, max: number): void {
   if (a.length < min || a.length > max) fail(`op ${String(a[0])} takes ${max === Infinity ? `at least ${min - 1}` : `${min - 1}..${max - 1}`} fields, got ${a.length - 1}`);
 }
@@ -158,10 +212,14 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
       const o = a[3];
       if (o !== undefined && o !== null && (typeof o !== 'object' || Array.isArray(o) || o instanceof Uint8Array)) fail('subscribe options must be a map');
       const options: SubscribeOptions = {};
-      if (o && typeof o === 'object' && 'retained' in o) {
-        const r = (o as { [k: string]: Value }).retained;
-        if (typeof r !== 'boolean') fail('subscribe option retained must be a boolean');
-        options.retained = r;
+      if (o && typeof o === 'object') {
+        for (const key of Object.keys(o)) if (key !== 'retained' && key !== 'resume') fail(`unknown subscribe option ${JSON.stringify(key.slice(0, 32))}`);
+        const m = o as { [k: string]: Value };
+        if ('retained' in m) {
+          if (typeof m.retained !== 'boolean') fail('subscribe option retained must be a boolean');
+          options.retained = m.retained;
+        }
+        if ('resume' in m) options.resume = position(m.resume);
       }
       return { op: Op.subscribe, id: id(a[1]), filters: strings(a[2], 'filters'), options };
     }
@@ -197,13 +255,24 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
   switch (a[0]) {
     case Op.delivery:
       arity(a, 4, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
+      if (a[4] !== undefined && a[4] !== null) {
+        return { op: Op.delivery, topic: str(a[1], 'topic'), payload: bin(a[2], 'payload'), flags: flags(a[3]), offset: offset(a[4], 'delivery offset') };
+      }
       return { op: Op.delivery, topic: str(a[1], 'topic'), payload: bin(a[2], 'payload'), flags: flags(a[3]) };
     case Op.ack: {
       arity(a, 3, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
       const r = a[2];
       if (r === null) return { op: Op.ack, id: id(a[1]), result: null };
       if (typeof r !== 'object' || Array.isArray(r) || r instanceof Uint8Array) fail('ack result must be a map or nil');
-      return { op: Op.ack, id: id(a[1]), result: { retained: num(r.retained, 'retained count') } };
+      const result: SubscribeResult = { retained: num(r.retained, 'retained count') };
+      if (r.replayed !== undefined) result.replayed = num(r.replayed, 'replayed count');
+      if (r.epoch !== undefined) result.epoch = str(r.epoch, 'epoch');
+      if (r.offset !== undefined) result.offset = offset(r.offset, 'offset');
+      if (r.recovered !== undefined) {
+        if (typeof r.recovered !== 'boolean') fail('recovered must be a boolean');
+        result.recovered = r.recovered;
+      }
+      return { op: Op.ack, id: id(a[1]), result };
     }
     case Op.error:
       arity(a, 4, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
@@ -227,6 +296,12 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
           idleTimeoutSec: num(m.idleTimeoutSec, 'idleTimeoutSec'),
         },
       };
+    }
+    case Op.drain: {
+      arity(a, 2, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
+      const m = a[1];
+      if (!m || typeof m !== 'object' || Array.isArray(m) || m instanceof Uint8Array) fail('drain must carry a map');
+      return { op: Op.drain, info: { reconnectAfterMs: offset(m.reconnectAfterMs, 'reconnectAfterMs') } };
     }
     default:
       return fail(`unknown server op ${JSON.stringify(a[0])}`);

@@ -1,0 +1,95 @@
+/**
+ * The router's view of the outside world when Topicast runs as many nodes (issue 8):
+ * a `Bus` carries messages, interest and retained values between nodes through an
+ * existing engine (NATS, or an upstream MQTT 5 broker), never through a protocol of ours.
+ * A node without a bus is the default and sees none of this.
+ *
+ * Contract (every implementation runs the shared contract suite, test/unit/cluster/bus-contract.ts)
+ * - Interest: `subscribe(filter)` / `unsubscribe(filter)` are called once per filter by the
+ *   bridge (cluster/bridge.ts), which reference-counts local subscriptions and lingers before
+ *   removal. After `subscribe` resolves, every message another node publishes on a matching
+ *   topic reaches `events.message` once, even when several held filters match it.
+ * - No echo: a node never receives its own publishes through the bus.
+ * - Order: messages from one node on one topic arrive in the order that node published them.
+ * - Retained: a `publish` with `retain` replaces the topic's retained value on the bus (an empty
+ *   payload deletes it). `retained(filter)` resolves with every retained value matching the filter
+ *   as of some moment after the call (the "marker"), each with its `seq`. Retained values also
+ *   arrive live through `events.message` with their `seq`; for one topic a larger seq is newer, so
+ *   a joiner merges snapshot and live messages by seq and never shows an older value after a newer.
+ * - Wills: `setWill(key, will)` registers (undefined clears) a will held by this node under a key
+ *   unique to the connection. A node that stops without clearing its wills (crash, kill -9,
+ *   partition past the engine's timeout) has each of them published exactly once, by one
+ *   surviving node, which receives it through `events.orphanWill` and routes it like a publish.
+ * - State: `up` (connected, interest and retained in sync), `degraded` (connected, retained or
+ *   wills unavailable), `down` (unreachable). Changes are reported through `events.state`.
+ *   While down, `publish` rejects with `BusUnavailableError`; the bridge applies the outage policy.
+ * - Topics and filters given to a bus are valid MQTT names/filters within `maxBusTopicBytes`;
+ *   encoding them for the engine (e.g. NATS subjects, cluster/subject.ts) is the bus's job.
+ */
+import type { MessageProperties } from './message.js';
+
+export type BusState = 'up' | 'degraded' | 'down';
+
+/** A message crossing the bus between nodes. */
+export interface BusMessage {
+  readonly topic: string;
+  readonly payload: Uint8Array;
+  readonly retain: boolean;
+  readonly qos: 0 | 1 | 2;
+  readonly properties: MessageProperties | undefined;
+  /** Id of the node that published it (dedupe and echo suppression). */
+  readonly origin: string;
+  /** Retained values: the retained stream's sequence (larger is newer for one topic); 0 otherwise. */
+  readonly seq: number;
+}
+
+/** One retained value in a snapshot. */
+export interface RetainedEntry {
+  readonly topic: string;
+  readonly payload: Uint8Array;
+  readonly properties: MessageProperties | undefined;
+  readonly seq: number;
+}
+
+/** A will handed to a surviving node because its owner died. */
+export interface OrphanWill {
+  /** Node that registered it. */
+  readonly owner: string;
+  readonly key: string;
+  readonly message: BusMessage;
+}
+
+export interface BusEvents {
+  /** A message from another node matching a held filter. Must not throw. */
+  message(message: BusMessage): void;
+  /** The bus state changed; `reason` is for the log. */
+  state(state: BusState, reason: string): void;
+  /** This node won the claim on a dead node's will: route it (locally and to the bus) exactly once. */
+  orphanWill(will: OrphanWill): void;
+}
+
+export interface Bus {
+  /** 'memory' | 'nats' | 'mqtt': for logs and metrics. */
+  readonly kind: string;
+  /** This node's id on the bus (unique per running node). */
+  readonly nodeId: string;
+  readonly state: BusState;
+  /** Connects and starts reporting through `events`; rejects when the engine cannot be reached at all. */
+  start(events: BusEvents): Promise<void>;
+  /** Starts receiving other nodes' messages matching `filter`; resolves once the engine holds the interest. */
+  subscribe(filter: string): Promise<void>;
+  unsubscribe(filter: string): Promise<void>;
+  /** Sends to other nodes; resolves once the engine accepted it (retained: stored). Rejects while down. */
+  publish(message: BusMessage): Promise<void>;
+  /** Retained values matching `filter` (see the contract above). */
+  retained(filter: string): Promise<RetainedEntry[]>;
+  /** Registers (or with undefined clears) a will held by this node. */
+  setWill(key: string, will: BusMessage | undefined): Promise<void>;
+  /** Clears this node's wills it still holds, leaves interest, disconnects. */
+  close(): Promise<void>;
+}
+
+/** Thrown (rejected) by `Bus.publish` while the bus is down. */
+export class BusUnavailableError extends Error {
+  override readonly name = 'BusUnavailableError';
+}
