@@ -1,8 +1,8 @@
 /**
- * Record format of the retained log (broker/STORAGE.md "On disk").
+ * Record format of the persistent stores (broker/STORAGE.md "On disk"), and the retained store's body.
  *
- *   record = u32le bodyLength | u32le crc32(body) | body
- *   body   = MessagePack [kind, topic, payload?, qos?, properties?]
+ *   record = u32le bodyLength | u32le crc32(body) | body        (every store: frameRecord / readFrameAt)
+ *   body   = MessagePack [kind, topic, payload?, qos?, properties?]   (the retained store)
  *            kind 1 = set (payload non-empty), kind 2 = delete (topic only)
  *
  * Invariants: a body is never empty and never longer than MAX_BODY_BYTES, so a
@@ -23,20 +23,41 @@ export const RecordKind = { set: 1, delete: 2 } as const;
 export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
 
 // Plain maps, no record structures: the file must decode without any state outside it.
-const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+export const recordPackr = new Packr({ useRecords: false, mapsAsObjects: true });
+const packr = recordPackr;
 
-/** Encodes one write (a set, or a delete when the payload is empty) as a framed record. */
-export function encodeRecord(message: Message): Buffer {
-  const body: Buffer = message.payload.length === 0
-    ? packr.pack([RecordKind.delete, message.topic])
-    : message.properties === undefined
-      ? packr.pack([RecordKind.set, message.topic, message.payload, message.qos])
-      : packr.pack([RecordKind.set, message.topic, message.payload, message.qos, message.properties]);
+/** Frames one record body: length, CRC32, body. */
+export function frameRecord(body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + body.length);
   out.writeUInt32LE(body.length, 0);
   out.writeUInt32LE(crc32(body), 4);
   body.copy(out, RECORD_HEADER_BYTES);
   return out;
+}
+
+/**
+ * Checks the framing of the record at `offset` of `buf`: returns the offset after it (its body is
+ * `buf[offset + RECORD_HEADER_BYTES .. end)`); `incomplete` when `buf` ends inside the record (read
+ * more, or a torn tail at end of file); `corrupt` when the bytes cannot be a record (bad length or CRC).
+ */
+export function readFrameAt(buf: Buffer, offset: number): number | 'incomplete' | 'corrupt' {
+  if (buf.length - offset < RECORD_HEADER_BYTES) return 'incomplete';
+  const length = buf.readUInt32LE(offset);
+  if (length === 0 || length > MAX_BODY_BYTES) return 'corrupt';
+  const start = offset + RECORD_HEADER_BYTES;
+  const end = start + length;
+  if (end > buf.length) return 'incomplete';
+  if (crc32(buf.subarray(start, end)) !== buf.readUInt32LE(offset + 4)) return 'corrupt';
+  return end;
+}
+
+/** Encodes one retained write (a set, or a delete when the payload is empty) as a framed record. */
+export function encodeRecord(message: Message): Buffer {
+  return frameRecord(message.payload.length === 0
+    ? packr.pack([RecordKind.delete, message.topic])
+    : message.properties === undefined
+      ? packr.pack([RecordKind.set, message.topic, message.payload, message.qos])
+      : packr.pack([RecordKind.set, message.topic, message.payload, message.qos, message.properties]));
 }
 
 /** A decoded record: the message to set, or a topic to delete. */
@@ -52,29 +73,29 @@ export function decodeRecordAt(
   buf: Buffer,
   offset: number,
 ): { entry: LogEntry; next: number } | 'incomplete' | 'corrupt' {
-  if (buf.length - offset < RECORD_HEADER_BYTES) return 'incomplete';
-  const length = buf.readUInt32LE(offset);
-  if (length === 0 || length > MAX_BODY_BYTES) return 'corrupt';
-  const start = offset + RECORD_HEADER_BYTES;
-  const end = start + length;
-  if (end > buf.length) return 'incomplete';
-  if (crc32(buf.subarray(start, end)) !== buf.readUInt32LE(offset + 4)) return 'corrupt';
-  const entry = decodeBody(buf, start, end);
+  const end = readFrameAt(buf, offset);
+  if (typeof end !== 'number') return end;
+  const entry = decodeRetainedBody(buf, offset + RECORD_HEADER_BYTES, end);
   return entry ? { entry, next: end } : 'corrupt';
 }
 
 // Unpacking a range of the read buffer (not a subarray per record) lets msgpackr reuse the DataView it caches on that buffer.
 const range = { start: 0, end: 0 };
 
-function decodeBody(buf: Buffer, start: number, end: number): LogEntry | undefined {
-  let v: unknown;
+/** Unpacks the body at `buf[start..end)`; undefined when it is not MessagePack (a corrupt record). */
+export function unpackBody(buf: Buffer, start: number, end: number): unknown {
   range.start = start;
   range.end = end;
   try {
-    v = packr.unpack(buf, range);
+    return packr.unpack(buf, range);
   } catch {
     return undefined; // a CRC-valid body that does not decode is treated as corrupt, like any other bad record
   }
+}
+
+/** Decodes a retained store body; undefined when it is not one. */
+export function decodeRetainedBody(buf: Buffer, start: number, end: number): LogEntry | undefined {
+  const v = unpackBody(buf, start, end);
   if (!Array.isArray(v) || typeof v[1] !== 'string') return undefined;
   const topic = v[1];
   if (v[0] === RecordKind.delete) return { kind: RecordKind.delete, topic };
