@@ -22,7 +22,10 @@
  *   surviving node, which receives it through `events.orphanWill` and routes it like a publish.
  * - State: `up` (connected, interest and retained in sync), `degraded` (connected, retained or
  *   wills unavailable), `down` (unreachable). Changes are reported through `events.state`.
- *   While down, `publish` rejects with `BusUnavailableError`; the bridge applies the outage policy.
+ *   While down, `publish` and `retained` reject with `BusUnavailableError`; the bridge applies the
+ *   outage policy. `subscribe`, `unsubscribe` and `setWill` never reject for an outage: the bus
+ *   keeps them and applies them when it is back (their promises may stay pending until then), and
+ *   reports `up` again only once the interest it holds is in place on the engine.
  * - Topics and filters given to a bus are valid MQTT names/filters within `maxBusTopicBytes`;
  *   encoding them for the engine (e.g. NATS subjects, cluster/subject.ts) is the bus's job.
  */
