@@ -19,6 +19,7 @@ import { registerCoreMetrics, startSys } from './observe/sys.js';
 import { createNativeProtocol } from './protocol/native/index.js';
 import { createMqttProtocol } from './protocol/mqtt/index.js';
 import { createOutboxStats, Flusher } from './session/outbox.js';
+import { createDrainStats, drainConnections } from './session/drain.js';
 import { listenTcp } from './transport/tcp.js';
 import { listenHttp } from './transport/uws.js';
 
@@ -34,7 +35,10 @@ export interface RunningBroker {
   readonly mqttPort: number;
   /** 0 when MQTT over TLS is off (no tlsCertFile, or mqttTlsPort 0). */
   readonly mqttTlsPort: number;
-  /** Stops accepting, closes every client (1001 / MQTT 5 0x8B), resolves when all are gone or the timeout passed. */
+  /**
+   * Stops accepting, drains for `drainMs` when set (session/drain.ts), closes every client left
+   * (1001 / MQTT 5 0x8B), resolves when all are gone or the timeout passed.
+   */
   shutdown(): Promise<void>;
 }
 
@@ -94,6 +98,13 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   const tls = tlsFiles(config);
   const tlsMaterial = tls && loadTls(tls);
   let ready = true;
+  // Drain (session/drain.ts): while it runs, /healthz says "draining" and new WebSockets get 503.
+  let draining = false;
+  const drainStats = createDrainStats();
+  ctx.metrics.register('topicast_draining', 'gauge', '1 while this node drains its clients before shutting down', () => drainStats.draining);
+  ctx.metrics.register('topicast_drain_native_notified_total', 'counter', 'Native connections sent a DRAIN frame', () => drainStats.nativeNotified);
+  ctx.metrics.register('topicast_drain_mqtt_disconnected_total', 'counter', 'MQTT connections disconnected at their slot of the drain window', () => drainStats.mqttDisconnected);
+  ctx.metrics.register('topicast_drain_closed_at_end_total', 'counter', 'Connections still open at the end of the drain window (closed with 1001 / 0x8B)', () => drainStats.closedAtEnd);
   const http = await listenHttp(ctx, {
     tls,
     host: config.host,
@@ -102,6 +113,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     native,
     mqtt,
     ready: () => ready,
+    draining: () => draining,
   });
   const tcp = config.mqttPort === 0 ? undefined : await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttPort);
   const tlsTcp = tlsMaterial && config.mqttTlsPort !== 0 ? await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttTlsPort, tlsMaterial) : undefined;
@@ -116,6 +128,16 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
       ready = false;
+      if (config.drainMs > 0 && ctx.openConnections() > 0) {
+        draining = true;
+        drainStats.draining = 1;
+        tcp?.stopListening();
+        tlsTcp?.stopListening();
+        ctx.log.info({ drainMs: config.drainMs, open: ctx.openConnections(), serverReference: config.drainServerReference }, 'draining: clients are told to reconnect elsewhere over the window');
+        await drainConnections({ native, mqtt, openConnections: ctx.openConnections }, config.drainMs, config.drainServerReference, drainStats);
+        drainStats.closedAtEnd += ctx.openConnections();
+        ctx.log.info({ closing: ctx.openConnections() }, 'drain window over: closing the rest');
+      }
       stopSys();
       stopTlsReload();
       http.stopListening();

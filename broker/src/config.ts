@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { SLOW_CONSUMER_POLICIES } from './session/outbox.js';
 import { MQTT_SETTINGS } from './protocol/mqtt/settings.js';
 import { AUTH_SETTINGS } from './auth/settings.js';
+import { DRAIN_SETTINGS } from './session/drain.js';
 import { envName, flagName, type SettingSpec } from './settings.js';
 
 export class ConfigError extends Error {
@@ -37,6 +38,7 @@ export const BROKER_SETTINGS = [
   { key: 'idleTimeoutSec', type: 'int', default: 120, min: 0, max: 960, doc: 'a WebSocket silent this long is closed; the broker pings before it, so only dead peers go (multiple of 4, or 0)' },
   { key: 'sysIntervalSec', type: 'int', default: 5, min: 0, max: 3600, doc: 'how often $SYS/broker/... topics are refreshed (0 = never)' },
   { key: 'shutdownTimeoutMs', type: 'int', default: 5000, min: 0, max: 600_000, doc: 'graceful shutdown bound: after it the process exits even if clients linger' },
+  ...DRAIN_SETTINGS,
   ...MQTT_SETTINGS,
   ...AUTH_SETTINGS,
 ] as const satisfies readonly SettingSpec[];

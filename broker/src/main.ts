@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     const force = setTimeout(() => {
       log.error('shutdown took too long; exiting');
       exit(1);
-    }, config.shutdownTimeoutMs + 2000);
+    }, config.drainMs + config.shutdownTimeoutMs + 2000);
     force.unref();
     broker.shutdown().then(
       () => {

@@ -37,9 +37,9 @@ export function allowedMethods(path: string): readonly string[] {
   return ['GET', 'HEAD'];
 }
 
-export function healthz(ctx: BrokerContext, ready: boolean): HttpReply {
-  return json(ready ? 200 : 503, {
-    status: ready ? 'ok' : 'not-ready',
+export function healthz(ctx: BrokerContext, ready: boolean, draining = false): HttpReply {
+  return json(ready && !draining ? 200 : 503, {
+    status: draining ? 'draining' : ready ? 'ok' : 'not-ready',
     version: ctx.version,
     uptimeSec: Math.floor((ctx.now() - ctx.startedAt) / 1000),
     connections: ctx.openConnections(),

@@ -61,6 +61,8 @@ export interface TcpListener {
   readonly port: number;
   /** With TLS: new certificate and key for new connections; open ones keep theirs (node:tls setSecureContext). */
   setTls(tls: TcpTls): void;
+  /** Stops accepting new connections; open ones stay (drain). */
+  stopListening(): void;
   /** Stops accepting; resolves once every socket is closed. */
   close(): Promise<void>;
 }
@@ -95,6 +97,10 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number,
       handler.onClose(hadError ? 1006 : 1000, hadError ? 'socket error' : 'socket closed', false);
     });
   }
+  let closed: Promise<void> | undefined;
+  const stopListening = (): void => {
+    closed ??= new Promise<void>((done) => server.close(() => done()));
+  };
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -105,15 +111,15 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number,
         setTls(next) {
           if (tls) (server as TlsServer).setSecureContext({ ...next });
         },
+        stopListening,
         close() {
-          return new Promise<void>((done) => {
-            server.close(() => done());
-            // Connections still open are closed by the protocol's closeAll; destroy stragglers after the flush bound.
-            const timer = setTimeout(() => {
-              for (const s of sockets) s.destroy();
-            }, CLOSE_FLUSH_MS);
-            timer.unref();
-          });
+          stopListening();
+          // Connections still open are closed by the protocol's closeAll; destroy stragglers after the flush bound.
+          const timer = setTimeout(() => {
+            for (const s of sockets) s.destroy();
+          }, CLOSE_FLUSH_MS);
+          timer.unref();
+          return closed!;
         },
       });
     });

@@ -68,6 +68,8 @@ export interface HttpServerOptions {
   mqtt: ProtocolHandler | undefined;
   /** Readiness for /healthz (false while shutting down). */
   ready(): boolean;
+  /** True while the node drains (session/drain.ts): new WebSockets get 503, /healthz says "draining". */
+  draining?(): boolean;
 }
 
 export interface HttpServer {
@@ -143,6 +145,10 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
         ctx.auth.stats.originRefused++;
         log.info({ remote, origin, path: protocol.name }, 'upgrade refused: origin not allowed');
         return reply(res, errorReply(403, ErrorCode.notAuthorized, 'origin not allowed'));
+      }
+      if (options.draining?.()) {
+        ctx.counters.connectionsRefused++;
+        return reply(res, errorReply(503, ErrorCode.goingAway, 'node draining: connect to another node'), { 'Retry-After': '1' });
       }
       if (ctx.openConnections() >= config.maxConnections) {
         ctx.counters.connectionsRefused++;
@@ -243,7 +249,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     }
     if (allowed.length === 0) return reply(res, errorReply(404, 0, 'not found'), {}, false, state);
     if (!allowed.includes(method)) return reply(res, errorReply(405, 0, `method ${method} not allowed`), { Allow: allowed.join(', ') }, false, state);
-    if (path === '/healthz') return reply(res, healthz(ctx, options.ready()), {}, method === 'HEAD', state);
+    if (path === '/healthz') return reply(res, healthz(ctx, options.ready(), options.draining?.() ?? false), {}, method === 'HEAD', state);
     if (path === '/metrics') return reply(res, metrics(ctx), {}, method === 'HEAD', state);
     if (method === 'POST') {
       if (!ctx.auth.configured) return readBody(res, state, config.maxPayloadBytes, (body) => replyWhenReady(res, publish(ctx, path, query, body), state));

@@ -309,15 +309,18 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
    * Server-initiated close with a reason: MQTT 5 connections get DISCONNECT first
    * (only after CONNACK was sent [MQTT-3.2.0-2]); 3.1.1 ones are closed.
    */
-  disconnect(reason: number, reasonString?: string): void {
+  disconnect(reason: number, reasonString?: string, serverReference?: string): void {
     if (!this.isOpen) return;
-    if (reason >= 0x80) this.server.stats.protocolErrors++;
+    if (reason >= 0x80 && reason !== Reason.serverShuttingDown && reason !== Reason.useAnotherServer) this.server.stats.protocolErrors++;
     if (this.version === 5 && this.state === 'connected') {
-      const properties = reasonString && this.problemInfo ? { reasonString: reasonString.slice(0, 256) } : undefined;
+      // Server Reference (MQTT 5 §3.14.2.2.5) goes with 0x9C whatever Request Problem Information says: it is no diagnostic.
+      let properties: { reasonString?: string; serverReference?: string } | undefined;
+      if (reasonString && this.problemInfo) properties = { reasonString: reasonString.slice(0, 256) };
+      if (serverReference !== undefined) properties = { ...properties, serverReference };
       this.outbox.flush();
       this.sendNow(encodePacket({ cmd: 'disconnect', reasonCode: reason, properties }, 5));
     }
-    this.closeTransport(reason < 0x80 || reason === Reason.serverShuttingDown ? CloseCode.normal : CloseCode.protocolError, reasonString ?? '');
+    this.closeTransport(reason < 0x80 || reason === Reason.serverShuttingDown || reason === Reason.useAnotherServer ? CloseCode.normal : CloseCode.protocolError, reasonString ?? '');
   }
 
   /** Writes bytes now, ahead of anything queued (used only right before closing). */

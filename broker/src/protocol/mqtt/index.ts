@@ -11,6 +11,7 @@ import { authenticate as permissive, type Authenticate } from './auth.js';
 import { MqttConnection } from './connection.js';
 import { Reason } from './reasons.js';
 import { MqttServer } from './server.js';
+import { runSpread, spreadDelaysMs, type DrainStats } from '../../session/drain.js';
 
 export type { Authenticate, AuthResult } from './auth.js';
 
@@ -19,6 +20,12 @@ export interface MqttProtocol extends ProtocolHandler {
   readonly sessionCount: number;
   /** Graceful shutdown: MQTT 5 clients get DISCONNECT 0x8B, then every connection is closed. */
   closeAll(): void;
+  /**
+   * Drain: each open connection is disconnected at its own moment spread uniformly over `windowMs`
+   * (MQTT 5: DISCONNECT 0x8B, or 0x9C with `serverReference`; 3.1.1: closed). Returns a cancel.
+   * The will is published as for any server-initiated close [MQTT-3.1.2-8] (MQTT.md, "Drain").
+   */
+  drain(windowMs: number, serverReference: string | undefined, stats: DrainStats): () => void;
   /** Internal state, for tests and $SYS. */
   readonly server: MqttServer;
 }
@@ -82,6 +89,15 @@ export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}
     },
     closeAll() {
       for (const c of [...server.connections]) c.disconnect(Reason.serverShuttingDown, 'server shutting down');
+    },
+    drain(windowMs, serverReference, stats) {
+      const connections = [...server.connections];
+      const reason = serverReference === undefined ? Reason.serverShuttingDown : Reason.useAnotherServer;
+      return runSpread(connections, spreadDelaysMs(connections.length, windowMs), function drainMqtt(c) {
+        if (!c.isOpen) return;
+        stats.mqttDisconnected++;
+        c.disconnect(reason, 'server draining: reconnect to another node', serverReference);
+      });
     },
   };
 }

@@ -33,6 +33,7 @@ export const Reason = {
   quotaExceeded: 0x97,
   payloadFormatInvalid: 0x99,
   serverShuttingDown: 0x8b,
+  useAnotherServer: 0x9c,
   sharedSubscriptionsNotSupported: 0x9e,
   connectionRateExceeded: 0x9f,
 } as const;

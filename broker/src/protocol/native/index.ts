@@ -4,12 +4,18 @@ import type { Principal } from '../../auth/index.js';
 import type { BrokerContext } from '../../context.js';
 import type { Connection } from '../../session/connection.js';
 import type { ConnectionHandler, ProtocolHandler } from '../../session/handler.js';
+import { spreadDelaysMs, type DrainStats } from '../../session/drain.js';
 import { NativeSession } from './session.js';
 
 export interface NativeProtocol extends ProtocolHandler {
   readonly sessionCount: number;
   /** Closes every native connection (graceful shutdown): 1001, clients retry elsewhere. */
   closeAll(): void;
+  /**
+   * Drain (PROTOCOL.md §4.7): every open connection gets a DRAIN frame now, its reconnectAfterMs
+   * spread uniformly over `windowMs`; the SDK leaves on its own, closeAll ends the stragglers.
+   */
+  drain(windowMs: number, stats: DrainStats): void;
 }
 
 export function createNativeProtocol(ctx: BrokerContext): NativeProtocol {
@@ -37,6 +43,14 @@ export function createNativeProtocol(ctx: BrokerContext): NativeProtocol {
     },
     closeAll() {
       for (const session of [...sessions]) session.close(CloseCode.goingAway, 'server shutting down');
+    },
+    drain(windowMs, stats) {
+      const delaysMs = spreadDelaysMs(sessions.size, windowMs);
+      let i = 0;
+      for (const session of sessions) {
+        session.sendControl(encodeFrame({ op: Op.drain, info: { reconnectAfterMs: delaysMs[i++]! } }));
+        stats.nativeNotified++;
+      }
     },
   };
 }

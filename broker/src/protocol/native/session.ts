@@ -143,6 +143,11 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     }
   }
 
+  /** Sends a control frame ahead of queued deliveries (DRAIN, PROTOCOL.md §4.7). */
+  sendControl(frame: Uint8Array): void {
+    if (!this.closed) this.outbox.pushControl(frame);
+  }
+
   /** Closes the connection from the broker's side (shutdown, drain). */
   close(code: number, reason: string): void {
     this.outbox.flush();

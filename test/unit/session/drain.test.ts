@@ -1,0 +1,43 @@
+/** The drain schedule (broker/src/session/drain.ts): stratified spread and the one-timer walk. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type * as Drain from '../../../broker/src/session/drain.js';
+
+const { spreadDelaysMs, runSpread } = (await import(new URL('../../../../broker/dist/session/drain.js', import.meta.url).href)) as typeof Drain;
+
+test('spreadDelaysMs: one delay per slot of the window, ascending, inside [0, window)', () => {
+  for (const [count, windowMs] of [[1, 1000], [7, 1000], [1000, 5000], [3, 2]] as const) {
+    for (const r of [() => 0, () => 0.999999, Math.random]) {
+      const d = spreadDelaysMs(count, windowMs, r);
+      assert.equal(d.length, count);
+      const slot = windowMs / count;
+      d.forEach((ms, i) => {
+        assert.ok(Number.isInteger(ms) && ms >= 0 && ms < windowMs, `${ms} in [0, ${windowMs})`);
+        assert.ok(ms >= Math.floor(i * slot) && ms <= Math.floor((i + 1) * slot), `delay ${i} = ${ms} in its slot of ${slot} ms`);
+        if (i > 0) assert.ok(ms >= d[i - 1]!, 'ascending');
+      });
+    }
+  }
+  assert.deepEqual(spreadDelaysMs(0, 1000), []);
+});
+
+test('spreadDelaysMs: a quarter of the window holds a quarter of the connections (no clumping)', () => {
+  const d = spreadDelaysMs(1000, 4000);
+  for (let q = 0; q < 4; q++) assert.equal(d.filter((ms) => ms >= q * 1000 && ms < (q + 1) * 1000).length, 250);
+});
+
+test('runSpread acts on each item once, in order, none before its delay; cancel stops the rest', async () => {
+  const start = Date.now();
+  const seen: [string, number][] = [];
+  runSpread(['a', 'b', 'c'], [0, 30, 60], (x) => seen.push([x, Date.now() - start]));
+  assert.deepEqual(seen.map(([x]) => x), ['a'], 'a zero delay acts at once');
+  await new Promise((r) => setTimeout(r, 150));
+  assert.deepEqual(seen.map(([x]) => x), ['a', 'b', 'c']);
+  assert.ok(seen[1]![1] >= 30 && seen[2]![1] >= 60, `not early: ${JSON.stringify(seen)}`);
+
+  const later: string[] = [];
+  const cancel = runSpread(['x', 'y'], [20, 40], (x) => later.push(x));
+  cancel();
+  await new Promise((r) => setTimeout(r, 80));
+  assert.deepEqual(later, []);
+});
