@@ -73,7 +73,7 @@ export class MemoryBusHub {
     this.interest.remove(filter, bus);
   }
 
-  /** @internal */ publish(from: MemoryBus, message: BusMessage): void {
+  /** @internal */ publish(from: MemoryBus, message: BusMessage): number {
     let seq = 0;
     if (message.retain) {
       seq = ++this.seq;
@@ -89,6 +89,7 @@ export class MemoryBusHub {
       stamps.set(to, stamp);
       to.enqueue(sent);
     });
+    return seq;
   }
 
   /** @internal */ retained(filter: string): RetainedEntry[] {
@@ -162,10 +163,9 @@ export class MemoryBus implements Bus {
     return Promise.resolve();
   }
 
-  publish(message: BusMessage): Promise<void> {
+  publish(message: BusMessage): Promise<number> {
     if (this.dead || this.hub.isDown) return Promise.reject(new BusUnavailableError(`memory bus is down (node ${this.nodeId})`));
-    this.hub.publish(this, message);
-    return Promise.resolve();
+    return Promise.resolve(this.hub.publish(this, message));
   }
 
   retained(filter: string): Promise<RetainedEntry[]> {

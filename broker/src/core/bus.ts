@@ -82,8 +82,12 @@ export interface Bus {
   /** Starts receiving other nodes' messages matching `filter`; resolves once the engine holds the interest. */
   subscribe(filter: string): Promise<void>;
   unsubscribe(filter: string): Promise<void>;
-  /** Sends to other nodes; resolves once the engine accepted it (retained: stored). Rejects while down. */
-  publish(message: BusMessage): Promise<void>;
+  /**
+   * Sends to other nodes; resolves once the engine accepted it (retained: stored) with the seq the
+   * engine gave a retained message (0 for others): the publishing node merges its own retained
+   * write into its mirror by that seq, since it never sees its own message come back. Rejects while down.
+   */
+  publish(message: BusMessage): Promise<number>;
   /** Retained values matching `filter` (see the contract above). */
   retained(filter: string): Promise<RetainedEntry[]>;
   /** Registers (or with undefined clears) a will held by this node. */

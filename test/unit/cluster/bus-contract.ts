@@ -113,7 +113,7 @@ export function runBusContract(name: string, create: (nodes: number) => Promise<
   /** Publishes `sentinel` from `from` and waits for `rec` to see it: everything published before on that topic arrived. */
   async function flushed(from: Bus, rec: Recorder, topic: string): Promise<void> {
     const marker = `sentinel-${randomBytes(4).toString('hex')}`;
-    await from.publish(busMessage(topic, marker));
+    assert.equal(await from.publish(busMessage(topic, marker)), 0, 'a message that is not retained has seq 0');
     await rec.until(() => rec.messages.some((m) => m.topic === topic && str(m.payload) === marker), timeoutMs, `sentinel on ${topic}`);
     await sleep(quietMs); // other topics carry no order guarantee: give them the quiet window too
   }
@@ -188,7 +188,7 @@ export function runBusContract(name: string, create: (nodes: number) => Promise<
     try {
       await b!.subscribe(`${p}/#`);
       const n = 200;
-      const sends: Promise<void>[] = [];
+      const sends: Promise<number>[] = [];
       for (let i = 0; i < n; i++) {
         sends.push(a!.publish(busMessage(`${p}/seq`, String(i))));
         sends.push(d!.publish(busMessage(`${p}/seq`, `d${i}`)));
@@ -322,6 +322,11 @@ export function runBusContract(name: string, create: (nodes: number) => Promise<
       await rb!.until(() => rb!.topics(p).length === 5, timeoutMs, 'the fifth message');
       const [snap] = await b!.retained(`${p}/live`);
       assert.equal(snap!.seq, rb!.messages.at(-1)!.seq);
+      // The publisher learns its own retained write's seq (it never sees the message come back).
+      const own = await a!.publish(busMessage(`${p}/live`, '4', { retain: true }));
+      assert.ok(own > snap!.seq, 'publish resolves with the new, larger seq');
+      const [after] = await b!.retained(`${p}/live`);
+      assert.equal(after!.seq, own);
     } finally {
       await c.close();
     }
