@@ -13,6 +13,8 @@ import type { BrokerContext, BrokerCounters } from './context.js';
 import { Router } from './core/router.js';
 import { MemoryRetainedStore, type RetainedStore } from './core/retained.js';
 import { openLogRetainedStore, type LogRetainedStore } from './store/log.js';
+import { openHistory, registerHistoryMetrics } from './store/history-log.js';
+import type { History } from './core/history.js';
 import { createLogger, type Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
 import { registerCoreMetrics, startSys } from './observe/sys.js';
@@ -42,13 +44,13 @@ export interface RunningBroker {
   shutdown(): Promise<void>;
 }
 
-export function createContext(config: BrokerConfig, log: Logger = createLogger(config.logLevel), retained: RetainedStore = new MemoryRetainedStore()): BrokerContext {
+export function createContext(config: BrokerConfig, log: Logger = createLogger(config.logLevel), retained: RetainedStore = new MemoryRetainedStore(), history?: History): BrokerContext {
   const counters: BrokerCounters = {
     connectionsTotal: 0, open: {}, rateLimited: 0, malformed: 0, errorsSent: 0, connectionsRefused: 0, willsPublished: 0,
   };
   return {
     config,
-    router: new Router(retained),
+    router: new Router(retained, history),
     flusher: new Flusher(),
     outboxStats: createOutboxStats(),
     outboxLimits: {
@@ -82,8 +84,11 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     });
     log.info({ dir: config.data, retained: store.size, loadMs: store.stats.loadMs, truncatedBytes: store.stats.truncatedBytes }, 'retained store loaded');
   }
-  const ctx = createContext(config, log, store ?? new MemoryRetainedStore());
+  // History (PROTOCOL.md §4.6) only when historyFilters names topics; with --data in DIR/history.
+  const history = await openHistory(config, Date.now);
+  const ctx = createContext(config, log, store ?? new MemoryRetainedStore(), history?.history);
   registerCoreMetrics(ctx);
+  if (history) registerHistoryMetrics(ctx.metrics, history.history);
   registerAuthMetrics(ctx);
   logAuthMode(ctx);
   if (store) {
@@ -148,7 +153,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
       while (ctx.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       if (ctx.openConnections() > 0) ctx.log.warn({ open: ctx.openConnections() }, 'shutdown timeout: connections left open');
       await Promise.race([closingTcp, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
-      await store?.close(); // last: wills published during the close above are stored too
+      await Promise.all([store?.close(), history?.close()]); // last: wills published during the close above are stored too
     })();
     return stopping;
   };

@@ -4,10 +4,12 @@
  * with one line naming the setting and the offending value (ConfigError).
  */
 import { readFileSync } from 'node:fs';
+import { filterProblem } from 'topicast/protocol';
 import { SLOW_CONSUMER_POLICIES } from './session/outbox.js';
 import { MQTT_SETTINGS } from './protocol/mqtt/settings.js';
 import { AUTH_SETTINGS } from './auth/settings.js';
 import { DRAIN_SETTINGS } from './session/drain.js';
+import { HISTORY_SETTINGS } from './store/history-settings.js';
 import { envName, flagName, type SettingSpec } from './settings.js';
 
 export class ConfigError extends Error {
@@ -20,7 +22,7 @@ export const BROKER_SETTINGS = [
   { key: 'host', type: 'string', default: '0.0.0.0', doc: 'address to listen on; all interfaces so devices on the LAN reach it' },
   { key: 'port', type: 'int', default: 8080, min: 0, max: 65535, doc: 'HTTP + WebSocket port (0 picks a free port, logged at start-up)' },
   { key: 'static', type: 'string', default: undefined, doc: 'directory served at / (default: the bundled dashboard)' },
-  { key: 'data', type: 'string', default: undefined, doc: 'directory for durable state (retained values); unset keeps them in memory only' },
+  { key: 'data', type: 'string', default: undefined, doc: 'directory for durable state (retained values, message history); unset keeps them in memory only' },
   { key: 'config', type: 'string', default: undefined, doc: 'JSON file with any of these settings (camelCase keys)' },
   { key: 'logLevel', type: 'enum', default: 'info', values: LOG_LEVELS, doc: 'log verbosity; info logs start-up, shutdown and errors, not traffic' },
   { key: 'maxPayloadBytes', type: 'int', default: 256 * 1024, min: 1, max: 64 * 1024 * 1024, doc: 'largest payload accepted; sensor data is tiny, 256 KiB still fits a small image' },
@@ -41,6 +43,7 @@ export const BROKER_SETTINGS = [
   ...DRAIN_SETTINGS,
   ...MQTT_SETTINGS,
   ...AUTH_SETTINGS,
+  ...HISTORY_SETTINGS,
 ] as const satisfies readonly SettingSpec[];
 
 type SpecValue<S> = S extends { type: 'int' } ? number
@@ -158,6 +161,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const config = out as BrokerConfig;
   if (config.idleTimeoutSec !== 0 && (config.idleTimeoutSec < 8 || config.idleTimeoutSec % 4 !== 0)) {
     throw new ConfigError(`invalid setting idleTimeoutSec: ${config.idleTimeoutSec} must be 0 or a multiple of 4 of at least 8 (a uWebSockets.js rule)`);
+  }
+  for (const filter of config.historyFilters) {
+    const problem = filterProblem(filter);
+    if (problem !== undefined) throw new ConfigError(`invalid setting historyFilters: ${JSON.stringify(filter)} ${problem}`);
   }
   if (config.port !== 0 && config.port === config.mqttPort) {
     throw new ConfigError(`invalid setting mqttPort: ${config.mqttPort} is the same as port`);

@@ -17,7 +17,7 @@ import { after } from 'node:test';
 import WebSocket from 'ws';
 import {
   CloseCode, decodeServerFrame, encodeFrame, Flag, Op, SUBPROTOCOL,
-  type ClientFrame, type ServerFrame, type WelcomeInfo,
+  type ClientFrame, type ServerFrame, type SubscribeOptions, type WelcomeInfo,
 } from 'topicast/protocol';
 
 export type Delivery = Extract<ServerFrame, { op: typeof Op.delivery }>;
@@ -221,7 +221,7 @@ export class NativeClient {
   }
 
   /** Sends SUBSCRIBE and resolves with its answer (ACK or ERROR). Retained deliveries and SNAPSHOT_END follow. */
-  async subscribeRaw(filters: string[], options: { retained?: boolean } = {}, timeoutMs = 5000): Promise<Ack | ErrorFrame> {
+  async subscribeRaw(filters: string[], options: SubscribeOptions = {}, timeoutMs = 5000): Promise<Ack | ErrorFrame> {
     const id = this.id();
     this.send({ op: Op.subscribe, id, filters, options });
     return this.answer(id, timeoutMs);
@@ -231,7 +231,7 @@ export class NativeClient {
    * Subscribes and waits for the whole snapshot: ACK, the retained deliveries, SNAPSHOT_END.
    * Throws on ERROR. Only for recording clients.
    */
-  async subscribe(filters: string[], options: { retained?: boolean } = {}, timeoutMs = 5000): Promise<{ id: number; retained: Delivery[]; count: number }> {
+  async subscribe(filters: string[], options: SubscribeOptions = {}, timeoutMs = 5000): Promise<{ id: number; retained: Delivery[]; count: number }> {
     const id = this.id();
     const ackIndexFrom = this.frames.length;
     this.send({ op: Op.subscribe, id, filters, options });

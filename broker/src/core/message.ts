@@ -27,6 +27,11 @@ export interface Message {
   /** The subscriber that published it, when it was one (MQTT 5 "no local"); undefined for HTTP and the broker itself. */
   readonly origin: object | undefined;
   readonly properties: MessageProperties | undefined;
+  /**
+   * Position in the broker's history stream (core/history.ts, PROTOCOL.md §4.6), assigned by the
+   * router before delivery; 0 when the topic keeps no history.
+   */
+  offset: number;
   /** Encoded bytes per wire shape, filled lazily by the protocol that first needs them. */
   readonly encoded: { [shape: string]: Uint8Array | undefined };
 }
@@ -39,5 +44,5 @@ export function createMessage(
   qos: 0 | 1 | 2 = 0,
   properties?: MessageProperties,
 ): Message {
-  return { topic, payload, retain, qos, origin, properties, encoded: {} };
+  return { topic, payload, retain, qos, origin, properties, offset: 0, encoded: {} };
 }

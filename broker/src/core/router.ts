@@ -11,6 +11,7 @@
  * one publisher on one topic reach each subscriber in the order published.
  * Cost: O(topic depth + matching entries) per publish.
  */
+import type { History } from './history.js';
 import type { Message } from './message.js';
 import { MemoryRetainedStore, type RetainedStore } from './retained.js';
 import { SubscriptionTrie } from './trie.js';
@@ -62,7 +63,8 @@ export class Router {
   private stamp = 0;
   private readonly taps: PublishTap[] = [];
 
-  constructor(readonly retained: RetainedStore = new MemoryRetainedStore()) {}
+  /** @param history per-topic history (core/history.ts); undefined when no history pattern is configured. */
+  constructor(readonly retained: RetainedStore = new MemoryRetainedStore(), readonly history?: History) {}
 
   /** Number of (subscriber, filter) subscriptions. */
   get subscriptionCount(): number {
@@ -89,14 +91,16 @@ export class Router {
 
   /**
    * Routes a message: updates the retained store when `retain` is set, then
-   * delivers to every matching subscriber once. Returns the number of deliveries
-   * and, when the store is durable, the promise of the retained write.
+   * delivers to every matching subscriber once. On a history topic the message first gets its
+   * offset (PROTOCOL.md §4.6). Returns the number of deliveries and, when the stores are durable,
+   * the promise of the retained and history writes.
    */
   publish(message: Message): { deliveries: number; durable: void | Promise<void> } {
     const stats = this.stats;
     stats.messagesIn++;
     stats.bytesIn += message.payload.length;
-    const durable = message.retain ? this.retained.set(message) : undefined;
+    let durable = message.retain ? this.retained.set(message) : undefined;
+    if (this.history !== undefined) durable = bothDurable(durable, this.history.append(message));
     const stamp = ++this.stamp;
     let deliveries = 0;
     this.index.match(message.topic, function routeToSubscriber(subscriber, subscription) {
@@ -107,9 +111,9 @@ export class Router {
     });
     stats.deliveries += deliveries;
     for (const tap of this.taps) tap(message);
-    // A retained message outlives this publish in the store: drop the live encodings it no
-    // longer needs (queued outboxes hold their own references) so the store holds payloads only.
-    if (message.retain) for (const shape in message.encoded) delete message.encoded[shape];
+    // A retained or history message outlives this publish in a store: drop the live encodings it no
+    // longer needs (queued outboxes hold their own references) so the stores hold payloads only.
+    if (message.retain || message.offset !== 0) for (const shape in message.encoded) delete message.encoded[shape];
     return { deliveries, durable };
   }
 
@@ -117,4 +121,10 @@ export class Router {
   isEmpty(): boolean {
     return this.index.isEmpty();
   }
+}
+
+function bothDurable(a: void | Promise<void>, b: Promise<void> | undefined): void | Promise<void> {
+  if (b === undefined) return a;
+  if (a === undefined) return b;
+  return Promise.all([a, b]).then(function bothStored() {});
 }

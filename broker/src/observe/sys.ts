@@ -62,6 +62,13 @@ const FIGURES: readonly SysFigure[] = [
   { topic: '$SYS/broker/limits/connect-rate', metric: 'topicast_limit_connect_rate_refused_total' },
   { topic: '$SYS/broker/limits/auth-backoff', metric: 'topicast_limit_auth_backoff_refused_total' },
   { topic: '$SYS/broker/limits/subscriptions', metric: 'topicast_subscriptions_refused_total' },
+  { topic: '$SYS/broker/history/topics', metric: 'topicast_history_topics' },
+  { topic: '$SYS/broker/history/messages', metric: 'topicast_history_messages' },
+  { topic: '$SYS/broker/history/bytes', metric: 'topicast_history_bytes' },
+  { topic: '$SYS/broker/history/evictions', metric: 'topicast_history_evictions_total' },
+  { topic: '$SYS/broker/history/replays', metric: 'topicast_history_replays_total' },
+  { topic: '$SYS/broker/history/replayed', metric: 'topicast_history_replayed_messages_total' },
+  { topic: '$SYS/broker/history/write-errors', metric: 'topicast_history_write_errors_total' },
 ];
 
 const utf8 = new TextEncoder();

@@ -18,10 +18,11 @@
  */
 import {
   CloseCode, DecodeError, ERRORS, ErrorCode, Flag, Op,
-  decodeClientFrame, encodeDelivery, encodeFrame, type ClientFrame, type WillMessage,
+  decodeClientFrame, encodeDelivery, encodeFrame, type ClientFrame, type SubscribeResult, type WillMessage,
 } from 'topicast/protocol';
 import type { Permissions, Principal } from '../../auth/index.js';
 import type { BrokerContext } from '../../context.js';
+import { ReplayMerge } from '../../core/history.js';
 import { createMessage, type Message } from '../../core/message.js';
 import type { Subscriber, Subscription } from '../../core/router.js';
 import type { Connection } from '../../session/connection.js';
@@ -33,7 +34,8 @@ import { Outbox, type FrameSource } from '../../session/outbox.js';
 const LIVE = 'native';
 
 function liveFrame(message: Message): Uint8Array {
-  return (message.encoded[LIVE] ??= encodeDelivery(message.topic, message.payload, 0));
+  // History topics carry their offset (PROTOCOL.md §4.6); still one encode per message.
+  return (message.encoded[LIVE] ??= encodeDelivery(message.topic, message.payload, 0, message.offset === 0 ? undefined : message.offset));
 }
 
 /**
@@ -55,6 +57,19 @@ class SnapshotSource implements FrameSource {
     if (m === undefined) return undefined;
     this.messages[this.i++] = undefined as unknown as Message; // release as we go
     return retainedFrame(m);
+  }
+}
+
+/**
+ * Messages replayed from history after a resume (PROTOCOL.md §4.6): merged in offset order and
+ * encoded one at a time as the outbox paces them, so a long replay to a slow reader holds
+ * references only, never encoded bytes beyond the snapshot window.
+ */
+class ReplaySource implements FrameSource {
+  constructor(private readonly merge: ReplayMerge) {}
+  next(): Uint8Array | undefined {
+    const m = this.merge.next();
+    return m === undefined ? undefined : encodeDelivery(m.topic, m.payload, Flag.replayed, m.offset);
   }
 }
 
@@ -183,10 +198,32 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       if (permissions?.canSubscribe(filter) === 'filtered') (this.filtered ??= new Set()).add(filter);
       router.subscribe(this, filter, subscription.options);
     }
-    const snapshot = frame.options.retained === false ? [] : this.retainedFor(frame.filters);
-    this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result: { retained: snapshot.length } }));
+    // Subscribed and, below, replay or snapshot captured in this one synchronous turn: every later
+    // live message has a larger offset and is queued after SNAPSHOT_END (no gap, no duplicate).
+    const history = router.history;
+    const resume = frame.options.resume;
+    const replay = history && resume ? history.resume(frame.filters, resume, permissions && ((topic) => this.readable(topic))) : undefined;
+    const snapshot = replay !== undefined || frame.options.retained === false ? [] : this.retainedFor(frame.filters);
+    const result: SubscribeResult = { retained: snapshot.length };
+    if (history) {
+      result.epoch = history.epoch;
+      result.offset = history.last;
+    }
+    if (resume) {
+      result.recovered = replay !== undefined;
+      result.replayed = replay === undefined ? 0 : replay.reduce((n, slice) => n + slice.length, 0);
+    }
+    this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result }));
     if (snapshot.length > 0) this.outbox.pushSource(new SnapshotSource(snapshot));
+    if (replay !== undefined && replay.length > 0) this.outbox.pushSource(new ReplaySource(new ReplayMerge(replay)));
     this.outbox.pushControl(encodeFrame({ op: Op.snapshotEnd, id: frame.id }));
+  }
+
+  /** Per-topic read check for snapshots and replays (a topic under a broader allowed filter may be denied). */
+  private readable(topic: string): boolean {
+    if (this.permissions!.canRead(topic)) return true;
+    this.ctx.auth.stats.withheld++;
+    return false;
   }
 
   private retainedFor(filters: string[]): Message[] {

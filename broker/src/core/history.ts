@@ -1,0 +1,440 @@
+/**
+ * Per-topic message history and resume (PROTOCOL.md §4.6).
+ *
+ * One broker-wide stream: every message published on a topic matching a history pattern
+ * (`historyFilters`) gets the next offset (last + 1) before it is delivered. The stream is
+ * named by an epoch string; offsets are comparable only within one epoch. Each history topic
+ * keeps a ring of its newest messages, bounded by count per topic, age, total bytes and number
+ * of topics. A client that saw offset `p` resumes with `[epoch, p]` and gets every message
+ * after `p` on the topics its filters match, merged in offset order.
+ *
+ * Invariants
+ * - Offsets are assigned in call order, +1 per history message; a ring holds its topic's
+ *   messages in increasing offset order; `queue*` holds every held message in offset order
+ *   (plus stale entries of messages already evicted by their topic's count bound).
+ * - `evictedThrough` of a topic is the highest offset it ever lost; `floor` is the highest offset
+ *   lost by a topic that is gone entirely (its ring is no longer there to tell). A resume from `p`
+ *   is recovered only if the epoch matches, every filter is covered by a pattern, `p` ≤ `last`,
+ *   `floor` ≤ `p`, and `evictedThrough` ≤ `p` for every matching topic: then nothing after `p`
+ *   on those topics was ever lost and the replay is exact. The floor is conservative: a topic
+ *   removed whole also refuses resumes that do not match it (from before its newest message).
+ * - Pure: no timers, no I/O. The clock is passed in; persistence is an injected sink.
+ *
+ * Cost
+ * - History off: the router holds no History, nothing runs.
+ * - Per publish on a broker with history: one Map lookup (known history topic) or one walk of the
+ *   pattern trie, O(topic depth); per history message O(1) amortised (ring push, queue push,
+ *   evictions pop what was pushed before).
+ * - Resume: O(matching part of the topic tree + messages replayed); the replay merges the topics'
+ *   slices lazily (a heap of k topics: O(log k) per message) as the outbox paces it.
+ * - Memory: the messages held, bounded by `maxBytes` counted as payload + topic + ENTRY_OVERHEAD_BYTES.
+ */
+import { filterCovers } from './filters.js';
+import { createMessage, type Message } from './message.js';
+import { MemoryRetainedStore } from './retained.js';
+import { SubscriptionTrie } from './trie.js';
+
+export interface HistoryLimits {
+  /** MQTT filter patterns whose topics keep history; empty means no history (the router then holds none). */
+  patterns: readonly string[];
+  /** Newest messages kept per topic. */
+  maxMessagesPerTopic: number;
+  /** Messages older than this are evicted. */
+  maxAgeMs: number;
+  /** Total bytes held (payload + topic + ENTRY_OVERHEAD_BYTES per message); beyond it the oldest go, across topics. */
+  maxBytes: number;
+  /** History topics kept; a new one beyond it evicts the topic published to least recently. */
+  maxTopics: number;
+}
+
+/** Approximate memory of one held message besides its payload and topic: the Message object and its slots in the ring and queue. */
+export const ENTRY_OVERHEAD_BYTES = 96;
+
+/** Persistence of the stream (store/history-log.ts). */
+export interface HistorySink {
+  /** Persists one message with its offset; the promise resolves once it is durable. */
+  write(message: Message, atMs: number): Promise<void>;
+}
+
+export interface HistoryStats {
+  /** Messages given an offset since start. */
+  appended: number;
+  /** Messages evicted by any bound. */
+  evicted: number;
+  /** Resumes answered with recovered: true, and the messages they replayed. */
+  replays: number;
+  replayedMessages: number;
+  /** Resumes answered with recovered: false. */
+  resumesRefused: number;
+}
+
+export interface StreamPosition {
+  epoch: string;
+  offset: number;
+}
+
+/** One topic's ring: its held messages in offset order. */
+class TopicHistory {
+  messages: Message[] = [];
+  head = 0;
+  /** Highest offset this topic lost (0: none). */
+  evictedThrough = 0;
+  /** Set when the topic left the history; queue entries still pointing here are stale. */
+  removed = false;
+  constructor(readonly topic: string) {}
+
+  get size(): number {
+    return this.messages.length - this.head;
+  }
+
+  firstOffset(): number {
+    return this.messages[this.head]!.offset;
+  }
+
+  shift(): Message {
+    const m = this.messages[this.head]!;
+    this.messages[this.head++] = undefined as unknown as Message; // release the payload now
+    if (this.head >= 64 && this.head * 2 >= this.messages.length) {
+      this.messages.splice(0, this.head);
+      this.head = 0;
+    }
+    return m;
+  }
+
+  /** The held messages with an offset greater than `after`, as a new array (binary search, then one copy). */
+  sliceAfter(after: number): Message[] {
+    const ms = this.messages;
+    let lo = this.head;
+    let hi = ms.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (ms[mid]!.offset <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    return ms.slice(lo);
+  }
+}
+
+function entryBytes(m: Message): number {
+  return m.payload.length + m.topic.length + ENTRY_OVERHEAD_BYTES;
+}
+
+/** A one-byte payload for the topic index, which stores a placeholder per history topic. */
+const INDEX_PAYLOAD = new Uint8Array(1);
+const NOTHING: Message[][] = [];
+
+let patternMatched = false;
+function markPatternMatched(): void {
+  patternMatched = true;
+}
+
+export class History {
+  readonly stats: HistoryStats = { appended: 0, evicted: 0, replays: 0, replayedMessages: 0, resumesRefused: 0 };
+  /** The stream's last offset (0 before the first message of a fresh epoch). */
+  last: number;
+  /** Highest offset lost by a topic that left the history whole (see the design note). */
+  floor = 0;
+  private held = 0;
+  private heldBytes = 0;
+  /** Rings by topic, least recently appended first (re-inserted on append) for the maxTopics bound. */
+  private readonly rings = new Map<string, TopicHistory>();
+  /**
+   * The history topics as a topic tree for filter matching. A MemoryRetainedStore is exactly that
+   * (wildcards, the `$` rule, cost proportional to the matching part); it holds a placeholder per topic.
+   */
+  private readonly index = new MemoryRetainedStore();
+  private readonly patternTrie = new SubscriptionTrie<number, string>();
+  // Every held message in offset order: parallel arrays from `qHead` (no object per entry).
+  private qRings: TopicHistory[] = [];
+  private qOffsets: number[] = [];
+  private qTimes: number[] = [];
+  private qHead = 0;
+  /** Queue entries whose message its topic already evicted (count bound, topic removal). */
+  private stale = 0;
+  private lastAtMs = 0;
+
+  /**
+   * @param epoch names the stream (PROTOCOL.md §4.6); a store that restores history passes its epoch and `last`
+   * @param now wall clock in ms (tests pass a fake one)
+   */
+  constructor(
+    readonly epoch: string,
+    readonly limits: HistoryLimits,
+    private readonly now: () => number,
+    private readonly sink?: HistorySink,
+    last = 0,
+  ) {
+    this.last = last;
+    for (const p of limits.patterns) this.patternTrie.add(p, 0, p);
+  }
+
+  /** History topics held. */
+  get topics(): number {
+    return this.rings.size;
+  }
+
+  /** Messages held. */
+  get messages(): number {
+    return this.held;
+  }
+
+  /** Bytes held, as counted for `maxBytes`. */
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  /** Whether `topic` matches a history pattern. O(topic depth). */
+  isHistoryTopic(topic: string): boolean {
+    if (this.rings.has(topic)) return true;
+    patternMatched = false;
+    this.patternTrie.match(topic, markPatternMatched);
+    return patternMatched;
+  }
+
+  /**
+   * Called by the router before delivery: on a history topic, gives the message the next offset
+   * (`message.offset`), keeps it, applies the bounds, and returns the promise of its durable write
+   * when a sink is set. Other topics: nothing (offset stays 0).
+   */
+  append(message: Message): Promise<void> | undefined {
+    if (!this.isHistoryTopic(message.topic)) return undefined;
+    const atMs = Math.max(this.lastAtMs, this.now()); // monotonic, so age eviction can pop from the front
+    message.offset = ++this.last;
+    this.keep(message, atMs);
+    this.stats.appended++;
+    return this.sink?.write(message, atMs);
+  }
+
+  /**
+   * Start-up: puts back a message read from the store, in offset order, with its original time.
+   * Bounds apply as they did when it was first appended; a gap in the offsets counts as lost.
+   */
+  restore(topic: string, payload: Uint8Array, offset: number, atMs: number): void {
+    if (offset <= this.last) throw new Error(`history restore out of order: offset ${offset} after ${this.last}`);
+    // Offsets the store does not have (a write that failed, segments deleted as wholly evicted) were lost.
+    if (offset !== this.last + 1) this.floor = Math.max(this.floor, offset - 1);
+    this.last = offset;
+    if (!this.isHistoryTopic(topic)) return; // patterns narrowed since: dropped (the store keeps the epoch only for equal patterns)
+    const message = createMessage(topic, payload);
+    message.offset = offset;
+    this.keep(message, Math.max(this.lastAtMs, atMs));
+  }
+
+  /**
+   * Start-up: the stream continues after `last` (a store skips offsets that may have been delivered
+   * but not stored) and everything up to `floor` counts as lost.
+   */
+  continueAt(last: number, floor: number): void {
+    this.last = Math.max(this.last, last);
+    this.floor = Math.max(this.floor, floor);
+  }
+
+  /** Evicts messages older than maxAgeMs. The broker calls it periodically; append and resume call it too. */
+  expire(): void {
+    this.expireBefore(this.now() - this.limits.maxAgeMs);
+  }
+
+  /** Evicts every held message with an offset up to `offset` (the store frees disk space this way). */
+  evictThrough(offset: number): void {
+    while (this.hasHead() && this.qOffsets[this.qHead]! <= offset) this.evictOldest();
+  }
+
+  /** Offset of the oldest message held, or last + 1 when none is. */
+  oldestOffset(): number {
+    return this.hasHead() ? this.qOffsets[this.qHead]! : this.last + 1;
+  }
+
+  /** Whether every filter is covered by a history pattern (every topic it can match keeps history). */
+  covers(filters: readonly string[]): boolean {
+    const patterns = this.limits.patterns;
+    return filters.every((f) => patterns.some((p) => filterCovers(p, f)));
+  }
+
+  /**
+   * Plans a resume: the slices to replay (one per matching topic `canRead` allows, messages after
+   * `from.offset` as held now) when the replay is exact, or undefined when it cannot be (the
+   * subscription then starts fresh, `recovered: false`). Counts the outcome.
+   */
+  resume(filters: readonly string[], from: StreamPosition, canRead?: (topic: string) => boolean): Message[][] | undefined {
+    this.expire();
+    const p = from.offset;
+    if (from.epoch !== this.epoch || p > this.last || this.floor > p || !this.covers(filters)) {
+      this.stats.resumesRefused++;
+      return undefined;
+    }
+    const topics = filters.length === 1 ? this.index.match(filters[0]!) : [...new Set(filters.flatMap((f) => this.index.match(f)))];
+    let slices = NOTHING;
+    let count = 0;
+    for (const topic of topics) {
+      const ring = this.rings.get(topic)!;
+      if (ring.evictedThrough > p) {
+        this.stats.resumesRefused++;
+        return undefined;
+      }
+      if (canRead && !canRead(topic)) continue;
+      const slice = ring.sliceAfter(p);
+      if (slice.length === 0) continue;
+      if (slices === NOTHING) slices = [];
+      slices.push(slice);
+      count += slice.length;
+    }
+    this.stats.replays++;
+    this.stats.replayedMessages += count;
+    return slices;
+  }
+
+  // ---- internals ------------------------------------------------------------------
+
+  private keep(message: Message, atMs: number): void {
+    this.lastAtMs = atMs;
+    const topic = message.topic;
+    let ring = this.rings.get(topic);
+    if (ring === undefined) {
+      if (this.rings.size >= this.limits.maxTopics) this.removeTopic(this.rings.values().next().value!);
+      ring = new TopicHistory(topic);
+      this.index.set(createMessage(topic, INDEX_PAYLOAD, true));
+    } else {
+      this.rings.delete(topic); // re-inserted below: the Map's order is least recently appended first
+    }
+    this.rings.set(topic, ring);
+    ring.messages.push(message);
+    this.qRings.push(ring);
+    this.qOffsets.push(message.offset);
+    this.qTimes.push(atMs);
+    this.held++;
+    this.heldBytes += entryBytes(message);
+    while (ring.size > this.limits.maxMessagesPerTopic) {
+      const gone = ring.shift();
+      ring.evictedThrough = gone.offset;
+      this.forget(gone);
+      this.stale++;
+    }
+    while (this.heldBytes > this.limits.maxBytes && this.hasHead()) this.evictOldest();
+    this.expireBefore(atMs - this.limits.maxAgeMs);
+    this.compactQueue();
+  }
+
+  private forget(m: Message): void {
+    this.held--;
+    this.heldBytes -= entryBytes(m);
+    this.stats.evicted++;
+  }
+
+  private expireBefore(oldestKeptMs: number): void {
+    while (this.hasHead() && this.qTimes[this.qHead]! < oldestKeptMs) this.evictOldest();
+  }
+
+  /** Whether a message is held; leaves the queue's head on the oldest one. */
+  private hasHead(): boolean {
+    this.dropStaleHead();
+    return this.qHead < this.qOffsets.length;
+  }
+
+  /** Pops the oldest held message of the stream from its topic; call after hasHead() said true. */
+  private evictOldest(): void {
+    const ring = this.qRings[this.qHead]!;
+    this.popQueueHead();
+    const gone = ring.shift();
+    ring.evictedThrough = gone.offset;
+    this.forget(gone);
+    if (ring.size === 0) this.removeTopic(ring);
+  }
+
+  private removeTopic(ring: TopicHistory): void {
+    while (ring.size > 0) {
+      const gone = ring.shift();
+      ring.evictedThrough = gone.offset;
+      this.forget(gone);
+      this.stale++;
+    }
+    ring.removed = true;
+    this.floor = Math.max(this.floor, ring.evictedThrough);
+    this.rings.delete(ring.topic);
+    this.index.set(createMessage(ring.topic, new Uint8Array(0), true)); // an empty payload deletes
+  }
+
+  private dropStaleHead(): void {
+    while (this.qHead < this.qOffsets.length) {
+      const ring = this.qRings[this.qHead]!;
+      if (!ring.removed && ring.size > 0 && ring.firstOffset() === this.qOffsets[this.qHead]) return;
+      this.popQueueHead();
+      this.stale--;
+    }
+  }
+
+  private popQueueHead(): void {
+    this.qRings[this.qHead] = undefined as unknown as TopicHistory;
+    this.qHead++;
+  }
+
+  /** Drops popped and stale queue entries once they outnumber the live ones (amortised O(1) per append). */
+  private compactQueue(): void {
+    const dead = this.qHead + this.stale;
+    if (dead < 1024 || dead < this.held) return;
+    const rings: TopicHistory[] = [];
+    const offsets: number[] = [];
+    const times: number[] = [];
+    for (let i = this.qHead; i < this.qOffsets.length; i++) {
+      const ring = this.qRings[i]!;
+      const offset = this.qOffsets[i]!;
+      if (ring.removed || ring.size === 0 || ring.firstOffset() > offset) continue; // evicted by its topic
+      rings.push(ring);
+      offsets.push(offset);
+      times.push(this.qTimes[i]!);
+    }
+    this.qRings = rings;
+    this.qOffsets = offsets;
+    this.qTimes = times;
+    this.qHead = 0;
+    this.stale = 0;
+  }
+}
+
+/**
+ * Merges per-topic slices (each in offset order) into one sequence in offset order, lazily:
+ * a binary heap of slice cursors, O(log k) per message, nothing copied.
+ */
+export class ReplayMerge {
+  private readonly heap: { slice: Message[]; i: number }[];
+  constructor(slices: Message[][]) {
+    this.heap = slices.filter((s) => s.length > 0).map((slice) => ({ slice, i: 0 }));
+    for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.down(i);
+  }
+
+  /** The next message in offset order, or undefined when all are out. */
+  next(): Message | undefined {
+    const heap = this.heap;
+    const top = heap[0];
+    if (top === undefined) return undefined;
+    const m = top.slice[top.i]!;
+    top.slice[top.i++] = undefined as unknown as Message; // release as we go
+    if (top.i === top.slice.length) {
+      const lastCursor = heap.pop()!;
+      if (heap.length === 0) return m;
+      heap[0] = lastCursor;
+    }
+    this.down(0);
+    return m;
+  }
+
+  private key(i: number): number {
+    const c = this.heap[i]!;
+    return c.slice[c.i]!.offset;
+  }
+
+  private down(i: number): void {
+    const heap = this.heap;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let min = i;
+      if (l < heap.length && this.key(l) < this.key(min)) min = l;
+      if (r < heap.length && this.key(r) < this.key(min)) min = r;
+      if (min === i) return;
+      const t = heap[i]!;
+      heap[i] = heap[min]!;
+      heap[min] = t;
+      i = min;
+    }
+  }
+}
