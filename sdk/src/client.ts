@@ -7,7 +7,10 @@
  *
  * Invariants:
  * - Subscriptions live in the client, not in a connection: every one that is not
- *   closed is subscribed again on each new connection, with a fresh snapshot.
+ *   closed is subscribed again on each new connection, one SUBSCRIBE per subscription:
+ *   from its history position when it has one (`resume`, PROTOCOL.md §4.6), so the
+ *   broker replays what it missed, else with a fresh snapshot. Overlapping resumed
+ *   subscriptions may each get a replayed message; positions skip the duplicates.
  * - The broker delivers a message once per connection however many filters match
  *   (PROTOCOL.md); the client dispatches it locally to every matching subscription,
  *   decoding once per codec. Retained values (a subscription's snapshot) go only to
@@ -20,6 +23,10 @@
  *   While open, publishes also wait there when the socket holds more than
  *   `queue.maxBufferedBytes` unsent (a poll every FLUSH_POLL_MS sends them as it drains),
  *   so a publisher outrunning the network is bounded by the queue's policy.
+ * - DRAIN (PROTOCOL.md §4.7): the node is going away. After `reconnectAfterMs` the client
+ *   closes that connection cleanly (no will) and dials at once, the next URL of its list
+ *   first; subscriptions resume, the publish queue waits. The broker's own close at the end
+ *   of its drain window (1001), if it comes first, is expected: not reported as an error.
  * - No promise the SDK creates for itself can reject unobserved; promises handed to
  *   the application reject only with a `TopicastError` (or TypeError for misuse).
  */
@@ -37,7 +44,20 @@ import {
   RequestError,
   TopicastError,
 } from './errors.js';
-import { CloseCode, filterProblem, Flag, isRetryable, Op, topicProblem, type ServerFrame, type WelcomeInfo, type WillMessage } from './protocol/index.js';
+import {
+  CloseCode,
+  filterProblem,
+  Flag,
+  isRetryable,
+  Op,
+  topicProblem,
+  type SubscribeOptions as WireSubscribeOptions,
+  type SubscribeResult as AckResult,
+  type ServerFrame,
+  type StreamPosition,
+  type WelcomeInfo,
+  type WillMessage,
+} from './protocol/index.js';
 import { DEFAULT_MAX_BUFFERED_BYTES, OfflineQueue, type QueueOptions } from './queue.js';
 import { driver, Subscription, type Handler, type Message, type MessageMeta } from './subscription.js';
 import type { CodecValue, FiltersValue, PublishValue, TopicMap } from './topics.js';
@@ -108,6 +128,23 @@ export interface SubscribeOptions {
   retained?: boolean;
   /** Most messages an async iterator buffers before dropping the oldest (default 1024). */
   maxBuffered?: number;
+  /**
+   * Resume from a stored position (`sub.position`, e.g. saved before a page reload): the broker replays
+   * what was published since, and `sub.recovered` says whether that was everything (PROTOCOL.md §4.6).
+   */
+  resume?: StreamPosition;
+}
+
+/**
+ * What a DRAIN from the broker says: its node is shutting down (PROTOCOL.md §4.7).
+ * @example
+ * client.on('drain', ({ url, reconnectAfterMs }: DrainNotice) => console.log(`${url} drains, moving in ${reconnectAfterMs} ms`));
+ */
+export interface DrainNotice {
+  /** The URL of the draining connection. */
+  url: string;
+  /** When the client moves to another node (its subscriptions and queued publishes go along). */
+  reconnectAfterMs: number;
 }
 
 /**
@@ -118,6 +155,8 @@ export interface SubscribeOptions {
 export interface ClientEvents {
   state: (state: ClientState) => void;
   error: (error: TopicastError) => void;
+  /** The node is draining; the client reconnects elsewhere after `reconnectAfterMs` ('state' shows it). */
+  drain: (notice: DrainNotice) => void;
 }
 
 type OptionCodec<O> = O extends { codec: infer C } ? C : undefined;
@@ -146,7 +185,7 @@ export interface Client<Topics extends TopicMap = {}> {
   readonly url: string;
   /** The broker's WELCOME on the current connection, while open. */
   readonly server: WelcomeInfo | undefined;
-  /** Listens to 'state' or 'error'; returns the removal. */
+  /** Listens to 'state', 'error' or 'drain'; returns the removal. */
   on<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): () => void;
   /**
    * Subscribes to one or several filters. The result is awaitable (the broker's
@@ -248,6 +287,9 @@ class TopicastClient {
   private failures = 0; // consecutive failed attempts, for the backoff
   private everOpened = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The connection that received DRAIN, and the timer that leaves it. */
+  private drained: Connection | undefined;
+  private drainTimer: ReturnType<typeof setTimeout> | undefined;
   private closing: Promise<void> | undefined;
   private firstOpen: { resolve: () => void; reject: (e: unknown) => void } | undefined;
   /** Browsers: the 'online' event ends a backoff wait at once (the network just came back). */
@@ -374,9 +416,20 @@ class TopicastClient {
     this.open = undefined;
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
+    clearTimeout(this.drainTimer);
+    this.drainTimer = undefined;
     this.settleInFlight(new ConnectionError(ClientErrorCode.connectionLost, `connection lost before the broker answered (${error.message})`, error.closeCode, { cause: error }));
-    this.report(error);
     const closeCode = error.closeCode ?? 1006;
+    if (conn !== undefined && conn === this.drained && this.backoff !== undefined && isRetryable(closeCode)) {
+      // Leaving a draining node (or its close at the end of the window) is planned: no error, no backoff.
+      this.drained = undefined;
+      this.failures = 0;
+      this.setState('reconnecting');
+      this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+      this.reconnectTimer = setTimeout(() => this.attempt(), 0);
+      return;
+    }
+    this.report(error);
     const retryable =
       this.backoff !== undefined &&
       (isRetryable(closeCode) || (closeCode === CloseCode.unauthenticated && typeof this.options.token === 'function'));
@@ -424,6 +477,8 @@ class TopicastClient {
     this.reconnectTimer = undefined;
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
+    clearTimeout(this.drainTimer);
+    this.drainTimer = undefined;
     if (this.onOnline) windowLike.removeEventListener?.('online', this.onOnline);
     const pending = [...this.pending.values()];
     this.pending.clear();
@@ -497,6 +552,12 @@ class TopicastClient {
       }
       if (this.state === 'closed') throw new ConnectionError(ClientErrorCode.closed, 'client closed');
       const codec = resolveCodec(options.codec, this.build.codecs, this.codec);
+      if (options.resume) {
+        const { epoch, offset } = options.resume;
+        if (typeof epoch !== 'string' || epoch.length === 0 || epoch.length > 64 || !Number.isSafeInteger(offset) || offset < 0) {
+          throw new TypeError('resume must be a position { epoch: string of 1..64 chars, offset: integer ≥ 0 } (sub.position)');
+        }
+      }
       sub = new Subscription<unknown>(this, filters, codec, handler, options);
       this.subs.add(sub);
       this.matchCache.clear();
@@ -512,8 +573,11 @@ class TopicastClient {
 
   private sendSubscribe(sub: Subscription<unknown>): void {
     const id = this.request({ kind: 'subscribe', sub });
+    const options: WireSubscribeOptions = {};
+    if (!sub.retained) options.retained = false;
+    options.resume = sub[driver].resumeFrom = sub.position;
     sub[driver].requestId = id;
-    this.send({ op: Op.subscribe, id, filters: [...sub.filters], options: sub.retained ? {} : { retained: false } });
+    this.send({ op: Op.subscribe, id, filters: [...sub.filters], options });
   }
 
   /** @internal Called by Subscription.unsubscribe. */
@@ -639,9 +703,9 @@ class TopicastClient {
   private onFrame(frame: ServerFrame): void {
     switch (frame.op) {
       case Op.delivery:
-        return this.dispatch(frame.topic, frame.payload, (frame.flags & Flag.retain) !== 0);
+        return this.dispatch(frame.topic, frame.payload, frame.flags, frame.offset);
       case Op.ack:
-        return this.onAck(frame.id, frame.result?.retained ?? 0);
+        return this.onAck(frame.id, frame.result ?? { retained: 0 });
       case Op.error:
         return this.onError(frame.id, frame.code, frame.message);
       case Op.snapshotEnd: {
@@ -650,20 +714,35 @@ class TopicastClient {
         sub?.[driver].snapshotEnded();
         return;
       }
+      case Op.drain:
+        return this.onDrain(this.open!, frame.info.reconnectAfterMs);
       default:
         return; // welcome and pong are the connection's
     }
   }
 
-  private onAck(id: number, retained: number): void {
+  /** The node drains: leave after `ms` (PROTOCOL.md §4.7); meanwhile it keeps serving. */
+  private onDrain(conn: Connection, ms: number): void {
+    if (this.drained === conn) return; // a repeated DRAIN does not move the departure
+    this.drained = conn;
+    this.drainTimer = setTimeout(() => {
+      this.drainTimer = undefined;
+      // A clean close (no will: this client is not going offline), then the planned reconnect.
+      void conn.close(CloseCode.normal, 'drain');
+      this.lost(conn, new ConnectionError(ClientErrorCode.connectionLost, `left draining ${conn.url}`, CloseCode.goingAway));
+    }, ms);
+    this.events.emit('drain', { url: conn.url, reconnectAfterMs: ms });
+  }
+
+  private onAck(id: number, result: AckResult): void {
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
     switch (p.kind) {
       case 'subscribe':
         if (p.sub.state === 'closed' || p.sub[driver].requestId !== id) return;
-        if (retained > 0) this.snapshots.set(id, p.sub);
-        p.sub[driver].acked(retained);
+        if (result.retained + (result.replayed ?? 0) > 0) this.snapshots.set(id, p.sub);
+        p.sub[driver].acked(result);
         return;
       case 'publish':
       case 'unsubscribe':
@@ -702,7 +781,8 @@ class TopicastClient {
     }
   }
 
-  private dispatch(topic: string, payload: Uint8Array, retained: boolean): void {
+  private dispatch(topic: string, payload: Uint8Array, flags: number, offset: number | undefined): void {
+    const retained = (flags & Flag.retain) !== 0;
     let matching = this.matchCache.get(topic);
     if (matching === undefined) {
       matching = [];
@@ -715,7 +795,8 @@ class TopicastClient {
     let targets: Subscription<unknown>[] = [];
     let snapshotting = false;
     for (const sub of matching) {
-      if (sub.state === 'snapshot' || sub.state === 'live') {
+      // A history delivery reaches a subscription once: not at or below its position (PROTOCOL.md §4.6).
+      if ((sub.state === 'snapshot' || sub.state === 'live') && (offset === undefined || sub[driver].advance(offset))) {
         targets.push(sub);
         if (sub.state === 'snapshot') snapshotting = true;
       }
@@ -739,7 +820,7 @@ class TopicastClient {
         if (!decoded.has(sub.codec)) decoded.set(sub.codec, this.decode(sub.codec, topic, payload));
         v = decoded.get(sub.codec);
       }
-      if (v !== UNDECODABLE) sub[driver].deliver(v, topic, retained, payload);
+      if (v !== UNDECODABLE) sub[driver].deliver(v, topic, flags, payload, offset);
     }
   }
 

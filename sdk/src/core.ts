@@ -20,9 +20,19 @@ export function connect<Topics extends TopicMap = {}>(url: string | readonly str
   return openClient<Topics>(url, options, { codecs: coreCodecs, defaultCodec: json, transport });
 }
 
-export type { Client, ClientEvents, ClientState, ConnectOptions, PublishOptions, SubscribeOptions, SubscribeResult } from './client.js';
+export type { Client, ClientEvents, ClientState, ConnectOptions, DrainNotice, PublishOptions, SubscribeOptions, SubscribeResult } from './client.js';
 export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS } from './client.js';
-export { Subscription, DEFAULT_MAX_BUFFERED, type Handler, type Message, type MessageMeta, type SubscriptionState } from './subscription.js';
+export {
+  Subscription,
+  DEFAULT_MAX_BUFFERED,
+  type Handler,
+  type Message,
+  type MessageMeta,
+  type ResumeOutcome,
+  type SubscriptionEvents,
+  type SubscriptionState,
+} from './subscription.js';
+export type { StreamPosition } from './protocol/index.js';
 export { json, text, raw, type Codec, type CodecName } from './codec.js';
 export { backoffDelay, DEFAULT_MAX_DELAY_MS, DEFAULT_MIN_DELAY_MS, type BackoffOptions } from './backoff.js';
 export { createEmitter, type Emitter, type EventsMap } from './emitter.js';

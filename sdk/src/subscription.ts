@@ -7,7 +7,17 @@
  *   any ──unsubscribe / refused / client closed──▶ closed
  *
  * `ready` settles at the first ACK or refusal, `snapshot` at the first SNAPSHOT_END;
- * later snapshots (after a reconnect) are visible as 'state' events. Messages reach the
+ * later snapshots (after a reconnect) are visible as 'state' events. 'snapshot' covers
+ * both the retained values and, after a resume, the replayed history (PROTOCOL.md §4.6).
+ *
+ * Position (history, PROTOCOL.md §4.6): when the broker keeps history, a subscription
+ * holds the epoch and the offset of the last history message it was handed — set from
+ * the ACK, moved by every delivery with an offset, raised to the ACK's offset when a
+ * replay ends (everything up to it was replayed). Invariant: within one epoch, a
+ * subscription receives offsets in strictly increasing order, so a delivery at or below
+ * its position is a duplicate (overlapping resumed subscriptions each get a replay) and
+ * is skipped. Every SUBSCRIBE sent after the first (a reconnect), or a first one with the
+ * `resume` option, ends in a 'resumed' event saying whether nothing was missed. Messages reach the
  * handler and every open iterator (without a handler, the first iterator also gets what
  * arrived before it was created); each iterator buffers at most `maxBuffered` messages
  * (oldest dropped first, counted in `dropped`) so a stalled `for await` cannot grow memory
@@ -16,7 +26,7 @@
 import type { Codec } from './codec.js';
 import { createEmitter } from './emitter.js';
 import { ClientErrorCode, TopicastError } from './errors.js';
-import { topicMatches } from './protocol/index.js';
+import { Flag, topicMatches, type StreamPosition, type SubscribeResult } from './protocol/index.js';
 
 /**
  * Where a subscription is in its life (see the diagram at the top of subscription.ts).
@@ -37,6 +47,40 @@ export interface MessageMeta {
   retained: boolean;
   /** The payload bytes as received, before decoding. */
   payload: Uint8Array;
+  /** True when replayed from the broker's history after a resume (it was published while this client was away). */
+  replayed: boolean;
+  /** The message's history offset (PROTOCOL.md §4.6); undefined for topics without history and for retained values. */
+  offset: number | undefined;
+}
+
+/**
+ * How a subscription came back after a reconnect (or a first subscribe with `resume`).
+ * @example
+ * sub.on('resumed', ({ recovered, replayed }: ResumeOutcome) => {
+ *   if (!recovered) void reloadState(); // a hole: the retained snapshot follows, history was not enough
+ *   else console.log(`caught up with ${replayed} missed messages`);
+ * });
+ */
+export interface ResumeOutcome {
+  /**
+   * true: every message published since the subscription's position is replayed (`meta.replayed`) before
+   * live ones, nothing was missed. false: the broker could not (no position, a new epoch, history too
+   * short or not kept for these filters): the subscription starts afresh with its retained snapshot, and
+   * what was published meanwhile is lost to it — reload your state.
+   */
+  recovered: boolean;
+  /** Number of replayed messages that follow (0 when not recovered). */
+  replayed: number;
+}
+
+/**
+ * Events of a subscription.
+ * @example
+ * const onResumed: SubscriptionEvents['resumed'] = (o) => console.log(o.recovered);
+ */
+export interface SubscriptionEvents {
+  state: (state: SubscriptionState) => void;
+  resumed: (outcome: ResumeOutcome) => void;
 }
 
 /**
@@ -73,14 +117,18 @@ export const driver: unique symbol = Symbol('topicast.subscription.driver');
 export interface SubscriptionDriver<T> {
   /** Id of the SUBSCRIBE in flight, or 0. */
   requestId: number;
-  /** The broker acknowledged a SUBSCRIBE; `retainedCount` values follow. */
-  acked(retainedCount: number): void;
+  /** The position the SUBSCRIBE in flight resumes from (its `resume` option). */
+  resumeFrom: StreamPosition | undefined;
+  /** The broker acknowledged a SUBSCRIBE; `retained + replayed` deliveries follow. */
+  acked(result: SubscribeResult): void;
+  /** A delivery at `offset` matched: false if the subscription already has it (skip), else moves the position. */
+  advance(offset: number): boolean;
   /** SNAPSHOT_END for this subscription's request. */
   snapshotEnded(): void;
   /** The connection dropped; the client will subscribe again. */
   restoring(): void;
   /** Hands one decoded message to the handler and every iterator. */
-  deliver(value: T, topic: string, retained: boolean, payload: Uint8Array): void;
+  deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined): void;
   /** Ends the subscription; with `error`, pending promises reject and iterators throw. */
   close(error?: TopicastError): void;
 }
@@ -122,6 +170,8 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   error: TopicastError | undefined;
   /** Messages dropped because an iterator fell more than `maxBuffered` behind. */
   dropped = 0;
+  /** Outcome of the last resume (see `on('resumed')`); undefined until the first one. */
+  recovered: boolean | undefined;
   /** Resolves when the broker acknowledges the first SUBSCRIBE; rejects if it refuses. */
   readonly ready: Promise<void>;
   /** Resolves when the retained snapshot of the first subscribe is complete. */
@@ -132,7 +182,13 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   private readonly handler: Handler<T> | undefined;
   private readonly host: SubscriptionHost;
   private readonly maxBuffered: number;
-  private readonly events = createEmitter<{ state: (state: SubscriptionState) => void }>();
+  private readonly events = createEmitter<SubscriptionEvents>();
+  /** History position: epoch (undefined: none) and offset, see the top of this file. */
+  private epoch: string | undefined;
+  private offset = 0;
+  /** The ACK's offset while a replay is in progress: the position once it ends. */
+  private replayTo = -1;
+  private acks = 0;
   private readonly readers = new Set<Reader<T>>();
   /** Without a handler, messages buffer from the start for the first iterator, so none is lost before `for await` begins. */
   private firstReader: Reader<T> | undefined;
@@ -146,7 +202,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     filters: readonly string[],
     codec: Codec,
     handler: Handler<T> | undefined,
-    options: { retained?: boolean; maxBuffered?: number } = {},
+    options: { retained?: boolean; maxBuffered?: number; resume?: StreamPosition } = {},
   ) {
     this.host = host;
     this.filters = filters;
@@ -154,6 +210,10 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     this.handler = handler;
     this.retained = options.retained !== false;
     this.maxBuffered = Math.max(1, options.maxBuffered ?? DEFAULT_MAX_BUFFERED);
+    if (options.resume) {
+      this.epoch = options.resume.epoch;
+      this.offset = options.resume.offset;
+    }
     let r: [() => void, (e: unknown) => void] = [noop, noop];
     this.ready = new Promise<void>((resolve, reject) => (r = [resolve, reject]));
     this.settleReady = r;
@@ -164,10 +224,12 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     this.snapshot.catch(noop);
     this[driver] = {
       requestId: 0,
-      acked: (n) => this.acked(n),
+      resumeFrom: undefined,
+      acked: (r) => this.acked(r),
+      advance: (o) => this.advance(o),
       snapshotEnded: () => this.snapshotEnded(),
       restoring: () => this.restoring(),
-      deliver: (value, topic, retained, payload) => this.deliver(value, topic, retained, payload),
+      deliver: (value, topic, flags, payload, offset) => this.deliver(value, topic, flags, payload, offset),
       close: (error) => this.close(error),
     };
     if (!handler) {
@@ -177,12 +239,25 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   }
 
   /**
-   * Listens to state changes; returns the removal.
+   * Listens to state changes or resume outcomes; returns the removal.
    * @example
    * sub.on('state', (s) => { if (s === 'live') render(); });
+   * sub.on('resumed', ({ recovered }) => { if (!recovered) void reload(); });
    */
-  on(event: 'state', listener: (state: SubscriptionState) => void): () => void {
+  on<K extends keyof SubscriptionEvents>(event: K, listener: SubscriptionEvents[K]): () => void {
     return this.events.on(event, listener);
+  }
+
+  /**
+   * Where this subscription is in the broker's history (PROTOCOL.md §4.6): the epoch and offset of
+   * the last history message it received, or undefined when the broker keeps no history. A reconnect
+   * resumes from it; store it (e.g. in `sessionStorage`) and pass it as the `resume` option to resume
+   * after a page reload.
+   * @example
+   * addEventListener('pagehide', () => sessionStorage.setItem('pos', JSON.stringify(sub.position)));
+   */
+  get position(): StreamPosition | undefined {
+    return this.epoch === undefined ? undefined : { epoch: this.epoch, offset: this.offset };
   }
 
   /**
@@ -238,19 +313,46 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
 
   // ---- driven by the client ------------------------------------------------
 
-  private acked(retainedCount: number): void {
+  private acked(r: SubscribeResult): void {
     if (this.state === 'closed') return;
-    this[driver].requestId = 0;
+    const d = this[driver];
+    // A resume: any SUBSCRIBE after the first, or a first one from a stored position.
+    const resume = this.acks++ > 0 || d.resumeFrom !== undefined;
+    const recovered = d.resumeFrom !== undefined && r.recovered === true;
+    const replayed = recovered ? (r.replayed ?? 0) : 0;
+    d.requestId = 0;
+    d.resumeFrom = undefined;
+    if (r.epoch === undefined || r.offset === undefined) this.epoch = undefined;
+    else if (recovered) this.replayTo = r.offset; // replayed deliveries move the position from where it was
+    else {
+      this.epoch = r.epoch;
+      this.offset = r.offset;
+    }
+    if (resume) {
+      this.recovered = recovered;
+      this.events.emit('resumed', { recovered, replayed });
+    }
+    if ((this.state as SubscriptionState) === 'closed') return; // a 'resumed' listener unsubscribed
     this.setState('snapshot');
     if (!this.readySettled) {
       this.readySettled = true;
       this.settleReady[0]();
     }
-    if (retainedCount === 0) this.snapshotEnded();
+    if (r.retained + (r.replayed ?? 0) === 0) this.snapshotEnded();
+  }
+
+  private advance(offset: number): boolean {
+    if (this.epoch === undefined) return true;
+    if (offset <= this.offset) return false;
+    this.offset = offset;
+    return true;
   }
 
   private snapshotEnded(): void {
     if (this.state !== 'snapshot') return;
+    // Everything up to the ACK's offset was replayed: the position is at least there.
+    if (this.replayTo > this.offset) this.offset = this.replayTo;
+    this.replayTo = -1;
     this.setState('live');
     if (!this.snapshotSettled) {
       this.snapshotSettled = true;
@@ -261,19 +363,23 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   private restoring(): void {
     if (this.state === 'closed') return;
     this[driver].requestId = 0;
+    this[driver].resumeFrom = undefined;
+    this.replayTo = -1;
     this.setState('subscribing');
   }
 
-  private deliver(value: T, topic: string, retained: boolean, payload: Uint8Array): void {
+  private deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined): void {
+    const retained = (flags & Flag.retain) !== 0;
+    const replayed = (flags & Flag.replayed) !== 0;
     if (this.handler) {
       try {
-        this.handler(value, { topic, retained, payload });
+        this.handler(value, { topic, retained, payload, replayed, offset });
       } catch (err) {
         this.host.reportHandlerError(err, this as Subscription<unknown>, topic);
       }
     }
     if (this.readers.size === 0) return;
-    const message: Message<T> = { topic, value, retained, payload };
+    const message: Message<T> = { topic, value, retained, payload, replayed, offset };
     for (const reader of this.readers) {
       if (reader.waiting) {
         const w = reader.waiting;

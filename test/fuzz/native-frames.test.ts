@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
 import {
   CloseCode, DecodeError, ErrorCode, Op, decodeClientFrame, encodeFrame, encodeMsgpack,
-  type ClientFrame, type MsgpackValue,
+  type ClientFrame, type MsgpackValue, type SubscribeOptions,
 } from 'topicast/protocol';
 import { startBroker } from '../helpers/broker.js';
 import { bytes, isDelivery, NativeClient, scrapeMetrics, sleep, text, within } from '../helpers/native-client.js';
@@ -67,7 +67,7 @@ function randomId(): number {
 function validFrame(): ClientFrame {
   switch (int(6)) {
     case 0:
-      return { op: Op.subscribe, id: randomId(), filters: Array.from({ length: 1 + int(3) }, randomTopic), options: chance(0.5) ? {} : { retained: chance(0.5) } };
+      return { op: Op.subscribe, id: randomId(), filters: Array.from({ length: 1 + int(3) }, randomTopic), options: randomSubscribeOptions() };
     case 1:
       return { op: Op.unsubscribe, id: randomId(), filters: Array.from({ length: 1 + int(3) }, randomTopic) };
     case 2:
@@ -78,6 +78,21 @@ function validFrame(): ClientFrame {
     default:
       return { op: Op.will, id: randomId(), will: chance(0.2) ? null : { topic: randomTopic(), payload: randomBytesSeeded(int(32)), retain: chance(0.5) } };
   }
+}
+
+/** Subscribe options, resume positions included (PROTOCOL.md §4.6): valid epochs of 1..64 chars, offsets up to 2^53-1. */
+function randomSubscribeOptions(): SubscribeOptions {
+  const options: SubscribeOptions = {};
+  if (chance(0.4)) options.retained = chance(0.5);
+  if (chance(0.4)) {
+    const epoch = chance(0.5) ? randomEpoch() : pick(['x', 'e'.repeat(64), '日本', randomTopic().slice(0, 64) || 'y']);
+    options.resume = { epoch, offset: pick([0, 1, int(1000), 2 ** 32, Number.MAX_SAFE_INTEGER, int(2 ** 31)]) };
+  }
+  return options;
+}
+
+function randomEpoch(): string {
+  return Array.from({ length: 1 + int(64) }, () => String.fromCharCode(0x21 + int(0x5d))).join('');
 }
 
 function randomValue(depth = 0): MsgpackValue {
@@ -93,7 +108,7 @@ function randomValue(depth = 0): MsgpackValue {
     case 7: return Array.from({ length: int(6) }, () => randomValue(depth + 1));
     default: {
       const m: { [key: string]: MsgpackValue } = {};
-      for (let i = int(4); i > 0; i--) m[pick(['retained', 'topic', 'x', '', 'constructor', 'toString'])] = randomValue(depth + 1);
+      for (let i = int(4); i > 0; i--) m[pick(['retained', 'resume', 'topic', 'x', '', 'constructor', 'toString'])] = chance(0.2) ? [randomValue(depth + 1), randomValue(depth + 1)] : randomValue(depth + 1);
       return m;
     }
   }
@@ -145,6 +160,11 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** `[1, 1, ["#"], {resume: <value>}]` */
+function resumeWith(...value: number[]): Uint8Array {
+  return Uint8Array.of(0x94, 0x01, 0x01, 0x91, 0xa1, 0x23, 0x81, 0xa6, ...bytes('resume'), ...value);
+}
+
 /** Hand-made inputs aimed at decoder limits. */
 const NASTIES: Uint8Array[] = [
   new Uint8Array(0),
@@ -166,6 +186,17 @@ const NASTIES: Uint8Array[] = [
   Uint8Array.of(0x94, 0x01, 0x01, 0x91, 0xa1, 0x23, 0x81, 0xa9, ...bytes('__proto__'), 0xc3), // __proto__ key
   Uint8Array.of(0x94, 0x01, 0x01, 0x91, 0xa1, 0x23, 0x81, 0x01, 0xc3), // integer map key
   Uint8Array.of(0x94, 0x01, 0x01, 0x91, 0xa1, 0x23, 0x81, 0xa8, ...bytes('retained'), 0x01), // retained: 1
+  resumeWith(0x92, 0xa1, 0x65, 0xff), // resume offset -1
+  resumeWith(0x92, 0xa1, 0x65, 0xcb, 0x43, 0x40, 0, 0, 0, 0, 0, 0), // resume offset 2^53 as a float
+  resumeWith(0x92, 0xa1, 0x65, 0xcf, 0, 0x20, 0, 0, 0, 0, 0, 0), // resume offset 2^53 as uint64
+  resumeWith(0x92, 0xa1, 0x65, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0), // resume offset 1.5
+  resumeWith(0x92, 0xa0, 0x01), // empty epoch
+  resumeWith(0x92, 0xd9, 65, ...new Uint8Array(65).fill(0x65), 0x01), // epoch of 65 chars
+  resumeWith(0x92, 0x01, 0x01), // epoch as a number
+  resumeWith(0x91, 0xa1, 0x65), // resume without its offset
+  resumeWith(0x93, 0xa1, 0x65, 0x01, 0x01), // resume with an extra element
+  resumeWith(0xc0), // resume: nil
+  Uint8Array.of(0x94, 0x01, 0x01, 0x91, 0xa1, 0x23, 0x81, 0xa5, ...bytes('since'), 0x01), // unknown subscribe option
   Uint8Array.of(0x93, 0x05, 0x01, 0x93, 0xa1, 0x61, 0xc4, 0x00, 0x01), // will retain not boolean
   Uint8Array.of(0x93, 0x02, 0x01, 0x90), // unsubscribe with no filters
   Uint8Array.of(0x94, 0x01, 0x01, 0x90, 0x80), // subscribe with no filters

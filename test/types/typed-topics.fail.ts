@@ -42,4 +42,23 @@ export async function mustFail(client: Client<Topics>): Promise<void> {
   await client.publish('devices/pi-01/cpu/temperature', 1, { retain: 'yes' });
   // @ts-expect-error no such state
   client.on('state', (s) => s === 'half-open');
+
+  // Positions, resume and drain.
+  // @ts-expect-error an epoch is a string
+  await client.subscribe('devices/+/status', undefined, { resume: { epoch: 1, offset: 2 } });
+  // @ts-expect-error a position needs its offset
+  await client.subscribe('devices/+/status', undefined, { resume: { epoch: 'E' } });
+  const sub = await client.subscribe('devices/+/status', (s, meta) => {
+    // @ts-expect-error an offset may be missing (topics without history)
+    const o: number = meta.offset;
+    void s, o;
+  });
+  // @ts-expect-error the event is 'resumed'
+  sub.on('resume', () => {});
+  // @ts-expect-error recovered is a boolean
+  sub.on('resumed', (outcome) => outcome.recovered.toFixed());
+  // @ts-expect-error the position is read-only (it follows the deliveries)
+  sub.position = { epoch: 'E', offset: 1 };
+  // @ts-expect-error a drain notice has a delay and a URL, no code
+  client.on('drain', (notice) => notice.code);
 }

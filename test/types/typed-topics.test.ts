@@ -6,7 +6,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, type Client, type FilterMatches, type Message, type PublishValue, type Subscription } from 'topicast';
+import {
+  connect, type Client, type DrainNotice, type FilterMatches, type Message, type PublishValue, type ResumeOutcome, type StreamPosition, type Subscription,
+} from 'topicast';
 import { Op } from 'topicast/protocol';
 import { FakeNet, flush } from '../unit/sdk/fake-transport.js';
 
@@ -73,6 +75,20 @@ async function usage(client: Client<Topics>): Promise<void> {
     expectType<Equal<typeof m, Message<number>>>(true);
     break;
   }
+  // Positions, resume and drain (PROTOCOL.md §4.6, §4.7): the options keep the map's value types.
+  const resumable = await client.subscribe('devices/+/cpu/temperature', (t, meta) => {
+    expectType<Equal<typeof t, number>>(true);
+    expectType<Equal<typeof meta.offset, number | undefined>>(true);
+    expectType<Equal<typeof meta.replayed, boolean>>(true);
+  }, { resume: { epoch: 'E', offset: 1 }, retained: false });
+  expectType<Equal<typeof resumable, Subscription<number>>>(true);
+  expectType<Equal<typeof resumable.position, StreamPosition | undefined>>(true);
+  expectType<Equal<typeof resumable.recovered, boolean | undefined>>(true);
+  const off: () => void = resumable.on('resumed', (o) => expectType<Equal<typeof o, ResumeOutcome>>(true));
+  off();
+  client.on('drain', (d) => expectType<Equal<typeof d, DrainNotice>>(true));
+  const stored = resumable.position;
+  if (stored) await client.subscribe('alerts', (a) => expectType<Equal<typeof a, string>>(true), { resume: stored });
   // Publishing the right types to concrete topics compiles.
   await client.publish('devices/pi-01/cpu/temperature', 48.2, { retain: true });
   await client.publish('devices/pi-01/status', 'online', { retain: true, ack: true });

@@ -192,8 +192,13 @@ function offset(v: Value | undefined, what: string): number {
   return v;
 }
 
+/** An epoch is a string of 1..64 chars, in ACKs too: a client must be able to send back every epoch it is given. */
+function isEpoch(v: Value | undefined): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= 64;
+}
+
 function position(v: Value | undefined): StreamPosition {
-  if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string' || v[0].length === 0 || v[0].length > 64) {
+  if (!Array.isArray(v) || v.length !== 2 || !isEpoch(v[0])) {
     fail('subscribe option resume must be [epoch: string of 1..64 chars, offset]');
   }
   return { epoch: v[0], offset: offset(v[1], 'resume offset') };
@@ -266,7 +271,10 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
       if (typeof r !== 'object' || Array.isArray(r) || r instanceof Uint8Array) fail('ack result must be a map or nil');
       const result: SubscribeResult = { retained: num(r.retained, 'retained count') };
       if (r.replayed !== undefined) result.replayed = num(r.replayed, 'replayed count');
-      if (r.epoch !== undefined) result.epoch = str(r.epoch, 'epoch');
+      if (r.epoch !== undefined) {
+        if (!isEpoch(r.epoch)) fail('epoch must be a string of 1..64 chars');
+        result.epoch = r.epoch;
+      }
       if (r.offset !== undefined) result.offset = offset(r.offset, 'offset');
       if (r.recovered !== undefined) {
         if (typeof r.recovered !== 'boolean') fail('recovered must be a boolean');

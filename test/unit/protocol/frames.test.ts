@@ -26,6 +26,31 @@ const GOLDEN: { name: string; bytes: string; frame: Frame; side: 'client' | 'ser
   { name: 'error', bytes: '94 11 07 02 a1 78', frame: { op: Op.error, id: 7, code: 2, message: 'x' }, side: 'server' },
   { name: 'delivery', bytes: '94 12 a1 74 c4 01 2a 01', frame: { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 1 }, side: 'server' },
   { name: 'snapshot end', bytes: '92 13 07', frame: { op: Op.snapshotEnd, id: 7 }, side: 'server' },
+  // History and drain (PROTOCOL.md §4.6, §4.7).
+  // options {resume: ["e1", 42]}: 81 a6 "resume" 92 a2 "e1" 2a
+  { name: 'subscribe with resume', bytes: '94 01 07 91 a1 61 81 a6 726573756d65 92 a2 6531 2a', frame: { op: Op.subscribe, id: 7, filters: ['a'], options: { resume: { epoch: 'e1', offset: 42 } } }, side: 'client' },
+  // both options, in encoder order; the largest safe offset 2^53-1 as uint64 (cf)
+  {
+    name: 'subscribe without retained, resume at 2^53-1',
+    bytes: '94 01 07 91 a1 61 82 a8 72657461696e6564 c2 a6 726573756d65 92 a2 6531 cf 001fffffffffffff',
+    frame: { op: Op.subscribe, id: 7, filters: ['a'], options: { retained: false, resume: { epoch: 'e1', offset: Number.MAX_SAFE_INTEGER } } },
+    side: 'client',
+  },
+  // {retained:0, replayed:3, epoch:"e1", offset:300, recovered:true}
+  {
+    name: 'subscribe ack, recovered',
+    bytes: '93 10 07 85 a8 72657461696e6564 00 a8 7265706c61796564 03 a5 65706f6368 a2 6531 a6 6f6666736574 cd 012c a9 7265636f7665726564 c3',
+    frame: { op: Op.ack, id: 7, result: { retained: 0, replayed: 3, epoch: 'e1', offset: 300, recovered: true } },
+    side: 'server',
+  },
+  // a fresh subscription on a broker with history: {retained:2, epoch:"e1", offset:0}
+  { name: 'subscribe ack with a position', bytes: '93 10 07 83 a8 72657461696e6564 02 a5 65706f6368 a2 6531 a6 6f6666736574 00', frame: { op: Op.ack, id: 7, result: { retained: 2, epoch: 'e1', offset: 0 } }, side: 'server' },
+  { name: 'subscribe ack, not recovered', bytes: '93 10 07 82 a8 72657461696e6564 01 a9 7265636f7665726564 c2', frame: { op: Op.ack, id: 7, result: { retained: 1, recovered: false } }, side: 'server' },
+  // 95: five fields; flags 02 = replayed; offset 300
+  { name: 'delivery with offset', bytes: '95 12 a1 74 c4 01 2a 02 cd 012c', frame: { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 2, offset: 300 }, side: 'server' },
+  { name: 'delivery with offset 0', bytes: '95 12 a1 74 c4 00 00 00', frame: { op: Op.delivery, topic: 't', payload: new Uint8Array(0), flags: 0, offset: 0 }, side: 'server' },
+  // 92 16 {reconnectAfterMs: 1500}: d9 10 = str8 of 16 (the encoder sizes headers for 3 bytes per char: 48 > 31)
+  { name: 'drain', bytes: '92 16 81 d9 10 7265636f6e6e65637441667465724d73 cd 05dc', frame: { op: Op.drain, info: { reconnectAfterMs: 1500 } }, side: 'server' },
   { name: 'pong', bytes: '92 14 07', frame: { op: Op.pong, id: 7 }, side: 'server' },
 ];
 
@@ -63,6 +88,64 @@ test('client frame shape rules', () => {
     ['will wrong shape', '93 05 01 92 a1 73 c4 00'],
   ];
   for (const [what, h] of bad) assert.throws(() => decodeClientFrame(hex(h)), DecodeError, what);
+});
+
+/** `[1, 1, ["a"], {resume: <value>}]` */
+const resume = (value: string): string => `94 01 01 91 a1 61 81 a6 726573756d65 ${value}`;
+
+test('subscribe resume limits (PROTOCOL.md §4.6)', () => {
+  const bad: [string, string, RegExp][] = [
+    ['negative offset', resume('92 a2 6531 ff'), /resume offset must be a non-negative integer/],
+    ['float offset', resume('92 a2 6531 cb 3ff8000000000000'), /resume offset/],
+    ['offset 2^53 as float (not a safe integer)', resume('92 a2 6531 cb 4340000000000000'), /resume offset/],
+    ['offset 2^53 as uint64', resume('92 a2 6531 cf 0020000000000000'), /./],
+    ['offset as string', resume('92 a2 6531 a1 31'), /resume offset/],
+    ['offset missing', resume('91 a2 6531'), /resume must be \[epoch/],
+    ['extra element', resume('93 a2 6531 01 01'), /resume must be \[epoch/],
+    ['not an array', resume('a2 6531'), /resume must be \[epoch/],
+    ['nil', resume('c0'), /resume must be \[epoch/],
+    ['empty epoch', resume('92 a0 01'), /resume must be \[epoch/],
+    ['epoch of 65 chars', resume(`92 d9 41 ${'65'.repeat(65)} 01`), /resume must be \[epoch/],
+    ['epoch as number', resume('92 01 01'), /resume must be \[epoch/],
+    ['epoch as bin', resume('92 c4 01 65 01'), /resume must be \[epoch/],
+    ['unknown option', '94 01 01 91 a1 61 81 a5 73696e6365 01', /unknown subscribe option "since"/],
+    ['unknown option beside resume', '94 01 01 91 a1 61 82 a6 726573756d65 92 a2 6531 01 a1 78 c3', /unknown subscribe option "x"/],
+  ];
+  for (const [what, h, message] of bad) assert.throws(() => decodeClientFrame(hex(h)), (e: unknown) => e instanceof DecodeError && message.test(e.message), what);
+  // The limits themselves are accepted: an epoch of 64 chars, offset 0.
+  assert.deepEqual(decodeClientFrame(hex(resume(`92 d9 40 ${'65'.repeat(64)} 00`))), { op: Op.subscribe, id: 1, filters: ['a'], options: { resume: { epoch: 'e'.repeat(64), offset: 0 } } });
+});
+
+test('ack, delivery and drain limits (PROTOCOL.md §4.6, §4.7)', () => {
+  const str = (s: string): string => `${(0xa0 + s.length).toString(16)} ${Buffer.from(s).toString('hex')}`;
+  const ack = (key: string, value: string): string => `93 10 07 82 a8 72657461696e6564 00 ${str(key)} ${value}`;
+  const bad: [string, string, RegExp][] = [
+    ['ack negative offset', ack('offset', 'ff'), /offset must be a non-negative integer/],
+    ['ack float offset', ack('offset', 'cb 3ff8000000000000'), /offset must be a non-negative integer/],
+    ['ack offset beyond 2^53 (float)', ack('offset', 'cb 4370000000000000'), /offset must be a non-negative integer/],
+    ['ack offset 2^53 as uint64', ack('offset', 'cf 0020000000000000'), /./],
+    ['ack empty epoch', ack('epoch', 'a0'), /epoch must be a string of 1\.\.64 chars/],
+    ['ack epoch of 65 chars', ack('epoch', `d9 41 ${'65'.repeat(65)}`), /epoch must be a string of 1\.\.64 chars/],
+    ['ack epoch as number', ack('epoch', '01'), /epoch must be a string/],
+    ['ack recovered as number', ack('recovered', '01'), /recovered must be a boolean/],
+    ['ack replayed as string', ack('replayed', 'a1 31'), /replayed count must be a number/],
+    ['delivery negative offset', '95 12 a1 74 c4 01 2a 00 ff', /delivery offset must be a non-negative integer/],
+    ['delivery float offset', '95 12 a1 74 c4 01 2a 00 cb 3ff8000000000000', /delivery offset/],
+    ['delivery offset 2^53 as float', '95 12 a1 74 c4 01 2a 00 cb 4340000000000000', /delivery offset/],
+    ['delivery offset as string', '95 12 a1 74 c4 01 2a 00 a1 31', /delivery offset/],
+    ['drain without a map', '92 16 c0', /drain must carry a map/],
+    ['drain with an array', '92 16 91 01', /drain must carry a map/],
+    ['drain without reconnectAfterMs', '92 16 80', /reconnectAfterMs must be a non-negative integer/],
+    ['drain negative delay', `92 16 81 ${str('reconnectAfterMs')} ff`, /reconnectAfterMs/],
+    ['drain fractional delay', `92 16 81 ${str('reconnectAfterMs')} cb 3ff8000000000000`, /reconnectAfterMs/],
+    ['drain missing its map', '91 16', /takes at least 1 fields/],
+  ];
+  for (const [what, h, message] of bad) assert.throws(() => decodeServerFrame(hex(h)), (e: unknown) => e instanceof DecodeError && message.test(e.message), what);
+  // Appended fields stay tolerated (PROTOCOL.md §7): after the offset, and in the drain map.
+  assert.deepEqual(decodeServerFrame(hex('96 12 a1 74 c4 01 2a 02 05 c3')), { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 2, offset: 5 });
+  assert.deepEqual(decodeServerFrame(hex(`93 16 82 ${str('reconnectAfterMs')} 00 ${str('x')} 01 c0`)), { op: Op.drain, info: { reconnectAfterMs: 0 } });
+  // A nil offset is the same as none (a later broker may fill the fifth field only sometimes).
+  assert.deepEqual(decodeServerFrame(hex('95 12 a1 74 c4 01 2a 00 c0')), { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 0 });
 });
 
 test('isRetryable: transient closes retry, policy and protocol errors do not', () => {
