@@ -25,7 +25,8 @@
  *   so a publisher outrunning the network is bounded by the queue's policy.
  * - DRAIN (PROTOCOL.md §4.7): the node is going away. After `reconnectAfterMs` the client
  *   closes that connection cleanly (no will) and dials at once, the next URL of its list
- *   first; subscriptions resume, the publish queue waits. The broker's own close at the end
+ *   first; subscriptions resume, the publish queue waits. Acknowledged publishes still in
+ *   flight at that moment get their answer first (at most DRAIN_SETTLE_MS; new publishes queue). The broker's own close at the end
  *   of its drain window (1001), if it comes first, is expected: not reported as an error.
  * - No promise the SDK creates for itself can reject unobserved; promises handed to
  *   the application reject only with a `TopicastError` (or TypeError for misuse).
@@ -255,6 +256,8 @@ const windowLike = globalThis as {
 };
 /** 10 000 topics: a large fleet's worth of device topics, a few hundred KB of cache at most. */
 const MATCH_CACHE_TOPICS = 10_000;
+/** 1 s: the longest a departure from a draining node waits for acknowledgements in flight; an ACK is one round trip. */
+const DRAIN_SETTLE_MS = 1000;
 /** 10 ms: a backed-up socket drains in milliseconds on a LAN; polling faster only burns CPU. */
 const FLUSH_POLL_MS = 10;
 
@@ -290,6 +293,8 @@ class TopicastClient {
   /** The connection that received DRAIN, and the timer that leaves it. */
   private drained: Connection | undefined;
   private drainTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set once the departure is due but acknowledged publishes still wait for their answer. */
+  private leaving: Connection | undefined;
   private closing: Promise<void> | undefined;
   private firstOpen: { resolve: () => void; reject: (e: unknown) => void } | undefined;
   /** Browsers: the 'online' event ends a backoff wait at once (the network just came back). */
@@ -418,6 +423,7 @@ class TopicastClient {
     this.flushTimer = undefined;
     clearTimeout(this.drainTimer);
     this.drainTimer = undefined;
+    this.leaving = undefined;
     this.settleInFlight(new ConnectionError(ClientErrorCode.connectionLost, `connection lost before the broker answered (${error.message})`, error.closeCode, { cause: error }));
     const closeCode = error.closeCode ?? 1006;
     if (conn !== undefined && conn === this.drained && this.backoff !== undefined && isRetryable(closeCode)) {
@@ -636,7 +642,7 @@ class TopicastClient {
       return Promise.reject(new RequestError(ErrorCode.payloadTooLarge, `payload of ${payload.length} bytes exceeds the broker's ${max}`));
     }
     const flags = options.retain ? Flag.retain : 0;
-    const open = this.open;
+    const open = this.leaving ? undefined : this.open;
     if (open && this.queue.length === 0 && open.bufferedAmount <= this.maxBufferedBytes) {
       if (!options.ack) {
         this.sendPublish(topic, payload, flags, undefined);
@@ -652,7 +658,7 @@ class TopicastClient {
   /** Sends queued publishes, in order, while the socket has room; polls again if some remain. */
   private flushQueue(): void {
     this.flushTimer = undefined;
-    const open = this.open;
+    const open = this.leaving ? undefined : this.open;
     if (!open) return;
     while (this.queue.length > 0 && open.bufferedAmount <= this.maxBufferedBytes) {
       const item = this.queue.shift()!;
@@ -705,9 +711,11 @@ class TopicastClient {
       case Op.delivery:
         return this.dispatch(frame.topic, frame.payload, frame.flags, frame.offset);
       case Op.ack:
-        return this.onAck(frame.id, frame.result ?? { retained: 0 });
+        this.onAck(frame.id, frame.result ?? { retained: 0 });
+        return this.leaveIfSettled();
       case Op.error:
-        return this.onError(frame.id, frame.code, frame.message);
+        this.onError(frame.id, frame.code, frame.message);
+        return this.leaveIfSettled();
       case Op.snapshotEnd: {
         const sub = this.snapshots.get(frame.id);
         this.snapshots.delete(frame.id);
@@ -721,17 +729,38 @@ class TopicastClient {
     }
   }
 
-  /** The node drains: leave after `ms` (PROTOCOL.md §4.7); meanwhile it keeps serving. */
+  /**
+   * The node drains: leave after `ms` (PROTOCOL.md §4.7); meanwhile it keeps serving. With
+   * reconnect off there is nowhere to go: the application hears 'drain' and the broker's close ends it.
+   */
   private onDrain(conn: Connection, ms: number): void {
     if (this.drained === conn) return; // a repeated DRAIN does not move the departure
     this.drained = conn;
-    this.drainTimer = setTimeout(() => {
-      this.drainTimer = undefined;
-      // A clean close (no will: this client is not going offline), then the planned reconnect.
-      void conn.close(CloseCode.normal, 'drain');
-      this.lost(conn, new ConnectionError(ClientErrorCode.connectionLost, `left draining ${conn.url}`, CloseCode.goingAway));
-    }, ms);
+    if (this.backoff) this.drainTimer = setTimeout(() => this.leave(conn), ms);
     this.events.emit('drain', { url: conn.url, reconnectAfterMs: ms });
+  }
+
+  /** Leaves a draining connection: a clean close (no will: this client is not going offline), then the planned reconnect. */
+  private leave(conn: Connection): void {
+    clearTimeout(this.drainTimer);
+    this.drainTimer = undefined;
+    if (this.leaving !== conn && this.awaitingAcks()) {
+      // Acknowledged publishes in flight get their answer first (bounded); new ones wait in the queue.
+      this.leaving = conn;
+      this.drainTimer = setTimeout(() => this.leave(conn), DRAIN_SETTLE_MS);
+      return;
+    }
+    void conn.close(CloseCode.normal, 'drain');
+    this.lost(conn, new ConnectionError(ClientErrorCode.connectionLost, `left draining ${conn.url}`, CloseCode.goingAway));
+  }
+
+  private leaveIfSettled(): void {
+    if (this.leaving && !this.awaitingAcks()) this.leave(this.leaving);
+  }
+
+  private awaitingAcks(): boolean {
+    for (const p of this.pending.values()) if (p.kind === 'publish') return true;
+    return false;
   }
 
   private onAck(id: number, result: AckResult): void {

@@ -148,3 +148,61 @@ test('close() during a drain cancels the departure', async () => {
   assert.equal(net.sockets.length, 1);
   assert.deepEqual(o.states, ['closed']);
 });
+
+test('DRAIN with reconnect off: only the event; the broker’s close at the end of its window ends the client', async () => {
+  const net = new FakeNet();
+  const p = connect('ws://a/ws', { transport: net.transport, heartbeatMs: 0, reconnect: false });
+  await flush();
+  net.last.accept();
+  const client = await p;
+  const drains: DrainNotice[] = [];
+  client.on('drain', (d) => drains.push(d));
+  net.last.push({ op: Op.drain, info: { reconnectAfterMs: 100 } });
+  await tick(5000);
+  assert.deepEqual(drains, [{ url: 'ws://a/ws', reconnectAfterMs: 100 }]);
+  assert.equal(client.state, 'open', 'nowhere to go: it stays until the broker closes');
+  assert.equal(net.last.closedWith, undefined);
+  net.last.drop(1001, 'going away');
+  await flush();
+  assert.equal(client.state, 'closed');
+  assert.equal(net.sockets.length, 1);
+});
+
+test('DRAIN departure waits (at most 1 s) for acknowledged publishes in flight; publishes made meanwhile go out on the next node', async () => {
+  const net = new FakeNet();
+  const o = await observed(net, ['ws://a/ws', 'ws://b/ws']);
+  const a = net.last;
+  a.auto = false; // the test answers
+  a.push({ op: Op.drain, info: { reconnectAfterMs: 100 } });
+  const first = o.client.publish('h/1', 1, { ack: true });
+  await tick(100);
+  assert.equal(a.closedWith, undefined, 'still waiting for the ACK of h/1');
+  const second = o.client.publish('h/2', 2, { ack: true });
+  await flush();
+  assert.deepEqual(a.framesOf(Op.publish).map((f) => f.topic), ['h/1'], 'h/2 waits in the queue');
+  a.push({ op: Op.ack, id: a.framesOf(Op.publish)[0]!.id, result: null });
+  await first;
+  assert.deepEqual(a.closedWith, { code: 1000, reason: 'drain' }, 'left as soon as the answer came');
+  await tick(0);
+  const b = net.last;
+  assert.equal(b.url, 'ws://b/ws');
+  b.accept();
+  await flush();
+  assert.deepEqual(b.framesOf(Op.publish).map((f) => f.topic), ['h/2']);
+  b.push({ op: Op.ack, id: b.framesOf(Op.publish)[0]!.id, result: null });
+  await second;
+
+  // An answer that never comes holds the departure for 1 s at most; that publish then fails as on any lost link.
+  b.auto = false;
+  b.push({ op: Op.drain, info: { reconnectAfterMs: 0 } });
+  const stuck = o.client.publish('h/3', 3, { ack: true });
+  const outcome = stuck.then(() => 'resolved', (e: Error) => e.constructor.name);
+  await tick(0);
+  await tick(999);
+  assert.equal(b.closedWith, undefined);
+  await tick(1);
+  assert.deepEqual(b.closedWith, { code: 1000, reason: 'drain' });
+  assert.equal(await outcome, 'ConnectionError');
+  assert.deepEqual(o.errors, []);
+  await o.client.close();
+});
