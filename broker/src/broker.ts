@@ -85,10 +85,14 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     log.info({ dir: config.data, retained: store.size, loadMs: store.stats.loadMs, truncatedBytes: store.stats.truncatedBytes }, 'retained store loaded');
   }
   // History (PROTOCOL.md §4.6) only when historyFilters names topics; with --data in DIR/history.
-  const history = await openHistory(config, Date.now);
+  const history = await openHistory(config, {
+    data: config.data,
+    onError: (err) => log.error({ err, code: err.code }, 'history store write failed'),
+    onInfo: (fields, msg) => log.info(fields, msg),
+  });
   const ctx = createContext(config, log, store ?? new MemoryRetainedStore(), history?.history);
   registerCoreMetrics(ctx);
-  if (history) registerHistoryMetrics(ctx.metrics, history.history);
+  if (history) registerHistoryMetrics(ctx.metrics, history);
   registerAuthMetrics(ctx);
   logAuthMode(ctx);
   if (store) {

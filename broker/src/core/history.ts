@@ -101,8 +101,8 @@ class TopicHistory {
     return m;
   }
 
-  /** The held messages with an offset greater than `after`, as a new array (binary search, then one copy). */
-  sliceAfter(after: number): Message[] {
+  /** Index in `messages` of the first held message with an offset greater than `after` (binary search). */
+  indexAfter(after: number): number {
     const ms = this.messages;
     let lo = this.head;
     let hi = ms.length;
@@ -111,7 +111,12 @@ class TopicHistory {
       if (ms[mid]!.offset <= after) lo = mid + 1;
       else hi = mid;
     }
-    return ms.slice(lo);
+    return lo;
+  }
+
+  /** The held messages with an offset greater than `after`, as a new array (references only). */
+  sliceAfter(after: number): Message[] {
+    return this.messages.slice(this.indexAfter(after));
   }
 }
 
@@ -161,11 +166,16 @@ export class History {
     readonly epoch: string,
     readonly limits: HistoryLimits,
     private readonly now: () => number,
-    private readonly sink?: HistorySink,
+    private sink?: HistorySink,
     last = 0,
   ) {
     this.last = last;
     for (const p of limits.patterns) this.patternTrie.add(p, 0, p);
+  }
+
+  /** Attaches persistence once the store has put back what it holds (restore never writes). */
+  setSink(sink: HistorySink): void {
+    this.sink = sink;
   }
 
   /** History topics held. */
@@ -207,12 +217,11 @@ export class History {
 
   /**
    * Start-up: puts back a message read from the store, in offset order, with its original time.
-   * Bounds apply as they did when it was first appended; a gap in the offsets counts as lost.
+   * Bounds apply as they did when it was first appended. Which offsets count as lost is the
+   * store's to say (`lost`, `restoreEvicted`): gaps between stored messages are usually evictions.
    */
   restore(topic: string, payload: Uint8Array, offset: number, atMs: number): void {
     if (offset <= this.last) throw new Error(`history restore out of order: offset ${offset} after ${this.last}`);
-    // Offsets the store does not have (a write that failed, segments deleted as wholly evicted) were lost.
-    if (offset !== this.last + 1) this.floor = Math.max(this.floor, offset - 1);
     this.last = offset;
     if (!this.isHistoryTopic(topic)) return; // patterns narrowed since: dropped (the store keeps the epoch only for equal patterns)
     const message = createMessage(topic, payload);
@@ -220,13 +229,46 @@ export class History {
     this.keep(message, Math.max(this.lastAtMs, atMs));
   }
 
-  /**
-   * Start-up: the stream continues after `last` (a store skips offsets that may have been delivered
-   * but not stored) and everything up to `floor` counts as lost.
-   */
-  continueAt(last: number, floor: number): void {
+  /** Start-up: `topic` had lost everything up to `through` (from a snapshot of the rings). */
+  restoreEvicted(topic: string, through: number): void {
+    const ring = this.rings.get(topic);
+    if (ring) ring.evictedThrough = Math.max(ring.evictedThrough, through);
+    else this.floor = Math.max(this.floor, through); // not held now: count it for every topic, conservatively
+  }
+
+  /** Everything up to `through` counts as lost (e.g. offsets whose write failed, found as a gap on start-up). */
+  lost(through: number): void {
+    this.floor = Math.max(this.floor, through);
+  }
+
+  /** Start-up: the stream continues after `last` (a store skips offsets that may have been delivered but not stored). */
+  continueAt(last: number): void {
     this.last = Math.max(this.last, last);
-    this.floor = Math.max(this.floor, floor);
+  }
+
+  /** The held message with the smallest offset above `after`, and its time; for a store's snapshot, robust to evictions in between. */
+  heldAfter(after: number): { message: Message; atMs: number } | undefined {
+    const offsets = this.qOffsets;
+    let lo = this.qHead;
+    let hi = offsets.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (offsets[mid]! <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < offsets.length; i++) {
+      const ring = this.qRings[i]!;
+      if (ring.removed || ring.size === 0 || ring.firstOffset() > offsets[i]!) continue; // evicted by its topic
+      return { message: ring.messages[ring.indexAfter(offsets[i]! - 1)]!, atMs: this.qTimes[i]! };
+    }
+    return undefined;
+  }
+
+  /** Per held topic, the highest offset it lost (topics that never lost one are left out). */
+  evictedByTopic(): [topic: string, through: number][] {
+    const out: [string, number][] = [];
+    for (const ring of this.rings.values()) if (ring.evictedThrough > 0) out.push([ring.topic, ring.evictedThrough]);
+    return out;
   }
 
   /** Evicts messages older than maxAgeMs. The broker calls it periodically; append and resume call it too. */

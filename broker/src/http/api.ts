@@ -87,6 +87,6 @@ export function publish(ctx: BrokerContext, path: string, query: string, body: U
   if (durable === undefined) return ok;
   return durable.then(
     () => ok,
-    () => errorReply(503, ErrorCode.unavailable, 'retained write failed; the message was delivered live but not stored'),
+    () => errorReply(503, ErrorCode.unavailable, 'store write failed (retained value or history); the message was delivered live but not stored'),
   );
 }

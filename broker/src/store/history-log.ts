@@ -1,11 +1,21 @@
 /**
- * The broker's history stream (core/history.ts) as configured: limits from the settings, a fresh
- * epoch, the expiry timer and the metrics. Persistence with `--data` is added below.
+ * The broker's history stream (core/history.ts) as configured: limits from the settings, the
+ * epoch, the expiry timer, the metrics, and with `--data` its persistence (PersistentHistory).
  */
 import { randomBytes } from 'node:crypto';
+import {
+  closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync,
+} from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { BrokerConfig } from '../config.js';
-import { History, type HistoryLimits } from '../core/history.js';
+import { History, type HistoryLimits, type HistorySink } from '../core/history.js';
+import type { Message } from '../core/message.js';
 import type { Metrics } from '../observe/metrics.js';
+import {
+  describeFailure, openAppendLog, StoreError, type AppendIo, type AppendLog, type AppendLogOwner, type LogStoreStats,
+} from './append-log.js';
+import { lockDirectory } from './lock.js';
+import { frameRecord, recordPackr, unpackBody } from './record.js';
 
 /** A new epoch: 12 random base36 characters (≈ 62 bits), so two streams never share one by chance. */
 export function newEpoch(): string {
@@ -27,6 +37,8 @@ export function historyLimits(config: BrokerConfig): HistoryLimits {
 
 export interface OpenedHistory {
   readonly history: History;
+  /** The store's counters with `--data` (writes, batches, write errors, ...); undefined in memory. */
+  readonly storeStats: LogStoreStats | undefined;
   /** Stops the expiry timer and, when persistent, writes what is pending and closes the files. */
   close(): Promise<void>;
 }
@@ -34,24 +46,325 @@ export interface OpenedHistory {
 /** Age eviction runs at least this often besides on every append (a quiet broker still forgets old messages). */
 const EXPIRE_INTERVAL_MS = 1000;
 
-/** History as configured, or undefined when `historyFilters` is empty (then nothing of it runs). */
-export async function openHistory(config: BrokerConfig, now: () => number): Promise<OpenedHistory | undefined> {
+export interface OpenHistoryOptions {
+  /** `--data` directory: history is kept in `<data>/history`. */
+  data?: string | undefined;
+  /** Wall clock in ms. */
+  now?: () => number;
+  /** Logs and counts every failed write (the broker's logger). */
+  onError?: (err: StoreError) => void;
+  /** Start-up notes: a new epoch and why, bytes cut off a torn tail. */
+  onInfo?: (fields: Record<string, unknown>, msg: string) => void;
+  /** File operations (tests inject ENOSPC here). */
+  io?: AppendIo;
+  compactMinBytes?: number;
+}
+
+/**
+ * History as configured, or undefined when `historyFilters` is empty (then nothing of it runs).
+ * With `data`, the stream is persistent (see PersistentHistory); else it lives in memory and every
+ * start is a new epoch.
+ */
+export async function openHistory(config: BrokerConfig, options: OpenHistoryOptions = {}): Promise<OpenedHistory | undefined> {
   if (config.historyFilters.length === 0) return undefined;
-  const history = new History(newEpoch(), historyLimits(config), now);
+  const now = options.now ?? Date.now;
+  const limits = historyLimits(config);
+  const persistent = options.data === undefined ? undefined : await PersistentHistory.open(join(options.data, 'history'), limits, now, options);
+  const history = persistent?.history ?? new History(newEpoch(), limits, now);
   const timer = setInterval(function expireHistory() {
     history.expire();
   }, EXPIRE_INTERVAL_MS);
   timer.unref();
   return {
     history,
+    storeStats: persistent?.stats,
     close: async () => {
       clearInterval(timer);
+      await persistent?.close();
     },
   };
 }
 
+// ---- persistence ------------------------------------------------------------------------------
+
+/**
+ * Record bodies of the history log (framed by store/record.ts):
+ *   [1, offset, atMs, topic, payload]   a history message
+ *   [3, topic, evictedThrough]          snapshot: a held topic had lost everything up to evictedThrough
+ *   [2, through, floor]                 snapshot end: it stands for every offset up to `through`
+ *   [4, next]                           the stream continues at `next` (a start-up that skipped offsets)
+ */
+const Kind = { message: 1, snapshotEnd: 2, topicEvicted: 3, continueAt: 4 } as const;
+
+/** Offsets reserved ahead in STREAM: a restart after a crash continues above them, so no offset a client saw is reused. */
+const RESERVE_BLOCK = 1_000_000;
+
+interface StreamFile {
+  version: 1;
+  epoch: string;
+  patterns: string[];
+  /** Every offset ever handed out is at most this (written before handing out more). */
+  reservedThrough: number;
+}
+
+const STREAM_FILE = 'STREAM';
+const LOG_DIR = 'log';
+
+function samePatterns(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((p, i) => p === b[i]);
+}
+
+function readStream(dir: string): StreamFile | string {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, STREAM_FILE), 'utf8');
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no stream file' : `stream file unreadable: ${(err as Error).message}`;
+  }
+  try {
+    const v = JSON.parse(text) as Partial<StreamFile>;
+    if (v.version !== 1 || typeof v.epoch !== 'string' || v.epoch.length === 0 || !Array.isArray(v.patterns)
+      || !Number.isSafeInteger(v.reservedThrough) || v.reservedThrough! < 0) return 'stream file malformed';
+    return v as StreamFile;
+  } catch {
+    return 'stream file malformed';
+  }
+}
+
+/** Writes STREAM atomically and durably (temporary file, fsync, rename, directory fsync). */
+function writeStream(dir: string, stream: StreamFile): void {
+  const tmp = join(dir, `${STREAM_FILE}.tmp`);
+  const fd = openSync(tmp, 'w');
+  try {
+    writeFileSync(fd, `${JSON.stringify(stream)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, join(dir, STREAM_FILE));
+  const d = openSync(dir, 'r');
+  try {
+    fsyncSync(d);
+  } finally {
+    closeSync(d);
+  }
+}
+
+/**
+ * The history stream kept in `<data>/history` (broker/STORAGE.md "History"):
+ *   STREAM   JSON {version, epoch, patterns, reservedThrough}, rewritten atomically
+ *   log/     the records, on the shared engine store/append-log.ts (group commit, torn tail, compaction)
+ *   LOCK     the owning process
+ *
+ * Invariants
+ * - A message's durable promise resolves once its record and every earlier one are on disk; the
+ *   broker acknowledges a publish (native ACK, HTTP 200, MQTT PUBACK) only then.
+ * - No offset above STREAM's `reservedThrough` is ever handed out, so a restart (after a crash too)
+ *   continues above every offset a client may have seen.
+ * - The epoch is kept only when STREAM is readable, names the same patterns, and the log loaded
+ *   whole (its snapshot included); otherwise the history is dropped and a new epoch starts.
+ * - Which offsets are lost is recorded, never guessed from gaps a snapshot leaves on purpose: a
+ *   snapshot holds the held messages, each held topic's evictedThrough and the floor; after it (and
+ *   without one) records are contiguous, so a gap there is a write that failed: lost, floor raised.
+ * - Compaction (the engine's) rewrites only held messages, so files of evicted history go away.
+ * Cost: one MessagePack encode + CRC32 per history message on the publishing turn, write + fdatasync
+ * per batch off the JS thread, one synchronous STREAM write per RESERVE_BLOCK offsets.
+ */
+class PersistentHistory implements AppendLogOwner, HistorySink {
+  history!: History;
+  private log!: AppendLog;
+  private reservedThrough = 0;
+  /** Load state: whether a snapshot is being read, what it stands for, the next contiguous offset after it. */
+  private loading: { inSnapshot: boolean; snapshotEnded: boolean; expected: number } | undefined;
+  /** The `last` of the stream when the running compaction started: its snapshot stands for offsets up to here. */
+  private snapshotThrough = 0;
+  private closing: Promise<void> | undefined;
+  /** After a failed reservation: no new attempt (a synchronous write) before this time. */
+  private reserveRetryAtMs = 0;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly limits: HistoryLimits,
+    private readonly now: () => number,
+    private readonly options: OpenHistoryOptions,
+  ) {}
+
+  get stats(): LogStoreStats {
+    return this.log.stats;
+  }
+
+  static async open(dir: string, limits: HistoryLimits, now: () => number, options: OpenHistoryOptions): Promise<PersistentHistory> {
+    const abs = resolve(dir);
+    let release: (() => void) | undefined;
+    const store = new PersistentHistory(abs, limits, now, options);
+    try {
+      mkdirSync(abs, { recursive: true });
+      release = lockDirectory(abs);
+      await store.load(release);
+      return store;
+    } catch (err) {
+      release?.();
+      throw err instanceof StoreError ? err : describeFailure('history store', abs, 'open', err);
+    }
+  }
+
+  private openLog(logDir: string): AppendLog {
+    return openAppendLog(logDir, 'history store', this, { io: this.options.io, compactMinBytes: this.options.compactMinBytes, onError: this.options.onError });
+  }
+
+  private async load(release: () => void): Promise<void> {
+    const logDir = join(this.dir, LOG_DIR);
+    const stream = readStream(this.dir);
+    let why = typeof stream === 'string' ? stream : samePatterns(stream.patterns, this.limits.patterns) ? undefined : 'historyFilters changed';
+    if (why === undefined) {
+      const s = stream as StreamFile;
+      this.history = new History(s.epoch, this.limits, this.now);
+      const hasSnapshot = existsSync(logDir) && readdirSync(logDir).some((n) => /^snapshot-\d+\.tcs$/.test(n));
+      this.loading = { inSnapshot: hasSnapshot, snapshotEnded: false, expected: 1 };
+      let log: AppendLog | undefined;
+      try {
+        log = this.openLog(logDir);
+      } catch (err) {
+        why = `log unreadable: ${(err as Error).message}`;
+      }
+      if (log && hasSnapshot && !this.loading.snapshotEnded) why = 'snapshot incomplete';
+      else if (log && this.history.last > s.reservedThrough) why = `log holds offset ${this.history.last} above the reserved ${s.reservedThrough}`;
+      if (why !== undefined) await log?.close();
+      else {
+        this.log = log!;
+        this.reservedThrough = s.reservedThrough;
+        // Offsets up to reservedThrough may have reached clients without reaching the disk (a crash):
+        // never hand them out again. After a clean shutdown reservedThrough is the last offset.
+        this.history.continueAt(s.reservedThrough);
+      }
+    }
+    if (why !== undefined) {
+      // History lost (or never kept): drop the files, new epoch (PROTOCOL.md §4.6).
+      rmSync(logDir, { recursive: true, force: true });
+      const previous = typeof stream === 'string' ? undefined : stream.epoch;
+      this.history = new History(newEpoch(), this.limits, this.now);
+      this.options.onInfo?.({ dir: this.dir, reason: why, previousEpoch: previous, epoch: this.history.epoch }, 'history: new epoch');
+      this.loading = { inSnapshot: false, snapshotEnded: false, expected: 1 };
+      this.log = this.openLog(logDir);
+      this.reservedThrough = 0;
+    }
+    this.loading = undefined;
+    this.history.expire();
+    this.reserve(this.history.last + 1);
+    // Written first in this run's records: offsets before `next` that the log lacks are skipped, not lost.
+    void this.log.append(frameRecord(recordPackr.pack([Kind.continueAt, this.history.last + 1])));
+    this.history.setSink(this);
+    this.closeRelease = release;
+  }
+
+  private closeRelease: (() => void) | undefined;
+
+  // ---- AppendLogOwner -------------------------------------------------------------
+
+  loadRecord(buf: Buffer, start: number, end: number): boolean {
+    const v = unpackBody(buf, start, end);
+    if (!Array.isArray(v)) return false;
+    const l = this.loading!;
+    const h = this.history;
+    switch (v[0]) {
+      case Kind.message: {
+        const [, offset, atMs, topic, payload] = v as [number, number, number, string, Uint8Array];
+        if (!Number.isSafeInteger(offset) || typeof atMs !== 'number' || typeof topic !== 'string' || !(payload instanceof Uint8Array)) return false;
+        if (offset <= h.last) return true; // also in the snapshot written while this segment filled
+        if (!l.inSnapshot && offset > l.expected) h.lost(offset - 1); // a batch that failed: those offsets are gone
+        l.expected = offset + 1;
+        // Copy out of the read buffer: a view would pin the whole chunk for as long as the message is held.
+        h.restore(topic, Buffer.from(payload), offset, atMs);
+        return true;
+      }
+      case Kind.topicEvicted:
+        if (typeof v[1] !== 'string' || !Number.isSafeInteger(v[2])) return false;
+        h.restoreEvicted(v[1], v[2] as number);
+        return true;
+      case Kind.snapshotEnd: {
+        if (!Number.isSafeInteger(v[1]) || !Number.isSafeInteger(v[2])) return false;
+        const through = v[1] as number;
+        h.lost(v[2] as number);
+        h.continueAt(through);
+        l.inSnapshot = false;
+        l.snapshotEnded = true;
+        l.expected = through + 1;
+        return true;
+      }
+      case Kind.continueAt:
+        if (!Number.isSafeInteger(v[1])) return false;
+        h.continueAt((v[1] as number) - 1);
+        l.expected = Math.max(l.expected, v[1] as number);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  *snapshotRecords(): Iterable<Buffer> {
+    const through = this.snapshotThrough;
+    const h = this.history;
+    let after = 0;
+    for (let e = h.heldAfter(after); e !== undefined && e.message.offset <= through; e = h.heldAfter(after)) {
+      after = e.message.offset;
+      yield frameRecord(recordPackr.pack([Kind.message, after, e.atMs, e.message.topic, e.message.payload]));
+    }
+    // Read at the end, in one go: an eviction while the messages were written is then included.
+    const evicted = h.evictedByTopic();
+    const floor = h.floor;
+    for (const [topic, t] of evicted) yield frameRecord(recordPackr.pack([Kind.topicEvicted, topic, t]));
+    yield frameRecord(recordPackr.pack([Kind.snapshotEnd, through, floor]));
+  }
+
+  compactionStarted(): void {
+    this.snapshotThrough = this.history.last;
+  }
+
+  // ---- HistorySink -----------------------------------------------------------------
+
+  write(message: Message, atMs: number): Promise<void> {
+    if (message.offset > this.reservedThrough && this.now() >= this.reserveRetryAtMs) this.reserve(message.offset);
+    return this.log.append(frameRecord(recordPackr.pack([Kind.message, message.offset, atMs, message.topic, message.payload])));
+  }
+
+  /** Makes STREAM reserve offsets beyond `offset` before it is handed out (one synchronous write per RESERVE_BLOCK). */
+  private reserve(offset: number): void {
+    const through = offset + RESERVE_BLOCK - 1;
+    try {
+      writeStream(this.dir, { version: 1, epoch: this.history.epoch, patterns: [...this.limits.patterns], reservedThrough: through });
+      this.reservedThrough = through;
+    } catch (err) {
+      // Cannot promise that a restart skips this offset: make the restart start a new epoch instead.
+      const failure = describeFailure('history store', this.dir, 'reserving offsets', err);
+      try {
+        unlinkSync(join(this.dir, STREAM_FILE));
+      } catch (unlinkErr) {
+        if ((unlinkErr as NodeJS.ErrnoException).code !== 'ENOENT') this.options.onError?.(describeFailure('history store', this.dir, 'dropping STREAM after a failed reservation', unlinkErr));
+      }
+      this.log.stats.writeErrors++;
+      this.reserveRetryAtMs = this.now() + 1000; // a synchronous write: retried (and reported) at most once a second
+      this.options.onError?.(failure);
+    }
+  }
+
+  /** Writes what is pending, closes the log and records that every offset handed out is stored (a clean shutdown). */
+  close(): Promise<void> {
+    return (this.closing ??= (async () => {
+      try {
+        await this.log.close();
+        writeStream(this.dir, { version: 1, epoch: this.history.epoch, patterns: [...this.limits.patterns], reservedThrough: this.history.last });
+      } catch (err) {
+        this.options.onError?.(err instanceof StoreError ? err : describeFailure('history store', this.dir, 'close', err));
+      } finally {
+        this.closeRelease?.();
+      }
+    })());
+  }
+}
+
 /** Registers the history figures on /metrics (observe/sys.ts republishes some under $SYS). */
-export function registerHistoryMetrics(metrics: Metrics, history: History): void {
+export function registerHistoryMetrics(metrics: Metrics, opened: OpenedHistory): void {
+  const { history, storeStats } = opened;
   const s = history.stats;
   metrics.register('topicast_history_topics', 'gauge', 'Topics holding history', () => history.topics);
   metrics.register('topicast_history_messages', 'gauge', 'Messages held in history', () => history.messages);
@@ -62,4 +375,11 @@ export function registerHistoryMetrics(metrics: Metrics, history: History): void
   metrics.register('topicast_history_replays_total', 'counter', 'Resumes answered recovered: true', () => s.replays);
   metrics.register('topicast_history_replayed_messages_total', 'counter', 'Messages replayed to resuming subscriptions', () => s.replayedMessages);
   metrics.register('topicast_history_resumes_refused_total', 'counter', 'Resumes answered recovered: false (history no longer reaches back, or another epoch)', () => s.resumesRefused);
+  // Counted in memory too (always 0 there), so $SYS and dashboards see one stable set of figures.
+  metrics.register('topicast_history_write_errors_total', 'counter', 'History store writes that failed (e.g. disk full); live delivery is not affected', () => storeStats?.writeErrors ?? 0);
+  if (storeStats) {
+    metrics.register('topicast_history_store_batches_total', 'counter', 'History store group commits (one fdatasync each)', () => storeStats.batches);
+    metrics.register('topicast_history_store_log_bytes', 'gauge', 'Bytes of the history store log since its last snapshot', () => storeStats.logBytes);
+    metrics.register('topicast_history_store_snapshot_bytes', 'gauge', 'Bytes of the history store snapshot', () => storeStats.snapshotBytes);
+  }
 }

@@ -160,24 +160,42 @@ test('evictThrough frees the oldest messages; the queue stays bounded under coun
   assert.equal(h.oldestOffset(), 9999);
 });
 
-test('restore puts back stored messages; gaps and continueAt count as lost', () => {
+test('restore puts back stored messages with their bounds; lost, restoreEvicted and continueAt say what is gone', () => {
   const { h } = make({ maxMessagesPerTopic: 2 });
-  h.restore('devices/a/t', bytes('1'), 5, 1_000_000); // offsets 1..4 are not in the store: lost
+  h.restore('devices/a/t', bytes('1'), 5, 1_000_000);
   h.restore('devices/a/t', bytes('2'), 6, 1_000_000);
   h.restore('devices/b/t', bytes('b'), 7, 1_000_000);
-  h.restore('devices/a/t', bytes('3'), 9, 1_000_000); // 8 missing (a failed write): lost; 5 evicted by the count bound
+  h.restore('devices/a/t', bytes('3'), 9, 1_000_000); // evicts 5 by the count bound, as when it was first appended
   assert.throws(() => h.restore('devices/a/t', bytes('x'), 9, 0), /out of order/);
-  assert.equal(h.floor, 8);
-  assert.equal(h.resume(['devices/b/t'], { epoch: 'ep0', offset: 7 }), undefined, 'offset 8 may have been on devices/b/t');
-  assert.deepEqual(replayed(h.resume(['devices/b/t'], { epoch: 'ep0', offset: 8 })), []);
-  assert.deepEqual(replayed(h.resume(['devices/a/t'], { epoch: 'ep0', offset: 8 })), ['9:devices/a/t=3']);
-  h.continueAt(20, 15);
+  assert.equal(h.resume(['devices/a/t'], { epoch: 'ep0', offset: 4 }), undefined);
+  assert.deepEqual(replayed(h.resume(['devices/a/t'], { epoch: 'ep0', offset: 5 })), ['6:devices/a/t=2', '9:devices/a/t=3']);
+  h.restoreEvicted('devices/b/t', 3);
+  assert.equal(h.resume(['devices/b/t'], { epoch: 'ep0', offset: 2 }), undefined);
+  assert.deepEqual(replayed(h.resume(['devices/b/t'], { epoch: 'ep0', offset: 3 })), ['7:devices/b/t=b']);
+  h.restoreEvicted('devices/gone/t', 4); // a topic not held: counts for all
+  assert.equal(h.floor, 4);
+  h.lost(8);
+  assert.equal(h.resume(['devices/a/t'], { epoch: 'ep0', offset: 7 }), undefined);
+  h.continueAt(20);
   assert.equal(h.last, 20);
-  assert.equal(h.resume(['devices/a/t'], { epoch: 'ep0', offset: 9 }), undefined, 'up to 15 counts as lost');
-  assert.deepEqual(replayed(h.resume(['devices/a/t'], { epoch: 'ep0', offset: 15 })), []);
+  assert.deepEqual(replayed(h.resume(['devices/a/t'], { epoch: 'ep0', offset: 8 })), ['9:devices/a/t=3']);
   const m = createMessage('devices/a/t', bytes('4'));
   h.append(m);
   assert.equal(m.offset, 21, 'the stream continues after the skipped offsets');
+});
+
+test('heldAfter walks the held messages in offset order while evictions happen in between', () => {
+  const { h, pub } = make({ maxMessagesPerTopic: 2 });
+  for (let i = 0; i < 6; i++) pub(i % 3 === 0 ? 'devices/a/t' : 'devices/b/t', String(i)); // 1..6; a: 1,4  b: 2,3,5,6
+  const seen: number[] = [];
+  let after = 0;
+  for (let e = h.heldAfter(after); e !== undefined; e = h.heldAfter(after)) {
+    seen.push(e.message.offset);
+    after = e.message.offset;
+    if (after === 4) pub('devices/a/t', 'x'); // 7: evicts 1 (already walked) — the walk goes on
+  }
+  assert.deepEqual(seen, [1, 4, 5, 6, 7]);
+  assert.deepEqual(h.evictedByTopic().sort(), [['devices/a/t', 1], ['devices/b/t', 3]]);
 });
 
 // ---- property: resume/replay against a reference ------------------------------------------------

@@ -289,8 +289,8 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     durable.then(
       () => this.outbox.pushControl(ack),
       (err: unknown) => {
-        ctx.log.error({ err, topic: frame.topic }, 'retained write failed');
-        this.error(id, ErrorCode.unavailable, 'retained write failed');
+        ctx.log.error({ err, topic: frame.topic }, 'store write failed (retained value or history)');
+        this.error(id, ErrorCode.unavailable, 'not stored: the broker could not write it to disk');
       },
     );
   }
