@@ -7,27 +7,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
 import { connect, type Client, type DrainNotice, type TopicastError } from 'topicast';
-import { decodeServerFrame, encodeFrame, Op, SUBPROTOCOL, type ServerFrame } from 'topicast/protocol';
-import { startBroker, waitFor, type BrokerProcess } from '../helpers/broker.js';
+import { Op } from 'topicast/protocol';
+import { startBroker, waitFor } from '../helpers/broker.js';
+import { NativeClient } from '../helpers/native-client.js';
 
 const DRAIN_MS = 1500;
-
-/** A raw native client that subscribes to `filter` and records every frame until the broker closes it. */
-async function observer(broker: BrokerProcess, filter: string): Promise<{ frames: ServerFrame[]; closed: Promise<number> }> {
-  const ws = new WebSocket(broker.url, SUBPROTOCOL);
-  const frames: ServerFrame[] = [];
-  ws.on('message', (data: Buffer) => frames.push(decodeServerFrame(new Uint8Array(data))));
-  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', reject);
-  });
-  ws.send(encodeFrame({ op: Op.subscribe, id: 1, filters: [filter], options: {} }));
-  await waitFor(() => frames.some((f) => f.op === Op.snapshotEnd), 'observer subscribed');
-  return { frames, closed };
-}
 
 test('SIGTERM with a drain window: the client moves to the other URL with its subscription and queue, no error, no will', async () => {
   const env = { TOPICAST_DRAIN_MS: String(DRAIN_MS), TOPICAST_SHUTDOWN_TIMEOUT_MS: '2000' };
@@ -42,7 +27,9 @@ test('SIGTERM with a drain window: the client moves to the other URL with its su
     });
     clients.push(client);
     assert.equal(client.url, a.url);
-    const watcher = await observer(a, 'drain/#');
+    // A raw native client on A that does not leave when drained: it records every frame until A closes it.
+    const watcher = await NativeClient.connect(a.url);
+    await watcher.subscribe(['drain/#']);
     const errors: TopicastError[] = [];
     const drains: DrainNotice[] = [];
     const states: string[] = [];

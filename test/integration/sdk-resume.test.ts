@@ -9,9 +9,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo } from 'node:net';
 import { connect, type Client, type MessageMeta, type ResumeOutcome, type Transport, type TransportSocket } from 'topicast';
-import { startBroker, waitFor } from '../helpers/broker.js';
+import { freePort, startBroker, waitFor } from '../helpers/broker.js';
 
 const { transport: nodeTransport } = (await import(new URL('../../../sdk/dist/transport/node.js', import.meta.url).href)) as { transport: Transport };
 
@@ -157,17 +156,8 @@ test('a gap beyond the history window: recovered:false, the fresh retained snaps
   });
 });
 
-/** A fixed port, so the restarted broker is reachable at the same URL (see sdk-reconnect.test.ts for why not 0). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 test('a broker restarted without --data starts a new epoch: recovered:false, the position moves to the new epoch', async () => {
-  const port = await freePort();
+  const port = await freePort(); // fixed, so the restarted broker has the same URL (see sdk-reconnect.test.ts for why not 0)
   let broker = await startBroker({ args: HISTORY, mqttOff: true, port });
   await withClients(async (track) => {
     const client = track(await connect(broker.url, { codec: 'json', reconnect: { minDelayMs: 20, maxDelayMs: 100 } }));
