@@ -20,6 +20,7 @@ import { Metrics } from './observe/metrics.js';
 import { registerCoreMetrics, startSys } from './observe/sys.js';
 import { createNativeProtocol } from './protocol/native/index.js';
 import { createMqttProtocol } from './protocol/mqtt/index.js';
+import { openSessionStore, type MqttSessionStore } from './protocol/mqtt/persist.js';
 import { createOutboxStats, Flusher } from './session/outbox.js';
 import { createDrainStats, drainConnections } from './session/drain.js';
 import { listenTcp } from './transport/tcp.js';
@@ -90,6 +91,13 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     onError: (err) => log.error({ err, code: err.code }, 'history store write failed'),
     onInfo: (fields, msg) => log.info(fields, msg),
   });
+  // With --data, persistent MQTT sessions are kept in DIR/sessions (protocol/mqtt/persist.ts, MQTT.md).
+  let sessionStore: MqttSessionStore | undefined;
+  if (config.data !== undefined) {
+    sessionStore = await openSessionStore(join(config.data, 'sessions'), {
+      onError: (err) => log.error({ err, code: err.code }, 'MQTT session store write failed'),
+    });
+  }
   const ctx = createContext(config, log, store ?? new MemoryRetainedStore(), history?.history);
   registerCoreMetrics(ctx);
   if (history) registerHistoryMetrics(ctx.metrics, history);
@@ -102,7 +110,11 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     ctx.metrics.register('topicast_store_log_bytes', 'gauge', 'Bytes in the retained store log since its last snapshot', () => s.logBytes);
   }
   const native = createNativeProtocol(ctx);
-  const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth) });
+  const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth), sessionStore });
+  if (sessionStore) {
+    const s = sessionStore.stats;
+    log.info({ dir: sessionStore.dir, sessions: mqtt.server.sessions.size, loadMs: s.loadMs, truncatedBytes: s.truncatedBytes, lost: s.lostOnLoad }, 'MQTT session store loaded');
+  }
   // TLS (docs/SECURITY.md §6): files checked now, so a bad pair stops start-up naming the setting.
   const tls = tlsFiles(config);
   const tlsMaterial = tls && loadTls(tls);
@@ -157,6 +169,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
       while (ctx.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       if (ctx.openConnections() > 0) ctx.log.warn({ open: ctx.openConnections() }, 'shutdown timeout: connections left open');
       await Promise.race([closingTcp, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+      await sessionStore?.close(); // after every connection detached: their sessions are stored as disconnected now
       await Promise.all([store?.close(), history?.close()]); // last: wills published during the close above are stored too
     })();
     return stopping;

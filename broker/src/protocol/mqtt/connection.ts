@@ -26,7 +26,7 @@ import type { MqttServer } from './server.js';
 import { keepUserPropertyOrder } from './user-properties.js';
 import { strictUtf8Strings } from './utf8.js';
 import { strictByteProperties } from './properties.js';
-import { publishWill, type Delivery, type MqttSession, type SessionLink, type WillFactory } from './session.js';
+import { publishWill, type Delivery, type MqttSession, type SessionLink, type Will } from './session.js';
 
 export type ConnectionState = 'new' | 'authenticating' | 'connected' | 'closing' | 'closed';
 
@@ -51,8 +51,7 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
   version: Version = 4;
   session: MqttSession | undefined;
   /** The will of this connection (MQTT 5 §3.1.2.5), published unless it ends with a normal DISCONNECT. */
-  will: WillFactory | undefined;
-  willDelaySec = 0;
+  will: Will | undefined;
   /** When the client's credentials expire (auth hook), plus the configured clock skew; undefined = never. */
   credentialsExpireAt: number | undefined;
   /** Keepalive in ms as granted (0: none). */
@@ -348,7 +347,7 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
     this.session = undefined;
     const will = this.will;
     this.will = undefined;
-    if (session && session.link === this) session.detach(will, this.willDelaySec);
+    if (session && session.link === this) session.detach(will);
     else if (will) publishWill(this.server, will); // no session attached: nothing to wait for
   }
 

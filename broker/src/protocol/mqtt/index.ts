@@ -10,8 +10,10 @@ import type { ConnectionHandler, ProtocolHandler } from '../../session/handler.j
 import { authenticate as permissive, type Authenticate } from './auth.js';
 import { MqttConnection } from './connection.js';
 import { Reason } from './reasons.js';
+import type { MqttSessionStore } from './persist.js';
 import { MqttServer } from './server.js';
 import { runSpread, spreadDelaysMs, type DrainStats } from '../../session/drain.js';
+import { MqttSession } from './session.js';
 
 export type { Authenticate, AuthResult } from './auth.js';
 
@@ -37,12 +39,21 @@ export interface MqttOptions {
   connectTimeoutMs?: number;
   /** Period of the keepalive and CONNECT-deadline check; 500 ms keeps the 1.5× rule within half a second. */
   timerIntervalMs?: number;
+  /** With `--data`: persistent sessions are kept here and the ones it holds are restored now (persist.ts). */
+  sessionStore?: MqttSessionStore;
 }
 
 export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}): MqttProtocol {
-  const server = new MqttServer(ctx, options.authenticate ?? permissive, options.connectTimeoutMs);
+  const server = new MqttServer(ctx, options.authenticate ?? permissive, options.connectTimeoutMs, options.sessionStore);
   ctx.counters.open.mqtt = 0;
   registerMetrics(ctx, server);
+  const store = options.sessionStore;
+  if (store) {
+    store.sessions = { [Symbol.iterator]: () => server.sessions.values() };
+    const now = ctx.now();
+    for (const loaded of store.takeLoaded()) MqttSession.restore(server, loaded, store, now);
+    registerStoreMetrics(ctx, store);
+  }
 
   let timer: NodeJS.Timeout | undefined;
   const checkTimers = (): void => {
@@ -100,6 +111,15 @@ export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}
       });
     },
   };
+}
+
+function registerStoreMetrics(ctx: BrokerContext, store: MqttSessionStore): void {
+  const m = ctx.metrics;
+  const s = store.stats;
+  m.register('topicast_mqtt_session_store_write_errors_total', 'counter', 'MQTT session store writes that failed (e.g. disk full); live delivery continues', () => s.writeErrors);
+  m.register('topicast_mqtt_session_store_batches_total', 'counter', 'MQTT session store group commits (one fsync each)', () => s.batches);
+  m.register('topicast_mqtt_session_store_log_bytes', 'gauge', 'Bytes in the MQTT session store log since its last snapshot', () => s.logBytes);
+  m.register('topicast_mqtt_session_store_lost_on_load', 'gauge', 'Stored deliveries not restored at start-up because their message record was never written', () => s.lostOnLoad);
 }
 
 function registerMetrics(ctx: BrokerContext, server: MqttServer): void {

@@ -6,6 +6,7 @@
 import type { BrokerContext } from '../../context.js';
 import type { Authenticate } from './auth.js';
 import type { MqttConnection } from './connection.js';
+import type { MqttSessionStore } from './persist.js';
 import type { MqttSession } from './session.js';
 import { SharedGroups } from './shared.js';
 
@@ -47,6 +48,8 @@ export class MqttServer {
     readonly authenticate: Authenticate,
     /** How long a connection may take to send CONNECT and pass authentication (MQTT 5 §3.1.4: "a reasonable amount of time"). */
     readonly connectTimeoutMs = 10_000,
+    /** With `--data`: where persistent sessions are kept across restarts (persist.ts). */
+    readonly sessionStore: MqttSessionStore | undefined = undefined,
   ) {
     const c = ctx.config;
     this.maxPacketBytes = Math.min(268_435_460, c.maxPayloadBytes + c.maxTopicBytes + 1024);

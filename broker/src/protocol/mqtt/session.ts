@@ -19,17 +19,41 @@
  *   [MQTT-2.3.1-2]; in-flight entries are resent with DUP on resumption [MQTT-4.4.0-1].
  * - One delivery per message however many subscriptions match, with the highest
  *   QoS and every subscription identifier of the matching ones (MQTT 5 §3.3.4).
- * Cost per delivery: O(1) with one subscription; O(wildcard subscriptions) otherwise.
+ * - With `store` set (a persistent session and `--data`), every change of subscriptions,
+ *   deliveries (queued, in flight, done) and incoming QoS 2 ids is appended to the session
+ *   store in the same turn (persist.ts); without it nothing is written and nothing is paid.
+ * Cost per delivery: O(1) with one subscription; O(wildcard subscriptions) otherwise; plus one
+ * record encode when the session is persisted.
  */
 import { topicMatches } from 'topicast/protocol';
-import type { Message } from '../../core/message.js';
+import { createMessage, type Message, type MessageProperties } from '../../core/message.js';
 import type { Subscriber, Subscription, SubscriptionOptions } from '../../core/router.js';
 import type { TopicPermissions } from './auth.js';
+import type { LoadedSession, MqttSessionStore } from './persist.js';
 import type { MqttServer } from './server.js';
 import { parseShared } from './shared.js';
 
-/** Builds the will when it is published (its Message Expiry Interval starts then, MQTT 5 §3.1.3.2.4). */
-export type WillFactory = () => Message;
+/** A will as given in CONNECT (MQTT 5 §3.1.2.5), kept as data so a persistent session can store it. */
+export interface Will {
+  topic: string;
+  payload: Uint8Array;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  properties: Omit<MessageProperties, 'expiresAt'> | undefined;
+  /** MQTT 5 Message Expiry Interval of the will: counts from when it is published (§3.1.3.2.4). */
+  expiryIntervalSec: number | undefined;
+  /** MQTT 5 Will Delay Interval (0 for 3.1.1). */
+  delaySec: number;
+}
+
+/** The will as a message published now. */
+export function willMessage(will: Will, nowMs: number): Message {
+  const properties = will.properties === undefined && will.expiryIntervalSec === undefined ? undefined : {
+    ...will.properties,
+    expiresAt: will.expiryIntervalSec === undefined ? undefined : nowMs + will.expiryIntervalSec * 1000,
+  };
+  return createMessage(will.topic, will.payload, will.retain, undefined, will.qos, properties);
+}
 
 export interface MqttSubscriptionOptions extends SubscriptionOptions {
   /** MQTT 5 retain handling: 0 send retained, 1 only for a new subscription, 2 never. */
@@ -48,6 +72,9 @@ export interface Delivery {
   qos: 0 | 1 | 2;
   retain: boolean;
   subscriptionIds: number[] | undefined;
+  /** Persistent sessions: the delivery's key in the session store, and the id of its message's record. */
+  seq?: number;
+  msgId?: number;
 }
 
 export interface InflightEntry extends Delivery {
@@ -99,7 +126,22 @@ export class MqttSession implements Subscriber {
   expirySec = 0;
   private expiryTimer: NodeJS.Timeout | undefined;
   /** A will waiting for its delay (MQTT 5 §3.1.3.2.2); published on timer or session end unless the client returns. */
-  private pendingWill: { will: WillFactory; timer: NodeJS.Timeout | undefined } | undefined;
+  private pendingWill: { will: Will; timer: NodeJS.Timeout | undefined } | undefined;
+  /** The attached connection's will: stored with the session so a crash leaves it pending (persist.ts). */
+  private connectedWill: Will | undefined;
+  /** The session store when this session is persisted (`--data` and expiry > 0); undefined otherwise. */
+  store: MqttSessionStore | undefined;
+  /** Protocol level of the latest connection. */
+  version: 3 | 4 | 5 = 4;
+  /** When the client went away (ms since the epoch); 0 while connected. */
+  disconnectedAtMs = 0;
+  /** Next key of a stored delivery. */
+  private nextSeq = 1;
+  /**
+   * Restored from disk while the connection's permissions were unknown: queued deliveries are
+   * checked against `canRead` once a client connects again.
+   */
+  private recheckRead = false;
   ended = false;
   /** Permissions of the client's latest connection; undefined = unrestricted. */
   permissions: TopicPermissions | undefined;
@@ -110,6 +152,11 @@ export class MqttSession implements Subscriber {
 
   get queuedCount(): number {
     return this.queue.length - this.queueHead;
+  }
+
+  /** Calls `fn` with every queued delivery, oldest first. */
+  forEachQueued(fn: (d: Delivery) => void): void {
+    for (let i = this.queueHead; i < this.queue.length; i++) fn(this.queue[i]!);
   }
 
   // ---- subscriptions ----------------------------------------------------------
@@ -231,17 +278,67 @@ export class MqttSession implements Subscriber {
     if (this.queuedCount >= config.mqttMaxQueued) {
       this.server.stats.queueDropped++;
       if (config.mqttQueueOverflow === 'drop-newest' || config.mqttMaxQueued === 0) return;
+      const dropped = this.queue[this.queueHead]!;
       this.queue[this.queueHead] = undefined as unknown as Delivery;
       this.queueHead++;
+      if (this.store) this.store.dropDelivery(this, dropped);
     }
     this.queue.push(d);
+    if (this.store) {
+      d.seq = this.nextSeq++;
+      this.store.saveDelivery(this, d, 0, 'queued');
+    }
   }
 
   private sendNew(d: Delivery): void {
     const id = this.allocatePacketId();
     const entry: InflightEntry = { ...d, state: 'publish' };
     this.inflight.set(id, entry);
-    if (!this.link!.sendPublish(entry, id, false)) this.inflight.delete(id);
+    if (!this.link!.sendPublish(entry, id, false)) {
+      this.inflight.delete(id);
+      if (this.store && d.seq !== undefined) this.store.dropDelivery(this, d);
+      return;
+    }
+    if (this.store) {
+      entry.seq ??= this.nextSeq++;
+      this.store.saveDelivery(this, entry, id, 'publish');
+    }
+  }
+
+  /** PUBACK, PUBCOMP or a failed PUBREC ended an outgoing delivery: free its slot, send what waits. */
+  complete(packetId: number, entry: InflightEntry): void {
+    this.inflight.delete(packetId); // the packet id is free for reuse (MQTT 5 §2.2.1, 3.1.1 §2.3.1)
+    if (this.store) this.store.dropDelivery(this, entry);
+    this.pump();
+  }
+
+  /** PUBREC received: from now on only PUBREL is resent for this id, never the PUBLISH [MQTT-4.3.3-4]. */
+  received(packetId: number, entry: InflightEntry): void {
+    entry.state = 'pubrel';
+    if (this.store) this.store.saveDelivery(this, entry, packetId, 'pubrel');
+  }
+
+  /**
+   * Holds an incoming QoS 2 packet id until PUBREL [MQTT-4.3.3-9]. A persisted session stores it
+   * (the PUBREC waits for that write, so a resent PUBLISH after a restart is not routed twice).
+   */
+  holdIncoming(packetId: number): void {
+    this.awaitingRelease.add(packetId);
+    if (this.store) void this.store.saveIncoming(this, packetId, true);
+  }
+
+  /**
+   * PUBREL: forgets the id. Returns whether it was held and, for a persisted session, the write
+   * the PUBCOMP must wait for (else a crash could bring the id back and swallow its reuse).
+   */
+  releaseIncoming(packetId: number): { known: boolean; durable: Promise<void> | undefined } {
+    const known = this.awaitingRelease.delete(packetId);
+    return { known, durable: known && this.store ? this.store.saveIncoming(this, packetId, false) : undefined };
+  }
+
+  /** Writes subscriptions, expiry and will of a persisted session; resolves when durable (undefined when not persisted). */
+  saveMeta(): Promise<void> | undefined {
+    return this.store?.saveMeta(this);
   }
 
   private allocatePacketId(): number {
@@ -265,6 +362,7 @@ export class MqttSession implements Subscriber {
       const expiresAt = d.message.properties?.expiresAt;
       if (expiresAt !== undefined && expiresAt < now) {
         this.server.stats.expired++; // [MQTT-3.3.2-5] not delivered once expired
+        if (this.store) this.store.dropDelivery(this, d);
         continue;
       }
       this.sendNew(d);
@@ -282,8 +380,11 @@ export class MqttSession implements Subscriber {
   // ---- connection lifecycle -----------------------------------------------------
 
   /** A connection takes this session (new or resumed): cancel expiry and any delayed will. */
-  attach(link: SessionLink): void {
+  attach(link: SessionLink, will: Will | undefined): void {
     this.link = link;
+    this.version = link.version;
+    this.connectedWill = will;
+    this.disconnectedAtMs = 0;
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
     if (this.pendingWill) {
@@ -297,13 +398,86 @@ export class MqttSession implements Subscriber {
   applyPermissions(permissions: TopicPermissions | undefined): void {
     this.permissions = permissions;
     this.filtered.clear();
+    const recheck = this.recheckRead;
+    this.recheckRead = false;
     if (!permissions) return;
+    if (recheck) this.dropUnreadable(permissions);
     for (const filter of [...this.subscriptions.keys(), ...this.sharedSubscriptions.keys()]) {
       const shared = parseShared(filter);
       const decision = permissions.canSubscribe(shared && shared !== 'invalid' ? shared.filter : filter);
       if (decision === 'deny') this.unsubscribe(filter);
       else if (decision === 'filtered') this.filtered.add(filter);
     }
+  }
+
+  /** Drops restored deliveries the client's current permissions do not let it read (counted as withheld). */
+  private dropUnreadable(permissions: TopicPermissions): void {
+    const keep: Delivery[] = [];
+    this.forEachQueued((d) => {
+      if (permissions.canRead(d.message.topic)) keep.push(d);
+      else {
+        this.server.ctx.auth.stats.withheld++;
+        this.store?.dropDelivery(this, d);
+      }
+    });
+    this.queue = keep;
+    this.queueHead = 0;
+    for (const [id, entry] of this.inflight) {
+      if (entry.state === 'pubrel' || permissions.canRead(entry.message.topic)) continue;
+      this.server.ctx.auth.stats.withheld++;
+      this.inflight.delete(id);
+      this.store?.dropDelivery(this, entry);
+    }
+  }
+
+  /**
+   * Called at CONNECT once the expiry is known: a session with `--data` and expiry > 0 is
+   * persisted (written whole when it becomes so, else its meta with the new connection).
+   */
+  persist(store: MqttSessionStore | undefined): void {
+    const target = this.expirySec > 0 ? store : undefined;
+    if (target !== undefined && target === this.store) {
+      void target.saveMeta(this);
+      return;
+    }
+    if (this.store) this.store.end(this.clientId); // expiry 0 now: the session ends with this connection
+    this.store = target;
+    if (!target) return;
+    for (const entry of this.inflight.values()) entry.seq ??= this.nextSeq++;
+    this.forEachQueued((d) => {
+      d.seq ??= this.nextSeq++;
+    });
+    void target.saveAll(this);
+  }
+
+  /** The will a crash would leave pending: the connection's while online, the delayed one while offline. */
+  durableWill(): Will | undefined {
+    return this.link ? this.connectedWill : this.pendingWill?.will;
+  }
+
+  /**
+   * Rebuilds a session read from the session store at start-up: subscriptions in the router,
+   * deliveries queued and in flight (resent with DUP when the client returns), incoming QoS 2 ids.
+   * Its expiry and will delay count from when the client disconnected; a session that was online
+   * when the broker stopped without a goodbye (kill -9) counts from now.
+   */
+  static restore(server: MqttServer, loaded: LoadedSession, store: MqttSessionStore, nowMs: number): MqttSession {
+    const session = new MqttSession(server, loaded.clientId);
+    session.version = loaded.version;
+    session.expirySec = loaded.expirySec;
+    session.store = store;
+    session.recheckRead = true;
+    server.sessions.set(loaded.clientId, session);
+    for (const [filter, options] of loaded.subscriptions) session.subscribe(filter, options);
+    for (const { seq, delivery, packetId, state } of loaded.deliveries) {
+      if (packetId > 0 && !session.inflight.has(packetId)) session.inflight.set(packetId, { ...delivery, state });
+      else session.queue.push(delivery);
+      if (seq >= session.nextSeq) session.nextSeq = seq + 1;
+    }
+    for (const id of loaded.awaitingRelease) session.awaitingRelease.add(id);
+    const elapsedMs = loaded.connected ? 0 : Math.max(0, nowMs - loaded.disconnectedAtMs);
+    session.detach(loaded.will, elapsedMs);
+    return session;
   }
 
   /**
@@ -336,6 +510,7 @@ export class MqttSession implements Subscriber {
       outstanding++;
       if (!link.sendPublish(entry, id, true)) { // [MQTT-3.3.1-1] DUP on redelivery
         this.inflight.delete(id);
+        if (this.store) this.store.dropDelivery(this, entry);
         outstanding--;
       }
       if (this.link !== link) return false;
@@ -345,26 +520,38 @@ export class MqttSession implements Subscriber {
   }
 
   /**
-   * The connection ended. A session with expiry 0 ends now; otherwise it waits
-   * `expirySec` for its client. A will with a delay waits the shorter of the two.
+   * The connection ended `elapsedMs` ago (0: now; more for a session restored from disk). A
+   * session with expiry 0 ends now; otherwise it waits `expirySec` for its client. A will with a
+   * delay waits the shorter of the two [MQTT-3.1.2-8].
    */
-  detach(will: WillFactory | undefined, willDelaySec: number): void {
+  detach(will: Will | undefined, elapsedMs = 0): void {
     this.link = undefined;
+    this.connectedWill = undefined;
+    this.disconnectedAtMs = this.server.ctx.now() - elapsedMs;
     if (this.expirySec === 0) {
       this.end();
       if (will) this.publishWill(will);
       return;
     }
+    const expiryMs = this.expirySec * 1000 - elapsedMs;
+    if (expiryMs <= 0) {
+      this.server.stats.sessionsExpired++;
+      this.end();
+      if (will) this.publishWill(will);
+      return;
+    }
     if (will) {
-      if (willDelaySec === 0) this.publishWill(will);
+      const delayMs = will.delaySec * 1000 - elapsedMs;
+      if (delayMs <= 0) this.publishWill(will);
       else {
-        const pending: { will: WillFactory; timer: NodeJS.Timeout | undefined } = { will, timer: undefined };
-        if (willDelaySec < this.expirySec) {
+        const pending: { will: Will; timer: NodeJS.Timeout | undefined } = { will, timer: undefined };
+        if (delayMs < expiryMs) {
           pending.timer = setTimeout(() => {
             if (this.pendingWill !== pending) return;
             this.pendingWill = undefined;
             this.publishWill(will);
-          }, willDelaySec * 1000);
+            void this.saveMeta(); // the will is no longer pending after a restart
+          }, delayMs);
           pending.timer.unref();
         }
         this.pendingWill = pending; // else published when the session ends [MQTT-3.1.2-8]
@@ -374,15 +561,18 @@ export class MqttSession implements Subscriber {
       this.expiryTimer = setTimeout(() => {
         this.server.stats.sessionsExpired++;
         this.end();
-      }, Math.min(this.expirySec * 1000, 2 ** 31 - 1));
+      }, Math.min(expiryMs, 2 ** 31 - 1));
       this.expiryTimer.unref();
     }
+    if (this.store) void this.store.saveMeta(this);
   }
 
   /** Ends the session: leaves the router, drops its state, publishes a pending will. */
   end(): void {
     if (this.ended) return;
     this.ended = true;
+    if (this.store) this.store.end(this.clientId);
+    this.store = undefined;
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
     if (this.server.sessions.get(this.clientId) === this) this.server.sessions.delete(this.clientId);
@@ -403,18 +593,17 @@ export class MqttSession implements Subscriber {
     }
   }
 
-  private publishWill(will: WillFactory): void {
+  private publishWill(will: Will): void {
     publishWill(this.server, will);
   }
 }
 
 /** Publishes a will through the router (MQTT 5 §3.1.2.5), deferred: it may be triggered from inside a delivery. */
-export function publishWill(server: MqttServer, factory: WillFactory): void {
+export function publishWill(server: MqttServer, will: Will): void {
   const { ctx } = server;
   ctx.counters.willsPublished++;
   queueMicrotask(() => {
-    const will = factory();
-    const routed = ctx.router.publish(will);
+    const routed = ctx.router.publish(willMessage(will, ctx.now()));
     if (routed.durable) routed.durable.catch((err: unknown) => ctx.log.error({ err, topic: will.topic }, 'retained will write failed'));
   });
 }

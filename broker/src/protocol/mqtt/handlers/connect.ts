@@ -8,13 +8,12 @@ import { addressKey } from '../../../auth/abuse.js';
 import { randomBytes } from 'node:crypto';
 import type mqtt from 'mqtt-packet';
 import { CloseCode, topicProblem } from 'topicast/protocol';
-import { createMessage, type MessageProperties } from '../../../core/message.js';
 import type { AuthResult } from '../auth.js';
 import type { MqttConnection } from '../connection.js';
 import { dispatch } from '../dispatcher.js';
 import { encodePacket, type Version } from '../encode.js';
 import { Reason, returnCodeFor } from '../reasons.js';
-import { MqttSession, type WillFactory } from '../session.js';
+import { MqttSession, type Will } from '../session.js';
 import { isBrokerTopic } from '../../../session/limits.js';
 import { isValidUtf8 } from '../utf8.js';
 
@@ -70,9 +69,7 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
     assigned = true;
   }
 
-  let willTopic: string | undefined;
-  let willFactory: WillFactory | undefined;
-  let willDelaySec = 0;
+  let will: Will | undefined;
   if (p.will) {
     const w = p.will;
     const payload = typeof w.payload === 'string' ? Buffer.from(w.payload) : Buffer.from(w.payload); // own copy: kept for the session's life
@@ -82,25 +79,21 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
     if (payload.length > config.maxPayloadBytes) return v5 ? refuse(c, Reason.packetTooLarge, 'will payload too large') : refuse(c, Reason.serverUnavailable, 'will payload too large');
     const wp = w.properties;
     if (wp?.payloadFormatIndicator && !isValidUtf8(payload)) return refuse(c, Reason.payloadFormatInvalid, 'will payload is not UTF-8'); // MQTT 5 §3.1.3.2.3
-    willDelaySec = v5 ? wp?.willDelayInterval ?? 0 : 0;
-    const topic = w.topic;
-    willTopic = topic;
-    const retain = w.retain ?? false;
-    const qos = w.qos ?? 0;
-    willFactory = () => {
-      let properties: MessageProperties | undefined;
-      if (wp) {
-        properties = {
-          payloadFormatIndicator: wp.payloadFormatIndicator,
-          contentType: wp.contentType,
-          responseTopic: wp.responseTopic,
-          correlationData: wp.correlationData,
-          userProperties: wp.userProperties,
-          // [MQTT-3.1.3 Will Properties] the expiry counts from when the will is published.
-          expiresAt: wp.messageExpiryInterval !== undefined ? ctx.now() + wp.messageExpiryInterval * 1000 : undefined,
-        };
-      }
-      return createMessage(topic, payload, retain, undefined, qos, properties);
+    will = {
+      topic: w.topic,
+      payload,
+      qos: w.qos ?? 0,
+      retain: w.retain ?? false,
+      properties: wp && {
+        payloadFormatIndicator: wp.payloadFormatIndicator,
+        contentType: wp.contentType,
+        responseTopic: wp.responseTopic,
+        correlationData: wp.correlationData,
+        userProperties: wp.userProperties,
+      },
+      // [MQTT-3.1.3 Will Properties] the expiry counts from when the will is published (willMessage).
+      expiryIntervalSec: wp?.messageExpiryInterval,
+      delaySec: v5 ? wp?.willDelayInterval ?? 0 : 0,
     };
   }
 
@@ -118,7 +111,7 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
       if (result === true || (typeof result === 'object' && result.allowed)) ctx.auth.guard.authSucceeded(remote);
       else if (p.password !== undefined && p.password.length > 0) ctx.auth.guard.authFailed(remote); // guessing, not a client without credentials
       if (!c.isOpen) return;
-      accept(c, p, result, clientId, assigned, willTopic, willFactory, willDelaySec);
+      accept(c, p, result, clientId, assigned, will);
     },
     (err: unknown) => {
       ctx.log.error({ err, clientId }, 'mqtt authenticate hook failed');
@@ -128,8 +121,7 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
 }
 
 function accept(
-  c: MqttConnection, p: mqtt.IConnectPacket, result: AuthResult, clientId: string, assigned: boolean,
-  willTopic: string | undefined, willFactory: WillFactory | undefined, willDelaySec: number,
+  c: MqttConnection, p: mqtt.IConnectPacket, result: AuthResult, clientId: string, assigned: boolean, will: Will | undefined,
 ): void {
   const { server } = c;
   const { ctx } = server;
@@ -144,7 +136,7 @@ function accept(
   const permissions = typeof result === 'object' && result.allowed ? result.permissions : undefined;
   const expiresAtMs = typeof result === 'object' && result.allowed ? result.expiresAtMs : undefined;
   if (expiresAtMs !== undefined) c.credentialsExpireAt = expiresAtMs + config.authClockSkewSec * 1000;
-  if (permissions && willTopic !== undefined && !permissions.canPublish(willTopic)) {
+  if (permissions && will !== undefined && !permissions.canPublish(will.topic)) {
     ctx.auth.stats.denied++;
     return refuse(c, Reason.notAuthorized, 'not authorized to publish the will topic');
   }
@@ -200,12 +192,12 @@ function accept(
     c.clientReceiveMax = config.mqttMaxInflight;
   }
 
-  session.applyPermissions(permissions);
-  c.will = willFactory;
-  c.willDelaySec = willDelaySec;
+  c.will = will;
   c.session = session;
   c.state = 'connected';
-  session.attach(c);
+  session.attach(c, will);
+  session.applyPermissions(permissions);
+  session.persist(server.sessionStore); // --data: a session with expiry > 0 survives a restart (persist.ts)
   c.send(v5
     ? { cmd: 'connack', reasonCode: Reason.success, sessionPresent, properties: connack }
     : { cmd: 'connack', returnCode: 0, sessionPresent });

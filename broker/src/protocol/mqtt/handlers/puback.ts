@@ -8,6 +8,5 @@ export function onPuback(c: MqttConnection, p: mqtt.IPubackPacket): void {
   const entry = session.inflight.get(id);
   // An unknown id (e.g. acked twice) is ignored: nothing to free.
   if (entry === undefined || entry.qos !== 1) return;
-  session.inflight.delete(id); // the packet id is free for reuse (MQTT 5 §2.2.1, 3.1.1 §2.3.1)
-  session.pump();
+  session.complete(id, entry);
 }

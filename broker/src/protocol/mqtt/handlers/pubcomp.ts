@@ -7,6 +7,5 @@ export function onPubcomp(c: MqttConnection, p: mqtt.IPubcompPacket): void {
   const id = p.messageId!;
   const entry = session.inflight.get(id);
   if (entry === undefined || entry.qos !== 2) return;
-  session.inflight.delete(id);
-  session.pump();
+  session.complete(id, entry);
 }

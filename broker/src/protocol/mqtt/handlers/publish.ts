@@ -28,27 +28,36 @@ function sendAck(c: MqttConnection, qos: 1 | 2, id: number, reason: number, why?
 }
 
 /**
- * Acknowledges in the order the PUBLISH packets arrived [MQTT-4.6.0-2] [MQTT-4.6.0-3]:
- * while a durable retained write is pending, later acks wait behind it.
+ * Runs `send` now, or — while a durable write it depends on or an earlier ordered acknowledgement
+ * is pending — after them, so acknowledgements keep the order of the packets they answer
+ * [MQTT-4.6.0-2] [MQTT-4.6.0-3] [MQTT-4.6.0-4]. `send(true)` when the write failed (logged here).
  */
-function acknowledge(c: MqttConnection, qos: 0 | 1 | 2, id: number, reason: number, why?: string, durable?: Promise<void>): void {
-  if (qos === 0) return;
-  if (durable === undefined && c.ackTail === undefined) return sendAck(c, qos, id, reason, why);
+export function inOrder(c: MqttConnection, durable: Promise<void> | undefined, send: (failed: boolean) => void): void {
+  if (durable === undefined && c.ackTail === undefined) return send(false);
   const tail: Promise<void> = (c.ackTail ?? Promise.resolve())
     .then(() => durable)
     .then(
       () => {
-        if (c.isOpen) sendAck(c, qos, id, reason, why);
+        if (c.isOpen) send(false);
       },
       (err: unknown) => {
-        c.server.ctx.log.error({ err, clientId: c.session?.clientId }, 'retained write failed');
-        if (c.isOpen) sendAck(c, qos, id, Reason.implementationSpecificError, 'retained write failed');
+        c.server.ctx.log.error({ err, clientId: c.session?.clientId }, 'durable write failed (retained store or session store)');
+        if (c.isOpen) send(true);
       },
     )
     .finally(() => {
       if (c.ackTail === tail) c.ackTail = undefined;
     });
   c.ackTail = tail;
+}
+
+/** PUBACK / PUBREC in PUBLISH order, once `durable` (the retained and session store writes) resolved. */
+function acknowledge(c: MqttConnection, qos: 0 | 1 | 2, id: number, reason: number, why?: string, durable?: Promise<void>): void {
+  if (qos === 0) return;
+  inOrder(c, durable, function sendPublishAck(failed) {
+    if (failed) sendAck(c, qos, id, Reason.implementationSpecificError, 'durable write failed');
+    else sendAck(c, qos, id, reason, why);
+  });
 }
 
 export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
@@ -131,12 +140,20 @@ export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
   const bytes = p.retain ? new Uint8Array(payload) : new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
   // [MQTT-3.3.1-5] retain stores; [MQTT-3.3.1-10] an empty retained payload deletes (the store does both).
   const message = createMessage(topic, bytes, p.retain, session, qos, properties);
-  const durable = ctx.router.publish(message).durable ?? undefined;
+  const store = server.sessionStore;
+  // QoS 0 is never stored for a session, so only QoS 1/2 look at the session store at all.
+  const writesBefore = store !== undefined && qos > 0 ? store.writes : 0;
+  let durable = ctx.router.publish(message).durable ?? undefined;
 
-  if (qos === 2) session.awaitingRelease.add(id); // [MQTT-4.3.3-9] hold the id until PUBREL
+  if (qos === 2) session.holdIncoming(id); // [MQTT-4.3.3-9] hold the id until PUBREL
   if (qos === 0) {
     durable?.catch((err: unknown) => ctx.log.error({ err, topic }, 'retained write failed'));
     return;
+  }
+  if (store !== undefined && store.writes !== writesBefore) {
+    // Acknowledged only once durable in every persistent session queue it was added to (persist.ts).
+    const stored = store.synced();
+    durable = durable === undefined ? stored : Promise.all([durable, stored]).then(function bothDurable() {});
   }
   acknowledge(c, qos, id, Reason.success, undefined, durable);
 }

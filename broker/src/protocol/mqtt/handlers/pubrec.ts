@@ -17,10 +17,9 @@ export function onPubrec(c: MqttConnection, p: mqtt.IPubrecPacket): void {
     return;
   }
   if ((p.reasonCode ?? 0) >= 0x80) {
-    session.inflight.delete(id);
-    session.pump();
+    session.complete(id, entry);
     return;
   }
-  entry.state = 'pubrel'; // [MQTT-4.3.3-4] from now on only PUBREL is resent, never the PUBLISH
+  session.received(id, entry); // [MQTT-4.3.3-4] from now on only PUBREL is resent, never the PUBLISH
   c.sendPubrel(id);
 }

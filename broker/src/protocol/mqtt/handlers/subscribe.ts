@@ -5,6 +5,8 @@
  * `$share/{name}/{filter}` joins a shared subscription group (shared.ts), in 3.1.1 too.
  * Retained messages at QoS 0 are paced through the outbox (never dropped);
  * at QoS 1/2 they go through the session's in-flight window like live ones.
+ * A persisted session (persist.ts) answers once its new subscriptions are durable, so a
+ * subscription acknowledged before a crash is active after the restart.
  */
 import type mqtt from 'mqtt-packet';
 import type { Message } from '../../../core/message.js';
@@ -13,6 +15,7 @@ import type { MqttConnection } from '../connection.js';
 import { Reason, SUBACK_FAILURE_V4 } from '../reasons.js';
 import type { MqttSubscriptionOptions } from '../session.js';
 import { parseShared } from '../shared.js';
+import { inOrder } from './publish.js';
 
 /** Subscription Identifier range (MQTT 5 §3.8.2.1.2): a Variable Byte Integer of 1 to 268,435,455. */
 const MAX_SUBSCRIPTION_ID = 268_435_455;
@@ -68,8 +71,17 @@ export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
     // [MQTT-3.3.1-9] rh 0: always; [MQTT-3.3.1-10] rh 1: only if new; [MQTT-3.3.1-11] rh 2: never.
     if (retainHandling === 0 || (retainHandling === 1 && isNew)) retainedFor.push({ filter, options });
   }
-  c.send({ cmd: 'suback', messageId: id, granted }); // [MQTT-3.8.4-1]
+  inOrder(c, session.saveMeta(), function sendSuback() {
+    c.send({ cmd: 'suback', messageId: id, granted }); // [MQTT-3.8.4-1]
+    sendRetained(c, retainedFor);
+  });
+}
 
+/** The retained messages each new subscription asked for [MQTT-3.3.1-9] [MQTT-3.3.1-10]. */
+function sendRetained(c: MqttConnection, retainedFor: { filter: string; options: MqttSubscriptionOptions }[]): void {
+  const { ctx } = c.server;
+  const session = c.session;
+  if (!session) return;
   const store = ctx.router.retained;
   if (store.size === 0) return;
   for (const { filter, options } of retainedFor) {

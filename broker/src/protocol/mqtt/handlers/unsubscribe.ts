@@ -3,11 +3,13 @@
  * packet id [MQTT-3.10.4-4], in MQTT 5 with one reason per filter [MQTT-3.11.3-1]:
  * 0x00 removed, 0x11 no subscription existed, 0x8F invalid filter.
  * In-flight QoS 1/2 messages of the removed subscription still complete [MQTT-3.10.4-3].
+ * A persisted session answers once the change is durable (persist.ts).
  */
 import type mqtt from 'mqtt-packet';
 import { checkFilter } from '../../../session/limits.js';
 import type { MqttConnection } from '../connection.js';
 import { Reason } from '../reasons.js';
+import { inOrder } from './publish.js';
 
 export function onUnsubscribe(c: MqttConnection, p: mqtt.IUnsubscribePacket): void {
   const session = c.session!;
@@ -19,5 +21,7 @@ export function onUnsubscribe(c: MqttConnection, p: mqtt.IUnsubscribePacket): vo
     if (checkFilter(filter, c.server.ctx.topicLimits) !== undefined) codes.push(Reason.topicFilterInvalid);
     else codes.push(session.unsubscribe(filter) ? Reason.success : Reason.noSubscriptionExisted); // [MQTT-3.10.4-1]
   }
-  c.send(c.version === 5 ? { cmd: 'unsuback', messageId: id, granted: codes } : { cmd: 'unsuback', messageId: id, granted: [] });
+  inOrder(c, session.saveMeta(), function sendUnsuback() {
+    c.send(c.version === 5 ? { cmd: 'unsuback', messageId: id, granted: codes } : { cmd: 'unsuback', messageId: id, granted: [] });
+  });
 }

@@ -1,0 +1,345 @@
+/**
+ * Durable MQTT sessions (broker/MQTT.md "Persistent sessions across restarts"): with `--data DIR`,
+ * every persistent session (3.1.1 clean session 0, MQTT 5 session expiry > 0) is mirrored into an
+ * append-only log in DIR/sessions, on the same engine as the retained store (store/append-log.ts:
+ * record framing, group commit, torn-tail recovery, compaction). On start-up the log is replayed
+ * and the sessions are rebuilt before the listeners open.
+ *
+ * Records (MessagePack arrays in store/record.ts frames); each states one key's whole value or
+ * deletes it, so replay is last-write-wins per key, as the engine's compaction requires:
+ *   [1, clientId, meta]                                session state (key: clientId)
+ *   [2, clientId, seq, msgId, qos, retain, subIds, packetId, state]   one outgoing QoS 1/2 delivery
+ *                                                      (key: clientId+seq; packetId 0 = queued)
+ *   [3, clientId, seq]                                 that delivery is done or dropped
+ *   [4, msgId, topic, payload, qos, retain, properties]  a message referenced by deliveries
+ *   [5, clientId]                                      the session ended: it and all its keys go
+ *   [6, clientId, packetId, held]                      incoming QoS 2 id awaiting PUBREL (held 1) or released (0)
+ * A message fanned out to many sessions in one publish is written once (WeakMap Message → msgId).
+ * Message records are not keys of their own: on load, the ones no surviving delivery references are
+ * dropped, and a snapshot writes each referenced message right before the first delivery using it.
+ *
+ * Invariants
+ * - The store only ever sees sessions with `session.store` set; clean and expiry-0 sessions never
+ *   reach it (no cost for them), nor does QoS 0 (never stored for a session, [MQTT-3.1.2-5]).
+ * - A record is appended in the same turn as the in-memory change it mirrors, so `synced()` after
+ *   a publish covers every queue it was added to (the publisher's PUBACK/PUBREC waits for it).
+ * - A snapshot writes each session with all its deliveries as one buffer, taken in one turn, so a
+ *   delivery moving from the queue to the in-flight window mid-snapshot is never missed.
+ * Cost per stored delivery: one MessagePack encode + CRC32 (plus the message once per publish), and
+ * a share of the batch's write + fdatasync; completing it appends a small drop record.
+ */
+import { createMessage, type Message, type MessageProperties } from '../../core/message.js';
+import { openAppendLog, type AppendLog, type AppendLogOptions, type AppendLogOwner, type LogStoreStats } from '../../store/append-log.js';
+import { frameRecord, recordPackr, unpackBody } from '../../store/record.js';
+import type { Delivery, InflightEntry, MqttSession, MqttSubscriptionOptions, Will } from './session.js';
+
+const Kind = { session: 1, entry: 2, drop: 3, message: 4, end: 5, incoming: 6 } as const;
+/** Delivery state on disk: queued, PUBLISH sent (awaiting PUBACK/PUBREC), PUBREL sent (awaiting PUBCOMP). */
+const EntryState = { queued: 0, publish: 1, pubrel: 2 } as const;
+
+/** What a session's meta record holds (MessagePack map keys kept short: it is rewritten on every connect). */
+interface StoredMeta {
+  /** Protocol level of the last connection. */
+  v: 3 | 4 | 5;
+  /** Session expiry in seconds. */
+  exp: number;
+  /** Subscriptions, shared ones included: [filter, qos, noLocal, retainAsPublished, retainHandling, subscriptionId?]. */
+  subs: [string, 0 | 1 | 2, boolean, boolean, 0 | 1 | 2, number | null][];
+  /** Connected when written (a crash then leaves no disconnect time: the restart is taken as it). */
+  on: boolean;
+  /** When the client disconnected (ms since the epoch); 0 while connected. */
+  off: number;
+  /** The will that is pending (offline) or would be due if the connection were lost (online). */
+  will?: [string, Uint8Array, 0 | 1 | 2, boolean, MessageProperties | null, number | null, number];
+}
+
+/** A session as found on disk, before the MQTT server rebuilds it. */
+export interface LoadedSession {
+  clientId: string;
+  version: 3 | 4 | 5;
+  expirySec: number;
+  subscriptions: [string, MqttSubscriptionOptions][];
+  connected: boolean;
+  disconnectedAtMs: number;
+  will: Will | undefined;
+  /** Outgoing deliveries in seq order: packetId 0 = queued, else in flight in `state`. */
+  deliveries: { seq: number; delivery: Delivery; packetId: number; state: 'publish' | 'pubrel' }[];
+  awaitingRelease: number[];
+}
+
+interface LoadingSession {
+  meta: StoredMeta | undefined;
+  entries: Map<number, unknown[]>;
+  incoming: Set<number>;
+}
+
+export interface SessionStoreStats extends LogStoreStats {
+  /** Deliveries found on load whose message record was missing (its write had failed): not restored. */
+  lostOnLoad: number;
+}
+
+export async function openSessionStore(dir: string, options: AppendLogOptions = {}): Promise<MqttSessionStore> {
+  const store = new MqttSessionStore();
+  store.attachLog(openAppendLog(dir, 'session store', store, options));
+  return store;
+}
+
+export class MqttSessionStore implements AppendLogOwner {
+  private log!: AppendLog;
+  /** Filled while loading, handed to the MQTT server once (`takeLoaded`). */
+  private loading: Map<string, LoadingSession> | undefined = new Map();
+  private loadingMessages: Map<number, Message> | undefined = new Map();
+  private loaded: LoadedSession[] = [];
+  lostOnLoad = 0;
+  private nextMessageId = 1;
+  /**
+   * Message → id of its record in the current files. Reset when a compaction starts: a message
+   * record written before it may be left out of the snapshot (nothing referenced it), so a later
+   * delivery of the same message (a retained one, say) writes it again.
+   */
+  private messageIds = new WeakMap<Message, number>();
+  /** Every session the snapshot walks; set by the MQTT server. */
+  sessions: Iterable<MqttSession> = [];
+
+  /** @internal Use openSessionStore. */
+  attachLog(log: AppendLog): void {
+    this.log = log;
+    this.finishLoad();
+  }
+
+  get stats(): SessionStoreStats {
+    return Object.assign(this.log.stats, { lostOnLoad: this.lostOnLoad });
+  }
+
+  get dir(): string {
+    return this.log.dir;
+  }
+
+  /** Records appended so far; a publish compares it before and after routing to know whether to wait. */
+  get writes(): number {
+    return this.log.stats.writes;
+  }
+
+  /** Resolves once every record appended so far is durable. */
+  synced(): Promise<void> {
+    return this.log.synced();
+  }
+
+  close(): Promise<void> {
+    return this.log.close();
+  }
+
+  /** The sessions found on disk, once (the MQTT server rebuilds them at start-up). */
+  takeLoaded(): LoadedSession[] {
+    const out = this.loaded;
+    this.loaded = [];
+    return out;
+  }
+
+  // ---- writes (called by MqttSession) ------------------------------------------------
+
+  /** The session's state: subscriptions, expiry, connection, will. */
+  saveMeta(session: MqttSession): Promise<void> {
+    return this.log.append(this.metaRecord(session));
+  }
+
+  /** The whole session: meta, incoming QoS 2 ids, every delivery (when it becomes persistent). */
+  saveAll(session: MqttSession): Promise<void> {
+    return this.log.append(this.sessionRecords(session, undefined));
+  }
+
+  end(clientId: string): void {
+    void this.log.append(frameRecord(recordPackr.pack([Kind.end, clientId])));
+  }
+
+  /** A delivery entered the queue (packetId 0) or the in-flight window, or changed state there. */
+  saveDelivery(session: MqttSession, d: Delivery, packetId: number, state: InflightEntry['state'] | 'queued'): void {
+    const parts: Buffer[] = [];
+    this.ensureMessage(d, parts);
+    if (parts.length > 0) void this.log.append(parts[0]!);
+    void this.log.append(frameRecord(recordPackr.pack(entryBody(session.clientId, d, packetId, state))));
+  }
+
+  /** A delivery is complete (acknowledged), dropped by the queue limit, or expired. */
+  dropDelivery(session: MqttSession, d: Delivery): void {
+    void this.log.append(frameRecord(recordPackr.pack([Kind.drop, session.clientId, d.seq])));
+  }
+
+  /** An incoming QoS 2 packet id is held until PUBREL (true) or released (false). */
+  saveIncoming(session: MqttSession, packetId: number, held: boolean): Promise<void> {
+    return this.log.append(frameRecord(recordPackr.pack([Kind.incoming, session.clientId, packetId, held ? 1 : 0])));
+  }
+
+  /** Gives the delivery the id of its message's record, adding the record to `parts` when the current files lack it. */
+  private ensureMessage(d: Delivery, parts: Buffer[]): void {
+    let msgId = this.messageIds.get(d.message);
+    if (msgId === undefined) {
+      msgId = this.nextMessageId++;
+      this.messageIds.set(d.message, msgId);
+      parts.push(messageRecord(msgId, d.message));
+    }
+    d.msgId = msgId;
+  }
+
+  private metaRecord(session: MqttSession): Buffer {
+    return frameRecord(recordPackr.pack([Kind.session, session.clientId, metaOf(session)]));
+  }
+
+  /** One buffer with every record of the session; `written` skips messages already in this snapshot. */
+  private sessionRecords(session: MqttSession, written: Set<number> | undefined): Buffer {
+    const parts: Buffer[] = [this.metaRecord(session)];
+    for (const id of session.awaitingRelease) parts.push(frameRecord(recordPackr.pack([Kind.incoming, session.clientId, id, 1])));
+    const add = (d: Delivery, packetId: number, state: InflightEntry['state'] | 'queued'): void => {
+      if (written !== undefined) {
+        // Snapshot: every delivery of a persistent session has its id; each message goes in once, before its first use.
+        const msgId = d.msgId!;
+        if (!written.has(msgId)) {
+          written.add(msgId);
+          parts.push(messageRecord(msgId, d.message));
+        }
+      } else {
+        this.ensureMessage(d, parts);
+      }
+      parts.push(frameRecord(recordPackr.pack(entryBody(session.clientId, d, packetId, state))));
+    };
+    for (const [id, entry] of session.inflight) add(entry, id, entry.state);
+    session.forEachQueued((d) => add(d, 0, 'queued'));
+    return Buffer.concat(parts);
+  }
+
+  // ---- AppendLogOwner ---------------------------------------------------------------
+
+  /** @internal */
+  loadRecord(buf: Buffer, start: number, end: number): boolean {
+    const v = unpackBody(buf, start, end);
+    if (!Array.isArray(v)) return false;
+    const sessions = this.loading!;
+    const session = (clientId: unknown): LoadingSession | undefined => {
+      if (typeof clientId !== 'string') return undefined;
+      let s = sessions.get(clientId);
+      if (!s) sessions.set(clientId, (s = { meta: undefined, entries: new Map(), incoming: new Set() }));
+      return s;
+    };
+    switch (v[0]) {
+      case Kind.session: {
+        const s = session(v[1]);
+        if (!s || v[2] === null || typeof v[2] !== 'object') return false;
+        s.meta = v[2] as StoredMeta;
+        return true;
+      }
+      case Kind.entry: {
+        const s = session(v[1]);
+        if (!s || typeof v[2] !== 'number') return false;
+        s.entries.set(v[2], v);
+        return true;
+      }
+      case Kind.drop: {
+        const s = session(v[1]);
+        if (!s || typeof v[2] !== 'number') return false;
+        s.entries.delete(v[2]);
+        return true;
+      }
+      case Kind.message: {
+        if (typeof v[1] !== 'number' || typeof v[2] !== 'string' || !(v[3] instanceof Uint8Array)) return false;
+        const properties = v[6] !== null && typeof v[6] === 'object' ? (v[6] as MessageProperties) : undefined;
+        if (properties?.correlationData instanceof Uint8Array) properties.correlationData = Buffer.from(properties.correlationData);
+        const qos = v[4] === 1 || v[4] === 2 ? v[4] : 0;
+        // Copy out of the read buffer: a view would pin the whole chunk for as long as the delivery waits.
+        this.loadingMessages!.set(v[1], createMessage(v[2], Buffer.from(v[3]), v[5] === true, undefined, qos, properties));
+        if (v[1] >= this.nextMessageId) this.nextMessageId = v[1] + 1;
+        return true;
+      }
+      case Kind.end:
+        if (typeof v[1] !== 'string') return false;
+        sessions.delete(v[1]);
+        return true;
+      case Kind.incoming: {
+        const s = session(v[1]);
+        if (!s || typeof v[2] !== 'number') return false;
+        if (v[3] === 1) s.incoming.add(v[2]);
+        else s.incoming.delete(v[2]);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** @internal One buffer per session, each taken whole in the turn it is yielded. */
+  *snapshotRecords(): Iterable<Buffer> {
+    const written = new Set<number>();
+    for (const session of this.sessions) {
+      if (session.store === this && !session.ended) yield this.sessionRecords(session, written);
+    }
+  }
+
+  /** @internal */
+  compactionStarted(): void {
+    this.messageIds = new WeakMap();
+  }
+
+  private finishLoad(): void {
+    const messages = this.loadingMessages!;
+    for (const [clientId, s] of this.loading!) {
+      const meta = s.meta;
+      if (!meta) continue; // deliveries of a session whose meta record was never durable
+      const deliveries: LoadedSession['deliveries'] = [];
+      for (const [seq, e] of [...s.entries].sort((a, b) => a[0] - b[0])) {
+        const message = messages.get(e[3] as number);
+        if (!message) {
+          this.lostOnLoad++;
+          continue;
+        }
+        const qos = e[4] === 2 ? 2 : 1;
+        const delivery: Delivery = {
+          message, qos, retain: e[5] === true, subscriptionIds: Array.isArray(e[6]) ? (e[6] as number[]) : undefined, seq,
+        };
+        const packetId = typeof e[7] === 'number' ? e[7] : 0;
+        deliveries.push({ seq, delivery, packetId, state: e[8] === EntryState.pubrel ? 'pubrel' : 'publish' });
+      }
+      const w = meta.will;
+      this.loaded.push({
+        clientId,
+        version: meta.v,
+        expirySec: meta.exp,
+        subscriptions: meta.subs.map(([filter, qos, noLocal, retainAsPublished, retainHandling, id]) => [filter, {
+          qos, noLocal, retainAsPublished, retainHandling, subscriptionId: id ?? undefined,
+        }]),
+        connected: meta.on,
+        disconnectedAtMs: meta.off,
+        will: w && {
+          topic: w[0], payload: Buffer.from(w[1]), qos: w[2], retain: w[3], properties: w[4] ?? undefined,
+          expiryIntervalSec: w[5] ?? undefined, delaySec: w[6],
+        },
+        deliveries,
+        awaitingRelease: [...s.incoming],
+      });
+    }
+    this.loading = undefined;
+    this.loadingMessages = undefined;
+  }
+}
+
+function metaOf(session: MqttSession): StoredMeta {
+  const subs: StoredMeta['subs'] = [];
+  const add = (filter: string, o: MqttSubscriptionOptions): void => {
+    subs.push([filter, o.qos, o.noLocal === true, o.retainAsPublished === true, o.retainHandling, o.subscriptionId ?? null]);
+  };
+  for (const s of session.subscriptions.values()) add(s.filter, s.options);
+  for (const [filter, o] of session.sharedSubscriptions) add(filter, o);
+  const will = session.durableWill();
+  const meta: StoredMeta = { v: session.version, exp: session.expirySec, subs, on: session.link !== undefined, off: session.disconnectedAtMs };
+  if (will) {
+    meta.will = [will.topic, will.payload, will.qos, will.retain, will.properties ?? null, will.expiryIntervalSec ?? null, will.delaySec];
+  }
+  return meta;
+}
+
+function messageRecord(msgId: number, m: Message): Buffer {
+  return frameRecord(recordPackr.pack([Kind.message, msgId, m.topic, m.payload, m.qos, m.retain, m.properties ?? null]));
+}
+
+function entryBody(clientId: string, d: Delivery, packetId: number, state: InflightEntry['state'] | 'queued'): unknown[] {
+  const s = state === 'queued' ? EntryState.queued : state === 'pubrel' ? EntryState.pubrel : EntryState.publish;
+  return [Kind.entry, clientId, d.seq, d.msgId, d.qos, d.retain, d.subscriptionIds ?? null, packetId, s];
+}
