@@ -3,12 +3,16 @@
  * a client with exact and wildcard subscriptions is cut (its socket terminated, new attempts
  * refused as if the network were down) while another client publishes; once the network is
  * back, each subscription gets exactly the messages it missed, in order, flagged replayed, then
- * live ones, and learns `recovered: true`. A filter without history, a gap beyond the history
- * window and a broker restarted without `--data` (a new epoch) each give `recovered: false`
- * with the fresh retained snapshot instead.
+ * live ones, and learns `recovered: true` — also across restarts (graceful and kill -9) of a
+ * broker with `--data`. A filter without history, a gap beyond the history window and a broker
+ * restarted without `--data` (a new epoch) each give `recovered: false` with the fresh retained
+ * snapshot instead.
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, type Client, type MessageMeta, type ResumeOutcome, type Transport, type TransportSocket } from 'topicast';
 import { freePort, startBroker, waitFor } from '../helpers/broker.js';
 
@@ -177,6 +181,58 @@ test('a broker restarted without --data starts a new epoch: recovered:false, the
     await publisher.publish('devices/x', 2, { ack: true });
     await waitFor(() => rec.seen.length === 2, 'live in the new epoch');
     assert.deepEqual(sub.position, { epoch: sub.position!.epoch, offset: rec.offsets.at(-1) });
+  });
+  await broker.stop();
+});
+
+test('a broker with --data restarted (gracefully, then with kill -9) while the client is away: same epoch, recovered:true, exactly the missed messages', async () => {
+  const port = await freePort();
+  const data = mkdtempSync(join(tmpdir(), 'topicast-sdk-resume-'));
+  after(() => rmSync(data, { recursive: true, force: true }));
+  const args = [...HISTORY, '--data', data];
+  let broker = await startBroker({ args, mqttOff: true, port });
+  await withClients(async (track) => {
+    const link = new Link();
+    const client = track(await connect(broker.url, { transport: link.transport, codec: 'json', reconnect: { minDelayMs: 20, maxDelayMs: 50 } }));
+    const publisher = track(await connect(broker.url, { codec: 'json', reconnect: { minDelayMs: 20, maxDelayMs: 100 } }));
+    const rec = recorder();
+    const sub = await client.subscribe(['devices/+/temp', 'devices/+/status'], rec.handler);
+    const outcomes: ResumeOutcome[] = [];
+    sub.on('resumed', (o) => outcomes.push(o));
+    await publisher.publish('devices/a/temp', 't1', { ack: true });
+    await waitFor(() => rec.seen.length === 1, 'live before');
+    const epoch = sub.position!.epoch;
+
+    link.cut();
+    await waitFor(() => client.state === 'reconnecting', 'the client noticed the cut');
+    await publisher.publish('devices/a/temp', 't2', { ack: true });
+    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+      if (signal === 'SIGTERM') await broker.stop();
+      else {
+        broker.kill('SIGKILL');
+        await broker.exited;
+      }
+      broker = await startBroker({ args, mqttOff: true, port });
+      await waitFor(() => publisher.state === 'open', `the publisher is back after ${signal}`, 10_000);
+      await publisher.publish('devices/b/status', `up after ${signal}`, { ack: true });
+      await publisher.publish('devices/a/temp', `t after ${signal}`, { ack: true });
+    }
+    link.restore();
+    await waitFor(() => outcomes.length === 1 && sub.state === 'live', 'resubscribed', 10_000);
+    assert.deepEqual(outcomes, [{ recovered: true, replayed: 5 }]);
+    await publisher.publish('devices/a/temp', 'live', { ack: true });
+    await waitFor(() => rec.seen.length === 7, 'the replay and a live message');
+    assert.deepEqual(rec.seen, [
+      'devices/a/temp=t1',
+      'devices/a/temp=t2 replayed',
+      'devices/b/status=up after SIGTERM replayed',
+      'devices/a/temp=t after SIGTERM replayed',
+      'devices/b/status=up after SIGKILL replayed',
+      'devices/a/temp=t after SIGKILL replayed',
+      'devices/a/temp=live',
+    ]);
+    assert.ok(increasing(rec.offsets), `offsets in order: ${rec.offsets}`);
+    assert.equal(sub.position?.epoch, epoch, 'history survived both restarts: the same epoch');
   });
   await broker.stop();
 });
