@@ -5,15 +5,15 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { connect, type Client } from 'topicast';
 import { startBroker, waitFor } from '../helpers/broker.js';
+import { chromiumSkip, launchChromium } from '../helpers/chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const browserDist = fileURLToPath(new URL('../../../sdk/dist/browser/', import.meta.url));
 
 const page = (build: string, codec: string): string => `<!doctype html>
@@ -43,8 +43,7 @@ const page = (build: string, codec: string): string => `<!doctype html>
   }
 </script>`;
 
-const missing = !existsSync(CHROMIUM);
-if (missing && process.env.CI) throw new Error(`${CHROMIUM} is required in CI`);
+const skip = chromiumSkip();
 
 let browser: Browser | undefined;
 const clients: Client[] = [];
@@ -56,12 +55,12 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('headless Chromium: the browser builds subscribe, receive from Node and publish to Node', { skip: missing ? `${CHROMIUM} not installed` : false }, async () => {
+test('headless Chromium: the browser builds subscribe, receive from Node and publish to Node', { skip }, async () => {
   for (const file of ['topicast.js', 'topicast-core.js']) copyFileSync(browserDist + file, join(dir, file));
   writeFileSync(join(dir, 'full.html'), page('topicast.js', ''));
   writeFileSync(join(dir, 'core.html'), page('topicast-core.js', "codec: 'json'"));
   const broker = await startBroker({ args: ['--static', dir] });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  browser = await launchChromium();
   for (const [html, codec] of [['full.html', 'msgpack'], ['core.html', 'json']] as const) {
     const node = await connect(broker.url, { codec });
     clients.push(node);

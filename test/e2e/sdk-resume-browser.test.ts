@@ -8,15 +8,15 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { connect, type Client } from 'topicast';
 import { freePort, startBroker, waitFor } from '../helpers/broker.js';
+import { chromiumSkip, launchChromium } from '../helpers/chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const browserDist = fileURLToPath(new URL('../../../sdk/dist/browser/', import.meta.url));
 
 /** Logs every delivery and resume outcome to `window.topicastLog`; saves the position after each delivery. */
@@ -56,8 +56,7 @@ const PAGE = `<!doctype html>
   }
 </script>`;
 
-const missing = !existsSync(CHROMIUM);
-if (missing && process.env.CI) throw new Error(`${CHROMIUM} is required in CI`);
+const skip = chromiumSkip();
 
 let browser: Browser | undefined;
 const clients: Client[] = [];
@@ -70,11 +69,11 @@ after(async () => {
 
 const logOf = async (tab: Page): Promise<string[]> => (await tab.evaluate('window.topicastLog ?? []')) as string[];
 
-test('headless Chromium: a page that comes back resumes from its stored position and gets exactly what it missed', { skip: missing ? `${CHROMIUM} not installed` : false }, async () => {
+test('headless Chromium: a page that comes back resumes from its stored position and gets exactly what it missed', { skip }, async () => {
   copyFileSync(browserDist + 'topicast.js', join(dir, 'topicast.js'));
   writeFileSync(join(dir, 'resume.html'), PAGE);
   const broker = await startBroker({ args: ['--static', dir, '--history-filters', 'devices/#', '--sys-interval-sec', '0'], mqttOff: true });
-  browser ??= await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  browser ??= await launchChromium();
   const node = await connect(broker.url);
   clients.push(node);
   const tab = await browser.newPage();
@@ -108,7 +107,7 @@ test('headless Chromium: a page that comes back resumes from its stored position
   assert.deepEqual(pageErrors, []);
 });
 
-test('headless Chromium: an open page resumes by itself after a restart of a broker with --data', { skip: missing ? `${CHROMIUM} not installed` : false }, async () => {
+test('headless Chromium: an open page resumes by itself after a restart of a broker with --data', { skip }, async () => {
   const port = await freePort(); // fixed: the page reconnects to the same URL
   const data = mkdtempSync(join(tmpdir(), 'topicast-resume-data-'));
   after(() => rmSync(data, { recursive: true, force: true }));
@@ -116,7 +115,7 @@ test('headless Chromium: an open page resumes by itself after a restart of a bro
   copyFileSync(browserDist + 'topicast.js', join(dir, 'topicast.js'));
   writeFileSync(join(dir, 'resume.html'), PAGE);
   let broker = await startBroker({ args, mqttOff: true, port });
-  browser ??= await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  browser ??= await launchChromium();
   const node = await connect(broker.url, { reconnect: { minDelayMs: 20, maxDelayMs: 100 } });
   clients.push(node);
   const tab = await browser.newPage();

@@ -7,17 +7,17 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { connect, type Client } from 'topicast';
 import { startBroker, waitFor } from '../helpers/broker.js';
+import { chromiumSkip, launchChromium } from '../helpers/chromium.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
-const CHROMIUM = '/usr/bin/chromium';
 
 /** The first fenced code block after `<!-- example:NAME -->`. */
 function exampleBlock(markdown: string, name: string): string {
@@ -57,10 +57,9 @@ test('the README Node example runs as written', async () => {
   assert.equal(lines.at(-1), 'state: closed', stdout);
 });
 
-const missing = !existsSync(CHROMIUM);
-if (missing && process.env.CI) throw new Error(`${CHROMIUM} is required in CI`);
+const skip = chromiumSkip();
 
-test('the README browser example runs as written in headless Chromium', { skip: missing ? `${CHROMIUM} not installed` : false }, async () => {
+test('the README browser example runs as written in headless Chromium', { skip }, async () => {
   const html = exampleBlock(readme, 'browser');
   assert.match(html, /from '\.\/topicast\.js'/);
   copyFileSync(`${repo}sdk/dist/browser/topicast.js`, join(dir, 'topicast.js'));
@@ -68,7 +67,7 @@ test('the README browser example runs as written in headless Chromium', { skip: 
   const publisher = await connect(broker.url);
   clients.push(publisher);
   await publisher.publish('devices/pi-02/cpu/temperature', 47, { retain: true, ack: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  browser = await launchChromium();
   const tab = await browser.newPage();
   const errors: string[] = [];
   tab.on('pageerror', (e) => errors.push(e.message));
