@@ -4,7 +4,8 @@
  *   --cpu-prof [which]    profile Topicast (node --cpu-prof) in fan-out 1→1000 (default), or
  *                         fan-in (`fanin`, `fanin-mqtt`), and print the top 15 self-time functions;
  *                         nothing else runs; the summary goes to bench/results/prof/top-<which>.txt
- *   --only a,b            scenarios: fanout-100, fanout-1000, fanin, latency, memory, slow, retained, storm
+ *   --only a,b            scenarios: fanout-100, fanout-1000, fanin, latency, memory, slow, retained, storm,
+ *                         persist-cost, restart
  *   --targets a,b         target ids (see peers.ts)
  *   --no-verify           skip the byte-for-byte client check
  *   --report-only         re-render results.md, chart.svg and the README section from latest.json
@@ -17,6 +18,7 @@ import { pinSelf } from './proc.js';
 import { GEN_CPU, ROOT, TARGETS, target, type Target } from './peers.js';
 import { fanIn, fanOut, latency, memory, retainedSnapshot, slowConsumer, type Row, type Timing } from './scenarios.js';
 import { storm } from './storm.js';
+import { persistCost, restartTime } from './persist.js';
 import { verifyTarget, type VerifyResult } from './verify.js';
 import { machine, medians, ratioTable, ratios, writeResults, type Results } from './report.js';
 import { formatTop, newestProfile, topSelfTime } from './cpuprof.js';
@@ -46,6 +48,8 @@ const QUICK: Record<string, string[]> = {
   fanin: ['topicast', 'topicast-mqtt', 'mosquitto-tcp'],
   latency: ['uws-deferred', 'uws-inline', 'topicast', 'mosquitto-ws'],
   memory: ['uws-deferred', 'topicast', 'mosquitto-ws'],
+  'persist-cost': ['topicast-mqtt'],
+  restart: ['topicast'],
 };
 
 const ALL = TARGETS.map((t) => t.id);
@@ -58,7 +62,12 @@ const FULL: Record<string, string[]> = {
   slow: ['topicast', 'uws-deferred', 'mosquitto-ws', 'mosquitto-tcp', 'aedes-tcp', 'socketio', 'nats-tcp'],
   retained: TARGETS.filter((t) => t.retained).map((t) => t.id),
   storm: ['topicast'],
+  'persist-cost': ['topicast-mqtt'],
+  restart: ['topicast'],
 };
+
+/** Retained topics for the restart scenario; 1,000,000 only in --full (writing them takes ~10 s). */
+const RESTART_COUNTS = full ? [0, 10_000, 100_000, 1_000_000] : [0, 10_000, 100_000];
 
 function jobsFor(scenario: string, t: Target): Job[] {
   switch (scenario) {
@@ -81,6 +90,10 @@ function jobsFor(scenario: string, t: Target): Job[] {
       return [{ scenario, target: t, run: (n) => retainedSnapshot(t, 100_000, n) }];
     case 'storm':
       return [{ scenario, target: t, run: (n) => storm(t, 5000, n) }];
+    case 'persist-cost':
+      return (['retained', 'session'] as const).map((w) => ({ scenario, target: t, run: (n: number) => persistCost(t, w, n, timing) }));
+    case 'restart':
+      return RESTART_COUNTS.map((count) => ({ scenario, target: t, run: (n: number) => restartTime(t, count, n) }));
     default:
       throw new Error(`unknown scenario ${scenario}`);
   }
