@@ -1,0 +1,158 @@
+/**
+ * The Bus contract (test/unit/cluster/bus-contract.ts) against the MQTT 5 upstream adapter
+ * (broker/src/cluster/mqtt-upstream.ts) on a real Mosquitto started here with a generated
+ * config on a free 127.0.0.1 port. Each cluster gets its own upstream root (isolation on one
+ * broker) and its own TCP proxy in front of Mosquitto, which `setDown` cuts and restores.
+ * Plus what the contract does not cover: a blip shorter than the will grace fires no will,
+ * an unreachable broker makes start() reject, and the root is checked.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import type * as MqttUpstream from '../../broker/src/cluster/mqtt-upstream.js';
+import { freePort, waitFor } from '../helpers/broker.js';
+import { busMessage, Recorder, runBusContract } from '../unit/cluster/bus-contract.js';
+
+const { createMqttBus } = (await import(new URL('../../../broker/dist/cluster/mqtt-upstream.js', import.meta.url).href)) as typeof MqttUpstream;
+
+const haveMosquitto = await promisify(execFile)('sh', ['-c', 'command -v mosquitto']).then(() => true, () => false);
+if (!haveMosquitto && process.env.CI) throw new Error('mosquitto is required under CI (apt-get install mosquitto)');
+if (!haveMosquitto) console.log('# skipping the MQTT upstream bus tests: mosquitto not installed');
+
+let mosquitto: ChildProcess | undefined;
+let mosquittoPort = 0;
+let dir = '';
+
+before(async () => {
+  if (!haveMosquitto) return;
+  dir = mkdtempSync(join(tmpdir(), 'topicast-mosquitto-'));
+  mosquittoPort = await freePort();
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(conf, `listener ${mosquittoPort} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\n`);
+  mosquitto = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  mosquitto.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  await waitFor(() => new Promise<boolean>((resolve) => {
+    const s = createConnection(mosquittoPort, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  }), `mosquitto listening on ${mosquittoPort} (${err})`, 5000);
+});
+
+after(() => {
+  mosquitto?.kill('SIGKILL');
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A TCP proxy to Mosquitto that can be cut (every connection destroyed, new ones refused) and restored. */
+async function proxy(): Promise<{ port: number; setDown(down: boolean): void; close(): Promise<void> }> {
+  let down = false;
+  const pairs = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    if (down) return void client.destroy();
+    const upstream = createConnection(mosquittoPort, '127.0.0.1');
+    pairs.add(client).add(upstream);
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+      pairs.delete(client);
+      pairs.delete(upstream);
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    setDown(value) {
+      down = value;
+      if (value) for (const s of [...pairs]) s.destroy();
+    },
+    close: () => {
+      for (const s of [...pairs]) s.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+const GRACE_MS = 400;
+
+function makeBus(port: number, root: string, nodeId: string, extra: Partial<MqttUpstream.MqttBusOptions> = {}): MqttUpstream.MqttBus {
+  return createMqttBus({ url: `mqtt://127.0.0.1:${port}`, nodeId, root, reconnectPeriodMs: 100, connectTimeoutMs: 2000, keepaliveSec: 5, willGraceMs: GRACE_MS, ...extra });
+}
+
+if (haveMosquitto) {
+  runBusContract('mqtt upstream bus (mosquitto)', async (n) => {
+    const p = await proxy();
+    const root = `tc${randomBytes(4).toString('hex')}`;
+    const buses = Array.from({ length: n }, (_, i) => makeBus(p.port, root, `node-${i}`));
+    return {
+      buses,
+      kill: async (i) => buses[i]!.abort(),
+      setDown: async (down) => p.setDown(down),
+      close: async () => {
+        await Promise.all(buses.map((b) => b.close()));
+        await p.close();
+      },
+    };
+  }, { timeoutMs: 5000, quietMs: 150 });
+}
+
+test('mqtt upstream bus: a blip shorter than the will grace fires no will; a longer absence does, once', { skip: !haveMosquitto }, async () => {
+  const p = await proxy();
+  const root = `tc${randomBytes(4).toString('hex')}`;
+  // Node "a" (lowest id) claims; "b" holds the will and its connection alone is cut.
+  const a = makeBus(mosquittoPort, root, 'a');
+  const b = makeBus(p.port, root, 'b', { willGraceMs: 60_000 });
+  const ra = new Recorder();
+  const rb = new Recorder();
+  try {
+    await a.start(ra);
+    await b.start(rb);
+    await b.setWill('conn-1', busMessage('status/1', 'offline', { retain: true }));
+    p.setDown(true);
+    await rb.until(() => b.state === 'down', 5000, 'b down');
+    p.setDown(false);
+    await rb.until(() => b.state === 'up', 5000, 'b up again');
+    await new Promise((r) => setTimeout(r, GRACE_MS * 3));
+    assert.equal(ra.wills.length, 0, 'b came back within the grace under a new incarnation and cleared the old one itself');
+    assert.equal(b.stats.connects, 2);
+
+    // Now b stays away longer than the grace: its will is published once, by a.
+    p.setDown(true);
+    await ra.until(() => ra.wills.length === 1, 5000, 'the will claimed');
+    await new Promise((r) => setTimeout(r, GRACE_MS * 2));
+    assert.equal(ra.wills.length, 1);
+    assert.equal(ra.wills[0]!.owner, 'b');
+    assert.equal(ra.wills[0]!.key, 'conn-1');
+    assert.equal(new TextDecoder().decode(ra.wills[0]!.message.payload), 'offline');
+    assert.equal(a.stats.willsClaimed, 1);
+  } finally {
+    await a.close();
+    await b.close();
+    await p.close();
+  }
+});
+
+test('mqtt upstream bus: start() rejects with BusUnavailableError when the broker cannot be reached', async () => {
+  const port = await freePort();
+  const bus = makeBus(port, 'topicast', 'lonely');
+  await assert.rejects(bus.start(new Recorder()), { name: 'BusUnavailableError' });
+  assert.equal(bus.state, 'down');
+});
+
+test('mqtt upstream bus: a root starting with $ or holding wildcards is refused', () => {
+  for (const root of ['$topicast', 'a/+', 'a/#', '']) {
+    assert.throws(() => createMqttBus({ url: 'mqtt://127.0.0.1:1', nodeId: 'x', root }), /root/);
+  }
+  assert.throws(() => createMqttBus({ url: 'mqtt://127.0.0.1:1', nodeId: '' }), /nodeId/);
+});
