@@ -427,7 +427,8 @@ export class MqttBus implements Bus {
 
   // ---- publish ----------------------------------------------------------------------------
 
-  publish(message: BusMessage): Promise<void> {
+  /** Resolves on PUBACK with this write's seq (its stamp) when retained, else 0. */
+  publish(message: BusMessage): Promise<number> {
     const client = this.client;
     if (this.current !== 'up' || !client) return Promise.reject(new BusUnavailableError(`mqtt bus is ${this.closed ? 'closed' : 'down'} (node ${this.nodeId})`));
     let stamp = 0;
@@ -442,7 +443,7 @@ export class MqttBus implements Bus {
       retain: message.retain,
       properties: upProperties(message.properties, header),
     }).then(
-      () => undefined,
+      () => stamp,
       (err: Error) => {
         throw this.current === 'up' ? err : new BusUnavailableError(`mqtt bus: ${err.message}`);
       },
