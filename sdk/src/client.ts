@@ -26,8 +26,9 @@
  * - DRAIN (PROTOCOL.md §4.7): the node is going away. After `reconnectAfterMs` the client
  *   closes that connection cleanly (no will) and dials at once, the next URL of its list
  *   first; subscriptions resume, the publish queue waits. Acknowledged publishes still in
- *   flight at that moment get their answer first (at most DRAIN_SETTLE_MS; new publishes queue). The broker's own close at the end
- *   of its drain window (1001), if it comes first, is expected: not reported as an error.
+ *   flight at that moment get their answer first (at most DRAIN_SETTLE_MS, new publishes
+ *   queue meanwhile). The broker's own close at the end of its drain window (1001), if it
+ *   comes first, is expected: not reported as an error.
  * - No promise the SDK creates for itself can reject unobserved; promises handed to
  *   the application reject only with a `TopicastError` (or TypeError for misuse).
  */

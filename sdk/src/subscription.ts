@@ -9,6 +9,11 @@
  * `ready` settles at the first ACK or refusal, `snapshot` at the first SNAPSHOT_END;
  * later snapshots (after a reconnect) are visible as 'state' events. 'snapshot' covers
  * both the retained values and, after a resume, the replayed history (PROTOCOL.md §4.6).
+ * Messages reach the handler and every open iterator (without a handler, the first
+ * iterator also gets what arrived before it was created); each iterator buffers at most
+ * `maxBuffered` messages (oldest dropped first, counted in `dropped`) so a stalled
+ * `for await` cannot grow memory without bound. The client owns routing; this file only
+ * receives decoded messages.
  *
  * Position (history, PROTOCOL.md §4.6): when the broker keeps history, a subscription
  * holds the epoch and the offset of the last history message it was handed — set from
@@ -17,11 +22,8 @@
  * subscription receives offsets in strictly increasing order, so a delivery at or below
  * its position is a duplicate (overlapping resumed subscriptions each get a replay) and
  * is skipped. Every SUBSCRIBE sent after the first (a reconnect), or a first one with the
- * `resume` option, ends in a 'resumed' event saying whether nothing was missed. Messages reach the
- * handler and every open iterator (without a handler, the first iterator also gets what
- * arrived before it was created); each iterator buffers at most `maxBuffered` messages
- * (oldest dropped first, counted in `dropped`) so a stalled `for await` cannot grow memory
- * without bound. The client owns routing; this file only receives decoded messages.
+ * `resume` option, ends in a 'resumed' event saying whether nothing was missed.
+ * Cost: two fields per subscription, one comparison per delivery with an offset.
  */
 import type { Codec } from './codec.js';
 import { createEmitter } from './emitter.js';
