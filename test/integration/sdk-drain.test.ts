@@ -3,11 +3,12 @@
  * client given both URLs; broker A gets SIGTERM with a drain window. The client hears DRAIN, moves
  * to B within the window with no 'error', its subscription works there and the publish it made
  * while moving arrives; it left A cleanly, so A never published its will (a raw observer that
- * stays on A until the end of the window would have seen it).
+ * stays on A until the end of the window would have seen it). Both keep history, each its own
+ * stream: the subscription resumes on B and is told `recovered: false` (another epoch).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, type Client, type DrainNotice, type TopicastError } from 'topicast';
+import { connect, type Client, type DrainNotice, type ResumeOutcome, type TopicastError } from 'topicast';
 import { Op } from 'topicast/protocol';
 import { startBroker, waitFor } from '../helpers/broker.js';
 import { NativeClient } from '../helpers/native-client.js';
@@ -16,8 +17,9 @@ const DRAIN_MS = 1500;
 
 test('SIGTERM with a drain window: the client moves to the other URL with its subscription and queue, no error, no will', async () => {
   const env = { TOPICAST_DRAIN_MS: String(DRAIN_MS), TOPICAST_SHUTDOWN_TIMEOUT_MS: '2000' };
-  const a = await startBroker({ env, mqttOff: true });
-  const b = await startBroker({ env, mqttOff: true });
+  const args = ['--history-filters', 'drain/#', '--sys-interval-sec', '0'];
+  const a = await startBroker({ env, args, mqttOff: true });
+  const b = await startBroker({ env, args, mqttOff: true });
   const clients: Client[] = [];
   try {
     const client = await connect([a.url, b.url], {
@@ -44,6 +46,10 @@ test('SIGTERM with a drain window: the client moves to the other URL with its su
     const sub = await client.subscribe('drain/#', (v, m) => got.push(`${m.topic}=${String(v)}`));
     const subStates: string[] = [];
     sub.on('state', (s) => subStates.push(s));
+    const outcomes: ResumeOutcome[] = [];
+    sub.on('resumed', (o) => outcomes.push(o));
+    const epochA = sub.position?.epoch;
+    assert.equal(typeof epochA, 'string');
 
     const t0 = Date.now();
     a.kill('SIGTERM');
@@ -61,6 +67,8 @@ test('SIGTERM with a drain window: the client moves to the other URL with its su
     await waitFor(() => got.includes('drain/after=on b') && got.includes('drain/moving=queued'), 'the queued publish and a live one, on B');
     assert.deepEqual(states, ['reconnecting', 'open']);
     assert.deepEqual(subStates, ['subscribing', 'snapshot', 'live']);
+    assert.deepEqual(outcomes, [{ recovered: false, replayed: 0 }], "B's history is another stream: the app is told to reload");
+    assert.notEqual(sub.position?.epoch, epochA);
     assert.deepEqual(errors, [], 'a drain is no error');
 
     // A finishes its window and exits; its last frames to the observer hold no will of our client.
