@@ -156,3 +156,38 @@ test('mqtt upstream bus: a root starting with $ or holding wildcards is refused'
   }
   assert.throws(() => createMqttBus({ url: 'mqtt://127.0.0.1:1', nodeId: '' }), /nodeId/);
 });
+
+test('mqtt upstream bus: a snapshot of 2,000 retained topics is complete at the marker; concurrent writers of one topic get growing seqs in broker order', { skip: !haveMosquitto }, async () => {
+  const root = `tc${randomBytes(4).toString('hex')}`;
+  const [a, b, c] = ['a', 'b', 'c'].map((id) => makeBus(mosquittoPort, root, id));
+  const [ra, rb, rc] = [new Recorder(), new Recorder(), new Recorder()];
+  try {
+    await Promise.all([a!.start(ra), b!.start(rb), c!.start(rc)]);
+    const n = 2000;
+    await Promise.all(Array.from({ length: n }, (_, i) => a!.publish(busMessage(`many/${i}`, String(i), { retain: true }))));
+    // Held and not held: both paths (re-subscribe with the held identifier, temporary subscription).
+    assert.equal((await c!.retained('many/#')).length, n, 'not held: every value before the marker');
+    await c!.subscribe('many/#');
+    const snap = await c!.retained('many/#');
+    assert.equal(snap.length, n, 'held: every value before the marker');
+    assert.equal(rc!.messages.length, 0, 'snapshot messages are not delivered live');
+
+    // a and b write one topic concurrently: c sees them in the broker's order, seq growing every time,
+    // and its snapshot afterwards holds the last one with the last seq.
+    await c!.subscribe('race');
+    const writes: Promise<number>[] = [];
+    for (let i = 0; i < 300; i++) {
+      writes.push(a!.publish(busMessage('race', `a${i}`, { retain: true })));
+      writes.push(b!.publish(busMessage('race', `b${i}`, { retain: true })));
+    }
+    await Promise.all(writes);
+    await rc!.until(() => rc!.topics('race').length === 600, 5000, '600 live writes');
+    const live = rc!.messages.filter((m) => m.topic === 'race');
+    for (let i = 1; i < live.length; i++) assert.ok(live[i]!.seq > live[i - 1]!.seq, `seq grows in arrival order at ${i}`);
+    const [last] = await c!.retained('race');
+    assert.equal(new TextDecoder().decode(last!.payload), new TextDecoder().decode(live.at(-1)!.payload));
+    assert.equal(last!.seq, live.at(-1)!.seq, 'the snapshot names the same message with the same seq');
+  } finally {
+    await Promise.all([a!.close(), b!.close(), c!.close()]);
+  }
+});
