@@ -9,6 +9,7 @@
  * which stays at most `window` messages ahead of it.
  */
 import { openLink, type Endpoint, type Link } from './wire/index.js';
+import { NativeLink } from './wire/native.js';
 
 export type GenCommand =
   | { t: 'open'; ep: Endpoint; count: number; /** `{i}` is replaced by the link's index */ topic: string; subscribe?: string; concurrency?: number; track?: 'count' | 'latency' | 'retained'; step?: number; maxSamples?: number }
@@ -17,7 +18,8 @@ export type GenCommand =
   | { t: 'credit-run'; window: number; payloadBytes: number; maxBatch: number }
   | { t: 'credit'; floor: number }
   | { t: 'rate-run'; rate: number; durationMs: number; payloadBytes: number }
-  | { t: 'retained-fill'; count: number; prefix: string; payloadBytes: number; timeoutMs: number }
+  | { t: 'retained-fill'; count: number; prefix: string; payloadBytes: number; timeoutMs: number; /** default true; false fills history instead */ retain?: boolean; /** cycle over this many topics (default: one per message) */ topics?: number }
+  | { t: 'replay'; filter: string; target: number; timeoutMs: number }
   | { t: 'stop' }
   | { t: 'stall'; index: number }
   | { t: 'resume'; index: number }
@@ -204,9 +206,10 @@ async function retainedFill(c: Extract<GenCommand, { t: 'retained-fill' }>): Pro
   await link.subscribe(sentinel);
   const payload = Buffer.alloc(c.payloadBytes, 0x72);
   const fill = (buf: Buffer, at: number): void => void payload.copy(buf, at);
+  const retain = c.retain ?? true;
   for (let i = 0; i < c.count; i++) {
     // One-off topics: publish without caching a template per topic.
-    link.publish(`${c.prefix}${i}`, payload, true);
+    link.publish(`${c.prefix}${c.topics === undefined ? i : i % c.topics}`, payload, retain);
     if (i % 1000 === 999) await link.drained();
   }
   link.publishBatch(sentinel, 8, 1, fill);
@@ -216,11 +219,32 @@ async function retainedFill(c: Extract<GenCommand, { t: 'retained-fill' }>): Pro
 
 async function timedSubscribe(c: Extract<GenCommand, { t: 'subscribe' }>): Promise<void> {
   retainedTarget = c.target;
+  total = 0; // counts this subscription only (a replay may have run on this link before)
   const t0 = process.hrtime.bigint();
   const done = new Promise<number>((r) => (retainedDone = r));
   await links[0]!.subscribe(c.filter, c.timeoutMs);
   const n = await Promise.race([done, new Promise<number>((r) => setTimeout(() => r(total), c.timeoutMs))]);
   reply({ t: 'subscribed', n, ms: Number(process.hrtime.bigint() - t0) / 1e6 });
+}
+
+/**
+ * History replay (native only): learns the stream's epoch from a plain SUBSCRIBE, then resumes
+ * `filter` from offset 0 and times until `target` replayed deliveries arrived.
+ */
+async function timedReplay(c: Extract<GenCommand, { t: 'replay' }>): Promise<void> {
+  const link = links[0]!;
+  if (!(link instanceof NativeLink)) throw new Error('replay needs the native protocol');
+  await link.subscribe('bench/epoch-probe');
+  const epoch = link.lastSubscribe?.epoch;
+  if (epoch === undefined) throw new Error('the broker keeps no history (no epoch in the SUBSCRIBE ACK)');
+  retainedTarget = c.target;
+  total = 0;
+  const t0 = process.hrtime.bigint();
+  const done = new Promise<number>((r) => (retainedDone = r));
+  await link.subscribeWith(c.filter, { resume: { epoch, offset: 0 } }, c.timeoutMs);
+  if (link.lastSubscribe?.recovered !== true) throw new Error(`resume not recovered: ${JSON.stringify(link.lastSubscribe)}`);
+  const n = await Promise.race([done, new Promise<number>((r) => setTimeout(() => r(total), c.timeoutMs))]);
+  reply({ t: 'replayed', n, ms: Number(process.hrtime.bigint() - t0) / 1e6, announced: link.lastSubscribe.replayed });
 }
 
 function latencyReport(): void {
@@ -235,6 +259,8 @@ async function handle(c: GenCommand): Promise<void> {
       return open(c);
     case 'subscribe':
       return timedSubscribe(c);
+    case 'replay':
+      return timedReplay(c);
     case 'mark': {
       // "others": every link but the first, the one a slow-consumer run stalls, so free and stalled phases compare the same 99 links.
       const others = counts.length > 1 ? total - counts[0]! : total;

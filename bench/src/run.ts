@@ -5,7 +5,7 @@
  *                         fan-in (`fanin`, `fanin-mqtt`), and print the top 15 self-time functions;
  *                         nothing else runs; the summary goes to bench/results/prof/top-<which>.txt
  *   --only a,b            scenarios: fanout-100, fanout-1000, fanin, latency, memory, slow, retained, storm,
- *                         persist-cost, restart
+ *                         persist-cost, restart, replay
  *   --targets a,b         target ids (see peers.ts)
  *   --no-verify           skip the byte-for-byte client check
  *   --report-only         re-render results.md, chart.svg and the README section from latest.json
@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { pinSelf } from './proc.js';
 import { GEN_CPU, ROOT, TARGETS, target, type Target } from './peers.js';
-import { fanIn, fanOut, latency, memory, retainedSnapshot, slowConsumer, type Row, type Timing } from './scenarios.js';
+import { fanIn, fanOut, historyReplay, latency, memory, retainedSnapshot, slowConsumer, type Row, type Timing } from './scenarios.js';
 import { storm } from './storm.js';
 import { persistCost, restartTime } from './persist.js';
 import { verifyTarget, type VerifyResult } from './verify.js';
@@ -64,6 +64,7 @@ const FULL: Record<string, string[]> = {
   storm: ['topicast'],
   'persist-cost': ['topicast-mqtt'],
   restart: ['topicast'],
+  replay: ['topicast'],
 };
 
 /** Retained topics for the restart scenario; 1,000,000 only in --full (writing them takes ~10 s). */
@@ -94,6 +95,8 @@ function jobsFor(scenario: string, t: Target): Job[] {
       return (['retained', 'session'] as const).map((w) => ({ scenario, target: t, run: (n: number) => persistCost(t, w, n, timing) }));
     case 'restart':
       return RESTART_COUNTS.map((count) => ({ scenario, target: t, run: (n: number) => restartTime(t, count, n) }));
+    case 'replay':
+      return [{ scenario, target: t, run: (n) => historyReplay(t, 100_000, n) }];
     default:
       throw new Error(`unknown scenario ${scenario}`);
   }

@@ -231,3 +231,37 @@ export async function retainedSnapshot(t: Target, count: number, run: number, o:
     };
   });
 }
+
+/**
+ * History replay (issue 10): `count` messages on 100 history topics, then a subscriber resumes
+ * `replay/#` from offset 0 and receives them all, paced by its connection. Its peer in the same
+ * broker process is the retained snapshot of as many topics (the other paced stream), so the
+ * ratio says what replaying costs next to it. Broker CPU per message for both.
+ */
+export async function historyReplay(t: Target, count: number, run: number): Promise<Row> {
+  const o: StartOptions = {
+    args: ['--history-filters', 'replay/#', '--history-max-messages', String(count), '--history-max-bytes', String(1024 * 1024 * 1024)],
+  };
+  return withTarget(t, o, ['sub', 'pub'], async (running, [sub, pub]) => {
+    await pub!.request({ t: 'open', ep: running.ep, count: 1, topic: 'bench/sentinel' }, 'opened');
+    const filled = await pub!.request({ t: 'retained-fill', count, prefix: 'replay/t', topics: 100, retain: false, payloadBytes: 64, timeoutMs: 120_000 }, 'retained-filled', 130_000);
+    await pub!.request({ t: 'retained-fill', count, prefix: 'retained/', payloadBytes: 64, timeoutMs: 120_000 }, 'retained-filled', 130_000);
+    await sub!.request({ t: 'open', ep: running.ep, count: 1, topic: 'unused', track: 'retained' }, 'opened');
+    const c0 = cpuSeconds(running.child.pid);
+    const replayed = await sub!.request({ t: 'replay', filter: 'replay/#', target: count, timeoutMs: 60_000 }, 'replayed', 70_000);
+    const c1 = cpuSeconds(running.child.pid);
+    const c2 = cpuSeconds(running.child.pid);
+    const snap = await sub!.request({ t: 'subscribe', filter: 'retained/#', target: count, timeoutMs: 60_000 }, 'subscribed', 70_000);
+    const c3 = cpuSeconds(running.child.pid);
+    const replayPerSec = (replayed.n as number) / ((replayed.ms as number) / 1000);
+    const snapshotPerSec = (snap.n as number) / ((snap.ms as number) / 1000);
+    return {
+      scenario: 'replay', target: t.id, label: t.label, run, messages: count, fillMs: filled.ms as number,
+      replayed: replayed.n as number, replayMs: round(replayed.ms as number, 1), replayPerSec: Math.round(replayPerSec),
+      replayCpuUsPerMsg: round(((c1 - c0) / (replayed.n as number)) * 1e6, 2),
+      snapshotPerSec: Math.round(snapshotPerSec), snapshotCpuUsPerMsg: round(((c3 - c2) / (snap.n as number)) * 1e6, 2),
+      replayVsSnapshot: round(replayPerSec / snapshotPerSec, 2),
+      rssMB: round(rssBytes(running.child.pid) / 2 ** 20, 1),
+    };
+  });
+}

@@ -1,21 +1,23 @@
 /**
  * Minimal Topicast native-protocol client (PROTOCOL.md §3): frames encoded with the
- * SDK's `encodeFrame`; deliveries `[18, topic, payload, flags]` parsed in place
- * (fixarray, positive fixint, str8/16/fixstr, bin8/16/32); every other server
- * frame goes through the SDK's `decodeServerFrame`.
+ * SDK's `encodeFrame`; deliveries `[18, topic, payload, flags, offset?]` parsed in place
+ * (fixarray, positive fixint, str8/16/fixstr, bin8/16/32; the history offset is skipped); every
+ * other server frame goes through the SDK's `decodeServerFrame`.
  */
-import { encodeFrame, decodeServerFrame, Op, SUBPROTOCOL } from 'topicast/protocol';
+import { encodeFrame, decodeServerFrame, Op, SUBPROTOCOL, type SubscribeOptions, type SubscribeResult } from 'topicast/protocol';
 import { Link, type Template } from './link.js';
 
 export class NativeLink extends Link {
   private nextId = 1;
+  /** The result of the last SUBSCRIBE ACK (history position, replay counts). */
+  lastSubscribe: SubscribeResult | null = null;
 
   protected override subprotocol(): string {
     return SUBPROTOCOL;
   }
 
   protected onBytes(buf: Buffer, start: number, end: number): void {
-    if (buf[start] === 0x94 && buf[start + 1] === Op.delivery) {
+    if ((buf[start] === 0x94 || buf[start] === 0x95) && buf[start + 1] === Op.delivery) {
       let i = start + 2;
       const s = buf[i]!;
       let tl: number;
@@ -54,7 +56,10 @@ export class NativeLink extends Link {
     const f = decodeServerFrame(buf.subarray(start, end));
     switch (f.op) {
       case Op.welcome:
+        this.ack();
+        break;
       case Op.ack:
+        if (f.result) this.lastSubscribe = f.result;
         this.ack();
         break;
       case Op.error:
@@ -78,7 +83,14 @@ export class NativeLink extends Link {
     return { bytes, payloadAt: bytes.length - 1 - payloadBytes };
   }
 
-  protected sendSubscribe(filter: string): void {
-    this.sendPacket(Buffer.from(encodeFrame({ op: Op.subscribe, id: this.nextId++, filters: [filter], options: {} })));
+  protected sendSubscribe(filter: string, options: SubscribeOptions = {}): void {
+    this.sendPacket(Buffer.from(encodeFrame({ op: Op.subscribe, id: this.nextId++, filters: [filter], options })));
+  }
+
+  /** SUBSCRIBE with options (e.g. `resume`); resolves on its ACK, whose result is then `lastSubscribe`. */
+  subscribeWith(filter: string, options: SubscribeOptions, timeoutMs = 10_000): Promise<void> {
+    const acked = this.expectAck(timeoutMs, `subscribe ${filter}`);
+    this.sendSubscribe(filter, options);
+    return acked;
   }
 }
