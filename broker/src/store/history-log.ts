@@ -105,6 +105,8 @@ interface StreamFile {
   patterns: string[];
   /** Every offset ever handed out is at most this (written before handing out more). */
   reservedThrough: number;
+  /** Offsets up to this may have failed to reach the disk (a failed write): lost for resumes. */
+  lostThrough?: number;
 }
 
 const STREAM_FILE = 'STREAM';
@@ -124,7 +126,8 @@ function readStream(dir: string): StreamFile | string {
   try {
     const v = JSON.parse(text) as Partial<StreamFile>;
     if (v.version !== 1 || typeof v.epoch !== 'string' || v.epoch.length === 0 || !Array.isArray(v.patterns)
-      || !Number.isSafeInteger(v.reservedThrough) || v.reservedThrough! < 0) return 'stream file malformed';
+      || !Number.isSafeInteger(v.reservedThrough) || v.reservedThrough! < 0
+      || (v.lostThrough !== undefined && !Number.isSafeInteger(v.lostThrough))) return 'stream file malformed';
     return v as StreamFile;
   } catch {
     return 'stream file malformed';
@@ -152,7 +155,7 @@ function writeStream(dir: string, stream: StreamFile): void {
 
 /**
  * The history stream kept in `<data>/history` (broker/STORAGE.md "History"):
- *   STREAM   JSON {version, epoch, patterns, reservedThrough}, rewritten atomically
+ *   STREAM   JSON {version, epoch, patterns, reservedThrough, lostThrough?}, rewritten atomically
  *   log/     the records, on the shared engine store/append-log.ts (group commit, torn tail, compaction)
  *   LOCK     the owning process
  *
@@ -174,6 +177,11 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
   history!: History;
   private log!: AppendLog;
   private reservedThrough = 0;
+  /** Highest offset whose write failed (kept in STREAM so a restart counts it as lost). */
+  private lostThrough = 0;
+  /** The batch the last write joined, and its highest offset (one failure handler per batch, not per message). */
+  private batchPromise: Promise<void> | undefined;
+  private batchMaxOffset = { value: 0 };
   /** Load state: whether a snapshot is being read, what it stands for, the next contiguous offset after it. */
   private loading: { inSnapshot: boolean; snapshotEnded: boolean; expected: number } | undefined;
   /** The `last` of the stream when the running compaction started: its snapshot stands for offsets up to here. */
@@ -236,6 +244,8 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
         // Offsets up to reservedThrough may have reached clients without reaching the disk (a crash):
         // never hand them out again. After a clean shutdown reservedThrough is the last offset.
         this.history.continueAt(s.reservedThrough);
+        this.lostThrough = s.lostThrough ?? 0;
+        this.history.lost(this.lostThrough);
       }
     }
     if (why !== undefined) {
@@ -324,27 +334,49 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
 
   write(message: Message, atMs: number): Promise<void> {
     if (message.offset > this.reservedThrough && this.now() >= this.reserveRetryAtMs) this.reserve(message.offset);
-    return this.log.append(frameRecord(recordPackr.pack([Kind.message, message.offset, atMs, message.topic, message.payload])));
+    const durable = this.log.append(frameRecord(recordPackr.pack([Kind.message, message.offset, atMs, message.topic, message.payload])));
+    if (durable !== this.batchPromise) {
+      this.batchPromise = durable;
+      const max = (this.batchMaxOffset = { value: message.offset });
+      durable.catch(() => this.recordLost(max.value));
+    } else this.batchMaxOffset.value = message.offset;
+    return durable;
+  }
+
+  /**
+   * A batch failed (disk full): its messages stay in memory, but a restart will not find them.
+   * STREAM records that they are lost; if even that fails, STREAM goes, so the restart starts a new epoch.
+   */
+  private recordLost(through: number): void {
+    if (through <= this.lostThrough) return;
+    this.lostThrough = through;
+    this.writeStreamOrDrop(this.reservedThrough, 'recording lost offsets');
+  }
+
+  /** Rewrites STREAM; on failure removes it (a restart then begins a new epoch) and reports. Returns whether it was written. */
+  private writeStreamOrDrop(reservedThrough: number, what: string): boolean {
+    try {
+      writeStream(this.dir, { version: 1, epoch: this.history.epoch, patterns: [...this.limits.patterns], reservedThrough, lostThrough: this.lostThrough });
+      return true;
+    } catch (err) {
+      try {
+        unlinkSync(join(this.dir, STREAM_FILE));
+      } catch (unlinkErr) {
+        if ((unlinkErr as NodeJS.ErrnoException).code !== 'ENOENT') this.options.onError?.(describeFailure('history store', this.dir, 'dropping STREAM after a failed write', unlinkErr));
+      }
+      this.log.stats.writeErrors++;
+      this.options.onError?.(describeFailure('history store', this.dir, what, err));
+      return false;
+    }
   }
 
   /** Makes STREAM reserve offsets beyond `offset` before it is handed out (one synchronous write per RESERVE_BLOCK). */
   private reserve(offset: number): void {
     const through = offset + RESERVE_BLOCK - 1;
-    try {
-      writeStream(this.dir, { version: 1, epoch: this.history.epoch, patterns: [...this.limits.patterns], reservedThrough: through });
-      this.reservedThrough = through;
-    } catch (err) {
-      // Cannot promise that a restart skips this offset: make the restart start a new epoch instead.
-      const failure = describeFailure('history store', this.dir, 'reserving offsets', err);
-      try {
-        unlinkSync(join(this.dir, STREAM_FILE));
-      } catch (unlinkErr) {
-        if ((unlinkErr as NodeJS.ErrnoException).code !== 'ENOENT') this.options.onError?.(describeFailure('history store', this.dir, 'dropping STREAM after a failed reservation', unlinkErr));
-      }
-      this.log.stats.writeErrors++;
-      this.reserveRetryAtMs = this.now() + 1000; // a synchronous write: retried (and reported) at most once a second
-      this.options.onError?.(failure);
-    }
+    if (this.writeStreamOrDrop(through, 'reserving offsets')) this.reservedThrough = through;
+    // Cannot promise that a restart skips this offset: STREAM is gone, so the restart starts a new epoch.
+    // A synchronous write: retried at most once a second.
+    else this.reserveRetryAtMs = this.now() + 1000;
   }
 
   /** Writes what is pending, closes the log and records that every offset handed out is stored (a clean shutdown). */
@@ -352,7 +384,8 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
     return (this.closing ??= (async () => {
       try {
         await this.log.close();
-        writeStream(this.dir, { version: 1, epoch: this.history.epoch, patterns: [...this.limits.patterns], reservedThrough: this.history.last });
+        await this.batchPromise?.catch(() => {}); // its failure handler has run (it records lost offsets)
+        this.writeStreamOrDrop(this.history.last, 'closing'); // every offset handed out is at most last now
       } catch (err) {
         this.options.onError?.(err instanceof StoreError ? err : describeFailure('history store', this.dir, 'close', err));
       } finally {

@@ -215,3 +215,19 @@ test('disk full: the durable promise rejects with a clear error, delivery goes o
   assert.deepEqual(replay(b, ['devices/a/t'], 2), ['3:devices/a/t=later']);
   assert.equal(replay(b, ['devices/a/t'], 1), undefined, 'offset 2 never reached the disk: a resume from before it is refused');
 });
+
+test('disk full on the last batch before a clean close: STREAM records the lost offsets, the restart refuses resumes across them', async () => {
+  const data = freshDir();
+  const io = fullDiskIo();
+  const a = await open(data, [], { io });
+  await publish(a, 'devices/a/t', '1').durable;
+  io.fill();
+  await assert.rejects(publish(a, 'devices/a/t', '2').durable!, /ENOSPC/);
+  const epoch = a.history.epoch;
+  await a.close();
+  const b = await open(data);
+  assert.equal(b.history.epoch, epoch);
+  assert.equal(b.history.last, 2, 'offset 2 is never handed out again');
+  assert.equal(replay(b, ['devices/a/t'], 1), undefined, 'offset 2 was lost');
+  assert.deepEqual(replay(b, ['devices/a/t'], 2), []);
+});
