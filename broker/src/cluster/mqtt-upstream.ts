@@ -49,10 +49,13 @@ import { SubscriptionTrie } from '../core/trie.js';
 import type { Logger } from '../observe/log.js';
 
 export interface MqttBusOptions {
-  /** mqtt://host:port or mqtts://… (user:password in the URL are used for CONNECT). */
+  /**
+   * mqtt://host:port or mqtts://… (user:password in the URL are used for CONNECT). A path names
+   * the root: `mqtt://host:1883/site-a/topicast` puts everything under `site-a/topicast`.
+   */
   url: string;
   nodeId: string;
-  /** Root of every upstream topic; default `topicast`. Must be a topic without wildcards, not starting with `$`. */
+  /** Root of every upstream topic (overrides the URL's path); default `topicast`. A topic without wildcards, not starting with `$`. */
   root?: string;
   /** MQTT keepalive; the broker publishes a dead node's presence will after 1.5 × this. Default 10 s. */
   keepaliveSec?: number;
@@ -114,7 +117,8 @@ export function createMqttBus(options: MqttBusOptions): MqttBus {
 export class MqttBus implements Bus {
   readonly kind = 'mqtt';
   readonly nodeId: string;
-  readonly stats: MqttBusStats = { duplicatesDropped: 0, foreignMessages: 0, willsClaimed: 0, claimErrors: 0, connects: 0 };
+  /** Exported in /metrics as topicast_bus_mqtt_<name>_total by the cluster wiring. */
+  readonly counters: MqttBusStats = { duplicatesDropped: 0, foreignMessages: 0, willsClaimed: 0, claimErrors: 0, connects: 0 };
   private readonly root: string;
   private readonly willGraceMs: number;
   private readonly log: Logger | undefined;
@@ -149,10 +153,16 @@ export class MqttBus implements Bus {
   private readonly claiming = new Set<string>();
   private claimChain: Promise<void> = Promise.resolve();
 
+  private readonly url: string;
+
   constructor(private readonly options: MqttBusOptions) {
     if (options.nodeId.length === 0) throw new Error('mqtt bus: nodeId must not be empty');
     this.nodeId = options.nodeId;
-    this.root = options.root ?? 'topicast';
+    const u = new URL(options.url);
+    const path = decodeURIComponent(u.pathname).replace(/^\/+|\/+$/g, '');
+    u.pathname = '';
+    this.url = u.toString();
+    this.root = options.root ?? (path || 'topicast');
     if (this.root === '' || this.root.startsWith('$') || /[+#\0]/.test(this.root)) {
       throw new Error(`mqtt bus: root ${JSON.stringify(this.root)} must be a topic name without wildcards, not starting with $`);
     }
@@ -201,7 +211,7 @@ export class MqttBus implements Bus {
     this.events = events;
     this.inc = randomBytes(8).toString('hex');
     const o = this.options;
-    const client = mqtt.connect(o.url, {
+    const client = mqtt.connect(this.url, {
       protocolVersion: 5,
       // Root in the id: two clusters on one broker may reuse node ids without taking over each other's connection.
       clientId: `topicast:${this.root}:${this.nodeId}`,
@@ -232,9 +242,9 @@ export class MqttBus implements Bus {
       client.once('error', fail);
       client.once('close', () => fail(new Error('connection closed before CONNACK')));
       client.on('connect', () => {
-        this.stats.connects++;
+        this.counters.connects++;
         const gen = ++this.gen;
-        if (this.stats.connects > 1) {
+        if (this.counters.connects > 1) {
           // A new incarnation per connection: the old one's wills may be claimed meanwhile (see the note on top).
           this.oldIncs.add(this.inc);
           this.inc = randomBytes(8).toString('hex');
@@ -481,7 +491,7 @@ export class MqttBus implements Bus {
       if (id < first) first = id;
     });
     if (!ids.includes(first)) {
-      this.stats.duplicatesDropped++;
+      this.counters.duplicatesDropped++;
       return;
     }
     this.events!.message(this.toBusMessage(topic, raw, true));
@@ -503,7 +513,7 @@ export class MqttBus implements Bus {
       stamp = Number(m[3]);
       origin = m[4]!;
     } else {
-      this.stats.foreignMessages++;
+      this.counters.foreignMessages++;
       retain = raw.packet.retain;
     }
     const seq = retain ? this.observeRetained(topic, origin, stamp, record) : 0;
@@ -672,11 +682,11 @@ export class MqttBus implements Bus {
             try {
               message = decodeWill(raw.payload, node);
             } catch (err) {
-              this.stats.claimErrors++;
+              this.counters.claimErrors++;
               this.log?.error({ err, bus: 'mqtt', topic: raw.topic }, 'mqtt bus: an orphan will could not be decoded; cleared without publishing');
             }
             if (message) {
-              this.stats.willsClaimed++;
+              this.counters.willsClaimed++;
               this.events!.orphanWill({ owner: node, key: willKey, message });
             }
           }
@@ -688,7 +698,7 @@ export class MqttBus implements Bus {
         incs?.delete(inc);
         if (incs?.size === 0) this.index.delete(node);
       } catch (err) {
-        this.stats.claimErrors++;
+        this.counters.claimErrors++;
         this.log?.warn({ err, bus: 'mqtt', node, inc }, 'mqtt bus: claiming wills failed; retried on the next membership change or reconnect');
       } finally {
         this.claiming.delete(key);
