@@ -79,6 +79,7 @@ test('live deliveries carry offsets, ACKs carry epoch and offset; resume replays
   assert.equal(m.get('topicast_history_replayed_messages_total'), 4);
   assert.equal(m.get('topicast_history_topics'), 3);
   assert.equal(m.get('topicast_history_offset'), 7);
+  assert.equal(m.get('topicast_history_write_errors_total'), 0, 'counted in memory too, so dashboards see one set of figures');
 });
 
 test('resume beyond the window, into another epoch, or with an uncovered filter: recovered false and a fresh subscription', async () => {

@@ -66,7 +66,16 @@ export interface OpenHistoryOptions {
  * start is a new epoch.
  */
 export async function openHistory(config: BrokerConfig, options: OpenHistoryOptions = {}): Promise<OpenedHistory | undefined> {
-  if (config.historyFilters.length === 0) return undefined;
+  if (config.historyFilters.length === 0) {
+    // Messages published now get no offset: a stream kept from an earlier run would no longer be
+    // complete, so it must not resume under its old epoch. (The retained store's lock on DIR holds off a second broker.)
+    const dir = options.data === undefined ? undefined : join(options.data, 'history');
+    if (dir !== undefined && existsSync(dir)) {
+      rmSync(dir, { recursive: true, force: true });
+      options.onInfo?.({ dir }, 'history: off (historyFilters empty), stored history removed');
+    }
+    return undefined;
+  }
   const now = options.now ?? Date.now;
   const limits = historyLimits(config);
   const persistent = options.data === undefined ? undefined : await PersistentHistory.open(join(options.data, 'history'), limits, now, options);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { createMessage, Router, type Message, type Subscriber } from '@topicast/broker';
+import { topicMatches } from 'topicast/protocol'; // checked against a reference of its own in test/property/trie.test.ts
 import type * as HistoryModule from '../../../broker/src/core/history.js';
 
 const { History, ReplayMerge, ENTRY_OVERHEAD_BYTES } = (await import(new URL('../../../../broker/dist/core/history.js', import.meta.url).href)) as typeof HistoryModule;
@@ -202,18 +203,6 @@ test('heldAfter walks the held messages in offset order while evictions happen i
 
 interface RefEntry { topic: string; offset: number; atMs: number; value: string }
 
-function matches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  if (t[0]!.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false;
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
-
 const topicArb = fc.constantFrom('devices/a/t', 'devices/b/t', 'devices/a/x', 'devices/c', 'other/a');
 const filterArb = fc.constantFrom('devices/a/t', 'devices/+/t', 'devices/#', 'devices/a/#', '+/a/t', 'other/#');
 const op = fc.oneof(
@@ -239,7 +228,7 @@ test('property: a resume is recovered only when the reference lost nothing after
       }
       const from = Math.max(0, h.last - o.back);
       const got = replayed(h.resume(o.filters, { epoch: 'e', offset: from }));
-      const wanted = all.filter((e) => e.offset > from && o.filters.some((f) => matches(f, e.topic)));
+      const wanted = all.filter((e) => e.offset > from && o.filters.some((f) => topicMatches(f, e.topic)));
       // What the reference still holds: per topic the newest maxPerTopic, none older than maxAge.
       const holds = (e: RefEntry): boolean => {
         const newer = all.filter((x) => x.topic === e.topic && x.offset > e.offset).length;

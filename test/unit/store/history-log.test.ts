@@ -231,3 +231,17 @@ test('disk full on the last batch before a clean close: STREAM records the lost 
   assert.equal(replay(b, ['devices/a/t'], 1), undefined, 'offset 2 was lost');
   assert.deepEqual(replay(b, ['devices/a/t'], 2), []);
 });
+
+test('a run with history off removes the stored stream: the next run with history starts a new epoch', async () => {
+  const data = freshDir();
+  const a = await open(data);
+  await publish(a, 'devices/a/t', '1').durable;
+  const epoch = a.history.epoch;
+  await a.close();
+  const infos: string[] = [];
+  assert.equal(await openHistory(loadConfig([]), { data, onInfo: (_f, msg) => infos.push(msg) }), undefined);
+  assert.deepEqual(infos, ['history: off (historyFilters empty), stored history removed']);
+  const b = await open(data);
+  assert.notEqual(b.history.epoch, epoch, 'messages published while history was off have no offsets: the old stream is incomplete');
+  assert.deepEqual(b.infos, ['no stream file']);
+});

@@ -219,7 +219,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     this.outbox.pushControl(encodeFrame({ op: Op.snapshotEnd, id: frame.id }));
   }
 
-  /** Per-topic read check for snapshots and replays (a topic under a broader allowed filter may be denied). */
+  /** Per-topic read check for snapshots and replays: a topic under a broader allowed filter may still be denied (docs/SECURITY.md). */
   private readable(topic: string): boolean {
     if (this.permissions!.canRead(topic)) return true;
     this.ctx.auth.stats.withheld++;
@@ -233,11 +233,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     const out: Message[] = [];
     const permissions = this.permissions;
     for (const topic of topics) {
-      // A retained topic under a broader allowed filter may still be denied (docs/SECURITY.md).
-      if (permissions && !permissions.canRead(topic)) {
-        this.ctx.auth.stats.withheld++;
-        continue;
-      }
+      if (permissions && !this.readable(topic)) continue;
       const m = store.get(topic);
       if (m) out.push(m);
     }
