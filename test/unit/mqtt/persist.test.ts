@@ -258,12 +258,20 @@ test('disk full in the session store: reported (onError, metric, MQTT 5 PUBACK 0
   assert.match(d.errors[0]!.message, /session store in .*: append failed: no space left on device \(ENOSPC\)/);
   assert.equal(d.h.ctx.metrics.value('topicast_mqtt_session_store_write_errors_total'), 1);
 
+  client.send(pub('f', 'qos 2 while full', 2, 3));
+  assert.equal((await client.next('pubrec')).reasonCode, 0x83, 'the exchange ends here: no PUBREL follows');
+  await live.next('publish');
+
   full = false;
   client.send(pub('f', 'after', 1, 2));
   assert.equal((await client.next('puback')).reasonCode, 0);
+  client.send(pub('f', 'id 3 again', 2, 3));
+  assert.equal((await client.next('pubrec')).reasonCode, 0, 'the failed id was released, not held as a duplicate');
+  assert.equal((await live.next('publish')).payload.toString(), 'after');
+  assert.equal((await live.next('publish')).payload.toString(), 'id 3 again');
   const c = await crashCopy(d);
   const b = await RawClient.connect(c.h.port, { clientId: 'away', clean: false });
-  assert.equal((await b.client.next('publish')).payload.toString(), 'after', 'the acknowledged one is there; the failed one never was acknowledged');
+  assert.equal((await b.client.next('publish')).payload.toString(), 'after', 'the acknowledged ones are there; the failed ones never were acknowledged');
   await stop(c);
   await stop(d);
 });
@@ -339,5 +347,21 @@ test('PUBACK and PUBREC wait until the message is durable in the persistent sess
   assert.equal((await client.next('puback')).messageId, 1);
   assert.equal((await client.next('pubrec')).messageId, 2);
   assert.equal((await client.next('puback')).messageId, 3, 'in PUBLISH order [MQTT-4.6.0-2]');
+  await stop(d);
+});
+
+test('limits lowered between restarts apply to restored sessions: mqttMaxQueued (overflow policy) and the session expiry cap', async () => {
+  let d = await start(freshDir());
+  await offline(d, 'many', { properties: { sessionExpiryInterval: 86400 } }, [{ topic: 'l', qos: 1 }], 5);
+  await publishAll(d, Array.from({ length: 10 }, (_, i) => pub('l', String(i), 1, i + 1)));
+  d = await restart(d, ['--mqtt-max-queued', '3', '--mqtt-max-session-expiry-sec', '60']);
+  const session = d.h.protocol.server.sessions.get('many')!;
+  assert.equal(session.expirySec, 60);
+  assert.equal(d.h.protocol.server.stats.queueDropped, 7);
+  const b = await RawClient.connect(d.h.port, { clientId: 'many', clean: false, properties: { sessionExpiryInterval: 60 } }, 5);
+  const got: string[] = [];
+  for (let i = 0; i < 3; i++) got.push((await b.client.next('publish')).payload.toString());
+  assert.deepEqual(got, ['7', '8', '9'], 'drop-oldest keeps the newest');
+  assert.equal(await b.client.none('publish', 100), true);
   await stop(d);
 });

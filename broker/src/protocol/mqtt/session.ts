@@ -462,9 +462,10 @@ export class MqttSession implements Subscriber {
    * when the broker stopped without a goodbye (kill -9) counts from now.
    */
   static restore(server: MqttServer, loaded: LoadedSession, store: MqttSessionStore, nowMs: number): MqttSession {
+    const { config } = server.ctx;
     const session = new MqttSession(server, loaded.clientId);
     session.version = loaded.version;
-    session.expirySec = loaded.expirySec;
+    session.expirySec = Math.min(loaded.expirySec, config.mqttMaxSessionExpirySec); // the cap may have been lowered since
     session.store = store;
     session.recheckRead = true;
     server.sessions.set(loaded.clientId, session);
@@ -473,6 +474,13 @@ export class MqttSession implements Subscriber {
       if (packetId > 0 && !session.inflight.has(packetId)) session.inflight.set(packetId, { ...delivery, state });
       else session.queue.push(delivery);
       if (seq >= session.nextSeq) session.nextSeq = seq + 1;
+    }
+    // mqttMaxQueued may have been lowered since: the queue keeps its bound, by the overflow policy.
+    const over = session.queue.length - config.mqttMaxQueued;
+    if (over > 0) {
+      const dropped = config.mqttQueueOverflow === 'drop-newest' ? session.queue.splice(config.mqttMaxQueued) : session.queue.splice(0, over);
+      server.stats.queueDropped += dropped.length;
+      for (const d of dropped) store.dropDelivery(session, d);
     }
     for (const id of loaded.awaitingRelease) session.awaitingRelease.add(id);
     const elapsedMs = loaded.connected ? 0 : Math.max(0, nowMs - loaded.disconnectedAtMs);

@@ -55,8 +55,10 @@ export function inOrder(c: MqttConnection, durable: Promise<void> | undefined, s
 function acknowledge(c: MqttConnection, qos: 0 | 1 | 2, id: number, reason: number, why?: string, durable?: Promise<void>): void {
   if (qos === 0) return;
   inOrder(c, durable, function sendPublishAck(failed) {
-    if (failed) sendAck(c, qos, id, Reason.implementationSpecificError, 'durable write failed');
-    else sendAck(c, qos, id, reason, why);
+    if (!failed) return sendAck(c, qos, id, reason, why);
+    // MQTT 5: a PUBREC with a failure reason ends the exchange (no PUBREL follows), so the id is free again.
+    if (qos === 2 && c.version === 5) c.session?.releaseIncoming(id);
+    sendAck(c, qos, id, Reason.implementationSpecificError, 'durable write failed');
   });
 }
 
