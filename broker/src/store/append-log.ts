@@ -65,6 +65,11 @@ export interface AppendLogOwner {
    * writes running in between, so it must tolerate changes while it runs (e.g. walk a Set).
    */
   snapshotRecords(): Iterable<Buffer>;
+  /**
+   * False while the owner cannot list its whole state yet (the session store until the MQTT server
+   * has rebuilt the loaded sessions): no compaction starts then; the next batch tries again.
+   */
+  canCompact?(): boolean;
   /** A compaction starts (before its rotation) / ended; the retained store tracks rewritten topics between them. */
   compactionStarted?(): void;
   compactionEnded?(): void;
@@ -489,7 +494,7 @@ export class AppendLog {
   // ---- compaction ---------------------------------------------------------------
 
   private maybeCompact(): void {
-    if (this.compacting || this.state !== 'open' || this.broken) return;
+    if (this.compacting || this.state !== 'open' || this.broken || this.owner.canCompact?.() === false) return;
     const log = this.stats.logBytes;
     if (log < this.compactMinBytes || log < this.stats.snapshotBytes || log < this.compactRetryAt) return;
     this.compacting = this.compact().then(

@@ -365,3 +365,23 @@ test('limits lowered between restarts apply to restored sessions: mqttMaxQueued 
   assert.equal(await b.client.none('publish', 100), true);
   await stop(d);
 });
+
+test('no compaction before the loaded sessions are rebuilt: a store opened early keeps everything', async () => {
+  let d = await start(freshDir()); // no compaction yet: everything is in the log
+  await offline(d, 'early', {}, [{ topic: 'e', qos: 1 }]);
+  await publishAll(d, Array.from({ length: 40 }, (_, i) => pub('e', `m${i}`.padEnd(100, '.'), 1, i + 1)));
+  await stop(d);
+  const store = await persist.openSessionStore(d.dir, { compactMinBytes: 1024 }); // the log is over this threshold, no snapshot yet
+  await new Promise((r) => setTimeout(r, 100)); // the broker opens other stores meanwhile
+  assert.equal(store.stats.compactions + store.stats.compactionErrors, 0, 'waits for the sessions to be rebuilt');
+  d = { h: await startMqtt([], { sessionStore: store }), store, dir: d.dir, errors: [] };
+  const b = await RawClient.connect(d.h.port, { clientId: 'early', clean: false });
+  assert.equal(b.connack.sessionPresent, true);
+  for (let i = 0; i < 40; i++) {
+    const p = await b.client.next('publish');
+    assert.equal(p.payload.toString().replace(/\.+$/, ''), `m${i}`);
+    b.client.send({ cmd: 'puback', messageId: p.messageId! });
+  }
+  await until(() => store.stats.compactions > 0); // and compacts once they are
+  await stop(d);
+});

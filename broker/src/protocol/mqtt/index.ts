@@ -49,9 +49,8 @@ export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}
   registerMetrics(ctx, server);
   const store = options.sessionStore;
   if (store) {
-    store.sessions = { [Symbol.iterator]: () => server.sessions.values() };
     const now = ctx.now();
-    for (const loaded of store.takeLoaded()) MqttSession.restore(server, loaded, store, now);
+    for (const loaded of store.takeLoaded({ [Symbol.iterator]: () => server.sessions.values() })) MqttSession.restore(server, loaded, store, now);
     registerStoreMetrics(ctx, store);
   }
 

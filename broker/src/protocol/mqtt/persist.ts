@@ -98,8 +98,12 @@ export class MqttSessionStore implements AppendLogOwner {
    * delivery of the same message (a retained one, say) writes it again.
    */
   private messageIds = new WeakMap<Message, number>();
-  /** Every session the snapshot walks; set by the MQTT server. */
-  sessions: Iterable<MqttSession> = [];
+  /**
+   * Every session the snapshot walks; set by the MQTT server when it takes the loaded sessions.
+   * Until then the state is only in `loaded`, so no compaction may run (it would snapshot nothing
+   * and delete the files that hold the sessions).
+   */
+  private sessions: Iterable<MqttSession> | undefined;
 
   /** @internal Use openSessionStore. */
   attachLog(log: AppendLog): void {
@@ -129,10 +133,14 @@ export class MqttSessionStore implements AppendLogOwner {
     return this.log.close();
   }
 
-  /** The sessions found on disk, once (the MQTT server rebuilds them at start-up). */
-  takeLoaded(): LoadedSession[] {
+  /**
+   * The sessions found on disk, once: the MQTT server rebuilds them at start-up and from then on
+   * `sessions` lists every session for compaction.
+   */
+  takeLoaded(sessions: Iterable<MqttSession>): LoadedSession[] {
     const out = this.loaded;
     this.loaded = [];
+    this.sessions = sessions;
     return out;
   }
 
@@ -265,10 +273,15 @@ export class MqttSessionStore implements AppendLogOwner {
     }
   }
 
+  /** @internal */
+  canCompact(): boolean {
+    return this.sessions !== undefined;
+  }
+
   /** @internal One buffer per session, each taken whole in the turn it is yielded. */
   *snapshotRecords(): Iterable<Buffer> {
     const written = new Set<number>();
-    for (const session of this.sessions) {
+    for (const session of this.sessions!) {
       if (session.store === this && !session.ended) yield this.sessionRecords(session, written);
     }
   }
