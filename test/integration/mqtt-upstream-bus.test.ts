@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,7 +42,9 @@ before(async () => {
     const s = createConnection(mosquittoPort, '127.0.0.1');
     s.once('connect', () => (s.destroy(), resolve(true)));
     s.once('error', () => resolve(false));
-  }), `mosquitto listening on ${mosquittoPort} (${err})`, 5000);
+  }), `mosquitto listening on ${mosquittoPort}`, 5000).catch((e: Error) => {
+    throw new Error(`${e.message}: ${err}`);
+  });
 });
 
 after(() => {
@@ -192,5 +194,31 @@ test('mqtt upstream bus: a snapshot of 2,000 retained topics is complete at the 
     assert.equal(last!.seq, live.at(-1)!.seq, 'the snapshot names the same message with the same seq');
   } finally {
     await Promise.all([a!.close(), b!.close(), c!.close()]);
+  }
+});
+
+test('mqtt upstream bus: a broker whose ACL refuses the root makes start() reject with the refusal', { skip: !haveMosquitto }, async () => {
+  const port = await freePort();
+  const acl = join(dir, 'acl');
+  writeFileSync(acl, 'topic readwrite elsewhere/#\n');
+  chmodSync(dir, 0o755); // run as root, mosquitto reads the ACL after dropping to its own user
+  const conf = join(dir, 'acl.conf');
+  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nacl_file ${acl}\n`);
+  const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  try {
+    await waitFor(() => new Promise<boolean>((resolve) => {
+      const s = createConnection(port, '127.0.0.1');
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    }), 'the ACL mosquitto listening', 5000).catch((e: Error) => {
+      throw new Error(`${e.message}: ${err}`);
+    });
+    const bus = makeBus(port, 'topicast', 'refused');
+    await assert.rejects(bus.start(new Recorder()), (err: Error) => err.name === 'BusUnavailableError' && /refused|Not authorized|0x87/i.test(err.message));
+    assert.equal(bus.state, 'down');
+  } finally {
+    proc.kill('SIGKILL');
   }
 });

@@ -126,6 +126,7 @@ export class MqttBus implements Bus {
   private events: BusEvents | undefined;
   private client: mqtt.MqttClient | undefined;
   private closed = false;
+  private errorLogged = false;
   /** Incarnation of the current connection (a new one per connection). */
   private inc = '';
   /** Earlier incarnations of this process whose wills and index entry are not cleared yet. */
@@ -228,7 +229,10 @@ export class MqttBus implements Bus {
     client.on('message', (topic, payload, packet) => this.onMessage({ topic, payload, packet }));
     client.on('close', () => this.onConnectionLost('connection to the upstream MQTT broker closed'));
     client.on('error', (err) => {
-      this.log?.warn({ err, bus: 'mqtt', url: redact(o.url) }, 'upstream MQTT broker error');
+      // Once per outage at warn (a reconnect attempt fails every reconnectPeriodMs while the broker is away).
+      const first = !this.errorLogged;
+      this.errorLogged = true;
+      this.log?.[first ? 'warn' : 'debug']({ err, bus: 'mqtt', url: redact(o.url) }, 'upstream MQTT broker error');
     });
     return new Promise<void>((resolve, reject) => {
       let settled = false;
@@ -295,6 +299,7 @@ export class MqttBus implements Bus {
     }
     if (gen !== this.gen || this.closed) return;
     this.synced = true;
+    this.errorLogged = false;
     this.setState('up', 'connected to the upstream MQTT broker; interest in place');
     for (const w of this.upWaiters.splice(0)) w();
     for (const old of this.oldIncs) this.enqueueClaim(this.nodeId, old, false);
