@@ -34,7 +34,7 @@ async function resume(url: string, filters: string[], epoch: string, offset: num
 }
 
 for (const how of ['graceful', 'kill -9'] as const) {
-  test(`${how} restart keeps retained values and history: every acknowledged message is replayed under the same epoch`, async () => {
+  test(`${how} restart keeps retained values and history: every acknowledged message is replayed under the same epoch`, async (t) => {
     const data = join(work, how.replace(/\W/g, ''));
     const one = await startBroker({ args: [...ARGS, '--data', data], mqttOff: true });
     const pub = await NativeClient.connect(one.url);
@@ -49,18 +49,24 @@ for (const how of ['graceful', 'kill -9'] as const) {
       assert.equal(a?.op, Op.ack);
       acked = 1 + (burst + 1) * 50;
     }
-    if (how === 'kill -9') one.kill('SIGKILL');
-    else await one.stop();
+    if (how === 'kill -9') {
+      // Killed with publishes in flight: those were never acknowledged, so they may or may not be kept.
+      for (let i = 0; i < 200; i++) void pub.publish('devices/0/temp', bytes(`inflight.${i}`), { ack: false });
+      await sleep(Math.floor(Math.random() * 5));
+      one.kill('SIGKILL');
+    } else await one.stop();
     await one.exited;
 
     const two = await startBroker({ args: [...ARGS, '--data', data], mqttOff: true });
     const { c, ack, replayed } = await resume(two.url, ['devices/#'], epoch!, 0);
     assert.equal(ack.epoch, epoch, 'history intact: same epoch');
     assert.equal(ack.recovered, true);
-    assert.equal(replayed.length, acked, 'every acknowledged message (and the ones before it) is replayed');
-    assert.deepEqual(replayed.map((d) => d.offset), Array.from({ length: acked }, (_, i) => i + 1), 'in offset order, none missing');
+    t.diagnostic(`${acked} acknowledged, ${replayed.length} replayed after the restart`);
+    if (how === 'graceful') assert.equal(replayed.length, acked, 'every message is replayed');
+    else assert.ok(replayed.length >= acked && replayed.length <= acked + 200, `every acknowledged message is replayed (${replayed.length})`);
+    assert.deepEqual(replayed.map((d) => d.offset), Array.from({ length: replayed.length }, (_, i) => i + 1), 'in offset order, none missing');
+    assert.equal(text(replayed[acked - 1]!.payload), '19.end', 'the last acknowledged one');
     assert.equal(text(replayed[0]!.payload), 'online');
-    assert.equal(text(replayed.at(-1)!.payload), '19.end');
     const retained = await NativeClient.connect(two.url);
     const snap = await retained.subscribe(['devices/a/status']);
     assert.deepEqual(snap.retained.map((d) => text(d.payload)), ['online'], 'the retained value survives too');

@@ -13,7 +13,8 @@
  *   messages in increasing offset order; `queue*` holds every held message in offset order
  *   (plus stale entries of messages already evicted by their topic's count bound).
  * - `evictedThrough` of a topic is the highest offset it ever lost; `floor` is the highest offset
- *   lost by a topic that is gone entirely (its ring is no longer there to tell). A resume from `p`
+ *   lost where the topic cannot tell: a topic gone entirely (its ring is no longer there), or an
+ *   offset a store could not keep (a failed write, seen on restart). A resume from `p`
  *   is recovered only if the epoch matches, every filter is covered by a pattern, `p` ≤ `last`,
  *   `floor` ≤ `p`, and `evictedThrough` ≤ `p` for every matching topic: then nothing after `p`
  *   on those topics was ever lost and the replay is exact. The floor is conservative: a topic
@@ -137,7 +138,7 @@ export class History {
   readonly stats: HistoryStats = { appended: 0, evicted: 0, replays: 0, replayedMessages: 0, resumesRefused: 0 };
   /** The stream's last offset (0 before the first message of a fresh epoch). */
   last: number;
-  /** Highest offset lost by a topic that left the history whole (see the design note). */
+  /** Highest offset lost where no topic's ring can tell (see the design note). */
   floor = 0;
   private held = 0;
   private heldBytes = 0;
