@@ -7,50 +7,28 @@
  * an unreachable broker makes start() reject, and the root is checked.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
 import type * as MqttUpstream from '../../broker/src/cluster/mqtt-upstream.js';
-import { freePort, waitFor } from '../helpers/broker.js';
+import { freePort } from '../helpers/broker.js';
+import { haveMosquitto, startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { busMessage, Recorder, runBusContract } from '../unit/cluster/bus-contract.js';
 
 const { createMqttBus } = (await import(new URL('../../../broker/dist/cluster/mqtt-upstream.js', import.meta.url).href)) as typeof MqttUpstream;
 
-const haveMosquitto = await promisify(execFile)('sh', ['-c', 'command -v mosquitto']).then(() => true, () => false);
-if (!haveMosquitto && process.env.CI) throw new Error('mosquitto is required under CI (apt-get install mosquitto)');
 if (!haveMosquitto) console.log('# skipping the MQTT upstream bus tests: mosquitto not installed');
 
-let mosquitto: ChildProcess | undefined;
+let mosquitto: Mosquitto | undefined;
 let mosquittoPort = 0;
-let dir = '';
 
 before(async () => {
   if (!haveMosquitto) return;
-  dir = mkdtempSync(join(tmpdir(), 'topicast-mosquitto-'));
-  mosquittoPort = await freePort();
-  const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, `listener ${mosquittoPort} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\n`);
-  mosquitto = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  mosquitto.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  await waitFor(() => new Promise<boolean>((resolve) => {
-    const s = createConnection(mosquittoPort, '127.0.0.1');
-    s.once('connect', () => (s.destroy(), resolve(true)));
-    s.once('error', () => resolve(false));
-  }), `mosquitto listening on ${mosquittoPort}`, 5000).catch((e: Error) => {
-    throw new Error(`${e.message}: ${err}`);
-  });
+  mosquitto = await startMosquitto();
+  mosquittoPort = mosquitto.port;
 });
 
-after(() => {
-  mosquitto?.kill('SIGKILL');
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => mosquitto?.stop());
 
 /** A TCP proxy to Mosquitto that can be cut (every connection destroyed, new ones refused) and restored. */
 async function proxy(): Promise<{ port: number; setDown(down: boolean): void; close(): Promise<void> }> {
@@ -198,27 +176,12 @@ test('mqtt upstream bus: a snapshot of 2,000 retained topics is complete at the 
 });
 
 test('mqtt upstream bus: a broker whose ACL refuses the root makes start() reject with the refusal', { skip: !haveMosquitto }, async () => {
-  const port = await freePort();
-  const acl = join(dir, 'acl');
-  writeFileSync(acl, 'topic readwrite elsewhere/#\n');
-  chmodSync(dir, 0o755); // run as root, mosquitto reads the ACL after dropping to its own user
-  const conf = join(dir, 'acl.conf');
-  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nacl_file ${acl}\n`);
-  const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const refusing = await startMosquitto({ acl: 'topic readwrite elsewhere/#\n' });
   try {
-    await waitFor(() => new Promise<boolean>((resolve) => {
-      const s = createConnection(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    }), 'the ACL mosquitto listening', 5000).catch((e: Error) => {
-      throw new Error(`${e.message}: ${err}`);
-    });
-    const bus = makeBus(port, 'topicast', 'refused');
+    const bus = makeBus(refusing.port, 'topicast', 'refused');
     await assert.rejects(bus.start(new Recorder()), (err: Error) => err.name === 'BusUnavailableError' && /refused|Not authorized|0x87/i.test(err.message));
     assert.equal(bus.state, 'down');
   } finally {
-    proc.kill('SIGKILL');
+    refusing.stop();
   }
 });
