@@ -2,16 +2,19 @@
  * History with `--data` in the real broker process (issue 10): a graceful restart and a
  * `kill -9` keep retained values and history under the same epoch, every acknowledged history
  * message is replayed by a resume after the restart, and the stream continues above every
- * offset handed out before the crash (none is reused). Also: a 100,000-message replay to a
- * stalled, then slow reader completes, in order, in bounded broker memory, nothing dropped.
+ * offset handed out before the crash (none is reused). On a full disk an acknowledged publish
+ * to a history topic gets ERROR unavailable, the failure is logged and counted, and live traffic
+ * keeps flowing (needs `mount -t tmpfs`, else it skips and says why). Also: a 100,000-message
+ * replay to a stalled, then slow reader completes, in order, in bounded broker memory, nothing dropped.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { Flag, Op, type ServerFrame } from 'topicast/protocol';
-import { startBroker } from '../helpers/broker.js';
+import { ErrorCode, Flag, Op, type ServerFrame } from 'topicast/protocol';
+import { startBroker, type BrokerProcess } from '../helpers/broker.js';
 import { bytes, NativeClient, rssBytes, scrapeMetrics, sleep, text, type Ack, type Delivery } from '../helpers/native-client.js';
 
 const work = mkdtempSync(join(tmpdir(), 'topicast-history-'));
@@ -151,4 +154,42 @@ test('a 100,000-message replay to a stalled, then slow reader completes in order
   assert.ok(peak - baseline < MAX_RSS_GROWTH_BYTES, `RSS growth ${peak - baseline} bytes within ${MAX_RSS_GROWTH_BYTES}`);
   await reader.close();
   await pub.close();
+});
+
+test('history on a full disk: the acknowledged publish gets ERROR unavailable, logged and counted; live traffic flows with offsets', async (t) => {
+  const mnt = join(work, 'full');
+  mkdirSync(mnt, { recursive: true });
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'pipe' });
+  } catch (err) {
+    const why = `mount -t tmpfs is not permitted here (${String((err as { stderr?: Buffer }).stderr ?? err).trim()})`;
+    console.log(`# skipped: ${why}`);
+    t.skip(why);
+    return;
+  }
+  let broker: BrokerProcess | undefined;
+  try {
+    broker = await startBroker({ args: [...ARGS, '--data', join(mnt, 'data')], mqttOff: true });
+    const sub = await NativeClient.connect(broker.url);
+    await sub.subscribe(['devices/#'], { retained: false });
+    const pub = await NativeClient.connect(broker.url);
+    try {
+      writeFileSync(join(mnt, 'filler'), Buffer.alloc(256 * 1024)); // no room left for a 64 KiB record
+    } catch (err) {
+      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+    }
+    const answer = await pub.publish('devices/a/big', Buffer.alloc(64 * 1024, 1));
+    assert.equal(answer?.op === Op.error && answer.code, ErrorCode.unavailable, 'not acknowledged: it is not stored');
+    const live = await sub.expect((f) => f.op === Op.delivery && f.topic === 'devices/a/big') as Delivery;
+    assert.equal(live.offset, 1, 'delivered live all the same, with its offset');
+    await pub.publish('devices/a/small', bytes('still here'), { ack: false });
+    const next = await sub.expect((f) => f.op === Op.delivery && f.topic === 'devices/a/small') as Delivery;
+    assert.equal(next.offset, 2);
+    assert.ok(broker.logs.some((l) => l.includes('history store') && l.includes('ENOSPC')), 'the failure is logged with the store and its cause');
+    const m = await scrapeMetrics(broker.httpUrl);
+    assert.ok((m.get('topicast_history_write_errors_total') ?? 0) >= 1, 'and counted');
+  } finally {
+    await broker?.stop();
+    execFileSync('umount', [mnt]);
+  }
 });
