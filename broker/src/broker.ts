@@ -19,6 +19,7 @@ import { createLogger, type Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
 import { registerCoreMetrics, startSys } from './observe/sys.js';
 import { createNativeProtocol } from './protocol/native/index.js';
+import { startCluster } from './cluster/index.js';
 import { createMqttProtocol } from './protocol/mqtt/index.js';
 import { openSessionStore, type MqttSessionStore } from './protocol/mqtt/persist.js';
 import { createOutboxStats, Flusher } from './session/outbox.js';
@@ -109,6 +110,9 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     ctx.metrics.register('topicast_store_batches_total', 'counter', 'Retained store group commits (one fsync each)', () => s.batches);
     ctx.metrics.register('topicast_store_log_bytes', 'gauge', 'Bytes in the retained store log since its last snapshot', () => s.logBytes);
   }
+  // Scale-out (cluster/DESIGN.md): joined before any listener opens, so clients only see a node in the cluster.
+  const cluster = config.bus === undefined ? undefined : await startCluster(config, ctx.router, log, ctx.metrics, ctx.counters);
+  ctx.cluster = cluster;
   const native = createNativeProtocol(ctx);
   const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth), sessionStore });
   if (sessionStore) {
@@ -133,7 +137,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     staticRoot: config.static ?? DEFAULT_STATIC_ROOT,
     native,
     mqtt,
-    ready: () => ready,
+    ready: () => ready && ctx.cluster?.state !== 'down',
     draining: () => draining,
   });
   const tcp = config.mqttPort === 0 ? undefined : await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttPort);
@@ -170,6 +174,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
       if (ctx.openConnections() > 0) ctx.log.warn({ open: ctx.openConnections() }, 'shutdown timeout: connections left open');
       await Promise.race([closingTcp, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
       await sessionStore?.close(); // after every connection detached: their sessions are stored as disconnected now
+      await cluster?.close(); // after the wills of the closes above went out; clears this node's wills on the bus
       await Promise.all([store?.close(), history?.close()]); // last: wills published during the close above are stored too
     })();
     return stopping;

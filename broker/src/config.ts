@@ -10,6 +10,7 @@ import { MQTT_SETTINGS } from './protocol/mqtt/settings.js';
 import { AUTH_SETTINGS } from './auth/settings.js';
 import { DRAIN_SETTINGS } from './session/drain.js';
 import { HISTORY_SETTINGS } from './store/history-settings.js';
+import { busUrlProblem, CLUSTER_SETTINGS } from './cluster/settings.js';
 import { envName, flagName, type SettingSpec } from './settings.js';
 
 export class ConfigError extends Error {
@@ -44,6 +45,7 @@ export const BROKER_SETTINGS = [
   ...MQTT_SETTINGS,
   ...AUTH_SETTINGS,
   ...HISTORY_SETTINGS,
+  ...CLUSTER_SETTINGS,
 ] as const satisfies readonly SettingSpec[];
 
 type SpecValue<S> = S extends { type: 'int' } ? number
@@ -166,6 +168,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     const problem = filterProblem(filter);
     if (problem !== undefined) throw new ConfigError(`invalid setting historyFilters: ${JSON.stringify(filter)} ${problem}`);
   }
+  const busProblem = config.bus === undefined ? undefined : busUrlProblem(config.bus);
+  if (busProblem !== undefined) throw new ConfigError(`invalid setting bus: ${busProblem}`);
   if (config.port !== 0 && config.port === config.mqttPort) {
     throw new ConfigError(`invalid setting mqttPort: ${config.mqttPort} is the same as port`);
   }

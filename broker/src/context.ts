@@ -4,6 +4,7 @@
  */
 import type { TopicLimits } from 'topicast/protocol';
 import type { Auth } from './auth/index.js';
+import type { ClusterHooks } from './cluster/bridge.js';
 import type { BrokerConfig } from './config.js';
 import type { Router } from './core/router.js';
 import type { Logger } from './observe/log.js';
@@ -45,4 +46,6 @@ export interface BrokerContext {
   now(): number;
   /** Total open connections over every protocol. */
   openConnections(): number;
+  /** Scale-out (cluster/bridge.ts); undefined for a single node (the default): protocols take their fast path. */
+  cluster?: ClusterHooks;
 }

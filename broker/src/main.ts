@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   } catch (err) {
     log.fatal({ err }, 'start-up failed');
     process.stderr.write(`topicast: ${(err as Error).message}\n`);
-    exit(1);
+    exit(err instanceof ConfigError ? 2 : 1); // e.g. a bus whose adapter this build lacks
     return;
   }
   log.info(

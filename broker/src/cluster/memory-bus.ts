@@ -78,7 +78,7 @@ export class MemoryBusHub {
     if (message.retain) {
       seq = ++this.seq;
       if (message.payload.length === 0) this.retainedSeq.delete(message.topic);
-      else this.retainedSeq.set(message.topic, { topic: message.topic, payload: message.payload, properties: message.properties, seq });
+      else this.retainedSeq.set(message.topic, { topic: message.topic, payload: message.payload, properties: message.properties, seq, qos: message.qos });
       this.retainedStore.set(createMessage(message.topic, message.payload, true));
     }
     const sent: BusMessage = { ...message, origin: from.nodeId, seq };

@@ -52,6 +52,8 @@ export interface RetainedEntry {
   readonly payload: Uint8Array;
   readonly properties: MessageProperties | undefined;
   readonly seq: number;
+  /** QoS of the retained publish when the engine keeps it (subscribers get min(theirs, this)); 0 when absent. */
+  readonly qos?: 0 | 1 | 2;
 }
 
 /** A will handed to a surviving node because its owner died. */

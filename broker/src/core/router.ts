@@ -54,14 +54,25 @@ export interface RouterStats {
   deliveries: number;
 }
 
-/** Observer of every routed message, e.g. a cluster bus; called after local delivery. */
-export type PublishTap = (message: Message) => void;
+/**
+ * Observer of every routed message, e.g. the cluster bridge; called after local delivery.
+ * `acknowledged`: the publisher waits for an answer (native id > 0, MQTT QoS 1/2, HTTP), so a
+ * returned promise joins the publish's `durable` (the ack waits for it, a rejection refuses it).
+ */
+export type PublishTap = (message: Message, acknowledged: boolean) => void | Promise<void>;
+
+/** Told when a subscriber takes or leaves a filter (the cluster bridge reference-counts them). */
+export interface InterestListener {
+  added(filter: string): void;
+  removed(filter: string): void;
+}
 
 export class Router {
   readonly stats: RouterStats = { messagesIn: 0, bytesIn: 0, deliveries: 0 };
   private readonly index = new SubscriptionTrie<Subscriber, Subscription>();
   private stamp = 0;
   private readonly taps: PublishTap[] = [];
+  private interest: InterestListener | undefined;
 
   /** @param history per-topic history (core/history.ts); undefined when no history pattern is configured. */
   constructor(readonly retained: RetainedStore = new MemoryRetainedStore(), readonly history?: History) {}
@@ -73,11 +84,20 @@ export class Router {
 
   /** Adds or replaces a subscription. Returns true when it is new for this subscriber. */
   subscribe(subscriber: Subscriber, filter: string, options: SubscriptionOptions): boolean {
-    return this.index.add(filter, subscriber, { filter, options });
+    const added = this.index.add(filter, subscriber, { filter, options });
+    if (added) this.interest?.added(filter);
+    return added;
   }
 
   unsubscribe(subscriber: Subscriber, filter: string): boolean {
-    return this.index.remove(filter, subscriber);
+    const removed = this.index.remove(filter, subscriber);
+    if (removed) this.interest?.removed(filter);
+    return removed;
+  }
+
+  /** Sets the one listener told of every (subscriber, filter) added or removed from now on. */
+  watchInterest(listener: InterestListener | undefined): void {
+    this.interest = listener;
   }
 
   /** Registers an observer of every routed message; returns its removal. */
@@ -92,10 +112,10 @@ export class Router {
   /**
    * Routes a message: updates the retained store when `retain` is set, then
    * delivers to every matching subscriber once. On a history topic the message first gets its
-   * offset (PROTOCOL.md §4.6). Returns the number of deliveries and, when the stores are durable,
-   * the promise of the retained and history writes.
+   * offset (PROTOCOL.md §4.6). Returns the number of deliveries and, when the stores are durable
+   * or a tap answers for an acknowledged publish, the promise of those writes.
    */
-  publish(message: Message): { deliveries: number; durable: void | Promise<void> } {
+  publish(message: Message, acknowledged = false): { deliveries: number; durable: void | Promise<void> } {
     const stats = this.stats;
     stats.messagesIn++;
     stats.bytesIn += message.payload.length;
@@ -110,7 +130,7 @@ export class Router {
       subscriber.deliver(message, subscription);
     });
     stats.deliveries += deliveries;
-    for (const tap of this.taps) tap(message);
+    for (const tap of this.taps) durable = bothDurable(durable, tap(message, acknowledged) ?? undefined);
     // A retained or history message outlives this publish in a store: drop the live encodings it no
     // longer needs (queued outboxes hold their own references) so the stores hold payloads only.
     if (message.retain || message.offset !== 0) for (const shape in message.encoded) delete message.encoded[shape];

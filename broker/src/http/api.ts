@@ -6,6 +6,7 @@
 import { ErrorCode } from 'topicast/protocol';
 import type { Principal } from '../auth/index.js';
 import type { BrokerContext } from '../context.js';
+import { BusRefusedError } from '../cluster/outage.js';
 import { createMessage } from '../core/message.js';
 import { checkPublish, isBrokerTopic, retainedFull } from '../session/limits.js';
 
@@ -43,6 +44,7 @@ export function healthz(ctx: BrokerContext, ready: boolean, draining = false): H
     version: ctx.version,
     uptimeSec: Math.floor((ctx.now() - ctx.startedAt) / 1000),
     connections: ctx.openConnections(),
+    ...(ctx.cluster && { bus: ctx.cluster.state }), // not ready while the cluster bus is down
   });
 }
 
@@ -81,12 +83,20 @@ export function publish(ctx: BrokerContext, path: string, query: string, body: U
   const retain = r === '1' || r === 'true';
   const full = retain ? retainedFull(ctx.router.retained, topic, body.length, ctx.config.maxRetainedTopics) : undefined;
   if (full !== undefined) return errorReply(503, ErrorCode.unavailable, full);
-  const { deliveries, durable } = ctx.router.publish(createMessage(topic, body, retain));
+  const { deliveries, durable } = ctx.router.publish(createMessage(topic, body, retain), true);
   const ok = json(200, { topic, retain, deliveries });
   // With a durable store, 200 means stored (like a native ACK): wait for the write, 503 if it failed.
+  // With a cluster bus, 200 also means the bus took it; 503 + Retry-After when its outage buffer is full.
   if (durable === undefined) return ok;
   return durable.then(
     () => ok,
-    () => errorReply(503, ErrorCode.unavailable, 'store write failed (retained value or history); the message was delivered live but not stored'),
+    (err: unknown) => err instanceof BusRefusedError
+      ? retryLater(errorReply(503, ErrorCode.unavailable, `${err.message}; the message was delivered on this node only`), err.retryAfterSec)
+      : errorReply(503, ErrorCode.unavailable, 'store write failed (retained value or history); the message was delivered live but not stored'),
   );
+}
+
+function retryLater(reply: HttpReply, retryAfterSec: number): HttpReply {
+  reply.headers['Retry-After'] = String(retryAfterSec);
+  return reply;
 }

@@ -61,7 +61,9 @@ test('unsubscribing everything empties the index', () => {
 test('taps see every routed message after local delivery', () => {
   const r = new Router();
   const seen: string[] = [];
-  const off = r.tap((m) => seen.push(m.topic));
+  const off = r.tap((m) => {
+    seen.push(m.topic);
+  });
   r.publish(createMessage('a', p('1')));
   off();
   r.publish(createMessage('b', p('2')));

@@ -69,6 +69,10 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
   ackTail: Promise<void> | undefined;
   /** Packets received while the auth hook runs, processed in order once connected. */
   backlog: mqtt.Packet[] = [];
+  /** A SUBSCRIBE waits for the cluster's retained values (holdPackets): later packets wait in the backlog. */
+  private holding = false;
+  /** This connection's will as registered on the cluster bus (cluster/bridge.ts), until the connection ends. */
+  busWill = false;
   /** Topic aliases, created on first use (most connections never use them). */
   inboundAliases: Map<number, string> | undefined;
   private outboundAliases: Map<string, number> | undefined;
@@ -182,7 +186,7 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
       this.disconnect(Reason.packetTooLarge, `packet larger than ${this.server.maxPacketBytes} bytes`);
       return;
     }
-    if (this.state === 'authenticating') {
+    if (this.state === 'authenticating' || this.holding) {
       this.backlog.push(packet);
       return;
     }
@@ -336,6 +340,19 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
     this.conn.close(code, reason);
   }
 
+  /** Packets wait in the backlog until `until` settles, then run in order (handlers/subscribe.ts). */
+  holdPackets(until: Promise<void>): void {
+    this.holding = true;
+    const release = (): void => {
+      this.holding = false;
+      while (this.backlog.length > 0 && !this.holding && this.isOpen) dispatch(this, this.backlog.shift()!);
+    };
+    until.then(release, (err: unknown) => {
+      this.server.ctx.log.error({ err, clientId: this.session?.clientId }, 'held SUBSCRIBE failed');
+      release();
+    });
+  }
+
   /** Cleanup, once: detach the session (publishing the will as due), release everything. */
   finish(): void {
     if (this.state === 'closed') return;
@@ -347,6 +364,8 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
     this.session = undefined;
     const will = this.will;
     this.will = undefined;
+    // From here the will is published (now or after its delay) or discarded on this node only.
+    if (this.busWill) this.server.ctx.cluster?.setWill(this, undefined);
     if (session && session.link === this) session.detach(will);
     else if (will) publishWill(this.server, will); // no session attached: nothing to wait for
   }

@@ -21,6 +21,7 @@ import {
   decodeClientFrame, encodeDelivery, encodeFrame, type ClientFrame, type SubscribeResult, type WillMessage,
 } from 'topicast/protocol';
 import type { Permissions, Principal } from '../../auth/index.js';
+import { BusRefusedError } from '../../cluster/outage.js';
 import type { BrokerContext } from '../../context.js';
 import { ReplayMerge } from '../../core/history.js';
 import { createMessage, type Message } from '../../core/message.js';
@@ -87,6 +88,8 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   private readonly permissions: Permissions | undefined;
   /** Subscriptions that overlap a deny rule: while any is held, each delivery is checked per topic. */
   private filtered: Set<string> | undefined; // made on first use: most sessions never need it
+  /** Frames received while a SUBSCRIBE waits for the cluster's retained snapshot (cluster/bridge.ts `prepare`). */
+  private held: ClientFrame[] | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
 
   /**
@@ -128,6 +131,14 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       this.protocolError(err.message);
       return;
     }
+    if (this.held !== undefined) {
+      this.held.push(frame); // a SUBSCRIBE waits for the cluster's retained values: keep frame order
+      return;
+    }
+    this.onFrame(frame);
+  }
+
+  private onFrame(frame: ClientFrame): void {
     switch (frame.op) {
       case Op.subscribe: return this.onSubscribe(frame);
       case Op.unsubscribe: return this.onUnsubscribe(frame);
@@ -151,6 +162,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     this.subscriptions.clear();
     const will = this.will;
     this.will = undefined;
+    if (will) this.ctx.cluster?.setWill(this, undefined); // published here below, or discarded: not by another node
     if (will && !clean) {
       // [PROTOCOL.md §3.5] published like any other message, after this session left the index.
       this.ctx.counters.willsPublished++;
@@ -192,6 +204,33 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       this.ctx.auth.guard.stats.subscriptionsRefused++;
       return this.error(frame.id, ErrorCode.tooManySubscriptions, `at most ${config.maxSubscriptionsPerConnection} subscriptions per connection`);
     }
+    // With a cluster bus, a filter this node does not mirror yet waits for the bus's retained values;
+    // later frames wait behind it. Without one (or when mirrored) this stays synchronous.
+    const mirrored = frame.options.retained === false ? undefined : this.ctx.cluster?.prepare(frame.filters);
+    if (mirrored !== undefined) {
+      this.held = [];
+      void mirrored.then(() => this.resumeSubscribe(frame));
+      return;
+    }
+    this.subscribeNow(frame);
+  }
+
+  private resumeSubscribe(frame: Extract<ClientFrame, { op: typeof Op.subscribe }>): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    if (this.closed) return;
+    this.subscribeNow(frame);
+    for (const f of held) {
+      if (this.closed) return;
+      const waiting = this.held as ClientFrame[] | undefined; // set again by a SUBSCRIBE among them
+      if (waiting !== undefined) waiting.push(f);
+      else this.onFrame(f);
+    }
+  }
+
+  private subscribeNow(frame: Extract<ClientFrame, { op: typeof Op.subscribe }>): void {
+    const { router } = this.ctx;
+    const permissions = this.permissions;
     for (const filter of frame.filters) {
       const subscription: Subscription = { filter, options: { qos: 0 } };
       this.subscriptions.set(filter, subscription);
@@ -273,7 +312,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     const retain = (frame.flags & Flag.retain) !== 0;
     const full = retain ? retainedFull(ctx.router.retained, frame.topic, frame.payload.length, ctx.config.maxRetainedTopics) : undefined;
     if (full !== undefined) return this.error(frame.id, ErrorCode.unavailable, full);
-    const durable = this.route(createMessage(frame.topic, frame.payload, retain, this));
+    const durable = this.route(createMessage(frame.topic, frame.payload, retain, this), frame.id !== 0);
     if (frame.id === 0) {
       // Unacknowledged: nobody to tell. The store logs and counts every failed write (broker.ts).
       durable?.catch(() => {});
@@ -285,6 +324,8 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     durable.then(
       () => this.outbox.pushControl(ack),
       (err: unknown) => {
+        // The cluster bus refused it (outage buffer full): counted there; the message says when to retry.
+        if (err instanceof BusRefusedError) return this.error(id, ErrorCode.unavailable, err.message);
         ctx.log.error({ err, topic: frame.topic }, 'store write failed (retained value or history)');
         this.error(id, ErrorCode.unavailable, 'not stored: the broker could not write it to disk');
       },
@@ -302,6 +343,8 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       }
     }
     this.will = will ?? undefined;
+    // With a cluster bus, another node publishes it if this one dies (cluster/bridge.ts).
+    this.ctx.cluster?.setWill(this, will ? createMessage(will.topic, will.payload, will.retain) : undefined);
     this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result: null }));
   }
 
@@ -320,8 +363,8 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     }, delay);
   }
 
-  private route(message: Message): Promise<void> | undefined {
-    return this.ctx.router.publish(message).durable ?? undefined;
+  private route(message: Message, acknowledged = false): Promise<void> | undefined {
+    return this.ctx.router.publish(message, acknowledged).durable ?? undefined;
   }
 
   private error(id: number, code: ErrorCode, message: string): void {

@@ -13,7 +13,7 @@ import type { MqttConnection } from '../connection.js';
 import { dispatch } from '../dispatcher.js';
 import { encodePacket, type Version } from '../encode.js';
 import { Reason, returnCodeFor } from '../reasons.js';
-import { MqttSession, type Will } from '../session.js';
+import { MqttSession, willMessage, type Will } from '../session.js';
 import { isBrokerTopic } from '../../../session/limits.js';
 import { isValidUtf8 } from '../utf8.js';
 
@@ -193,6 +193,11 @@ function accept(
   }
 
   c.will = will;
+  if (will && ctx.cluster) {
+    // With a cluster bus, another node publishes it if this one dies while connected (cluster/bridge.ts).
+    ctx.cluster.setWill(c, willMessage(will, ctx.now()));
+    c.busWill = true;
+  }
   c.session = session;
   c.state = 'connected';
   session.attach(c, will);

@@ -12,6 +12,7 @@
  */
 import type mqtt from 'mqtt-packet';
 import { topicProblem } from 'topicast/protocol';
+import { BusRefusedError } from '../../../cluster/outage.js';
 import { createMessage, type MessageProperties } from '../../../core/message.js';
 import type { MqttConnection } from '../connection.js';
 import { Reason } from '../reasons.js';
@@ -32,7 +33,7 @@ function sendAck(c: MqttConnection, qos: 1 | 2, id: number, reason: number, why?
  * is pending — after them, so acknowledgements keep the order of the packets they answer
  * [MQTT-4.6.0-2] [MQTT-4.6.0-3] [MQTT-4.6.0-4]. `send(true)` when the write failed (logged here).
  */
-export function inOrder(c: MqttConnection, durable: Promise<void> | undefined, send: (failed: boolean) => void): void {
+export function inOrder(c: MqttConnection, durable: Promise<void> | undefined, send: (failed: boolean, err?: unknown) => void): void {
   if (durable === undefined && c.ackTail === undefined) return send(false);
   const tail: Promise<void> = (c.ackTail ?? Promise.resolve())
     .then(() => durable)
@@ -41,6 +42,11 @@ export function inOrder(c: MqttConnection, durable: Promise<void> | undefined, s
         if (c.isOpen) send(false);
       },
       (err: unknown) => {
+        if (err instanceof BusRefusedError) {
+          // The cluster bus refused it (outage buffer full): counted there, not an error of this broker.
+          if (c.isOpen) send(true, err);
+          return;
+        }
         c.server.ctx.log.error({ err, clientId: c.session?.clientId }, 'durable write failed (retained store or session store)');
         if (c.isOpen) send(true);
       },
@@ -54,11 +60,13 @@ export function inOrder(c: MqttConnection, durable: Promise<void> | undefined, s
 /** PUBACK / PUBREC in PUBLISH order, once `durable` (the retained and session store writes) resolved. */
 function acknowledge(c: MqttConnection, qos: 0 | 1 | 2, id: number, reason: number, why?: string, durable?: Promise<void>): void {
   if (qos === 0) return;
-  inOrder(c, durable, function sendPublishAck(failed) {
+  inOrder(c, durable, function sendPublishAck(failed, err) {
     if (!failed) return sendAck(c, qos, id, reason, why);
     // MQTT 5: a PUBREC with a failure reason ends the exchange (no PUBREL follows), so the id is free again.
     if (qos === 2 && c.version === 5) c.session?.releaseIncoming(id);
-    sendAck(c, qos, id, Reason.implementationSpecificError, 'durable write failed');
+    // The cluster bus refused it (outage buffer full): 0x97 with when to retry (3.1.1 has no negative ack).
+    if (err instanceof BusRefusedError) sendAck(c, qos, id, Reason.quotaExceeded, err.message);
+    else sendAck(c, qos, id, Reason.implementationSpecificError, 'durable write failed');
   });
 }
 
@@ -145,7 +153,7 @@ export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
   const store = server.sessionStore;
   // QoS 0 is never stored for a session, so only QoS 1/2 look at the session store at all.
   const writesBefore = store !== undefined && qos > 0 ? store.writes : 0;
-  let durable = ctx.router.publish(message).durable ?? undefined;
+  let durable = ctx.router.publish(message, qos > 0).durable ?? undefined;
 
   if (qos === 2) session.holdIncoming(id); // [MQTT-4.3.3-9] hold the id until PUBREL
   if (qos === 0) {

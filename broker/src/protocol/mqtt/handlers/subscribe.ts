@@ -21,6 +21,26 @@ import { inOrder } from './publish.js';
 const MAX_SUBSCRIPTION_ID = 268_435_455;
 
 export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
+  const cluster = c.server.ctx.cluster;
+  if (cluster !== undefined) {
+    // With a cluster bus, a filter this node does not mirror yet waits for the bus's retained values
+    // (cluster/bridge.ts); later packets wait behind it. Without one this stays synchronous.
+    const limits = c.server.ctx.topicLimits;
+    const filters = p.subscriptions
+      .filter((s) => !s.topic.startsWith('$share/') && (c.version !== 5 || s.rh !== 2) && checkFilter(s.topic, limits) === undefined)
+      .map((s) => s.topic);
+    const mirrored = cluster.prepare(filters);
+    if (mirrored !== undefined) {
+      c.holdPackets(mirrored.then(() => {
+        if (c.isOpen) subscribeNow(c, p);
+      }));
+      return;
+    }
+  }
+  subscribeNow(c, p);
+}
+
+function subscribeNow(c: MqttConnection, p: mqtt.ISubscribePacket): void {
   const { server } = c;
   const { ctx } = server;
   const session = c.session!;

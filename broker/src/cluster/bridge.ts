@@ -1,0 +1,358 @@
+/**
+ * The bridge between the one router and a Bus (issue 8, cluster/DESIGN.md): everything a node
+ * does to share topics with other nodes, so that protocols and the router stay unaware of it.
+ *
+ * - Interest: the router tells the bridge of every (subscriber, filter) added or removed; the
+ *   bridge counts them per filter over every protocol and holds the filter on the bus while the
+ *   count is above zero, plus `lingerMs` after it drops to zero (flapping clients cost nothing).
+ * - Out: a router tap sends each local publish to the bus (cluster/outage.ts applies the outage
+ *   policy); messages that came from the bus carry `BUS_ORIGIN` and never go back.
+ * - In: bus messages are routed locally; the bus delivers each once per node and the router
+ *   once per subscriber, so each local subscriber gets each message once.
+ * - Retained mirror: for held filters the local retained store holds the bus's values. Every
+ *   retained value (snapshot or live) is merged by its seq: routed when newer than what the node
+ *   has for the topic, dropped (counted) when not, so no subscriber sees an older value after a
+ *   newer one and each value reaches existing subscribers once. A subscription on a filter not
+ *   mirrored yet waits (`prepare`) for the snapshot, bounded by `snapshotTimeoutMs`, and then
+ *   subscribes and reads the store in one synchronous turn: no gap before live messages.
+ * - Wills: sessions register theirs (`setWill`); the bus publishes them if this node dies, and
+ *   hands other nodes' orphan wills to this node, which routes them like the broker's own publish.
+ *
+ * Invariants: topics and filters under `$SYS` stay local (each node has its own figures);
+ * `seqs` only grows per topic (tombstones keep a deleted topic's seq so an older snapshot
+ * cannot bring it back). Cost: one map lookup per subscribe/unsubscribe, one bus publish per local
+ * publish, one seq entry per retained topic seen.
+ */
+import type { Bus, BusEvents, BusMessage, BusState, OrphanWill, RetainedEntry } from '../core/bus.js';
+import { createMessage, type Message } from '../core/message.js';
+import type { InterestListener, Router } from '../core/router.js';
+import type { Logger } from '../observe/log.js';
+import { BusOutbound, type OutageLimits } from './outage.js';
+
+/** `origin` of every message that came from the bus: never sent back to it. */
+export const BUS_ORIGIN: object = Object.freeze({ origin: 'bus' });
+
+/** What sessions and the composition root see of the cluster (BrokerContext.cluster). */
+export interface ClusterHooks {
+  readonly state: BusState;
+  /**
+   * Called by a SUBSCRIBE before it subscribes and reads retained values: undefined when the
+   * store already mirrors every filter (the synchronous fast path), else a promise (never
+   * rejected) that resolves once the bus's retained values are merged or the wait timed out.
+   */
+  prepare(filters: readonly string[]): Promise<void> | undefined;
+  /** Registers (or with undefined clears) the will of the connection or session `owner`. */
+  setWill(owner: object, will: Message | undefined): void;
+}
+
+export interface BridgeOptions extends OutageLimits {
+  lingerMs: number;
+  snapshotTimeoutMs: number;
+}
+
+export interface BridgeStats {
+  /** Messages from other nodes routed here. */
+  received: number;
+  /** Retained values from the bus not routed because the node already had a newer (or the same) one. */
+  staleRetained: number;
+  /** Local retained values removed because the bus no longer had them. */
+  retainedRemoved: number;
+  /** Retained snapshots merged, and those a subscription stopped waiting for. */
+  snapshots: number;
+  snapshotTimeouts: number;
+  /** Other nodes' wills this node published. */
+  orphanWills: number;
+  stateChanges: number;
+  /** Failed bus operations (subscribe, unsubscribe, snapshot, will, routing), each logged. */
+  errors: number;
+}
+
+interface FilterState {
+  /** Local subscriptions holding it (plus one per snapshot being taken). */
+  refs: number;
+  linger: NodeJS.Timeout | undefined;
+  /** The store holds the bus's retained values for this filter. */
+  mirrored: boolean;
+  /** `Bus.subscribe` for it, called once per hold (bus.ts). */
+  subscribed: Promise<void>;
+  /** The snapshot being taken, shared by every subscription waiting for it. */
+  snapshot: Promise<void> | undefined;
+}
+
+interface TopicSeq {
+  seq: number;
+  /** `changes` when it was last set: a snapshot requested before it cannot judge it. */
+  change: number;
+}
+
+/** Topics and filters that never cross the bus: the broker's own figures. */
+function isLocalOnly(topicOrFilter: string): boolean {
+  return topicOrFilter.startsWith('$SYS');
+}
+
+function noop(): void {}
+
+export class ClusterBridge implements ClusterHooks, InterestListener {
+  readonly stats: BridgeStats = { received: 0, staleRetained: 0, retainedRemoved: 0, snapshots: 0, snapshotTimeouts: 0, orphanWills: 0, stateChanges: 0, errors: 0 };
+  readonly outbound: BusOutbound;
+  private readonly filters = new Map<string, FilterState>();
+  private readonly seqs = new Map<string, TopicSeq>();
+  private changes = 0;
+  /** This node's latest retained write per topic until the bus told its seq. */
+  private readonly ownPending = new Map<string, BusMessage>();
+  private readonly willKeys = new WeakMap<object, string>();
+  private willCount = 0;
+  private untap: () => void = noop;
+  private closed = false;
+
+  constructor(
+    readonly bus: Bus,
+    private readonly router: Router,
+    private readonly options: BridgeOptions,
+    private readonly log: Logger,
+    private readonly counters: { willsPublished: number },
+  ) {
+    this.outbound = new BusOutbound(bus, options, (m, seq) => this.ownRetainedStored(m, seq), (err, m) => {
+      this.log.warn({ err, topic: m.topic, bus: bus.kind }, 'the cluster bus refused a message');
+    });
+  }
+
+  get state(): BusState {
+    return this.bus.state;
+  }
+
+  /** Filters held on the bus (including lingering ones). */
+  get heldFilters(): number {
+    return this.filters.size;
+  }
+
+  /** Connects the bus, then starts sharing interest and publishes. Rejects when the engine cannot be reached. */
+  async start(): Promise<void> {
+    const events: BusEvents = {
+      message: (m) => this.onMessage(m),
+      state: (state, reason) => this.onState(state, reason),
+      orphanWill: (will) => this.onOrphanWill(will),
+    };
+    await this.bus.start(events);
+    this.router.watchInterest(this);
+    this.untap = this.router.tap((message, acknowledged) => this.toBus(message, acknowledged));
+  }
+
+  /** Stops sharing; the bus clears this node's wills and interest (a clean leave). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.untap();
+    this.router.watchInterest(undefined);
+    for (const st of this.filters.values()) clearTimeout(st.linger);
+    this.filters.clear();
+    this.outbound.close();
+    await this.bus.close();
+  }
+
+  // ---- interest (router → bus) ----------------------------------------------------------
+
+  added(filter: string): void {
+    if (isLocalOnly(filter)) return;
+    this.hold(filter).refs++;
+  }
+
+  removed(filter: string): void {
+    if (isLocalOnly(filter)) return;
+    const st = this.filters.get(filter);
+    if (!st || --st.refs > 0) return;
+    st.linger = setTimeout(() => this.release(filter, st), this.options.lingerMs);
+    st.linger.unref();
+  }
+
+  private hold(filter: string): FilterState {
+    let st = this.filters.get(filter);
+    if (st) {
+      clearTimeout(st.linger);
+      st.linger = undefined;
+      return st;
+    }
+    const subscribed = this.bus.subscribe(filter);
+    st = { refs: 0, linger: undefined, mirrored: false, snapshot: undefined, subscribed };
+    this.filters.set(filter, st);
+    subscribed.catch((err: unknown) => this.failed(err, 'subscribe', filter));
+    return st;
+  }
+
+  private release(filter: string, st: FilterState): void {
+    if (st.refs > 0 || this.filters.get(filter) !== st) return;
+    this.filters.delete(filter);
+    this.bus.unsubscribe(filter).catch((err: unknown) => this.failed(err, 'unsubscribe', filter));
+  }
+
+  // ---- retained mirror ----------------------------------------------------------------------
+
+  prepare(filters: readonly string[]): Promise<void> | undefined {
+    if (this.closed || this.bus.state === 'down') return undefined; // the local mirror is all there is
+    let waits: Promise<void>[] | undefined;
+    for (const filter of filters) {
+      if (isLocalOnly(filter)) continue;
+      const st = this.filters.get(filter);
+      if (st?.mirrored) continue;
+      (waits ??= []).push(this.mirror(filter));
+    }
+    if (waits === undefined) return undefined;
+    const all = waits.length === 1 ? waits[0]! : Promise.all(waits).then(noop);
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.stats.snapshotTimeouts++;
+        resolve();
+      }, this.options.snapshotTimeoutMs);
+      all.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Takes the bus's retained values for `filter` into the store (once at a time per filter); never rejects. */
+  private mirror(filter: string): Promise<void> {
+    const st = this.hold(filter);
+    if (st.snapshot) return st.snapshot;
+    st.refs++; // the interest stays while the snapshot is taken, even if its subscriber leaves
+    const since = this.changes;
+    st.snapshot = st.subscribed
+      .then(() => this.bus.retained(filter))
+      .then(
+        (entries) => {
+          this.mergeSnapshot(filter, entries, since);
+          st.mirrored = true;
+        },
+        (err: unknown) => this.failed(err, 'retained snapshot', filter),
+      )
+      .finally(() => {
+        st.snapshot = undefined;
+        this.removed(filter);
+      });
+    return st.snapshot;
+  }
+
+  private mergeSnapshot(filter: string, entries: RetainedEntry[], since: number): void {
+    this.stats.snapshots++;
+    const present = new Set<string>();
+    for (const e of entries) {
+      present.add(e.topic);
+      this.mergeRetained(e.topic, e.payload, e.properties, e.qos ?? 0, e.seq);
+    }
+    // A value the bus no longer has was deleted while this node did not hold the topic.
+    const store = this.router.retained;
+    for (const topic of store.match(filter)) {
+      if (present.has(topic) || isLocalOnly(topic) || this.ownPending.has(topic)) continue;
+      const known = this.seqs.get(topic);
+      if (known && known.change > since) continue; // set after the snapshot was asked for: newer than it
+      this.stats.retainedRemoved++;
+      this.storeDirect(createMessage(topic, new Uint8Array(0), true, BUS_ORIGIN));
+    }
+  }
+
+  /** Routes a retained value from the bus when it is newer than the node's; true when routed. */
+  private mergeRetained(topic: string, payload: Uint8Array, properties: BusMessage['properties'], qos: 0 | 1 | 2, seq: number): boolean {
+    const known = this.seqs.get(topic);
+    if (known && known.seq >= seq) {
+      this.stats.staleRetained++;
+      return false;
+    }
+    this.seqs.set(topic, { seq, change: ++this.changes });
+    this.router.publish(createMessage(topic, payload, true, BUS_ORIGIN, qos, properties));
+    return true;
+  }
+
+  /** The bus stored this node's own retained write with `seq`: the mirror takes it in its place. */
+  private ownRetainedStored(m: BusMessage, seq: number): void {
+    const latest = this.ownPending.get(m.topic) === m;
+    if (latest) this.ownPending.delete(m.topic);
+    const known = this.seqs.get(m.topic);
+    if (known && known.seq >= seq) return; // another node's newer value is already here
+    this.seqs.set(m.topic, { seq, change: ++this.changes });
+    // An older value from another node may have been routed meanwhile: put ours back (no re-delivery).
+    if (latest && known !== undefined) this.storeDirect(createMessage(m.topic, m.payload, true, BUS_ORIGIN, m.qos, m.properties));
+  }
+
+  private storeDirect(message: Message): void {
+    const written = this.router.retained.set(message);
+    if (written) written.catch((err: unknown) => this.failed(err, 'retained mirror write', message.topic));
+  }
+
+  // ---- bus events -----------------------------------------------------------------------------
+
+  private onMessage(m: BusMessage): void {
+    if (this.closed) return;
+    this.stats.received++;
+    try {
+      if (m.retain) this.mergeRetained(m.topic, m.payload, m.properties, m.qos, m.seq);
+      else this.router.publish(createMessage(m.topic, m.payload, false, BUS_ORIGIN, m.qos, m.properties));
+    } catch (err) {
+      this.failed(err, 'routing a bus message', m.topic); // the bus must not see a throw (bus.ts)
+    }
+  }
+
+  private onState(state: BusState, reason: string): void {
+    this.stats.stateChanges++;
+    if (state === 'up') this.log.info({ bus: this.bus.kind, reason }, 'cluster bus up');
+    else this.log.warn({ bus: this.bus.kind, state, reason }, state === 'down' ? 'cluster bus down: local delivery continues, see the outage policy' : 'cluster bus degraded');
+    if (state === 'down') {
+      // Updates are missed while down: every mirror is taken again once the bus is back.
+      for (const st of this.filters.values()) st.mirrored = false;
+      return;
+    }
+    this.outbound.replay();
+    for (const [filter, st] of this.filters) if (!st.mirrored && st.refs > 0) void this.mirror(filter);
+  }
+
+  private onOrphanWill(will: OrphanWill): void {
+    if (this.closed) return;
+    this.stats.orphanWills++;
+    this.counters.willsPublished++;
+    const m = will.message;
+    this.log.info({ owner: will.owner, topic: m.topic }, 'publishing the will of a connection on a node that died');
+    try {
+      // Origin: the broker (not BUS_ORIGIN), so the tap also sends it to every other node, once.
+      const routed = this.router.publish(createMessage(m.topic, m.payload, m.retain, undefined, m.qos, m.properties));
+      if (routed.durable) routed.durable.catch((err: unknown) => this.failed(err, 'orphan will', m.topic));
+    } catch (err) {
+      this.failed(err, 'orphan will', m.topic);
+    }
+  }
+
+  // ---- wills ------------------------------------------------------------------------------------
+
+  setWill(owner: object, will: Message | undefined): void {
+    if (this.closed) return;
+    let key = this.willKeys.get(owner);
+    if (will === undefined) {
+      if (key === undefined) return;
+      this.willKeys.delete(owner);
+      this.bus.setWill(key, undefined).catch((err: unknown) => this.failed(err, 'will clear', key!));
+      return;
+    }
+    if (key === undefined) {
+      key = `w${++this.willCount}`;
+      this.willKeys.set(owner, key);
+    }
+    // The expiry of a will counts from its publication: an absolute time taken now would be wrong then.
+    const properties = will.properties?.expiresAt === undefined ? will.properties : { ...will.properties, expiresAt: undefined };
+    this.bus.setWill(key, toBusMessage({ ...will, properties }, this.bus.nodeId)).catch((err: unknown) => this.failed(err, 'will registration', will.topic));
+  }
+
+  /** The router tap: a local publish goes to the other nodes (never one that came from the bus). */
+  private toBus(message: Message, acknowledged: boolean): Promise<void> | undefined {
+    if (message.origin === BUS_ORIGIN || isLocalOnly(message.topic)) return undefined;
+    const m = toBusMessage(message, this.bus.nodeId);
+    if (m.retain) this.ownPending.set(m.topic, m); // until the bus tells its seq (ownRetainedStored)
+    return this.outbound.send(m, acknowledged);
+  }
+
+  private failed(err: unknown, what: string, subject: string): void {
+    this.stats.errors++;
+    this.log.error({ err, bus: this.bus.kind, topic: subject }, `cluster bus: ${what} failed`);
+  }
+}
+
+export function toBusMessage(m: Pick<Message, 'topic' | 'payload' | 'retain' | 'qos' | 'properties'>, origin: string): BusMessage {
+  return { topic: m.topic, payload: m.payload, retain: m.retain, qos: m.qos, properties: m.properties, origin, seq: 0 };
+}

@@ -1,0 +1,188 @@
+/**
+ * The way out to the bus, and the outage policy (cluster/DESIGN.md "Outage policy").
+ *
+ * While the bus is up, each local publish goes straight to `Bus.publish`. While it is down:
+ * - unacknowledged messages (native id 0, MQTT QoS 0, wills, the broker's own) that are not
+ *   retained are dropped for other nodes and counted: local subscribers already have them;
+ * - acknowledged publishes (native id > 0, MQTT QoS 1/2, HTTP) wait in a FIFO buffer bounded by
+ *   messages and bytes; their ack waits until the bus took them; beyond the bound they are
+ *   refused at once with `BusRefusedError` (a retry hint) and the publisher retries later;
+ * - retained writes are conflated per topic (only the latest waits; the earlier one's ack
+ *   waits for it) and replayed on reconnect, so other nodes' mirrors converge.
+ * On `up`, the buffer is replayed in order, synchronously, before any later publish reaches the
+ * bus, so order per topic holds across the outage.
+ *
+ * Invariants: every buffered acknowledged publish is answered exactly once (accepted on replay,
+ * refused on overflow, or failed on close); the buffer never exceeds its bounds.
+ * Cost: a map entry per retained topic waiting, an array slot per buffered message; nothing
+ * while the bus is up beyond one promise per publish.
+ */
+import { BusUnavailableError, type Bus, type BusMessage } from '../core/bus.js';
+
+/** A publish the cluster cannot take now; the message carries the retry hint for the client. */
+export class BusRefusedError extends Error {
+  override readonly name = 'BusRefusedError';
+  constructor(message: string, readonly retryAfterSec: number) {
+    super(message);
+  }
+}
+
+export interface OutageLimits {
+  maxMessages: number;
+  maxBytes: number;
+  retryAfterSec: number;
+}
+
+export interface OutboundStats {
+  /** Messages the bus accepted from this node. */
+  published: number;
+  /** Cross-node messages dropped while the bus was down (unacknowledged, not retained). */
+  dropped: number;
+  /** Acknowledged publishes and retained writes put in the outage buffer. */
+  buffered: number;
+  /** Acknowledged publishes refused because the buffer was full. */
+  refused: number;
+  /** Unacknowledged retained writes dropped because the buffer was full. */
+  retainedDropped: number;
+  /** Retained writes replaced in the buffer by a newer one on the same topic. */
+  conflated: number;
+  /** Buffered messages sent after the bus came back. */
+  replayed: number;
+  /** Publishes the bus rejected for another reason than an outage (logged). */
+  errors: number;
+}
+
+interface Waiting {
+  message: BusMessage;
+  /** Acks waiting for this message (several once retained writes are conflated into it). */
+  waiters: { resolve: () => void; reject: (err: Error) => void }[];
+  /** Replaced by a newer retained write of the same topic: skipped on replay. */
+  superseded: boolean;
+}
+
+/** Sends local publishes to the bus and applies the outage policy. */
+export class BusOutbound {
+  readonly stats: OutboundStats = { published: 0, dropped: 0, buffered: 0, refused: 0, retainedDropped: 0, conflated: 0, replayed: 0, errors: 0 };
+  private queue: Waiting[] = [];
+  private readonly retainedWaiting = new Map<string, Waiting>();
+  private count = 0;
+  private bytes = 0;
+
+  /**
+   * @param onRetainedSeq told the seq the bus gave each of this node's retained writes (the mirror's merge)
+   * @param onError told of a publish the bus rejected for another reason than an outage
+   */
+  constructor(
+    private readonly bus: Bus,
+    private readonly limits: OutageLimits,
+    private readonly onRetainedSeq: (message: BusMessage, seq: number) => void,
+    private readonly onError: (err: unknown, message: BusMessage) => void,
+  ) {}
+
+  /** Messages waiting in the buffer. */
+  get bufferedMessages(): number {
+    return this.count;
+  }
+
+  /** Payload bytes waiting in the buffer. */
+  get bufferedBytes(): number {
+    return this.bytes;
+  }
+
+  /**
+   * Sends `message` to other nodes. For an acknowledged publish, returns the promise its ack
+   * waits for (rejected with BusRefusedError when refused); otherwise undefined.
+   */
+  send(message: BusMessage, acknowledged: boolean): Promise<void> | undefined {
+    if (this.bus.state === 'down') return this.hold(message, acknowledged);
+    if (this.queue.length > 0) this.replay(); // back up before the state event reached us: the buffer goes first
+    const sent = this.bus.publish(message).then(
+      (seq) => {
+        this.stats.published++;
+        if (message.retain) this.onRetainedSeq(message, seq);
+      },
+      (err: unknown) => {
+        // Went down while in flight: the outage policy applies as if it had been down already.
+        if (err instanceof BusUnavailableError) return this.hold(message, acknowledged);
+        this.stats.errors++;
+        this.onError(err, message);
+        if (acknowledged) throw new BusRefusedError(`the cluster bus refused the message: ${(err as Error).message}`, this.limits.retryAfterSec);
+        return undefined;
+      },
+    );
+    if (acknowledged) return sent;
+    sent.catch(() => {}); // unacknowledged: counted and logged above, nobody to tell
+    return undefined;
+  }
+
+  /** The bus is back: sends everything buffered, in order, before any later publish. */
+  replay(): void {
+    const queue = this.queue;
+    this.queue = [];
+    this.retainedWaiting.clear();
+    this.count = 0;
+    this.bytes = 0;
+    for (const w of queue) {
+      if (w.superseded) continue;
+      this.stats.replayed++;
+      const sent = this.send(w.message, true) ?? Promise.resolve();
+      sent.then(
+        () => {
+          for (const waiter of w.waiters) waiter.resolve();
+        },
+        (err: Error) => {
+          for (const waiter of w.waiters) waiter.reject(err);
+        },
+      );
+    }
+  }
+
+  /** Answers every waiting publish with a refusal (the node is shutting down). */
+  close(): void {
+    const queue = this.queue;
+    this.queue = [];
+    this.retainedWaiting.clear();
+    this.count = 0;
+    this.bytes = 0;
+    const err = new BusRefusedError('the node is shutting down before the cluster bus came back', this.limits.retryAfterSec);
+    for (const w of queue) for (const waiter of w.waiters) waiter.reject(err);
+  }
+
+  private hold(message: BusMessage, acknowledged: boolean): Promise<void> | undefined {
+    if (!message.retain && !acknowledged) {
+      this.stats.dropped++;
+      return undefined;
+    }
+    const size = message.payload.length;
+    const previous = message.retain ? this.retainedWaiting.get(message.topic) : undefined;
+    const freed = previous ? 1 : 0;
+    const freedBytes = previous ? previous.message.payload.length : 0;
+    if (this.count - freed + 1 > this.limits.maxMessages || this.bytes - freedBytes + size > this.limits.maxBytes) {
+      if (!acknowledged) {
+        this.stats.retainedDropped++;
+        return undefined;
+      }
+      this.stats.refused++;
+      return Promise.reject(new BusRefusedError(
+        `the cluster bus is down and ${this.count} messages (${this.bytes} bytes) already wait for it; retry in ${this.limits.retryAfterSec} s`,
+        this.limits.retryAfterSec,
+      ));
+    }
+    const w: Waiting = { message, waiters: [], superseded: false };
+    if (previous) {
+      // Conflation: only the latest value of a retained topic waits; earlier acks ride on it.
+      previous.superseded = true;
+      w.waiters = previous.waiters;
+      this.count--;
+      this.bytes -= freedBytes;
+      this.stats.conflated++;
+    }
+    if (message.retain) this.retainedWaiting.set(message.topic, w);
+    this.queue.push(w);
+    this.count++;
+    this.bytes += size;
+    this.stats.buffered++;
+    if (!acknowledged) return undefined;
+    return new Promise<void>((resolve, reject) => w.waiters.push({ resolve, reject }));
+  }
+}
