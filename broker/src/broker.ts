@@ -20,6 +20,7 @@ import { Metrics } from './observe/metrics.js';
 import { registerCoreMetrics, startSys } from './observe/sys.js';
 import { createNativeProtocol } from './protocol/native/index.js';
 import { startCluster } from './cluster/index.js';
+import type { Bus } from './core/bus.js';
 import { createMqttProtocol } from './protocol/mqtt/index.js';
 import { openSessionStore, type MqttSessionStore } from './protocol/mqtt/persist.js';
 import { createOutboxStats, Flusher } from './session/outbox.js';
@@ -77,7 +78,13 @@ export function createContext(config: BrokerConfig, log: Logger = createLogger(c
   };
 }
 
-export async function startBroker(config: BrokerConfig, log: Logger = createLogger(config.logLevel)): Promise<RunningBroker> {
+/** What a caller may provide instead of building it from the configuration (tests: an in-memory bus). */
+export interface BrokerDeps {
+  /** The cluster bus; default: the adapter named by `config.bus`, or none. */
+  bus?: Bus;
+}
+
+export async function startBroker(config: BrokerConfig, log: Logger = createLogger(config.logLevel), deps: BrokerDeps = {}): Promise<RunningBroker> {
   // With --data, retained values live in an append-only log (store/log.ts, STORAGE.md); else in memory.
   let store: LogRetainedStore | undefined;
   if (config.data !== undefined) {
@@ -111,7 +118,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     ctx.metrics.register('topicast_store_log_bytes', 'gauge', 'Bytes in the retained store log since its last snapshot', () => s.logBytes);
   }
   // Scale-out (cluster/DESIGN.md): joined before any listener opens, so clients only see a node in the cluster.
-  const cluster = config.bus === undefined ? undefined : await startCluster(config, ctx.router, log, ctx.metrics, ctx.counters);
+  const cluster = config.bus === undefined && deps.bus === undefined ? undefined : await startCluster(config, ctx.router, log, ctx.metrics, ctx.counters, deps.bus);
   ctx.cluster = cluster;
   const native = createNativeProtocol(ctx);
   const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth), sessionStore });

@@ -1,5 +1,5 @@
 /** Embedding API of the broker: start one in-process (tests, custom servers). */
-export { startBroker, createContext, VERSION, DEFAULT_STATIC_ROOT, type RunningBroker } from './broker.js';
+export { startBroker, createContext, VERSION, DEFAULT_STATIC_ROOT, type RunningBroker, type BrokerDeps } from './broker.js';
 export { loadConfig, ConfigError, settingsReference, type BrokerConfig } from './config.js';
 export { Router, type Subscriber, type Subscription, type SubscriptionOptions } from './core/router.js';
 export { MemoryRetainedStore, type RetainedStore } from './core/retained.js';

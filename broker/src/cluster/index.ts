@@ -105,7 +105,8 @@ export function registerClusterMetrics(m: Metrics, bridge: ClusterBridge): void 
   m.register('topicast_bus_orphan_wills_total', 'counter', 'Wills of connections on dead nodes published by this node', () => s.orphanWills);
   m.register('topicast_bus_errors_total', 'counter', 'Failed bus operations (each logged)', () => s.errors + o.errors);
   // The adapter's own counters (e.g. NATS duplicates, will claims), when it keeps some.
-  const adapter = (bridge.bus as { counters?: Record<string, unknown> }).counters;
+  const own = bridge.bus as { counters?: Record<string, unknown>; stats?: Record<string, unknown> };
+  const adapter = own.counters ?? own.stats;
   if (adapter && typeof adapter === 'object') {
     for (const [name, value] of Object.entries(adapter)) {
       if (typeof value !== 'number') continue;
