@@ -135,6 +135,7 @@ export class MqttBus implements Bus {
   private readonly held = new Map<string, number>();
   private readonly interest = new SubscriptionTrie<string, number>();
   private nextId = FIRST_ID;
+  private idsWrapped = false;
   private readonly collectors = new Map<number, (raw: Raw) => void>();
   private readonly markers = new Map<string, { resolve(): void; reject(err: Error): void }>();
   private markerCount = 0;
@@ -384,12 +385,14 @@ export class MqttBus implements Bus {
     return next;
   }
 
+  /** A Subscription Identifier not in use; identifiers only repeat after 268 million subscriptions. */
   private allocId(): number {
-    const used = new Set([...this.held.values(), ...this.collectors.keys()]);
+    const used = this.idsWrapped ? new Set([...this.held.values(), ...this.collectors.keys()]) : undefined;
     for (;;) {
       const id = this.nextId;
+      if (id >= MAX_ID) this.idsWrapped = true;
       this.nextId = id >= MAX_ID ? FIRST_ID : id + 1;
-      if (!used.has(id)) return id;
+      if (!used?.has(id)) return id;
     }
   }
 
@@ -576,9 +579,8 @@ export class MqttBus implements Bus {
   private async marker(client: mqtt.MqttClient): Promise<void> {
     const token = `${this.inc}.${++this.markerCount}`;
     const arrived = new Promise<void>((resolve, reject) => this.markers.set(token, { resolve, reject }));
-    arrived.catch(() => {}); // rejected with the connection; the publish below reports it first
-    await client.publishAsync(this.markerTopic, token, { qos: 1 });
-    await arrived;
+    // Both at once: a lost connection rejects `arrived` at once, while the PUBLISH would wait for the next one.
+    await Promise.all([client.publishAsync(this.markerTopic, token, { qos: 1 }), arrived]);
   }
 
   // ---- wills ------------------------------------------------------------------------------
