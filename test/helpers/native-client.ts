@@ -354,6 +354,26 @@ export async function rssBytes(pid: number): Promise<number> {
   return Number(m[1]) * 1024;
 }
 
+/**
+ * Samples a process's RSS every 25 ms from now on; `stop()` takes a last sample and resolves
+ * with the baseline (the first sample) and the peak.
+ */
+export async function watchRss(pid: number): Promise<{ baseline: number; stop(): Promise<{ baseline: number; peak: number }> }> {
+  const baseline = await rssBytes(pid);
+  let peak = baseline;
+  const sampler = setInterval(() => {
+    rssBytes(pid).then((v) => (peak = Math.max(peak, v)), () => {});
+  }, 25);
+  return {
+    baseline,
+    async stop() {
+      clearInterval(sampler);
+      peak = Math.max(peak, await rssBytes(pid));
+      return { baseline, peak };
+    },
+  };
+}
+
 /** Scrapes /metrics into a map of `name{labels}` → value. */
 export async function scrapeMetrics(httpUrl: string): Promise<Map<string, number>> {
   const res = await fetch(`${httpUrl}/metrics`);

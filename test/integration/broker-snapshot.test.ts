@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Flag, Op, type ServerFrame } from 'topicast/protocol';
 import { startBroker } from '../helpers/broker.js';
-import { bytes, NativeClient, rssBytes, scrapeMetrics, sleep, text, within } from '../helpers/native-client.js';
+import { bytes, NativeClient, scrapeMetrics, watchRss, sleep, text, within } from '../helpers/native-client.js';
 
 const TOPICS = 100_000;
 const BATCH = 2_000;
@@ -45,11 +45,7 @@ test('a 100,000-topic retained snapshot reaches a stalled, slow reader complete,
 
   // Baseline once the store is full and the loader's traffic has settled.
   await sleep(200);
-  const baseline = await rssBytes(pid);
-  let peak = baseline;
-  const sampler = setInterval(() => {
-    rssBytes(pid).then((v) => (peak = Math.max(peak, v)), () => {});
-  }, 25);
+  const rss = await watchRss(pid);
 
   // The reader records nothing but what the assertions need: 100k frames in memory would be the test's own balloon.
   const seen = new Set<string>();
@@ -103,8 +99,7 @@ test('a 100,000-topic retained snapshot reaches a stalled, slow reader complete,
   while ((endPosition < 0 || liveAfterEnd.length < 2) && Date.now() < deadline) await sleep(20);
   stopThrottle();
   const snapshotMs = Date.now() - snapshotStart;
-  clearInterval(sampler);
-  peak = Math.max(peak, await rssBytes(pid));
+  const { baseline, peak } = await rss.stop();
   const after = await scrapeMetrics(broker.httpUrl);
 
   t.diagnostic(`load ${TOPICS} retained: ${loadMs} ms; snapshot to a stalled (1.5 s) then slow reader: ${snapshotMs} ms`);

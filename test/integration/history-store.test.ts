@@ -8,14 +8,14 @@
  * replay to a stalled, then slow reader completes, in order, in bounded broker memory, nothing dropped.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ErrorCode, Flag, Op, type ServerFrame } from 'topicast/protocol';
 import { startBroker, type BrokerProcess } from '../helpers/broker.js';
-import { bytes, NativeClient, rssBytes, scrapeMetrics, sleep, text, type Ack, type Delivery } from '../helpers/native-client.js';
+import { withTmpfs } from '../helpers/tmpfs.js';
+import { bytes, NativeClient, scrapeMetrics, watchRss, sleep, text, type Ack, type Delivery } from '../helpers/native-client.js';
 
 const work = mkdtempSync(join(tmpdir(), 'topicast-history-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -100,11 +100,7 @@ test('a 100,000-message replay to a stalled, then slow reader completes in order
     assert.equal((await pub.publish(`devices/d${(start + 1999) % 50}/reading`, bytes(`${start + 1999}:${PAD}`), { ack: true }, 10_000))?.op, Op.ack);
   }
   await sleep(200);
-  const baseline = await rssBytes(pid);
-  let peak = baseline;
-  const sampler = setInterval(() => {
-    rssBytes(pid).then((v) => (peak = Math.max(peak, v)), () => {});
-  }, 25);
+  const rss = await watchRss(pid);
 
   let received = 0;
   let outOfOrder = 0;
@@ -139,8 +135,7 @@ test('a 100,000-message replay to a stalled, then slow reader completes in order
   const deadline = Date.now() + 60_000;
   while ((!ended || liveAfterEnd < 1) && Date.now() < deadline) await sleep(20);
   stop();
-  clearInterval(sampler);
-  peak = Math.max(peak, await rssBytes(pid));
+  const { baseline, peak } = await rss.stop();
   const m = await scrapeMetrics(broker.httpUrl);
   t.diagnostic(`replay of ${COUNT} messages to a stalled (1 s), then slow reader: ${Date.now() - started} ms; RSS baseline ${(baseline / 2 ** 20).toFixed(1)} MiB, growth ${((peak - baseline) / 2 ** 20).toFixed(1)} MiB`);
   assert.equal(ackReplayed, COUNT);
@@ -157,39 +152,30 @@ test('a 100,000-message replay to a stalled, then slow reader completes in order
 });
 
 test('history on a full disk: the acknowledged publish gets ERROR unavailable, logged and counted; live traffic flows with offsets', async (t) => {
-  const mnt = join(work, 'full');
-  mkdirSync(mnt, { recursive: true });
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'pipe' });
-  } catch (err) {
-    const why = `mount -t tmpfs is not permitted here (${String((err as { stderr?: Buffer }).stderr ?? err).trim()})`;
-    console.log(`# skipped: ${why}`);
-    t.skip(why);
-    return;
-  }
-  let broker: BrokerProcess | undefined;
-  try {
-    broker = await startBroker({ args: [...ARGS, '--data', join(mnt, 'data')], mqttOff: true });
-    const sub = await NativeClient.connect(broker.url);
-    await sub.subscribe(['devices/#'], { retained: false });
-    const pub = await NativeClient.connect(broker.url);
+  await withTmpfs(t, work, 'full', '256k', async (mnt) => {
+    let broker: BrokerProcess | undefined;
     try {
-      writeFileSync(join(mnt, 'filler'), Buffer.alloc(256 * 1024)); // no room left for a 64 KiB record
-    } catch (err) {
-      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+      broker = await startBroker({ args: [...ARGS, '--data', join(mnt, 'data')], mqttOff: true });
+      const sub = await NativeClient.connect(broker.url);
+      await sub.subscribe(['devices/#'], { retained: false });
+      const pub = await NativeClient.connect(broker.url);
+      try {
+        writeFileSync(join(mnt, 'filler'), Buffer.alloc(256 * 1024)); // no room left for a 64 KiB record
+      } catch (err) {
+        assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+      }
+      const answer = await pub.publish('devices/a/big', Buffer.alloc(64 * 1024, 1));
+      assert.equal(answer?.op === Op.error && answer.code, ErrorCode.unavailable, 'not acknowledged: it is not stored');
+      const live = await sub.expect((f) => f.op === Op.delivery && f.topic === 'devices/a/big') as Delivery;
+      assert.equal(live.offset, 1, 'delivered live all the same, with its offset');
+      await pub.publish('devices/a/small', bytes('still here'), { ack: false });
+      const next = await sub.expect((f) => f.op === Op.delivery && f.topic === 'devices/a/small') as Delivery;
+      assert.equal(next.offset, 2);
+      assert.ok(broker.logs.some((l) => l.includes('history store') && l.includes('ENOSPC')), 'the failure is logged with the store and its cause');
+      const m = await scrapeMetrics(broker.httpUrl);
+      assert.ok((m.get('topicast_history_write_errors_total') ?? 0) >= 1, 'and counted');
+    } finally {
+      await broker?.stop();
     }
-    const answer = await pub.publish('devices/a/big', Buffer.alloc(64 * 1024, 1));
-    assert.equal(answer?.op === Op.error && answer.code, ErrorCode.unavailable, 'not acknowledged: it is not stored');
-    const live = await sub.expect((f) => f.op === Op.delivery && f.topic === 'devices/a/big') as Delivery;
-    assert.equal(live.offset, 1, 'delivered live all the same, with its offset');
-    await pub.publish('devices/a/small', bytes('still here'), { ack: false });
-    const next = await sub.expect((f) => f.op === Op.delivery && f.topic === 'devices/a/small') as Delivery;
-    assert.equal(next.offset, 2);
-    assert.ok(broker.logs.some((l) => l.includes('history store') && l.includes('ENOSPC')), 'the failure is logged with the store and its cause');
-    const m = await scrapeMetrics(broker.httpUrl);
-    assert.ok((m.get('topicast_history_write_errors_total') ?? 0) >= 1, 'and counted');
-  } finally {
-    await broker?.stop();
-    execFileSync('umount', [mnt]);
-  }
+  });
 });

@@ -7,7 +7,6 @@
  * (and fail) regardless, so a missing wiring cannot hide.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import mqtt from 'mqtt';
 import { settingsReference } from '@topicast/broker';
 import { ErrorCode, Op } from 'topicast/protocol';
 import { startBroker, type BrokerProcess } from '../helpers/broker.js';
+import { withTmpfs } from '../helpers/tmpfs.js';
 import { bytes, isDelivery, NativeClient, text } from '../helpers/native-client.js';
 
 const work = mkdtempSync(join(tmpdir(), 'topicast-data-'));
@@ -92,38 +92,29 @@ test('broker --data: retained values survive kill -9 and a graceful restart', { 
 });
 
 test('broker --data on a full disk: retained PUBLISH gets ERROR unavailable, live traffic flows', { skip: unwired }, async (t) => {
-  const mnt = join(work, 'full');
-  execFileSync('mkdir', ['-p', mnt]);
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'pipe' });
-  } catch (err) {
-    const why = `mount -t tmpfs is not permitted here (${String((err as { stderr?: Buffer }).stderr ?? err).trim()})`;
-    console.log(`# skipped: ${why}`);
-    t.skip(why);
-    return;
-  }
-  let broker: BrokerProcess | undefined;
-  try {
-    broker = await startBroker({ args: ['--data', join(mnt, 'data')] });
-    const sub = await NativeClient.connect(broker.url);
-    await sub.subscribe(['live/#'], { retained: false });
-    const pub = await NativeClient.connect(broker.url);
-    // Fill the disk from outside the broker, leaving no room for a 64 KiB value.
+  await withTmpfs(t, work, 'full', '256k', async (mnt) => {
+    let broker: BrokerProcess | undefined;
     try {
-      writeFileSync(join(mnt, 'filler'), Buffer.alloc(256 * 1024));
-    } catch (err) {
-      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+      broker = await startBroker({ args: ['--data', join(mnt, 'data')] });
+      const sub = await NativeClient.connect(broker.url);
+      await sub.subscribe(['live/#'], { retained: false });
+      const pub = await NativeClient.connect(broker.url);
+      // Fill the disk from outside the broker, leaving no room for a 64 KiB value.
+      try {
+        writeFileSync(join(mnt, 'filler'), Buffer.alloc(256 * 1024));
+      } catch (err) {
+        assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+      }
+      const answer = await pub.publish('live/big', Buffer.alloc(64 * 1024, 1), { retain: true });
+      assert.equal(answer?.op, Op.error);
+      assert.equal(answer?.op === Op.error && answer.code, ErrorCode.unavailable);
+      // The subscriber got it live all the same, and live traffic keeps flowing.
+      await sub.expect(isDelivery('live/big'));
+      await pub.publish('live/small', bytes('still here'));
+      await sub.expect(isDelivery('live/small', 'still here'));
+      assert.ok(broker.logs.some((l) => l.includes('ENOSPC')), 'the failure is logged with its cause');
+    } finally {
+      await broker?.stop();
     }
-    const answer = await pub.publish('live/big', Buffer.alloc(64 * 1024, 1), { retain: true });
-    assert.equal(answer?.op, Op.error);
-    assert.equal(answer?.op === Op.error && answer.code, ErrorCode.unavailable);
-    // The subscriber got it live all the same, and live traffic keeps flowing.
-    await sub.expect(isDelivery('live/big'));
-    await pub.publish('live/small', bytes('still here'));
-    await sub.expect(isDelivery('live/small', 'still here'));
-    assert.ok(broker.logs.some((l) => l.includes('ENOSPC')), 'the failure is logged with its cause');
-  } finally {
-    await broker?.stop();
-    execFileSync('umount', [mnt]);
-  }
+  });
 });
