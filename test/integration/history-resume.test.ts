@@ -3,11 +3,15 @@
  * frames: live deliveries of history topics carry offsets, SUBSCRIBE ACKs carry the stream position,
  * a resume after a short disconnect replays exactly the missed messages in order (exact and wildcard
  * filters) and then goes live without a gap or duplicate, a resume beyond the window or into another
- * epoch gets recovered:false and a fresh subscription, and the epoch changes when history is lost.
+ * epoch gets recovered:false and a fresh subscription, the epoch changes when history is lost, and
+ * a replay withholds topics the client may not read, like snapshots and live deliveries do.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { Flag, Op } from 'topicast/protocol';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { Flag, Op, SUBPROTOCOL } from 'topicast/protocol';
 import { startBroker } from '../helpers/broker.js';
 import { bytes, NativeClient, scrapeMetrics, text, type Ack, type Delivery } from '../helpers/native-client.js';
 
@@ -131,4 +135,30 @@ test('the epoch changes when history is lost (a restart without --data); without
   await c3.publish('devices/a/temp', bytes('1'));
   const d = await c3.expect((f) => f.op === Op.delivery) as Delivery;
   assert.equal(d.offset, undefined);
+});
+
+test('a replay withholds topics the client may not read (a subscription that only overlaps a deny rule)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'topicast-history-auth-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'tokens.json'), JSON.stringify({
+    tokens: [
+      { token: 'writer-token-value', sub: 'writer', publish: ['devices/#'], subscribe: [] },
+      { token: 'reader-token-value', sub: 'reader', subscribe: ['devices/#'], denySubscribe: ['devices/+/secret'] },
+    ],
+  }));
+  const broker = await startBroker({ args: [...HISTORY_ARGS, '--auth-token-file', join(dir, 'tokens.json')], mqttOff: true });
+  const as = (token: string) => NativeClient.connect(broker.url, { protocols: [SUBPROTOCOL, `topicast.token.${Buffer.from(token).toString('base64url')}`] });
+  const writer = await as('writer-token-value');
+  const reader = await as('reader-token-value');
+  const { epoch } = ackResult(await reader.subscribeRaw(['devices/#']));
+  reader.terminate();
+  await writer.publish('devices/a/temp', bytes('t1'));
+  await writer.publish('devices/a/secret', bytes('s1'));
+  await writer.publish('devices/b/temp', bytes('t2'));
+  const back = await as('reader-token-value');
+  const r = await subscribe(back, ['devices/#'], { resume: { epoch: epoch!, offset: 0 } });
+  assert.equal(r.ack.recovered, true);
+  assert.equal(r.ack.replayed, 2);
+  assert.deepEqual(r.between.map(show), ['1:devices/a/temp=t1 (replayed)', '3:devices/b/temp=t2 (replayed)']);
+  assert.equal((await scrapeMetrics(broker.httpUrl)).get('topicast_auth_withheld_total'), 1);
 });
