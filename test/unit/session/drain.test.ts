@@ -26,18 +26,25 @@ test('spreadDelaysMs: a quarter of the window holds a quarter of the connections
   for (let q = 0; q < 4; q++) assert.equal(d.filter((ms) => ms >= q * 1000 && ms < (q + 1) * 1000).length, 250);
 });
 
-test('runSpread acts on each item once, in order, none before its delay; cancel stops the rest', async () => {
+test('runSpread acts on each item once, in order, none before its delay; cancel stops the rest (fake clock)', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
   const start = Date.now();
   const seen: [string, number][] = [];
-  runSpread(['a', 'b', 'c'], [0, 30, 60], (x) => seen.push([x, Date.now() - start]));
-  assert.deepEqual(seen.map(([x]) => x), ['a'], 'a zero delay acts at once');
-  await new Promise((r) => setTimeout(r, 150));
-  assert.deepEqual(seen.map(([x]) => x), ['a', 'b', 'c']);
-  assert.ok(seen[1]![1] >= 30 && seen[2]![1] >= 60, `not early: ${JSON.stringify(seen)}`);
+  runSpread(['a', 'b', 'c', 'd'], [0, 30, 30, 60], (x) => seen.push([x, Date.now() - start]));
+  assert.deepEqual(seen, [['a', 0]], 'a zero delay acts at once');
+  t.mock.timers.tick(29);
+  assert.equal(seen.length, 1, 'nothing before its delay');
+  t.mock.timers.tick(1);
+  assert.deepEqual(seen, [['a', 0], ['b', 30], ['c', 30]], 'items due together act in one tick');
+  t.mock.timers.tick(29);
+  assert.equal(seen.length, 3);
+  t.mock.timers.tick(1);
+  assert.deepEqual(seen.map(([x]) => x), ['a', 'b', 'c', 'd']);
 
   const later: string[] = [];
   const cancel = runSpread(['x', 'y'], [20, 40], (x) => later.push(x));
+  t.mock.timers.tick(20);
   cancel();
-  await new Promise((r) => setTimeout(r, 80));
-  assert.deepEqual(later, []);
+  t.mock.timers.tick(100);
+  assert.deepEqual(later, ['x'], 'nothing after cancel');
 });
