@@ -12,7 +12,7 @@ import { openLink, type Endpoint, type Link } from './wire/index.js';
 import { NativeLink } from './wire/native.js';
 
 export type GenCommand =
-  | { t: 'open'; ep: Endpoint; count: number; /** `{i}` is replaced by the link's index */ topic: string; subscribe?: string; concurrency?: number; track?: 'count' | 'latency' | 'retained'; step?: number; maxSamples?: number }
+  | { t: 'open'; ep: Endpoint; /** when given, link i connects to eps[i % eps.length] (subscribers spread over nodes) */ eps?: Endpoint[]; count: number; /** `{i}` is replaced by the link's index */ topic: string; subscribe?: string; concurrency?: number; track?: 'count' | 'latency' | 'retained'; step?: number; maxSamples?: number }
   | { t: 'subscribe'; filter: string; target: number; timeoutMs: number }
   | { t: 'mark' }
   | { t: 'credit-run'; window: number; payloadBytes: number; maxBatch: number }
@@ -112,7 +112,7 @@ async function open(c: Extract<GenCommand, { t: 'open' }>): Promise<void> {
     while (next < c.count && !failed) {
       const i = next++;
       try {
-        const link = await openLink(c.ep);
+        const link = await openLink(c.eps?.[i % c.eps.length] ?? c.ep);
         link.onDelivery = makeHandler(i, c.track ?? 'count');
         links[i] = link;
         const topic = c.topic.replace('{i}', String(i));

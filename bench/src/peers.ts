@@ -46,7 +46,7 @@ export interface Target {
   start(o?: StartOptions): Promise<Running>;
 }
 
-function tcpOpen(port: number): Promise<boolean> {
+export function tcpOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect({ host: '127.0.0.1', port });
     s.once('connect', () => {

@@ -132,6 +132,12 @@ const THROUGHPUT: [string, string][] = [
   ['brokerCpuShare', 'broker CPU share'], ['genCpuShare', 'generator CPU share'], ['limit', 'limited by'], ['foreignCpuShare', 'other load'],
 ];
 
+const CROSS_NODE: [string, string][] = [
+  ['label', 'target'], ['deliveriesPerSec', 'deliveries/s'], ['cpuSecPerMillion', 'CPU-s per 1M deliveries, all processes'],
+  ['nodesCpuSecPerMillion', 'of which Topicast nodes'], ['natsCpuSecPerMillion', 'of which nats-server'], ['natsCpuSecPerMillionRelayed', 'nats-server CPU-s per 1M messages relayed'],
+  ['brokerCpuShare', 'broker core share'], ['genCpuShare', 'generator CPU share'], ['limit', 'limited by'], ['foreignCpuShare', 'other load'],
+];
+
 export function ratioTable(r: Ratio[]): string {
   const busy = (x: Ratio): string => (x.otherLoad !== undefined && x.otherLoad > CONTENDED ? ` (busy machine: other load ${x.otherLoad})` : '');
   return '| ratio (same run) | measured | target | met |\n|---|---|---|---|\n' +
@@ -147,6 +153,11 @@ export function markdown(res: Results): string {
   md += `Broker pinned to CPU 0, load generator (publisher and subscriber processes, and the orchestrator) to CPU 1. Broker CPU = utime+stime from /proc over the measured window. "limited by": broker = broker core ≥ 85 % busy; generator = generator core ≥ 85 % busy; window = neither (the credit window's round trip bounds the rate; CPU per delivery is still exact). "other load": the largest share of a pinned core used by processes outside the bench during the window (the machine is shared; in the full run a measurement with more than 0.25 is repeated once and the quieter kept). Load average at start ${res.loadAverage.start.join(' / ')}, at end ${res.loadAverage.end.join(' / ')}.\n\n`;
   md += `## Targets\n\n${ratioTable(res.ratios)}\n`;
   md += `## Fan-out 1 → 1,000 subscribers (64-byte payloads, credit window)\n\n${table(by('fanout-1000'), THROUGHPUT)}\n`;
+  const crossNode = by('fanout-1000-cross-node');
+  if (crossNode.length) {
+    const single = m.filter((r) => r.scenario === 'fanout-1000' && r.target === 'topicast').map((r): Row => ({ ...r, label: `${r.label}, 1 node, no bus`, nodesCpuSecPerMillion: r.cpuSecPerMillion ?? null, natsCpuSecPerMillion: 0 }));
+    md += `## Fan-out 1 → 1,000 across nodes (Topicast nodes on one local nats-server, same run)\n\nSame scenario as above; the publisher on node A, the subscribers on the other nodes, so every delivery crosses NATS. Every node and nats-server pinned to the broker core; CPU summed over them.\n\n${table([...single, ...crossNode], CROSS_NODE)}\n`;
+  }
   md += `## Fan-out 1 → 100 subscribers\n\n${table(by('fanout-100'), THROUGHPUT)}\n`;
   md += `## Fan-in: 1,000 publishers on devices/<i>/temp → 1 subscriber on devices/+/temp\n\n${table(by('fanin'), THROUGHPUT)}\n`;
   md += `## Latency at 1,000 msg/s × 100 subscribers (every delivery timed)\n\n${table(by('latency'), [['label', 'target'], ['p50Ms', 'p50 ms'], ['p99Ms', 'p99 ms'], ['p999Ms', 'p99.9 ms'], ['maxMs', 'max ms'], ['received', 'received'], ['lost', 'not received 0.5 s after the end'], ['brokerCpuShare', 'broker CPU share'], ['genCpuShare', 'generator CPU share'], ['foreignCpuShare', 'other load']])}\n`;

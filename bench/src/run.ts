@@ -4,7 +4,7 @@
  *   --cpu-prof [which]    profile Topicast (node --cpu-prof) in fan-out 1→1000 (default), or
  *                         fan-in (`fanin`, `fanin-mqtt`), and print the top 15 self-time functions;
  *                         nothing else runs; the summary goes to bench/results/prof/top-<which>.txt
- *   --only a,b            scenarios: fanout-100, fanout-1000, fanin, latency, memory, slow, retained, storm,
+ *   --only a,b            scenarios: fanout-100, fanout-1000, fanout-cross-node, fanin, latency, memory, slow, retained, storm,
  *                         persist-cost, restart, replay
  *   --targets a,b         target ids (see peers.ts)
  *   --no-verify           skip the byte-for-byte client check
@@ -18,6 +18,7 @@ import { pinSelf } from './proc.js';
 import { GEN_CPU, ROOT, TARGETS, target, type Target } from './peers.js';
 import { fanIn, fanOut, historyReplay, latency, memory, retainedSnapshot, slowConsumer, type Row, type Timing } from './scenarios.js';
 import { storm } from './storm.js';
+import { crossNodeUnavailable, fanOutCrossNode } from './cross-node.js';
 import { persistCost, restartTime } from './persist.js';
 import { verifyTarget, type VerifyResult } from './verify.js';
 import { machine, medians, ratioTable, ratios, writeResults, type Results } from './report.js';
@@ -56,6 +57,8 @@ const ALL = TARGETS.map((t) => t.id);
 const FULL: Record<string, string[]> = {
   'fanout-100': ALL,
   'fanout-1000': ALL,
+  // 2 and 3 Topicast nodes on one nats-server, read against the single-node fanout-1000 row.
+  'fanout-cross-node': ['topicast'],
   fanin: TARGETS.filter((t) => t.wildcard).map((t) => t.id),
   latency: ALL,
   memory: ALL,
@@ -76,6 +79,8 @@ function jobsFor(scenario: string, t: Target): Job[] {
       return [{ scenario, target: t, run: (n) => fanOut(t, 100, n, timing) }];
     case 'fanout-1000':
       return [{ scenario, target: t, run: (n) => fanOut(t, 1000, n, timing) }];
+    case 'fanout-cross-node':
+      return [2, 3].map((nodes) => ({ scenario, target: t, run: (n: number) => fanOutCrossNode(nodes, 1000, n, timing) }));
     case 'fanin':
       return [{ scenario, target: t, run: (n) => fanIn(t, 1000, n, timing) }];
     case 'latency':
@@ -147,9 +152,10 @@ async function main(): Promise<void> {
     for (const id of plan[s] ?? FULL[s] ?? []) {
       if (only && !only.includes(id)) continue;
       const t = target(id);
-      const why = t.available();
+      const why = t.available() ?? (s === 'fanout-cross-node' ? crossNodeUnavailable() : null);
       if (why) {
-        if (!skipped.some((x) => x.target === id)) skipped.push({ target: id, reason: why });
+        const key = s === 'fanout-cross-node' ? `${id} (${s})` : id;
+        if (!skipped.some((x) => x.target === key)) skipped.push({ target: key, reason: why });
         continue;
       }
       jobs.push(...jobsFor(s, t));

@@ -24,9 +24,12 @@ export interface Timing {
   measureMs: number;
 }
 
-interface Window {
+export interface Window {
   t: number;
+  /** CPU-s of every broker-side process (one broker, or several nodes and their engine). */
   broker: number;
+  /** The same, per process, in the order of the pids given to `snapshot`. */
+  parts: number[];
   gen: number;
   cores: number[];
   mark: { total: number; others: number; floor: number; closed: number };
@@ -44,21 +47,22 @@ async function withTarget<T>(t: Target, o: StartOptions, gens: string[], fn: (r:
   }
 }
 
-function selfCpu(): number {
+export function selfCpu(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
 }
 
-async function snapshot(running: Running, sub: Gen, gens: Gen[]): Promise<Window> {
+/** CPU of the broker-side `pids` and of the generator, the cores' busy time, and the subscribers' counts, at one moment. */
+export async function snapshot(pids: number[], sub: Gen, gens: Gen[]): Promise<Window> {
   const t = performance.now();
-  const broker = cpuSeconds(running.child.pid);
+  const parts = pids.map(cpuSeconds);
   const gen = gens.reduce((s, g) => s + g.cpu(), 0) + selfCpu();
   const cores = coreBusySeconds();
   const mark = (await sub.request({ t: 'mark' }, 'mark', 10_000)) as unknown as Window['mark'];
-  return { t, broker, gen, cores, mark };
+  return { t, broker: parts.reduce((a, b) => a + b, 0), parts, gen, cores, mark };
 }
 
-function throughputRow(a: Window, b: Window, base: Row, published: number): Row {
+export function throughputRow(a: Window, b: Window, base: Row, published: number): Row {
   const sec = (b.t - a.t) / 1000;
   const delivered = b.mark.total - a.mark.total;
   const brokerCpu = b.broker - a.broker;
@@ -98,9 +102,9 @@ export async function fanOut(t: Target, subs: number, run: number, timing: Timin
     linkCredit(sub!, pub!);
     await pub!.request({ t: 'credit-run', window: windowMsgs, payloadBytes: 64, maxBatch: 64 }, 'running');
     await sleep(timing.warmMs);
-    const a = await snapshot(running, sub!, [sub!, pub!]);
+    const a = await snapshot([running.child.pid], sub!, [sub!, pub!]);
     await sleep(timing.measureMs);
-    const b = await snapshot(running, sub!, [sub!, pub!]);
+    const b = await snapshot([running.child.pid], sub!, [sub!, pub!]);
     const stopped = await pub!.request({ t: 'stop' }, 'stopped');
     return throughputRow(a, b, { scenario: `fanout-${subs}`, target: t.id, label: t.label, run, subscribers: subs, windowMsgs }, stopped.sent as number);
   });
@@ -115,9 +119,9 @@ export async function fanIn(t: Target, pubs: number, run: number, timing: Timing
     linkCredit(sub!, pub!);
     await pub!.request({ t: 'credit-run', window: windowMsgs, payloadBytes: 64, maxBatch: 256 }, 'running');
     await sleep(timing.warmMs);
-    const a = await snapshot(running, sub!, [sub!, pub!]);
+    const a = await snapshot([running.child.pid], sub!, [sub!, pub!]);
     await sleep(timing.measureMs);
-    const b = await snapshot(running, sub!, [sub!, pub!]);
+    const b = await snapshot([running.child.pid], sub!, [sub!, pub!]);
     const stopped = await pub!.request({ t: 'stop' }, 'stopped');
     return throughputRow(a, b, { scenario: 'fanin', target: t.id, label: t.label, run, publishers: pubs, windowMsgs }, stopped.sent as number);
   });
