@@ -28,6 +28,15 @@ import { strictUtf8Strings } from './utf8.js';
 import { strictByteProperties } from './properties.js';
 import { publishWill, type Delivery, type MqttSession, type SessionLink, type Will } from './session.js';
 
+/** One acknowledgement waiting for its durable write (or for an earlier held one). */
+export interface HeldAck {
+  send(failed: boolean, err?: unknown): void;
+  done: boolean;
+  failed: boolean;
+  /** The refusal passed on to `send` (the cluster bus's); other failures are logged, not passed. */
+  err: unknown;
+}
+
 export type ConnectionState = 'new' | 'authenticating' | 'connected' | 'closing' | 'closed';
 
 /** Parser errors mqtt-packet raises for a CONNECT with an unsupported protocol level [MQTT-3.1.2-2]. */
@@ -65,8 +74,11 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
   clientTopicAliasMax = 0;
   /** Whether reason strings and user properties may be sent on errors (Request Problem Information). */
   problemInfo = true;
-  /** The last pending ordered acknowledgement (handlers/publish.ts), while a durable write holds acks back. */
-  ackTail: Promise<void> | undefined;
+  /**
+   * Acknowledgements held back, in packet order, while a durable write they wait for is pending
+   * (handlers/publish.ts `inOrder`); undefined when none is (the common case costs nothing).
+   */
+  heldAcks: HeldAck[] | undefined;
   /** Packets received while the auth hook runs, processed in order once connected. */
   backlog: mqtt.Packet[] = [];
   /** A SUBSCRIBE waits for the cluster's retained values (holdPackets): later packets wait in the backlog. */

@@ -14,7 +14,7 @@ import type mqtt from 'mqtt-packet';
 import { topicProblem } from 'topicast/protocol';
 import { BusRefusedError } from '../../../cluster/outage.js';
 import { createMessage, type MessageProperties } from '../../../core/message.js';
-import type { MqttConnection } from '../connection.js';
+import type { HeldAck, MqttConnection } from '../connection.js';
 import { Reason } from '../reasons.js';
 import { isBrokerTopic, retainedFull } from '../../../session/limits.js';
 import { isValidUtf8 } from '../utf8.js';
@@ -34,27 +34,37 @@ function sendAck(c: MqttConnection, qos: 1 | 2, id: number, reason: number, why?
  * [MQTT-4.6.0-2] [MQTT-4.6.0-3] [MQTT-4.6.0-4]. `send(true)` when the write failed (logged here).
  */
 export function inOrder(c: MqttConnection, durable: Promise<void> | undefined, send: (failed: boolean, err?: unknown) => void): void {
-  if (durable === undefined && c.ackTail === undefined) return send(false);
-  const tail: Promise<void> = (c.ackTail ?? Promise.resolve())
-    .then(() => durable)
-    .then(
-      () => {
-        if (c.isOpen) send(false);
-      },
-      (err: unknown) => {
-        if (err instanceof BusRefusedError) {
-          // The cluster bus refused it (outage buffer full): counted there, not an error of this broker.
-          if (c.isOpen) send(true, err);
-          return;
-        }
-        c.server.ctx.log.error({ err, clientId: c.session?.clientId }, 'durable write failed (retained store or session store)');
-        if (c.isOpen) send(true);
-      },
-    )
-    .finally(() => {
-      if (c.ackTail === tail) c.ackTail = undefined;
-    });
-  c.ackTail = tail;
+  if (durable === undefined && c.heldAcks === undefined) return send(false);
+  const held: HeldAck = { send, done: durable === undefined, failed: false, err: undefined };
+  (c.heldAcks ??= []).push(held);
+  // One reaction per held ack (no promise chain): group commit resolves writes in order, and
+  // releaseHeld sends from the front only what is done, so the packet order holds either way.
+  durable?.then(
+    () => {
+      held.done = true;
+      releaseHeld(c);
+    },
+    (err: unknown) => {
+      // The cluster bus refusing it (outage buffer full) is counted there, not an error of this broker.
+      if (!(err instanceof BusRefusedError)) c.server.ctx.log.error({ err, clientId: c.session?.clientId }, 'durable write failed (retained store or session store)');
+      else held.err = err;
+      held.done = true;
+      held.failed = true;
+      releaseHeld(c);
+    },
+  );
+}
+
+function releaseHeld(c: MqttConnection): void {
+  const queue = c.heldAcks;
+  if (queue === undefined) return;
+  let n = 0;
+  while (n < queue.length && queue[n]!.done) {
+    const held = queue[n++]!;
+    if (c.isOpen) held.send(held.failed, held.err);
+  }
+  if (n === queue.length) c.heldAcks = undefined;
+  else if (n > 0) queue.splice(0, n);
 }
 
 /** PUBACK / PUBREC in PUBLISH order, once `durable` (the retained and session store writes) resolved. */
