@@ -143,7 +143,8 @@ export class Router {
   }
 }
 
-function bothDurable(a: void | Promise<void>, b: Promise<void> | undefined): void | Promise<void> {
+/** The promise of two durable writes (either may be absent): resolves when both are on disk. */
+export function bothDurable(a: void | Promise<void>, b: Promise<void> | undefined): void | Promise<void> {
   if (b === undefined) return a;
   if (a === undefined) return b;
   return Promise.all([a, b]).then(function bothStored() {});

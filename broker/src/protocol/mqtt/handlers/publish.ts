@@ -14,6 +14,7 @@ import type mqtt from 'mqtt-packet';
 import { topicProblem } from 'topicast/protocol';
 import { BusRefusedError } from '../../../cluster/outage.js';
 import { createMessage, type MessageProperties } from '../../../core/message.js';
+import { bothDurable } from '../../../core/router.js';
 import type { HeldAck, MqttConnection } from '../connection.js';
 import { Reason } from '../reasons.js';
 import { isBrokerTopic, retainedFull } from '../../../session/limits.js';
@@ -163,17 +164,14 @@ export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
   const store = server.sessionStore;
   // QoS 0 is never stored for a session, so only QoS 1/2 look at the session store at all.
   const writesBefore = store !== undefined && qos > 0 ? store.writes : 0;
-  let durable = ctx.router.publish(message, qos > 0).durable ?? undefined;
+  let durable = ctx.router.publish(message, qos > 0).durable;
 
   if (qos === 2) session.holdIncoming(id); // [MQTT-4.3.3-9] hold the id until PUBREL
   if (qos === 0) {
     durable?.catch((err: unknown) => ctx.log.error({ err, topic }, 'retained write failed'));
     return;
   }
-  if (store !== undefined && store.writes !== writesBefore) {
-    // Acknowledged only once durable in every persistent session queue it was added to (persist.ts).
-    const stored = store.synced();
-    durable = durable === undefined ? stored : Promise.all([durable, stored]).then(function bothDurable() {});
-  }
-  acknowledge(c, qos, id, Reason.success, undefined, durable);
+  // Acknowledged only once durable in every persistent session queue it was added to (persist.ts).
+  if (store !== undefined && store.writes !== writesBefore) durable = bothDurable(durable, store.synced());
+  acknowledge(c, qos, id, Reason.success, undefined, durable ?? undefined);
 }
