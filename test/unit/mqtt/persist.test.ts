@@ -385,3 +385,20 @@ test('no compaction before the loaded sessions are rebuilt: a store opened early
   await until(() => store.stats.compactions > 0); // and compacts once they are
   await stop(d);
 });
+
+test('wills of persistent sessions connected at a crash: due at once without a delay; with a delay, not published if the client returns in time', async () => {
+  const d = await start(freshDir());
+  const will = (topic: string, delay?: number) => ({ topic, payload: Buffer.from('lost'), qos: 1 as const, retain: true, properties: delay === undefined ? undefined : { willDelayInterval: delay } });
+  await RawClient.connect(d.h.port, { clientId: 'now', clean: false, will: will('wills/now') });
+  await RawClient.connect(d.h.port, { clientId: 'later', clean: false, properties: { sessionExpiryInterval: 60 }, will: will('wills/later', 1) }, 5);
+  const c = await crashCopy(d); // both still connected when the broker died
+  await until(() => c.h.ctx.counters.willsPublished === 1);
+  assert.equal(c.h.ctx.router.retained.get('wills/now')?.payload.toString(), 'lost', 'the connection ended without DISCONNECT: its will is due');
+  const back = await RawClient.connect(c.h.port, { clientId: 'later', clean: false, properties: { sessionExpiryInterval: 60 } }, 5);
+  assert.equal(back.connack.sessionPresent, true);
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.equal(c.h.ctx.counters.willsPublished, 1, 'returned within the will delay: no will [MQTT-3.1.3-9]');
+  assert.equal(c.h.ctx.router.retained.get('wills/later'), undefined);
+  await stop(c);
+  await stop(d);
+});
