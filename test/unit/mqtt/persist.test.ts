@@ -67,10 +67,16 @@ async function until(predicate: () => boolean): Promise<void> {
 const pub = (topic: string, payload: string, qos: 0 | 1 | 2, messageId?: number): mqttPacket.IPublishPacket =>
   ({ cmd: 'publish', topic, payload: Buffer.from(payload), qos, dup: false, retain: false, messageId });
 
-async function offline(d: Durable, clientId: string, connect: Partial<mqttPacket.IConnectPacket>, subscriptions: mqttPacket.ISubscription[], version: 4 | 5 = 4): Promise<void> {
-  const { client } = await RawClient.connect(d.h.port, { clientId, clean: false, ...connect }, version);
+/** A connected client with its subscriptions acknowledged. */
+async function subscribed(port: number, connect: Partial<mqttPacket.IConnectPacket>, subscriptions: mqttPacket.ISubscription[], version: 4 | 5 = 4): Promise<RawClient> {
+  const { client } = await RawClient.connect(port, connect, version);
   client.send({ cmd: 'subscribe', messageId: 1, subscriptions });
   await client.next('suback');
+  return client;
+}
+
+async function offline(d: Durable, clientId: string, connect: Partial<mqttPacket.IConnectPacket>, subscriptions: mqttPacket.ISubscription[], version: 4 | 5 = 4): Promise<void> {
+  const client = await subscribed(d.h.port, { clientId, clean: false, ...connect }, subscriptions, version);
   client.send({ cmd: 'disconnect' });
   await client.closedPromise;
   await until(() => d.h.protocol.server.sessions.get(clientId)?.link === undefined);
@@ -160,9 +166,7 @@ test('after a crash: unacknowledged QoS 1 resent with DUP and the same packet id
 
 test('incoming QoS 2 across a crash: a resent PUBLISH with a held packet id is acknowledged but not routed again; PUBREL completes', async () => {
   const d = await start(freshDir());
-  const { client: watcher } = await RawClient.connect(d.h.port, { clientId: 'watch', clean: false });
-  watcher.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x', qos: 1 }] });
-  await watcher.next('suback');
+  const watcher = await subscribed(d.h.port, { clientId: 'watch', clean: false }, [{ topic: 'x', qos: 1 }]);
   const { client } = await RawClient.connect(d.h.port, { clientId: 'sender', clean: false });
   client.send(pub('x', 'once', 2, 7));
   await client.next('pubrec');
@@ -204,9 +208,7 @@ test('session expiry counts from the disconnect across a restart: an expired ses
 
 test('will delay across a restart: a will pending at shutdown is published when its delay runs out, not at once', async () => {
   let d = await start(freshDir());
-  const { client: w } = await RawClient.connect(d.h.port, { clientId: 'wt', clean: false });
-  w.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'wd/#', qos: 1 }] });
-  await w.next('suback');
+  const w = await subscribed(d.h.port, { clientId: 'wt', clean: false }, [{ topic: 'wd/#', qos: 1 }]);
   w.destroy();
   const will = { topic: 'wd/dev', payload: Buffer.from('gone'), qos: 1 as const, retain: false, properties: { willDelayInterval: 1 } };
   const { client } = await RawClient.connect(d.h.port, { clientId: 'dev', clean: false, properties: { sessionExpiryInterval: 60 }, will }, 5);
@@ -245,9 +247,7 @@ test('disk full in the session store: reported (onError, metric, MQTT 5 PUBACK 0
   };
   const d = await start(freshDir(), [], { io });
   await offline(d, 'away', {}, [{ topic: 'f', qos: 1 }]);
-  const { client: live } = await RawClient.connect(d.h.port, { clientId: 'live' }); // clean: never stored
-  live.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'f', qos: 1 }] });
-  await live.next('suback');
+  const live = await subscribed(d.h.port, { clientId: 'live' }, [{ topic: 'f', qos: 1 }]); // clean: never stored
   const { client } = await RawClient.connect(d.h.port, { clientId: 'p' }, 5);
 
   full = true;
@@ -279,12 +279,8 @@ test('disk full in the session store: reported (onError, metric, MQTT 5 PUBACK 0
 test('clean sessions, expiry-0 sessions and QoS 0 write nothing to the session store', async () => {
   const d = await start(freshDir());
   const before = d.store.writes;
-  const { client: clean } = await RawClient.connect(d.h.port, { clientId: 'c' });
-  clean.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'z', qos: 1 }] });
-  await clean.next('suback');
-  const { client: v5 } = await RawClient.connect(d.h.port, { clientId: 'e0', clean: false }, 5); // expiry absent = 0
-  v5.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'z', qos: 1 }] });
-  await v5.next('suback');
+  const clean = await subscribed(d.h.port, { clientId: 'c' }, [{ topic: 'z', qos: 1 }]);
+  const v5 = await subscribed(d.h.port, { clientId: 'e0', clean: false }, [{ topic: 'z', qos: 1 }], 5); // expiry absent = 0
   await publishAll(d, [pub('z', 'a', 1, 1), pub('z', 'b', 2, 2)]);
   assert.equal(d.store.writes, before);
   await offline(d, 'p', {}, [{ topic: 'z', qos: 1 }]);
@@ -297,9 +293,7 @@ test('clean sessions, expiry-0 sessions and QoS 0 write nothing to the session s
 test('compaction keeps exactly the live sessions and deliveries', async () => {
   let d = await start(freshDir(), [], { compactMinBytes: 4096 });
   await offline(d, 'k', {}, [{ topic: 'c/#', qos: 1 }]);
-  const { client: online } = await RawClient.connect(d.h.port, { clientId: 'on', clean: false });
-  online.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'c/#', qos: 1 }] });
-  await online.next('suback');
+  const online = await subscribed(d.h.port, { clientId: 'on', clean: false }, [{ topic: 'c/#', qos: 1 }]);
   const messages = Array.from({ length: 300 }, (_, i) => pub(`c/${i % 7}`, `p${i}`.padEnd(64, '.'), 1, 1 + (i % 60000)));
   const acking = (async () => {
     for (let i = 0; i < 300; i++) online.send({ cmd: 'puback', messageId: (await online.next('publish')).messageId! });
