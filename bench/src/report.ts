@@ -138,6 +138,12 @@ const CROSS_NODE: [string, string][] = [
   ['brokerCpuShare', 'broker core share'], ['genCpuShare', 'generator CPU share'], ['limit', 'limited by'], ['foreignCpuShare', 'other load'],
 ];
 
+const FANIN_CROSS_NODE: [string, string][] = [
+  ['label', 'target'], ['deliveriesPerSec', 'messages/s'], ['cpuSecPerMillion', 'CPU-s per 1M messages, all processes'],
+  ['publisherNodeCpuSecPerMillion', 'of which node A (publishers)'], ['natsCpuSecPerMillion', 'of which nats-server'], ['subscriberNodeCpuSecPerMillion', 'of which node B (subscriber)'],
+  ['brokerCpuShare', 'broker core share'], ['genCpuShare', 'generator CPU share'], ['limit', 'limited by'], ['foreignCpuShare', 'other load'],
+];
+
 export function ratioTable(r: Ratio[]): string {
   const busy = (x: Ratio): string => (x.otherLoad !== undefined && x.otherLoad > CONTENDED ? ` (busy machine: other load ${x.otherLoad})` : '');
   return '| ratio (same run) | measured | target | met |\n|---|---|---|---|\n' +
@@ -160,6 +166,11 @@ export function markdown(res: Results): string {
   }
   md += `## Fan-out 1 → 100 subscribers\n\n${table(by('fanout-100'), THROUGHPUT)}\n`;
   md += `## Fan-in: 1,000 publishers on devices/<i>/temp → 1 subscriber on devices/+/temp\n\n${table(by('fanin'), THROUGHPUT)}\n`;
+  const faninCross = by('fanin-cross-node');
+  if (faninCross.length) {
+    const single = m.filter((r) => r.scenario === 'fanin' && r.target === 'topicast').map((r): Row => ({ ...r, label: `${r.label}, 1 node, no bus` }));
+    md += `## Fan-in across two nodes (publishers on A, the devices/+/temp subscriber on B, one local nats-server)\n\nEvery message crosses NATS once. CPU per message summed over both nodes and nats-server, then split.\n\n${table([...single, ...faninCross], FANIN_CROSS_NODE)}\n`;
+  }
   md += `## Latency at 1,000 msg/s × 100 subscribers (every delivery timed)\n\n${table(by('latency'), [['label', 'target'], ['p50Ms', 'p50 ms'], ['p99Ms', 'p99 ms'], ['p999Ms', 'p99.9 ms'], ['maxMs', 'max ms'], ['received', 'received'], ['lost', 'not received 0.5 s after the end'], ['brokerCpuShare', 'broker CPU share'], ['genCpuShare', 'generator CPU share'], ['foreignCpuShare', 'other load']])}\n`;
   md += `## Memory: idle connections, each subscribed to its own topic\n\n${table(by('memory'), [['label', 'target'], ['connections', 'connections'], ['idleRssMB', 'idle RSS MB'], ['loadedRssMB', 'RSS with connections MB'], ['bytesPerConnection', 'bytes per connection'], ['connectMs', 'connect ms']])}\n`;
   if (by('slow-consumer').length) md += `## Slow consumer: 1 stalled subscriber of 100\n\n${table(by('slow-consumer'), [['label', 'target'], ['ratePerSec', 'msg/s'], ['payloadBytes', 'payload B'], ['othersPerSecFree', 'others deliveries/s, no stall'], ['othersPerSecStalled', 'others deliveries/s, stalled'], ['othersRatio', 'ratio'], ['rssFreeMB', 'RSS MB no stall'], ['rssStalledMaxMB', 'RSS MB stalled'], ['rssStalled2MaxMB', 'RSS MB stalled, later'], ['stalledDisconnected', 'stalled one disconnected']])}\n`;

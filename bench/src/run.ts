@@ -4,7 +4,7 @@
  *   --cpu-prof [which]    profile Topicast (node --cpu-prof) in fan-out 1→1000 (default), or
  *                         fan-in (`fanin`, `fanin-mqtt`), and print the top 15 self-time functions;
  *                         nothing else runs; the summary goes to bench/results/prof/top-<which>.txt
- *   --only a,b            scenarios: fanout-100, fanout-1000, fanout-cross-node, fanin, latency, memory, slow, retained, storm,
+ *   --only a,b            scenarios: fanout-100, fanout-1000, fanout-cross-node, fanin, fanin-cross-node, latency, memory, slow, retained, storm,
  *                         persist-cost, restart, replay
  *   --targets a,b         target ids (see peers.ts)
  *   --no-verify           skip the byte-for-byte client check
@@ -18,7 +18,7 @@ import { pinSelf } from './proc.js';
 import { GEN_CPU, ROOT, TARGETS, target, type Target } from './peers.js';
 import { fanIn, fanOut, historyReplay, latency, memory, retainedSnapshot, slowConsumer, type Row, type Timing } from './scenarios.js';
 import { storm } from './storm.js';
-import { crossNodeUnavailable, fanOutCrossNode } from './cross-node.js';
+import { crossNodeUnavailable, fanInCrossNode, fanOutCrossNode } from './cross-node.js';
 import { persistCost, restartTime } from './persist.js';
 import { verifyTarget, type VerifyResult } from './verify.js';
 import { machine, medians, ratioTable, ratios, writeResults, type Results } from './report.js';
@@ -59,6 +59,7 @@ const FULL: Record<string, string[]> = {
   'fanout-1000': ALL,
   // 2 and 3 Topicast nodes on one nats-server, read against the single-node fanout-1000 row.
   'fanout-cross-node': ['topicast'],
+  'fanin-cross-node': ['topicast'],
   fanin: TARGETS.filter((t) => t.wildcard).map((t) => t.id),
   latency: ALL,
   memory: ALL,
@@ -81,6 +82,8 @@ function jobsFor(scenario: string, t: Target): Job[] {
       return [{ scenario, target: t, run: (n) => fanOut(t, 1000, n, timing) }];
     case 'fanout-cross-node':
       return [2, 3].map((nodes) => ({ scenario, target: t, run: (n: number) => fanOutCrossNode(nodes, 1000, n, timing) }));
+    case 'fanin-cross-node':
+      return [{ scenario, target: t, run: (n) => fanInCrossNode(1000, n, timing) }];
     case 'fanin':
       return [{ scenario, target: t, run: (n) => fanIn(t, 1000, n, timing) }];
     case 'latency':
@@ -152,9 +155,10 @@ async function main(): Promise<void> {
     for (const id of plan[s] ?? FULL[s] ?? []) {
       if (only && !only.includes(id)) continue;
       const t = target(id);
-      const why = t.available() ?? (s === 'fanout-cross-node' ? crossNodeUnavailable() : null);
+      const crossNode = s.endsWith('-cross-node');
+      const why = t.available() ?? (crossNode ? crossNodeUnavailable() : null);
       if (why) {
-        const key = s === 'fanout-cross-node' ? `${id} (${s})` : id;
+        const key = crossNode ? `${id} (${s})` : id;
         if (!skipped.some((x) => x.target === key)) skipped.push({ target: key, reason: why });
         continue;
       }
