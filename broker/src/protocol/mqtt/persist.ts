@@ -90,7 +90,9 @@ export class MqttSessionStore implements AppendLogOwner {
   private loading: Map<string, LoadingSession> | undefined = new Map();
   private loadingMessages: Map<number, Message> | undefined = new Map();
   private loaded: LoadedSession[] = [];
-  lostOnLoad = 0;
+  private lostOnLoad = 0;
+  /** The engine's counters (live) plus what loading found. */
+  stats!: SessionStoreStats;
   private nextMessageId = 1;
   /**
    * Message → id of its record in the current files. Reset when a compaction starts: a message
@@ -109,10 +111,7 @@ export class MqttSessionStore implements AppendLogOwner {
   attachLog(log: AppendLog): void {
     this.log = log;
     this.finishLoad();
-  }
-
-  get stats(): SessionStoreStats {
-    return Object.assign(this.log.stats, { lostOnLoad: this.lostOnLoad });
+    this.stats = Object.assign(log.stats, { lostOnLoad: this.lostOnLoad });
   }
 
   get dir(): string {
