@@ -14,7 +14,7 @@
  *   [4, msgId, topic, payload, qos, retain, properties]  a message referenced by deliveries
  *   [5, clientId]                                      the session ended: it and all its keys go
  *   [6, clientId, packetId, held]                      incoming QoS 2 id awaiting PUBREL (held 1) or released (0)
- * A message fanned out to many sessions in one publish is written once (WeakMap Message → msgId).
+ * A message fanned out to many sessions in one publish is written once; a delivery keeps its msgId.
  * Message records are not keys of their own: on load, the ones no surviving delivery references are
  * dropped, and a snapshot writes each referenced message right before the first delivery using it.
  *
@@ -95,11 +95,14 @@ export class MqttSessionStore implements AppendLogOwner {
   stats!: SessionStoreStats;
   private nextMessageId = 1;
   /**
-   * Message → id of its record in the current files. Reset when a compaction starts: a message
-   * record written before it may be left out of the snapshot (nothing referenced it), so a later
-   * delivery of the same message (a retained one, say) writes it again.
+   * The message last written and its record's id: one publish fans out to its sessions in one
+   * synchronous pass, so this one entry writes the message once per publish (a WeakMap cost more
+   * than the record). Forgotten when a compaction starts: a record written before it is left out of
+   * the snapshot unless a live delivery references it, so a later delivery of the same message (a
+   * retained one, say) writes it again.
    */
-  private messageIds = new WeakMap<Message, number>();
+  private lastMessage: Message | undefined;
+  private lastMessageId = 0;
   /**
    * Every session the snapshot walks; set by the MQTT server when it takes the loaded sessions.
    * Until then the state is only in `loaded`, so no compaction may run (it would snapshot nothing
@@ -177,15 +180,22 @@ export class MqttSessionStore implements AppendLogOwner {
     return this.log.append(frameRecord(recordPackr.pack([Kind.incoming, session.clientId, packetId, held ? 1 : 0])));
   }
 
-  /** Gives the delivery the id of its message's record, adding the record to `parts` when the current files lack it. */
+  /**
+   * Gives the delivery the id of its message's record, adding the record to `parts` when the
+   * current files lack it. A delivery keeps its id for life: while it lives, every snapshot writes
+   * the record it references, so a state change (queued → in flight → PUBREL) never rewrites it.
+   */
   private ensureMessage(d: Delivery, parts: Buffer[]): void {
-    let msgId = this.messageIds.get(d.message);
-    if (msgId === undefined) {
-      msgId = this.nextMessageId++;
-      this.messageIds.set(d.message, msgId);
-      parts.push(messageRecord(msgId, d.message));
+    if (d.msgId !== undefined) return;
+    if (d.message === this.lastMessage) {
+      d.msgId = this.lastMessageId;
+      return;
     }
+    const msgId = this.nextMessageId++;
+    this.lastMessage = d.message;
+    this.lastMessageId = msgId;
     d.msgId = msgId;
+    parts.push(messageRecord(msgId, d.message));
   }
 
   private metaRecord(session: MqttSession): Buffer {
@@ -287,7 +297,7 @@ export class MqttSessionStore implements AppendLogOwner {
 
   /** @internal */
   compactionStarted(): void {
-    this.messageIds = new WeakMap();
+    this.lastMessage = undefined;
   }
 
   private finishLoad(): void {
@@ -304,7 +314,7 @@ export class MqttSessionStore implements AppendLogOwner {
         }
         const qos = e[4] === 2 ? 2 : 1;
         const delivery: Delivery = {
-          message, qos, retain: e[5] === true, subscriptionIds: Array.isArray(e[6]) ? (e[6] as number[]) : undefined, seq,
+          message, qos, retain: e[5] === true, subscriptionIds: Array.isArray(e[6]) ? (e[6] as number[]) : undefined, seq, msgId: e[3] as number,
         };
         const packetId = typeof e[7] === 'number' ? e[7] : 0;
         deliveries.push({ seq, delivery, packetId, state: e[8] === EntryState.pubrel ? 'pubrel' : 'publish' });
