@@ -5,8 +5,9 @@
  * - kill -9 right after the last PUBACK/PUBCOMP: every acknowledged QoS 1/2 message reaches every
  *   offline persistent session after the restart, in order, QoS 2 exactly once;
  * - a torn record at the end of the session store (the crash mid-append) is cut off on start-up;
- * - after a graceful restart the subscriptions still deliver without resubscribing, and a session
- *   whose expiry ran out meanwhile is gone.
+ * - across a graceful restart messages queued before it are delivered after it (mqtt.js and
+ *   mosquitto_sub), the subscriptions still deliver without resubscribing, and a session whose
+ *   expiry ran out meanwhile is gone.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -126,21 +127,29 @@ test('kill -9 then a graceful restart: queued QoS 1/2 messages of offline sessio
     assert.deepEqual(lines, Array.from({ length: N }, (_, i) => `v${i}`));
   }
 
-  // Graceful restart with both mqtt.js sessions connected: they come back offline, still subscribed.
+  // Graceful restart: messages queued for the offline sessions before it are delivered after it,
+  // and the subscriptions keep delivering new ones without a resubscribe.
   await back4.client.endAsync();
   await back5.client.endAsync();
+  const pub1 = await connect(ports.mqttPort, { clientId: 'feeder1', protocolVersion: 4 });
+  for (let i = 0; i < 5; i++) await pub1.client.publishAsync(`plant/g${i}`, `g${i}`, { qos: 1 });
+  await pub1.client.endAsync();
   await broker.stop();
   await new Promise((r) => setTimeout(r, Math.max(0, shortLeftAt + 1200 - Date.now()))); // 'short' expires while the broker is down
   broker = await start();
-  const again4 = await connect(ports.mqttPort, { clientId: 'js4', clean: false, protocolVersion: 4 }, 2);
+  const again4 = await connect(ports.mqttPort, { clientId: 'js4', clean: false, protocolVersion: 4 }, 7);
   const again5 = await connect(ports.mqttPort, { clientId: 'js5', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } }, 1);
   assert.deepEqual([again4.sessionPresent, again5.sessionPresent], [true, true]);
   const pub2 = await connect(ports.mqttPort, { clientId: 'feeder2', protocolVersion: 4 });
   await pub2.client.publishAsync('plant/live', 'after restart', { qos: 1 });
   await pub2.client.publishAsync('alarm/live', 'after restart', { qos: 2 });
-  assert.deepEqual(await again4.messages, ['plant/live after restart q1', 'alarm/live after restart q2'], 'no resubscribe needed');
+  const queuedBefore = Array.from({ length: 5 }, (_, i) => `plant/g${i} g${i} q1`);
+  assert.deepEqual(await again4.messages, [...queuedBefore, 'plant/live after restart q1', 'alarm/live after restart q2'], 'no resubscribe needed');
   assert.deepEqual(await again5.messages, ['alarm/live after restart q2']);
   await Promise.all([again4.client.endAsync(), again5.client.endAsync(), pub2.client.endAsync()]);
+  if (haveMosquitto) {
+    assert.deepEqual(await mosquittoSub(ports.mqttPort, ['-C', '6']), ['g0', 'g1', 'g2', 'g3', 'g4', 'after restart'], 'mosquitto_sub -c: queued across the graceful restart');
+  }
 
   // 'short' had a 1 s expiry from its disconnect: it ran out while the broker was down.
   const gone = await connect(ports.mqttPort, { clientId: 'short', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 1 } });
