@@ -161,6 +161,8 @@ if (requireNatsServer()) {
     assert.throws(() => natsBusOptionsFromUrl('nats://h1?nodeTimeout=3', 'n1'), /unknown parameter nodeTimeout/);
     assert.throws(() => natsBusOptionsFromUrl('nats://h1?heartbeatMs=-1', 'n1'), /heartbeatMs=-1 must be a positive integer/);
     assert.throws(() => createNatsBus({ servers: 'nats://h1', nodeId: 'n', prefix: 'a b' }), /subject prefix/);
+    // The query of the whole `bus` setting reaches the bus (here: a bad prefix proves it was read).
+    assert.throws(() => createNatsBus({ servers: 'nats://h1:4222,nats://h2:4222?prefix=a*b', nodeId: 'n' }), /subject prefix "a\*b"/);
     assert.throws(() => createNatsBus({ servers: 'nats://h1', nodeId: 'n', heartbeatMs: 1000, nodeTimeoutMs: 1500 }), /at least twice heartbeatMs/);
     // A server that is not there: start rejects with the address, it does not hang.
     const nobody = createNatsBus({ servers: 'nats://127.0.0.1:1', nodeId: 'n', connectTimeoutMs: 1000 });

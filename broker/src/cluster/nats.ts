@@ -359,7 +359,7 @@ class NatsBusImpl implements Bus {
     this.setState('degraded', 'connected, JetStream not checked yet');
     // A stream just created answers 503 until its replicas elect a leader: retry for a while
     // before reporting, so a node starting with a fresh NATS cluster comes up `up`.
-    const deadline = Date.now() + this.o.requestTimeoutMs;
+    const deadline = Date.now() + 2 * this.o.requestTimeoutMs; // one request may time out on a busy cluster; give the retry its turn
     await this.setUpJetStream();
     while (!this.jetStreamReady && Date.now() < deadline && !this.closing) {
       await new Promise((r) => setTimeout(r, this.o.jetStreamRetryMs));
@@ -976,5 +976,11 @@ class NatsBusImpl implements Bus {
 export type NatsBus = Bus & { readonly counters: NatsBusCounters; closeAbruptly(): Promise<void> };
 
 export function createNatsBus(options: NatsBusOptions): NatsBus {
+  // The `bus` setting arrives whole (cluster/index.ts): its query string carries NATS-only tuning.
+  if (typeof options.servers === 'string' && options.servers.includes('?')) {
+    const fromUrl = natsBusOptionsFromUrl(options.servers, options.nodeId);
+    const explicit = Object.fromEntries(Object.entries(options).filter(([k, v]) => v !== undefined && k !== 'servers'));
+    options = { ...fromUrl, ...explicit } as NatsBusOptions;
+  }
   return new NatsBusImpl(options);
 }
