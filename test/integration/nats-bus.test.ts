@@ -79,7 +79,8 @@ if (requireNatsServer()) {
       await a.publish(busMessage(`${prefix}/x`, 'after'));
       await rec[1]!.until(() => rec[1]!.messages.some((m) => str(m.payload) === 'after'), 10_000, 'delivery after the kill');
       // Retained values stay readable: the R3 stream has a quorum with two servers.
-      await rec[0]!.until(() => a.state === 'up', 15_000, 'a up (JetStream through the other servers)');
+      // JetStream groups led by the killed server elect new leaders (raft election timeouts of 4-9 s in 2.9).
+      await rec[0]!.until(() => a.state === 'up', 40_000, 'a up (JetStream through the other servers)');
       const seq = await a.publish(busMessage(`${prefix}/r`, 'kept', { retain: true }));
       assert.ok(seq > 0);
       // A snapshot needs the JetStream meta leader (it makes a consumer): if it ran on the killed

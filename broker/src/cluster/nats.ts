@@ -48,9 +48,11 @@
  * Wills and liveness: each node (each run) keeps a key in the KV bucket `<prefix>-nodes`, whose
  * TTL is `nodeTimeoutMs`, alive by a heartbeat every `heartbeatMs`; its wills sit in
  * `<prefix>-wills` under `<owner>.<key>`. Every node watches the nodes bucket; an owner unseen for
- * `nodeTimeoutMs` whose key is gone (expired, or purged by a clean close) is dead: survivors race
- * to delete each of its wills with compare-and-set (expected revision), so exactly one wins each
- * will and hands it to the bridge (`events.orphanWill`). The winner then purges the delete marker.
+ * `nodeTimeoutMs` whose key is gone (expired, or purged by a clean close) is dead. One survivor,
+ * chosen the same way by all (`claimerOf`), deletes each of its wills with compare-and-set
+ * (expected revision) and hands each deleted will to the bridge (`events.orphanWill`); the other
+ * survivors do the same only a further `nodeTimeoutMs` later, in case the chosen one died too, and
+ * the compare-and-set makes them find nothing left. The winner then purges the delete marker.
  * A node that finds its own key expired (it was partitioned past the timeout, and its wills may
  * have been published) writes its key and all its wills again. Limits: a will written while the
  * bus is down is written on reconnect; a claimer that crashes between its claim and publishing
@@ -277,6 +279,8 @@ class NatsBusImpl implements Bus {
   private heartbeatRevision = 0;
   /** Other owners (node runs) → when we last heard of them (ms, local clock). */
   private readonly ownersSeen = new Map<string, number>();
+  /** Owners found dead (heartbeat key gone) → since when (ms): the fallback claim waits a timeout more. */
+  private readonly deadSince = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private jetStreamTimer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -888,10 +892,16 @@ class NatsBusImpl implements Bus {
         const alive = await this.nodesKv!.get(owner);
         if (alive && alive.operation === 'PUT') {
           this.ownersSeen.set(owner, Date.now());
+          this.deadSince.delete(owner);
           continue;
         }
+        const since = this.deadSince.get(owner) ?? this.nowMs;
+        this.deadSince.set(owner, since);
+        // One designated survivor claims; the others only after a further timeout (it may be gone too).
+        if (this.claimerOf(owner) !== this.owner && this.nowMs - since < this.o.nodeTimeoutMs) continue;
         await this.claimWillsOf(owner);
         this.ownersSeen.delete(owner);
+        this.deadSince.delete(owner);
       }
     } catch (err) {
       this.counters.heartbeatsFailed++;
@@ -899,6 +909,22 @@ class NatsBusImpl implements Bus {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /**
+   * The live owner (this node included) designated to claim `dead`'s wills: the same answer on
+   * every node that sees the same live set, spread over nodes by a hash of the dead owner. The
+   * compare-and-set delete is what makes a claim exclusive; the designation keeps survivors from
+   * racing for it, which nats-server 2.9 does not always settle in a cluster (two concurrent
+   * deletes with the same expected revision were both accepted in our 3-server test).
+   */
+  private claimerOf(dead: string): string {
+    const live = [this.owner];
+    for (const [owner, seenMs] of this.ownersSeen) if (owner !== dead && this.nowMs - seenMs < this.o.nodeTimeoutMs) live.push(owner);
+    live.sort();
+    let h = 0;
+    for (let i = 0; i < dead.length; i++) h = (h * 31 + dead.charCodeAt(i)) >>> 0;
+    return live[h % live.length]!;
   }
 
   private async claimWillsOf(owner: string): Promise<void> {
