@@ -60,9 +60,12 @@ if (requireNatsServer()) {
     const prefix = `k${randomBytes(4).toString('hex')}`;
     const rec = [new Recorder(), new Recorder()];
     // Node 0 knows only server 0 at first: it learns the others from the cluster (INFO connect_urls).
-    const a = createNatsBus({ servers: cluster.servers[0]!.url, nodeId: 'a', prefix, ...FAST });
+    // Default liveness timing: JetStream stalls for seconds while its groups re-elect, and a 1.5 s
+    // node timeout would declare both nodes dead meanwhile.
+    const timing = { ...FAST, heartbeatMs: 1000, nodeTimeoutMs: 10_000 };
+    const a = createNatsBus({ servers: cluster.servers[0]!.url, nodeId: 'a', prefix, ...timing });
     let killed = false;
-    const b = createNatsBus({ servers: cluster.servers[1]!.url, nodeId: 'b', prefix, ...FAST });
+    const b = createNatsBus({ servers: cluster.servers[1]!.url, nodeId: 'b', prefix, ...timing });
     await a.start(rec[0]!);
     await b.start(rec[1]!);
     try {
@@ -86,7 +89,7 @@ if (requireNatsServer()) {
       // A snapshot needs the JetStream meta leader (it makes a consumer): if it ran on the killed
       // server, snapshots fail (BusUnavailableError, the bus degraded) until a new one is elected.
       let entries: Awaited<ReturnType<typeof b.retained>> | undefined;
-      const deadline = Date.now() + 20_000;
+      const deadline = Date.now() + 40_000;
       while (entries === undefined) {
         try {
           entries = await b.retained(`${prefix}/#`);

@@ -281,6 +281,7 @@ class NatsBusImpl implements Bus {
   private readonly ownersSeen = new Map<string, number>();
   /** Owners found dead (heartbeat key gone) → since when (ms): the fallback claim waits a timeout more. */
   private readonly deadSince = new Map<string, number>();
+  private mustLearnOwners = true;
   private timer: NodeJS.Timeout | undefined;
   private jetStreamTimer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -391,6 +392,7 @@ class NatsBusImpl implements Bus {
         this.counters.reconnects++;
         // Owners we could not hear while away get a fresh timeout before anyone is declared dead.
         for (const owner of this.ownersSeen.keys()) this.ownersSeen.set(owner, Date.now());
+        this.mustLearnOwners = true;
         this.setState('degraded', `reconnected to ${String(s.data)}, checking JetStream`);
         void this.setUpJetStream();
       } else if (s.type === Events.Error) {
@@ -436,7 +438,11 @@ class NatsBusImpl implements Bus {
       this.willsKv ??= await this.js.views.kv(this.willsBucket, { history: 1, replicas, timeout: this.o.requestTimeoutMs });
       this.nodesKv ??= await this.js.views.kv(this.nodesBucket, { history: 1, replicas, ttl: this.o.nodeTimeoutMs, timeout: this.o.requestTimeoutMs });
       await this.heartbeat();
-      await this.learnOwners();
+      // Listing keys makes consumers (meta-leader work): only at start and after a reconnect, not on every retry.
+      if (this.mustLearnOwners) {
+        await this.learnOwners();
+        this.mustLearnOwners = false;
+      }
       if (!this.watching) void this.watchNodes();
       // Subscriptions made while down were sent by nats.js on reconnect: one round trip proves they are in place.
       await nc.flush();
