@@ -106,6 +106,16 @@ test('a subscription on a filter not mirrored yet waits for the bus snapshot; la
   assert.deepEqual(got.sort(), ['dev/1/status=online (retained)', 'dev/2/status=online (retained)']);
   await pub.publish('dev/1/status', bytes('offline'), { retain: true });
   await sub.expect(isDelivery('dev/1/status', 'offline'), 5000);
+
+  // MQTT: a PUBLISH sent right after a SUBSCRIBE that waits is handled after it, so it is delivered.
+  const own = await mqttClient(b.mqtt);
+  const ownGot: string[] = [];
+  own.on('message', (topic, payload) => ownGot.push(`${topic}=${payload.toString()}`));
+  const subscribed = own.subscribeAsync('hold/#', { qos: 1 });
+  const published = own.publishAsync('hold/x', 'after subscribe', { qos: 1 });
+  await Promise.all([subscribed, published]);
+  await waitFor(() => ownGot.length >= 1, 'the publish held behind the SUBSCRIBE');
+  assert.deepEqual(ownGot, ['hold/x=after subscribe']);
 });
 
 test('wills: a node dies; each will of its native and MQTT connections is published once, on another node', async () => {

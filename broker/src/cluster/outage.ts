@@ -106,6 +106,7 @@ export class BusOutbound {
         if (err instanceof BusUnavailableError) return this.hold(message, acknowledged);
         this.stats.errors++;
         this.onError(err, message);
+        if (acknowledged) this.stats.refused++;
         if (acknowledged) throw new BusRefusedError(`the cluster bus refused the message: ${(err as Error).message}`, this.limits.retryAfterSec);
         return undefined;
       },
@@ -117,12 +118,7 @@ export class BusOutbound {
 
   /** The bus is back: sends everything buffered, in order, before any later publish. */
   replay(): void {
-    const queue = this.queue;
-    this.queue = [];
-    this.retainedWaiting.clear();
-    this.count = 0;
-    this.bytes = 0;
-    for (const w of queue) {
+    for (const w of this.take()) {
       if (w.superseded) continue;
       this.stats.replayed++;
       const sent = this.send(w.message, true) ?? Promise.resolve();
@@ -139,13 +135,18 @@ export class BusOutbound {
 
   /** Answers every waiting publish with a refusal (the node is shutting down). */
   close(): void {
+    const err = new BusRefusedError('the node is shutting down before the cluster bus came back', this.limits.retryAfterSec);
+    for (const w of this.take()) for (const waiter of w.waiters) waiter.reject(err);
+  }
+
+  /** Empties the buffer and returns what it held, in order. */
+  private take(): Waiting[] {
     const queue = this.queue;
     this.queue = [];
     this.retainedWaiting.clear();
     this.count = 0;
     this.bytes = 0;
-    const err = new BusRefusedError('the node is shutting down before the cluster bus came back', this.limits.retryAfterSec);
-    for (const w of queue) for (const waiter of w.waiters) waiter.reject(err);
+    return queue;
   }
 
   private hold(message: BusMessage, acknowledged: boolean): Promise<void> | undefined {
