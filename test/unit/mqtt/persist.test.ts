@@ -396,3 +396,43 @@ test('wills of persistent sessions connected at a crash: due at once without a d
   await stop(c);
   await stop(d);
 });
+
+test('exactly once to a persistent subscriber: a QoS 2 PUBLISH leaves once its entry is durable (what follows waits with it), PUBREL once the PUBREC state is; QoS 1 alone does not wait', async () => {
+  let gate: Promise<void> | undefined;
+  let open: () => void = () => {};
+  const close = (): void => {
+    gate = new Promise<void>((r) => (open = r));
+  };
+  const io: LogModule.AppendIo = {
+    ...nodeAppendIo,
+    fdatasync: async (fd) => {
+      await gate;
+      return nodeAppendIo.fdatasync(fd);
+    },
+  };
+  const d = await start(freshDir(), [], { io });
+  const sub = await subscribed(d.h.port, { clientId: 'eo', clean: false }, [{ topic: 'eo/#', qos: 2 }]);
+  const { client } = await RawClient.connect(d.h.port, { clientId: 'p' });
+  close();
+  client.send(pub('eo/1', 'at least once', 1, 1));
+  client.send(pub('eo/2', 'exactly once', 2, 2));
+  client.send(pub('eo/3', 'after it', 1, 3));
+  const first = await sub.next('publish');
+  assert.deepEqual([first.qos, first.payload.toString()], [1, 'at least once'], 'QoS 1 goes out at once');
+  assert.equal(await sub.none('publish', 150), true, 'the QoS 2 PUBLISH waits for the fsync, and what follows it');
+  open();
+  const second = await sub.next('publish');
+  assert.deepEqual([second.qos, second.dup, second.payload.toString()], [2, false, 'exactly once']);
+  const third = await sub.next('publish');
+  assert.equal(third.payload.toString(), 'after it', 'in order');
+  sub.send({ cmd: 'puback', messageId: third.messageId! });
+  close();
+  sub.send({ cmd: 'pubrec', messageId: second.messageId! });
+  assert.equal(await sub.none('pubrel', 150), true, 'PUBREL waits until the PUBREC state is durable');
+  open();
+  assert.equal((await sub.next('pubrel')).messageId, second.messageId);
+  sub.send({ cmd: 'pubcomp', messageId: second.messageId! });
+  sub.send({ cmd: 'puback', messageId: first.messageId! });
+  await until(() => d.h.protocol.server.sessions.get('eo')!.inflight.size === 0);
+  await stop(d);
+});

@@ -137,6 +137,8 @@ export class MqttSession implements Subscriber {
   disconnectedAtMs = 0;
   /** Next key of a stored delivery. */
   private nextSeq = 1;
+  /** PUBLISHes waiting for their entry to be durable (QoS 2 write-ahead, and what follows one). */
+  private heldSends = 0;
   /**
    * Restored from disk while the connection's permissions were unknown: queued deliveries are
    * checked against `canRead` once a client connects again.
@@ -291,18 +293,39 @@ export class MqttSession implements Subscriber {
   }
 
   private sendNew(d: Delivery): void {
+    const link = this.link!;
     const id = this.allocatePacketId();
     const entry: InflightEntry = { ...d, state: 'publish' };
     this.inflight.set(id, entry);
-    if (!this.link!.sendPublish(entry, id, false)) {
-      this.inflight.delete(id);
-      if (this.store && d.seq !== undefined) this.store.dropDelivery(this, d);
+    const store = this.store;
+    if (store && (entry.qos === 2 || this.heldSends > 0)) {
+      // Write-ahead for exactly once: a QoS 2 PUBLISH leaves only once its entry is durable. Sent
+      // before, a crash could lose the entry while the client holds the message; the publisher's
+      // resend would then reach the client under a new packet id, a second delivery. Whatever
+      // follows it waits too, so the session's deliveries keep their order.
+      entry.seq ??= this.nextSeq++;
+      store.saveDelivery(this, entry, id, 'publish');
+      this.heldSends++;
+      afterDurable(store, () => {
+        this.heldSends--;
+        // Still this connection's, and not resent or completed meanwhile (else resume resends it).
+        if (this.link === link && this.inflight.get(id) === entry && entry.state === 'publish' && !this.transmit(link, id, entry)) this.pump();
+      });
       return;
     }
-    if (this.store) {
+    if (!this.transmit(link, id, entry)) return;
+    if (store) {
       entry.seq ??= this.nextSeq++;
-      this.store.saveDelivery(this, entry, id, 'publish');
+      store.saveDelivery(this, entry, id, 'publish');
     }
+  }
+
+  /** Sends a new PUBLISH; false when it could not be sent (too large for the client): forgotten then. */
+  private transmit(link: SessionLink, id: number, entry: InflightEntry): boolean {
+    if (link.sendPublish(entry, id, false)) return true;
+    this.inflight.delete(id);
+    if (this.store && entry.seq !== undefined) this.store.dropDelivery(this, entry);
+    return false;
   }
 
   /** PUBACK, PUBCOMP or a failed PUBREC ended an outgoing delivery: free its slot, send what waits. */
@@ -312,10 +335,20 @@ export class MqttSession implements Subscriber {
     this.pump();
   }
 
-  /** PUBREC received: from now on only PUBREL is resent for this id, never the PUBLISH [MQTT-4.3.3-4]. */
+  /**
+   * PUBREC received: answers PUBREL [MQTT-4.3.3-4]; from now on only PUBREL is resent for this id,
+   * never the PUBLISH. A persisted session sends it once that state is durable: the client forgets
+   * the id after PUBREL, so a crash that brought back the PUBLISH state would deliver it twice.
+   */
   received(packetId: number, entry: InflightEntry): void {
     entry.state = 'pubrel';
-    if (this.store) this.store.saveDelivery(this, entry, packetId, 'pubrel');
+    const link = this.link!;
+    const store = this.store;
+    if (!store) return link.sendPubrel(packetId);
+    store.saveDelivery(this, entry, packetId, 'pubrel');
+    afterDurable(store, () => {
+      if (this.link === link && this.inflight.get(packetId) === entry) link.sendPubrel(packetId); // else resume resends it
+    });
   }
 
   /**
@@ -604,6 +637,14 @@ export class MqttSession implements Subscriber {
   private publishWill(will: Will): void {
     publishWill(this.server, will);
   }
+}
+
+/**
+ * Runs `fn` once everything written to the store so far is durable, in write order. A failed write
+ * (reported and counted by the store) does not hold delivery back: it goes on, only not durably.
+ */
+function afterDurable(store: MqttSessionStore, fn: () => void): void {
+  store.synced().then(fn, fn);
 }
 
 /** Publishes a will through the router (MQTT 5 §3.1.2.5), deferred: it may be triggered from inside a delivery. */

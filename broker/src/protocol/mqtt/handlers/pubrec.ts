@@ -20,6 +20,5 @@ export function onPubrec(c: MqttConnection, p: mqtt.IPubrecPacket): void {
     session.complete(id, entry);
     return;
   }
-  session.received(id, entry); // [MQTT-4.3.3-4] from now on only PUBREL is resent, never the PUBLISH
-  c.sendPubrel(id);
+  session.received(id, entry); // [MQTT-4.3.3-4] PUBREL; from now on only PUBREL is resent, never the PUBLISH
 }
