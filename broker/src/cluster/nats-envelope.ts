@@ -105,6 +105,10 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
       throw new EnvelopeError(`envelope properties are not MessagePack: ${(err as Error).message}`);
     }
     if (typeof properties !== 'object' || properties === null) throw new EnvelopeError('envelope properties are not a map');
+    // MessagePack gives a Uint8Array for a bin read from a Uint8Array; the MQTT encoder (mqtt-packet) writes Buffers.
+    const cd = properties.correlationData as unknown;
+    if (cd instanceof Uint8Array && !Buffer.isBuffer(cd)) properties.correlationData = Buffer.from(cd.buffer, cd.byteOffset, cd.byteLength);
+    else if (cd !== undefined && !(cd instanceof Uint8Array)) throw new EnvelopeError('envelope correlationData is not bytes');
     at += 4 + n;
   }
   let topic: string | undefined;

@@ -1,0 +1,61 @@
+/**
+ * The NATS bus envelope (broker/src/cluster/nats-envelope.ts): round trip of every field, golden
+ * header bytes, and a clear EnvelopeError for every truncation and foreign input — never a
+ * message with wrong fields.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import type * as EnvelopeModule from '../../../broker/src/cluster/nats-envelope.js';
+
+// Internal module of the broker: loaded from its build output (the package exports only the public API).
+const { encodeEnvelope, decodeEnvelope, EnvelopeError } = (await import(new URL('../../../../broker/dist/cluster/nats-envelope.js', import.meta.url).href)) as typeof EnvelopeModule;
+
+const base = { retain: false, qos: 0 as const, origin: 'node-1', run: 12345, nodeSeq: 7, streamSeq: 0, properties: undefined, payload: new Uint8Array([1, 2, 3]) };
+
+test('golden header: version, flags, origin, run, sequences, then the payload untouched', () => {
+  const bytes = encodeEnvelope({ ...base, retain: true, qos: 1, streamSeq: 42 });
+  assert.deepEqual([...bytes.subarray(0, 3)], [1, 0b011, 6]); // version 1; retain + qos 1; origin length
+  assert.equal(new TextDecoder().decode(bytes.subarray(3, 9)), 'node-1');
+  const view = new DataView(bytes.buffer, bytes.byteOffset);
+  assert.deepEqual([view.getFloat64(9), view.getFloat64(17), view.getFloat64(25)], [12345, 7, 42]);
+  assert.deepEqual([...bytes.subarray(33)], [1, 2, 3]);
+});
+
+test('every field round-trips, properties and will topic included', () => {
+  const props = fc.option(
+    fc.record(
+      {
+        payloadFormatIndicator: fc.boolean(),
+        contentType: fc.string(),
+        responseTopic: fc.string({ minLength: 1 }),
+        correlationData: fc.uint8Array({ maxLength: 16 }).map((a) => Buffer.from(a)),
+        // `__proto__` is left out: msgpackr renames that key (its prototype-pollution guard), and a
+        // plain object, as mqtt-packet builds the local properties, cannot hold it as a key anyway.
+        userProperties: fc.dictionary(fc.string().filter((k) => k !== '__proto__'), fc.oneof(fc.string(), fc.array(fc.string(), { minLength: 1, maxLength: 3 })), { noNullPrototype: true }),
+        expiresAt: fc.integer({ min: 0, max: 2 ** 47 }),
+      },
+      { requiredKeys: [], noNullPrototype: true },
+    ),
+    { nil: undefined },
+  );
+  fc.assert(
+    fc.property(fc.boolean(), fc.constantFrom(0, 1, 2), fc.string({ maxLength: 60 }), fc.nat(), fc.nat(), fc.nat(), props, fc.uint8Array({ maxLength: 64 }), fc.option(fc.string({ minLength: 1 }), { nil: undefined }), (retain, qos, origin, run, nodeSeq, streamSeq, properties, payload, topic) => {
+      const e = { retain, qos: qos as 0 | 1 | 2, origin, run, nodeSeq, streamSeq, properties, payload, topic };
+      const d = decodeEnvelope(encodeEnvelope(e));
+      assert.deepEqual({ ...d, payload: [...d.payload] }, { ...e, payload: [...payload] });
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('truncated or foreign bytes: an EnvelopeError, never a message', () => {
+  const full = encodeEnvelope({ ...base, properties: { contentType: 'text/plain' }, topic: 'devices/x/status' });
+  const payloadAt = full.length - base.payload.length;
+  for (let n = 0; n < payloadAt; n++) assert.throws(() => decodeEnvelope(full.subarray(0, n)), EnvelopeError, `cut at ${n}`);
+  assert.throws(() => decodeEnvelope(new TextEncoder().encode('plain text from another client on our subject')), /unknown envelope version/);
+  const badFlags = full.slice();
+  badFlags[1] = 0b110; // qos 3
+  assert.throws(() => decodeEnvelope(badFlags), /bad envelope flags/);
+  assert.throws(() => encodeEnvelope({ ...base, origin: 'x'.repeat(256) }), /longer than 255 bytes/);
+});
