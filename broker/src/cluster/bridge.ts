@@ -112,8 +112,19 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
     private readonly log: Logger,
     private readonly counters: { willsPublished: number },
   ) {
+    let loggedAtMs = -Infinity;
+    let unlogged = 0;
     this.outbound = new BusOutbound(bus, options, (m, seq) => this.ownRetainedStored(m, seq), (err, m) => {
-      this.log.warn({ err, topic: m.topic, bus: bus.kind }, 'the cluster bus refused a message');
+      // Counted every time (topicast_bus_errors_total); logged at most every 10 s, so a bus that
+      // refuses every message cannot flood the log.
+      const now = Date.now();
+      if (now - loggedAtMs < 10_000) {
+        unlogged++;
+        return;
+      }
+      this.log.warn({ err, topic: m?.topic, bus: bus.kind, notLoggedSince: unlogged }, 'the cluster bus refused a message');
+      loggedAtMs = now;
+      unlogged = 0;
     });
   }
 

@@ -70,14 +70,28 @@ export class BusOutbound {
 
   /**
    * @param onRetainedSeq told the seq the bus gave each of this node's retained writes (the mirror's merge)
-   * @param onError told of a publish the bus rejected for another reason than an outage
+   * @param onError told of a publish the bus rejected for another reason than an outage (the message, when kept)
    */
   constructor(
     private readonly bus: Bus,
     private readonly limits: OutageLimits,
     private readonly onRetainedSeq: (message: BusMessage, seq: number) => void,
-    private readonly onError: (err: unknown, message: BusMessage) => void,
+    private readonly onError: (err: unknown, message: BusMessage | undefined) => void,
   ) {}
+
+  private readonly publishedOne = (): void => {
+    this.stats.published++;
+  };
+
+  /** An unacknowledged live message the bus did not take: dropped if it went down, else an error. */
+  private readonly lostOne = (err: unknown): void => {
+    if (err instanceof BusUnavailableError) {
+      this.stats.dropped++;
+      return;
+    }
+    this.stats.errors++;
+    this.onError(err, undefined);
+  };
 
   /** Messages waiting in the buffer. */
   get bufferedMessages(): number {
@@ -96,6 +110,11 @@ export class BusOutbound {
   send(message: BusMessage, acknowledged: boolean): Promise<void> | undefined {
     if (this.bus.state === 'down') return this.hold(message, acknowledged);
     if (this.queue.length > 0) this.replay(); // back up before the state event reached us: the buffer goes first
+    if (!acknowledged && !message.retain) {
+      // The common case (QoS 0 live data): no closure per message.
+      this.bus.publish(message).then(this.publishedOne, this.lostOne);
+      return undefined;
+    }
     const sent = this.bus.publish(message).then(
       (seq) => {
         this.stats.published++;

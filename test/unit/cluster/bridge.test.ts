@@ -305,3 +305,17 @@ test('outage: subscriptions take the local mirror at once; mirrors are taken aga
   assert.ok(b!.bridge.stats.snapshots >= 2, 'the held filter was mirrored again after the outage');
   assert.equal(str(b!.router.retained.get('m/1')!.payload), 'after');
 });
+
+test('a message the bus rejects for another reason than an outage: acknowledged ones are refused, others counted', async () => {
+  const { nodes: [a] } = await cluster(2);
+  const bus = a!.bridge.bus;
+  const publish = bus.publish.bind(bus);
+  bus.publish = (m) => (m.topic.startsWith('bad/') ? Promise.reject(new Error('subject too long')) : publish(m));
+  a!.router.publish(createMessage('bad/q0', text('x')));
+  const { durable } = a!.router.publish(createMessage('bad/acked', text('x')), true);
+  await assert.rejects(durable as Promise<void>, (err: Error) => err instanceof BusRefusedError && /refused the message: subject too long/.test(err.message));
+  await settle();
+  const o = a!.bridge.outbound.stats;
+  assert.deepEqual([o.errors, o.refused, o.dropped, o.published], [2, 1, 0, 0]);
+  assert.equal(a!.bridge.state, 'up', 'a refused message is not an outage');
+});
