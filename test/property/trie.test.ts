@@ -8,19 +8,10 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { createMessage, MemoryRetainedStore, SubscriptionTrie } from '@topicast/broker';
 import { topicMatches } from 'topicast/protocol';
+import { referenceMatches } from '../helpers/mqtt-reference.js';
 
 /** Reference: §4.7.1–4.7.2, level by level, nothing clever. */
-function reference(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  if (t[0]!.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false;
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
+const reference = referenceMatches;
 
 const level = fc.constantFrom('a', 'b', 'c', '', '$x', 'é');
 const topic = fc.array(level, { minLength: 1, maxLength: 5 }).map((ls) => ls.join('/')).filter((t) => t.length > 0);

@@ -18,6 +18,10 @@
  * Cost: one request and N-1 small replies per new filter (the bridge lingers before removal, so
  * flapping filters do not repeat it).
  *
+ * Publish resolves once the server has the message (a PING/PONG after it, coalesced: one round
+ * trip in flight plus one shared by every publish made meanwhile), not when it is merely queued
+ * in this process; a retained publish also waits for the stream's PubAck.
+ *
  * Exactly once with overlapping filters: NATS delivers a message once per matching subscription
  * of a connection, and a publisher's messages reach one subscriber connection in publish order.
  * Each live publish gets the next number of a per-run sequence (the run is random per bus
