@@ -6,6 +6,9 @@
  * multi-process suites.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import mqtt from 'mqtt';
 import { ErrorCode, Op } from 'topicast/protocol';
@@ -198,4 +201,17 @@ test('outage: local delivery, drops and refusals with a retry hint, readiness, r
   const late = await NativeClient.connect(b.ws);
   const snap = await late.subscribe(['o/r']);
   assert.deepEqual(snap.retained.map((d) => text(d.payload)), ['retained']);
+});
+
+test('a filter a client may not subscribe to never becomes interest on the bus', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'topicast-cluster-'));
+  const tokens = join(dir, 'tokens.json');
+  writeFileSync(tokens, JSON.stringify({ tokens: [{ token: 'dev-secret', sub: 'd1', subscribe: ['devices/{sub}/cmd/#'] }] }));
+  const hub = new MemoryBusHub();
+  const a = await node(hub, 'a', ['--auth-token-file', tokens, '--auth-anonymous', 'false']);
+  const c = await mqttClient(a.mqtt, { username: 'd1', password: 'dev-secret' });
+  await assert.rejects(c.subscribeAsync('#', { qos: 0 }), /Not authorized/, 'SUBACK 0x87');
+  assert.equal((await scrapeMetrics(a.http)).get('topicast_bus_filters'), 0, 'no bus interest for a denied filter');
+  await c.subscribeAsync('devices/d1/cmd/#', { qos: 0 });
+  assert.equal((await scrapeMetrics(a.http)).get('topicast_bus_filters'), 1);
 });

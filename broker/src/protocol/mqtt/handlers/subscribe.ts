@@ -25,9 +25,12 @@ export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
   if (cluster !== undefined) {
     // With a cluster bus, a filter this node does not mirror yet waits for the bus's retained values
     // (cluster/bridge.ts); later packets wait behind it. Without one this stays synchronous.
+    // Only filters this SUBSCRIBE will grant: a denied one must not draw the cluster's traffic here.
     const limits = c.server.ctx.topicLimits;
+    const permissions = c.session?.permissions;
     const filters = p.subscriptions
-      .filter((s) => !s.topic.startsWith('$share/') && (c.version !== 5 || s.rh !== 2) && checkFilter(s.topic, limits) === undefined)
+      .filter((s) => !s.topic.startsWith('$share/') && (c.version !== 5 || s.rh !== 2) && checkFilter(s.topic, limits) === undefined
+        && permissions?.canSubscribe(s.topic) !== 'deny')
       .map((s) => s.topic);
     const mirrored = cluster.prepare(filters);
     if (mirrored !== undefined) {
