@@ -121,6 +121,7 @@ export async function fanOutCrossNode(nodes: number, subs: number, run: number, 
       ...row,
       nodesCpuSecPerMillion: round(Number(row.cpuSecPerMillion) - perMillion(a, b, 0, delivered), 3),
       natsCpuSecPerMillion: perMillion(a, b, 0, delivered),
+      publisherNodeCpuSecPerMillion: perMillion(a, b, 1, delivered),
       natsRelayedPerSec: Math.round(relayed / Number(row.seconds)),
       natsCpuSecPerMillionRelayed: perMillion(a, b, 0, relayed),
     };

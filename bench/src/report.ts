@@ -134,7 +134,7 @@ const THROUGHPUT: [string, string][] = [
 
 const CROSS_NODE: [string, string][] = [
   ['label', 'target'], ['deliveriesPerSec', 'deliveries/s'], ['cpuSecPerMillion', 'CPU-s per 1M deliveries, all processes'],
-  ['nodesCpuSecPerMillion', 'of which Topicast nodes'], ['natsCpuSecPerMillion', 'of which nats-server'], ['natsCpuSecPerMillionRelayed', 'nats-server CPU-s per 1M messages relayed'],
+  ['nodesCpuSecPerMillion', 'of which Topicast nodes'], ['publisherNodeCpuSecPerMillion', 'of these, node A (publisher)'], ['natsCpuSecPerMillion', 'of which nats-server'], ['natsCpuSecPerMillionRelayed', 'nats-server CPU-s per 1M messages relayed'],
   ['brokerCpuShare', 'broker core share'], ['genCpuShare', 'generator CPU share'], ['limit', 'limited by'], ['foreignCpuShare', 'other load'],
 ];
 

@@ -71,6 +71,8 @@ function natsConf(text: string): { port: number; routes: string[]; storeDir: str
   const clusterName = /cluster\s*\{[^}]*name:\s*(\S+)/.exec(text)?.[1] ?? '';
   assert.ok(port > 0 && routes.length > 0 && storeDir && clusterName, 'nats.conf has listen, jetstream.store_dir, cluster.name and cluster.routes');
   assert.match(text, /^\s*server_name:\s*\$NATS_NAME\s*$/m, 'JetStream clustering needs a unique server name per server');
+  assert.match(text, /jetstream\s*\{[^}]*domain:\s*topicast\b/, 'the JetStream domain that leaf nodes name (docs/SCALING.md)');
+  assert.match(text, /leafnodes\s*\{[^}]*listen:\s*[\d.]*:7422/, 'leaf nodes of worker machines attach on 7422');
   return { port, routes, storeDir, clusterName };
 }
 
