@@ -199,7 +199,9 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
   // ---- retained mirror ----------------------------------------------------------------------
 
   prepare(filters: readonly string[]): Promise<void> | undefined {
-    if (this.closed || this.bus.state === 'down') return undefined; // the local mirror is all there is
+    // Down, or degraded (retained values unavailable): the local mirror is all there is; what the
+    // bus holds arrives live once it is up (onState takes every held filter's snapshot again).
+    if (this.closed || this.bus.state !== 'up') return undefined;
     let waits: Promise<void>[] | undefined;
     for (const filter of filters) {
       if (isLocalOnly(filter)) continue;
@@ -312,6 +314,7 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
       return;
     }
     this.outbound.replay();
+    if (state !== 'up') return; // degraded: publishing works, retained snapshots do not
     for (const [filter, st] of this.filters) if (!st.mirrored && st.refs > 0) void this.mirror(filter);
   }
 

@@ -319,3 +319,19 @@ test('a message the bus rejects for another reason than an outage: acknowledged 
   assert.deepEqual([o.errors, o.refused, o.dropped, o.published], [2, 1, 0, 0]);
   assert.equal(a!.bridge.state, 'up', 'a refused message is not an outage');
 });
+
+test('degraded (retained unavailable): no snapshot wait; held filters are mirrored once the bus is up', async () => {
+  const { nodes: [a, b] } = await cluster(2);
+  a!.router.publish(createMessage('g/1', text('v1'), true));
+  await settle();
+  const bus = b!.bridge.bus as ReturnType<Hub['createNode']>;
+  bus.setState('degraded', 'test: retained store unavailable');
+  assert.equal(b!.bridge.prepare(['g/#']), undefined, 'no wait while degraded');
+  const sink = b!.sub('g/#');
+  assert.equal(b!.router.retained.get('g/1'), undefined, 'nothing mirrored yet');
+  bus.setState('up', 'test: back');
+  await settle();
+  await settle();
+  assert.deepEqual(sink.payloads('g/1'), ['v1'], 'the value arrives live once the snapshot is merged');
+  assert.equal(b!.bridge.stats.snapshots, 1);
+});
