@@ -45,7 +45,7 @@ async function pair(maxMessages: number) {
   const hub = new MemoryBusHub();
   const make = async (id: string) => {
     const router = new Router();
-    const bridge = new ClusterBridge(hub.createNode(id), router, { lingerMs: 5000, snapshotTimeoutMs: 2000, maxMessages, maxBytes: 1 << 30, retryAfterSec: 5 }, silent as never, { willsPublished: 0 });
+    const bridge = new ClusterBridge(hub.createNode(id), router, { lingerMs: 5000, snapshotTimeoutMs: 2000, maxMessages, maxBytes: 1 << 30, maxWaitMs: 60_000, retryAfterSec: 5 }, silent as never, { willsPublished: 0 });
     await bridge.start();
     return { router, bridge };
   };

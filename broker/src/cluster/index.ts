@@ -64,6 +64,7 @@ export async function startCluster(config: BrokerConfig, router: Router, log: Lo
     snapshotTimeoutMs: config.busSnapshotTimeoutMs,
     maxMessages: config.busBufferMessages,
     maxBytes: config.busBufferBytes,
+    maxWaitMs: config.busBufferWaitMs,
     retryAfterSec: config.busRetryAfterSec,
   }, log, counters);
   registerClusterMetrics(metrics, bridge);

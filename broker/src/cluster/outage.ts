@@ -6,7 +6,8 @@
  *   retained are dropped for other nodes and counted: local subscribers already have them;
  * - acknowledged publishes (native id > 0, MQTT QoS 1/2, HTTP) wait in a FIFO buffer bounded by
  *   messages and bytes; their ack waits until the bus took them; beyond the bound they are
- *   refused at once with `BusRefusedError` (a retry hint) and the publisher retries later;
+ *   refused at once with `BusRefusedError` (a retry hint) and the publisher retries later, and
+ *   one that waited `maxWaitMs` is refused the same way (and leaves the buffer) rather than hang;
  * - retained writes are conflated per topic (only the latest waits; the earlier one's ack
  *   waits for it) and replayed on reconnect, so other nodes' mirrors converge.
  * On `up`, the buffer is replayed in order, synchronously, before any later publish reaches the
@@ -30,6 +31,8 @@ export class BusRefusedError extends Error {
 export interface OutageLimits {
   maxMessages: number;
   maxBytes: number;
+  /** Longest an acknowledged publish waits in the buffer before it is refused. */
+  maxWaitMs: number;
   retryAfterSec: number;
 }
 
@@ -54,8 +57,8 @@ export interface OutboundStats {
 
 interface Waiting {
   message: BusMessage;
-  /** Acks waiting for this message (several once retained writes are conflated into it). */
-  waiters: { resolve: () => void; reject: (err: Error) => void }[];
+  /** Acks waiting for this message (several once retained writes are conflated into it), with when each began. */
+  waiters: { resolve: () => void; reject: (err: Error) => void; sinceMs: number }[];
   /** Replaced by a newer retained write of the same topic: skipped on replay. */
   superseded: boolean;
 }
@@ -67,6 +70,8 @@ export class BusOutbound {
   private readonly retainedWaiting = new Map<string, Waiting>();
   private count = 0;
   private bytes = 0;
+  /** Refuses acknowledged publishes that waited `maxWaitMs`; runs only while something waits. */
+  private sweeper: NodeJS.Timeout | undefined;
 
   /**
    * @param onRetainedSeq told the seq the bus gave each of this node's retained writes (the mirror's merge)
@@ -160,6 +165,8 @@ export class BusOutbound {
 
   /** Empties the buffer and returns what it held, in order. */
   private take(): Waiting[] {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
     const queue = this.queue;
     this.queue = [];
     this.retainedWaiting.clear();
@@ -203,6 +210,42 @@ export class BusOutbound {
     this.bytes += size;
     this.stats.buffered++;
     if (!acknowledged) return undefined;
-    return new Promise<void>((resolve, reject) => w.waiters.push({ resolve, reject }));
+    this.sweeper ??= setInterval(() => this.sweep(), Math.min(1000, Math.max(10, this.limits.maxWaitMs / 4)));
+    this.sweeper.unref();
+    return new Promise<void>((resolve, reject) => w.waiters.push({ resolve, reject, sinceMs: Date.now() }));
+  }
+
+  /**
+   * Refuses every acknowledged publish that waited `maxWaitMs`. A message nobody waits for any
+   * more leaves the buffer, except a retained value: it is still replayed so mirrors converge.
+   */
+  private sweep(): void {
+    const deadline = Date.now() - this.limits.maxWaitMs;
+    let kept = 0;
+    for (const w of this.queue) {
+      if (w.superseded) continue;
+      const expired = w.waiters.filter((x) => x.sinceMs <= deadline);
+      if (expired.length > 0) {
+        w.waiters = w.waiters.filter((x) => x.sinceMs > deadline);
+        this.stats.refused += expired.length;
+        const err = new BusRefusedError(
+          `the cluster bus has been down for over ${Math.round(this.limits.maxWaitMs / 1000)} s; retry in ${this.limits.retryAfterSec} s`,
+          this.limits.retryAfterSec,
+        );
+        for (const x of expired) x.reject(err);
+        if (w.waiters.length === 0 && !w.message.retain) {
+          w.superseded = true; // its publisher was told to retry: not sent as well
+          this.count--;
+          this.bytes -= w.message.payload.length;
+          continue;
+        }
+      }
+      this.queue[kept++] = w;
+    }
+    this.queue.length = kept;
+    if (this.queue.length === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
   }
 }

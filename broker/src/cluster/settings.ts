@@ -27,6 +27,10 @@ export const CLUSTER_SETTINGS = [
     doc: 'payload bytes held by that buffer; bounds the memory an outage can cost whatever the message sizes',
   },
   {
+    key: 'busBufferWaitMs', type: 'int', default: 30_000, min: 100, max: 3_600_000,
+    doc: 'an acknowledged publish waits at most this long for the bus to come back, then is refused with the retry hint rather than hang; most clients give up on an ack well before a minute',
+  },
+  {
     key: 'busRetryAfterSec', type: 'int', default: 5, min: 1, max: 3600,
     doc: 'retry hint given with a publish refused while the bus is down; adapters reconnect within about a second, so a short outage is over by then',
   },

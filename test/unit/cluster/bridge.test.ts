@@ -42,7 +42,7 @@ interface Node {
   sub(filter: string, sink?: Sink): Sink;
 }
 
-const DEFAULTS = { lingerMs: 50, snapshotTimeoutMs: 2000, maxMessages: 100, maxBytes: 1 << 20, retryAfterSec: 5 };
+const DEFAULTS = { lingerMs: 50, snapshotTimeoutMs: 2000, maxMessages: 100, maxBytes: 1 << 20, maxWaitMs: 10_000, retryAfterSec: 5 };
 
 async function node(hub: Hub, id: string, options: Partial<typeof DEFAULTS> = {}): Promise<Node> {
   const router = new Router();
@@ -334,4 +334,25 @@ test('degraded (retained unavailable): no snapshot wait; held filters are mirror
   await settle();
   assert.deepEqual(sink.payloads('g/1'), ['v1'], 'the value arrives live once the snapshot is merged');
   assert.equal(b!.bridge.stats.snapshots, 1);
+});
+
+test('outage: an acknowledged publish that waited busBufferWaitMs is refused and leaves the buffer; a retained value stays for replay', async () => {
+  const { hub, nodes: [a, b] } = await cluster(2, { maxWaitMs: 100 });
+  const onB = b!.sub('w/#');
+  await settle();
+  hub.setDown(true);
+  const plain = a!.router.publish(createMessage('w/plain', text('p')), true).durable as Promise<void>;
+  const kept = a!.router.publish(createMessage('w/kept', text('k'), true), true).durable as Promise<void>;
+  const started = Date.now();
+  const alive = setTimeout(() => {}, 5000); // the sweeper is unref'd (a broker's sockets keep its loop alive)
+  await assert.rejects(plain, (err: Error) => err instanceof BusRefusedError && /down for over 0 s; retry in 5 s/.test(err.message));
+  await assert.rejects(kept, BusRefusedError);
+  clearTimeout(alive);
+  assert.ok(Date.now() - started >= 90, 'not before the wait bound');
+  assert.equal(a!.bridge.outbound.bufferedMessages, 1, 'the retained value still waits');
+  assert.equal(a!.bridge.outbound.stats.refused, 2);
+  hub.setDown(false);
+  await settle();
+  await settle();
+  assert.deepEqual(onB.got.map((m) => m.topic), ['w/kept'], 'the refused plain publish is not sent as well');
 });
