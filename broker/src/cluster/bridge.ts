@@ -282,8 +282,11 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
     const known = this.seqs.get(m.topic);
     if (known && known.seq >= seq) return; // another node's newer value is already here
     this.seqs.set(m.topic, { seq, change: ++this.changes });
+    if (!latest) return; // a newer write of ours follows
     // An older value from another node may have been routed meanwhile: put ours back (no re-delivery).
-    if (latest && known !== undefined) this.storeDirect(createMessage(m.topic, m.payload, true, BUS_ORIGIN, m.qos, m.properties));
+    const current = this.router.retained.get(m.topic);
+    const stored = m.payload.length === 0 ? current === undefined : current?.payload === m.payload;
+    if (!stored) this.storeDirect(createMessage(m.topic, m.payload, true, BUS_ORIGIN, m.qos, m.properties));
   }
 
   private storeDirect(message: Message): void {
