@@ -68,3 +68,11 @@ test('the agent uses only the public SDK', () => {
   });
   assert.deepEqual(v, []);
 });
+
+test('a single node never loads an engine client: nats and mqtt only in their bus adapters, adapters loaded lazily', () => {
+  const clients = violations(sources('broker/src'), (s, f) => (s === 'nats' && f !== 'broker/src/cluster/nats.ts') || (s === 'mqtt' && f !== 'broker/src/cluster/mqtt-upstream.ts'));
+  assert.deepEqual(clients, []);
+  // cluster/index.ts imports the adapters with import(variable) only when `bus` names one.
+  const adapters = violations(sources('broker/src'), (s) => /(^|\/)(nats|mqtt-upstream)\.js$/.test(s));
+  assert.deepEqual(adapters, []);
+});
