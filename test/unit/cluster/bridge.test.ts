@@ -356,3 +356,25 @@ test('outage: an acknowledged publish that waited busBufferWaitMs is refused and
   await settle();
   assert.deepEqual(onB.got.map((m) => m.topic), ['w/kept'], 'the refused plain publish is not sent as well');
 });
+
+test('a slow snapshot: the subscription stops waiting after busSnapshotTimeoutMs and gets the values live when it lands', async () => {
+  const { nodes: [a, b] } = await cluster(2, { snapshotTimeoutMs: 50 });
+  a!.router.publish(createMessage('slow/1', text('v'), true));
+  await settle();
+  const bus = b!.bridge.bus;
+  const retained = bus.retained.bind(bus);
+  bus.retained = async (filter) => {
+    const entries = await retained(filter);
+    await sleep(200);
+    return entries;
+  };
+  const started = Date.now();
+  const j = await join(b!, 'slow/#');
+  const waitedMs = Date.now() - started;
+  assert.ok(waitedMs >= 45 && waitedMs < 190, `waited the timeout, not the snapshot (${waitedMs} ms)`);
+  assert.deepEqual(j.snapshot, [], 'nothing mirrored yet');
+  assert.equal(b!.bridge.stats.snapshotTimeouts, 1);
+  await sleep(250);
+  assert.deepEqual(j.sink.payloads('slow/1'), ['v'], 'delivered once the snapshot landed');
+  assert.equal(b!.bridge.prepare(['slow/#']), undefined, 'mirrored from then on');
+});
