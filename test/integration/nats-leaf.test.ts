@@ -33,6 +33,7 @@ async function natsServer(name: string, conf: string, port: number): Promise<voi
   const logs: string[] = [];
   const p = spawn('nats-server', ['-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   servers.push(p);
+  process.once('exit', () => p.kill('SIGKILL')); // also when the runner's timeout ends the file
   p.stderr.on('data', (b: Buffer) => logs.push(b.toString()));
   await waitFor(() => {
     if (p.exitCode !== null) throw new Error(`nats-server ${name} exited: ${logs.join('')}`);

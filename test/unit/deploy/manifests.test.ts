@@ -166,7 +166,8 @@ test('compose: the load balancer publishes 8080 and 1883 and forwards to every r
     assert.ok(b, `backend ${f.backend} exists`);
     const nodePort = f.port === '8080' ? config.port : config.mqttPort;
     assert.deepEqual(b.servers.sort(), topicastServices.map((n) => `${n}:${nodePort}`).sort(), `port ${f.port} reaches every node on its own port`);
-    assert.match(b.text, /option httpchk GET \/healthz/, `${f.backend}: readiness from /healthz`);
+    assert.match(b.text, /http-check send meth GET uri \/healthz ver HTTP\/1\.1 hdr Host \S+/, `${f.backend}: readiness from /healthz over HTTP/1.1 (uWS answers 1.0 with 505)`);
+    assert.match(b.text, /http-check expect status 200/, `${f.backend}: only 200 is ready`);
     if (f.port === '1883') assert.match(b.text, new RegExp(`check port ${config.port}\\b`), 'the MQTT backend checks the HTTP port');
   }
   if (tools.haproxy) return;
