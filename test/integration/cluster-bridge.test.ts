@@ -158,6 +158,9 @@ test('outage: local delivery, drops and refusals with a retry hint, readiness, r
   const remote = await NativeClient.connect(b.ws);
   await remote.subscribe(['o/#']);
   assert.equal((await fetch(`${a.http}/healthz`)).status, 200);
+  const sys = await local.subscribe(['$SYS/broker/cluster/#']);
+  const state = sys.retained.find((d) => d.topic === '$SYS/broker/cluster/state');
+  assert.equal(state && text(state.payload), '2', '$SYS repeats the bus figures (2 = up)');
 
   hub.setDown(true);
   const health = await fetch(`${a.http}/healthz`);
