@@ -286,6 +286,7 @@ class NatsBusImpl implements Bus {
   /** Owners found dead (heartbeat key gone) → since when (ms): the fallback claim waits a timeout more. */
   private readonly deadSince = new Map<string, number>();
   private mustLearnOwners = true;
+  private willOwnersListed = false;
   private timer: NodeJS.Timeout | undefined;
   private jetStreamTimer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -876,16 +877,19 @@ class NatsBusImpl implements Bus {
   }
 
   /**
-   * Live owners (their heartbeat keys) and owners that hold wills, heard of or not (e.g. all died
-   * while this node was away): each gets a timeout.
+   * Live owners (their heartbeat keys), and at start the owners that hold wills, heard of or not
+   * (e.g. all died while no node ran): each gets a timeout. Listing wills is O(wills), so only
+   * at start; an owner that dies later was heard of by then (heartbeat before any will).
    */
   private async learnOwners(): Promise<void> {
     const now = Date.now();
     for await (const owner of await this.nodesKv!.keys()) if (owner !== this.owner && !this.ownersSeen.has(owner)) this.ownersSeen.set(owner, now);
+    if (this.willOwnersListed) return;
     for await (const k of await this.willsKv!.keys()) {
       const owner = k.slice(0, k.indexOf('.'));
       if (owner !== this.owner && !this.ownersSeen.has(owner)) this.ownersSeen.set(owner, now);
     }
+    this.willOwnersListed = true; // only once the whole listing went through
   }
 
   private async tick(): Promise<void> {
