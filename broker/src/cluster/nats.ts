@@ -995,8 +995,13 @@ class NatsBusImpl implements Bus {
     if (!nc || nc.isClosed()) return;
     if (this.jetStreamReady && this._state !== 'down') {
       try {
-        for await (const k of await this.willsKv!.keys(`${this.owner}.>`)) await this.purgeKey(this.willsBucket, k);
-        await this.purgeKey(this.nodesBucket, this.owner);
+        const clear = async (): Promise<void> => {
+          for await (const k of await this.willsKv!.keys(`${this.owner}.>`)) await this.purgeKey(this.willsBucket, k);
+          await this.purgeKey(this.nodesBucket, this.owner);
+        };
+        // A shutdown must not hang on a sick JetStream: past the request timeout the wills stay and go out as a dead node's.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([clear(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), this.o.requestTimeoutMs)))]).finally(() => clearTimeout(timer));
       } catch (err) {
         this.log?.warn({ err: (err as Error).message }, 'bus: clearing this node\'s wills at close failed (they will be published after the node timeout)');
       }
