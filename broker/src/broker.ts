@@ -109,6 +109,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   const ctx = createContext(config, log, store ?? new MemoryRetainedStore(), history?.history);
   registerCoreMetrics(ctx);
   if (history) registerHistoryMetrics(ctx.metrics, history);
+  ctx.flusher.beforeSend = history?.writePending; // history records reach the kernel before their offsets leave
   registerAuthMetrics(ctx);
   logAuthMode(ctx);
   if (store) {

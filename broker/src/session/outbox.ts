@@ -55,10 +55,17 @@ export interface FrameSource {
 
 /** Batches flushes to once per tick across all outboxes. */
 export class Flusher {
+  /**
+   * Runs before any outbox writes to its connection (every flush, whoever triggers it): the
+   * persistent history writes its pending records here, so no offset leaves the process before
+   * its record reached the kernel (store/history-log.ts). Undefined without history: no cost.
+   */
+  beforeSend: (() => void) | undefined = undefined;
   private dirty: Outbox[] = [];
   private scheduled = false;
   private readonly flushAll = (): void => {
     this.scheduled = false;
+    this.beforeSend?.(); // once for the whole batch (Outbox.flush checks again: nothing pending then)
     const batch = this.dirty;
     this.dirty = [];
     for (const outbox of batch) {
@@ -182,10 +189,11 @@ export class Outbox {
     this.conflated = undefined;
   }
 
-  /** Writes what the transport will take. Called once per tick by the Flusher and on drain. */
+  /** Writes what the transport will take. Called once per tick by the Flusher, on drain and when near the limit. */
   flush(): void {
     if (this.closed) return;
     if (this.head === this.items.length && !this.conflated) return;
+    this.flusher.beforeSend?.(); // also outside the Flusher's turn end (drain, backedUp): see Flusher.beforeSend
     // cork() runs its callback synchronously: one shared function and a module slot instead of a
     // closure per outbox (memory at 10k idle connections) or per flush (garbage on every tick).
     const outer = corking;

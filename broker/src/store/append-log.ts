@@ -15,6 +15,11 @@
  * - Records of one event-loop turn form one batch: one write + one fdatasync (group commit). While
  *   a batch is being synced the next one gathers, so under load each fsync carries more writes.
  * - The log never holds a gap: a failed write is truncated away before the next batch.
+ * - With `eagerWrites` (the history store) a batch reaches the kernel (one synchronous write,
+ *   page cache) at the end of its turn, or earlier through `writePending()`, so its records
+ *   survive a process crash before anything that follows them leaves the process; fdatasync
+ *   stays off the JS thread and grouped: one covers every batch written while the previous ran.
+ *   A failed fdatasync cuts every batch written since the last good one (all rejected).
  * - Start-up = newest snapshot + later segments in order; a torn or corrupt tail is cut off.
  * - Replaying records must be last-write-wins per key (every record states a key's whole value,
  *   or deletes it): compaction rotates the segment, then snapshots memory in slices while live
@@ -25,7 +30,7 @@
  */
 import {
   closeSync, fdatasync, fstatSync, fsyncSync, ftruncate, ftruncateSync, mkdirSync, openSync, readdirSync, readSync,
-  unlinkSync, write, type PathLike,
+  unlinkSync, write, writeSync, type PathLike,
 } from 'node:fs';
 import { open as openAsync, rename, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -38,6 +43,8 @@ export interface AppendIo {
   write(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number>;
   fdatasync(fd: number): Promise<void>;
   ftruncate(fd: number, length: number): Promise<void>;
+  /** The synchronous write of `eagerWrites` (default node:fs writeSync): bytes written, throws on failure. */
+  writeSync?(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
 }
 
 export const nodeAppendIo: AppendIo = {
@@ -45,6 +52,7 @@ export const nodeAppendIo: AppendIo = {
     new Promise((ok, fail) => write(fd, buf, offset, length, position, (err, n) => (err ? fail(err) : ok(n)))),
   fdatasync: (fd) => new Promise((ok, fail) => fdatasync(fd, (err) => (err ? fail(err) : ok()))),
   ftruncate: (fd, length) => new Promise((ok, fail) => ftruncate(fd, length, (err) => (err ? fail(err) : ok()))),
+  writeSync: (fd, buf, offset, length, position) => writeSync(fd, buf, offset, length, position),
 };
 
 export interface AppendLogOptions {
@@ -54,6 +62,12 @@ export interface AppendLogOptions {
   onError?: (err: StoreError) => void;
   /** File operations for appends and snapshots (default: node:fs); tests inject ENOSPC and delays here. */
   io?: AppendIo;
+  /**
+   * Write each batch synchronously (page cache) at the end of its turn, or when the owner calls
+   * `writePending()`; only fdatasync runs off the JS thread. For a store whose records are
+   * delivered before they are durable (history offsets): a process crash then loses none of them.
+   */
+  eagerWrites?: boolean;
 }
 
 /** What the engine needs from the store that owns the records. */
@@ -216,6 +230,20 @@ export class AppendLog {
   /** After a failed compaction, the log size at which to try again (avoids retrying on every batch). */
   private compactRetryAt = 0;
 
+  // eagerWrites only: batches written (page cache) and waiting for the grouped fdatasync, the end of
+  // what is written in the active segment, closed segments' fds still to sync, a new segment's directory entry to sync.
+  private readonly eager: boolean;
+  private written: Deferred[] = [];
+  private writePosition = 0;
+  private retired: number[] = [];
+  private directoryDirty = false;
+  private writeScheduled = false;
+  private lastBatch: Deferred | undefined;
+  private readonly writeAtTurnEnd = (): void => {
+    this.writeScheduled = false;
+    this.writePending();
+  };
+
   private readonly compactMinBytes: number;
   private readonly io: AppendIo;
   private readonly onError: (err: StoreError) => void;
@@ -233,6 +261,7 @@ export class AppendLog {
   ) {
     this.compactMinBytes = options.compactMinBytes ?? DEFAULTS.compactMinBytes;
     this.io = options.io ?? nodeAppendIo;
+    this.eager = options.eagerWrites === true;
     this.onError = options.onError ?? function unreportedStoreError() {};
   }
 
@@ -293,9 +322,17 @@ export class AppendLog {
     if (this.state !== 'open') return this.refusal();
     this.stats.writes++;
     this.pending.push(record);
-    const batch = (this.batch ??= deferred());
-    this.scheduleFlush();
-    return batch.promise;
+    if (this.batch === undefined) {
+      this.batch = deferred();
+      if (this.eager) {
+        this.lastBatch = this.batch;
+        if (!this.writeScheduled) {
+          this.writeScheduled = true;
+          setImmediate(this.writeAtTurnEnd);
+        }
+      } else this.scheduleFlush();
+    }
+    return this.batch.promise;
   }
 
   /** The rejection of a write after close() began. */
@@ -305,7 +342,56 @@ export class AppendLog {
 
   /** Resolves once everything appended so far is durable (rejects if that batch failed). */
   synced(): Promise<void> {
+    // Eager: batches settle in order, so the newest one settles last.
+    if (this.eager) return this.lastBatch?.promise ?? Promise.resolve();
     return (this.batch ?? this.inFlight)?.promise ?? Promise.resolve();
+  }
+
+  /**
+   * eagerWrites: writes this turn's batch now, synchronously (one write syscall into the page
+   * cache), and queues it for the grouped fdatasync. Returns the failure when the write failed
+   * (the batch's promise rejects with it too), so the owner can record it before anything is sent.
+   * Nothing pending: returns at once (one check).
+   */
+  writePending(): StoreError | undefined {
+    const batch = this.batch;
+    if (batch === undefined || !this.eager) return undefined;
+    const records = this.pending;
+    this.batch = undefined;
+    this.pending = [];
+    const buf = records.length === 1 ? records[0]! : Buffer.concat(records);
+    const fd = this.fd;
+    try {
+      if (this.broken) throw this.broken;
+      const writeNow = this.io.writeSync ?? writeSync;
+      let done = 0;
+      while (done < buf.length) {
+        const n = writeNow(fd, buf, done, buf.length - done, this.writePosition + done);
+        if (n <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+        done += n;
+      }
+    } catch (err) {
+      const failure = err instanceof StoreError ? err : describeFailure(this.label, this.dir, 'append', err);
+      if (failure !== this.broken) {
+        // Cut the partial write off so the next batch starts on a record boundary.
+        try {
+          ftruncateSync(fd, this.writePosition);
+        } catch (truncateErr) {
+          this.broken = describeFailure(this.label, this.dir, `truncating after "${failure.message}"`, truncateErr);
+        }
+      }
+      this.stats.writeErrors++;
+      if (this.compacting) this.failedDuringCompaction = true;
+      this.report(failure);
+      batch.reject(failure);
+      return failure;
+    }
+    this.writePosition += buf.length;
+    this.stats.logBytes += buf.length;
+    this.segmentBytes.set(this.segment, this.writePosition);
+    this.written.push(batch);
+    this.startDrain();
+    return undefined;
   }
 
   /**
@@ -320,7 +406,8 @@ export class AppendLog {
     this.state = 'closing';
     this.compactAbort = true;
     await this.compacting;
-    if (this.batch) this.startDrain();
+    if (this.eager) this.writePending();
+    else if (this.batch) this.startDrain();
     while (this.flushing) await this.flushing;
     try {
       closeSync(this.fd);
@@ -402,12 +489,97 @@ export class AppendLog {
 
   private startDrain(): void {
     if (this.flushing) return;
+    if (this.eager) {
+      this.flushing = this.syncWritten().finally(() => {
+        this.flushing = undefined;
+        if (this.written.length > 0 || this.retired.length > 0) this.startDrain();
+        else this.maybeCompact();
+      });
+      return;
+    }
     this.flushing = this.drain().finally(() => {
       this.flushing = undefined;
       // A write may have arrived between the loop's last check and here.
       if (this.batch || this.rotation) this.scheduleFlush();
       else this.maybeCompact();
     });
+  }
+
+  /**
+   * eagerWrites: fdatasyncs what is written, one round at a time; a round covers every batch
+   * written before it started (group commit). Never rejects.
+   */
+  private async syncWritten(): Promise<void> {
+    while (this.written.length > 0 || this.retired.length > 0) {
+      const waiters = this.written;
+      const retired = this.retired;
+      const directoryDirty = this.directoryDirty;
+      this.written = [];
+      this.retired = [];
+      this.directoryDirty = false;
+      const fd = this.fd;
+      const segment = this.segment;
+      const through = this.writePosition;
+      try {
+        try {
+          for (const old of retired) await this.io.fdatasync(old);
+        } finally {
+          for (const old of retired) closeSync(old);
+        }
+        if (directoryDirty) await syncDirectoryAsync(this.dir);
+        if (waiters.length > 0) await this.io.fdatasync(fd);
+        if (segment === this.segment) this.position = through;
+        this.stats.batches++;
+        for (const w of waiters) w.resolve();
+        this.maybeCompact(); // here too: under sustained writes this loop never ends
+      } catch (err) {
+        const failure = describeFailure(this.label, this.dir, 'append', err);
+        this.stats.writeErrors++;
+        if (this.compacting) this.failedDuringCompaction = true;
+        this.report(failure);
+        // What was written since the last good fdatasync may not be on disk: cut it off (with the
+        // batches written meanwhile, same segment) so the log holds no gap.
+        let cut: Deferred[] = [];
+        if (retired.length === 0 && segment === this.segment) {
+          cut = this.written;
+          this.written = [];
+          try {
+            ftruncateSync(fd, this.position);
+            this.stats.logBytes -= this.writePosition - this.position;
+            this.writePosition = this.position;
+            this.segmentBytes.set(segment, this.position);
+          } catch (truncateErr) {
+            this.broken = describeFailure(this.label, this.dir, `truncating after "${failure.message}"`, truncateErr);
+          }
+        } else {
+          // Across a segment rotation the cut is not one truncation: stop appending rather than risk a gap.
+          this.broken = failure;
+        }
+        for (const w of waiters) w.reject(failure);
+        for (const w of cut) w.reject(failure);
+      }
+    }
+  }
+
+  /** eagerWrites: starts the next segment now; the old one's fd is synced and closed by syncWritten. */
+  private rotateNow(rotation: { done: Deferred; closed: number }): void {
+    this.rotation = undefined;
+    try {
+      const next = this.segment + 1;
+      const fd = openSync(join(this.dir, segmentName(next)), 'wx');
+      this.retired.push(this.fd);
+      this.directoryDirty = true;
+      rotation.closed = this.segment;
+      this.fd = fd;
+      this.segment = next;
+      this.position = 0;
+      this.writePosition = 0;
+      this.segmentBytes.set(next, 0);
+      rotation.done.resolve();
+      this.startDrain();
+    } catch (err) {
+      rotation.done.reject(err);
+    }
   }
 
   /** Writes batches (and segment rotations) one after another until none is waiting. Never rejects. */
@@ -528,7 +700,8 @@ export class AppendLog {
     //    Every write from here on lands in a later segment (rotation comes before the next batch).
     const rotation = { done: deferred(), closed: -1 };
     this.rotation = rotation;
-    this.scheduleFlush();
+    if (this.eager) this.rotateNow(rotation);
+    else this.scheduleFlush();
     await rotation.done.promise;
     const through = rotation.closed;
 

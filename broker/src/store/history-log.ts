@@ -41,6 +41,12 @@ export interface OpenedHistory {
   readonly storeStats: LogStoreStats | undefined;
   /** Stops the expiry timer and, when persistent, writes what is pending and closes the files. */
   close(): Promise<void>;
+  /**
+   * With `--data`: writes the history records of this turn to the kernel now (synchronously).
+   * The broker calls it before any frame leaves the process (Flusher.beforeSend), so every offset
+   * a client can see is in the file when the process dies. Undefined in memory (nothing to do).
+   */
+  readonly writePending: (() => void) | undefined;
 }
 
 /** Age eviction runs at least this often besides on every append (a quiet broker still forgets old messages). */
@@ -57,6 +63,8 @@ export interface OpenHistoryOptions {
   onInfo?: (fields: Record<string, unknown>, msg: string) => void;
   /** File operations (tests inject ENOSPC here). */
   io?: AppendIo;
+  /** This boot of the machine (default: /proc/sys/kernel/random/boot_id; tests inject a "reboot"). */
+  bootId?: string | undefined;
   compactMinBytes?: number;
 }
 
@@ -87,6 +95,7 @@ export async function openHistory(config: BrokerConfig, options: OpenHistoryOpti
   return {
     history,
     storeStats: persistent?.stats,
+    writePending: persistent?.writePending,
     close: async () => {
       clearInterval(timer);
       await persistent?.close();
@@ -105,7 +114,12 @@ export async function openHistory(config: BrokerConfig, options: OpenHistoryOpti
  */
 const Kind = { message: 1, snapshotEnd: 2, topicEvicted: 3, continueAt: 4 } as const;
 
-/** Offsets reserved ahead in STREAM: a restart after a crash continues above them, so no offset a client saw is reused. */
+/**
+ * Offsets reserved ahead in STREAM: a restart after a crash continues above them, so no offset a
+ * client saw is reused. Every delivered offset is in the file after a process crash (writePending),
+ * except where a write or fdatasync failed and the process died before STREAM recorded them as
+ * lost: the reservation keeps even those from being handed out twice. Cost: one STREAM write per block.
+ */
 const RESERVE_BLOCK = 1_000_000;
 
 interface StreamFile {
@@ -116,6 +130,21 @@ interface StreamFile {
   reservedThrough: number;
   /** Offsets up to this may have failed to reach the disk (a failed write): lost for resumes. */
   lostThrough?: number;
+  /** The machine's boot id when this run opened the stream: an unclean stop under another boot id was a machine crash. */
+  bootId?: string;
+  /** True only when written by a clean shutdown (everything synced); every run sets it false first. */
+  clean?: boolean;
+}
+
+const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
+
+/** The machine's boot id (changes on every boot), or undefined where the OS does not tell it. */
+export function readBootId(): string | undefined {
+  try {
+    return readFileSync(BOOT_ID_FILE, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 const STREAM_FILE = 'STREAM';
@@ -136,7 +165,8 @@ function readStream(dir: string): StreamFile | string {
     const v = JSON.parse(text) as Partial<StreamFile>;
     if (v.version !== 1 || typeof v.epoch !== 'string' || v.epoch.length === 0 || !Array.isArray(v.patterns)
       || !Number.isSafeInteger(v.reservedThrough) || v.reservedThrough! < 0
-      || (v.lostThrough !== undefined && !Number.isSafeInteger(v.lostThrough))) return 'stream file malformed';
+      || (v.lostThrough !== undefined && !Number.isSafeInteger(v.lostThrough))
+      || (v.bootId !== undefined && typeof v.bootId !== 'string') || (v.clean !== undefined && typeof v.clean !== 'boolean')) return 'stream file malformed';
     return v as StreamFile;
   } catch {
     return 'stream file malformed';
@@ -164,13 +194,19 @@ function writeStream(dir: string, stream: StreamFile): void {
 
 /**
  * The history stream kept in `<data>/history` (broker/STORAGE.md "History"):
- *   STREAM   JSON {version, epoch, patterns, reservedThrough, lostThrough?}, rewritten atomically
+ *   STREAM   JSON {version, epoch, patterns, reservedThrough, lostThrough?, bootId?, clean}, rewritten atomically
  *   log/     the records, on the shared engine store/append-log.ts (group commit, torn tail, compaction)
  *   LOCK     the owning process
  *
  * Invariants
  * - A message's durable promise resolves once its record and every earlier one are on disk; the
  *   broker acknowledges a publish (native ACK, HTTP 200, MQTT PUBACK) only then.
+ * - Every history record reaches the kernel (synchronous write, page cache) before any frame
+ *   carrying its offset leaves the process: the broker calls `writePending` before each outbox
+ *   flush (Flusher.beforeSend). After a process crash the log holds every offset a client saw.
+ * - A power loss or kernel panic loses the page cache: STREAM records the boot id and `clean`
+ *   (true only after a clean shutdown); an unclean stop under another (or unknown) boot id starts
+ *   a new epoch, so `recovered: true` is never claimed over offsets that may be gone.
  * - No offset above STREAM's `reservedThrough` is ever handed out, so a restart (after a crash too)
  *   continues above every offset a client may have seen.
  * - The epoch is kept only when STREAM is readable, names the same patterns, and the log loaded
@@ -179,8 +215,9 @@ function writeStream(dir: string, stream: StreamFile): void {
  *   snapshot holds the held messages, each held topic's evictedThrough and the floor; after it (and
  *   without one) records are contiguous, so a gap there is a write that failed: lost, floor raised.
  * - Compaction (the engine's) rewrites only held messages, so files of evicted history go away.
- * Cost: one MessagePack encode + CRC32 per history message on the publishing turn, write + fdatasync
- * per batch off the JS thread, one synchronous STREAM write per RESERVE_BLOCK offsets.
+ * Cost: one MessagePack encode + CRC32 per history message on the publishing turn, one synchronous
+ * write syscall per turn's batch (page cache), grouped fdatasync off the JS thread, one synchronous
+ * STREAM write per RESERVE_BLOCK offsets.
  */
 class PersistentHistory implements AppendLogOwner, HistorySink {
   history!: History;
@@ -198,13 +235,16 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
   private closing: Promise<void> | undefined;
   /** After a failed reservation: no new attempt (a synchronous write) before this time. */
   private reserveRetryAtMs = 0;
+  private readonly bootId: string | undefined;
 
   private constructor(
     private readonly dir: string,
     private readonly limits: HistoryLimits,
     private readonly now: () => number,
     private readonly options: OpenHistoryOptions,
-  ) {}
+  ) {
+    this.bootId = 'bootId' in options ? options.bootId : readBootId();
+  }
 
   get stats(): LogStoreStats {
     return this.log.stats;
@@ -226,13 +266,21 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
   }
 
   private openLog(logDir: string): AppendLog {
-    return openAppendLog(logDir, 'history store', this, { io: this.options.io, compactMinBytes: this.options.compactMinBytes, onError: this.options.onError });
+    return openAppendLog(logDir, 'history store', this, {
+      io: this.options.io, compactMinBytes: this.options.compactMinBytes, onError: this.options.onError, eagerWrites: true,
+    });
   }
 
   private async load(release: () => void): Promise<void> {
     const logDir = join(this.dir, LOG_DIR);
     const stream = readStream(this.dir);
-    let why = typeof stream === 'string' ? stream : samePatterns(stream.patterns, this.limits.patterns) ? undefined : 'historyFilters changed';
+    let why = typeof stream === 'string' ? stream
+      : !samePatterns(stream.patterns, this.limits.patterns) ? 'historyFilters changed'
+      : stream.clean === true ? undefined
+      // An unclean stop on this boot was a process crash: the page cache kept every write (writePending), exact.
+      : stream.bootId === undefined || this.bootId === undefined ? 'unclean stop, and whether the machine restarted since is unknown (no boot id)'
+      : stream.bootId !== this.bootId ? 'unclean stop, and the machine restarted since (boot id changed): offsets delivered but not yet synced may be lost'
+      : undefined;
     if (why === undefined) {
       const s = stream as StreamFile;
       this.history = new History(s.epoch, this.limits, this.now);
@@ -339,6 +387,11 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
     this.snapshotThrough = this.history.last;
   }
 
+  /** See OpenedHistory.writePending: a failed write is recorded as lost in STREAM before anything is sent. */
+  readonly writePending = (): void => {
+    if (this.log.writePending() !== undefined) this.recordLost(this.batchMaxOffset.value);
+  };
+
   // ---- HistorySink -----------------------------------------------------------------
 
   write(message: Message, atMs: number): Promise<void> {
@@ -363,9 +416,12 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
   }
 
   /** Rewrites STREAM; on failure removes it (a restart then begins a new epoch) and reports. Returns whether it was written. */
-  private writeStreamOrDrop(reservedThrough: number, what: string): boolean {
+  private writeStreamOrDrop(reservedThrough: number, what: string, clean = false): boolean {
     try {
-      writeStream(this.dir, { version: 1, epoch: this.history.epoch, patterns: [...this.limits.patterns], reservedThrough, lostThrough: this.lostThrough });
+      writeStream(this.dir, {
+        version: 1, epoch: this.history.epoch, patterns: [...this.limits.patterns], reservedThrough, lostThrough: this.lostThrough,
+        bootId: this.bootId, clean,
+      });
       return true;
     } catch (err) {
       try {
@@ -394,7 +450,8 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
       try {
         await this.log.close();
         await this.batchPromise?.catch(() => {}); // its failure handler has run (it records lost offsets)
-        this.writeStreamOrDrop(this.history.last, 'closing'); // every offset handed out is at most last now
+        // Every offset handed out is at most last now, and every record is synced: a clean stop.
+        this.writeStreamOrDrop(this.history.last, 'closing', true);
       } catch (err) {
         this.options.onError?.(err instanceof StoreError ? err : describeFailure('history store', this.dir, 'close', err));
       } finally {

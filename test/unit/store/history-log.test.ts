@@ -176,9 +176,11 @@ function fullDiskIo(): AppendIo & { fill(): void; free(): void } {
     free() {
       full = false;
     },
-    async write(fd, buf, offset, length, position) {
-      if (!full) return nodeAppendIo.write(fd, buf, offset, length, position);
-      if (length > 4) await nodeAppendIo.write(fd, buf, offset, 4, position); // the first bytes land, like a real full disk
+    // The history store writes synchronously (eagerWrites): its writes go through writeSync.
+    write: nodeAppendIo.write,
+    writeSync(fd, buf, offset, length, position) {
+      if (!full) return nodeAppendIo.writeSync!(fd, buf, offset, length, position);
+      if (length > 4) nodeAppendIo.writeSync!(fd, buf, offset, 4, position); // the first bytes land, like a real full disk
       throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
     },
     fdatasync: nodeAppendIo.fdatasync,
