@@ -6,6 +6,9 @@
  * to a history topic gets ERROR unavailable, the failure is logged and counted, and live traffic
  * keeps flowing (needs `mount -t tmpfs`, else it skips and says why). Also: a 100,000-message
  * replay to a stalled, then slow reader completes, in order, in bounded broker memory, nothing dropped.
+ * A `kill -9` while a subscriber receives unacknowledged publishes leaves every offset it saw
+ * replayable (resumes exact from any position); the same kill followed by a reboot (another boot
+ * id in STREAM) starts a new epoch, so no resume claims recovered: true.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

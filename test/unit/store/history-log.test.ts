@@ -3,14 +3,18 @@
  * reopening keeps the epoch, the held messages, their offsets and what each topic lost;
  * compaction keeps resume decisions exact; a torn tail is cut off; a full disk rejects the
  * durable promise with a clear error while the router keeps delivering, and the offsets it
- * lost count as lost after a restart; changed patterns or an unreadable STREAM start a new epoch.
+ * lost count as lost after a restart; changed patterns or an unreadable STREAM start a new epoch;
+ * a record is in the file before any outbox flush sends (Flusher.beforeSend); the clean-stop marker
+ * and the boot id decide whether an unclean stop keeps the epoch (same boot) or not (a reboot).
  */
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { createMessage, loadConfig, Router, type Message, type Subscriber } from '@topicast/broker';
+import {
+  createMessage, createOutboxStats, Flusher, loadConfig, Outbox, Router, type Connection, type Message, type SendResult, type Subscriber,
+} from '@topicast/broker';
 import type * as HistoryLogModule from '../../../broker/src/store/history-log.js';
 import type * as HistoryModule from '../../../broker/src/core/history.js';
 import { logModule } from './load.js';
@@ -141,6 +145,78 @@ test('without a clean close (a crash) the stream continues above every reserved 
   const m = publish(b, 'devices/a/t', 'after').message;
   assert.ok(m.offset > stream.reservedThrough, `offset ${m.offset} is above the reservation ${stream.reservedThrough}`);
   assert.deepEqual(replay(b, ['devices/a/t'], 1), ['2:devices/a/t=delivered, maybe not stored', `${m.offset}:devices/a/t=after`]);
+});
+
+/** A transport that records, at each send, whether every history record so far was in the log file. */
+function fileCheckingConn(data: string, payloads: string[]): Connection & { checks: boolean[] } {
+  const checks: boolean[] = [];
+  return {
+    remoteAddress: 'test',
+    checks,
+    send() {
+      const file = readFileSync(join(logDir(data), segments(data).at(-1)!)).toString('latin1');
+      checks.push(payloads.every((p) => file.includes(p)));
+      return 1 as SendResult;
+    },
+    bufferedBytes: () => 0,
+    cork: (fn) => fn(),
+    close() {},
+  };
+}
+
+test('a history record is in the log file (page cache) before any frame leaves, whoever flushes the outbox; fdatasync stays asynchronous', async () => {
+  const data = freshDir();
+  const a = await open(data);
+  assert.equal(typeof a.writePending, 'function');
+  const flusherQueue: (() => void)[] = [];
+  const flusher = new Flusher((fn) => flusherQueue.push(fn)); // runs when the test says: before the log's own setImmediate
+  flusher.beforeSend = a.writePending;
+  const payloads = ['first-record', 'second-record'];
+  const conn = fileCheckingConn(data, payloads);
+  const outbox = new Outbox(conn, { maxBufferedBytes: 1 << 20, policy: 'drop', snapshotWindowBytes: 1 << 16, maxConflatedTopics: 10 }, createOutboxStats(), flusher);
+  const first = publish(a, 'devices/a/t', payloads[0]!);
+  outbox.pushData(bytes('delivery 1'), 'devices/a/t');
+  let synced = false;
+  void first.durable!.then(() => (synced = true));
+  outbox.flush(); // a flush outside the Flusher's turn end (drain, near the limit)
+  const second = publish(a, 'devices/a/t', payloads[1]!);
+  outbox.pushData(bytes('delivery 2'), 'devices/a/t');
+  while (flusherQueue.length) flusherQueue.shift()!(); // the Flusher's turn end
+  assert.deepEqual(conn.checks, [false, true], 'at the first send only its record was written; at the second both were');
+  assert.equal(synced, false, 'acknowledgements still wait for the asynchronous fdatasync');
+  await Promise.all([first.durable, second.durable]);
+  assert.equal(a.storeStats!.writeErrors, 0);
+});
+
+test('the clean-stop marker and the boot id decide the epoch after a restart: clean or a process crash keep it, a machine crash does not', async () => {
+  const data = freshDir();
+  const a = await open(data, [], { bootId: 'boot-1' });
+  await publish(a, 'devices/a/t', '1').durable;
+  const epoch = a.history.epoch;
+  await a.close();
+  assert.equal(JSON.parse(readStream(data)).clean, true, 'a clean close is recorded');
+  const b = await open(data, [], { bootId: 'boot-2' });
+  assert.equal(b.history.epoch, epoch, 'clean stop, then a reboot: exact, same epoch');
+  const running = JSON.parse(readStream(data)) as { clean: boolean; bootId: string };
+  assert.deepEqual([running.clean, running.bootId], [false, 'boot-2'], 'a running stream is unclean until closed, under this boot id');
+  assert.deepEqual(replay(b, ['devices/a/t'], 0), ['1:devices/a/t=1']);
+  await b.close();
+  const markUnclean = (): void => writeFileSync(join(data, 'history', 'STREAM'), JSON.stringify({ ...JSON.parse(readStream(data)), clean: false }));
+  markUnclean();
+  const c = await open(data, [], { bootId: 'boot-2' });
+  assert.equal(c.history.epoch, epoch, 'unclean stop on the same boot (a process crash): the page cache kept every write, same epoch');
+  await c.close();
+  markUnclean();
+  const d = await open(data, [], { bootId: 'boot-3' });
+  assert.notEqual(d.history.epoch, epoch, 'unclean stop, then a reboot (power loss, kernel panic): a new epoch');
+  assert.match(d.infos[0]!, /unclean stop, and the machine restarted since \(boot id changed\)/);
+  assert.equal(replay(d, ['devices/a/t'], 1), undefined, 'an earlier position gets recovered: false');
+  const epochD = d.history.epoch;
+  await d.close();
+  markUnclean();
+  const e = await open(data, [], { bootId: undefined });
+  assert.notEqual(e.history.epoch, epochD, 'no boot id to compare (not Linux): an unclean stop starts a new epoch');
+  assert.match(e.infos[0]!, /no boot id/);
 });
 
 function readStream(data: string): string {
