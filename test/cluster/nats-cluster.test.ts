@@ -11,7 +11,7 @@
  * Its own folder so CI can run it as a bounded suite (`node test/run.js cluster/`).
  */
 import assert from 'node:assert/strict';
-import { before, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import mqtt from 'mqtt';
 import { connect, type Client } from 'topicast';
 import { Op } from 'topicast/protocol';
@@ -29,8 +29,10 @@ interface Node {
 
 const mqttClients: mqtt.MqttClient[] = [];
 const sdkClients: Client[] = [];
-process.on('exit', () => {
+// Clients left by a failed test (reconnecting ones above all) must not keep the file running.
+after(async () => {
   for (const c of mqttClients) c.end(true);
+  await Promise.allSettled(sdkClients.map((c) => c.close()));
 });
 
 async function mqttClient(url: string, options: mqtt.IClientOptions = {}): Promise<mqtt.MqttClient> {
@@ -263,6 +265,7 @@ if (requireNatsServer()) {
 
   test('kill -9 of a node with SDK clients and MQTT devices: clients come back on other nodes, each will published once', { timeout: 60_000 }, async () => {
     const [n0, n1, n2] = nodes;
+    await allUp(); // retained writes (the devices' status) need JetStream back after the previous test
     const watchN0 = await NativeClient.connect(n0!.proc.url);
     await watchN0.subscribe(['dev/+/status']);
     const watchN1 = await mqttClient(`mqtt://127.0.0.1:${n1!.proc.mqttPort}`);

@@ -913,7 +913,7 @@ class NatsBusImpl implements Bus {
         this.deadSince.set(owner, since);
         // One designated survivor claims; the others only after a further timeout (it may be gone too).
         if (this.claimerOf(owner) !== this.owner && this.nowMs - since < this.o.nodeTimeoutMs) continue;
-        await this.claimWillsOf(owner);
+        if ((await this.claimWillsOf(owner)) > 0) continue; // see claimWillsOf: retried next tick
         this.ownersSeen.delete(owner);
         this.deadSince.delete(owner);
       }
@@ -941,10 +941,17 @@ class NatsBusImpl implements Bus {
     return live[h % live.length]!;
   }
 
-  private async claimWillsOf(owner: string): Promise<void> {
+  /**
+   * Claims every will `owner` left; resolves with how many claims were lost. A lost claim is
+   * another survivor's win, or a stale read (KV gets may be served by a replica that lags): the
+   * caller keeps the owner and tries again next tick, when a fresh read finds either nothing (the
+   * other node claimed it) or the will still there.
+   */
+  private async claimWillsOf(owner: string): Promise<number> {
     const kv = this.willsKv!;
     const keys: string[] = [];
     for await (const k of await kv.keys(`${owner}.>`)) keys.push(k);
+    let lost = 0;
     for (const k of keys) {
       const e = await kv.get(k);
       if (!e || e.operation !== 'PUT') continue;
@@ -953,6 +960,7 @@ class NatsBusImpl implements Bus {
       } catch (err) {
         if (!isWrongSequence(err)) throw err;
         this.counters.willClaimsLost++;
+        lost++;
         continue;
       }
       this.counters.willsClaimed++;
@@ -970,6 +978,7 @@ class NatsBusImpl implements Bus {
       this.log?.info({ owner: env.origin, key }, 'bus: publishing the will of a dead node');
       this.events?.orphanWill({ owner: env.origin, key, message: { topic: env.topic, payload: env.payload, retain: env.retain, qos: env.qos, properties: env.properties, origin: env.origin, seq: 0 } });
     }
+    return lost;
   }
 
   // ---- close ----
