@@ -11,6 +11,7 @@ import { AUTH_SETTINGS } from './auth/settings.js';
 import { DRAIN_SETTINGS } from './session/drain.js';
 import { HISTORY_SETTINGS } from './store/history-settings.js';
 import { busUrlProblem, CLUSTER_SETTINGS } from './cluster/settings.js';
+import { MAX_BUS_TOPIC_BYTES } from './cluster/subject.js';
 import { envName, flagName, type SettingSpec } from './settings.js';
 
 export class ConfigError extends Error {
@@ -170,6 +171,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   const busProblem = config.bus === undefined ? undefined : busUrlProblem(config.bus);
   if (busProblem !== undefined) throw new ConfigError(`invalid setting bus: ${busProblem}`);
+  // Every topic may cross the bus; the edge's topic check then refuses longer ones with a clear error.
+  if (config.bus !== undefined && config.maxTopicBytes > MAX_BUS_TOPIC_BYTES) {
+    throw new ConfigError(`invalid setting maxTopicBytes: ${config.maxTopicBytes} is more than a scale-out bus carries (${MAX_BUS_TOPIC_BYTES} bytes: a NATS subject must fit its control line); lower it, or run without bus`);
+  }
   if (config.port !== 0 && config.port === config.mqttPort) {
     throw new ConfigError(`invalid setting mqttPort: ${config.mqttPort} is the same as port`);
   }

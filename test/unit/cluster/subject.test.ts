@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { ConfigError, loadConfig } from '@topicast/broker';
 import type * as Subject from '../../../broker/src/cluster/subject.js';
 import { referenceMatches } from '../../helpers/mqtt-reference.js';
 
@@ -126,4 +127,13 @@ test('bad input: clear errors, never a wrong subject or topic', () => {
   assert.throws(() => checkSpace('a..b'), /subject prefix/);
   assert.throws(() => checkSpace('a.*'), /subject prefix/);
   assert.equal(checkSpace('topicast-1.m'), 'topicast-1.m');
+});
+
+test('with a bus, a maxTopicBytes above the cap fails at start-up, so the edge refuses longer topics itself', () => {
+  assert.equal(loadConfig(['--bus', 'nats://127.0.0.1:4222'], {}).maxTopicBytes, MAX_BUS_TOPIC_BYTES, 'the default fits');
+  assert.throws(
+    () => loadConfig(['--bus', 'nats://127.0.0.1:4222', '--max-topic-bytes', String(MAX_BUS_TOPIC_BYTES + 1)], {}),
+    (err: Error) => err instanceof ConfigError && /^invalid setting maxTopicBytes: 1025 is more than a scale-out bus carries \(1024 bytes/.test(err.message),
+  );
+  assert.equal(loadConfig(['--max-topic-bytes', '4096'], {}).maxTopicBytes, 4096, 'a single node keeps its own limit');
 });
