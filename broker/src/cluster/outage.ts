@@ -9,7 +9,9 @@
  *   refused at once with `BusRefusedError` (a retry hint) and the publisher retries later, and
  *   one that waited `maxWaitMs` is refused the same way (and leaves the buffer) rather than hang;
  * - retained writes are conflated per topic (only the latest waits; the earlier one's ack
- *   waits for it) and replayed on reconnect, so other nodes' mirrors converge.
+ *   waits for it) and replayed on reconnect, so other nodes' mirrors converge. They also wait
+ *   while the bus is `degraded` (connected, retained store unavailable, e.g. JetStream electing
+ *   a leader after a server loss), while live messages cross.
  * On `up`, the buffer is replayed in order, synchronously, before any later publish reaches the
  * bus, so order per topic holds across the outage.
  *
@@ -70,6 +72,8 @@ export class BusOutbound {
   private readonly retainedWaiting = new Map<string, Waiting>();
   private count = 0;
   private bytes = 0;
+  /** Buffered messages that are not retained writes (they may cross while the bus is degraded). */
+  private liveHeld = 0;
   /** Refuses acknowledged publishes that waited `maxWaitMs`; runs only while something waits. */
   private sweeper: NodeJS.Timeout | undefined;
 
@@ -113,8 +117,12 @@ export class BusOutbound {
    * waits for (rejected with BusRefusedError when refused); otherwise undefined.
    */
   send(message: BusMessage, acknowledged: boolean): Promise<void> | undefined {
-    if (this.bus.state === 'down') return this.hold(message, acknowledged);
-    if (this.queue.length > 0) this.replay(); // back up before the state event reached us: the buffer goes first
+    const state = this.bus.state;
+    // Degraded: live messages cross, the retained store does not: retained writes wait as in an outage.
+    if (state === 'down' || (state === 'degraded' && message.retain)) return this.hold(message, acknowledged);
+    // Back before the state event reached us: the buffer goes first (while degraded only its live
+    // messages can; without any, the retained writes stay put instead of being retried per publish).
+    if (this.queue.length > 0 && (state === 'up' || this.liveHeld > 0)) this.replay();
     if (!acknowledged && !message.retain) {
       // The common case (QoS 0 live data): no closure per message.
       this.bus.publish(message).then(this.publishedOne, this.lostOne);
@@ -142,8 +150,13 @@ export class BusOutbound {
 
   /** The bus is back: sends everything buffered, in order, before any later publish. */
   replay(): void {
+    const keepRetained = this.bus.state !== 'up';
     for (const w of this.take()) {
       if (w.superseded) continue;
+      if (keepRetained && w.message.retain) {
+        this.requeue(w);
+        continue;
+      }
       this.stats.replayed++;
       const sent = this.send(w.message, true) ?? Promise.resolve();
       sent.then(
@@ -172,7 +185,23 @@ export class BusOutbound {
     this.retainedWaiting.clear();
     this.count = 0;
     this.bytes = 0;
+    this.liveHeld = 0;
     return queue;
+  }
+
+  /** Puts a retained write taken for replay back in the buffer (the retained store is still unavailable). */
+  private requeue(w: Waiting): void {
+    this.queue.push(w);
+    this.retainedWaiting.set(w.message.topic, w);
+    this.count++;
+    this.bytes += w.message.payload.length;
+    if (w.waiters.length > 0) this.armSweeper();
+  }
+
+  private armSweeper(): void {
+    if (this.sweeper !== undefined) return;
+    this.sweeper = setInterval(() => this.sweep(), Math.min(1000, Math.max(10, this.limits.maxWaitMs / 4)));
+    this.sweeper.unref();
   }
 
   private hold(message: BusMessage, acknowledged: boolean): Promise<void> | undefined {
@@ -205,13 +234,13 @@ export class BusOutbound {
       this.stats.conflated++;
     }
     if (message.retain) this.retainedWaiting.set(message.topic, w);
+    else this.liveHeld++;
     this.queue.push(w);
     this.count++;
     this.bytes += size;
     this.stats.buffered++;
     if (!acknowledged) return undefined;
-    this.sweeper ??= setInterval(() => this.sweep(), Math.min(1000, Math.max(10, this.limits.maxWaitMs / 4)));
-    this.sweeper.unref();
+    this.armSweeper();
     return new Promise<void>((resolve, reject) => w.waiters.push({ resolve, reject, sinceMs: Date.now() }));
   }
 
@@ -235,6 +264,7 @@ export class BusOutbound {
         for (const x of expired) x.reject(err);
         if (w.waiters.length === 0 && !w.message.retain) {
           w.superseded = true; // its publisher was told to retry: not sent as well
+          this.liveHeld--;
           this.count--;
           this.bytes -= w.message.payload.length;
           continue;

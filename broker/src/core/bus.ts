@@ -26,7 +26,7 @@
  *   outage policy. `subscribe`, `unsubscribe` and `setWill` never reject for an outage: the bus
  *   keeps them and applies them when it is back (their promises may stay pending until then), and
  *   reports `up` again only once the interest it holds is in place on the engine.
- * - Topics and filters given to a bus are valid MQTT names/filters within `maxBusTopicBytes`;
+ * - Topics and filters given to a bus are valid MQTT names/filters within `MAX_BUS_TOPIC_BYTES` (cluster/subject.ts, enforced by config.ts);
  *   encoding them for the engine (e.g. NATS subjects, cluster/subject.ts) is the bus's job.
  */
 import type { MessageProperties } from './message.js';

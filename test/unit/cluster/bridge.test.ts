@@ -336,6 +336,30 @@ test('degraded (retained unavailable): no snapshot wait; held filters are mirror
   assert.equal(b!.bridge.stats.snapshots, 1);
 });
 
+test('degraded: retained writes wait (conflated, not retried per publish) while live messages cross; replayed once up', async () => {
+  const { nodes: [a, b] } = await cluster(2);
+  const onB = b!.sub('d/#');
+  await settle();
+  const bus = a!.bridge.bus as ReturnType<Hub['createNode']>;
+  bus.setState('degraded', 'test: retained store unavailable');
+  let retainedAcked = false;
+  const first = a!.router.publish(createMessage('d/r', text('r1'), true), true).durable as Promise<void>;
+  const kept = a!.router.publish(createMessage('d/r', text('r2'), true), true).durable as Promise<void>;
+  void kept.then(() => { retainedAcked = true; });
+  for (let i = 0; i < 3; i++) await (a!.router.publish(createMessage('d/live', text(`l${i}`)), true).durable as Promise<void>);
+  await settle();
+  assert.deepEqual(onB.payloads('d/live'), ['l0', 'l1', 'l2'], 'live messages cross while degraded');
+  assert.deepEqual(onB.payloads('d/r'), [], 'retained writes wait for the retained store');
+  assert.equal(retainedAcked, false);
+  const o = a!.bridge.outbound.stats;
+  assert.deepEqual([o.buffered, o.conflated, o.replayed], [2, 1, 0], 'conflated, and not retried by the live publishes');
+  bus.setState('up', 'test: back');
+  await Promise.all([first, kept]);
+  await settle();
+  assert.deepEqual(onB.payloads('d/r'), ['r2'], 'only the latest retained value crosses');
+  assert.equal(o.replayed, 1);
+});
+
 test('outage: an acknowledged publish that waited busBufferWaitMs is refused and leaves the buffer; a retained value stays for replay', async () => {
   const { hub, nodes: [a, b] } = await cluster(2, { maxWaitMs: 100 });
   const onB = b!.sub('w/#');
