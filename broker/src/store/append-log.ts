@@ -538,11 +538,16 @@ export class AppendLog {
         if (this.compacting) this.failedDuringCompaction = true;
         this.report(failure);
         // What was written since the last good fdatasync may not be on disk: cut it off (with the
-        // batches written meanwhile, same segment) so the log holds no gap.
-        let cut: Deferred[] = [];
-        if (retired.length === 0 && segment === this.segment) {
-          cut = this.written;
-          this.written = [];
+        // batches written meanwhile, same segment) so the log holds no gap. Rejected first, and their
+        // failure handlers run (the history store records the offsets as lost) before the records
+        // leave the file: a crash in between never leaves a delivered offset missing unrecorded.
+        const cuttable = retired.length === 0 && segment === this.segment;
+        const cut = cuttable ? this.written : [];
+        if (cuttable) this.written = [];
+        for (const w of waiters) w.reject(failure);
+        for (const w of cut) w.reject(failure);
+        await Promise.resolve();
+        if (cuttable) {
           try {
             ftruncateSync(fd, this.position);
             this.stats.logBytes -= this.writePosition - this.position;
@@ -555,8 +560,6 @@ export class AppendLog {
           // Across a segment rotation the cut is not one truncation: stop appending rather than risk a gap.
           this.broken = failure;
         }
-        for (const w of waiters) w.reject(failure);
-        for (const w of cut) w.reject(failure);
       }
     }
   }

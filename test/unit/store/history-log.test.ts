@@ -310,6 +310,40 @@ test('disk full on the last batch before a clean close: STREAM records the lost 
   assert.deepEqual(replay(b, ['devices/a/t'], 2), []);
 });
 
+test('a failed fdatasync (EIO): the records written since the last good one are cut off and recorded as lost before they leave the file', async () => {
+  const data = freshDir();
+  let failNext = false;
+  const io: AppendIo = {
+    ...nodeAppendIo,
+    async fdatasync(fd) {
+      if (!failNext) return nodeAppendIo.fdatasync(fd);
+      failNext = false;
+      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5 });
+    },
+    ftruncate: nodeAppendIo.ftruncate,
+  };
+  const a = await open(data, [], { io });
+  await publish(a, 'devices/a/t', 'kept').durable;
+  const stream = (): { lostThrough?: number } => JSON.parse(readStream(data)) as { lostThrough?: number };
+  failNext = true;
+  const lost = publish(a, 'devices/a/t', 'synced? no');
+  a.writePending!();
+  const file = join(logDir(data), segments(data).at(-1)!);
+  assert.ok(readFileSync(file).includes(Buffer.from('synced? no')), 'written before the fdatasync');
+  // Runs with the store's own failure handler, before the engine cuts the records off.
+  const atRejection = lost.durable!.catch(() => ({ lostThrough: stream().lostThrough, inFile: readFileSync(file).includes(Buffer.from('synced? no')) }));
+  await assert.rejects(lost.durable!, /history store in .*: append failed: EIO/);
+  assert.deepEqual(await atRejection, { lostThrough: lost.message.offset, inFile: true }, 'the loss is in STREAM while the record is still in the file');
+  await new Promise((r) => setImmediate(r));
+  assert.ok(!readFileSync(file).includes(Buffer.from('synced? no')), 'and the record is cut off the log');
+  await publish(a, 'devices/a/t', 'after').durable;
+  assert.equal(a.storeStats!.writeErrors, 1);
+  await a.close();
+  const b = await open(data);
+  assert.equal(replay(b, ['devices/a/t'], 1), undefined, 'a resume across the lost offset is refused');
+  assert.deepEqual(replay(b, ['devices/a/t'], 2), ['3:devices/a/t=after']);
+});
+
 test('a run with history off removes the stored stream: the next run with history starts a new epoch', async () => {
   const data = freshDir();
   const a = await open(data);
