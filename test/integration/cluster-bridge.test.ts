@@ -166,6 +166,9 @@ test('outage: local delivery, drops and refusals with a retry hint, readiness, r
   const health = await fetch(`${a.http}/healthz`);
   assert.equal(health.status, 503, 'not ready while the bus is down');
   assert.equal(((await health.json()) as { bus: string }).bus, 'down');
+  const live = await fetch(`${a.http}/healthz?live`);
+  assert.equal(live.status, 200, 'alive while not ready: a bus outage must not get nodes restarted');
+  assert.equal(((await live.json()) as { status: string }).status, 'alive');
 
   const pub = await NativeClient.connect(a.ws);
   await pub.publish('o/q0', bytes('local only'), { ack: false });

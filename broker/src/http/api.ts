@@ -38,7 +38,13 @@ export function allowedMethods(path: string): readonly string[] {
   return ['GET', 'HEAD'];
 }
 
-export function healthz(ctx: BrokerContext, ready: boolean, draining = false): HttpReply {
+/**
+ * `GET /healthz`: readiness (200 only when serving, not draining and, with a cluster bus, the bus
+ * is up). `GET /healthz?live`: liveness only: 200 whenever the process answers HTTP, so a
+ * supervisor restarts a hung node but not every node during a bus outage.
+ */
+export function healthz(ctx: BrokerContext, ready: boolean, draining = false, query = ''): HttpReply {
+  if (new URLSearchParams(query).has('live')) return json(200, { status: 'alive', version: ctx.version, uptimeSec: Math.floor((ctx.now() - ctx.startedAt) / 1000) });
   return json(ready && !draining ? 200 : 503, {
     status: draining ? 'draining' : ready ? 'ok' : 'not-ready',
     version: ctx.version,

@@ -249,7 +249,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     }
     if (allowed.length === 0) return reply(res, errorReply(404, 0, 'not found'), {}, false, state);
     if (!allowed.includes(method)) return reply(res, errorReply(405, 0, `method ${method} not allowed`), { Allow: allowed.join(', ') }, false, state);
-    if (path === '/healthz') return reply(res, healthz(ctx, options.ready(), options.draining?.() ?? false), {}, method === 'HEAD', state);
+    if (path === '/healthz') return reply(res, healthz(ctx, options.ready(), options.draining?.() ?? false, query), {}, method === 'HEAD', state);
     if (path === '/metrics') return reply(res, metrics(ctx), {}, method === 'HEAD', state);
     if (method === 'POST') {
       if (!ctx.auth.configured) return readBody(res, state, config.maxPayloadBytes, (body) => replyWhenReady(res, publish(ctx, path, query, body), state));

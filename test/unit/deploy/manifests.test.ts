@@ -278,7 +278,7 @@ test('k8s: Topicast Deployment — 3 nodes, /healthz readiness, TOPICAST_* accep
   assert.equal(ports.get('http'), config.port);
   assert.equal(ports.get('mqtt'), config.mqttPort);
   assert.equal(c.readinessProbe.httpGet.path, '/healthz');
-  assert.notEqual(c.livenessProbe.httpGet.path, '/healthz', 'liveness does not follow readiness: a NATS outage must not restart every node');
+  assert.equal(c.livenessProbe.httpGet.path, '/healthz?live', 'liveness does not follow readiness: a NATS outage must not restart every node');
   assert.equal(String(pod.securityContext.runAsUser), dockerUser, 'runAsUser is the image\'s USER');
   const data = (c.volumeMounts as Obj[]).find((m) => m.mountPath === '/data');
   assert.ok(data, '/data (TOPICAST_DATA in the image) is a volume: the root filesystem is read-only');
