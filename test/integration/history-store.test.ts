@@ -11,7 +11,7 @@
  * id in STREAM) starts a new epoch, so no resume claims recovered: true.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -85,6 +85,99 @@ for (const how of ['graceful', 'kill -9'] as const) {
     await two.stop();
   });
 }
+
+/**
+ * Runs a broker on `data` and kills it with SIGKILL while a subscriber receives a high-rate stream
+ * of UNacknowledged history publishes (payload = its sequence number = offset - 1). Returns what
+ * the subscriber saw (offset → payload) and the epoch.
+ */
+async function killMidStream(data: string, seenBeforeKill: number): Promise<{ epoch: string; seen: Map<number, string>; lastSeen: number }> {
+  const one = await startBroker({ args: [...ARGS, ...DEEP, '--data', data], mqttOff: true });
+  const seen = new Map<number, string>();
+  let lastSeen = 0;
+  let killed = false;
+  const sub = await NativeClient.connect(one.url, {
+    record: false,
+    onFrame(f) {
+      if (f.op !== Op.delivery || killed) return;
+      seen.set(f.offset!, text(f.payload));
+      lastSeen = f.offset!;
+      if (seen.size >= seenBeforeKill) {
+        killed = true;
+        one.kill('SIGKILL'); // right after a delivery arrived: the records around it were just delivered
+      }
+    },
+  });
+  const id = sub.id();
+  sub.send({ op: Op.subscribe, id, filters: ['devices/#'], options: { retained: false } });
+  const { epoch } = result(await sub.answer(id));
+  const pub = await NativeClient.connect(one.url, { record: false });
+  let seq = 0;
+  const deadline = Date.now() + 20_000;
+  while (!killed && Date.now() < deadline) {
+    for (let i = 0; i < 100; i++) pub.send({ op: Op.publish, id: 0, topic: `devices/${seq % 4}/temp`, payload: bytes(String(seq++)), flags: 0 });
+    await sleep(0);
+  }
+  assert.ok(killed, `the subscriber saw ${seen.size} of ${seenBeforeKill} deliveries before the deadline`);
+  await one.exited;
+  sub.terminate();
+  pub.terminate();
+  return { epoch: epoch!, seen, lastSeen };
+}
+
+/** Keeps every message of the test streams (no bound evicts any). */
+const DEEP = ['--history-max-messages', '1000000', '--history-max-bytes', String(256 * 1024 * 1024)];
+
+test('kill -9 mid-stream (unacknowledged publishes): every offset a subscriber saw is replayable, resumes are exact', async (t) => {
+  for (let round = 0; round < 3; round++) {
+    const data = join(work, `midstream-${round}`);
+    const { epoch, seen, lastSeen } = await killMidStream(data, 3000 + round * 1500);
+    const two = await startBroker({ args: [...ARGS, ...DEEP, '--data', data], mqttOff: true });
+    try {
+      const offsets = [...seen.keys()];
+      const earlier = offsets[Math.floor(offsets.length / 3)]!;
+      const fromLast = await resume(two.url, ['devices/#'], epoch, lastSeen);
+      const fromEarlier = await resume(two.url, ['devices/#'], epoch, earlier);
+      const fromStart = await resume(two.url, ['devices/#'], epoch, 0);
+      const stored = fromStart.replayed.length;
+      t.diagnostic(`round ${round}: subscriber saw ${seen.size} (last offset ${lastSeen}), the log holds ${stored}`);
+      for (const [from, r] of [[lastSeen, fromLast], [earlier, fromEarlier], [0, fromStart]] as const) {
+        assert.equal(r.ack.epoch, epoch, 'same epoch after a process crash');
+        assert.equal(r.ack.recovered, true, `resume from ${from} is recovered`);
+        assert.deepEqual(r.replayed.map((d) => d.offset), Array.from({ length: stored - from }, (_, i) => from + 1 + i), `resume from ${from}: every stored offset after it, in order`);
+        for (const d of r.replayed) assert.equal(text(d.payload), String(d.offset! - 1), 'the message published with that offset');
+        await r.c.close();
+      }
+      assert.ok(stored >= lastSeen, `every offset delivered before the crash is in the log (saw up to ${lastSeen}, the log holds ${stored})`);
+      for (const [offset, payload] of seen) assert.equal(payload, String(offset - 1));
+    } finally {
+      await two.stop();
+    }
+  }
+});
+
+test('kill -9, then a reboot (another boot id in STREAM): a new epoch, every earlier position gets recovered: false', async () => {
+  const data = join(work, 'reboot');
+  const { epoch, lastSeen } = await killMidStream(data, 500);
+  const streamPath = join(data, 'history', 'STREAM');
+  const stream = JSON.parse(readFileSync(streamPath, 'utf8')) as { clean: boolean; bootId: string };
+  assert.equal(stream.clean, false, 'killed: STREAM was not marked clean');
+  assert.equal(stream.bootId, readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+  writeFileSync(streamPath, JSON.stringify({ ...stream, bootId: 'a-boot-before-a-power-loss' }));
+  const two = await startBroker({ args: [...ARGS, ...DEEP, '--data', data], mqttOff: true });
+  try {
+    for (const from of [lastSeen, 1, 0]) {
+      const r = await resume(two.url, ['devices/#'], epoch, from);
+      assert.notEqual(r.ack.epoch, epoch, 'a new epoch');
+      assert.equal(r.ack.recovered, false, `resume from ${from}: not recovered`);
+      assert.equal(r.replayed.length, 0);
+      await r.c.close();
+    }
+    assert.ok(two.logs.some((l) => l.includes('boot id changed')), 'the reason is logged');
+  } finally {
+    await two.stop();
+  }
+});
 
 test('a 100,000-message replay to a stalled, then slow reader completes in order, paced, in bounded broker memory', async (t) => {
   const COUNT = 100_000;
