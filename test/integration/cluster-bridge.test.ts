@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import mqtt from 'mqtt';
-import { ErrorCode, Op } from 'topicast/protocol';
+import { CloseCode, ErrorCode, Op } from 'topicast/protocol';
 import { loadConfig, startBroker, type RunningBroker } from '@topicast/broker';
 import type * as MemoryBusModule from '../../broker/src/cluster/memory-bus.js';
 import { bytes, isDelivery, NativeClient, scrapeMetrics, sleep, text } from '../helpers/native-client.js';
@@ -119,6 +119,32 @@ test('a subscription on a filter not mirrored yet waits for the bus snapshot; la
   await Promise.all([subscribed, published]);
   await waitFor(() => ownGot.length >= 1, 'the publish held behind the SUBSCRIBE');
   assert.deepEqual(ownGot, ['hold/x=after subscribe']);
+});
+
+test('a client that floods frames while its SUBSCRIBE waits is closed as rate-limited; holding them is bounded', async () => {
+  const hub = new MemoryBusHub();
+  const b = await node(hub, 'b');
+  const retained = b.bus.retained.bind(b.bus);
+  b.bus.retained = async (filter) => {
+    const entries = await retained(filter);
+    await sleep(300);
+    return entries;
+  };
+  const calm = await NativeClient.connect(b.ws);
+  const flood = await NativeClient.connect(b.ws);
+  void flood.subscribeRaw(['f/native/#']).catch(() => {});
+  for (let i = 0; i < 1001; i++) flood.send({ op: Op.ping, id: flood.id() });
+  const closed = await flood.closed;
+  assert.equal(closed.code, CloseCode.rateLimited, 'native: closed with 4029 (retry later)');
+  assert.ok(flood.frames.some((f) => f.op === Op.error && f.code === ErrorCode.rateLimited), 'native: ERROR rateLimited says why');
+
+  const m = await mqttClient(b.mqtt);
+  const disconnected = new Promise<number | undefined>((resolve) => m.on('disconnect', (packet) => resolve(packet.reasonCode)));
+  void m.subscribeAsync('f/mqtt/#', { qos: 1 }).catch(() => {});
+  for (let i = 0; i < 1001; i++) m.publish('f/mqtt/x', 'flood', { qos: 0 });
+  assert.equal(await disconnected, 0x96, 'MQTT 5: DISCONNECT 0x96 (message rate too high)');
+
+  await calm.ping(); // the others keep working
 });
 
 test('wills: a node dies; each will of its native and MQTT connections is published once, on another node', async () => {

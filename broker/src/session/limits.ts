@@ -55,6 +55,14 @@ export function checkFilter(filter: string, limits: TopicLimits): PublishCheck |
  * Topics only the broker publishes: `$SYS/...` (DESIGN.md "Topics"), so its figures are never
  * spoofed. Every protocol refuses client publishes and wills there, each with its own error shape.
  */
+/**
+ * Frames or packets a connection may send while its earlier ones wait (authentication running, a
+ * SUBSCRIBE waiting for the cluster's retained values, at most `busSnapshotTimeoutMs`). A client
+ * that waits for its answers sends a few; thousands mean it does not, and holding them would grow
+ * memory without bound, so the connection is closed as rate-limited (it may retry).
+ */
+export const MAX_HELD_INBOUND = 1000;
+
 export function isBrokerTopic(topic: string): boolean {
   return topic === '$SYS' || topic.startsWith('$SYS/');
 }

@@ -17,7 +17,7 @@ import { CloseCode } from 'topicast/protocol';
 import type { Message } from '../../core/message.js';
 import { SendResult, type Connection } from '../../session/connection.js';
 import type { ConnectionHandler } from '../../session/handler.js';
-import { TokenBucket } from '../../session/limits.js';
+import { MAX_HELD_INBOUND, TokenBucket } from '../../session/limits.js';
 import { Outbox, type FrameSource } from '../../session/outbox.js';
 import { dispatch } from './dispatcher.js';
 import { encodePacket, ownPublish, sharedPublish, type Version } from './encode.js';
@@ -199,6 +199,11 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
       return;
     }
     if (this.state === 'authenticating' || this.holding) {
+      if (this.backlog.length >= MAX_HELD_INBOUND) {
+        this.server.ctx.counters.rateLimited++;
+        this.disconnect(Reason.messageRateTooHigh, `more than ${MAX_HELD_INBOUND} packets sent while earlier ones wait`);
+        return;
+      }
       this.backlog.push(packet);
       return;
     }

@@ -28,7 +28,7 @@ import { createMessage, type Message } from '../../core/message.js';
 import type { Subscriber, Subscription } from '../../core/router.js';
 import type { Connection } from '../../session/connection.js';
 import type { ConnectionHandler } from '../../session/handler.js';
-import { checkFilter, checkPublish, isBrokerTopic, retainedFull, TokenBucket } from '../../session/limits.js';
+import { checkFilter, checkPublish, isBrokerTopic, MAX_HELD_INBOUND, retainedFull, TokenBucket } from '../../session/limits.js';
 import { Outbox, type FrameSource } from '../../session/outbox.js';
 
 /** Wire shape cached on each Message (core/message.ts) for the duration of its fan-out. */
@@ -132,6 +132,12 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       return;
     }
     if (this.held !== undefined) {
+      if (this.held.length >= MAX_HELD_INBOUND) {
+        this.ctx.counters.rateLimited++;
+        this.error(0, ErrorCode.rateLimited, `more than ${MAX_HELD_INBOUND} frames sent while a SUBSCRIBE waits for the cluster`);
+        this.close(CloseCode.rateLimited, 'too many frames while a subscribe waits');
+        return;
+      }
       this.held.push(frame); // a SUBSCRIBE waits for the cluster's retained values: keep frame order
       return;
     }
