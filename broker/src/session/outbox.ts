@@ -88,7 +88,6 @@ export class Flusher {
 }
 
 const NO_ITEMS: (Uint8Array | FrameSource)[] = Object.freeze([]) as unknown as (Uint8Array | FrameSource)[];
-const NO_KINDS: number[] = Object.freeze([]) as unknown as number[];
 
 /** The outbox whose queue `writeCorked` writes: set by `flush` around its synchronous `cork` call. */
 let corking: Outbox | undefined;
@@ -97,18 +96,19 @@ function writeCorked(): void {
   corking?.writeQueued();
 }
 
-const DATA = 0;
-const CONTROL = 1;
-const SOURCE = 2;
-
 export class Outbox {
   /** Flusher bookkeeping. */
   queuedForFlush = false;
-  // Made on first push (a connection that was never sent anything holds none) and then reused:
-  // fresh arrays after every flush cost ≈ 200 bytes less per idle connection but two allocations
-  // per delivery, which measurably lengthened the p99 latency at 1,000 msg/s × 100 subscribers.
+  // Made on first push (a connection that was never sent anything holds none). Once a delivery
+  // went through it, it is reused: a fresh array after every flush costs an allocation per
+  // delivery, which measurably lengthened the p99 latency at 1,000 msg/s × 100 subscribers.
+  // A queue that only ever carried control frames (WELCOME, ACK, SNAPSHOT_END: an idle
+  // subscriber's whole traffic) is released when it empties.
   private items: (Uint8Array | FrameSource)[] = NO_ITEMS;
-  private kinds: number[] = NO_KINDS;
+  /** Whether a delivery used `items` since it was made: then it is kept when empty. */
+  private keepItems = false;
+  /** FrameSources queued (rare: snapshots, replays): while 0, every item is bytes and the write loop never checks. */
+  private sources = 0;
   private head = 0;
   private queuedBytes = 0;
   private conflated: Map<string, Uint8Array> | undefined;
@@ -120,17 +120,12 @@ export class Outbox {
    */
   private bufferedEstimate = 0;
 
-  /** Snapshot pacing window: never more than half the live limit, so a paced snapshot cannot trip the policy. */
-  private readonly snapshotWindowBytes: number;
-
   constructor(
     private readonly conn: Connection,
     private readonly limits: OutboxLimits,
     private readonly stats: OutboxStats,
     private readonly flusher: Flusher,
-  ) {
-    this.snapshotWindowBytes = Math.min(limits.snapshotWindowBytes, Math.floor(limits.maxBufferedBytes / 2));
-  }
+  ) {}
 
   /** Bytes waiting for this connection: queued here plus buffered in the transport. */
   pendingBytes(): number {
@@ -147,7 +142,8 @@ export class Outbox {
       this.overLimit(bytes, topic);
       return;
     }
-    this.enqueue(bytes, DATA);
+    this.keepItems = true;
+    this.enqueue(bytes);
   }
 
   /**
@@ -167,7 +163,7 @@ export class Outbox {
       this.disconnectSlow();
       return;
     }
-    this.enqueue(bytes, CONTROL);
+    this.enqueue(bytes);
   }
 
   /** Queues a paced source (retained snapshot); frames behind it wait until it is exhausted. */
@@ -175,7 +171,7 @@ export class Outbox {
     if (this.closed) return;
     this.ownQueue();
     this.items.push(source);
-    this.kinds.push(SOURCE);
+    this.sources++;
     this.flusher.mark(this);
   }
 
@@ -183,7 +179,7 @@ export class Outbox {
   close(): void {
     this.closed = true;
     this.items = NO_ITEMS;
-    this.kinds = NO_KINDS;
+    this.sources = 0;
     this.head = 0;
     this.queuedBytes = 0;
     this.conflated = undefined;
@@ -208,14 +204,14 @@ export class Outbox {
 
   /** @internal Writes the queue; only called inside `conn.cork` (see `flush`). */
   writeQueued(): void {
-    const { conn, stats, items, kinds } = this;
+    const { conn, stats, items } = this;
     while (this.head < items.length) {
       if (this.closed) return;
       const i = this.head;
-      const kind = kinds[i]!;
-      if (kind === SOURCE) {
+      if (this.sources > 0 && !(items[i] instanceof Uint8Array)) {
         const source = items[i] as FrameSource;
-        const window = this.snapshotWindowBytes;
+        // Never more than half the live limit, so a paced snapshot cannot trip the policy.
+        const window = Math.min(this.limits.snapshotWindowBytes, Math.floor(this.limits.maxBufferedBytes / 2));
         let frame: Uint8Array | undefined;
         while (conn.bufferedBytes() < window && (frame = source.next()) !== undefined) {
           conn.send(frame);
@@ -223,6 +219,7 @@ export class Outbox {
           stats.bytesSent += frame.length;
         }
         if (frame !== undefined || conn.bufferedBytes() >= window) return; // resume on drain
+        this.sources--;
         this.head++;
         continue;
       }
@@ -238,11 +235,10 @@ export class Outbox {
       stats.framesSent++;
       stats.bytesSent += bytes.length;
     }
-    // Queue empty: keep the arrays for the next tick (the shared empty queue is frozen).
-    if (this.items !== NO_ITEMS) {
-      this.items.length = 0;
-      this.kinds.length = 0;
-    }
+    // Queue empty: a delivery queue is kept for the next tick (the shared empty queue is frozen),
+    // a control-only one released (see `items`).
+    if (!this.keepItems) this.items = NO_ITEMS;
+    else if (this.items !== NO_ITEMS) this.items.length = 0;
     this.head = 0;
     if (this.conflated && conn.bufferedBytes() < this.limits.maxBufferedBytes) {
       const pending = this.conflated;
@@ -256,16 +252,12 @@ export class Outbox {
   }
 
   private ownQueue(): void {
-    if (this.items === NO_ITEMS) {
-      this.items = [];
-      this.kinds = [];
-    }
+    if (this.items === NO_ITEMS) this.items = [];
   }
 
-  private enqueue(bytes: Uint8Array, kind: number): void {
+  private enqueue(bytes: Uint8Array): void {
     this.ownQueue();
     this.items.push(bytes);
-    this.kinds.push(kind);
     this.queuedBytes += bytes.length;
     this.flusher.mark(this);
   }
