@@ -19,23 +19,28 @@ import { loadStatic } from '../http/static.js';
 import { SendResult, type Connection } from '../session/connection.js';
 import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
 
+/**
+ * uWS copies these onto the WebSocket object itself, each a slot of its property array: one
+ * slot (two with a pending token check) instead of four keeps an idle connection smaller
+ * (bench "memory"); everything else lives on the UwsConnection.
+ */
 interface SocketData {
-  protocol: ProtocolHandler;
-  remote: string;
-  /** Native upgrades with authentication on: the token check, under way (undefined for /mqtt, which authenticates in CONNECT). */
+  conn: UwsConnection;
+  /** Native upgrades with authentication on: the token check, under way (absent for /mqtt, which authenticates in CONNECT). */
   auth?: Promise<AuthOutcome>;
-  handler?: ConnectionHandler;
-  conn?: UwsConnection;
 }
 
 type Ws = uWS.WebSocket<SocketData>;
 
 class UwsConnection implements Connection {
+  /** Set by `open`; no session holds this connection before. */
+  ws!: Ws;
+  handler: ConnectionHandler | undefined = undefined;
   closed = false;
   /** Set when the broker initiated the close: then the close is never "clean". */
   closedByServer = false;
 
-  constructor(private readonly ws: Ws, readonly remoteAddress: string) {}
+  constructor(readonly remoteAddress: string) {}
 
   send(bytes: Uint8Array): SendResult {
     if (this.closed) return SendResult.dropped;
@@ -82,8 +87,13 @@ export interface HttpServer {
 
 const textDecoder = new TextDecoder();
 
+/** The last remote address decoded: connections through one proxy, load balancer or NAT share its string. */
+let lastRemote = '';
+
 function remoteOf(res: uWS.HttpResponse): string {
-  return textDecoder.decode(res.getRemoteAddressAsText());
+  const remote = textDecoder.decode(res.getRemoteAddressAsText());
+  if (remote === lastRemote) return lastRemote; // one string, not one per connection (32+ bytes each)
+  return (lastRemote = remote);
 }
 
 function offersSubprotocol(header: string, wanted: string): boolean {
@@ -162,7 +172,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       }
       void version;
       if (protocol !== options.native || !ctx.auth.configured) {
-        res.upgrade<SocketData>({ protocol, remote }, key, subprotocol, extensions, context);
+        res.upgrade<SocketData>({ conn: new UwsConnection(remote) }, key, subprotocol, extensions, context);
         return;
       }
       // The token is checked while the socket opens (auth/pending.ts says why the upgrade does not wait);
@@ -180,55 +190,57 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
           return { ok: false, reason: 'authentication unavailable' };
         },
       );
-      res.upgrade<SocketData>({ protocol, remote, auth }, key, subprotocol, extensions, context);
+      res.upgrade<SocketData>({ conn: new UwsConnection(remote), auth }, key, subprotocol, extensions, context);
     },
     open: (ws) => {
       const data = ws.getUserData();
-      const conn = new UwsConnection(ws, data.remote);
-      data.conn = conn;
-      ctx.auth.guard.opened(data.remote);
-      if (data.auth === undefined) {
-        data.handler = data.protocol.open(conn);
+      const conn = data.conn;
+      conn.ws = ws;
+      const remote = conn.remoteAddress;
+      ctx.auth.guard.opened(remote);
+      const auth = data.auth;
+      if (auth === undefined) {
+        conn.handler = protocol.open(conn);
         return;
       }
-      data.handler = new AuthenticatingHandler(data.auth, {
-        open: (principal) => data.protocol.open(conn, principal),
+      data.auth = undefined; // settled or not, the AuthenticatingHandler holds it from here
+      conn.handler = new AuthenticatingHandler(auth, {
+        open: (principal) => protocol.open(conn, principal),
         refuse: (reason) => {
-          log.info({ remote: data.remote, reason }, 'authentication failed');
+          log.info({ remote, reason }, 'authentication failed');
           conn.close(CloseCode.unauthenticated, reason);
         },
         close: (code, reason, err) => {
-          if (err !== undefined) log.error({ err, remote: data.remote }, 'connection handler failed');
+          if (err !== undefined) log.error({ err, remote }, 'connection handler failed');
           conn.close(code, reason);
         },
       }, config.maxBufferedBytes);
     },
     message: (ws, message) => {
-      const { handler, conn } = ws.getUserData();
+      const conn = ws.getUserData().conn;
       if (message.byteLength > messageLimit) {
         ctx.counters.malformed++;
-        conn?.close(CloseCode.messageTooBig, `message exceeds ${messageLimit} bytes`);
+        conn.close(CloseCode.messageTooBig, `message exceeds ${messageLimit} bytes`);
         return;
       }
       try {
-        handler?.onMessage(new Uint8Array(message));
+        conn.handler?.onMessage(new Uint8Array(message));
       } catch (err) {
         // Handlers do not throw by design; if one does, log it with context and drop the connection, never the process.
-        log.error({ err, remote: ws.getUserData().remote }, 'connection handler failed');
+        log.error({ err, remote: conn.remoteAddress }, 'connection handler failed');
         ctx.counters.malformed++;
-        ws.getUserData().conn?.close(1011, 'internal error');
+        conn.close(1011, 'internal error');
       }
     },
     drain: (ws) => {
-      ws.getUserData().handler?.onDrain();
+      ws.getUserData().conn.handler?.onDrain();
     },
     close: (ws, code, message) => {
-      const data = ws.getUserData();
-      const conn = data.conn;
-      if (conn) conn.closed = true;
-      ctx.auth.guard.closed(data.remote);
-      const clean = !conn?.closedByServer && (code === 1000 || code === 1001);
-      data.handler?.onClose(code, textDecoder.decode(message), clean);
+      const conn = ws.getUserData().conn;
+      conn.closed = true;
+      ctx.auth.guard.closed(conn.remoteAddress);
+      const clean = !conn.closedByServer && (code === 1000 || code === 1001);
+      conn.handler?.onClose(code, textDecoder.decode(message), clean);
     },
   });
 
