@@ -15,9 +15,11 @@
  * number of subscriptions. Add and remove are O(depth).
  */
 
+/**
+ * No parent pointer and no level: `remove` walks down from the root anyway and prunes along the
+ * path it walked, so each node (one per subscribed topic at 10k+ idle devices) is 16 bytes smaller.
+ */
 export interface TrieNode<S, V> {
-  readonly parent: TrieNode<S, V> | undefined;
-  readonly level: string;
   children: Map<string, TrieNode<S, V>> | undefined;
   /**
    * Subscriber → value for the filter that ends at this node. Most filters have one
@@ -29,8 +31,8 @@ export interface TrieNode<S, V> {
   entries: Map<S, V> | undefined;
 }
 
-function node<S, V>(parent: TrieNode<S, V> | undefined, level: string): TrieNode<S, V> {
-  return { parent, level, children: undefined, oneSubscriber: undefined, oneValue: undefined, entries: undefined };
+function node<S, V>(): TrieNode<S, V> {
+  return { children: undefined, oneSubscriber: undefined, oneValue: undefined, entries: undefined };
 }
 
 function isEmptyNode<S, V>(n: TrieNode<S, V>): boolean {
@@ -38,7 +40,7 @@ function isEmptyNode<S, V>(n: TrieNode<S, V>): boolean {
 }
 
 export class SubscriptionTrie<S, V> {
-  private readonly root: TrieNode<S, V> = node(undefined, '');
+  private readonly root: TrieNode<S, V> = node();
   private count = 0;
 
   /** Number of (subscriber, filter) entries. */
@@ -52,7 +54,7 @@ export class SubscriptionTrie<S, V> {
     for (const level of filter.split('/')) {
       let next = n.children?.get(level);
       if (!next) {
-        next = node(n, level);
+        next = node();
         (n.children ??= new Map()).set(level, next);
       }
       n = next;
@@ -74,10 +76,13 @@ export class SubscriptionTrie<S, V> {
 
   /** Removes the entry for (subscriber, filter) and prunes empty nodes. Returns true when it existed. */
   remove(filter: string, subscriber: S): boolean {
+    const levels = filter.split('/');
+    const path: TrieNode<S, V>[] = [this.root]; // path[i] is the parent of the node at levels[i]
     let n: TrieNode<S, V> | undefined = this.root;
-    for (const level of filter.split('/')) {
+    for (const level of levels) {
       n = n.children?.get(level);
       if (!n) return false;
+      path.push(n);
     }
     if (n.oneSubscriber === subscriber) {
       n.oneSubscriber = undefined;
@@ -87,11 +92,10 @@ export class SubscriptionTrie<S, V> {
     } else return false;
     this.count--;
     // Prune upwards while the node is empty.
-    while (n.parent && isEmptyNode(n)) {
-      const parent: TrieNode<S, V> = n.parent;
-      parent.children!.delete(n.level);
+    for (let i = levels.length; i > 0 && isEmptyNode(path[i]!); i--) {
+      const parent = path[i - 1]!;
+      parent.children!.delete(levels[i - 1]!);
       if (parent.children!.size === 0) parent.children = undefined;
-      n = parent;
     }
     return true;
   }

@@ -121,7 +121,8 @@ export class Outbox {
   private bufferedEstimate = 0;
 
   constructor(
-    private readonly conn: Connection,
+    /** The connection written to; its owner may use it too (one reference per session, not two). */
+    readonly conn: Connection,
     private readonly limits: OutboxLimits,
     private readonly stats: OutboxStats,
     private readonly flusher: Flusher,

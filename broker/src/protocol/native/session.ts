@@ -112,7 +112,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
    */
   constructor(
     private readonly ctx: BrokerContext,
-    private readonly conn: Connection,
+    conn: Connection,
     welcome: Uint8Array,
     private readonly ended: (session: NativeSession) => void,
     principal?: Principal,
@@ -239,7 +239,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   /** Closes the connection from the broker's side (shutdown, drain). */
   close(code: number, reason: string): void {
     this.outbox.flush();
-    this.conn.close(code, reason);
+    this.outbox.conn.close(code, reason);
   }
 
   // ---- one handler per frame kind (PROTOCOL.md §4) ---------------------------
