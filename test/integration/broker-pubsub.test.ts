@@ -78,6 +78,33 @@ test('subscribing again to a held filter is not an error and does not duplicate 
   await sub.close();
 });
 
+test('filters taken and left one at a time (one held, a second, the first left and taken again, all left): each delivers once while held, never after', async () => {
+  // The session keeps a lone filter apart from a set of several (memory per idle connection):
+  // every transition between the two must keep the router and the session in step.
+  const c = await connect();
+  const p = await connect();
+  const round = async (marker: string): Promise<string[]> => {
+    for (const t of ['one/a', 'one/b', 'one/c']) await p.publish(t, bytes(marker), { ack: false });
+    await p.publish(`one/end/${marker}`, bytes(marker)); // acknowledged: everything before it was routed
+    await c.ping();
+    return c.frames.filter((f): f is Delivery => f.op === Op.delivery && text(f.payload) === marker && !f.topic.startsWith('one/end')).map((f) => f.topic).sort();
+  };
+  await c.subscribe(['one/a']);
+  assert.deepEqual(await round('1'), ['one/a'], 'the lone filter');
+  await c.subscribe(['one/b']);
+  assert.deepEqual(await round('2'), ['one/a', 'one/b'], 'a second filter');
+  await c.unsubscribe(['one/c']); // never held: nothing changes
+  await c.unsubscribe(['one/a']);
+  assert.deepEqual(await round('3'), ['one/b'], 'the first left');
+  await c.subscribe(['one/a', 'one/b']);
+  assert.deepEqual(await round('4'), ['one/a', 'one/b'], 'the first taken again, the second again (held: once)');
+  await c.unsubscribe(['one/a', 'one/b']);
+  assert.deepEqual(await round('5'), [], 'all left');
+  await c.subscribe(['one/c']);
+  assert.deepEqual(await round('6'), ['one/c'], 'a filter after all were left');
+  await Promise.all([c.close(), p.close()]);
+});
+
 test('every wildcard case matches exactly as MQTT says', async () => {
   const cases: { filter: string; match: string[]; miss: string[] }[] = [
     { filter: 'wc/+', match: ['wc/a', 'wc/'], miss: ['wc', 'wc/a/b', 'wcx/a'] },

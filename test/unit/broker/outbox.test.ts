@@ -123,6 +123,29 @@ test('a snapshot source is paced by the window, resumes on drain, and keeps late
   assert.deepEqual(conn.sent, ['ack', 'r1', 'r2', 'r3', 'r4', 'r5', 'end', 'live']);
 });
 
+test('two snapshot sources in one queue, with frames between and behind them, each paced and kept in order', () => {
+  const { outbox, conn, tick } = setup({ maxBufferedBytes: 1000, snapshotWindowBytes: 4 });
+  const source = (names: string[]) => ({ next: () => (names.length ? b(names.shift()!) : undefined) });
+  outbox.pushControl(b('ack1'));
+  outbox.pushSource(source(['a1', 'a2']));
+  outbox.pushData(b('x'), 't');
+  outbox.pushSource(source(['b1']));
+  outbox.pushControl(b('end'));
+  tick();
+  for (let i = 0; i < 5; i++) {
+    conn.drain();
+    outbox.flush();
+  }
+  assert.deepEqual(conn.sent, ['ack1', 'a1', 'a2', 'x', 'b1', 'end']);
+  // Later traffic (queue made again after a control-only queue was released) still flows in order.
+  outbox.pushControl(b('pong'));
+  outbox.pushData(b('y'), 't');
+  tick();
+  outbox.pushData(b('z'), 't');
+  tick();
+  assert.deepEqual(conn.sent.slice(6), ['pong', 'y', 'z']);
+});
+
 test('conflate: a connection backed up before anything was queued flushes its map on drain', () => {
   const { outbox, conn, stats } = setup({ policy: 'conflate' });
   conn.buffered = 50; // e.g. a snapshot filled the transport
