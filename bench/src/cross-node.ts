@@ -63,13 +63,13 @@ interface Cluster {
 }
 
 /** A nats-server, `nodes` Topicast nodes on it (all ready), and the two generators; stops everything after `fn`. */
-async function withNodes<T>(nodes: number, fn: (c: Cluster) => Promise<T>): Promise<T> {
+async function withNodes<T>(nodes: number, fn: (c: Cluster) => Promise<T>, nodeAArgs: string[] = []): Promise<T> {
   if (nodes < 2) throw new Error('a cross-node scenario needs at least 2 nodes');
   const nats = await startNats();
   const running: Running[] = [];
   const gens: Gen[] = [];
   try {
-    for (let i = 0; i < nodes; i++) running.push(await target('topicast').start({ args: ['--bus', nats.url] }));
+    for (let i = 0; i < nodes; i++) running.push(await target('topicast').start({ args: ['--bus', nats.url], nodeArgs: i === 0 ? nodeAArgs : [] }));
     for (const r of running) await nodeReady(r);
     const sub = Gen.start('sub', GEN_CPU);
     const pub = Gen.start('pub', GEN_CPU);
@@ -134,7 +134,8 @@ export async function fanOutCrossNode(nodes: number, subs: number, run: number, 
  * it and hand it to the bus, what NATS spends to relay it, what B spends to take it off the bus and
  * deliver it (the figures a capacity estimate needs; docs/SCALING.md).
  */
-export async function fanInCrossNode(pubs: number, run: number, timing: Timing): Promise<Row> {
+/** `nodeAArgs`: Node flags for node A only (the publishers' node), e.g. --cpu-prof. */
+export async function fanInCrossNode(pubs: number, run: number, timing: Timing, nodeAArgs: string[] = []): Promise<Row> {
   const windowMsgs = 2000; // as in the single-node fan-in
   return withNodes(2, async (c) => {
     const [nodeA, nodeB] = c.running;
@@ -149,5 +150,5 @@ export async function fanInCrossNode(pubs: number, run: number, timing: Timing):
       subscriberNodeCpuSecPerMillion: perMillion(a, b, 2, messages),
       natsCpuSecPerMillion: perMillion(a, b, 0, messages),
     };
-  });
+  }, nodeAArgs);
 }

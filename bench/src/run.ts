@@ -2,7 +2,7 @@
  * `npm run bench` (quick, < 3 min) and `npm run bench -- --full` (every scenario,
  * every target, two interleaved runs, medians). Options:
  *   --cpu-prof [which]    profile Topicast (node --cpu-prof) in fan-out 1→1000 (default), or
- *                         fan-in (`fanin`, `fanin-mqtt`), and print the top 15 self-time functions;
+ *                         fan-in (`fanin`, `fanin-mqtt`), or node A of `fanin-cross-node`, and print the top 15 self-time functions;
  *                         nothing else runs; the summary goes to bench/results/prof/top-<which>.txt
  *   --only a,b            scenarios: fanout-100, fanout-1000, fanout-cross-node, fanin, fanin-cross-node, latency, memory, slow, retained, storm,
  *                         persist-cost, restart, replay
@@ -110,7 +110,7 @@ function jobsFor(scenario: string, t: Target): Job[] {
   }
 }
 
-/** `--cpu-prof [fanout|fanin|fanin-mqtt]`: one Topicast run under node --cpu-prof, then its top 15 self-time functions. */
+/** `--cpu-prof [fanout|fanin|fanin-mqtt|fanin-cross-node]`: one Topicast run under node --cpu-prof, then its top 15 self-time functions. */
 async function cpuProfile(which: string): Promise<void> {
   const dir = join(RESULTS, 'prof');
   mkdirSync(dir, { recursive: true });
@@ -120,8 +120,11 @@ async function cpuProfile(which: string): Promise<void> {
   const row =
     which === 'fanin' ? await fanIn(target('topicast'), 1000, 1, t, o)
     : which === 'fanin-mqtt' ? await fanIn(target('topicast-mqtt'), 1000, 1, t, o)
+    : which === 'fanin-cross-node' ? await fanInCrossNode(1000, 1, t, o.nodeArgs)
     : await fanOut(target('topicast'), 1000, 1, t, o);
-  const title = which === 'fanout' ? 'fan-out 1→1000, native WS' : `fan-in 1000→1 (devices/+/temp), ${which === 'fanin' ? 'native WS' : 'MQTT TCP'}`;
+  const title = which === 'fanout' ? 'fan-out 1→1000, native WS'
+    : which === 'fanin-cross-node' ? 'fan-in 1000→1 across two nodes + NATS, node A (the publishers\')'
+    : `fan-in 1000→1 (devices/+/temp), ${which === 'fanin' ? 'native WS' : 'MQTT TCP'}`;
   console.log(`${title} under --cpu-prof: ${row.deliveriesPerSec} deliveries/s, ${row.cpuSecPerMillion} CPU-s per million (profiling adds overhead)`);
   const file = newestProfile(dir);
   if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
@@ -143,7 +146,7 @@ async function main(): Promise<void> {
   if (flag('--cpu-prof')) {
     const next = argv[argv.indexOf('--cpu-prof') + 1];
     const which = next && !next.startsWith('--') ? next : 'fanout';
-    if (!['fanout', 'fanin', 'fanin-mqtt'].includes(which)) throw new Error(`--cpu-prof takes fanout, fanin or fanin-mqtt, not ${which}`);
+    if (!['fanout', 'fanin', 'fanin-mqtt', 'fanin-cross-node'].includes(which)) throw new Error(`--cpu-prof takes fanout, fanin, fanin-mqtt or fanin-cross-node, not ${which}`);
     return cpuProfile(which);
   }
   const plan = full ? FULL : QUICK;
