@@ -159,6 +159,41 @@ if (requireNatsServer()) {
     }
   });
 
+  test('NATS bus: publishes made in one turn go out together, in order per topic, each once and confirmed; an oversized one is refused alone', async () => {
+    const prefix = `b${randomBytes(4).toString('hex')}`;
+    const a = createNatsBus({ servers: single.url, nodeId: 'a', prefix, ...FAST });
+    const b = createNatsBus({ servers: single.url, nodeId: 'b', prefix, ...FAST });
+    const rec = new Recorder();
+    await a.start(new Recorder());
+    await b.start(rec);
+    try {
+      await b.subscribe(`${prefix}/#`);
+      const sent: Promise<number>[] = [];
+      let oversized: Promise<number> | undefined;
+      for (let i = 0; i < 2000; i++) {
+        // Every 250th on topic 0 retained: the live messages after it on that topic wait for its store.
+        sent.push(a.publish(busMessage(`${prefix}/t/${i % 10}`, String(i), { retain: i % 250 === 0 })));
+        // Above NATS's default max_payload (1 MiB): refused, and refused alone.
+        if (i === 1000) oversized = a.publish(busMessage(`${prefix}/big`, new Uint8Array(1024 * 1024 + 1)));
+      }
+      await assert.rejects(oversized!, (err: Error) => /max_payload/.test(err.message) && err.name !== 'BusUnavailableError');
+      const seqs = await Promise.all(sent);
+      assert.ok(seqs.filter((_, i) => i % 250 === 0).every((seq) => seq > 0), 'retained publishes resolve with their stream seq');
+      await rec.until(() => rec.messages.length >= 2000, 10_000, 'every message of the turn');
+      await new Promise((r) => setTimeout(r, 200)); // a duplicate would arrive within this
+      assert.equal(rec.messages.length, 2000);
+      for (let t = 0; t < 10; t++) {
+        const got = rec.messages.filter((m) => m.topic === `${prefix}/t/${t}`).map((m) => Number(str(m.payload)));
+        const expected = Array.from({ length: 200 }, (_, k) => k * 10 + t);
+        assert.deepEqual(got, expected, `order on topic ${t}`);
+      }
+      assert.equal(a.counters.published, 2000);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   test('NATS bus: the bus URL gives servers, credentials and timeouts; bad ones fail with the offending part', async () => {
     assert.deepEqual(parseNatsServers('nats://u:p%40ss@h1:4222, h2:4223,tls://h3:4224'), { servers: ['nats://h1:4222', 'nats://h2:4223', 'tls://h3:4224'], user: 'u', pass: 'p@ss' });
     assert.deepEqual(parseNatsServers(['nats://tok@h1:4222']), { servers: ['nats://h1:4222'], token: 'tok' });

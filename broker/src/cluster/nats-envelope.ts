@@ -14,7 +14,8 @@
  *   payload
  * Why not NATS headers: they are text (`NATS/1.0\r\nKey: value`), parsed into a map per message
  * by the client; this header is 28 + origin bytes, read with a DataView and no allocation but the
- * payload copy. Cost: one allocation of header + payload bytes per encode, one copy per decode.
+ * payload copy. Cost: live messages are written into shared chunks (EnvelopeWriter: no allocation
+ * per message but its view); other encodes allocate header + payload bytes; one copy per decode.
  */
 import { pack, unpack } from 'msgpackr';
 import type { MessageProperties } from '../core/message.js';
@@ -42,23 +43,32 @@ export class EnvelopeError extends Error {
   override readonly name = 'EnvelopeError';
 }
 
-export function encodeEnvelope(e: Envelope): Uint8Array {
-  const origin = utf8Encoder.encode(e.origin);
-  if (origin.length > 255) throw new EnvelopeError(`node id longer than 255 bytes: ${e.origin.slice(0, 32)}…`);
-  const props = e.properties === undefined ? undefined : (pack(e.properties) as Uint8Array);
-  const topic = e.topic === undefined ? undefined : utf8Encoder.encode(e.topic);
-  if (topic && topic.length > 65535) throw new EnvelopeError('topic longer than 65535 bytes');
-  const headerBytes = FIXED_BYTES + origin.length + (props ? 4 + props.length : 0) + (topic ? 2 + topic.length : 0);
-  const out = new Uint8Array(headerBytes + e.payload.length);
-  const view = new DataView(out.buffer);
-  out[0] = ENVELOPE_VERSION;
-  out[1] = (e.retain ? 1 : 0) | (e.qos << 1) | (props ? 8 : 0) | (topic ? 16 : 0);
-  out[2] = origin.length;
-  out.set(origin, 3);
-  let at = 3 + origin.length;
-  view.setFloat64(at, e.run);
-  view.setFloat64(at + 8, e.nodeSeq);
-  view.setFloat64(at + 16, e.streamSeq);
+/** Origin bytes of a node id, checked once (an envelope holds at most 255). */
+export function encodeOrigin(origin: string): Uint8Array {
+  const bytes = utf8Encoder.encode(origin);
+  if (bytes.length > 255) throw new EnvelopeError(`node id longer than 255 bytes: ${origin.slice(0, 32)}…`);
+  return bytes;
+}
+
+/** Bytes of the envelope of a message with these parts (header + payload). */
+function envelopeBytes(origin: Uint8Array, props: Uint8Array | undefined, topic: Uint8Array | undefined, payloadBytes: number): number {
+  return FIXED_BYTES + origin.length + (props ? 4 + props.length : 0) + (topic ? 2 + topic.length : 0) + payloadBytes;
+}
+
+/** Writes an envelope at `at` of `out` (room checked by the caller); returns where it ends. */
+function writeEnvelope(
+  out: Uint8Array, view: DataView, at: number,
+  retain: boolean, qos: 0 | 1 | 2, origin: Uint8Array, run: number, nodeSeq: number, streamSeq: number,
+  props: Uint8Array | undefined, topic: Uint8Array | undefined, payload: Uint8Array,
+): number {
+  out[at] = ENVELOPE_VERSION;
+  out[at + 1] = (retain ? 1 : 0) | (qos << 1) | (props ? 8 : 0) | (topic ? 16 : 0);
+  out[at + 2] = origin.length;
+  out.set(origin, at + 3);
+  at += 3 + origin.length;
+  view.setFloat64(at, run);
+  view.setFloat64(at + 8, nodeSeq);
+  view.setFloat64(at + 16, streamSeq);
   at += 24;
   if (props) {
     view.setUint32(at, props.length);
@@ -70,8 +80,50 @@ export function encodeEnvelope(e: Envelope): Uint8Array {
     out.set(topic, at + 2);
     at += 2 + topic.length;
   }
-  out.set(e.payload, at);
+  out.set(payload, at);
+  return at + payload.length;
+}
+
+export function encodeEnvelope(e: Envelope): Uint8Array {
+  const origin = encodeOrigin(e.origin);
+  const props = e.properties === undefined ? undefined : (pack(e.properties) as Uint8Array);
+  const topic = e.topic === undefined ? undefined : utf8Encoder.encode(e.topic);
+  if (topic && topic.length > 65535) throw new EnvelopeError('topic longer than 65535 bytes');
+  const out = new Uint8Array(envelopeBytes(origin, props, topic, e.payload.length));
+  writeEnvelope(out, new DataView(out.buffer), 0, e.retain, e.qos, origin, e.run, e.nodeSeq, e.streamSeq, props, topic, e.payload);
   return out;
+}
+
+/**
+ * Encodes the live messages of one node (the hot path: one per message crossing the bus) into
+ * shared chunks instead of one allocation each: an envelope is a view of the current chunk, and
+ * a new chunk starts when one is full. Bytes once written are never written again, so a view
+ * handed to the NATS client stays valid however long the client keeps it (it copies views into
+ * its own write buffer when it flushes). Cost: one chunk (and DataView) per `chunkBytes` of
+ * envelopes; a chunk stays alive while any of its views does.
+ */
+export class EnvelopeWriter {
+  private readonly origin: Uint8Array;
+  private chunk = new Uint8Array(0);
+  private view = new DataView(this.chunk.buffer);
+  private at = 0;
+
+  constructor(origin: string, private readonly chunkBytes = 64 * 1024) {
+    this.origin = encodeOrigin(origin);
+  }
+
+  encode(retain: boolean, qos: 0 | 1 | 2, run: number, nodeSeq: number, streamSeq: number, properties: MessageProperties | undefined, payload: Uint8Array): Uint8Array {
+    const props = properties === undefined ? undefined : (pack(properties) as Uint8Array);
+    const bytes = envelopeBytes(this.origin, props, undefined, payload.length);
+    if (this.at + bytes > this.chunk.length) {
+      this.chunk = new Uint8Array(Math.max(this.chunkBytes, bytes));
+      this.view = new DataView(this.chunk.buffer);
+      this.at = 0;
+    }
+    const start = this.at;
+    this.at = writeEnvelope(this.chunk, this.view, start, retain, qos, this.origin, run, nodeSeq, streamSeq, props, undefined, payload);
+    return this.chunk.subarray(start, this.at);
+  }
 }
 
 export function decodeEnvelope(bytes: Uint8Array): Envelope {

@@ -18,7 +18,8 @@
  * Invariants: every buffered acknowledged publish is answered exactly once (accepted on replay,
  * refused on overflow, or failed on close); the buffer never exceeds its bounds.
  * Cost: a map entry per retained topic waiting, an array slot per buffered message; nothing
- * while the bus is up beyond one promise per publish.
+ * while the bus is up beyond one promise per acknowledged or retained publish, and one per
+ * batch of unacknowledged live ones when the bus answers a batch with one promise.
  */
 import { BusUnavailableError, type Bus, type BusMessage } from '../core/bus.js';
 
@@ -88,19 +89,23 @@ export class BusOutbound {
     private readonly onError: (err: unknown, message: BusMessage | undefined) => void,
   ) {}
 
-  private readonly publishedOne = (): void => {
-    this.stats.published++;
-  };
+  /**
+   * The promise of the last unacknowledged live publish, and how many such publishes returned
+   * that same promise: a bus may answer every message it sends in one batch with one promise
+   * (the NATS bus does), and then the batch costs one reaction, not one per message.
+   */
+  private liveAccepted: Promise<number> | undefined;
+  private liveCount: { n: number } = { n: 0 };
 
-  /** An unacknowledged live message the bus did not take: dropped if it went down, else an error. */
-  private readonly lostOne = (err: unknown): void => {
+  /** Unacknowledged live messages the bus did not take: dropped if it went down, else an error. */
+  private lost(err: unknown, n: number): void {
     if (err instanceof BusUnavailableError) {
-      this.stats.dropped++;
+      this.stats.dropped += n;
       return;
     }
-    this.stats.errors++;
+    this.stats.errors += n;
     this.onError(err, undefined);
-  };
+  }
 
   /** Messages waiting in the buffer. */
   get bufferedMessages(): number {
@@ -124,8 +129,21 @@ export class BusOutbound {
     // messages can; without any, the retained writes stay put instead of being retried per publish).
     if (this.queue.length > 0 && (state === 'up' || this.liveHeld > 0)) this.replay();
     if (!acknowledged && !message.retain) {
-      // The common case (QoS 0 live data): no closure per message.
-      this.bus.publish(message).then(this.publishedOne, this.lostOne);
+      // The common case (QoS 0 live data): no closure per message, one per batch the bus answers together.
+      const accepted = this.bus.publish(message);
+      if (accepted === this.liveAccepted) {
+        this.liveCount.n++;
+        return undefined;
+      }
+      const count = { n: 1 };
+      this.liveAccepted = accepted;
+      this.liveCount = count;
+      accepted.then(
+        () => {
+          this.stats.published += count.n;
+        },
+        (err: unknown) => this.lost(err, count.n),
+      );
       return undefined;
     }
     const sent = this.bus.publish(message).then(

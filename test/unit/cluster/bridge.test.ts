@@ -8,11 +8,13 @@ import { createMessage, Router, type Message, type Subscriber } from '@topicast/
 import type * as BridgeModule from '../../../broker/src/cluster/bridge.js';
 import type * as MemoryBusModule from '../../../broker/src/cluster/memory-bus.js';
 import type * as OutageModule from '../../../broker/src/cluster/outage.js';
+import type * as BusModule from '../../../broker/src/core/bus.js';
 
 const dist = new URL('../../../../broker/dist/cluster/', import.meta.url);
 const { ClusterBridge, BUS_ORIGIN } = (await import(new URL('bridge.js', dist).href)) as typeof BridgeModule;
 const { MemoryBusHub } = (await import(new URL('memory-bus.js', dist).href)) as typeof MemoryBusModule;
 const { BusRefusedError } = (await import(new URL('outage.js', dist).href)) as typeof OutageModule;
+const { BusUnavailableError } = (await import(new URL('../core/bus.js', dist).href)) as typeof BusModule;
 
 type Bridge = InstanceType<typeof ClusterBridge>;
 type Hub = InstanceType<typeof MemoryBusHub>;
@@ -318,6 +320,40 @@ test('a message the bus rejects for another reason than an outage: acknowledged 
   const o = a!.bridge.outbound.stats;
   assert.deepEqual([o.errors, o.refused, o.dropped, o.published], [2, 1, 0, 0]);
   assert.equal(a!.bridge.state, 'up', 'a refused message is not an outage');
+});
+
+test('a bus answering a batch of QoS 0 publishes with one promise: each message counted once, as published or as dropped', async () => {
+  const { nodes: [a, b] } = await cluster(2);
+  const seen = b!.sub('batch/#');
+  await settle();
+  const bus = a!.bridge.bus;
+  const publish = bus.publish.bind(bus);
+  // Like the NATS bus: every publish until the batch is settled returns the same promise.
+  let batch: { promise: Promise<number>; settle: (err?: Error) => void } | undefined;
+  bus.publish = (m) => {
+    void publish(m);
+    if (batch === undefined) {
+      let resolve!: (seq: number) => void;
+      let reject!: (err: Error) => void;
+      const promise = new Promise<number>((res, rej) => ((resolve = res), (reject = rej)));
+      batch = { promise, settle: (err) => (err ? reject(err) : resolve(0)) };
+    }
+    return batch.promise;
+  };
+  const o = a!.bridge.outbound.stats;
+  for (let i = 0; i < 5; i++) a!.router.publish(createMessage('batch/ok', text(String(i))));
+  batch!.settle();
+  batch = undefined;
+  await settle();
+  assert.deepEqual([o.published, o.dropped, o.errors], [5, 0, 0]);
+  for (let i = 0; i < 3; i++) a!.router.publish(createMessage('batch/lost', text(String(i))));
+  batch!.settle(new BusUnavailableError('went down before the batch was sent'));
+  batch = undefined;
+  for (let i = 0; i < 2; i++) a!.router.publish(createMessage('batch/failed', text(String(i))));
+  batch!.settle(new Error('refused'));
+  await settle();
+  assert.deepEqual([o.published, o.dropped, o.errors], [5, 3, 2]);
+  assert.equal(seen.payloads('batch/ok').length, 5);
 });
 
 test('degraded (retained unavailable): no snapshot wait; held filters are mirrored once the bus is up', async () => {

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import type * as EnvelopeModule from '../../../broker/src/cluster/nats-envelope.js';
 
 // Internal module of the broker: loaded from its build output (the package exports only the public API).
-const { encodeEnvelope, decodeEnvelope, EnvelopeError } = (await import(new URL('../../../../broker/dist/cluster/nats-envelope.js', import.meta.url).href)) as typeof EnvelopeModule;
+const { encodeEnvelope, decodeEnvelope, EnvelopeError, EnvelopeWriter } = (await import(new URL('../../../../broker/dist/cluster/nats-envelope.js', import.meta.url).href)) as typeof EnvelopeModule;
 
 const base = { retain: false, qos: 0 as const, origin: 'node-1', run: 12345, nodeSeq: 7, streamSeq: 0, properties: undefined, payload: new Uint8Array([1, 2, 3]) };
 
@@ -47,6 +47,29 @@ test('every field round-trips, properties and will topic included', () => {
     }),
     { numRuns: 2000 },
   );
+});
+
+test('the live writer gives the bytes encodeEnvelope gives, and never rewrites an envelope it handed out', () => {
+  // A 256-byte chunk: a handful of envelopes per chunk, so the run crosses many chunk boundaries,
+  // and some envelopes are larger than a whole chunk.
+  const writer = new EnvelopeWriter('node-1', 256);
+  const handed: { bytes: Uint8Array; expected: number[] }[] = [];
+  for (let i = 0; i < 300; i++) {
+    const e = {
+      ...base,
+      retain: i % 3 === 0,
+      qos: (i % 3) as 0 | 1 | 2,
+      nodeSeq: i + 1,
+      streamSeq: i % 5,
+      properties: i % 4 === 0 ? { contentType: `t${i}`, userProperties: { k: String(i) } } : undefined,
+      payload: new Uint8Array(i % 50 === 0 ? 400 : i % 40).fill(i & 0xff),
+    };
+    const bytes = writer.encode(e.retain, e.qos, e.run, e.nodeSeq, e.streamSeq, e.properties, e.payload);
+    handed.push({ bytes, expected: [...encodeEnvelope(e)] });
+  }
+  // Checked after all 300 were written: a reused region would have overwritten earlier ones.
+  for (const [i, h] of handed.entries()) assert.deepEqual([...h.bytes], h.expected, `envelope ${i}`);
+  assert.throws(() => new EnvelopeWriter('x'.repeat(256)), EnvelopeError);
 });
 
 test('truncated or foreign bytes: an EnvelopeError, never a message', () => {
