@@ -13,7 +13,7 @@
  *   [u16 topic length | topic (UTF-8)]   only for wills: a live or retained message's topic is its subject
  *   payload
  * Why not NATS headers: they are text (`NATS/1.0\r\nKey: value`), parsed into a map per message
- * by the client; this header is 28 + origin bytes, read with a DataView and no allocation but the
+ * by the client; this header is 28 + origin bytes, read through one scratch view with no allocation but the
  * payload copy. Cost: live messages are written into shared chunks (EnvelopeWriter: no allocation
  * per message but its view); other encodes allocate header + payload bytes; one copy per decode.
  */
@@ -126,6 +126,36 @@ export class EnvelopeWriter {
   }
 }
 
+// Decoding allocates nothing per message but the envelope, its payload copy and new strings:
+// floats go through one scratch view, and the origin string of the previous envelope is reused
+// when the bytes are the same (a node receives runs of messages from the same few peers).
+const scratch = new Uint8Array(8);
+const scratchView = new DataView(scratch.buffer);
+let lastOriginBytes = new Uint8Array(0);
+let lastOrigin = '';
+
+function readFloat64(bytes: Uint8Array, at: number): number {
+  for (let i = 0; i < 8; i++) scratch[i] = bytes[at + i]!;
+  return scratchView.getFloat64(0);
+}
+
+function decodeOrigin(bytes: Uint8Array, length: number): string {
+  if (length === lastOriginBytes.length) {
+    let same = true;
+    for (let i = 0; i < length && same; i++) same = bytes[3 + i] === lastOriginBytes[i];
+    if (same) return lastOrigin;
+  }
+  let origin: string;
+  try {
+    origin = utf8Decoder.decode(bytes.subarray(3, 3 + length));
+  } catch {
+    throw new EnvelopeError('envelope origin is not UTF-8');
+  }
+  lastOriginBytes = bytes.slice(3, 3 + length);
+  lastOrigin = origin;
+  return origin;
+}
+
 export function decodeEnvelope(bytes: Uint8Array): Envelope {
   if (bytes.length < FIXED_BYTES) throw new EnvelopeError(`envelope of ${bytes.length} bytes is too short`);
   if (bytes[0] !== ENVELOPE_VERSION) throw new EnvelopeError(`unknown envelope version ${bytes[0]}`);
@@ -134,22 +164,16 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
   if (qos > 2 || flags > 31) throw new EnvelopeError(`bad envelope flags 0x${flags.toString(16)}`);
   const originBytes = bytes[2]!;
   if (bytes.length < FIXED_BYTES + originBytes) throw new EnvelopeError('envelope truncated in its origin');
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let origin: string;
-  try {
-    origin = utf8Decoder.decode(bytes.subarray(3, 3 + originBytes));
-  } catch {
-    throw new EnvelopeError('envelope origin is not UTF-8');
-  }
+  const origin = decodeOrigin(bytes, originBytes);
   let at = 3 + originBytes;
-  const run = view.getFloat64(at);
-  const nodeSeq = view.getFloat64(at + 8);
-  const streamSeq = view.getFloat64(at + 16);
+  const run = readFloat64(bytes, at);
+  const nodeSeq = readFloat64(bytes, at + 8);
+  const streamSeq = readFloat64(bytes, at + 16);
   at += 24;
   let properties: MessageProperties | undefined;
   if (flags & 8) {
     if (bytes.length < at + 4) throw new EnvelopeError('envelope truncated in its properties length');
-    const n = view.getUint32(at);
+    const n = bytes[at]! * 0x1000000 + ((bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!);
     if (bytes.length < at + 4 + n) throw new EnvelopeError('envelope truncated in its properties');
     try {
       properties = unpack(bytes.subarray(at + 4, at + 4 + n)) as MessageProperties;
@@ -166,7 +190,7 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
   let topic: string | undefined;
   if (flags & 16) {
     if (bytes.length < at + 2) throw new EnvelopeError('envelope truncated in its topic length');
-    const n = view.getUint16(at);
+    const n = (bytes[at]! << 8) | bytes[at + 1]!;
     if (bytes.length < at + 2 + n) throw new EnvelopeError('envelope truncated in its topic');
     try {
       topic = utf8Decoder.decode(bytes.subarray(at + 2, at + 2 + n));

@@ -167,6 +167,20 @@ const PEER_FORGET_MS = 10 * 60_000;
 const SUBJECT_CACHE_ENTRIES = 4096;
 const SNAPSHOT_BATCH = 1000;
 
+/**
+ * `convert(key, space)` through a bounded map (topic ↔ subject for a node's hot topics). A key that
+ * throws is not kept. The oldest entry goes when full: cheap, and hot keys come straight back.
+ */
+function remembered(cache: Map<string, string>, key: string, space: string, convert: (key: string, space: string) => string): string {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = convert(key, space);
+    if (cache.size >= SUBJECT_CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
+    cache.set(key, value);
+  }
+  return value;
+}
+
 /** Options from a `bus` URL list: `nats://[user:pass@]h1:4222,nats://h2:4222[?nodeTimeoutMs=3000&heartbeatMs=500&prefix=x&replicas=1]`. */
 export function natsBusOptionsFromUrl(url: string, nodeId: string): NatsBusOptions {
   const [list, query] = url.split('?', 2) as [string, string | undefined];
@@ -283,8 +297,9 @@ class NatsBusImpl implements Bus {
   private readonly interest = new Map<string, Subscription[]>();
   /** Per topic: the tail of its pending publishes (order behind a retained store). Never rejects. */
   private readonly tails = new Map<string, Promise<void>>();
-  /** Live subject per recent topic (bounded: SUBJECT_CACHE_ENTRIES, oldest first out). */
+  /** Live subject per recent topic, and topic per recent subject received (each bounded: SUBJECT_CACHE_ENTRIES, oldest first out). */
   private readonly liveSubjects = new Map<string, string>();
+  private readonly liveTopics = new Map<string, string>();
   private readonly envelopes: EnvelopeWriter;
   /** Live messages handed to the NATS client at the next drain (setImmediate), in publish order. */
   private outSubjects: string[] = [];
@@ -615,7 +630,7 @@ class NatsBusImpl implements Bus {
     let topic;
     try {
       env = decodeEnvelope(msg.data);
-      topic = subjectToTopic(msg.subject, this.live);
+      topic = remembered(this.liveTopics, msg.subject, this.live, subjectToTopic);
     } catch (e) {
       this.counters.malformed++;
       if (this.counters.malformed <= 10 || this.counters.malformed % 1000 === 0) this.log?.warn({ subject: msg.subject.slice(0, 128), err: (e as Error).message, count: this.counters.malformed }, 'bus: malformed message dropped');
@@ -683,13 +698,7 @@ class NatsBusImpl implements Bus {
 
   /** `topicToSubject` for live messages, remembered for the node's recent topics. */
   private liveSubject(topic: string): string {
-    let subject = this.liveSubjects.get(topic);
-    if (subject === undefined) {
-      subject = topicToSubject(topic, this.live); // throws for a topic the bus cannot carry: not cached
-      if (this.liveSubjects.size >= SUBJECT_CACHE_ENTRIES) this.liveSubjects.delete(this.liveSubjects.keys().next().value!);
-      this.liveSubjects.set(topic, subject);
-    }
-    return subject;
+    return remembered(this.liveSubjects, topic, this.live, topicToSubject);
   }
 
   /**

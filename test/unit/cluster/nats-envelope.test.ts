@@ -72,6 +72,11 @@ test('the live writer gives the bytes encodeEnvelope gives, and never rewrites a
   assert.throws(() => new EnvelopeWriter('x'.repeat(256)), EnvelopeError);
 });
 
+test('origins of the same length from alternating nodes decode each to its own (the decoder reuses the last origin string)', () => {
+  const origins = ['node-1', 'node-2', 'node-2', 'node-1', 'nöde-1', 'node-1'];
+  assert.deepEqual(origins.map((origin) => decodeEnvelope(encodeEnvelope({ ...base, origin })).origin), origins);
+});
+
 test('truncated or foreign bytes: an EnvelopeError, never a message', () => {
   const full = encodeEnvelope({ ...base, properties: { contentType: 'text/plain' }, topic: 'devices/x/status' });
   const payloadAt = full.length - base.payload.length;
