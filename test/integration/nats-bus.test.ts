@@ -89,8 +89,20 @@ if (requireNatsServer()) {
       await rec[1]!.until(() => rec[1]!.messages.some((m) => str(m.payload) === 'after'), 10_000, 'delivery after the kill');
       // Retained values stay readable: the R3 stream has a quorum with two servers.
       // JetStream groups led by the killed server elect new leaders (raft election timeouts of 4-9 s in 2.9).
-      await rec[0]!.until(() => a.state === 'up', 40_000, 'a up (JetStream through the other servers)');
-      const seq = await a.publish(busMessage(`${prefix}/r`, 'kept', { retain: true }));
+      // `up` can flap while the groups settle (a retained write then fails as unavailable and the bus
+      // degrades again; the bridge holds such writes, here the adapter is driven directly): retry.
+      let seq = 0;
+      const storeDeadline = Date.now() + 40_000;
+      while (seq === 0) {
+        await rec[0]!.until(() => a.state === 'up', Math.max(1, storeDeadline - Date.now()), 'a up (JetStream through the other servers)');
+        try {
+          seq = await a.publish(busMessage(`${prefix}/r`, 'kept', { retain: true }));
+        } catch (err) {
+          assert.equal((err as Error).name, 'BusUnavailableError');
+          if (Date.now() > storeDeadline) throw err;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
       assert.ok(seq > 0);
       // A snapshot needs the JetStream meta leader (it makes a consumer): if it ran on the killed
       // server, snapshots fail (BusUnavailableError, the bus degraded) until a new one is elected.
