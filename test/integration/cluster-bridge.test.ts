@@ -46,6 +46,16 @@ async function node(hub: Hub, id: string, args: string[] = []): Promise<Node> {
   return { broker, bus, http: `http://127.0.0.1:${broker.port}`, ws: `ws://127.0.0.1:${broker.port}/ws`, mqtt: `mqtt://127.0.0.1:${broker.mqttPort}` };
 }
 
+/** A slow engine: each retained snapshot of `bus` takes `delayMs` longer. */
+function slowSnapshots(bus: Bus, delayMs: number): void {
+  const retained = bus.retained.bind(bus);
+  bus.retained = async (filter) => {
+    const entries = await retained(filter);
+    await sleep(delayMs);
+    return entries;
+  };
+}
+
 async function mqttClient(url: string, options: mqtt.IClientOptions = {}): Promise<mqtt.MqttClient> {
   const c = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, ...options });
   mqttClients.push(c);
@@ -83,13 +93,7 @@ test('a subscription on a filter not mirrored yet waits for the bus snapshot; la
   const pub = await NativeClient.connect(a.ws);
   await pub.publish('dev/1/status', bytes('online'), { retain: true });
   await pub.publish('dev/2/status', bytes('online'), { retain: true });
-  // A slow engine: the snapshot takes 150 ms.
-  const retained = b.bus.retained.bind(b.bus);
-  b.bus.retained = async (filter) => {
-    const entries = await retained(filter);
-    await sleep(150);
-    return entries;
-  };
+  slowSnapshots(b.bus, 150);
   const sub = await NativeClient.connect(b.ws);
   const sent = sub.subscribeRaw(['dev/+/status']);
   const pingId = sub.id();
@@ -124,12 +128,7 @@ test('a subscription on a filter not mirrored yet waits for the bus snapshot; la
 test('a client that floods frames while its SUBSCRIBE waits is closed as rate-limited; holding them is bounded', async () => {
   const hub = new MemoryBusHub();
   const b = await node(hub, 'b');
-  const retained = b.bus.retained.bind(b.bus);
-  b.bus.retained = async (filter) => {
-    const entries = await retained(filter);
-    await sleep(300);
-    return entries;
-  };
+  slowSnapshots(b.bus, 300);
   const calm = await NativeClient.connect(b.ws);
   const flood = await NativeClient.connect(b.ws);
   void flood.subscribeRaw(['f/native/#']).catch(() => {});
