@@ -65,12 +65,12 @@ export class Flusher {
   private scheduled = false;
   private readonly flushAll = (): void => {
     this.scheduled = false;
-    this.beforeSend?.(); // once for the whole batch (Outbox.flush checks again: nothing pending then)
+    this.beforeSend?.(); // once for the whole batch: writing the queues below appends no history
     const batch = this.dirty;
     this.dirty = [];
     for (const outbox of batch) {
       outbox.queuedForFlush = false;
-      outbox.flush();
+      outbox.send();
     }
   };
 
@@ -186,11 +186,16 @@ export class Outbox {
     this.conflated = undefined;
   }
 
-  /** Writes what the transport will take. Called once per tick by the Flusher, on drain and when near the limit. */
+  /** Writes what the transport will take, after pending history records (drain, near the limit, closing); the per-tick path is the Flusher's `send`. */
   flush(): void {
+    this.flusher.beforeSend?.(); // outside the Flusher's turn end (drain, backedUp): see Flusher.beforeSend
+    this.send();
+  }
+
+  /** @internal The write itself; the Flusher calls it after running `beforeSend` once for its batch. */
+  send(): void {
     if (this.closed) return;
     if (this.head === this.items.length && !this.conflated) return;
-    this.flusher.beforeSend?.(); // also outside the Flusher's turn end (drain, backedUp): see Flusher.beforeSend
     // cork() runs its callback synchronously: one shared function and a module slot instead of a
     // closure per outbox (memory at 10k idle connections) or per flush (garbage on every tick).
     const outer = corking;
