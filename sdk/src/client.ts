@@ -48,6 +48,7 @@ import {
 } from './errors.js';
 import {
   CloseCode,
+  contentTypeProblem,
   filterProblem,
   Flag,
   isRetryable,
@@ -116,6 +117,8 @@ export interface PublishOptions {
   ack?: boolean;
   /** Codec for this message (default: the client's). */
   codec?: CodecName | Codec;
+  /** Content type sent with the message (default: the codec's, e.g. `application/msgpack`); PROTOCOL.md §5. */
+  contentType?: string;
 }
 
 /**
@@ -238,6 +241,7 @@ interface Queued {
   topic: string;
   payload: Uint8Array;
   flags: number;
+  contentType: string | undefined;
   ack: { resolve: () => void; reject: (e: unknown) => void } | undefined;
 }
 
@@ -314,6 +318,7 @@ class TopicastClient {
       const problem = topicProblem(options.will.topic);
       if (problem) throw new RequestError(ErrorCode.invalidTopic, `will topic ${JSON.stringify(options.will.topic)} ${problem}`);
       this.will = { topic: options.will.topic, payload: this.encode(this.codec, options.will.topic, options.will.value), retain: options.will.retain === true };
+      if (this.codec.contentType !== undefined) this.will.contentType = this.codec.contentType; // PROTOCOL.md §5
     }
     if (typeof windowLike.addEventListener === 'function' && typeof windowLike.removeEventListener === 'function') {
       this.onOnline = () => this.retryNow();
@@ -624,7 +629,12 @@ class TopicastClient {
       const problem = topicProblem(topic);
       if (problem) throw new RequestError(ErrorCode.invalidTopic, `topic ${JSON.stringify(topic)} ${problem}`);
       const codec = resolveCodec(options.codec, this.build.codecs, this.codec);
-      return this.publishBytes(topic, this.encode(codec, topic, value), options);
+      const contentType = options.contentType ?? codec.contentType;
+      if (contentType !== undefined) {
+        const problem = contentTypeProblem(contentType);
+        if (problem) throw new TypeError(`content type ${JSON.stringify(contentType.slice(0, 64))} ${problem}`);
+      }
+      return this.publishBytes(topic, this.encode(codec, topic, value), options, contentType);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -633,10 +643,10 @@ class TopicastClient {
   clearRetained(topic: string, options: { ack?: boolean } = {}): Promise<void> {
     const problem = topicProblem(topic);
     if (problem) return Promise.reject(new RequestError(ErrorCode.invalidTopic, `topic ${JSON.stringify(topic)} ${problem}`));
-    return this.publishBytes(topic, EMPTY, { retain: true, ack: options.ack });
+    return this.publishBytes(topic, EMPTY, { retain: true, ack: options.ack }, undefined);
   }
 
-  private publishBytes(topic: string, payload: Uint8Array, options: { retain?: boolean; ack?: boolean }): Promise<void> {
+  private publishBytes(topic: string, payload: Uint8Array, options: { retain?: boolean; ack?: boolean }, contentType: string | undefined): Promise<void> {
     if (this.state === 'closed') return Promise.reject(new ConnectionError(ClientErrorCode.closed, 'client closed'));
     const max = this.open?.info?.maxPayloadBytes;
     if (max !== undefined && max > 0 && payload.length > max) {
@@ -646,12 +656,12 @@ class TopicastClient {
     const open = this.leaving ? undefined : this.open;
     if (open && this.queue.length === 0 && open.bufferedAmount <= this.maxBufferedBytes) {
       if (!options.ack) {
-        this.sendPublish(topic, payload, flags, undefined);
+        this.sendPublish(topic, payload, flags, contentType, undefined);
         return Promise.resolve();
       }
-      return new Promise<void>((resolve, reject) => this.sendPublish(topic, payload, flags, { resolve, reject }));
+      return new Promise<void>((resolve, reject) => this.sendPublish(topic, payload, flags, contentType, { resolve, reject }));
     }
-    const queued = this.enqueue(topic, payload, flags, options.ack === true);
+    const queued = this.enqueue(topic, payload, flags, contentType, options.ack === true);
     if (open) this.scheduleFlush();
     return queued;
   }
@@ -663,7 +673,7 @@ class TopicastClient {
     if (!open) return;
     while (this.queue.length > 0 && open.bufferedAmount <= this.maxBufferedBytes) {
       const item = this.queue.shift()!;
-      this.sendPublish(item.topic, item.payload, item.flags, item.ack);
+      this.sendPublish(item.topic, item.payload, item.flags, item.contentType, item.ack);
     }
     if (this.queue.length > 0) this.scheduleFlush();
   }
@@ -679,15 +689,15 @@ class TopicastClient {
     }, FLUSH_POLL_MS);
   }
 
-  private sendPublish(topic: string, payload: Uint8Array, flags: number, ack: Queued['ack']): void {
+  private sendPublish(topic: string, payload: Uint8Array, flags: number, contentType: string | undefined, ack: Queued['ack']): void {
     const id = ack ? this.request({ kind: 'publish', topic, ...ack }) : 0;
-    this.send({ op: Op.publish, id, topic, payload, flags });
+    this.send(contentType === undefined ? { op: Op.publish, id, topic, payload, flags } : { op: Op.publish, id, topic, payload, flags, contentType });
   }
 
-  private enqueue(topic: string, payload: Uint8Array, flags: number, wantAck: boolean): Promise<void> {
+  private enqueue(topic: string, payload: Uint8Array, flags: number, contentType: string | undefined, wantAck: boolean): Promise<void> {
     let ack: Queued['ack'];
     const promise = wantAck ? new Promise<void>((resolve, reject) => (ack = { resolve, reject })) : Promise.resolve();
-    const result = this.queue.push({ topic, payload, flags, ack });
+    const result = this.queue.push({ topic, payload, flags, contentType, ack });
     if (result.kind === 'queued') return promise;
     if (result.kind === 'queued-dropped') {
       const dropped = result.dropped;
@@ -710,7 +720,7 @@ class TopicastClient {
   private onFrame(frame: ServerFrame): void {
     switch (frame.op) {
       case Op.delivery:
-        return this.dispatch(frame.topic, frame.payload, frame.flags, frame.offset);
+        return this.dispatch(frame.topic, frame.payload, frame.flags, frame.offset, frame.contentType);
       case Op.ack:
         this.onAck(frame.id, frame.result ?? { retained: 0 });
         return this.leaveIfSettled();
@@ -811,7 +821,7 @@ class TopicastClient {
     }
   }
 
-  private dispatch(topic: string, payload: Uint8Array, flags: number, offset: number | undefined): void {
+  private dispatch(topic: string, payload: Uint8Array, flags: number, offset: number | undefined, contentType: string | undefined): void {
     const retained = (flags & Flag.retain) !== 0;
     let matching = this.matchCache.get(topic);
     if (matching === undefined) {
@@ -842,21 +852,21 @@ class TopicastClient {
       if (codec === undefined || sub.codec === codec) {
         if (codec === undefined) {
           codec = sub.codec;
-          value = this.decode(codec, topic, payload);
+          value = this.decode(codec, topic, payload, contentType);
         }
         v = value;
       } else {
         decoded ??= new Map();
-        if (!decoded.has(sub.codec)) decoded.set(sub.codec, this.decode(sub.codec, topic, payload));
+        if (!decoded.has(sub.codec)) decoded.set(sub.codec, this.decode(sub.codec, topic, payload, contentType));
         v = decoded.get(sub.codec);
       }
-      if (v !== UNDECODABLE) sub[driver].deliver(v, topic, flags, payload, offset);
+      if (v !== UNDECODABLE) sub[driver].deliver(v, topic, flags, payload, offset, contentType);
     }
   }
 
-  private decode(codec: Codec, topic: string, payload: Uint8Array): unknown {
+  private decode(codec: Codec, topic: string, payload: Uint8Array, contentType: string | undefined): unknown {
     try {
-      return codec.decode(payload);
+      return codec.decode(payload, contentType);
     } catch (err) {
       this.report(new CodecError(topic, `cannot decode a message on ${topic} with ${codec.name}: ${(err as Error)?.message ?? String(err)}`, err));
       return UNDECODABLE;

@@ -1,6 +1,6 @@
 /**
  * topicast: the typed client SDK for the Topicast broker, in browsers and Node.
- * Default payload codec: MessagePack (msgpackr). See README.md.
+ * Default payload codec: `auto` — publishes MessagePack (msgpackr), decodes by content type. See README.md.
  * @example
  * import { connect } from 'topicast';
  * const client = await connect('ws://localhost:8080/ws');
@@ -9,14 +9,14 @@
  */
 import { openClient, type Client, type ConnectOptions } from './client.js';
 import { coreCodecs } from './codec.js';
-import { msgpack } from './codec-msgpack.js';
+import { auto, msgpack } from './codec-msgpack.js';
 import type { TopicMap } from './topics.js';
 import { transport } from '#transport';
 
 export * from './core.js';
-export { msgpack } from './codec-msgpack.js';
+export { auto, msgpack } from './codec-msgpack.js';
 
-const codecs = { ...coreCodecs, msgpack };
+const codecs = { ...coreCodecs, msgpack, auto };
 
 /**
  * Connects to a Topicast broker. `url` may be a list: the client fails over between them.
@@ -27,5 +27,5 @@ const codecs = { ...coreCodecs, msgpack };
  * await client.subscribe('devices/+/cpu/temperature', (t) => t.toFixed(1)); // t: number
  */
 export function connect<Topics extends TopicMap = {}>(url: string | readonly string[], options: ConnectOptions = {}): Promise<Client<Topics>> {
-  return openClient<Topics>(url, options, { codecs, defaultCodec: msgpack, transport });
+  return openClient<Topics>(url, options, { codecs, defaultCodec: auto, transport });
 }

@@ -53,6 +53,12 @@ export interface MessageMeta {
   replayed: boolean;
   /** The message's history offset (PROTOCOL.md §4.6); undefined for topics without history and for retained values. */
   offset: number | undefined;
+  /**
+   * The content type the payload arrived with (PROTOCOL.md §5): `application/msgpack` from SDKs,
+   * `application/json` or `text/plain` from curl and MQTT 5 clients, undefined when the publisher
+   * said nothing (MQTT 3.1.1, `mosquitto_pub`): the value was then read by the untagged rules.
+   */
+  contentType: string | undefined;
 }
 
 /**
@@ -130,7 +136,7 @@ export interface SubscriptionDriver<T> {
   /** The connection dropped; the client will subscribe again. */
   restoring(): void;
   /** Hands one decoded message to the handler and every iterator. */
-  deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined): void;
+  deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined, contentType: string | undefined): void;
   /** Ends the subscription; with `error`, pending promises reject and iterators throw. */
   close(error?: TopicastError): void;
 }
@@ -231,7 +237,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
       advance: (o) => this.advance(o),
       snapshotEnded: () => this.snapshotEnded(),
       restoring: () => this.restoring(),
-      deliver: (value, topic, flags, payload, offset) => this.deliver(value, topic, flags, payload, offset),
+      deliver: (value, topic, flags, payload, offset, contentType) => this.deliver(value, topic, flags, payload, offset, contentType),
       close: (error) => this.close(error),
     };
     if (!handler) {
@@ -370,18 +376,18 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     this.setState('subscribing');
   }
 
-  private deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined): void {
+  private deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined, contentType: string | undefined): void {
     const retained = (flags & Flag.retain) !== 0;
     const replayed = (flags & Flag.replayed) !== 0;
     if (this.handler) {
       try {
-        this.handler(value, { topic, retained, payload, replayed, offset });
+        this.handler(value, { topic, retained, payload, replayed, offset, contentType });
       } catch (err) {
         this.host.reportHandlerError(err, this as Subscription<unknown>, topic);
       }
     }
     if (this.readers.size === 0) return;
-    const message: Message<T> = { topic, value, retained, payload, replayed, offset };
+    const message: Message<T> = { topic, value, retained, payload, replayed, offset, contentType };
     for (const reader of this.readers) {
       if (reader.waiting) {
         const w = reader.waiting;

@@ -21,7 +21,7 @@ after(() => rmSync(out, { recursive: true, force: true }));
 type Format = 'msgpack' | 'json' | 'text' | 'binary' | 'empty';
 interface Decoded { format: Format; value: unknown }
 interface Mods {
-  decode: { decodePayload(b: Uint8Array, topic?: string, hint?: Format): Decoded; formatValue(d: Decoded, pretty?: boolean): string; toHex(b: Uint8Array, max?: number): string };
+  decode: { decodePayload(b: Uint8Array, contentType: string | undefined): Decoded; formatValue(d: Decoded, pretty?: boolean): string; toHex(b: Uint8Array, max?: number): string };
   devices: { toReading(d: Decoded): { value: unknown; unit: string | undefined; tsMs: number | undefined } };
   format: { formatNumber(n: number): string; formatBytes(n: number, perSecond?: boolean): string; formatWithUnit(v: number, unit?: string): string; formatDuration(s: number): string; formatRate(r: number): string; formatAgo(then: number, now: number): string };
   series: { SeriesStore: new (maxPoints?: number, windowSec?: number) => { push(topic: string, t: number, v: number, unit?: string): { xs: number[]; ys: number[]; unit?: string }; get(topic: string): { xs: number[]; ys: number[] } | undefined } };
@@ -46,39 +46,34 @@ async function load(): Promise<Mods> {
 const m = await load();
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-test('decode: MessagePack first, then JSON, then text, then hex', () => {
+test('decode: by the content type the payload arrived with (PROTOCOL.md §5)', () => {
   const { decodePayload } = m.decode;
-  assert.deepEqual(decodePayload(pack({ value: 48.2, unit: '°C' })), { format: 'msgpack', value: { value: 48.2, unit: '°C' } });
-  assert.deepEqual(decodePayload(pack('online')), { format: 'msgpack', value: 'online' });
-  assert.deepEqual(decodePayload(utf8('{"a":[1,2]}')), { format: 'json', value: { a: [1, 2] } });
-  assert.deepEqual(decodePayload(utf8('48.2')), { format: 'json', value: 48.2 });
-  assert.deepEqual(decodePayload(utf8('online')), { format: 'text', value: 'online' });
-  assert.deepEqual(decodePayload(utf8('nope, not json')), { format: 'text', value: 'nope, not json' });
-  assert.deepEqual(decodePayload(utf8('température 21 °C')), { format: 'text', value: 'température 21 °C' });
-  assert.deepEqual(decodePayload(new Uint8Array()), { format: 'empty', value: '' });
-  const bin = decodePayload(new Uint8Array([0xc1, 0x00, 0xff]));
+  const MP = 'application/msgpack';
+  assert.deepEqual(decodePayload(pack({ value: 48.2, unit: '°C' }), MP), { format: 'msgpack', value: { value: 48.2, unit: '°C' } });
+  assert.deepEqual(decodePayload(pack('online'), MP), { format: 'msgpack', value: 'online' });
+  assert.deepEqual(decodePayload(utf8('{"a":[1,2]}'), 'application/json'), { format: 'json', value: { a: [1, 2] } });
+  assert.deepEqual(decodePayload(utf8('48.2'), 'text/plain; charset=utf-8'), { format: 'text', value: '48.2' });
+  // Untagged (mosquitto_pub, MQTT 3.1.1): JSON when it parses, else text, else bytes.
+  assert.deepEqual(decodePayload(utf8('48.2'), undefined), { format: 'json', value: 48.2 });
+  assert.deepEqual(decodePayload(utf8('5'), undefined), { format: 'json', value: 5 }, 'mosquitto_pub -m 5 is 5, not the fixint 53');
+  assert.deepEqual(decodePayload(utf8('online'), undefined), { format: 'text', value: 'online' });
+  assert.deepEqual(decodePayload(utf8('température 21 °C'), undefined), { format: 'text', value: 'température 21 °C' });
+  assert.deepEqual(decodePayload(new Uint8Array(), undefined), { format: 'empty', value: '' });
+  const bin = decodePayload(new Uint8Array([0xc1, 0x00, 0xff]), undefined);
   assert.equal(bin.format, 'binary');
   assert.equal(m.decode.formatValue(bin), 'c1 00 ff');
   // Valid UTF-8 with control characters is binary, not text.
-  assert.equal(decodePayload(new Uint8Array([0x01, 0x02, 0x03])).format, 'binary');
-});
-
-test('decode: a single printable byte follows the topic hint, and $ topics read as text', () => {
-  const { decodePayload } = m.decode;
-  const five = utf8('5');
-  assert.deepEqual(decodePayload(five), { format: 'msgpack', value: 53 }, 'SDK default codec: fixint 53');
-  assert.deepEqual(decodePayload(five, '$SYS/broker/clients/connected'), { format: 'json', value: 5 });
-  assert.deepEqual(decodePayload(five, 'a', 'text'), { format: 'json', value: 5 });
-  assert.deepEqual(decodePayload(five, 'a', 'json'), { format: 'json', value: 5 });
-  assert.deepEqual(decodePayload(five, 'a', 'msgpack'), { format: 'msgpack', value: 53 });
-  assert.deepEqual(decodePayload(utf8('x'), '$SYS/x'), { format: 'text', value: 'x' });
-  // Control bytes are never ambiguous: a MessagePack fixint below 0x20.
-  assert.deepEqual(decodePayload(new Uint8Array([7]), 'a', 'text'), { format: 'msgpack', value: 7 });
+  assert.equal(decodePayload(new Uint8Array([0x01, 0x02, 0x03]), undefined).format, 'binary');
+  // Tagged but not what the tag says, or a type nobody here reads: the bytes, never a throw.
+  assert.equal(decodePayload(utf8('{'), 'application/json').format, 'binary');
+  assert.equal(decodePayload(new Uint8Array([0xc1]), MP).format, 'binary');
+  assert.equal(decodePayload(utf8('a,b'), 'application/x-custom').format, 'binary');
+  assert.deepEqual(decodePayload(new Uint8Array([9]), 'application/octet-stream'), { format: 'binary', value: new Uint8Array([9]) });
 });
 
 test('decode: every MessagePack value the SDK may send round-trips', () => {
   for (const v of [0, -1, 255, 65536, 1.5, -0.25, true, false, null, 'x', 'a longer string', [1, 'two', null], { nested: { deep: [1, 2, 3] } }]) {
-    const d = m.decode.decodePayload(pack(v));
+    const d = m.decode.decodePayload(pack(v), 'application/msgpack');
     assert.equal(d.format, 'msgpack', JSON.stringify(v));
     assert.deepEqual(d.value, unpack(pack(v)));
   }

@@ -214,8 +214,8 @@ test('a topic published from Node appears in the explorer, decoded, and its deta
   await row.waitFor({ timeout: 5_000 });
   await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/probe"] > .topic-row .topic-value')?.textContent?.includes('"hello":"explorer"'), undefined, { timeout: 5_000 });
   await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/plain"] > .topic-row .topic-value')?.textContent === 'plain text body', undefined, { timeout: 5_000 });
-  // Other payload shapes: JSON text, and bytes that are neither MessagePack nor text (shown as hex).
-  await fetch(`${broker.httpUrl}/api/publish/e2e/explorer/json`, { method: 'POST', body: '{"x": [1, 2]}' });
+  // Other payload shapes: JSON (by its Content-Type), and untagged bytes that are not text (shown as hex).
+  await fetch(`${broker.httpUrl}/api/publish/e2e/explorer/json`, { method: 'POST', body: '{"x": [1, 2]}', headers: { 'Content-Type': 'application/json' } });
   await fetch(`${broker.httpUrl}/api/publish/e2e/explorer/bin`, { method: 'POST', body: new Uint8Array([0xc1, 0x00, 0xff]) });
   await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/json"] > .topic-row .topic-value')?.textContent === '{"x":[1,2]}', undefined, { timeout: 5_000 });
   await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/bin"] > .topic-row .topic-value')?.textContent === 'c1 00 ff', undefined, { timeout: 5_000 });

@@ -1,8 +1,9 @@
 /**
  * The dashboard's one SDK client. It subscribes to `#` and to `$SYS/broker/#`
  * (a filter starting with a wildcard never matches `$` topics) with the `raw`
- * codec, because payloads are opaque bytes whose shape the dashboard guesses
- * itself (decode.ts). The SDK reconnects with backoff and restores both
+ * codec: the explorer shows each payload's bytes and size as well as its value,
+ * which decode.ts reads by the content type it came with (the SDK's own rule).
+ * The SDK reconnects with backoff and restores both
  * subscriptions; the broker then re-sends the retained snapshot.
  */
 import { connect, type Client } from 'topicast';
@@ -11,7 +12,7 @@ import type { PublishTarget } from './publish.js';
 export type LinkState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 export interface LinkHandlers {
-  onMessage(topic: string, payload: Uint8Array, retained: boolean): void;
+  onMessage(topic: string, payload: Uint8Array, contentType: string | undefined, retained: boolean): void;
   onState(state: LinkState): void;
   onError(message: string): void;
 }
@@ -43,15 +44,15 @@ export class Link implements PublishTarget {
     return this.client?.state ?? 'connecting';
   }
 
-  async publish(topic: string, payload: Uint8Array, retain: boolean): Promise<'sent' | 'queued'> {
+  async publish(topic: string, payload: Uint8Array, contentType: string, retain: boolean): Promise<'sent' | 'queued'> {
     const client = this.client;
     if (!client || this.closed) throw new Error('not connected');
     if (client.state !== 'open') {
       // The SDK queues it (bounded) and sends it on reconnect; an ack would wait for that.
-      await client.publish(topic, payload, { retain });
+      await client.publish(topic, payload, { retain, contentType });
       return 'queued';
     }
-    await client.publish(topic, payload, { retain, ack: true });
+    await client.publish(topic, payload, { retain, ack: true, contentType });
     return 'sent';
   }
 
@@ -73,8 +74,8 @@ export class Link implements PublishTarget {
       if (!this.closed) h.onError(err instanceof Error ? err.message : String(err));
     });
     h.onState(client.state);
-    const deliver = (_value: unknown, meta: { topic: string; retained: boolean; payload: Uint8Array }): void => {
-      if (!this.closed) h.onMessage(meta.topic, meta.payload, meta.retained);
+    const deliver = (_value: unknown, meta: { topic: string; retained: boolean; payload: Uint8Array; contentType: string | undefined }): void => {
+      if (!this.closed) h.onMessage(meta.topic, meta.payload, meta.contentType, meta.retained);
     };
     this.ready = Promise.all([client.subscribe('#', deliver), client.subscribe('$SYS/broker/#', deliver)]).then(() => undefined);
   }

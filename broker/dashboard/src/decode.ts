@@ -1,19 +1,12 @@
 /**
- * Payload decoding for the explorer and the device cards. Payloads are opaque
- * bytes to the broker, so the dashboard subscribes with the `raw` codec and
- * guesses each payload's shape in this order: MessagePack (the SDK default),
- * JSON, UTF-8 text, and hex for anything else.
- *
- * The one real ambiguity: a single printable ASCII byte is both a MessagePack
- * positive fixint (48 → "0") and one character of text ("5" from
- * mosquitto_pub). Every other printable-text payload fails MessagePack with
- * trailing bytes. For that case the caller passes a hint: the format last seen
- * on the topic, else the last unambiguous one near it in the tree (a device that
- * sends text status sends text readings); without one, `$` topics (the broker's
- * own, always text) read as text and the rest as MessagePack.
- * Cost: one MessagePack attempt, then at most one UTF-8 decode and one JSON.parse.
+ * Payload decoding for the explorer and the device cards, by the rule every Topicast client
+ * follows (the SDK's `decodePayload`, PROTOCOL.md §5): each message arrives with its content type,
+ * so MessagePack from SDKs, JSON and text from curl and MQTT 5, and untagged payloads from
+ * mosquitto_pub and MQTT 3.1.1 devices (UTF-8 JSON → value, other UTF-8 → text, else bytes) are
+ * read exactly as `topicast sub` and an SDK page read them. No guessing: the dashboard and the
+ * SDK never disagree on a value.
  */
-import { unpack } from 'msgpackr';
+import { decodePayload as decodeBy, formatOf, msgpack } from 'topicast';
 
 export type PayloadFormat = 'msgpack' | 'json' | 'text' | 'binary' | 'empty';
 
@@ -23,54 +16,30 @@ export interface Decoded {
   value: unknown;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-// Control characters other than tab, LF and CR mark a payload as binary even when it is valid UTF-8.
-const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
-const JSON_START = /^\s*[-{["0-9tfn]/;
-
-function decodeText(bytes: Uint8Array): Decoded | undefined {
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    return undefined;
-  }
-  if (CONTROL.test(text)) return undefined;
-  if (JSON_START.test(text)) {
-    try {
-      return { format: 'json', value: JSON.parse(text) as unknown };
-    } catch {
-      // Not JSON: plain text such as "online" or "nope".
-    }
-  }
-  return { format: 'text', value: text };
-}
-
-function decodeMsgpack(bytes: Uint8Array): Decoded | undefined {
-  try {
-    const value = unpack(bytes) as unknown;
-    // 0xC1 is "never used" in MessagePack; msgpackr returns a marker object instead of throwing.
-    if (value !== null && typeof value === 'object' && (value as { constructor?: { name?: string } }).constructor?.name === 'C1Type') return undefined;
-    return { format: 'msgpack', value };
-  } catch {
-    return undefined;
-  }
-}
-
 /**
- * Decodes one payload.
+ * Decodes one payload by the content type it arrived with; never throws (a payload that is not
+ * what its type says shows as bytes).
  * @example
- * decodePayload(new TextEncoder().encode('{"a":1}')) // { format: 'json', value: { a: 1 } }
+ * decodePayload(new TextEncoder().encode('{"a":1}'), undefined) // { format: 'json', value: { a: 1 } }
  */
-export function decodePayload(bytes: Uint8Array, topic = '', hint?: PayloadFormat): Decoded {
+export function decodePayload(bytes: Uint8Array, contentType: string | undefined): Decoded {
   if (bytes.length === 0) return { format: 'empty', value: '' };
-  const b0 = bytes[0]!;
-  if (bytes.length === 1 && b0 >= 0x20 && b0 <= 0x7e) {
-    const preferText = hint === 'json' || hint === 'text' || (hint === undefined && topic.startsWith('$'));
-    if (preferText) return decodeText(bytes)!;
-    return decodeMsgpack(bytes)!;
+  let value: unknown;
+  try {
+    value = decodeBy(bytes, contentType, msgpack.decode);
+  } catch {
+    return { format: 'binary', value: bytes };
   }
-  return decodeMsgpack(bytes) ?? decodeText(bytes) ?? { format: 'binary', value: bytes };
+  switch (formatOf(contentType)) {
+    case 'msgpack': return { format: 'msgpack', value };
+    case 'json': return { format: 'json', value };
+    case 'text': return { format: 'text', value };
+    case 'unknown':
+      // Untagged: what the rules made of it.
+      if (value instanceof Uint8Array) return { format: 'binary', value };
+      return { format: typeof value === 'string' ? 'text' : 'json', value };
+    default: return { format: 'binary', value: bytes };
+  }
 }
 
 /** Lower-case hex of the first `maxBytes` bytes, spaced every byte, with an ellipsis when cut. */

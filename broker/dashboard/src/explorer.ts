@@ -35,8 +35,6 @@ interface TopicNode {
   hasValue: boolean;
   decoded: Decoded | undefined;
   format: PayloadFormat | undefined;
-  /** The last unambiguous payload format seen in this subtree: a hint for its new topics. */
-  subtreeFormat: PayloadFormat | undefined;
   retained: boolean;
   bytes: number;
   count: number;
@@ -91,19 +89,15 @@ export class ExplorerView {
     tree.addEventListener('click', (e) => this.onClick(e));
   }
 
-  /** Takes one delivery; returns its decoded value (decoded with the topic's last format as a hint). */
-  onMessage(topic: string, payload: Uint8Array, retained: boolean, nowMs: number): Decoded {
+  /** Takes one delivery; returns its decoded value (by the content type it arrived with). */
+  onMessage(topic: string, payload: Uint8Array, contentType: string | undefined, retained: boolean, nowMs: number): Decoded {
+    const decoded = decodePayload(payload, contentType);
     if (!this.byPath.has(topic) && this.byPath.size >= MAX_TOPICS) {
       if (this.overflow.size < MAX_TOPICS) this.overflow.add(topic); // counted up to a bound too
       this.overflowCount = this.overflow.size;
-      return decodePayload(payload, topic);
+      return decoded;
     }
     const node = this.node(topic);
-    const decoded = decodePayload(payload, topic, node.format ?? inheritedFormat(node));
-    if (payload.length > 1 && (decoded.format === 'msgpack' || decoded.format === 'json' || decoded.format === 'text')) {
-      // Unambiguous: tell the ancestors, so a device's single-byte readings follow its other topics.
-      for (let n: TopicNode | undefined = node; n && n.subtreeFormat !== decoded.format; n = n.parent) n.subtreeFormat = decoded.format;
-    }
     if (!node.hasValue) {
       node.hasValue = true;
       this.topicCount++;
@@ -229,7 +223,7 @@ export class ExplorerView {
     const li = el('li', { role: 'treeitem', 'aria-labelledby': rowId, 'aria-selected': 'false', tabindex: '-1', 'data-topic': path }, row);
     const node: TopicNode = {
       name, path, parent, children: new Map(), li, row, caret, valueEl, retainedEl, rateEl, group: undefined, expanded: true,
-      hasValue: false, decoded: undefined, format: undefined, subtreeFormat: undefined, retained: false, bytes: 0, count: 0, countAtTick: 0, rate: 0, lastMs: 0,
+      hasValue: false, decoded: undefined, format: undefined, retained: false, bytes: 0, count: 0, countAtTick: 0, rate: 0, lastMs: 0,
     };
     this.byRow.set(li, node);
     this.byPath.set(path, node);
@@ -347,12 +341,6 @@ export class ExplorerView {
   }
 }
 
-
-/** The nearest ancestor's subtree format (e.g. a device's `status` was text, so its "1" is text too). */
-function inheritedFormat(node: TopicNode): PayloadFormat | undefined {
-  for (let n = node.parent; n; n = n.parent) if (n.subtreeFormat) return n.subtreeFormat;
-  return undefined;
-}
 
 /** Root levels in name order, except that the broker's own `$` topics come after the application's. */
 function rootOrder(a: string, b: string): number {

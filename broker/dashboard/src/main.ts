@@ -76,9 +76,9 @@ function render(): void {
   treeEmpty.hidden = explorer.topicCount > 0;
 }
 
-function onMessage(topic: string, payload: Uint8Array, retained: boolean): void {
+function onMessage(topic: string, payload: Uint8Array, contentType: string | undefined, retained: boolean): void {
   const nowMs = Date.now();
-  const decoded = explorer.onMessage(topic, payload, retained, nowMs);
+  const decoded = explorer.onMessage(topic, payload, contentType, retained, nowMs);
   if (topic.startsWith('devices/')) {
     const reading = devices.onMessage(topic, decoded, retained, nowMs);
     if (reading && typeof reading.value === 'number') {

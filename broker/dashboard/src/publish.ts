@@ -1,14 +1,18 @@
 /**
  * The publish form: topic, value, encoding, retain. The value is read as JSON
  * when it parses (42, true, {"a":1}, "quoted") and as text otherwise, then
- * encoded as the user chose: MessagePack (what SDK clients decode by default),
- * JSON text, or the raw UTF-8 text as typed.
+ * encoded as the user chose: MessagePack (what SDK clients publish), JSON text,
+ * or the raw UTF-8 text as typed, and tagged with that content type so every
+ * subscriber reads the same value (PROTOCOL.md §5).
  */
 import { pack } from 'msgpackr';
-import { topicProblem } from 'topicast/protocol';
+import { ContentType, topicProblem } from 'topicast/protocol';
 import { byId, setAttr } from './dom.js';
 
 export type Encoding = 'msgpack' | 'json' | 'text';
+
+/** The content type each encoding is sent with. */
+export const CONTENT_TYPES: { readonly [E in Encoding]: string } = { msgpack: ContentType.msgpack, json: ContentType.json, text: ContentType.text };
 
 const utf8 = new TextEncoder();
 
@@ -35,7 +39,7 @@ export function encodeValue(text: string, encoding: Encoding): Uint8Array {
 
 export interface PublishTarget {
   /** Publishes the bytes; resolves once the broker routed them (or queued them while offline). */
-  publish(topic: string, payload: Uint8Array, retain: boolean): Promise<'sent' | 'queued'>;
+  publish(topic: string, payload: Uint8Array, contentType: string, retain: boolean): Promise<'sent' | 'queued'>;
 }
 
 export class PublishForm {
@@ -87,11 +91,12 @@ export class PublishForm {
       return;
     }
     const retain = this.retain.checked;
-    const payload = encodeValue(this.value.value, this.encoding.value as Encoding);
+    const encoding = this.encoding.value as Encoding;
+    const payload = encodeValue(this.value.value, encoding);
     this.submit.disabled = true;
     this.say('Publishing…', 'busy');
     try {
-      const outcome = await target.publish(topic, payload, retain);
+      const outcome = await target.publish(topic, payload, CONTENT_TYPES[encoding], retain);
       this.say(outcome === 'sent' ? `Published ${payload.length} bytes to ${topic}${retain ? ' (retained)' : ''}.` : `Queued for ${topic}: it goes out once connected.`, 'ok');
       this.onPublished(topic, retain);
     } catch (err) {

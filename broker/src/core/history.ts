@@ -221,11 +221,11 @@ export class History {
    * Bounds apply as they did when it was first appended. Which offsets count as lost is the
    * store's to say (`lost`, `restoreEvicted`): gaps between stored messages are usually evictions.
    */
-  restore(topic: string, payload: Uint8Array, offset: number, atMs: number): void {
+  restore(topic: string, payload: Uint8Array, offset: number, atMs: number, contentType?: string): void {
     if (offset <= this.last) throw new Error(`history restore out of order: offset ${offset} after ${this.last}`);
     this.last = offset;
     if (!this.isHistoryTopic(topic)) return; // patterns narrowed since: dropped (the store keeps the epoch only for equal patterns)
-    const message = createMessage(topic, payload);
+    const message = createMessage(topic, payload, false, undefined, 0, contentType === undefined ? undefined : { contentType });
     message.offset = offset;
     this.keep(message, Math.max(this.lastAtMs, atMs));
   }

@@ -3,7 +3,7 @@
  * `GET /healthz`, `GET /metrics`, `POST /api/publish/<topic>` (`?retain=1`).
  * uws.ts adapts requests and responses; this file holds the rules.
  */
-import { ErrorCode } from 'topicast/protocol';
+import { ContentType, contentTypeProblem, ErrorCode, mimeEssence } from 'topicast/protocol';
 import type { Principal } from '../auth/index.js';
 import type { BrokerContext } from '../context.js';
 import { BusRefusedError } from '../cluster/outage.js';
@@ -64,10 +64,23 @@ export function unauthenticated(reason: string): HttpReply {
 }
 
 /**
- * `POST /api/publish/<topic>`: the topic is the rest of the path, percent-decoded.
+ * The content type a `POST /api/publish` body travels with (PROTOCOL.md §5): the request's
+ * `Content-Type` as sent, except HTML forms' `application/x-www-form-urlencoded` — what
+ * `curl --data` sends by default, for a body that is a plain value — which counts as text.
+ * No header: unknown (the subscriber's rules for untagged payloads apply).
+ */
+export function publishContentType(header: string | undefined): string | undefined {
+  if (header === undefined || header.trim() === '') return undefined;
+  if (mimeEssence(header) === 'application/x-www-form-urlencoded') return ContentType.text;
+  return header.trim();
+}
+
+/**
+ * `POST /api/publish/<topic>`: the topic is the rest of the path, percent-decoded; the body's
+ * `Content-Type` travels with it (`publishContentType`).
  * `principal` is the authenticated caller; without one (authentication off) every topic is allowed.
  */
-export function publish(ctx: BrokerContext, path: string, query: string, body: Uint8Array, principal?: Principal): HttpReply | Promise<HttpReply> {
+export function publish(ctx: BrokerContext, path: string, query: string, body: Uint8Array, principal?: Principal, contentTypeHeader?: string): HttpReply | Promise<HttpReply> {
   let topic: string;
   try {
     topic = decodeURIComponent(path.slice('/api/publish/'.length));
@@ -84,12 +97,16 @@ export function publish(ctx: BrokerContext, path: string, query: string, body: U
     ctx.auth.stats.denied++;
     return errorReply(403, ErrorCode.notAuthorized, `not authorized to publish to ${JSON.stringify(topic.slice(0, 64))}`);
   }
+  const contentType = publishContentType(contentTypeHeader);
+  const badType = contentType === undefined ? undefined : contentTypeProblem(contentType);
+  if (badType) return errorReply(400, ErrorCode.badFrame, `Content-Type ${badType}`);
   const params = new URLSearchParams(query);
   const r = params.get('retain');
   const retain = r === '1' || r === 'true';
   const full = retain ? retainedFull(ctx.router.retained, topic, body.length, ctx.config.maxRetainedTopics) : undefined;
   if (full !== undefined) return errorReply(503, ErrorCode.unavailable, full);
-  const { deliveries, durable } = ctx.router.publish(createMessage(topic, body, retain), true);
+  const properties = contentType === undefined ? undefined : { contentType };
+  const { deliveries, durable } = ctx.router.publish(createMessage(topic, body, retain, undefined, 0, properties), true);
   const ok = json(200, { topic, retain, deliveries });
   // With a durable store, 200 means stored (like a native ACK): wait for the write, 503 if it failed.
   // With a cluster bus, 200 also means the bus took it; 503 + Retry-After when its outage buffer is full.

@@ -5,7 +5,8 @@
  * never match `$SYS` [MQTT-4.7.2-1]: subscribe to `$SYS/#` explicitly.
  */
 import type { BrokerContext } from '../context.js';
-import { createMessage } from '../core/message.js';
+import { ContentType } from 'topicast/protocol';
+import { createMessage, type MessageProperties } from '../core/message.js';
 
 interface SysFigure {
   topic: string;
@@ -82,11 +83,14 @@ const FIGURES: readonly SysFigure[] = [
 ];
 
 const utf8 = new TextEncoder();
+// Figures are numbers written as JSON, the version is text: tagged (PROTOCOL.md §5) so every client reads them alike.
+const AS_JSON: MessageProperties = Object.freeze({ contentType: ContentType.json });
+const AS_TEXT: MessageProperties = Object.freeze({ contentType: ContentType.text });
 
 /** Publishes the version once and the figures every interval; returns the stop function. */
 export function startSys(ctx: BrokerContext): () => void {
-  const publish = (topic: string, text: string): void => {
-    ctx.router.publish(createMessage(topic, utf8.encode(text), true));
+  const publish = (topic: string, text: string, properties = AS_JSON): void => {
+    ctx.router.publish(createMessage(topic, utf8.encode(text), true, undefined, 0, properties));
   };
   const last = new Map<string, number>();
   const tick = (): void => {
@@ -97,7 +101,7 @@ export function startSys(ctx: BrokerContext): () => void {
       publish(f.topic, String(v));
     }
   };
-  publish('$SYS/broker/version', `topicast ${ctx.version}`);
+  publish('$SYS/broker/version', `topicast ${ctx.version}`, AS_TEXT);
   tick();
   if (ctx.config.sysIntervalSec === 0) return () => {};
   const timer = setInterval(tick, ctx.config.sysIntervalSec * 1000);

@@ -335,13 +335,15 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
     const h = this.history;
     switch (v[0]) {
       case Kind.message: {
-        const [, offset, atMs, topic, payload] = v as [number, number, number, string, Uint8Array];
+        // The content type (6th, PROTOCOL.md §5) is absent in records written before it existed: unknown.
+        const [, offset, atMs, topic, payload, contentType] = v as [number, number, number, string, Uint8Array, string | null | undefined];
         if (!Number.isSafeInteger(offset) || typeof atMs !== 'number' || typeof topic !== 'string' || !(payload instanceof Uint8Array)) return false;
+        if (contentType !== undefined && contentType !== null && typeof contentType !== 'string') return false;
         if (offset <= h.last) return true; // also in the snapshot written while this segment filled
         if (!l.inSnapshot && offset > l.expected) h.lost(offset - 1); // a batch that failed: those offsets are gone
         l.expected = offset + 1;
         // Copy out of the read buffer: a view would pin the whole chunk for as long as the message is held.
-        h.restore(topic, Buffer.from(payload), offset, atMs);
+        h.restore(topic, Buffer.from(payload), offset, atMs, contentType ?? undefined);
         return true;
       }
       case Kind.topicEvicted:
@@ -374,7 +376,7 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
     let after = 0;
     for (let e = h.heldAfter(after); e !== undefined && e.message.offset <= through; e = h.heldAfter(after)) {
       after = e.message.offset;
-      yield frameRecord(recordPackr.pack([Kind.message, after, e.atMs, e.message.topic, e.message.payload]));
+      yield frameRecord(recordPackr.pack(messageRecord(after, e.atMs, e.message)));
     }
     // Read at the end, in one go: an eviction while the messages were written is then included.
     const evicted = h.evictedByTopic();
@@ -396,7 +398,7 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
 
   write(message: Message, atMs: number): Promise<void> {
     if (message.offset > this.reservedThrough && this.now() >= this.reserveRetryAtMs) this.reserve(message.offset);
-    const durable = this.log.append(frameRecord(recordPackr.pack([Kind.message, message.offset, atMs, message.topic, message.payload])));
+    const durable = this.log.append(frameRecord(recordPackr.pack(messageRecord(message.offset, atMs, message))));
     if (durable !== this.batchPromise) {
       this.batchPromise = durable;
       const max = (this.batchMaxOffset = { value: message.offset });
@@ -481,4 +483,12 @@ export function registerHistoryMetrics(metrics: Metrics, opened: OpenedHistory):
     metrics.register('topicast_history_store_log_bytes', 'gauge', 'Bytes of the history store log since its last snapshot', () => storeStats.logBytes);
     metrics.register('topicast_history_store_snapshot_bytes', 'gauge', 'Bytes of the history store snapshot', () => storeStats.snapshotBytes);
   }
+}
+
+/** A history message record: `[kind, offset, atMs, topic, payload, contentType?]` (STORAGE.md). */
+function messageRecord(offset: number, atMs: number, message: Message): unknown[] {
+  const contentType = message.properties?.contentType;
+  return contentType === undefined
+    ? [Kind.message, offset, atMs, message.topic, message.payload]
+    : [Kind.message, offset, atMs, message.topic, message.payload, contentType];
 }

@@ -264,7 +264,8 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     if (path === '/healthz') return reply(res, healthz(ctx, options.ready(), options.draining?.() ?? false, query), {}, method === 'HEAD', state);
     if (path === '/metrics') return reply(res, metrics(ctx), {}, method === 'HEAD', state);
     if (method === 'POST') {
-      if (!ctx.auth.configured) return readBody(res, state, config.maxPayloadBytes, (body) => replyWhenReady(res, publish(ctx, path, query, body), state));
+      const contentType = req.getHeader('content-type'); // read now: req is invalid after this handler returns
+      if (!ctx.auth.configured) return readBody(res, state, config.maxPayloadBytes, (body) => replyWhenReady(res, publish(ctx, path, query, body, undefined, contentType), state));
       // Authentication runs while the body arrives; the publish waits for both.
       const remote = remoteOf(res);
       const backoffMs = ctx.auth.guard.backoffMs(remote);
@@ -283,7 +284,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       );
       return readBody(res, state, config.maxPayloadBytes, (body) => {
         void authenticated.then((auth) => {
-          if (auth.ok) replyWhenReady(res, publish(ctx, path, query, body, auth.principal), state);
+          if (auth.ok) replyWhenReady(res, publish(ctx, path, query, body, auth.principal, contentType), state);
           else reply(res, unauthenticated(auth.reason), { 'WWW-Authenticate': 'Bearer' }, false, state);
         });
       });

@@ -8,6 +8,7 @@
  */
 import { DecodeError } from './errors.js';
 import { decode, encode, type Value } from './msgpack.js';
+import { contentTypeFromWire, contentTypeToWire } from './payload.js';
 
 export const PROTOCOL_VERSION = 1;
 /** WebSocket subprotocol negotiated at the upgrade (PROTOCOL.md §1). */
@@ -58,12 +59,14 @@ export interface WillMessage {
   topic: string;
   payload: Uint8Array;
   retain: boolean;
+  /** The payload's content type (PROTOCOL.md §5); undefined = unknown. */
+  contentType?: string;
 }
 
 export type ClientFrame =
   | { op: typeof Op.subscribe; id: number; filters: string[]; options: SubscribeOptions }
   | { op: typeof Op.unsubscribe; id: number; filters: string[] }
-  | { op: typeof Op.publish; id: number; topic: string; payload: Uint8Array; flags: number }
+  | { op: typeof Op.publish; id: number; topic: string; payload: Uint8Array; flags: number; contentType?: string }
   | { op: typeof Op.ping; id: number }
   | { op: typeof Op.will; id: number; will: WillMessage | null };
 
@@ -99,7 +102,7 @@ export interface WelcomeInfo {
 export type ServerFrame =
   | { op: typeof Op.ack; id: number; result: SubscribeResult | null }
   | { op: typeof Op.error; id: number; code: number; message: string }
-  | { op: typeof Op.delivery; topic: string; payload: Uint8Array; flags: number; offset?: number }
+  | { op: typeof Op.delivery; topic: string; payload: Uint8Array; flags: number; offset?: number; contentType?: string }
   | { op: typeof Op.snapshotEnd; id: number }
   | { op: typeof Op.pong; id: number }
   | { op: typeof Op.welcome; info: WelcomeInfo }
@@ -119,12 +122,19 @@ export function encodeFrame(frame: Frame): Uint8Array {
       return encode([frame.op, frame.id, frame.filters, opts]);
     }
     case Op.unsubscribe: return encode([frame.op, frame.id, frame.filters]);
-    case Op.publish: return encode([frame.op, frame.id, frame.topic, frame.payload, frame.flags]);
+    case Op.publish:
+      return encode(frame.contentType === undefined
+        ? [frame.op, frame.id, frame.topic, frame.payload, frame.flags]
+        : [frame.op, frame.id, frame.topic, frame.payload, frame.flags, contentTypeToWire(frame.contentType)]);
     case Op.ping: return encode([frame.op, frame.id]);
-    case Op.will: return encode([frame.op, frame.id, frame.will ? [frame.will.topic, frame.will.payload, frame.will.retain] : null]);
+    case Op.will: {
+      const w = frame.will;
+      const will = w ? (w.contentType === undefined ? [w.topic, w.payload, w.retain] : [w.topic, w.payload, w.retain, contentTypeToWire(w.contentType)]) : null;
+      return encode([frame.op, frame.id, will]);
+    }
     case Op.ack: return encode([frame.op, frame.id, frame.result ? subscribeResult(frame.result) : null]);
     case Op.error: return encode([frame.op, frame.id, frame.code, frame.message]);
-    case Op.delivery: return encodeDelivery(frame.topic, frame.payload, frame.flags, frame.offset);
+    case Op.delivery: return encodeDelivery(frame.topic, frame.payload, frame.flags, frame.offset, frame.contentType);
     case Op.snapshotEnd: return encode([frame.op, frame.id]);
     case Op.pong: return encode([frame.op, frame.id]);
     case Op.welcome: return encode([frame.op, { ...frame.info }]);
@@ -143,9 +153,11 @@ function subscribeResult(r: SubscribeResult): { [k: string]: Value } {
 
 /**
  * The hot path: one delivery frame, encoded once per publish and sent to every native subscriber.
- * `offset` is the message's history position, for history-enabled topics only (PROTOCOL.md §4.6).
+ * `offset` is the message's history position, for history-enabled topics only (PROTOCOL.md §4.6);
+ * `contentType` the payload's format (PROTOCOL.md §5), after the offset (nil when there is none).
  */
-export function encodeDelivery(topic: string, payload: Uint8Array, flags: number, offset?: number): Uint8Array {
+export function encodeDelivery(topic: string, payload: Uint8Array, flags: number, offset?: number, contentType?: string): Uint8Array {
+  if (contentType !== undefined) return encode([Op.delivery, topic, payload, flags, offset ?? null, contentTypeToWire(contentType)]);
   return encode(offset === undefined ? [Op.delivery, topic, payload, flags] : [Op.delivery, topic, payload, flags, offset]);
 }
 
@@ -231,9 +243,13 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
     case Op.unsubscribe:
       arity(a, 3, 3);
       return { op: Op.unsubscribe, id: id(a[1]), filters: strings(a[2], 'filters') };
-    case Op.publish:
-      arity(a, 5, 5);
-      return { op: Op.publish, id: id(a[1]), topic: str(a[2], 'topic'), payload: bin(a[3], 'payload'), flags: flags(a[4]) };
+    case Op.publish: {
+      arity(a, 5, 6); // PROTOCOL.md §5.1: the content type is the optional sixth element
+      const frame: ClientFrame = { op: Op.publish, id: id(a[1]), topic: str(a[2], 'topic'), payload: bin(a[3], 'payload'), flags: flags(a[4]) };
+      const contentType = contentTypeFromWire(a[5]);
+      if (contentType !== undefined) frame.contentType = contentType;
+      return frame;
+    }
     case Op.ping:
       arity(a, 2, 2);
       return { op: Op.ping, id: id(a[1]) };
@@ -241,8 +257,11 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
       arity(a, 3, 3);
       const w = a[2];
       if (w === null) return { op: Op.will, id: id(a[1]), will: null };
-      if (!Array.isArray(w) || w.length !== 3 || typeof w[2] !== 'boolean') fail('will must be [topic, payload, retain] or nil');
-      return { op: Op.will, id: id(a[1]), will: { topic: str(w[0], 'will topic'), payload: bin(w[1], 'will payload'), retain: w[2] } };
+      if (!Array.isArray(w) || w.length < 3 || w.length > 4 || typeof w[2] !== 'boolean') fail('will must be [topic, payload, retain, content type?] or nil');
+      const will: WillMessage = { topic: str(w[0], 'will topic'), payload: bin(w[1], 'will payload'), retain: w[2] };
+      const contentType = contentTypeFromWire(w[3]);
+      if (contentType !== undefined) will.contentType = contentType;
+      return { op: Op.will, id: id(a[1]), will };
     }
     default:
       return fail(`unknown client op ${JSON.stringify(a[0])}`);
@@ -258,12 +277,14 @@ function num(v: Value | undefined, what: string): number {
 export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
   const a = arrayOf(bytes);
   switch (a[0]) {
-    case Op.delivery:
+    case Op.delivery: {
       arity(a, 4, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
-      if (a[4] !== undefined && a[4] !== null) {
-        return { op: Op.delivery, topic: str(a[1], 'topic'), payload: bin(a[2], 'payload'), flags: flags(a[3]), offset: offset(a[4], 'delivery offset') };
-      }
-      return { op: Op.delivery, topic: str(a[1], 'topic'), payload: bin(a[2], 'payload'), flags: flags(a[3]) };
+      const frame: ServerFrame = { op: Op.delivery, topic: str(a[1], 'topic'), payload: bin(a[2], 'payload'), flags: flags(a[3]) };
+      if (a[4] !== undefined && a[4] !== null) frame.offset = offset(a[4], 'delivery offset');
+      const contentType = contentTypeFromWire(a[5]); // PROTOCOL.md §5.1
+      if (contentType !== undefined) frame.contentType = contentType;
+      return frame;
+    }
     case Op.ack: {
       arity(a, 3, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
       const r = a[2];

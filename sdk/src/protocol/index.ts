@@ -8,3 +8,4 @@ export * from './frames.js';
 export * from './errors.js';
 export * from './topic.js';
 export { encode as encodeMsgpack, decode as decodeMsgpack, type Value as MsgpackValue } from './msgpack.js';
+export * from './payload.js';

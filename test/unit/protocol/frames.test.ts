@@ -26,6 +26,17 @@ const GOLDEN: { name: string; bytes: string; frame: Frame; side: 'client' | 'ser
   { name: 'error', bytes: '94 11 07 02 a1 78', frame: { op: Op.error, id: 7, code: 2, message: 'x' }, side: 'server' },
   { name: 'delivery', bytes: '94 12 a1 74 c4 01 2a 01', frame: { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 1 }, side: 'server' },
   { name: 'snapshot end', bytes: '92 13 07', frame: { op: Op.snapshotEnd, id: 7 }, side: 'server' },
+  // Payload formats (PROTOCOL.md §5.1): Topicast's own content types as one byte, others as the string.
+  // 96 = array(6); ... 01 = application/msgpack
+  { name: 'publish, MessagePack', bytes: '96 03 00 a3 612f62 c4 02 0102 01 01', frame: { op: Op.publish, id: 0, topic: 'a/b', payload: new Uint8Array([1, 2]), flags: 1, contentType: 'application/msgpack' }, side: 'client' },
+  // a8 "text/csv"
+  { name: 'publish, other type', bytes: '96 03 00 a3 612f62 c4 02 0102 00 a8 746578742f637376', frame: { op: Op.publish, id: 0, topic: 'a/b', payload: new Uint8Array([1, 2]), flags: 0, contentType: 'text/csv' }, side: 'client' },
+  // will [topic, payload, retain, 03 = text/plain]
+  { name: 'will with a type', bytes: '93 05 01 94 a1 73 c4 01 00 c3 03', frame: { op: Op.will, id: 1, will: { topic: 's', payload: new Uint8Array([0]), retain: true, contentType: 'text/plain' } }, side: 'client' },
+  // delivery: nil offset, 02 = application/json
+  { name: 'delivery, JSON, no offset', bytes: '96 12 a1 74 c4 01 2a 00 c0 02', frame: { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 0, contentType: 'application/json' }, side: 'server' },
+  // delivery: offset 5, 04 = application/octet-stream
+  { name: 'delivery, bytes, offset', bytes: '96 12 a1 74 c4 01 2a 00 05 04', frame: { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 0, offset: 5, contentType: 'application/octet-stream' }, side: 'server' },
   // History and drain (PROTOCOL.md §4.6, §4.7).
   // options {resume: ["e1", 42]}: 81 a6 "resume" 92 a2 "e1" 2a
   { name: 'subscribe with resume', bytes: '94 01 07 91 a1 61 81 a6 726573756d65 92 a2 6531 2a', frame: { op: Op.subscribe, id: 7, filters: ['a'], options: { resume: { epoch: 'e1', offset: 42 } } }, side: 'client' },
@@ -141,11 +152,32 @@ test('ack, delivery and drain limits (PROTOCOL.md §4.6, §4.7)', () => {
     ['drain missing its map', '91 16', /takes at least 1 fields/],
   ];
   for (const [what, h, message] of bad) assert.throws(() => decodeServerFrame(hex(h)), (e: unknown) => e instanceof DecodeError && message.test(e.message), what);
-  // Appended fields stay tolerated (PROTOCOL.md §7): after the offset, and in the drain map.
-  assert.deepEqual(decodeServerFrame(hex('96 12 a1 74 c4 01 2a 02 05 c3')), { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 2, offset: 5 });
+  // Appended fields stay tolerated (PROTOCOL.md §7): after the content type, and in the drain map.
+  assert.deepEqual(decodeServerFrame(hex('97 12 a1 74 c4 01 2a 02 05 01 c3')), { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 2, offset: 5, contentType: 'application/msgpack' });
   assert.deepEqual(decodeServerFrame(hex(`93 16 82 ${str('reconnectAfterMs')} 00 ${str('x')} 01 c0`)), { op: Op.drain, info: { reconnectAfterMs: 0 } });
   // A nil offset is the same as none (a later broker may fill the fifth field only sometimes).
   assert.deepEqual(decodeServerFrame(hex('95 12 a1 74 c4 01 2a 00 c0')), { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 0 });
+});
+
+test('content type field limits (PROTOCOL.md §5.1)', () => {
+  const bad: [string, string, RegExp][] = [
+    ['code 0', '96 03 00 a1 61 c4 00 00 00', /content type code must be 1\.\.4/],
+    ['code 5', '96 03 00 a1 61 c4 00 00 05', /content type code must be 1\.\.4/],
+    ['float code', '96 03 00 a1 61 c4 00 00 cb 3ff8000000000000', /content type code/],
+    ['a boolean', '96 03 00 a1 61 c4 00 00 c3', /content type must be a code or a string/],
+    ['bytes', '96 03 00 a1 61 c4 00 00 c4 01 61', /content type must be a code or a string/],
+    ['empty string', '96 03 00 a1 61 c4 00 00 a0', /content type is empty/],
+    ['control character', '96 03 00 a1 61 c4 00 00 a2 610a', /control character/],
+    ['256 characters', `96 03 00 a1 61 c4 00 00 da 0100 ${'61'.repeat(256)}`, /longer than 255/],
+    ['a seventh field', '97 03 00 a1 61 c4 00 00 01 c0', /takes 4\.\.5 fields/],
+    ['will type as boolean', '93 05 01 94 a1 73 c4 01 00 c3 c3', /content type must be a code or a string/],
+  ];
+  for (const [what, h, message] of bad) assert.throws(() => decodeClientFrame(hex(h)), (e: unknown) => e instanceof DecodeError && message.test(e.message), what);
+  assert.throws(() => decodeServerFrame(hex('96 12 a1 74 c4 01 2a 00 c0 09')), DecodeError);
+  // 255 characters is the longest accepted.
+  const long = 'x'.repeat(255);
+  const f = decodeClientFrame(encodeFrame({ op: Op.publish, id: 1, topic: 'a', payload: new Uint8Array(), flags: 0, contentType: long }));
+  assert.equal(f.op === Op.publish ? f.contentType : undefined, long);
 });
 
 test('isRetryable: transient closes retry, policy and protocol errors do not', () => {

@@ -74,10 +74,11 @@ test('the browser bundle runs on the global WebSocket', async () => {
   const sub = ws.sent.find((f) => f.op === Op.subscribe)!;
   ws.serverSend({ op: Op.ack, id: sub.id, result: { retained: 0 } });
   await subP;
-  ws.serverSend({ op: Op.delivery, topic: 'a/b', payload: new Uint8Array([0xcb, 0x40, 0x48, 0x19, 0x99, 0x99, 0x99, 0x99, 0x9a]), flags: 0 }); // msgpack 48.2
-  assert.deepEqual(got, [48.2]);
+  ws.serverSend({ op: Op.delivery, topic: 'a/b', payload: new Uint8Array([0xcb, 0x40, 0x48, 0x19, 0x99, 0x99, 0x99, 0x99, 0x9a]), flags: 0, contentType: 'application/msgpack' }); // msgpack 48.2
+  ws.serverSend({ op: Op.delivery, topic: 'a/b', payload: new TextEncoder().encode('7'), flags: 0 }); // mosquitto_pub -m 7: untagged
+  assert.deepEqual(got, [48.2, 7]);
   await client.publish('a/c', 1);
-  assert.deepEqual(ws.sent.at(-1), { op: Op.publish, id: 0, topic: 'a/c', payload: new Uint8Array([1]), flags: 0 });
+  assert.deepEqual(ws.sent.at(-1), { op: Op.publish, id: 0, topic: 'a/c', payload: new Uint8Array([1]), flags: 0, contentType: 'application/msgpack' });
   // The link drops: the client reconnects and restores the subscription.
   ws.onclose?.({ code: 1006, reason: '' });
   assert.equal(client.state, 'reconnecting');

@@ -241,7 +241,7 @@ test('publish: frame shape, ack resolution and refusal', async () => {
   const client = await opened(net, { codec: 'msgpack' });
   await client.publish('a/b', 48.2, { retain: true });
   const [p0] = net.last.framesOf(Op.publish);
-  assert.deepEqual(p0, { op: Op.publish, id: 0, topic: 'a/b', payload: encodeMsgpack(48.2), flags: 1 });
+  assert.deepEqual(p0, { op: Op.publish, id: 0, topic: 'a/b', payload: encodeMsgpack(48.2), flags: 1, contentType: 'application/msgpack' });
   const acked = client.publish('a/c', 'x', { ack: true });
   const refused = client.publish('a/d', 'y', { ack: true });
   const [, p1, p2] = net.last.framesOf(Op.publish);
@@ -254,6 +254,7 @@ test('publish: frame shape, ack resolution and refusal', async () => {
   const p3 = net.last.framesOf(Op.publish).at(-1)!;
   assert.equal(p3.payload.length, 0);
   assert.equal(p3.flags, 1);
+  assert.equal(p3.contentType, undefined); // a cleared retained value has no format
   await assert.rejects(client.publish('big', new Uint8Array(2 << 20), { codec: 'raw' }), (e: unknown) => e instanceof RequestError && e.code === ErrorCode.payloadTooLarge);
   await assert.rejects(client.publish('t', 'str', { codec: 'raw' }), CodecError);
   await client.close();
@@ -264,7 +265,7 @@ test('will: sent first on every connection', async () => {
   const client = await opened(net, { will: { topic: 'devices/x/status', value: 'offline', retain: true }, reconnect: { minDelayMs: 0, maxDelayMs: 0 } });
   const [w] = net.last.sent;
   assert.equal(w?.op, Op.will);
-  assert.deepEqual(w && w.op === Op.will ? w.will : null, { topic: 'devices/x/status', payload: enc('offline'), retain: true });
+  assert.deepEqual(w && w.op === Op.will ? w.will : null, { topic: 'devices/x/status', payload: enc('offline'), retain: true, contentType: 'application/json' });
   net.last.drop(1006);
   await new Promise((r) => setTimeout(r, 5));
   net.last.accept();

@@ -129,7 +129,7 @@ test('recovered:false: the app is told, the fresh retained snapshot follows, the
   const outcomes: ResumeOutcome[] = [];
   sub.on('resumed', (o) => {
     outcomes.push(o);
-    got.push(['resumed', o.recovered, { topic: '', retained: false, payload: new Uint8Array(), replayed: false, offset: undefined }]);
+    got.push(['resumed', o.recovered, { topic: '', retained: false, payload: new Uint8Array(), replayed: false, offset: undefined, contentType: undefined }]);
   });
   const sock = await reconnect(net);
   const [frame] = sock.framesOf(Op.subscribe);

@@ -273,13 +273,13 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
   ): Uint8Array {
     const now = this.server.ctx.now();
     if (this.version === 5 && (subscriptionIds !== undefined || alias !== undefined)) {
-      return ownPublish(message, qos, retain, packetId, dup, now, {
+      return ownPublish(message, qos, retain, packetId, dup, now, this.server.ctx.config.mqttPayloads, {
         subscriptionIds,
         topicAlias: alias?.alias,
         omitTopic: alias !== undefined && !alias.establishes, // [MQTT-3.3.2-12] alias alone once established
       });
     }
-    return sharedPublish(message, this.version, qos, retain, packetId, dup, now);
+    return sharedPublish(message, this.version, qos, retain, packetId, dup, now, this.server.ctx.config.mqttPayloads);
   }
 
   /** Outbound topic alias (MQTT 5 §3.3.2.3.4): assigned first-come while the client's maximum allows. */

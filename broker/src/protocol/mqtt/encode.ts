@@ -10,6 +10,7 @@
  * topic aliases) force a fresh encode, only for the subscribers that need one.
  */
 import mqtt from 'mqtt-packet';
+import { ContentType, formatOf, msgpackToJson } from 'topicast/protocol';
 import type { Message, MessageProperties } from '../../core/message.js';
 import { appendUserProperties, userPropertyOrder, type Pairs } from './user-properties.js';
 
@@ -31,13 +32,48 @@ export function remainingExpirySec(props: MessageProperties | undefined, now: nu
 
 type PublishProperties = NonNullable<mqtt.IPublishPacket['properties']>;
 
-function v5Properties(message: Message, expirySec: number | undefined): PublishProperties | undefined {
+/** What MQTT subscribers get of MessagePack payloads (`--mqtt-payloads`, MQTT.md "Payload formats"). */
+export type MqttPayloads = 'json' | 'as-published';
+
+/** Cache key of a message's converted payload beside its encoded packets (core/message.ts `encoded`). */
+const CONVERTED = 'mqtt:json';
+
+/**
+ * The payload an MQTT subscriber gets, and its content type: with `json`, a MessagePack-tagged
+ * payload converted once per message (`msgpackToJson`, cached on the message, shared by every
+ * MQTT subscriber and wire shape); otherwise, or when it is not one MessagePack value, the bytes
+ * as published. `converted` is undefined when nothing changed.
+ */
+export function mqttPayload(message: Message, mode: MqttPayloads): { payload: Uint8Array; contentType: string | undefined; converted: boolean } {
+  const contentType = message.properties?.contentType;
+  if (mode === 'as-published' || formatOf(contentType) !== 'msgpack') return { payload: message.payload, contentType, converted: false };
+  let bytes = message.encoded[CONVERTED];
+  if (bytes === undefined) {
+    // The original bytes stand for "not convertible", so a bad payload is tried once, not per subscriber.
+    bytes = msgpackToJson(message.payload)?.payload ?? message.payload;
+    message.encoded[CONVERTED] = bytes;
+  }
+  if (bytes === message.payload) return { payload: bytes, contentType, converted: false };
+  return { payload: bytes, contentType: convertedType(message.payload[0]!), converted: true };
+}
+
+/** The content type msgpackToJson gives a value starting with this MessagePack type byte. */
+function convertedType(first: number): ContentType {
+  if ((first >= 0xa0 && first <= 0xbf) || first === 0xd9 || first === 0xda || first === 0xdb) return ContentType.text;
+  if (first === 0xc4 || first === 0xc5 || first === 0xc6) return ContentType.bytes;
+  return ContentType.json;
+}
+
+function v5Properties(message: Message, expirySec: number | undefined, contentType: string | undefined, converted: boolean): PublishProperties | undefined {
   const p = message.properties;
   if (p === undefined) return undefined;
   const out: PublishProperties = {};
-  if (p.payloadFormatIndicator !== undefined) out.payloadFormatIndicator = p.payloadFormatIndicator; // [MQTT-3.3.2-4] forwarded unaltered
+  if (converted) {
+    // The broker changed the payload (MQTT.md "Payload formats"), so it says what it is now.
+    if (contentType !== ContentType.bytes) out.payloadFormatIndicator = true;
+  } else if (p.payloadFormatIndicator !== undefined) out.payloadFormatIndicator = p.payloadFormatIndicator; // [MQTT-3.3.2-4] forwarded unaltered
   if (expirySec !== undefined) out.messageExpiryInterval = expirySec; // [MQTT-3.3.2-6]
-  if (p.contentType !== undefined) out.contentType = p.contentType; // [MQTT-3.3.2-20]
+  if (contentType !== undefined) out.contentType = contentType; // [MQTT-3.3.2-20]
   if (p.responseTopic !== undefined) out.responseTopic = p.responseTopic; // [MQTT-3.3.2-15]
   if (p.correlationData !== undefined) out.correlationData = Buffer.from(p.correlationData); // [MQTT-3.3.2-16]
   // [MQTT-3.3.2-17]; an order the object cannot express is appended by generatePublish [MQTT-3.3.2-18].
@@ -47,12 +83,13 @@ function v5Properties(message: Message, expirySec: number | undefined): PublishP
 
 function generatePublish(
   message: Message, version: Version, qos: 0 | 1 | 2, retain: boolean, packetId: number, dup: boolean,
-  expirySec: number | undefined, extra?: { subscriptionIds?: number[]; topicAlias?: number; omitTopic?: boolean },
+  expirySec: number | undefined, mode: MqttPayloads, extra?: { subscriptionIds?: number[]; topicAlias?: number; omitTopic?: boolean },
 ): Buffer {
+  const { payload, contentType, converted } = mqttPayload(message, mode);
   const packet: mqtt.IPublishPacket = {
     cmd: 'publish',
     topic: extra?.omitTopic ? '' : message.topic,
-    payload: Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength),
+    payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
     qos,
     dup,
     retain,
@@ -61,7 +98,7 @@ function generatePublish(
   let ordered: Pairs | undefined;
   if (version === 5) {
     ordered = userPropertyOrder(message.properties?.userProperties);
-    const props = v5Properties(message, expirySec);
+    const props = v5Properties(message, expirySec, contentType, converted);
     if (props || extra?.subscriptionIds || extra?.topicAlias) {
       const p: PublishProperties = props ?? {};
       if (extra?.subscriptionIds) p.subscriptionIdentifier = extra.subscriptionIds.length === 1 ? extra.subscriptionIds[0]! : extra.subscriptionIds;
@@ -88,14 +125,14 @@ function packetIdOffset(bytes: Uint8Array): number {
  * The PUBLISH bytes for one delivery without per-subscriber properties.
  * The returned buffer for QoS 0 is shared: never mutate it.
  */
-export function sharedPublish(message: Message, version: Version, qos: 0 | 1 | 2, retain: boolean, packetId: number, dup: boolean, now: number): Uint8Array {
+export function sharedPublish(message: Message, version: Version, qos: 0 | 1 | 2, retain: boolean, packetId: number, dup: boolean, now: number, mode: MqttPayloads): Uint8Array {
   const v5 = version === 5;
   const expirySec = v5 ? remainingExpirySec(message.properties, now) : undefined;
   const base = SHAPES[v5 ? 1 : 0]![qos]![retain ? 1 : 0]!;
   const shape = expirySec === undefined ? base : `${base}:e${expirySec}`;
   let template = message.encoded[shape];
   if (template === undefined) {
-    template = generatePublish(message, version, qos, retain, 0, false, expirySec);
+    template = generatePublish(message, version, qos, retain, 0, false, expirySec, mode);
     message.encoded[shape] = template;
   }
   if (qos === 0) return template;
@@ -110,8 +147,8 @@ export function sharedPublish(message: Message, version: Version, qos: 0 | 1 | 2
 
 /** A PUBLISH with per-subscriber MQTT 5 properties (subscription identifiers, topic alias). */
 export function ownPublish(
-  message: Message, qos: 0 | 1 | 2, retain: boolean, packetId: number, dup: boolean, now: number,
+  message: Message, qos: 0 | 1 | 2, retain: boolean, packetId: number, dup: boolean, now: number, mode: MqttPayloads,
   extra: { subscriptionIds?: number[]; topicAlias?: number; omitTopic?: boolean },
 ): Uint8Array {
-  return generatePublish(message, 5, qos, retain, packetId, dup, remainingExpirySec(message.properties, now), extra);
+  return generatePublish(message, 5, qos, retain, packetId, dup, remainingExpirySec(message.properties, now), mode, extra);
 }

@@ -36,7 +36,8 @@ const LIVE = 'native';
 
 function liveFrame(message: Message): Uint8Array {
   // History topics carry their offset (PROTOCOL.md §4.6); still one encode per message.
-  return (message.encoded[LIVE] ??= encodeDelivery(message.topic, message.payload, 0, message.offset === 0 ? undefined : message.offset));
+  // ... and its content type (PROTOCOL.md §5), bytes unchanged.
+  return (message.encoded[LIVE] ??= encodeDelivery(message.topic, message.payload, 0, message.offset === 0 ? undefined : message.offset, message.properties?.contentType));
 }
 
 /**
@@ -46,7 +47,7 @@ function liveFrame(message: Message): Uint8Array {
  * so one encode per snapshot delivery is cheap next to the write itself.
  */
 function retainedFrame(message: Message): Uint8Array {
-  return encodeDelivery(message.topic, message.payload, Flag.retain);
+  return encodeDelivery(message.topic, message.payload, Flag.retain, undefined, message.properties?.contentType);
 }
 
 /** Retained messages captured at subscribe time, encoded as they are paced out. */
@@ -70,8 +71,13 @@ class ReplaySource implements FrameSource {
   constructor(private readonly merge: ReplayMerge) {}
   next(): Uint8Array | undefined {
     const m = this.merge.next();
-    return m === undefined ? undefined : encodeDelivery(m.topic, m.payload, Flag.replayed, m.offset);
+    return m === undefined ? undefined : encodeDelivery(m.topic, m.payload, Flag.replayed, m.offset, m.properties?.contentType);
   }
+}
+
+/** A native will as the router's message, its content type kept (PROTOCOL.md §5). */
+function willMessage(will: WillMessage): Message {
+  return createMessage(will.topic, will.payload, will.retain, undefined, 0, will.contentType === undefined ? undefined : { contentType: will.contentType });
 }
 
 /** Every native subscription has the same options: one shared object, never one per subscription. */
@@ -227,7 +233,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     if (will && !clean) {
       // [PROTOCOL.md §3.5] published like any other message, after this session left the index.
       this.ctx.counters.willsPublished++;
-      this.route(createMessage(will.topic, will.payload, will.retain));
+      this.route(willMessage(will));
     }
   }
 
@@ -374,7 +380,9 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     const retain = (frame.flags & Flag.retain) !== 0;
     const full = retain ? retainedFull(ctx.router.retained, frame.topic, frame.payload.length, ctx.config.maxRetainedTopics) : undefined;
     if (full !== undefined) return this.error(frame.id, ErrorCode.unavailable, full);
-    const durable = this.route(createMessage(frame.topic, frame.payload, retain, this), frame.id !== 0);
+    // The content type travels as MQTT 5's property (core/message.ts), so every store and bus keeps it.
+    const properties = frame.contentType === undefined ? undefined : { contentType: frame.contentType };
+    const durable = this.route(createMessage(frame.topic, frame.payload, retain, this, 0, properties), frame.id !== 0);
     if (frame.id === 0) {
       // Unacknowledged: nobody to tell. The store logs and counts every failed write (broker.ts).
       durable?.catch(() => {});
@@ -406,7 +414,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     }
     if (will || this.extras !== undefined) this.more().will = will ?? undefined;
     // With a cluster bus, another node publishes it if this one dies (cluster/bridge.ts).
-    this.ctx.cluster?.setWill(this, will ? createMessage(will.topic, will.payload, will.retain) : undefined);
+    this.ctx.cluster?.setWill(this, will ? willMessage(will) : undefined);
     this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result: null }));
   }
 
