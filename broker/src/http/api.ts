@@ -3,7 +3,7 @@
  * `GET /healthz`, `GET /metrics`, `POST /api/publish/<topic>` (`?retain=1`).
  * uws.ts adapts requests and responses; this file holds the rules.
  */
-import { ContentType, contentTypeProblem, ErrorCode, mimeEssence } from 'topicast/protocol';
+import { contentTypeProblem, ErrorCode, mimeEssence } from 'topicast/protocol';
 import type { Principal } from '../auth/index.js';
 import type { BrokerContext } from '../context.js';
 import { BusRefusedError } from '../cluster/outage.js';
@@ -65,13 +65,14 @@ export function unauthenticated(reason: string): HttpReply {
 
 /**
  * The content type a `POST /api/publish` body travels with (PROTOCOL.md §5): the request's
- * `Content-Type` as sent, except HTML forms' `application/x-www-form-urlencoded` — what
- * `curl --data` sends by default, for a body that is a plain value — which counts as text.
- * No header: unknown (the subscriber's rules for untagged payloads apply).
+ * `Content-Type` as sent, except HTML forms' `application/x-www-form-urlencoded`. That is what
+ * `curl --data 21.5` sends by default for a body that is a plain typed value, so it counts as
+ * untyped text, exactly like `mosquitto_pub -m 21.5`: no content type, and subscribers read it by
+ * the untagged rules (21.5 the number, `open` the string). No header: no content type either.
  */
 export function publishContentType(header: string | undefined): string | undefined {
   if (header === undefined || header.trim() === '') return undefined;
-  if (mimeEssence(header) === 'application/x-www-form-urlencoded') return ContentType.text;
+  if (mimeEssence(header) === 'application/x-www-form-urlencoded') return undefined;
   return header.trim();
 }
 

@@ -4,7 +4,9 @@
  * Same behaviour as the native transport: a retained will `devices/<id>/status` = `offline` in
  * every CONNECT, retained readings, `offline` published before a clean DISCONNECT (which discards
  * the will). Payloads are text, because MQTT tools read text: numbers as JSON numbers (`48.2`),
- * strings as they are (`online`), objects as JSON. QoS 0 for readings (the next reading replaces
+ * strings as they are (`online`), objects as JSON, each tagged with its MQTT 5 Content Type
+ * (`application/json` or `text/plain`, PROTOCOL.md §5), so an SDK subscriber gets the string
+ * "7" as a string and the number 7 as a number. QoS 0 for readings (the next reading replaces
  * a lost one), QoS 1 for the final `offline`. mqtt.js's own offline queue is off: the agent keeps
  * the latest value per topic itself.
  */
@@ -29,6 +31,11 @@ export function mqttPayload(payload: Payload): string {
   return typeof payload === 'string' ? payload : JSON.stringify(payload);
 }
 
+/** The MQTT 5 Content Type of `mqttPayload(payload)`. */
+export function mqttContentType(payload: Payload): string {
+  return typeof payload === 'string' ? 'text/plain' : 'application/json';
+}
+
 /**
  * @example
  * const transport = mqttTransport({ url: 'mqtt://127.0.0.1:1883', id: 'pi-01' });
@@ -40,12 +47,13 @@ export function mqttTransport(options: MqttTransportOptions): AgentTransport {
     // accept [MQTT-3.1.3-5]: two devices whose ids share a prefix would take each other's session over
     // forever; a server that refuses long ids says so at CONNECT instead (Mosquitto and Topicast accept them).
     clientId: `topicast-agent-${options.id}`,
+    protocolVersion: 5, // for Content Type; Topicast and Mosquitto ≥ 1.6 speak it
     clean: true,
     keepalive: options.keepaliveSec ?? 30, // a dead agent is declared offline within 45 s by the broker
     reconnectPeriod: options.reconnectPeriodMs ?? 2000,
     connectTimeout: 10_000,
     queueQoSZero: false,
-    will: { topic: `devices/${options.id}/status`, payload: Buffer.from('offline'), retain: true, qos: 1 },
+    will: { topic: `devices/${options.id}/status`, payload: Buffer.from('offline'), retain: true, qos: 1, properties: { contentType: 'text/plain' } },
   });
   const listeners = new Set<() => void>();
   let wasOpen = false;
@@ -68,7 +76,7 @@ export function mqttTransport(options: MqttTransportOptions): AgentTransport {
   });
   const publish = (topic: string, payload: Payload, retain: boolean, qos: 0 | 1) =>
     new Promise<void>((resolve, reject) => {
-      client.publish(topic, mqttPayload(payload), { retain, qos }, (err) => (err ? reject(err) : resolve()));
+      client.publish(topic, mqttPayload(payload), { retain, qos, properties: { contentType: mqttContentType(payload) } }, (err) => (err ? reject(err) : resolve()));
     });
   return {
     kind: 'mqtt',
