@@ -117,7 +117,7 @@ export interface PublishOptions {
   ack?: boolean;
   /** Codec for this message (default: the client's). */
   codec?: CodecName | Codec;
-  /** Content type sent with the message (default: the codec's, e.g. `application/msgpack`); PROTOCOL.md §5. */
+  /** Content type sent with the message (default: the codec's, e.g. `application/msgpack`); PROTOCOL.md §8. */
   contentType?: string;
 }
 
@@ -318,7 +318,7 @@ class TopicastClient {
       const problem = topicProblem(options.will.topic);
       if (problem) throw new RequestError(ErrorCode.invalidTopic, `will topic ${JSON.stringify(options.will.topic)} ${problem}`);
       this.will = { topic: options.will.topic, payload: this.encode(this.codec, options.will.topic, options.will.value), retain: options.will.retain === true };
-      if (this.codec.contentType !== undefined) this.will.contentType = this.codec.contentType; // PROTOCOL.md §5
+      if (this.codec.contentType !== undefined) this.will.contentType = this.codec.contentType; // PROTOCOL.md §8
     }
     if (typeof windowLike.addEventListener === 'function' && typeof windowLike.removeEventListener === 'function') {
       this.onOnline = () => this.retryNow();

@@ -1,6 +1,6 @@
 /**
  * Payload codecs: how application values become the payload bytes the broker
- * routes, and back. Every payload travels with its content type (PROTOCOL.md §5),
+ * routes, and back. Every payload travels with its content type (PROTOCOL.md §8),
  * so the default codec, `auto`, decodes each message by what arrived: MessagePack
  * from SDKs, JSON or text from mosquitto_pub, curl and MQTT devices.
  *
@@ -20,7 +20,7 @@ import { ContentType, decodeMsgpack, decodeUntagged, formatOf } from './protocol
 export interface Codec {
   /** Short name, used in error messages. */
   readonly name: string;
-  /** The content type of what `encode` makes, sent with every message (PROTOCOL.md §5); none = unknown. */
+  /** The content type of what `encode` makes, sent with every message (PROTOCOL.md §8); none = unknown. */
   readonly contentType?: string;
   encode(value: unknown): Uint8Array;
   /** `contentType` is what the message arrived with (undefined = none); most codecs ignore it. */

@@ -54,7 +54,7 @@ export interface MessageMeta {
   /** The message's history offset (PROTOCOL.md §4.6); undefined for topics without history and for retained values. */
   offset: number | undefined;
   /**
-   * The content type the payload arrived with (PROTOCOL.md §5): `application/msgpack` from SDKs,
+   * The content type the payload arrived with (PROTOCOL.md §8): `application/msgpack` from SDKs,
    * `application/json` or `text/plain` from curl and MQTT 5 clients, undefined when the publisher
    * said nothing (MQTT 3.1.1, `mosquitto_pub`): the value was then read by the untagged rules.
    */

@@ -46,7 +46,7 @@ async function load(): Promise<Mods> {
 const m = await load();
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-test('decode: by the content type the payload arrived with (PROTOCOL.md §5)', () => {
+test('decode: by the content type the payload arrived with (PROTOCOL.md §8)', () => {
   const { decodePayload } = m.decode;
   const MP = 'application/msgpack';
   assert.deepEqual(decodePayload(pack({ value: 48.2, unit: '°C' }), MP), { format: 'msgpack', value: { value: 48.2, unit: '°C' } });

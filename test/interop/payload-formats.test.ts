@@ -1,5 +1,5 @@
 /**
- * Payload formats across protocols (issue 14, PROTOCOL.md §5): every publisher × every subscriber
+ * Payload formats across protocols (issue 14, PROTOCOL.md §8): every publisher × every subscriber
  * gives the value that was sent. Publishers: mosquitto_pub (-m number, text, JSON, -l lines, -f
  * binary file; MQTT 3.1.1 and 5 with a content type), curl with each Content-Type, mqtt.js v5,
  * the SDK with each codec, the agent's native and MQTT transports. Subscribers: the SDK's default

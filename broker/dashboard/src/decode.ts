@@ -1,6 +1,6 @@
 /**
  * Payload decoding for the explorer and the device cards, by the rule every Topicast client
- * follows (the SDK's `decodePayload`, PROTOCOL.md §5): each message arrives with its content type,
+ * follows (the SDK's `decodePayload`, PROTOCOL.md §8): each message arrives with its content type,
  * so MessagePack from SDKs, JSON and text from curl and MQTT 5, and untagged payloads from
  * mosquitto_pub and MQTT 3.1.1 devices (UTF-8 JSON → value, other UTF-8 → text, else bytes) are
  * read exactly as `topicast sub` and an SDK page read them. No guessing: the dashboard and the

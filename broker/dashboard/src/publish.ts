@@ -3,7 +3,7 @@
  * when it parses (42, true, {"a":1}, "quoted") and as text otherwise, then
  * encoded as the user chose: MessagePack (what SDK clients publish), JSON text,
  * or the raw UTF-8 text as typed, and tagged with that content type so every
- * subscriber reads the same value (PROTOCOL.md §5).
+ * subscriber reads the same value (PROTOCOL.md §8).
  */
 import { pack } from 'msgpackr';
 import { ContentType, topicProblem } from 'topicast/protocol';

@@ -64,7 +64,7 @@ export function unauthenticated(reason: string): HttpReply {
 }
 
 /**
- * The content type a `POST /api/publish` body travels with (PROTOCOL.md §5): the request's
+ * The content type a `POST /api/publish` body travels with (PROTOCOL.md §8): the request's
  * `Content-Type` as sent, except HTML forms' `application/x-www-form-urlencoded`. That is what
  * `curl --data 21.5` sends by default for a body that is a plain typed value, so it counts as
  * untyped text, exactly like `mosquitto_pub -m 21.5`: no content type, and subscribers read it by

@@ -83,7 +83,7 @@ const FIGURES: readonly SysFigure[] = [
 ];
 
 const utf8 = new TextEncoder();
-// Figures are numbers written as JSON, the version is text: tagged (PROTOCOL.md §5) so every client reads them alike.
+// Figures are numbers written as JSON, the version is text: tagged (PROTOCOL.md §8) so every client reads them alike.
 const AS_JSON: MessageProperties = Object.freeze({ contentType: ContentType.json });
 const AS_TEXT: MessageProperties = Object.freeze({ contentType: ContentType.text });
 

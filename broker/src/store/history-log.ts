@@ -335,7 +335,7 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
     const h = this.history;
     switch (v[0]) {
       case Kind.message: {
-        // The content type (6th, PROTOCOL.md §5) is absent in records written before it existed: unknown.
+        // The content type (6th, PROTOCOL.md §8) is absent in records written before it existed: unknown.
         const [, offset, atMs, topic, payload, contentType] = v as [number, number, number, string, Uint8Array, string | null | undefined];
         if (!Number.isSafeInteger(offset) || typeof atMs !== 'number' || typeof topic !== 'string' || !(payload instanceof Uint8Array)) return false;
         if (contentType !== undefined && contentType !== null && typeof contentType !== 'string') return false;

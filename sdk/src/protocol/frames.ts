@@ -59,7 +59,7 @@ export interface WillMessage {
   topic: string;
   payload: Uint8Array;
   retain: boolean;
-  /** The payload's content type (PROTOCOL.md §5); undefined = unknown. */
+  /** The payload's content type (PROTOCOL.md §8); undefined = unknown. */
   contentType?: string;
 }
 
@@ -154,7 +154,7 @@ function subscribeResult(r: SubscribeResult): { [k: string]: Value } {
 /**
  * The hot path: one delivery frame, encoded once per publish and sent to every native subscriber.
  * `offset` is the message's history position, for history-enabled topics only (PROTOCOL.md §4.6);
- * `contentType` the payload's format (PROTOCOL.md §5), after the offset (nil when there is none).
+ * `contentType` the payload's format (PROTOCOL.md §8), after the offset (nil when there is none).
  */
 export function encodeDelivery(topic: string, payload: Uint8Array, flags: number, offset?: number, contentType?: string): Uint8Array {
   if (contentType !== undefined) return encode([Op.delivery, topic, payload, flags, offset ?? null, contentTypeToWire(contentType)]);
@@ -244,7 +244,7 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
       arity(a, 3, 3);
       return { op: Op.unsubscribe, id: id(a[1]), filters: strings(a[2], 'filters') };
     case Op.publish: {
-      arity(a, 5, 6); // PROTOCOL.md §5.1: the content type is the optional sixth element
+      arity(a, 5, 6); // PROTOCOL.md §8.1: the content type is the optional sixth element
       const frame: ClientFrame = { op: Op.publish, id: id(a[1]), topic: str(a[2], 'topic'), payload: bin(a[3], 'payload'), flags: flags(a[4]) };
       const contentType = contentTypeFromWire(a[5]);
       if (contentType !== undefined) frame.contentType = contentType;
@@ -281,7 +281,7 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
       arity(a, 4, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
       const frame: ServerFrame = { op: Op.delivery, topic: str(a[1], 'topic'), payload: bin(a[2], 'payload'), flags: flags(a[3]) };
       if (a[4] !== undefined && a[4] !== null) frame.offset = offset(a[4], 'delivery offset');
-      const contentType = contentTypeFromWire(a[5]); // PROTOCOL.md §5.1
+      const contentType = contentTypeFromWire(a[5]); // PROTOCOL.md §8.1
       if (contentType !== undefined) frame.contentType = contentType;
       return frame;
     }

@@ -1,5 +1,5 @@
 /**
- * Payload formats (PROTOCOL.md §5): a payload is bytes plus an optional content type that travels
+ * Payload formats (PROTOCOL.md §8): a payload is bytes plus an optional content type that travels
  * with the message from every protocol to every protocol (native frame field, MQTT 5 Content Type,
  * HTTP Content-Type). This file holds the rules every Topicast component shares:
  *
@@ -75,7 +75,7 @@ export function contentTypeProblem(contentType: string): string | undefined {
   return undefined;
 }
 
-// Native wire form (PROTOCOL.md §5.1): the four types Topicast names travel as one byte.
+// Native wire form (PROTOCOL.md §8.1): the four types Topicast names travel as one byte.
 const WIRE_CODES: { readonly [ct: string]: number } = {
   [ContentType.msgpack]: 1,
   [ContentType.json]: 2,

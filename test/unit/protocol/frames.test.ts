@@ -26,7 +26,7 @@ const GOLDEN: { name: string; bytes: string; frame: Frame; side: 'client' | 'ser
   { name: 'error', bytes: '94 11 07 02 a1 78', frame: { op: Op.error, id: 7, code: 2, message: 'x' }, side: 'server' },
   { name: 'delivery', bytes: '94 12 a1 74 c4 01 2a 01', frame: { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 1 }, side: 'server' },
   { name: 'snapshot end', bytes: '92 13 07', frame: { op: Op.snapshotEnd, id: 7 }, side: 'server' },
-  // Payload formats (PROTOCOL.md §5.1): Topicast's own content types as one byte, others as the string.
+  // Payload formats (PROTOCOL.md §8.1): Topicast's own content types as one byte, others as the string.
   // 96 = array(6); ... 01 = application/msgpack
   { name: 'publish, MessagePack', bytes: '96 03 00 a3 612f62 c4 02 0102 01 01', frame: { op: Op.publish, id: 0, topic: 'a/b', payload: new Uint8Array([1, 2]), flags: 1, contentType: 'application/msgpack' }, side: 'client' },
   // a8 "text/csv"
@@ -159,7 +159,7 @@ test('ack, delivery and drain limits (PROTOCOL.md §4.6, §4.7)', () => {
   assert.deepEqual(decodeServerFrame(hex('95 12 a1 74 c4 01 2a 00 c0')), { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 0 });
 });
 
-test('content type field limits (PROTOCOL.md §5.1)', () => {
+test('content type field limits (PROTOCOL.md §8.1)', () => {
   const bad: [string, string, RegExp][] = [
     ['code 0', '96 03 00 a1 61 c4 00 00 00', /content type code must be 1\.\.4/],
     ['code 5', '96 03 00 a1 61 c4 00 00 05', /content type code must be 1\.\.4/],

@@ -1,5 +1,5 @@
 /**
- * Payload formats (PROTOCOL.md §5): content type names, the untagged rules, and the one
+ * Payload formats (PROTOCOL.md §8): content type names, the untagged rules, and the one
  * MessagePack → JSON conversion MQTT subscribers get — golden cases for every value JSON cannot
  * hold, a property test against msgpackr + JSON.stringify, and a fuzz that it never throws.
  */

@@ -36,7 +36,7 @@ const LIVE = 'native';
 
 function liveFrame(message: Message): Uint8Array {
   // History topics carry their offset (PROTOCOL.md §4.6); still one encode per message.
-  // ... and its content type (PROTOCOL.md §5), bytes unchanged.
+  // ... and its content type (PROTOCOL.md §8), bytes unchanged.
   return (message.encoded[LIVE] ??= encodeDelivery(message.topic, message.payload, 0, message.offset === 0 ? undefined : message.offset, message.properties?.contentType));
 }
 
@@ -75,7 +75,7 @@ class ReplaySource implements FrameSource {
   }
 }
 
-/** A native will as the router's message, its content type kept (PROTOCOL.md §5). */
+/** A native will as the router's message, its content type kept (PROTOCOL.md §8). */
 function willMessage(will: WillMessage): Message {
   return createMessage(will.topic, will.payload, will.retain, undefined, 0, will.contentType === undefined ? undefined : { contentType: will.contentType });
 }

@@ -5,7 +5,7 @@
  * every CONNECT, retained readings, `offline` published before a clean DISCONNECT (which discards
  * the will). Payloads are text, because MQTT tools read text: numbers as JSON numbers (`48.2`),
  * strings as they are (`online`), objects as JSON, each tagged with its MQTT 5 Content Type
- * (`application/json` or `text/plain`, PROTOCOL.md §5), so an SDK subscriber gets the string
+ * (`application/json` or `text/plain`, PROTOCOL.md §8), so an SDK subscriber gets the string
  * "7" as a string and the number 7 as a number. QoS 0 for readings (the next reading replaces
  * a lost one), QoS 1 for the final `offline`. mqtt.js's own offline queue is off: the agent keeps
  * the latest value per topic itself.
