@@ -173,19 +173,22 @@ class NotConvertible extends Error {}
  * digit, a timestamp extension becomes an ISO 8601 string, other extensions become null, map keys
  * that are not strings become their JSON text. Returns undefined when the payload is not one
  * complete MessagePack value (or nests deeper than 64): it is then sent as published.
+ *
+ * Cost: one pass over the input writing JSON bytes straight into a reused scratch buffer (strings
+ * are copied byte for byte, escaped where JSON needs it), then one copy out.
  * @example
  * msgpackToJson(Uint8Array.of(0xcb, 0x40, 0x48, 0x19, 0x99, 0x99, 0x99, 0x99, 0x9a)); // bytes of "48.2", application/json
  */
 export function msgpackToJson(payload: Uint8Array): ConvertedPayload | undefined {
   if (payload.length === 0) return undefined;
+  const r = new JsonWriter(payload);
   try {
-    const r = new JsonWriter(payload);
     const first = payload[0]!;
     // Top-level str → the text itself; top-level bin → the bytes.
     if ((first >= 0xa0 && first <= 0xbf) || first === 0xd9 || first === 0xda || first === 0xdb) {
       const s = r.readStrBytes(first);
       r.end();
-      utf8.decode(s); // must be valid UTF-8 to be called text
+      if (!isUtf8(s)) return undefined;
       return { payload: s, contentType: ContentType.text };
     }
     if (first === 0xc4 || first === 0xc5 || first === 0xc6) {
@@ -195,10 +198,12 @@ export function msgpackToJson(payload: Uint8Array): ConvertedPayload | undefined
     }
     r.value(0);
     r.end();
-    return { payload: utf8Encoder.encode(r.out), contentType: ContentType.json };
+    return { payload: r.output(), contentType: ContentType.json };
   } catch (err) {
-    if (err instanceof NotConvertible || err instanceof TypeError || err instanceof RangeError) return undefined;
+    if (err instanceof NotConvertible || err instanceof RangeError) return undefined;
     throw err;
+  } finally {
+    r.release();
   }
 }
 
@@ -219,18 +224,64 @@ export function base64(bytes: Uint8Array): string {
   return out;
 }
 
-/** A single-pass MessagePack reader that writes JSON text as it goes (no intermediate objects). */
+/** Whether bytes are valid UTF-8 (ASCII checked inline, the rest by the fatal decoder). */
+function isUtf8(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i]! >= 0x80) return utf8Text(b) !== undefined;
+  return true;
+}
+
+const HEX = '0123456789abcdef';
+/** One scratch buffer for every conversion: the broker converts once per message, on one thread. */
+let scratch: Uint8Array = new Uint8Array(1024);
+let scratchInUse = false;
+
+/** A single-pass MessagePack reader that writes JSON bytes as it goes (no intermediate objects). */
 class JsonWriter {
-  out = '';
   private pos = 0;
+  private out: Uint8Array;
+  private at = 0;
   private readonly dv: DataView;
+  private readonly borrowed: boolean;
 
   constructor(private readonly b: Uint8Array) {
     this.dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    // Re-entrancy (a conversion inside a conversion) cannot happen today; stay correct if it does.
+    this.borrowed = !scratchInUse;
+    scratchInUse = true;
+    this.out = this.borrowed ? scratch : new Uint8Array(256);
+  }
+
+  release(): void {
+    if (!this.borrowed) return;
+    if (this.out.length <= 1 << 16) scratch = this.out; // keep a grown buffer, within reason
+    scratchInUse = false;
+  }
+
+  output(): Uint8Array {
+    return this.out.slice(0, this.at);
   }
 
   end(): void {
     if (this.pos !== this.b.length) throw new NotConvertible('trailing bytes');
+  }
+
+  private room(n: number): void {
+    if (this.at + n <= this.out.length) return;
+    let size = this.out.length * 2;
+    while (size < this.at + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.out.subarray(0, this.at));
+    this.out = next;
+  }
+
+  private byte(c: number): void {
+    this.room(1);
+    this.out[this.at++] = c;
+  }
+
+  private ascii(s: string): void {
+    this.room(s.length);
+    for (let i = 0; i < s.length; i++) this.out[this.at++] = s.charCodeAt(i);
   }
 
   private need(n: number): void {
@@ -275,18 +326,45 @@ class JsonWriter {
     return this.take(n);
   }
 
-  private str(n: number): string {
-    return JSON.stringify(utf8.decode(this.take(n)));
+  /** A MessagePack str of `n` bytes as a JSON string: copied, escaped where JSON requires. */
+  private str(n: number): void {
+    this.need(n);
+    const b = this.b;
+    const start = this.pos;
+    const end = start + n;
+    this.pos = end;
+    this.room(n * 6 + 2); // worst case: every byte a \u00XX escape
+    const out = this.out;
+    let at = this.at;
+    let ascii = true;
+    out[at++] = 0x22;
+    for (let i = start; i < end; i++) {
+      const c = b[i]!;
+      if (c >= 0x20 && c !== 0x22 && c !== 0x5c) {
+        if (c >= 0x80) ascii = false;
+        out[at++] = c;
+      } else if (c === 0x22 || c === 0x5c) {
+        out[at++] = 0x5c;
+        out[at++] = c;
+      } else {
+        // \u00XX for control characters
+        out[at++] = 0x5c; out[at++] = 0x75; out[at++] = 0x30; out[at++] = 0x30;
+        out[at++] = HEX.charCodeAt(c >> 4); out[at++] = HEX.charCodeAt(c & 15);
+      }
+    }
+    out[at++] = 0x22;
+    if (!ascii && utf8Text(b.subarray(start, end)) === undefined) throw new NotConvertible('a string is not UTF-8');
+    this.at = at;
   }
 
-  private num(v: number): string {
-    return Number.isFinite(v) ? String(v) : 'null';
+  private num(v: number): void {
+    this.ascii(Number.isFinite(v) ? String(v) : 'null');
   }
 
-  private ext(n: number): string {
+  private ext(n: number): void {
     const type = this.u8();
     const data = this.take(n);
-    if (type !== 0xff) return 'null'; // only the timestamp extension (-1) has a JSON meaning
+    if (type !== 0xff) return this.ascii('null'); // only the timestamp extension (-1) has a JSON meaning
     const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
     let ms: number;
     if (n === 4) ms = dv.getUint32(0) * 1000;
@@ -295,60 +373,66 @@ class JsonWriter {
       const nsec = hi >>> 2;
       ms = ((hi & 3) * 0x100000000 + dv.getUint32(4)) * 1000 + Math.floor(nsec / 1e6);
     } else if (n === 12) ms = Number(dv.getBigInt64(4)) * 1000 + Math.floor(dv.getUint32(0) / 1e6);
-    else return 'null';
+    else return this.ascii('null');
     const d = new Date(ms);
-    return Number.isNaN(d.getTime()) ? 'null' : JSON.stringify(d.toISOString());
+    this.ascii(Number.isNaN(d.getTime()) ? 'null' : `"${d.toISOString()}"`);
   }
 
-  private key(depth: number): string {
+  private key(depth: number): void {
     const first = this.b[this.pos];
     if (first !== undefined && ((first >= 0xa0 && first <= 0xbf) || first === 0xd9 || first === 0xda || first === 0xdb)) {
-      return JSON.stringify(utf8.decode(this.readStrBytes(first)));
+      this.pos++;
+      return this.str(first <= 0xbf ? first & 0x1f : first === 0xd9 ? this.u8() : first === 0xda ? this.u16() : this.u32());
     }
-    const mark = this.out;
-    this.out = '';
+    // Any other key: its JSON text, as a JSON string.
+    const from = this.at;
     this.value(depth);
-    const k = this.out;
-    this.out = mark;
-    return JSON.stringify(k);
+    const text = this.out.slice(from, this.at);
+    this.at = from;
+    this.byte(0x22);
+    for (const c of text) {
+      if (c === 0x22 || c === 0x5c) this.byte(0x5c);
+      this.byte(c);
+    }
+    this.byte(0x22);
   }
 
   value(depth: number): void {
     if (depth > MAX_JSON_DEPTH) throw new NotConvertible('too deep');
     const t = this.u8();
-    if (t <= 0x7f) { this.out += String(t); return; }
-    if (t >= 0xe0) { this.out += String(t - 0x100); return; }
+    if (t <= 0x7f) return this.ascii(String(t));
+    if (t >= 0xe0) return this.ascii(String(t - 0x100));
     if (t >= 0x80 && t <= 0x8f) return this.map(t & 0x0f, depth);
     if (t >= 0x90 && t <= 0x9f) return this.array(t & 0x0f, depth);
-    if (t >= 0xa0 && t <= 0xbf) { this.out += this.str(t & 0x1f); return; }
+    if (t >= 0xa0 && t <= 0xbf) return this.str(t & 0x1f);
     switch (t) {
-      case 0xc0: this.out += 'null'; return;
-      case 0xc2: this.out += 'false'; return;
-      case 0xc3: this.out += 'true'; return;
-      case 0xc4: this.out += JSON.stringify(base64(this.take(this.u8()))); return;
-      case 0xc5: this.out += JSON.stringify(base64(this.take(this.u16()))); return;
-      case 0xc6: this.out += JSON.stringify(base64(this.take(this.u32()))); return;
-      case 0xc7: this.out += this.ext(this.u8()); return;
-      case 0xc8: this.out += this.ext(this.u16()); return;
-      case 0xc9: this.out += this.ext(this.u32()); return;
-      case 0xca: { this.need(4); const v = this.dv.getFloat32(this.pos); this.pos += 4; this.out += this.num(v); return; }
-      case 0xcb: { this.need(8); const v = this.dv.getFloat64(this.pos); this.pos += 8; this.out += this.num(v); return; }
-      case 0xcc: this.out += String(this.u8()); return;
-      case 0xcd: this.out += String(this.u16()); return;
-      case 0xce: this.out += String(this.u32()); return;
-      case 0xcf: { this.need(8); const v = this.dv.getBigUint64(this.pos); this.pos += 8; this.out += v.toString(); return; }
-      case 0xd0: { this.need(1); const v = this.dv.getInt8(this.pos); this.pos += 1; this.out += String(v); return; }
-      case 0xd1: { this.need(2); const v = this.dv.getInt16(this.pos); this.pos += 2; this.out += String(v); return; }
-      case 0xd2: { this.need(4); const v = this.dv.getInt32(this.pos); this.pos += 4; this.out += String(v); return; }
-      case 0xd3: { this.need(8); const v = this.dv.getBigInt64(this.pos); this.pos += 8; this.out += v.toString(); return; }
-      case 0xd4: this.out += this.ext(1); return;
-      case 0xd5: this.out += this.ext(2); return;
-      case 0xd6: this.out += this.ext(4); return;
-      case 0xd7: this.out += this.ext(8); return;
-      case 0xd8: this.out += this.ext(16); return;
-      case 0xd9: this.out += this.str(this.u8()); return;
-      case 0xda: this.out += this.str(this.u16()); return;
-      case 0xdb: this.out += this.str(this.u32()); return;
+      case 0xc0: return this.ascii('null');
+      case 0xc2: return this.ascii('false');
+      case 0xc3: return this.ascii('true');
+      case 0xc4: return this.ascii(`"${base64(this.take(this.u8()))}"`);
+      case 0xc5: return this.ascii(`"${base64(this.take(this.u16()))}"`);
+      case 0xc6: return this.ascii(`"${base64(this.take(this.u32()))}"`);
+      case 0xc7: return this.ext(this.u8());
+      case 0xc8: return this.ext(this.u16());
+      case 0xc9: return this.ext(this.u32());
+      case 0xca: { this.need(4); const v = this.dv.getFloat32(this.pos); this.pos += 4; return this.num(v); }
+      case 0xcb: { this.need(8); const v = this.dv.getFloat64(this.pos); this.pos += 8; return this.num(v); }
+      case 0xcc: return this.ascii(String(this.u8()));
+      case 0xcd: return this.ascii(String(this.u16()));
+      case 0xce: return this.ascii(String(this.u32()));
+      case 0xcf: { this.need(8); const v = this.dv.getBigUint64(this.pos); this.pos += 8; return this.ascii(v.toString()); }
+      case 0xd0: { this.need(1); const v = this.dv.getInt8(this.pos); this.pos += 1; return this.ascii(String(v)); }
+      case 0xd1: { this.need(2); const v = this.dv.getInt16(this.pos); this.pos += 2; return this.ascii(String(v)); }
+      case 0xd2: { this.need(4); const v = this.dv.getInt32(this.pos); this.pos += 4; return this.ascii(String(v)); }
+      case 0xd3: { this.need(8); const v = this.dv.getBigInt64(this.pos); this.pos += 8; return this.ascii(v.toString()); }
+      case 0xd4: return this.ext(1);
+      case 0xd5: return this.ext(2);
+      case 0xd6: return this.ext(4);
+      case 0xd7: return this.ext(8);
+      case 0xd8: return this.ext(16);
+      case 0xd9: return this.str(this.u8());
+      case 0xda: return this.str(this.u16());
+      case 0xdb: return this.str(this.u32());
       case 0xdc: return this.array(this.u16(), depth);
       case 0xdd: return this.array(this.u32(), depth);
       case 0xde: return this.map(this.u16(), depth);
@@ -360,23 +444,23 @@ class JsonWriter {
   private array(n: number, depth: number): void {
     // Each element takes at least one byte: a count beyond the input is a lie, not an allocation.
     if (n > this.b.length - this.pos) throw new NotConvertible('array count exceeds input');
-    this.out += '[';
+    this.byte(0x5b);
     for (let i = 0; i < n; i++) {
-      if (i > 0) this.out += ',';
+      if (i > 0) this.byte(0x2c);
       this.value(depth + 1);
     }
-    this.out += ']';
+    this.byte(0x5d);
   }
 
   private map(n: number, depth: number): void {
     if (n * 2 > this.b.length - this.pos) throw new NotConvertible('map count exceeds input');
-    this.out += '{';
+    this.byte(0x7b);
     for (let i = 0; i < n; i++) {
-      if (i > 0) this.out += ',';
-      this.out += this.key(depth + 1);
-      this.out += ':';
+      if (i > 0) this.byte(0x2c);
+      this.key(depth + 1);
+      this.byte(0x3a);
       this.value(depth + 1);
     }
-    this.out += '}';
+    this.byte(0x7d);
   }
 }
