@@ -12,6 +12,7 @@ import { createServer, connect as netConnect, type AddressInfo, type Server, typ
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import mqtt from 'mqtt';
 import { connect, type Client } from 'topicast';
 import { startBroker, type BrokerProcess } from '../helpers/broker.js';
 
@@ -219,6 +220,16 @@ test('a topic published from Node appears in the explorer, decoded, and its deta
   await fetch(`${broker.httpUrl}/api/publish/e2e/explorer/bin`, { method: 'POST', body: new Uint8Array([0xc1, 0x00, 0xff]) });
   await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/json"] > .topic-row .topic-value')?.textContent === '{"x":[1,2]}', undefined, { timeout: 5_000 });
   await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/bin"] > .topic-row .topic-value')?.textContent === 'c1 00 ff', undefined, { timeout: 5_000 });
+  // Untagged MQTT 3.1.1 payloads read by the SDK's rules (PROTOCOL.md §8): `mosquitto_pub -m 7` is the number 7, not the MessagePack fixint 55.
+  const device = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.mqttPort}`);
+  await device.publishAsync('e2e/explorer/mqtt-number', '7', { qos: 1 });
+  await device.publishAsync('e2e/explorer/mqtt-word', 'open', { qos: 1 });
+  await device.endAsync();
+  await page.waitForFunction(() => {
+    const v = document.querySelector('li[data-topic="e2e/explorer/mqtt-number"] > .topic-row .topic-value');
+    return v?.textContent === '7' && v.getAttribute('data-format') === 'json';
+  }, undefined, { timeout: 5_000 });
+  await page.waitForFunction(() => document.querySelector('li[data-topic="e2e/explorer/mqtt-word"] > .topic-row .topic-value')?.getAttribute('data-format') === 'text', undefined, { timeout: 5_000 });
   // A device that speaks text (mosquitto_pub, curl): its one-character reading "1" is text, not MessagePack 49.
   await fetch(`${broker.httpUrl}/api/publish/devices/e2e-text/status?retain=1`, { method: 'POST', body: 'online' });
   await page.locator('li[data-topic="devices/e2e-text/status"]').waitFor({ timeout: 5_000 });
