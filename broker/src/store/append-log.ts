@@ -29,13 +29,15 @@
  * log outgrows the snapshot (≤ 2-3× write amplification).
  */
 import {
-  closeSync, fdatasync, fstatSync, fsyncSync, ftruncate, ftruncateSync, mkdirSync, openSync, readdirSync, readSync,
-  unlinkSync, write, writeSync, type PathLike,
+  closeSync, existsSync, fdatasync, fsyncSync, ftruncate, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, renameSync,
+  unlinkSync, write, writeFileSync, writeSync, type PathLike,
 } from 'node:fs';
+import { crc32 } from 'node:zlib';
 import { open as openAsync, rename, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { lockDirectory } from './lock.js';
-import { readFrameAt, RECORD_HEADER_BYTES } from './record.js';
+import { encodeFileMark, readFrameAt, RECORD_HEADER_BYTES } from './record.js';
+import { scanFile, type FileScan } from './scan.js';
 
 /** Writes and syncs log appends and snapshots; replaceable so tests can inject disk failures and delays. */
 export interface AppendIo {
@@ -68,6 +70,11 @@ export interface AppendLogOptions {
    * delivered before they are durable (history offsets): a process crash then loses none of them.
    */
   eagerWrites?: boolean;
+  /**
+   * --data-recover: when the files are damaged (anything but a torn tail), move them into this
+   * directory, load what is intact and keep it as a new snapshot. Unset: damage throws DataCorruptionError.
+   */
+  recoverInto?: string;
 }
 
 /** What the engine needs from the store that owns the records. */
@@ -87,6 +94,11 @@ export interface AppendLogOwner {
   /** A compaction starts (before its rotation) / ended; the retained store tracks rewritten topics between them. */
   compactionStarted?(): void;
   compactionEnded?(): void;
+  /**
+   * A recovery wrote the intact records as a new snapshot: records to end it with (the history
+   * store closes it with its snapshot-end record, so the next start reads it as a whole snapshot).
+   */
+  recoveredTail?(): Buffer[];
 }
 
 const DEFAULTS = {
@@ -100,6 +112,71 @@ export class StoreError extends Error {
   override readonly name = 'StoreError';
   constructor(message: string, readonly code: string | undefined, options?: { cause?: unknown }) {
     super(message, options);
+  }
+}
+
+/**
+ * Start-up found a damaged store (anything but a torn tail, broker/STORAGE.md "Damage"): one line
+ * naming the file and the byte offset. The broker refuses to start with it unless --data-recover.
+ */
+export class DataCorruptionError extends StoreError {
+  constructor(readonly label: string, readonly file: string, readonly offset: number, readonly reason: string) {
+    super(`${label}: ${file} is damaged at byte ${offset}: ${reason}`, 'EDATACORRUPT');
+  }
+}
+
+/** One damage found on load. */
+export interface DamageInfo {
+  /** File name inside the store directory (a missing segment is named too). */
+  file: string;
+  offset: number;
+  reason: string;
+  /** Bytes of records known lost (0 where it cannot be known, e.g. a whole missing segment). */
+  lostBytes: number;
+}
+
+/** What start-up found besides intact records. */
+export interface LoadReport {
+  /** A torn write at the end of the newest segment, cut off. */
+  torn?: { file: string; offset: number; bytes: number };
+  /** --data-recover ran: the damage, the old files moved into `quarantine`, the bytes of records lost. */
+  recovered?: { quarantine: string; moved: string[]; damage: DamageInfo[]; lostBytes: number };
+}
+
+/** Damage found while loading: thrown at once (DataCorruptionError), or collected when recovering. */
+class DamageList {
+  readonly list: DamageInfo[] = [];
+  lostBytes = 0;
+  constructor(private readonly log: { dir: string; label: string }, private readonly recovering: boolean) {}
+
+  get found(): boolean {
+    return this.list.length > 0;
+  }
+
+  add(file: string, offset: number, reason: string, lostBytes: number): void {
+    if (!this.recovering) throw new DataCorruptionError(this.log.label, join(this.log.dir, file), offset, reason);
+    this.list.push({ file, offset, reason, lostBytes });
+    this.lostBytes += lostBytes;
+  }
+}
+
+/** Framed records in `buf` (an owner may yield several in one buffer). */
+function countRecords(buf: Buffer): number {
+  let n = 0;
+  for (let at = 0; at + RECORD_HEADER_BYTES <= buf.length; at += RECORD_HEADER_BYTES + buf.readUInt32LE(at)) n++;
+  return n;
+}
+
+/** Whether the segment at `path` starts with its header mark (a file written by this version). */
+function segmentHasHeader(path: string): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(64);
+    const n = readSync(fd, buf, 0, 64, 0);
+    const end = readFrameAt(buf.subarray(0, n), 0);
+    return typeof end === 'number' && buf[RECORD_HEADER_BYTES + 1] === 0;
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -193,7 +270,7 @@ export function openAppendLog(dir: string, label: string, owner: AppendLogOwner,
   } catch (err) {
     release?.();
     // Start-up fails with one line naming the directory and the cause (e.g. EACCES, or the lock owner).
-    throw describeFailure(label, abs, 'open', err);
+    throw err instanceof DataCorruptionError ? err : describeFailure(label, abs, 'open', err);
   }
 }
 
@@ -203,6 +280,9 @@ export class AppendLog {
     snapshotBytes: 0, logBytes: 0, loadMs: 0, truncatedBytes: 0,
   };
 
+  /** @internal What start-up found (see `report`). */
+  readonly found: LoadReport = {};
+  private readonly recoverInto: string | undefined;
   private state: StoreState = 'open';
   private fd = -1;
   private segment = 0;
@@ -262,6 +342,7 @@ export class AppendLog {
     this.compactMinBytes = options.compactMinBytes ?? DEFAULTS.compactMinBytes;
     this.io = options.io ?? nodeAppendIo;
     this.eager = options.eagerWrites === true;
+    this.recoverInto = options.recoverInto;
     this.onError = options.onError ?? function unreportedStoreError() {};
   }
 
@@ -278,35 +359,211 @@ export class AppendLog {
     const snapshots = numbered(SNAPSHOT);
     const segments = numbered(SEGMENT);
     const snapshot = snapshots.at(-1) ?? -1;
-    // Leftovers of a compaction that stopped between rename and cleanup, or before rename.
-    for (const n of snapshots) if (n < snapshot) unlinkSync(join(dir, snapshotName(n)));
-    for (const n of segments) if (n <= snapshot) unlinkSync(join(dir, segmentName(n)));
+    // An unfinished snapshot of a compaction that stopped before its rename: never part of the state.
     for (const n of names) if (n.endsWith('.tmp')) unlinkSync(join(dir, n));
+    // Leftovers of a compaction that stopped between its rename and its cleanup: removed once the load succeeded.
+    const leftovers = [...snapshots.filter((n) => n < snapshot).map(snapshotName), ...segments.filter((n) => n <= snapshot).map(segmentName)];
+    const live = segments.filter((n) => n > snapshot);
+    const damage = new DamageList(log, options.recoverInto !== undefined);
+    const read: { name: string; scan: FileScan }[] = [];
+    const scanOptions = {
+      apply: (buf: Buffer, start: number, end: number) => owner.loadRecord(buf, start, end),
+      checksum: false,
+      readChunkBytes: DEFAULTS.readChunkBytes,
+    };
 
     if (snapshot >= 0) {
-      log.snapshot = snapshot;
-      log.stats.snapshotBytes = log.loadFile(join(dir, snapshotName(snapshot)));
-    }
-    let last = snapshot;
-    for (const n of segments) {
-      if (n <= snapshot) continue;
-      const bytes = log.loadFile(join(dir, segmentName(n)));
-      if (bytes === 0) {
-        unlinkSync(join(dir, segmentName(n))); // a restart without writes leaves an empty segment behind
-        continue;
+      const name = snapshotName(snapshot);
+      const scan = scanFile(join(dir, name), { ...scanOptions, checksum: true });
+      read.push({ name, scan });
+      for (const d of scan.damage) damage.add(name, d.start, d.reason, d.end - d.start);
+      if (scan.damage.length === 0) {
+        const header = scan.header;
+        if (scan.size === 0 || scan.legacy) {
+          // Written before file marks existed (record checks only); an empty one only where no segment has marks either.
+          if (scan.size === 0 && live.length > 0 && segmentHasHeader(join(dir, segmentName(live[0]!)))) damage.add(name, 0, 'the snapshot is empty', 0);
+        } else if (header?.kind !== 'snapshot' || header.number !== snapshot) {
+          damage.add(name, 0, `the snapshot's header names ${header?.kind ?? 'nothing'} ${header && 'number' in header ? header.number : ''}`.trim(), 0);
+        } else if (scan.end === undefined) {
+          damage.add(name, scan.size, 'the snapshot has no end mark: the file was cut short', 0);
+        } else if (scan.end.mark.bytes !== scan.end.at || scan.end.mark.records !== scan.records || scan.end.mark.crc !== scan.crc) {
+          damage.add(name, scan.end.at, `the snapshot's checksum or size does not match its end mark (${scan.records} of ${scan.end.mark.records} records)`, 0);
+        }
       }
-      log.segmentBytes.set(n, bytes);
-      log.stats.logBytes += bytes;
+      log.snapshot = snapshot;
+      log.stats.snapshotBytes = scan.size;
+    }
+
+    let last = snapshot;
+    let expected = snapshot + 1;
+    const sizes = new Map<number, number>();
+    for (let i = 0; i < live.length; i++) {
+      const n = live[i]!;
+      const name = segmentName(n);
+      const path = join(dir, name);
+      const isLast = i === live.length - 1;
+      const scan = scanFile(path, scanOptions);
+      read.push({ name, scan });
+      const header = scan.header?.kind === 'segment' ? scan.header : undefined;
+      if (header !== undefined) {
+        // The chain: every segment after the snapshot is there, whole.
+        if (header.number !== n) damage.add(name, 0, `the segment's header names segment ${header.number}`, 0);
+        if (n > expected) {
+          const known = n - 1 === expected && header.previousBytes >= 0 ? header.previousBytes : 0;
+          const what = n - 1 === expected ? `${segmentName(expected)} is missing` : `${segmentName(expected)} to ${segmentName(n - 1)} are missing`;
+          damage.add(segmentName(expected), 0, `${what}: ${name} follows it, and ${snapshot >= 0 ? `${snapshotName(snapshot)} covers segments up to ${snapshot} only` : 'no snapshot covers it'}`, known);
+        }
+        const previous = sizes.get(n - 1);
+        if (previous !== undefined && header.previousBytes >= 0 && previous !== header.previousBytes) {
+          damage.add(segmentName(n - 1), previous, `the segment is ${previous} bytes, but was ${header.previousBytes} when ${name} began: cut short`, Math.max(0, header.previousBytes - previous));
+        }
+      } else if (!scan.legacy && scan.size > 0 && scan.damage[0]?.start !== 0) {
+        damage.add(name, 0, 'the segment has no header', 0);
+      }
+      for (const d of scan.damage) {
+        if (isLast && d.end === scan.size) {
+          // A torn write: a crash in the middle of an append. Nothing after it was acknowledged.
+          log.cutTornTail(path, name, d.start, scan.size);
+          scan.size = d.start;
+        } else damage.add(name, d.start, d.reason, d.end - d.start);
+      }
+      const onlyHeader = scan.records === 0 && scan.damage.length === 0 && (scan.size === 0 || header !== undefined);
+      if (isLast && (onlyHeader || scan.size === 0)) {
+        unlinkSync(path); // a restart without writes (or a crash right after the segment was created) leaves it behind
+        break;
+      }
+      sizes.set(n, scan.size);
+      log.segmentBytes.set(n, scan.size);
+      log.stats.logBytes += scan.size;
       last = n;
+      expected = n + 1;
+    }
+
+    if (damage.found) {
+      log.recover(read, Math.max(snapshot, segments.at(-1) ?? -1) + 1, damage, leftovers);
+      last = log.snapshot;
+    } else {
+      for (const name of leftovers) unlinkSync(join(dir, name));
     }
     // Always append to a fresh segment: the old ones are never reopened for writing.
     log.segment = last + 1;
-    log.fd = openSync(join(dir, segmentName(log.segment)), 'wx');
-    log.segmentBytes.set(log.segment, 0);
+    log.fd = log.startSegment(log.segment, last > log.snapshot ? (log.segmentBytes.get(last) ?? -1) : -1);
     syncDirectory(dir);
     log.stats.loadMs = performance.now() - started;
     log.maybeCompact();
     return log;
+  }
+
+  /** Creates segment `n` with its header mark; returns its fd. The header is made durable by the segment's first fdatasync. */
+  private startSegment(n: number, previousBytes: number): number {
+    const path = join(this.dir, segmentName(n));
+    const fd = openSync(path, 'wx');
+    const header = encodeFileMark({ kind: 'segment', number: n, previousBytes });
+    try {
+      let done = 0;
+      while (done < header.length) done += writeSync(fd, header, done, header.length - done, done);
+    } catch (err) {
+      closeSync(fd);
+      unlinkSync(path);
+      throw err;
+    }
+    this.position = header.length;
+    this.writePosition = header.length;
+    this.segmentBytes.set(n, header.length);
+    this.stats.logBytes += header.length;
+    return fd;
+  }
+
+  private cutTornTail(path: string, name: string, offset: number, size: number): void {
+    const fd = openSync(path, 'r+');
+    try {
+      ftruncateSync(fd, offset);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    this.stats.truncatedBytes += size - offset;
+    this.found.torn = { file: join(this.dir, name), offset, bytes: size - offset };
+  }
+
+  /**
+   * --data-recover with damage found: the owner holds everything intact. Writes it as a new
+   * snapshot (the intact records, in the order they were read), then moves every old file into the
+   * quarantine directory, untouched, with a DAMAGE.txt listing what was found.
+   */
+  private recover(read: { name: string; scan: FileScan }[], through: number, damage: DamageList, leftovers: string[]): void {
+    const quarantine = this.recoverInto!;
+    const name = snapshotName(through);
+    const tmp = join(this.dir, `${name}.tmp`);
+    const out = openSync(tmp, 'wx');
+    let written = 0;
+    let crc = 0;
+    let records = 0;
+    const put = (buf: Buffer): void => {
+      let done = 0;
+      while (done < buf.length) done += writeSync(out, buf, done, buf.length - done, written + done);
+      crc = crc32(buf, crc);
+      written += buf.length;
+    };
+    try {
+      put(encodeFileMark({ kind: 'snapshot', number: through }));
+      for (const { name: file, scan } of read) {
+        records += scan.records;
+        if (scan.good.length === 0) continue;
+        const fd = openSync(join(this.dir, file), 'r');
+        try {
+          for (const [start, end] of scan.good) {
+            for (let at = start; at < end;) {
+              const chunk = Buffer.allocUnsafe(Math.min(DEFAULTS.readChunkBytes, end - at));
+              let filled = 0;
+              while (filled < chunk.length) {
+                const n = readSync(fd, chunk, filled, chunk.length - filled, at + filled);
+                if (n === 0) throw new Error(`${file} changed while it was being recovered`);
+                filled += n;
+              }
+              put(chunk);
+              at += chunk.length;
+            }
+          }
+        } finally {
+          closeSync(fd);
+        }
+      }
+      for (const record of this.owner.recoveredTail?.() ?? []) {
+        put(record);
+        records++;
+      }
+      put(encodeFileMark({ kind: 'snapshot-end', records, bytes: written, crc }));
+      fsyncSync(out);
+    } catch (err) {
+      closeSync(out);
+      unlinkSync(tmp);
+      throw err;
+    }
+    closeSync(out);
+    // The new snapshot first: a crash from here on finds it and everything older superseded.
+    renameSync(tmp, join(this.dir, name));
+    syncDirectory(this.dir);
+    mkdirSync(quarantine, { recursive: true });
+    const moved: string[] = [];
+    for (const file of [...leftovers, ...read.map((r) => r.name)]) {
+      if (!existsSync(join(this.dir, file))) continue;
+      renameSync(join(this.dir, file), join(quarantine, file));
+      moved.push(file);
+    }
+    writeFileSync(join(quarantine, 'DAMAGE.txt'), `${damage.list.map((d) => `${d.file} at byte ${d.offset}: ${d.reason} (${d.lostBytes} bytes lost)`).join('\n')}\n`);
+    syncDirectory(quarantine);
+    syncDirectory(this.dir);
+    for (const n of [...this.segmentBytes.keys()]) this.segmentBytes.delete(n);
+    this.stats.logBytes = 0;
+    this.snapshot = through;
+    this.stats.snapshotBytes = written;
+    this.found.recovered = { quarantine, moved, damage: damage.list, lostBytes: damage.lostBytes };
+  }
+
+  /** What start-up found besides intact records: a torn tail cut off, a recovery. */
+  get loadReport(): LoadReport {
+    return this.found;
   }
 
   /** 'open' while appends are accepted. */
@@ -429,55 +686,6 @@ export class AppendLog {
 
   // ---- start-up ---------------------------------------------------------------
 
-  /** Applies every intact record of `path` in order, truncates a torn tail; returns the intact length. */
-  private loadFile(path: string): number {
-    const owner = this.owner;
-    const fd = openSync(path, 'r+');
-    try {
-      const size = fstatSync(fd).size;
-      let buf = Buffer.alloc(0);
-      let bufStart = 0; // file offset of buf[0]
-      let pos = 0;
-      let readTo = 0;
-      for (;;) {
-        const r = readFrameAt(buf, pos);
-        if (typeof r === 'number') {
-          if (!owner.loadRecord(buf, pos + RECORD_HEADER_BYTES, r)) break; // a CRC-valid body that does not decode: corrupt
-          pos = r;
-          continue;
-        }
-        if (r === 'corrupt' || readTo >= size) break;
-        // Incomplete: keep the unread rest and read at least the whole declared record.
-        const rest = buf.length - pos;
-        const declared = rest >= RECORD_HEADER_BYTES ? buf.readUInt32LE(pos) + RECORD_HEADER_BYTES : 0;
-        const more = Math.min(size - readTo, Math.max(DEFAULTS.readChunkBytes, declared - rest));
-        const next = Buffer.allocUnsafe(rest + more);
-        buf.copy(next, 0, pos);
-        let filled = 0;
-        while (filled < more) {
-          const n = readSync(fd, next, rest + filled, more - filled, readTo + filled);
-          if (n === 0) break;
-          filled += n;
-        }
-        readTo += filled;
-        bufStart += pos;
-        buf = filled === more ? next : next.subarray(0, rest + filled);
-        pos = 0;
-        if (filled === 0) break;
-      }
-      const intact = bufStart + pos;
-      if (intact < size) {
-        // A torn write (crash mid-append) or garbage: everything before it is intact, nothing after it was acknowledged.
-        ftruncateSync(fd, intact);
-        fsyncSync(fd);
-        this.stats.truncatedBytes += size - intact;
-      }
-      return intact;
-    } finally {
-      closeSync(fd);
-    }
-  }
-
   // ---- writer -----------------------------------------------------------------
 
   /** Batches gather until the end of this event-loop turn (setImmediate runs after pending I/O callbacks). */
@@ -569,15 +777,12 @@ export class AppendLog {
     this.rotation = undefined;
     try {
       const next = this.segment + 1;
-      const fd = openSync(join(this.dir, segmentName(next)), 'wx');
+      const fd = this.startSegment(next, this.writePosition);
       this.retired.push(this.fd);
       this.directoryDirty = true;
       rotation.closed = this.segment;
       this.fd = fd;
       this.segment = next;
-      this.position = 0;
-      this.writePosition = 0;
-      this.segmentBytes.set(next, 0);
       rotation.done.resolve();
       this.startDrain();
     } catch (err) {
@@ -646,20 +851,23 @@ export class AppendLog {
     try {
       const next = this.segment + 1;
       const path = join(this.dir, segmentName(next));
-      const fd = openSync(path, 'wx');
+      const closing = { position: this.position, logBytes: this.stats.logBytes };
+      const fd = this.startSegment(next, this.position);
       try {
         await syncDirectoryAsync(this.dir);
       } catch (err) {
         closeSync(fd);
         unlinkSync(path); // the next rotation reuses the name
+        this.segmentBytes.delete(next);
+        this.position = closing.position;
+        this.writePosition = closing.position;
+        this.stats.logBytes = closing.logBytes;
         throw err;
       }
       closeSync(this.fd);
       rotation.closed = this.segment;
       this.fd = fd;
       this.segment = next;
-      this.position = 0;
-      this.segmentBytes.set(next, 0);
       rotation.done.resolve();
     } catch (err) {
       rotation.done.reject(err);
@@ -714,8 +922,11 @@ export class AppendLog {
     const handle = await openAsync(tmp, 'wx');
     let written = 0;
     try {
-      let chunk: Buffer[] = [];
-      let chunkBytes = 0;
+      // Header mark, the owner's records, end mark (records, bytes and CRC32 of everything before it).
+      let chunk: Buffer[] = [encodeFileMark({ kind: 'snapshot', number: through })];
+      let chunkBytes = chunk[0]!.length;
+      let crc = 0;
+      let records = 0;
       const flushChunk = async (): Promise<void> => {
         const buf = Buffer.concat(chunk, chunkBytes);
         chunk = [];
@@ -732,10 +943,17 @@ export class AppendLog {
         if (this.compactAbort) throw new StoreError('compaction stopped by close', undefined);
         chunk.push(record);
         chunkBytes += record.length;
-        if (chunkBytes >= DEFAULTS.snapshotChunkBytes) await flushChunk();
+        records += countRecords(record);
+        if (chunkBytes >= DEFAULTS.snapshotChunkBytes) {
+          for (const c of chunk) crc = crc32(c, crc);
+          await flushChunk();
+        }
       }
       if (this.compactAbort) throw new StoreError('compaction stopped by close', undefined);
-      if (chunkBytes > 0) await flushChunk();
+      for (const c of chunk) crc = crc32(c, crc);
+      chunk.push(encodeFileMark({ kind: 'snapshot-end', records, bytes: written + chunkBytes, crc }));
+      chunkBytes += chunk.at(-1)!.length;
+      await flushChunk();
       await this.io.fdatasync(handle.fd);
       // Records the snapshot relies on (written after the rotation) must be on disk before the old files go.
       await this.synced().catch(function failureSeenByFailedDuringCompaction() {});

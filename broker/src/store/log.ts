@@ -20,11 +20,13 @@
 import { MemoryRetainedStore, type RetainedStore } from '../core/retained.js';
 import { createMessage, type Message } from '../core/message.js';
 import {
-  openAppendLog, rejected, StoreError, type AppendLog, type AppendLogOptions, type AppendLogOwner, type LogStoreStats,
+  openAppendLog, rejected, StoreError, type AppendLog, type LoadReport, type AppendLogOptions, type AppendLogOwner, type LogStoreStats,
 } from './append-log.js';
 import { decodeRetainedBody, encodeRecord, RecordKind } from './record.js';
 
-export { nodeAppendIo, StoreError, type AppendIo, type LogStoreStats } from './append-log.js';
+export {
+  DataCorruptionError, nodeAppendIo, StoreError, type AppendIo, type DamageInfo, type LoadReport, type LogStoreStats,
+} from './append-log.js';
 
 export type LogRetainedStoreOptions = AppendLogOptions;
 
@@ -69,6 +71,11 @@ export class LogRetainedStore implements RetainedStore, AppendLogOwner {
 
   get stats(): LogStoreStats {
     return this.log.stats;
+  }
+
+  /** What start-up found besides intact records: a torn tail cut off, a recovery (--data-recover). */
+  get loadReport(): LoadReport {
+    return this.log.loadReport;
   }
 
   get size(): number {

@@ -107,3 +107,42 @@ export function decodeRetainedBody(buf: Buffer, start: number, end: number): Log
   if (properties?.correlationData instanceof Uint8Array) properties.correlationData = Buffer.from(properties.correlationData);
   return { kind: RecordKind.set, message: createMessage(topic, payload, true, undefined, qos, properties) };
 }
+
+// ---- file marks: the engine's own records (store/append-log.ts), never an owner's ----------------
+//
+// A mark is a framed record whose body is a MessagePack array starting with 0; every owner's body
+// starts with its kind ≥ 1, so the two never mix.
+//   [0, 'tcl', 1, segment, previousBytes]      first record of a log segment: its number, and the size
+//                                              segment-1 had when this one was started (-1: a snapshot covers it)
+//   [0, 'tcs', 1, through]                     first record of a snapshot: it stands for segments ≤ through
+//   [0, 'tcs-end', records, bytes, crc32]      last record of a snapshot: the owner records before it, the
+//                                              bytes before it (header included) and their CRC32
+
+export type FileMark =
+  | { kind: 'segment'; number: number; previousBytes: number }
+  | { kind: 'snapshot'; number: number }
+  | { kind: 'snapshot-end'; records: number; bytes: number; crc: number };
+
+export function encodeFileMark(mark: FileMark): Buffer {
+  switch (mark.kind) {
+    case 'segment': return frameRecord(packr.pack([0, 'tcl', 1, mark.number, mark.previousBytes]));
+    case 'snapshot': return frameRecord(packr.pack([0, 'tcs', 1, mark.number]));
+    case 'snapshot-end': return frameRecord(packr.pack([0, 'tcs-end', mark.records, mark.bytes, mark.crc]));
+  }
+}
+
+/** Whether the CRC-valid body at `buf[start..end)` is a file mark (an array whose first element is 0): one byte check. */
+export function isFileMark(buf: Buffer, start: number, end: number): boolean {
+  return end - start >= 2 && (buf[start]! & 0xf0) === 0x90 && buf[start + 1] === 0;
+}
+
+/** Decodes a file mark; undefined when the body is not a valid one. */
+export function decodeFileMark(buf: Buffer, start: number, end: number): FileMark | undefined {
+  const v = unpackBody(buf, start, end);
+  if (!Array.isArray(v) || v[0] !== 0) return undefined;
+  const ints = (from: number, n: number): boolean => v.length === from + n && v.slice(from).every((x) => Number.isSafeInteger(x));
+  if (v[1] === 'tcl' && v[2] === 1 && ints(3, 2)) return { kind: 'segment', number: v[3] as number, previousBytes: v[4] as number };
+  if (v[1] === 'tcs' && v[2] === 1 && ints(3, 1)) return { kind: 'snapshot', number: v[3] as number };
+  if (v[1] === 'tcs-end' && ints(2, 3)) return { kind: 'snapshot-end', records: v[2] as number, bytes: v[3] as number, crc: v[4] as number };
+  return undefined;
+}

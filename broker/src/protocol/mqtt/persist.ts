@@ -29,7 +29,9 @@
  * a share of the batch's write + fdatasync; completing it appends a small drop record.
  */
 import { createMessage, type Message, type MessageProperties } from '../../core/message.js';
-import { openAppendLog, type AppendLog, type AppendLogOptions, type AppendLogOwner, type LogStoreStats } from '../../store/append-log.js';
+import {
+  openAppendLog, type AppendLog, type AppendLogOptions, type AppendLogOwner, type LoadReport, type LogStoreStats,
+} from '../../store/append-log.js';
 import { frameRecord, recordPackr, unpackBody } from '../../store/record.js';
 import type { Delivery, InflightEntry, MqttSession, MqttSubscriptionOptions, Will } from './session.js';
 
@@ -119,6 +121,11 @@ export class MqttSessionStore implements AppendLogOwner {
 
   get dir(): string {
     return this.log.dir;
+  }
+
+  /** What start-up found besides intact records: a torn tail cut off, a recovery (--data-recover). */
+  get loadReport(): LoadReport {
+    return this.log.loadReport;
   }
 
   /** Records appended so far; a publish compares it before and after routing to know whether to wait. */
