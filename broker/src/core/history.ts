@@ -164,7 +164,7 @@ export class History {
    * @param now wall clock in ms (tests pass a fake one)
    */
   constructor(
-    readonly epoch: string,
+    private epochName: string,
     readonly limits: HistoryLimits,
     private readonly now: () => number,
     private sink?: HistorySink,
@@ -172,6 +172,22 @@ export class History {
   ) {
     this.last = last;
     for (const p of limits.patterns) this.patternTrie.add(p, 0, p);
+  }
+
+  /** Names the stream: offsets are comparable only within one epoch. */
+  get epoch(): string {
+    return this.epochName;
+  }
+
+  /**
+   * Start-up, before any client: the stream is renamed because what the store restored cannot be
+   * vouched for (stored data was damaged and recovered, broker/STORAGE.md "Damage"). What is held
+   * stays, offsets go on from `last`, and every offset up to `last` counts as lost, so no resume
+   * (from the old epoch, or from before `last` in the new one) is answered recovered: true across it.
+   */
+  renewEpoch(epoch: string): void {
+    this.epochName = epoch;
+    this.lost(this.last);
   }
 
   /** Attaches persistence once the store has put back what it holds (restore never writes). */

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
-  closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync,
+  closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { BrokerConfig } from '../config.js';
@@ -12,7 +12,8 @@ import { History, type HistoryLimits, type HistorySink } from '../core/history.j
 import type { Message } from '../core/message.js';
 import type { Metrics } from '../observe/metrics.js';
 import {
-  describeFailure, openAppendLog, StoreError, type AppendIo, type AppendLog, type AppendLogOwner, type LogStoreStats,
+  DataCorruptionError, describeFailure, openAppendLog, StoreError, type AppendIo, type AppendLog, type AppendLogOwner, type DamageInfo,
+  type LoadReport, type LogStoreStats,
 } from './append-log.js';
 import { lockDirectory } from './lock.js';
 import { frameRecord, recordPackr, unpackBody } from './record.js';
@@ -47,6 +48,8 @@ export interface OpenedHistory {
    * a client can see is in the file when the process dies. Undefined in memory (nothing to do).
    */
   readonly writePending: (() => void) | undefined;
+  /** With `--data`: what start-up found besides intact records (a torn tail; damage recovered). */
+  readonly loadReport: LoadReport | undefined;
 }
 
 /** Age eviction runs at least this often besides on every append (a quiet broker still forgets old messages). */
@@ -66,6 +69,13 @@ export interface OpenHistoryOptions {
   /** This boot of the machine (default: /proc/sys/kernel/random/boot_id; tests inject a "reboot"). */
   bootId?: string | undefined;
   compactMinBytes?: number;
+  /**
+   * --data-recover: damaged history files move into this directory (the log's under `log/`), what
+   * is intact is loaded, and the stream gets a new epoch. Unset: damage throws DataCorruptionError.
+   */
+  recoverInto?: string;
+  /** Start a new epoch even though the history itself is intact, keeping what it holds (another store was recovered). */
+  newEpochReason?: string;
 }
 
 /**
@@ -96,6 +106,7 @@ export async function openHistory(config: BrokerConfig, options: OpenHistoryOpti
     history,
     storeStats: persistent?.stats,
     writePending: persistent?.writePending,
+    loadReport: persistent?.loadReport,
     close: async () => {
       clearInterval(timer);
       await persistent?.close();
@@ -148,6 +159,7 @@ export function readBootId(): string | undefined {
 }
 
 const STREAM_FILE = 'STREAM';
+const STREAM_MALFORMED = 'stream file malformed';
 const LOG_DIR = 'log';
 
 function samePatterns(a: readonly string[], b: readonly string[]): boolean {
@@ -166,10 +178,10 @@ function readStream(dir: string): StreamFile | string {
     if (v.version !== 1 || typeof v.epoch !== 'string' || v.epoch.length === 0 || !Array.isArray(v.patterns)
       || !Number.isSafeInteger(v.reservedThrough) || v.reservedThrough! < 0
       || (v.lostThrough !== undefined && !Number.isSafeInteger(v.lostThrough))
-      || (v.bootId !== undefined && typeof v.bootId !== 'string') || (v.clean !== undefined && typeof v.clean !== 'boolean')) return 'stream file malformed';
+      || (v.bootId !== undefined && typeof v.bootId !== 'string') || (v.clean !== undefined && typeof v.clean !== 'boolean')) return STREAM_MALFORMED;
     return v as StreamFile;
   } catch {
-    return 'stream file malformed';
+    return STREAM_MALFORMED;
   }
 }
 
@@ -265,15 +277,33 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
     }
   }
 
-  private openLog(logDir: string): AppendLog {
+  private openLog(logDir: string, recoverInto?: string): AppendLog {
     return openAppendLog(logDir, 'history store', this, {
-      io: this.options.io, compactMinBytes: this.options.compactMinBytes, onError: this.options.onError, eagerWrites: true,
+      io: this.options.io, compactMinBytes: this.options.compactMinBytes, onError: this.options.onError, eagerWrites: true, recoverInto,
     });
   }
 
   private async load(release: () => void): Promise<void> {
     const logDir = join(this.dir, LOG_DIR);
-    const stream = readStream(this.dir);
+    const recover = this.options.recoverInto;
+    let stream = readStream(this.dir);
+    if (stream === STREAM_MALFORMED) {
+      // STREAM is only ever replaced whole (tmp, fsync, rename): a malformed one is damage, not a crash.
+      const file = join(this.dir, STREAM_FILE);
+      if (recover === undefined) throw new DataCorruptionError('history store', file, 0, 'the stream file is malformed (it is only ever replaced whole, so this is damage)');
+      // Without STREAM nothing says which epoch and patterns the log belongs to: it goes aside with it.
+      mkdirSync(recover, { recursive: true });
+      const moved = [STREAM_FILE];
+      renameSync(file, join(recover, STREAM_FILE));
+      if (existsSync(logDir)) {
+        renameSync(logDir, join(recover, LOG_DIR));
+        moved.push(LOG_DIR);
+      }
+      this.damage.quarantine = recover;
+      this.damage.moved.push(...moved);
+      this.damage.damage.push({ file: STREAM_FILE, offset: 0, reason: 'the stream file is malformed', lostBytes: 0 });
+      stream = 'stream file malformed: moved into quarantine with the log';
+    }
     let why = typeof stream === 'string' ? stream
       : !samePatterns(stream.patterns, this.limits.patterns) ? 'historyFilters changed'
       : stream.clean === true ? undefined
@@ -284,25 +314,51 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
     if (why === undefined) {
       const s = stream as StreamFile;
       this.history = new History(s.epoch, this.limits, this.now);
-      const hasSnapshot = existsSync(logDir) && readdirSync(logDir).some((n) => /^snapshot-\d+\.tcs$/.test(n));
+      const names = existsSync(logDir) ? readdirSync(logDir).sort() : [];
+      const hasSnapshot = names.some((n) => /^snapshot-\d+\.tcs$/.test(n));
+      const newest = names.filter((n) => /^(snapshot|log)-\d+\.tc[sl]$/.test(n)).sort((x, y) => x.slice(-16).localeCompare(y.slice(-16))).at(-1);
+      const newestBytes = newest === undefined ? 0 : statSync(join(logDir, newest)).size;
       this.loading = { inSnapshot: hasSnapshot, snapshotEnded: false, expected: 1 };
-      let log: AppendLog | undefined;
-      try {
-        log = this.openLog(logDir);
-      } catch (err) {
-        why = `log unreadable: ${(err as Error).message}`;
+      // Damage in the log throws (DataCorruptionError) unless recovering; any other failure stops start-up too: never a silent new epoch.
+      const log = this.openLog(logDir, recover === undefined ? undefined : join(recover, LOG_DIR));
+      const recovered = log.loadReport.recovered;
+      if (recovered) {
+        this.damage.quarantine = recovered.quarantine;
+        this.damage.moved.push(...recovered.moved.map((n) => join(LOG_DIR, n)));
+        this.damage.damage.push(...recovered.damage.map((d) => ({ ...d, file: join(LOG_DIR, d.file) })));
+        this.damage.lostBytes += recovered.lostBytes;
       }
-      if (log && hasSnapshot && !this.loading.snapshotEnded) why = 'snapshot incomplete';
-      else if (log && this.history.last > s.reservedThrough) why = `log holds offset ${this.history.last} above the reserved ${s.reservedThrough}`;
-      if (why !== undefined) await log?.close();
+      const lostThrough = s.lostThrough ?? 0;
+      if (!recovered && hasSnapshot && !this.loading.snapshotEnded) why = 'snapshot incomplete';
+      else if (this.history.last > s.reservedThrough) why = `log holds offset ${this.history.last} above the reserved ${s.reservedThrough}`;
+      else if (!recovered && s.clean === true && this.history.last < s.reservedThrough && lostThrough < s.reservedThrough) {
+        // A clean stop wrote its last offset to STREAM after syncing every record: the log must reach it.
+        // It does not: its newest segment was deleted, or cut at a record boundary.
+        const reason = `the stream was stopped cleanly at offset ${s.reservedThrough}, but the log ends at offset ${this.history.last}: its newest records are missing`;
+        if (recover === undefined) {
+          await log.close();
+          throw new DataCorruptionError('history store', newest === undefined ? logDir : join(logDir, newest), newestBytes, reason);
+        }
+        this.damage.quarantine ??= recover;
+        this.damage.damage.push({ file: newest === undefined ? LOG_DIR : join(LOG_DIR, newest), offset: newestBytes, reason, lostBytes: 0 });
+      }
+      if (why !== undefined) await log.close();
       else {
-        this.log = log!;
+        this.log = log;
         this.reservedThrough = s.reservedThrough;
         // Offsets up to reservedThrough may have reached clients without reaching the disk (a crash):
         // never hand them out again. After a clean shutdown reservedThrough is the last offset.
         this.history.continueAt(s.reservedThrough);
-        this.lostThrough = s.lostThrough ?? 0;
+        this.lostThrough = lostThrough;
         this.history.lost(this.lostThrough);
+        const renew = this.damage.damage.length > 0 ? 'stored data was damaged and recovered (--data-recover)' : this.options.newEpochReason;
+        if (renew !== undefined) {
+          // What is held stays, but no resume may be answered recovered: true across the damage.
+          const previous = this.history.epoch;
+          this.history.renewEpoch(newEpoch());
+          this.lostThrough = this.history.last;
+          this.options.onInfo?.({ dir: this.dir, reason: renew, previousEpoch: previous, epoch: this.history.epoch }, 'history: new epoch');
+        }
       }
     }
     if (why !== undefined) {
@@ -322,6 +378,25 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
     void this.log.append(frameRecord(recordPackr.pack([Kind.continueAt, this.history.last + 1])));
     this.history.setSink(this);
     this.closeRelease = release;
+  }
+
+  /** What start-up found besides intact records (a torn tail; damage recovered with --data-recover). */
+  get loadReport(): LoadReport {
+    const torn = this.log.loadReport.torn;
+    return {
+      ...(torn ? { torn } : {}),
+      ...(this.damage.quarantine !== undefined ? { recovered: { ...this.damage, quarantine: this.damage.quarantine } } : {}),
+    };
+  }
+
+  private readonly damage: { quarantine: string | undefined; moved: string[]; damage: DamageInfo[]; lostBytes: number } = {
+    quarantine: undefined, moved: [], damage: [], lostBytes: 0,
+  };
+
+  /** A recovery rewrote the intact records as a snapshot: it ends like one, standing for every offset loaded (none resumable). */
+  recoveredTail(): Buffer[] {
+    const last = this.history.last;
+    return [frameRecord(recordPackr.pack([Kind.snapshotEnd, last, last]))];
   }
 
   private closeRelease: (() => void) | undefined;

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { after, test } from 'node:test';
 import {
   createMessage, createOutboxStats, Flusher, loadConfig, Outbox, Router, type Connection, type Message, type SendResult, type Subscriber,
@@ -138,7 +138,7 @@ test('without a clean close (a crash) the stream continues above every reserved 
   // Simulate the crash: STREAM as it was while running (close() rewrites it), files as they are.
   const stream = JSON.parse(readStream(data)) as { reservedThrough: number };
   await a.close();
-  writeFileSync(join(data, 'history', 'STREAM'), JSON.stringify({ ...JSON.parse(readStream(data)), reservedThrough: stream.reservedThrough }));
+  writeFileSync(join(data, 'history', 'STREAM'), JSON.stringify({ ...JSON.parse(readStream(data)), reservedThrough: stream.reservedThrough, clean: false }));
   const b = await open(data);
   assert.equal(b.history.epoch, epoch, 'history is intact: same epoch');
   assert.ok(b.history.last >= stream.reservedThrough);
@@ -223,7 +223,7 @@ function readStream(data: string): string {
   return readFileSync(join(data, 'history', 'STREAM'), 'utf8');
 }
 
-test('changed historyFilters, or an unreadable STREAM, start a new epoch and drop the old history', async () => {
+test('changed historyFilters start a new epoch and drop the old history; a malformed STREAM is damage: refused, or moved aside with --data-recover', async () => {
   const data = freshDir();
   const a = await open(data);
   await publish(a, 'devices/a/t', '1').durable;
@@ -237,9 +237,14 @@ test('changed historyFilters, or an unreadable STREAM, start a new epoch and dro
   const e2 = b.history.epoch;
   await b.close();
   writeFileSync(join(data, 'history', 'STREAM'), '{"version":1,"epo');
-  const c = await open(data, ['--history-filters', 'devices/+/t']);
+  await assert.rejects(open(data, ['--history-filters', 'devices/+/t']), (err: Error) =>
+    err.name === 'StoreError' && err.message.startsWith(`history store: ${join(data, 'history', 'STREAM')} is damaged at byte 0:`));
+  const quarantine = join(data, 'quarantine');
+  const c = await open(data, ['--history-filters', 'devices/+/t'], { recoverInto: quarantine });
   assert.notEqual(c.history.epoch, e2);
-  assert.deepEqual(c.infos, ['stream file malformed']);
+  assert.deepEqual(c.infos, ['stream file malformed: moved into quarantine with the log']);
+  assert.equal(readFileSync(join(quarantine, 'STREAM'), 'utf8'), '{"version":1,"epo');
+  assert.equal(c.loadReport?.recovered?.damage[0]?.file, 'STREAM');
 });
 
 /** Appends through node:fs until `fill()`, then fails like a full disk until `free()`. */
@@ -356,4 +361,55 @@ test('a run with history off removes the stored stream: the next run with histor
   const b = await open(data);
   assert.notEqual(b.history.epoch, epoch, 'messages published while history was off have no offsets: the old stream is incomplete');
   assert.deepEqual(b.infos, ['no stream file']);
+});
+
+test('damage in the history log (issue 15: 2,000 messages, clean stop, a byte flipped at 40,000): refused; with --data-recover a new epoch, no resume recovered across it', async () => {
+  const data = freshDir();
+  const a = await open(data);
+  for (let i = 1; i <= 2000; i++) {
+    const p = publish(a, `devices/${i % 7}/t`, `m${i}`).durable;
+    if (i % 100 === 0) await p;
+  }
+  const epoch = a.history.epoch;
+  await a.close();
+  const segment = join(logDir(data), segments(data).at(-1)!);
+  const buf = readFileSync(segment);
+  assert.ok(buf.length > 40_000);
+  buf[40_000] = buf[40_000]! ^ 0x20;
+  writeFileSync(segment, buf);
+
+  await assert.rejects(open(data), (err: Error) => err.message.startsWith(`history store: ${segment} is damaged at byte `) && !err.message.includes('\n'));
+  const quarantine = join(data, 'quarantine', 'history');
+  const b = await open(data, [], { recoverInto: quarantine });
+  assert.notEqual(b.history.epoch, epoch, 'a new epoch');
+  assert.equal(b.history.resume(['devices/#'], { epoch, offset: 9 }), undefined, 'the old epoch: recovered false');
+  assert.equal(b.history.resume(['devices/#'], { epoch: b.history.epoch, offset: 9 }), undefined, 'nor from before the damage in the new one');
+  assert.equal(b.history.messages, 1999, 'every intact message is kept');
+  assert.ok(b.history.last >= 2000, 'offsets go on above the old ones');
+  assert.ok(readdirSync(join(quarantine, 'log')).includes(basename(segment)), 'the damaged segment is in quarantine');
+  const after = publish(b, 'devices/1/t', 'after').message;
+  const newEpoch = b.history.epoch;
+  await b.close();
+  // The recovered store is whole: it reopens without the flag, under the new epoch.
+  const c = await open(data);
+  assert.equal(c.history.epoch, newEpoch);
+  assert.deepEqual(replay(c, ['devices/1/t'], after.offset - 1), [`${after.offset}:devices/1/t=after`]);
+});
+
+test('the newest history segment deleted after a clean stop: refused (STREAM names the last offset); recovered with a new epoch', async () => {
+  const data = freshDir();
+  const a = await open(data);
+  await publish(a, 'devices/a/t', '1').durable;
+  await a.close();
+  const b = await open(data);
+  await publish(b, 'devices/a/t', '2').durable;
+  const epoch = b.history.epoch;
+  await b.close();
+  const newest = segments(data).at(-1)!;
+  rmSync(join(logDir(data), newest));
+  await assert.rejects(open(data), /newest records are missing/);
+  const c = await open(data, [], { recoverInto: join(data, 'quarantine', 'history') });
+  assert.notEqual(c.history.epoch, epoch);
+  assert.equal(c.history.resume(['devices/#'], { epoch, offset: 0 }), undefined);
+  assert.equal(c.history.resume(['devices/#'], { epoch: c.history.epoch, offset: 0 }), undefined);
 });
