@@ -13,7 +13,8 @@ import type { BrokerContext, BrokerCounters } from './context.js';
 import { Router } from './core/router.js';
 import { MemoryRetainedStore, type RetainedStore } from './core/retained.js';
 import { openLogRetainedStore, type LogRetainedStore } from './store/log.js';
-import { openHistory, registerHistoryMetrics } from './store/history-log.js';
+import { openHistory, registerHistoryMetrics, type OpenedHistory } from './store/history-log.js';
+import { DataCorruptionError, type LoadReport } from './store/append-log.js';
 import type { History } from './core/history.js';
 import { createLogger, type Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
@@ -85,33 +86,18 @@ export interface BrokerDeps {
 }
 
 export async function startBroker(config: BrokerConfig, log: Logger = createLogger(config.logLevel), deps: BrokerDeps = {}): Promise<RunningBroker> {
-  // With --data, retained values live in an append-only log (store/log.ts, STORAGE.md); else in memory.
-  let store: LogRetainedStore | undefined;
-  if (config.data !== undefined) {
-    store = await openLogRetainedStore(join(config.data, 'retained'), {
-      onError: (err) => log.error({ err, code: err.code }, 'retained store write failed'),
-    });
-    log.info({ dir: config.data, retained: store.size, loadMs: store.stats.loadMs, truncatedBytes: store.stats.truncatedBytes }, 'retained store loaded');
-  }
-  // History (PROTOCOL.md §4.6) only when historyFilters names topics; with --data in DIR/history.
-  const history = await openHistory(config, {
-    data: config.data,
-    onError: (err) => log.error({ err, code: err.code }, 'history store write failed'),
-    onInfo: (fields, msg) => log.info(fields, msg),
-  });
-  // With --data, persistent MQTT sessions are kept in DIR/sessions (protocol/mqtt/persist.ts, MQTT.md).
-  let sessionStore: MqttSessionStore | undefined;
-  if (config.data !== undefined) {
-    sessionStore = await openSessionStore(join(config.data, 'sessions'), {
-      onError: (err) => log.error({ err, code: err.code }, 'MQTT session store write failed'),
-    });
-  }
+  // With --data: retained values (DIR/retained, store/log.ts, STORAGE.md), persistent MQTT sessions
+  // (DIR/sessions, protocol/mqtt/persist.ts, MQTT.md) and, when historyFilters names topics, the
+  // history stream (DIR/history, PROTOCOL.md §4.6). Damage stops start-up unless --data-recover.
+  const opened = await openStores(config, log);
+  const { store, sessionStore, history } = opened;
   const ctx = createContext(config, log, store ?? new MemoryRetainedStore(), history?.history);
   registerCoreMetrics(ctx);
   if (history) registerHistoryMetrics(ctx.metrics, history);
   ctx.flusher.beforeSend = history?.writePending; // history records reach the kernel before their offsets leave
   registerAuthMetrics(ctx);
   logAuthMode(ctx);
+  registerStoreReports(ctx.metrics, opened.reports);
   if (store) {
     const s = store.stats;
     ctx.metrics.register('topicast_store_write_errors_total', 'counter', 'Retained store writes that failed (e.g. disk full)', () => s.writeErrors);
@@ -188,4 +174,80 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     return stopping;
   };
   return { ctx, port: http.port, mqttPort: tcp?.port ?? 0, mqttTlsPort: tlsTcp?.port ?? 0, shutdown };
+}
+
+type StoreName = 'retained' | 'sessions' | 'history';
+
+interface OpenedStores {
+  store: LogRetainedStore | undefined;
+  sessionStore: MqttSessionStore | undefined;
+  history: OpenedHistory | undefined;
+  /** What each persistent store's start-up found (torn tail, recovery), for the log and /metrics. */
+  reports: Map<StoreName, LoadReport>;
+}
+
+/**
+ * Opens the stores of `--data` (none without it; history only with historyFilters). Damage in one
+ * (broker/STORAGE.md "Damage") throws a DataCorruptionError whose one line names the file, the byte
+ * offset and --data-recover; with --data-recover the damaged files go to DIR/quarantine/<time>/<store>/
+ * and, when any store lost data, the history starts a new epoch.
+ */
+async function openStores(config: BrokerConfig, log: Logger): Promise<OpenedStores> {
+  const data = config.data;
+  const reports = new Map<StoreName, LoadReport>();
+  const quarantine = data !== undefined && config.dataRecover ? join(data, 'quarantine', new Date().toISOString().replace(/[:.]/g, '-')) : undefined;
+  const recoverInto = (name: StoreName): string | undefined => (quarantine === undefined ? undefined : join(quarantine, name));
+  const out: OpenedStores = { store: undefined, sessionStore: undefined, history: undefined, reports };
+  try {
+    if (data !== undefined) {
+      out.store = await openLogRetainedStore(join(data, 'retained'), {
+        onError: (err) => log.error({ err, code: err.code }, 'retained store write failed'),
+        recoverInto: recoverInto('retained'),
+      });
+      reports.set('retained', out.store.loadReport);
+      log.info({ dir: data, retained: out.store.size, loadMs: out.store.stats.loadMs, truncatedBytes: out.store.stats.truncatedBytes }, 'retained store loaded');
+      out.sessionStore = await openSessionStore(join(data, 'sessions'), {
+        onError: (err) => log.error({ err, code: err.code }, 'MQTT session store write failed'),
+        recoverInto: recoverInto('sessions'),
+      });
+      reports.set('sessions', out.sessionStore.loadReport);
+    }
+    const damaged = [...reports].filter(([, r]) => r.recovered !== undefined).map(([name]) => name);
+    out.history = await openHistory(config, {
+      data,
+      onError: (err) => log.error({ err, code: err.code }, 'history store write failed'),
+      onInfo: (fields, msg) => log.info(fields, msg),
+      recoverInto: recoverInto('history'),
+      // A client that resumes with recovered: true keeps its state and skips the retained values; after a loss it must reload.
+      newEpochReason: damaged.length > 0 ? `the ${damaged.join(' and ')} store was damaged and recovered (--data-recover): clients reload their state` : undefined,
+    });
+    if (out.history?.loadReport) reports.set('history', out.history.loadReport);
+  } catch (err) {
+    await Promise.all([out.store?.close(), out.sessionStore?.close(), out.history?.close()]);
+    if (err instanceof DataCorruptionError) {
+      err.message += `; it holds acknowledged data, so the broker does not start: pass --data-recover (TOPICAST_DATA_RECOVER=true) to move the damaged files into ${join(data ?? '.', 'quarantine')}/ and start with what is intact (broker/STORAGE.md)`;
+    }
+    throw err;
+  }
+  for (const [name, report] of reports) {
+    if (report.torn) {
+      log.warn({ store: name, ...report.torn }, `${name} store: torn write at the end of the newest log segment cut off (${report.torn.bytes} bytes; a crash in the middle of an append, nothing in it was acknowledged)`);
+    }
+    if (report.recovered) {
+      const r = report.recovered;
+      for (const d of r.damage) log.warn({ store: name, ...d }, `${name} store damaged: ${d.file} at byte ${d.offset}: ${d.reason}`);
+      log.warn({ store: name, quarantine: r.quarantine, moved: r.moved, damage: r.damage.length, lostBytes: r.lostBytes },
+        `${name} store recovered (--data-recover): ${r.damage.length} damaged place(s), ${r.lostBytes} bytes of records lost, old files moved into ${r.quarantine}`);
+    }
+  }
+  return out;
+}
+
+/** /metrics: what start-up found in each persistent store (0 everywhere on a clean start). */
+function registerStoreReports(metrics: Metrics, reports: Map<StoreName, LoadReport>): void {
+  if (reports.size === 0) return;
+  const each = (read: (r: LoadReport) => number) => () => [...reports].map(([store, r]) => [{ store }, read(r)] as const);
+  metrics.register('topicast_store_damage_found', 'gauge', 'Damaged places found in a store at start-up and recovered with --data-recover (moved into quarantine)', each((r) => r.recovered?.damage.length ?? 0));
+  metrics.register('topicast_store_damage_lost_bytes', 'gauge', 'Bytes of stored records lost to damage found at start-up (--data-recover)', each((r) => r.recovered?.lostBytes ?? 0));
+  metrics.register('topicast_store_torn_bytes', 'gauge', 'Bytes of a torn write cut off the end of a store log at start-up (a crash mid-append; never acknowledged)', each((r) => r.torn?.bytes ?? 0));
 }

@@ -25,6 +25,7 @@ export const BROKER_SETTINGS = [
   { key: 'port', type: 'int', default: 8080, min: 0, max: 65535, doc: 'HTTP + WebSocket port (0 picks a free port, logged at start-up)' },
   { key: 'static', type: 'string', default: undefined, doc: 'directory served at / (default: the bundled dashboard)' },
   { key: 'data', type: 'string', default: undefined, doc: 'directory for durable state (retained values, message history, persistent MQTT sessions); unset keeps them in memory only' },
+  { key: 'dataRecover', type: 'bool', default: false, doc: 'start even though a store in --data is damaged: move its files to DIR/quarantine/<time>/, load what is intact, count the loss in /metrics, start a new history epoch; without it damage stops start-up (broker/STORAGE.md)' },
   { key: 'config', type: 'string', default: undefined, doc: 'JSON file with any of these settings (camelCase keys)' },
   { key: 'logLevel', type: 'enum', default: 'info', values: LOG_LEVELS, doc: 'log verbosity; info logs start-up, shutdown and errors, not traffic' },
   { key: 'maxPayloadBytes', type: 'int', default: 256 * 1024, min: 1, max: 64 * 1024 * 1024, doc: 'largest payload accepted; sensor data is tiny, 256 KiB still fits a small image' },

@@ -6,6 +6,7 @@
 import { ConfigError, loadConfig, settingsReference } from './config.js';
 import { startBroker, VERSION } from './broker.js';
 import { createLogger, flushLogs } from './observe/log.js';
+import { DataCorruptionError } from './store/append-log.js';
 
 const argv = process.argv.slice(2);
 
@@ -47,7 +48,8 @@ async function main(): Promise<void> {
   } catch (err) {
     log.fatal({ err }, 'start-up failed');
     process.stderr.write(`topicast: ${(err as Error).message}\n`);
-    exit(err instanceof ConfigError ? 2 : 1); // e.g. a bus whose adapter this build lacks
+    // 2: the operator must act (a bad setting; a bus whose adapter this build lacks; damaged data, broker/STORAGE.md).
+    exit(err instanceof ConfigError || err instanceof DataCorruptionError ? 2 : 1);
     return;
   }
   log.info(
