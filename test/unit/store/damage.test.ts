@@ -8,10 +8,11 @@
  * is still cut off, and reported with its byte count. Files written before file marks existed load.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import fc from 'fast-check';
 import { createMessage, type Message } from '@topicast/broker';
 import { logModule, recordModule } from './load.js';
 
@@ -253,4 +254,46 @@ test('files written before file marks existed (no header, no end mark) still loa
   legacy[10] = legacy[10]! ^ 0xff;
   writeFileSync(join(dir2, `snapshot-${pad(0)}.tcs`), legacy);
   await refused(dir2, `snapshot-${pad(0)}.tcs`, 0);
+});
+
+test('property: a byte flipped anywhere in any file is refused at or before it, or is a torn write of the newest segment\'s last record; nothing else is lost', async () => {
+  const { dir: pristine } = await withSnapshot(300);
+  const model = await openStore(pristine);
+  const expected = new Map(model.match('#').map((t) => [t, text(model.get(t))]));
+  await model.close();
+  const names = [...files(pristine, '.tcs'), ...files(pristine, '.tcl')];
+  const newest = files(pristine, '.tcl').at(-1)!;
+  // The newest segment's last frame (a record, or only its header mark): the one place a flip may look like a torn write.
+  const newestBuf = readFileSync(join(pristine, newest));
+  let lastRecordAt = 0;
+  for (let at = 0; at < newestBuf.length; at += 8 + newestBuf.readUInt32LE(at)) lastRecordAt = at;
+  const decoded = recordModule.decodeRecordAt(newestBuf, lastRecordAt);
+  const tornTopic = typeof decoded === 'object' ? (decoded.entry.kind === 1 ? decoded.entry.message.topic : decoded.entry.topic) : undefined;
+  await fc.assert(
+    fc.asyncProperty(fc.integer({ min: 0, max: names.length - 1 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), fc.integer({ min: 1, max: 255 }), async (f, at, mask) => {
+      const dir = freshDir();
+      cpSync(pristine, dir, { recursive: true });
+      const name = names[f]!;
+      const path = join(dir, name);
+      const buf = readFileSync(path);
+      const offset = Math.floor(at * buf.length);
+      buf[offset] = buf[offset]! ^ mask;
+      writeFileSync(path, buf);
+      const outcome = await openLogRetainedStore(dir).then((s) => s, (e: unknown) => e as Error);
+      if (outcome instanceof Error) {
+        assert.ok(outcome instanceof DataCorruptionError, String(outcome));
+        assert.equal(outcome.file, path);
+        assert.ok(outcome.offset <= offset, `reported at ${outcome.offset}, flipped at ${offset}`);
+        return;
+      }
+      open.push(outcome);
+      assert.equal(name, newest, `a flip at ${offset} of ${name} was not noticed`);
+      assert.ok(offset >= lastRecordAt, `only the last record can look torn (flip at ${offset}, last record at ${lastRecordAt})`);
+      assert.deepEqual(outcome.loadReport.torn?.offset, lastRecordAt);
+      const got = new Map(outcome.match('#').map((t) => [t, text(outcome.get(t))]));
+      assert.deepEqual(got, new Map([...expected].filter(([t]) => t !== tornTopic)));
+      await outcome.close();
+    }),
+    { numRuns: 60 },
+  );
 });
