@@ -927,10 +927,14 @@ export class AppendLog {
       let chunkBytes = chunk[0]!.length;
       let crc = 0;
       let records = 0;
-      const flushChunk = async (): Promise<void> => {
+      const take = (): Buffer => {
         const buf = Buffer.concat(chunk, chunkBytes);
         chunk = [];
         chunkBytes = 0;
+        crc = crc32(buf, crc);
+        return buf;
+      };
+      const writeOut = async (buf: Buffer): Promise<void> => {
         let done = 0;
         while (done < buf.length) {
           const n = await this.io.write(handle.fd, buf, done, buf.length - done, written + done);
@@ -944,16 +948,11 @@ export class AppendLog {
         chunk.push(record);
         chunkBytes += record.length;
         records += countRecords(record);
-        if (chunkBytes >= DEFAULTS.snapshotChunkBytes) {
-          for (const c of chunk) crc = crc32(c, crc);
-          await flushChunk();
-        }
+        if (chunkBytes >= DEFAULTS.snapshotChunkBytes) await writeOut(take());
       }
       if (this.compactAbort) throw new StoreError('compaction stopped by close', undefined);
-      for (const c of chunk) crc = crc32(c, crc);
-      chunk.push(encodeFileMark({ kind: 'snapshot-end', records, bytes: written + chunkBytes, crc }));
-      chunkBytes += chunk.at(-1)!.length;
-      await flushChunk();
+      const rest = take();
+      await writeOut(Buffer.concat([rest, encodeFileMark({ kind: 'snapshot-end', records, bytes: written + rest.length, crc })]));
       await this.io.fdatasync(handle.fd);
       // Records the snapshot relies on (written after the rotation) must be on disk before the old files go.
       await this.synced().catch(function failureSeenByFailedDuringCompaction() {});
