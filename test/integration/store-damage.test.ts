@@ -6,7 +6,8 @@
  * offset and --data-recover. With --data-recover → it starts, the old files are in
  * DIR/quarantine/<time>/<store>/, the intact data is served, the loss is in /metrics, and the history
  * has a new epoch: a resume from before gets recovered: false. A torn write at the very end of the
- * newest segment (the crash case) is cut off with a warning and the broker starts normally.
+ * newest segment (the crash case) is cut off with a warning and the broker starts normally. An SDK
+ * client away during a recovery resumes with recovered: false, a new epoch and the retained values.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -16,8 +17,9 @@ import { basename, join } from 'node:path';
 import { after, test } from 'node:test';
 import mqtt from 'mqtt';
 import { createMessage } from '@topicast/broker';
+import { connect, type ResumeOutcome } from 'topicast';
 import { Op } from 'topicast/protocol';
-import { BROKER_MAIN, freePort, startBroker, type BrokerProcess } from '../helpers/broker.js';
+import { BROKER_MAIN, freePort, startBroker, waitFor, type BrokerProcess } from '../helpers/broker.js';
 import { bytes, NativeClient, scrapeMetrics, text, type Ack } from '../helpers/native-client.js';
 import { logModule, recordModule } from '../unit/store/load.js';
 
@@ -303,4 +305,33 @@ test('TOPICAST_DATA_RECOVER works like the flag', async () => {
   const b = await startBroker({ args: [...HISTORY, '--data', d], env: { TOPICAST_DATA_RECOVER: 'true' }, mqttOff: true });
   assert.ok(existsSync(join(d, 'quarantine')));
   await b.stop();
+});
+
+test('the SDK across a recovery: a client away while the broker restarts with --data-recover resumes with recovered: false, a new epoch and the fresh retained values', async () => {
+  const { data } = await pristineData();
+  const d = copyOf(data);
+  const port = await freePort(); // fixed: the restarted broker keeps the client's URL
+  let broker = await startBroker({ args: [...HISTORY, '--data', d], mqttOff: true, port });
+  const client = await connect(broker.url, { codec: 'json', reconnect: { minDelayMs: 20, maxDelayMs: 100 } });
+  try {
+    const seen: string[] = [];
+    const sub = await client.subscribe('devices/#', (v, m) => seen.push(`${m.topic}=${String(v)}${m.retained ? ' retained' : ''}${m.replayed ? ' replayed' : ''}`));
+    const outcomes: ResumeOutcome[] = [];
+    sub.on('resumed', (o) => outcomes.push(o));
+    const publisher = await connect(broker.url, { codec: 'json' });
+    await publisher.publish('devices/9/t', 'before', { ack: true, retain: true });
+    await publisher.close();
+    await waitFor(() => seen.includes('devices/9/t=before'), 'live before');
+    const epoch = sub.position!.epoch;
+    await broker.stop();
+    flip(join(d, 'retained', files(join(d, 'retained'), '.tcs')[0]!), 777);
+    broker = await startBroker({ args: [...HISTORY, '--data', d, '--data-recover'], mqttOff: true, port });
+    await waitFor(() => outcomes.length === 1 && sub.state === 'live', 'resubscribed after the recovery', 10_000);
+    assert.deepEqual(outcomes, [{ recovered: false, replayed: 0 }]);
+    assert.notEqual(sub.position?.epoch, epoch, 'the position moved to the new epoch');
+    await waitFor(() => seen.includes('devices/9/t=before retained'), 'the retained values are sent again, to reload from');
+  } finally {
+    await client.close();
+    await broker.stop();
+  }
 });
