@@ -6,8 +6,10 @@
  * snapshot. The owner keeps its state in memory and serves every read from there.
  *
  * Files in the directory:
- *   snapshot-<N>.tcs  the owner's whole state as of the end of segment N (written whole, synced, renamed)
- *   log-<M>.tcl       records appended after the snapshot, M > N, replayed in order on top of it
+ *   snapshot-<N>.tcs  the owner's whole state as of the end of segment N (written whole, synced, renamed),
+ *                     between a header mark and an end mark holding its record count, size and CRC32
+ *   log-<M>.tcl       records appended after the snapshot, M > N, replayed in order on top of it; the first
+ *                     record is a header mark naming M and the size segment M-1 had when M began
  *   LOCK              the owning process (store/lock.ts)
  *
  * Invariants
@@ -20,7 +22,12 @@
  *   survive a process crash before anything that follows them leaves the process; fdatasync
  *   stays off the JS thread and grouped: one covers every batch written while the previous ran.
  *   A failed fdatasync cuts every batch written since the last good one (all rejected).
- * - Start-up = newest snapshot + later segments in order; a torn or corrupt tail is cut off.
+ * - Start-up = newest snapshot + later segments in order, every record checked (store/scan.ts). A bad
+ *   stretch at the very end of the newest segment with nothing intact after it is a torn write: cut
+ *   off and reported. Anything else is damage (a bad record elsewhere; a snapshot whose header or end
+ *   mark is missing or disagrees; a segment missing from the chain or shorter than its successor's
+ *   header says): DataCorruptionError before anything changes on disk, or with `recoverInto` the
+ *   intact records become a new snapshot and every old file moves into that quarantine directory.
  * - Replaying records must be last-write-wins per key (every record states a key's whole value,
  *   or deletes it): compaction rotates the segment, then snapshots memory in slices while live
  *   writes land in the new segment and are replayed after the snapshot. The snapshot replaces the

@@ -7,8 +7,8 @@
  *
  * Invariants: a body is never empty and never longer than MAX_BODY_BYTES, so a
  * zero-filled or garbage tail never parses as a record; the CRC covers the whole
- * body. Scanning stops at the first record that is short, oversized or fails its
- * CRC: everything before it is intact, everything from it on is a torn tail.
+ * body. A record that is short, oversized or fails its CRC is a torn tail only at the
+ * very end of the newest segment; anywhere else it is damage (store/scan.ts, STORAGE.md "Damage").
  * Cost: one MessagePack encode + one CRC32 per write; decode is the same on load.
  */
 import { crc32 } from 'node:zlib';
