@@ -26,6 +26,7 @@ import { createMqttProtocol } from './protocol/mqtt/index.js';
 import { openSessionStore, type MqttSessionStore } from './protocol/mqtt/persist.js';
 import { createOutboxStats, Flusher } from './session/outbox.js';
 import { createDrainStats, drainConnections } from './session/drain.js';
+import { Admission, refreshSocketBudget } from './transport/admission.js';
 import { listenTcp } from './transport/tcp.js';
 import { listenHttp } from './transport/uws.js';
 
@@ -50,7 +51,7 @@ export interface RunningBroker {
 
 export function createContext(config: BrokerConfig, log: Logger = createLogger(config.logLevel), retained: RetainedStore = new MemoryRetainedStore(), history?: History): BrokerContext {
   const counters: BrokerCounters = {
-    connectionsTotal: 0, open: {}, rateLimited: 0, malformed: 0, errorsSent: 0, connectionsRefused: 0, willsPublished: 0,
+    connectionsTotal: 0, open: {}, rateLimited: 0, malformed: 0, errorsSent: 0, connectionsRefused: 0, willsPublished: 0, framingRefused: 0,
   };
   return {
     config,
@@ -77,6 +78,17 @@ export function createContext(config: BrokerConfig, log: Logger = createLogger(c
       return n;
     },
   };
+}
+
+function registerAdmissionMetrics(ctx: BrokerContext, admission: Admission): void {
+  const m = ctx.metrics;
+  m.register('topicast_sockets_open', 'gauge', 'Client sockets open over every listener, upgraded or not', () => admission.sockets);
+  m.register('topicast_sockets_budget', 'gauge', 'Client sockets the file descriptor limit leaves room for (beyond it new ones are closed at once)', () => (Number.isFinite(admission.socketBudget) ? admission.socketBudget : -1));
+  m.register('topicast_connections_pending', 'gauge', 'Connections not yet upgraded (HTTP) or CONNECTed (MQTT)', () => admission.pending);
+  m.register('topicast_connections_admission_refused_total', 'counter', 'Sockets closed at accept: out of descriptors, or past maxPendingConnections / maxPendingConnectionsPerIp', () =>
+    Object.entries(admission.stats.refused).map(([reason, n]) => [{ reason }, n] as const));
+  m.register('topicast_accept_errors_total', 'counter', 'Accepts the OS refused (EMFILE, ENFILE): the peer was reset', () => admission.stats.acceptErrors);
+  m.register('topicast_http_framing_refused_total', 'counter', 'HTTP requests closed for ambiguous framing (differing Content-Length, Transfer-Encoding)', () => ctx.counters.framingRefused);
 }
 
 /** What a caller may provide instead of building it from the configuration (tests: an in-memory bus). */
@@ -124,7 +136,13 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   ctx.metrics.register('topicast_drain_native_notified_total', 'counter', 'Native connections sent a DRAIN frame', () => drainStats.nativeNotified);
   ctx.metrics.register('topicast_drain_mqtt_disconnected_total', 'counter', 'MQTT connections disconnected at their slot of the drain window', () => drainStats.mqttDisconnected);
   ctx.metrics.register('topicast_drain_closed_at_end_total', 'counter', 'Connections still open at the end of the drain window (closed with 1001 / 0x8B)', () => drainStats.closedAtEnd);
+  // Descriptors and half-open connections (transport/admission.ts): every listener's sockets pass it.
+  const admission = new Admission(config, ctx.now, (summary) => {
+    log.warn(summary, 'connections refused or accepts failing: out of file descriptors or too many half-open connections (counted in /metrics)');
+  });
+  registerAdmissionMetrics(ctx, admission);
   const http = await listenHttp(ctx, {
+    admission,
     tls,
     host: config.host,
     port: config.port,
@@ -134,8 +152,16 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     ready: () => ready && ctx.cluster?.state !== 'down',
     draining: () => draining,
   });
-  const tcp = config.mqttPort === 0 ? undefined : await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttPort);
-  const tlsTcp = tlsMaterial && config.mqttTlsPort !== 0 ? await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttTlsPort, tlsMaterial) : undefined;
+  const tcp = config.mqttPort === 0 ? undefined : await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttPort, undefined, admission);
+  const tlsTcp = tlsMaterial && config.mqttTlsPort !== 0 ? await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttTlsPort, tlsMaterial, admission) : undefined;
+  // The budget is what the descriptor limit leaves once the listeners, stores and bus hold theirs;
+  // re-read every 10 s while sockets use half of it or more (what else the process holds moves).
+  refreshSocketBudget(admission);
+  log.info({ socketBudget: admission.socketBudget }, 'client sockets admitted at most (file descriptor limit less the broker\'s own and a reserve)');
+  const budgetTimer = setInterval(function refreshBudget() {
+    if (admission.sockets * 2 >= admission.socketBudget) refreshSocketBudget(admission);
+  }, 10_000);
+  budgetTimer.unref();
   const stopTlsReload = tls ? reloadOnSighup(tls, [() => http.reloadTls(), (m) => tlsTcp?.setTls(m)], log) : () => {};
   if (tls) {
     log.info({ port: http.port, mqttTlsPort: tlsTcp?.port ?? 0, certFile: tls.certFile }, 'TLS on: https:// and wss:// on the port, mqtts:// on mqttTlsPort; SIGHUP reloads the certificate');
@@ -158,6 +184,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
         ctx.log.info({ closing: ctx.openConnections() }, 'drain window over: closing the rest');
       }
       stopSys();
+      clearInterval(budgetTimer);
       stopTlsReload();
       http.stopListening();
       const closingTcp = Promise.all([tcp?.close(), tlsTcp?.close()]);

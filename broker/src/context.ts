@@ -26,6 +26,8 @@ export interface BrokerCounters {
   connectionsRefused: number;
   /** Wills published. */
   willsPublished: number;
+  /** HTTP requests and upgrades closed for ambiguous framing (duplicate Content-Length, Transfer-Encoding...). */
+  framingRefused: number;
 }
 
 export interface BrokerContext {

@@ -47,6 +47,8 @@ export interface StartOptions {
   /** Turn the MQTT TCP listener off; by default it listens on a free port (`mqttPort`). */
   mqttOff?: boolean;
   timeoutMs?: number;
+  /** Start under `ulimit -n` this many file descriptors (through `sh -c`, as an operator would). */
+  maxOpenFiles?: number;
 }
 
 export async function startBroker(options: StartOptions = {}): Promise<BrokerProcess> {
@@ -60,7 +62,10 @@ export async function startBroker(options: StartOptions = {}): Promise<BrokerPro
   } else if (i < 0) args.push('--mqtt-port', String(await freePort()));
   else if (args[i + 1] === '0') args[i + 1] = String(await freePort());
   if (!args.includes('--log-level')) args.push('--log-level', 'info');
-  const proc = spawn(process.execPath, args, {
+  const [command, argv] = options.maxOpenFiles === undefined
+    ? [process.execPath, args]
+    : ['sh', ['-c', `ulimit -n ${options.maxOpenFiles} && exec "$0" "$@"`, process.execPath, ...args]];
+  const proc = spawn(command, argv, {
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -36,6 +36,8 @@ export interface ConnectOptions {
   /** Wait for the WELCOME frame before resolving (default true). */
   awaitWelcome?: boolean;
   timeoutMs?: number;
+  /** Local address to connect from (e.g. 127.0.0.2: another loopback IP for per-IP limits). */
+  localAddress?: string;
 }
 
 export interface CloseInfo {
@@ -103,7 +105,7 @@ export class NativeClient {
         for (const c of clients) c.terminate();
       });
     }
-    const ws = new WebSocket(url, options.protocols ?? SUBPROTOCOL, { autoPong: options.autoPong ?? true, perMessageDeflate: false });
+    const ws = new WebSocket(url, options.protocols ?? SUBPROTOCOL, { autoPong: options.autoPong ?? true, perMessageDeflate: false, ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }) });
     ws.binaryType = 'nodebuffer';
     const client = new NativeClient(ws, options);
     clients.add(client);

@@ -2,9 +2,11 @@
  * Static files for `GET /` and friends: the dashboard or `--static DIR`.
  * The URL path is percent-decoded once and must not contain `..` or `.`
  * segments, backslashes or NUL; the resolved file must lie inside the root
- * (plain and percent-encoded traversal both refused with 400).
+ * (plain and percent-encoded traversal both refused with 400). Symbolic links are
+ * followed only where they stay inside the root: the file's real path (fs.realpath)
+ * is checked against the root's, and anything outside answers 404 like a missing file.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { extname, join, resolve, sep } from 'node:path';
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -68,7 +70,10 @@ export async function loadStatic(root: string, urlPath: string): Promise<StaticR
       info = await stat(path);
     }
     if (!info.isFile() || info.size > MAX_STATIC_BYTES) return { kind: 'not-found' };
-    return { kind: 'file', path, body: await readFile(path), contentType: contentType(path) };
+    // A link inside the root may point anywhere (docs/SECURITY.md): only real paths under the root's own are served.
+    const [realRoot, realFile] = await Promise.all([realpath(root), realpath(path)]);
+    if (!realFile.startsWith(realRoot.endsWith(sep) ? realRoot : realRoot + sep)) return { kind: 'not-found' };
+    return { kind: 'file', path, body: await readFile(realFile), contentType: contentType(path) };
   } catch {
     return { kind: 'not-found' };
   }

@@ -20,6 +20,13 @@ function labelText(labels: Record<string, string>): string {
 
 export class Metrics {
   private readonly metrics: Metric[] = [];
+  /**
+   * Reads that threw (e.g. a figure read from the OS while descriptors run out): the metric is
+   * left out of that scrape or $SYS tick and counted here, never thrown into the caller's tick.
+   */
+  readErrors = 0;
+  /** The last read error, for the caller to log with context. */
+  lastReadError: { name: string; err: unknown } | undefined;
 
   /** Registers a metric; `read` is called at scrape time. Names follow Prometheus conventions (`_total` for counters). */
   register(name: string, type: MetricType, help: string, read: Metric['read']): void {
@@ -30,7 +37,7 @@ export class Metrics {
   /** Current value of a single-valued metric (for $SYS and tests). */
   value(name: string): number | undefined {
     const m = this.metrics.find((x) => x.name === name);
-    const v = m?.read();
+    const v = m && this.read(m);
     return typeof v === 'number' ? v : undefined;
   }
 
@@ -39,10 +46,21 @@ export class Metrics {
     let out = '';
     for (const m of this.metrics) {
       out += `# HELP ${m.name} ${m.help}\n# TYPE ${m.name} ${m.type}\n`;
-      const v = m.read();
+      const v = this.read(m);
+      if (v === undefined) continue;
       if (typeof v === 'number') out += `${m.name} ${v}\n`;
       else for (const [labels, value] of v) out += `${m.name}${labelText(labels)} ${value}\n`;
     }
     return out;
+  }
+
+  private read(m: Metric): ReturnType<Metric['read']> | undefined {
+    try {
+      return m.read();
+    } catch (err) {
+      this.readErrors++;
+      this.lastReadError = { name: m.name, err };
+      return undefined;
+    }
   }
 }

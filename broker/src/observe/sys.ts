@@ -36,7 +36,24 @@ export function registerCoreMetrics(ctx: BrokerContext): void {
   m.register('topicast_wills_published_total', 'counter', 'Will messages published', () => c.willsPublished);
   m.register('topicast_retained_messages', 'gauge', 'Retained topics held', () => router.retained.size);
   m.register('topicast_retained_bytes', 'gauge', 'Payload bytes of retained messages', () => router.retained.bytes);
-  m.register('topicast_process_resident_bytes', 'gauge', 'Resident memory of the broker process', () => process.memoryUsage.rss());
+  m.register('topicast_process_resident_bytes', 'gauge', 'Resident memory of the broker process', residentBytes);
+  m.register('topicast_metric_read_errors_total', 'counter', 'Figures that could not be read (e.g. out of file descriptors); left out of that scrape', () => m.readErrors);
+}
+
+let lastRss = 0;
+
+/**
+ * process.memoryUsage.rss() opens /proc/self/stat: out of descriptors it throws EMFILE. The
+ * last figure read stands in until it can be read again (the error is counted by Metrics once).
+ */
+function residentBytes(): number {
+  try {
+    lastRss = process.memoryUsage.rss();
+  } catch (err) {
+    if (lastRss === 0) throw err;
+    return lastRss;
+  }
+  return lastRss;
 }
 
 const FIGURES: readonly SysFigure[] = [
@@ -93,7 +110,26 @@ export function startSys(ctx: BrokerContext): () => void {
     ctx.router.publish(createMessage(topic, utf8.encode(text), true, undefined, 0, properties));
   };
   const last = new Map<string, number>();
+  let loggedAt = -Infinity;
+  let readErrors = ctx.metrics.readErrors;
   const tick = (): void => {
+    try {
+      publishFigures();
+    } catch (err) {
+      // A tick runs outside any request: whatever the OS throws at it is logged (at most every 10 s), never fatal.
+      if (ctx.now() - loggedAt >= 10_000) {
+        loggedAt = ctx.now();
+        ctx.log.error({ err }, '$SYS tick failed; the figures are published again next tick');
+      }
+    }
+    if (ctx.metrics.readErrors !== readErrors && ctx.now() - loggedAt >= 10_000) {
+      loggedAt = ctx.now();
+      readErrors = ctx.metrics.readErrors;
+      const e = ctx.metrics.lastReadError;
+      ctx.log.warn({ metric: e?.name, err: e?.err, readErrors }, 'a broker figure could not be read (e.g. out of file descriptors); the last value stands');
+    }
+  };
+  const publishFigures = (): void => {
     for (const f of FIGURES) {
       const v = ctx.metrics.value(f.metric);
       if (v === undefined || last.get(f.topic) === v) continue; // unchanged figures are not re-sent

@@ -26,4 +26,9 @@ export interface Connection {
   close(code: number, reason: string): void;
   /** Remote address as text, for logs and per-IP limits. */
   readonly remoteAddress: string;
+  /**
+   * The protocol's handshake completed (MQTT CONNECT accepted): the transport stops counting the
+   * connection as pending (transport/admission.ts). Absent where the upgrade already settled it.
+   */
+  established?(): void;
 }

@@ -9,21 +9,35 @@
  *   if the peer does not read; onClose runs once, on the socket's 'close'.
  * Socket errors (ECONNRESET...) are expected on a device network: they end the
  * connection and are logged at debug level only by the caller's protocol.
+ * Every accepted socket passes `admission` first (transport/admission.ts): past the
+ * descriptor budget or the pending caps it is destroyed before anything is read; it
+ * counts as pending until the protocol calls `established` (MQTT CONNECT accepted).
+ * A failed accept (EMFILE...) is an 'error' on the server: counted, never thrown.
  */
 import { createServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { addressKey } from '../auth/abuse.js';
 import { SendResult, type Connection } from '../session/connection.js';
 import type { ProtocolHandler } from '../session/handler.js';
+import type { Admission, PendingEntry } from './admission.js';
 
 /** How long a closing socket may take to flush before it is destroyed. */
 const CLOSE_FLUSH_MS = 2000;
 
 class TcpConnection implements Connection {
   closing = false;
+  /** Until the protocol's handshake completes (admission.ts). */
+  pending = true;
   readonly remoteAddress: string;
 
-  constructor(private readonly socket: Socket) {
+  constructor(private readonly socket: Socket, private readonly admission: Admission | undefined, readonly entry: PendingEntry | undefined) {
     this.remoteAddress = socket.remoteAddress ?? ''; // the IP alone, like the WebSocket transport: per-IP limits key on it
+  }
+
+  established(): void {
+    if (!this.pending) return;
+    this.pending = false;
+    this.admission?.established(this.entry);
   }
 
   send(bytes: Uint8Array): SendResult {
@@ -73,15 +87,25 @@ export interface TcpTls {
   key: Buffer;
 }
 
-export function listenTcp(protocol: ProtocolHandler, host: string, port: number, tls?: TcpTls): Promise<TcpListener> {
+export function listenTcp(protocol: ProtocolHandler, host: string, port: number, tls?: TcpTls, admission?: Admission): Promise<TcpListener> {
   const sockets = new Set<Socket>();
   // TCP keepalive reaps dead peers of clients that asked for MQTT keepalive 0 (allowed in 3.1.1).
   const socketOptions = { noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 };
   // With TLS the callback runs per handshaken socket ('secureConnection'); a failed handshake never reaches the protocol.
   const server = tls ? createTlsServer({ ...socketOptions, ...tls }, onSocket) : createServer(socketOptions, onSocket);
   function onSocket(socket: Socket): void {
+    let entry: PendingEntry | undefined;
+    if (admission) {
+      const admitted = admission.accept(addressKey(socket.remoteAddress ?? '', false), true);
+      if ('refusal' in admitted) {
+        socket.on('error', () => {}); // a reset while it goes is expected
+        socket.destroy();
+        return;
+      }
+      entry = admitted.entry;
+    }
     sockets.add(socket);
-    const conn = new TcpConnection(socket);
+    const conn = new TcpConnection(socket, admission, entry);
     const handler = protocol.open(conn);
     socket.on('data', (chunk: Buffer) => handler.onMessage(chunk));
     socket.on('drain', () => handler.onDrain());
@@ -94,6 +118,7 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number,
     });
     socket.on('close', (hadError) => {
       sockets.delete(socket);
+      admission?.closed(conn.entry, conn.pending);
       handler.onClose(hadError ? 1006 : 1000, hadError ? 'socket error' : 'socket closed', false);
     });
   }
@@ -105,6 +130,9 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number,
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);
+      // Out of descriptors, accept fails (libuv closes the peer with its reserve descriptor) and the
+      // server emits 'error': without this listener that would be an uncaught exception.
+      server.on('error', () => admission?.acceptFailed());
       const address = server.address();
       resolve({
         port: typeof address === 'object' && address ? address.port : port,

@@ -18,6 +18,7 @@ import { allowedMethods, errorReply, healthz, metrics, publish, STATUS_TEXT, una
 import { loadStatic } from '../http/static.js';
 import { SendResult, type Connection } from '../session/connection.js';
 import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
+import type { Admission } from './admission.js';
 
 /**
  * uWS copies these onto the WebSocket object itself, each a slot of its property array: one
@@ -75,6 +76,8 @@ export interface HttpServerOptions {
   ready(): boolean;
   /** True while the node drains (session/drain.ts): new WebSockets get 503, /healthz says "draining". */
   draining?(): boolean;
+  /** Descriptor budget and half-open caps (transport/admission.ts); every accepted socket passes it. */
+  admission?: Admission;
 }
 
 export interface HttpServer {
@@ -114,6 +117,32 @@ function upgradeToken(offered: string, authorization: string): string | undefine
   return bearerToken(authorization);
 }
 
+/**
+ * Why a request's framing is ambiguous (RFC 9112 §6.1, §6.3), or undefined: Content-Length given
+ * twice with differing values, a Transfer-Encoding other than exactly `chunked` (unknown codings,
+ * `chunked` applied twice or not last), or both headers. A proxy in front may read such a request
+ * differently from uWebSockets.js, which uses the first Content-Length (request smuggling).
+ */
+function framingProblem(req: uWS.HttpRequest): string | undefined {
+  let contentLength: string | undefined;
+  let transferEncoding: string | undefined;
+  let problem: string | undefined;
+  req.forEach((key, value) => {
+    if (key === 'content-length') {
+      if (contentLength !== undefined && contentLength !== value) problem = 'differing Content-Length headers';
+      contentLength = value;
+    } else if (key === 'transfer-encoding') {
+      transferEncoding = transferEncoding === undefined ? value : `${transferEncoding},${value}`;
+    }
+  });
+  if (problem !== undefined) return problem;
+  if (transferEncoding === undefined) return undefined;
+  if (contentLength !== undefined) return 'Content-Length with Transfer-Encoding';
+  const codings = transferEncoding.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '');
+  if (codings.length !== 1 || codings[0] !== 'chunked') return `Transfer-Encoding "${transferEncoding.slice(0, 64)}" (only chunked is accepted)`;
+  return undefined;
+}
+
 function bearerToken(authorization: string): string | undefined {
   const m = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization);
   return m ? m[1] : undefined;
@@ -121,21 +150,41 @@ function bearerToken(authorization: string): string | undefined {
 
 export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Promise<HttpServer> {
   const { config, log } = ctx;
+  const admission = options.admission;
 
-  // Room for the largest payload plus topic and framing. Larger messages get a close 1009 from us;
-  // uWS's own limit (twice that) is only a backstop, where it drops the connection without a close frame.
+  /**
+   * Ambiguous framing (framingProblem): the socket is closed at once, without an answer. A 400
+   * cannot be sent first: once a response is written, uWebSockets.js goes on parsing what
+   * followed in the same read — the smuggled request — and answers it (docs/SECURITY.md).
+   */
+  const refuseFraming = (res: uWS.HttpResponse, req: uWS.HttpRequest): boolean => {
+    const problem = framingProblem(req);
+    if (problem === undefined) return false;
+    ctx.counters.framingRefused++;
+    log.debug({ remote: remoteOf(res), problem }, 'request refused: ambiguous framing');
+    res.close();
+    return true;
+  };
+
+  // Room for the largest payload plus topic and framing. Larger messages get a close 1009 with a close
+  // frame from us. uWS reads a message whole before we see it, and past its own limit it drops the
+  // connection without a close frame (the client sees 1006, retryable): its limit is set at four times
+  // ours, so a client a little or a lot over the limit is told why, while one connection still cannot
+  // make the broker buffer more than about maxBufferedBytes of incoming message (docs/SECURITY.md).
   const frameLimit = config.maxPayloadBytes + config.maxTopicBytes + 1024;
+  const uwsMessageLimit = 4 * frameLimit;
   // `messageLimit` applies to native frames (one frame per message); MQTT over WebSocket may pack
   // several packets into one message and enforces its maximum packet size itself, with a reason code.
   const behavior = (subprotocol: string, protocol: ProtocolHandler, messageLimit: number): uWS.WebSocketBehavior<SocketData> => ({
     compression: uWS.DISABLED,
-    maxPayloadLength: 2 * frameLimit,
+    maxPayloadLength: uwsMessageLimit,
     // Our outbox applies the slow-consumer policy well below this; uWS's own limit is only a backstop.
     maxBackpressure: Math.max(64 * 1024 * 1024, config.maxBufferedBytes * 4 + config.snapshotWindowBytes),
     closeOnBackpressureLimit: 0,
     idleTimeout: config.idleTimeoutSec,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
+      if (refuseFraming(res, req)) return;
       const offered = req.getHeader('sec-websocket-protocol');
       const key = req.getHeader('sec-websocket-key');
       const version = req.getHeader('sec-websocket-version');
@@ -144,6 +193,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       const host = req.getHeader('host');
       const authorization = req.getHeader('authorization');
       const remote = remoteOf(res);
+      admission?.settleOldest(remote); // a request arrived: no longer a half-open socket of this address
       if (!offersSubprotocol(offered, subprotocol)) {
         // Entries may carry a token (PROTOCOL.md §1): log only their names.
         const names = offered.split(',').map((p) => (p.trim().startsWith('topicast.token.') ? 'topicast.token.<redacted>' : p.trim()));
@@ -160,6 +210,11 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
         ctx.counters.connectionsRefused++;
         return reply(res, errorReply(503, ErrorCode.goingAway, 'node draining: connect to another node'), { 'Retry-After': '1' });
       }
+      if (admission?.full) {
+        // Out of file descriptors (admission.ts): the connections held are served, new ones wait.
+        admission.refused('descriptors');
+        return reply(res, errorReply(503, ErrorCode.tooManyConnections, 'too many connections: out of file descriptors'), { 'Retry-After': '5' });
+      }
       if (ctx.openConnections() >= config.maxConnections) {
         ctx.counters.connectionsRefused++;
         return reply(res, errorReply(503, ErrorCode.tooManyConnections, 'too many connections'));
@@ -171,6 +226,8 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
         return reply(res, errorReply(429, ErrorCode.tooManyConnections, `too many connections from your address (${limited.refusal})`), { 'Retry-After': String(Math.ceil(limited.retryAfterMs / 1000)) });
       }
       void version;
+      // Leaves uWS's HTTP context: no filter close follows for it; the WebSocket close releases its descriptor.
+      admission?.established(undefined);
       if (protocol !== options.native || !ctx.auth.configured) {
         res.upgrade<SocketData>({ conn: new UwsConnection(remote) }, key, subprotocol, extensions, context);
         return;
@@ -238,6 +295,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     close: (ws, code, message) => {
       const conn = ws.getUserData().conn;
       conn.closed = true;
+      admission?.closed(undefined, false);
       ctx.auth.guard.closed(conn.remoteAddress);
       const clean = !conn.closedByServer && (code === 1000 || code === 1001);
       conn.handler?.onClose(code, textDecoder.decode(message), clean);
@@ -251,6 +309,8 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     res.onAborted(() => {
       state.aborted = true;
     });
+    if (refuseFraming(res, req)) return;
+    if (admission) admission.settleOldest(remoteOf(res));
     const method = req.getCaseSensitiveMethod().toUpperCase();
     const path = req.getUrl();
     const query = req.getQuery() ?? '';
@@ -292,8 +352,37 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     return serveStatic(res, state, options.staticRoot, path, method === 'HEAD');
   };
 
+  /**
+   * Every socket uWS accepts, before any byte of it is parsed (admission.ts): refused ones are
+   * closed at once. Count 1 is an accept, -1 the close of a socket still in the HTTP context
+   * (an upgraded one leaves it and is released by the WebSocket close). The address is only
+   * readable at the accept, so the per-IP entry is released by an abort handler set there,
+   * which uWS runs if the socket closes before its first request (a request replaces it).
+   */
+  let refusing = false;
+  const admit = (res: uWS.HttpResponse, count: Number): void => { // the bundled typings say Number
+    if (!admission) return;
+    if (Number(count) !== 1) {
+      if (!refusing) admission.closed(undefined, true);
+      return;
+    }
+    const admitted = admission.accept(remoteOf(res));
+    if ('refusal' in admitted) {
+      refusing = true;
+      try {
+        res.close();
+      } finally {
+        refusing = false;
+      }
+      return;
+    }
+    const entry = admitted.entry;
+    if (entry) res.onAborted(() => admission.release(entry));
+  };
+
   /** Registers every route on an app; with TLS a new app is built for each certificate reload. */
   const routes = (app: uWS.TemplatedApp): uWS.TemplatedApp => {
+    app.filter(admit);
     app.ws<SocketData>('/ws', behavior(SUBPROTOCOL, options.native, frameLimit));
     if (options.mqtt) app.ws<SocketData>('/mqtt', behavior('mqtt', options.mqtt, Infinity));
     return app.any('/*', onRequest);

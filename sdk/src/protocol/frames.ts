@@ -193,6 +193,13 @@ function flags(v: Value | undefined): number {
   return v;
 }
 
+/** PUBLISH knows only *retain*; every other bit is reserved and must be 0 (PROTOCOL.md §3.3). */
+function publishFlags(v: Value | undefined): number {
+  const f = flags(v);
+  if ((f & ~Flag.retain) !== 0) fail(`publish flags ${f}: reserved bits must be 0`);
+  return f;
+}
+
 function strings(v: Value | undefined, what: string): string[] {
   if (!Array.isArray(v) || v.length === 0) fail(`${what} must be a non-empty array of strings`);
   for (const s of v) if (typeof s !== 'string') fail(`${what} must be a non-empty array of strings`);
@@ -245,7 +252,7 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
       return { op: Op.unsubscribe, id: id(a[1]), filters: strings(a[2], 'filters') };
     case Op.publish: {
       arity(a, 5, 6); // PROTOCOL.md §8.1: the content type is the optional sixth element
-      const frame: ClientFrame = { op: Op.publish, id: id(a[1]), topic: str(a[2], 'topic'), payload: bin(a[3], 'payload'), flags: flags(a[4]) };
+      const frame: ClientFrame = { op: Op.publish, id: id(a[1]), topic: str(a[2], 'topic'), payload: bin(a[3], 'payload'), flags: publishFlags(a[4]) };
       const contentType = contentTypeFromWire(a[5]);
       if (contentType !== undefined) frame.contentType = contentType;
       return frame;

@@ -35,7 +35,7 @@ export interface MqttProtocol extends ProtocolHandler {
 export interface MqttOptions {
   /** Replaces the permissive authentication hook. */
   authenticate?: Authenticate;
-  /** Time allowed from the TCP/WebSocket open to an authenticated CONNECT; 10 s suits slow device links. */
+  /** Time allowed from the TCP/WebSocket open to an authenticated CONNECT; default `connectTimeoutMs` of the configuration. */
   connectTimeoutMs?: number;
   /** Period of the keepalive and CONNECT-deadline check; 500 ms keeps the 1.5× rule within half a second. */
   timerIntervalMs?: number;
@@ -44,7 +44,7 @@ export interface MqttOptions {
 }
 
 export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}): MqttProtocol {
-  const server = new MqttServer(ctx, options.authenticate ?? permissive, options.connectTimeoutMs, options.sessionStore);
+  const server = new MqttServer(ctx, options.authenticate ?? permissive, options.connectTimeoutMs ?? ctx.config.connectTimeoutMs, options.sessionStore);
   ctx.counters.open.mqtt = 0;
   registerMetrics(ctx, server);
   const store = options.sessionStore;

@@ -200,6 +200,7 @@ function accept(
   }
   c.session = session;
   c.state = 'connected';
+  c.conn.established?.(); // no longer a half-open connection (transport/admission.ts)
   session.attach(c, will);
   session.applyPermissions(permissions);
   session.persist(server.sessionStore); // --data: a session with expiry > 0 survives a restart (persist.ts)
