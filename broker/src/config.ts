@@ -43,6 +43,7 @@ export const BROKER_SETTINGS = [
   { key: 'maxConflatedTopics', type: 'int', default: 10_000, min: 1, max: 10_000_000, doc: 'distinct topics kept per connection while conflating; beyond it new topics are dropped and counted' },
   { key: 'snapshotWindowBytes', type: 'int', default: 256 * 1024, min: 1024, max: 1024 * 1024 * 1024, doc: 'a retained snapshot is written only while the socket buffers less than this: paced, never dropped' },
   { key: 'maxRetainedTopics', type: 'int', default: 1_000_000, min: 0, max: 100_000_000, doc: 'retained topics kept; beyond it new retained topics are refused (existing ones still update)' },
+  { key: 'maxRetainedBytes', type: 'int', default: 1024 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER, doc: 'payload bytes of all retained values, held in memory (and on disk with --data); beyond it new or larger retained values are refused (store full). 1 GiB holds a million 1 KiB readings, where maxRetainedTopics × maxPayloadBytes alone would allow 256 GiB' },
   { key: 'idleTimeoutSec', type: 'int', default: 120, min: 0, max: 960, doc: 'a WebSocket silent this long is closed; the broker pings before it, so only dead peers go (multiple of 4, or 0)' },
   { key: 'sysIntervalSec', type: 'int', default: 5, min: 0, max: 3600, doc: 'how often $SYS/broker/... topics are refreshed (0 = never)' },
   { key: 'shutdownTimeoutMs', type: 'int', default: 5000, min: 0, max: 600_000, doc: 'graceful shutdown bound: after it the process exits even if clients linger' },

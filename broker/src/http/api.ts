@@ -104,7 +104,7 @@ export function publish(ctx: BrokerContext, path: string, query: string, body: U
   const params = new URLSearchParams(query);
   const r = params.get('retain');
   const retain = r === '1' || r === 'true';
-  const full = retain ? retainedFull(ctx.router.retained, topic, body.length, ctx.config.maxRetainedTopics) : undefined;
+  const full = retain ? retainedFull(ctx.router.retained, topic, body.length, ctx.config) : undefined;
   if (full !== undefined) return errorReply(503, ErrorCode.unavailable, full);
   const properties = contentType === undefined ? undefined : { contentType };
   const { deliveries, durable } = ctx.router.publish(createMessage(topic, body, retain, undefined, 0, properties), true);

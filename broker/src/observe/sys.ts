@@ -29,6 +29,7 @@ export function registerCoreMetrics(ctx: BrokerContext): void {
   m.register('topicast_bytes_sent_total', 'counter', 'Bytes written to connections', () => o.bytesSent);
   m.register('topicast_dropped_total', 'counter', 'Deliveries dropped by the slow-consumer policy', () => o.dropped);
   m.register('topicast_conflated_total', 'counter', 'Deliveries replaced by a newer one on the same topic while a connection was backed up', () => o.conflated);
+  m.register('topicast_conflated_bytes', 'gauge', 'Bytes of latest values held for backed-up connections by the conflate policy (at most maxBufferedBytes each)', () => o.conflatedBytes);
   m.register('topicast_slow_consumer_disconnects_total', 'counter', 'Connections closed by the disconnect policy', () => o.slowConsumerDisconnects);
   m.register('topicast_rate_limited_total', 'counter', 'Publishes refused by the per-connection rate limit', () => c.rateLimited);
   m.register('topicast_malformed_total', 'counter', 'Malformed frames or packets received', () => c.malformed);

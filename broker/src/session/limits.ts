@@ -67,11 +67,22 @@ export function isBrokerTopic(topic: string): boolean {
   return topic === '$SYS' || topic.startsWith('$SYS/');
 }
 
+/** The bounds of the retained store (configuration). */
+export interface RetainedLimits {
+  maxRetainedTopics: number;
+  maxRetainedBytes: number;
+}
+
 /**
- * Why a retained publish cannot be stored (`maxRetainedTopics` reached for a new topic), or
- * undefined when it can: existing topics still update, and empty payloads (deletions) always pass.
+ * Why a retained publish cannot be stored, or undefined when it can: `maxRetainedTopics` reached
+ * for a new topic, or `maxRetainedBytes` of payload exceeded by the new value (an update counts
+ * what it adds over the value it replaces, so shrinking or equal-sized updates always pass).
+ * Empty payloads (deletions) always pass. Every protocol answers it as "store full".
  */
-export function retainedFull(store: RetainedStore, topic: string, payloadBytes: number, maxRetainedTopics: number): string | undefined {
-  if (payloadBytes === 0 || store.size < maxRetainedTopics || store.get(topic) !== undefined) return undefined;
-  return `retained store is full (maxRetainedTopics ${maxRetainedTopics})`;
+export function retainedFull(store: RetainedStore, topic: string, payloadBytes: number, limits: RetainedLimits): string | undefined {
+  if (payloadBytes === 0) return undefined;
+  const old = store.get(topic);
+  if (old === undefined && store.size >= limits.maxRetainedTopics) return `retained store is full (maxRetainedTopics ${limits.maxRetainedTopics})`;
+  if (store.bytes - (old?.payload.length ?? 0) + payloadBytes > limits.maxRetainedBytes) return `retained store is full (maxRetainedBytes ${limits.maxRetainedBytes})`;
+  return undefined;
 }

@@ -8,6 +8,12 @@
  *   (queued here + buffered in the transport) exceed `maxBufferedBytes`:
  *   `drop` drops the newest deliveries, `conflate` keeps only the latest per topic
  *   until the connection drains, `disconnect` closes it with "slow consumer".
+ * - `conflate` is held to the same byte bound: the latest values it keeps total at
+ *   most `maxBufferedBytes`. A newer value of a topic replaces the older one (the
+ *   superseded value goes first); past the bound the least recently updated topics
+ *   are dropped, oldest first, as `drop` would (counted as dropped), and a value
+ *   larger than the whole bound is dropped itself. Kept values are written while the
+ *   transport holds less than `maxBufferedBytes`, the rest on drain.
  *   Every outcome is counted in `OutboxStats`.
  * - Control frames (acks, errors, pongs) are never dropped by the policy; if a
  *   peer lets even those pile up past twice the limit it is disconnected.
@@ -16,9 +22,9 @@
  *   paced, never dropped, never ballooning memory; live deliveries queued behind
  *   it keep their order (retained first, then live).
  *
- * Memory bound per connection: maxBufferedBytes of live data (+ one conflated
- * entry per distinct topic while backed up, capped by maxConflatedTopics) and
- * the snapshot's message references.
+ * Memory bound per connection: maxBufferedBytes of live data, plus while
+ * conflating at most maxBufferedBytes of latest values (in at most
+ * maxConflatedTopics entries), plus the snapshot's message references.
  */
 import { CloseCode } from 'topicast/protocol';
 import { SendResult, type Connection } from './connection.js';
@@ -42,10 +48,12 @@ export interface OutboxStats {
   dropped: number;
   conflated: number;
   slowConsumerDisconnects: number;
+  /** Bytes held by conflating outboxes right now (a gauge: each at most maxBufferedBytes). */
+  conflatedBytes: number;
 }
 
 export function createOutboxStats(): OutboxStats {
-  return { framesSent: 0, bytesSent: 0, dropped: 0, conflated: 0, slowConsumerDisconnects: 0 };
+  return { framesSent: 0, bytesSent: 0, dropped: 0, conflated: 0, slowConsumerDisconnects: 0, conflatedBytes: 0 };
 }
 
 /** A paced stream of frames, e.g. a retained snapshot. `next` returns undefined when done. */
@@ -112,6 +120,8 @@ export class Outbox {
   private head = 0;
   private queuedBytes = 0;
   private conflated: Map<string, Uint8Array> | undefined;
+  /** Bytes of the values in `conflated`. */
+  private conflatedBytes = 0;
   private closed = false;
   /**
    * Transport buffer as last read (after each flush). It only shrinks between
@@ -184,6 +194,8 @@ export class Outbox {
     this.head = 0;
     this.queuedBytes = 0;
     this.conflated = undefined;
+    this.stats.conflatedBytes -= this.conflatedBytes;
+    this.conflatedBytes = 0;
   }
 
   /** Writes what the transport will take, after pending history records (drain, near the limit, closing); the per-tick path is the Flusher's `send`. */
@@ -246,14 +258,23 @@ export class Outbox {
     if (!this.keepItems) this.items = NO_ITEMS;
     else if (this.items !== NO_ITEMS) this.items.length = 0;
     this.head = 0;
-    if (this.conflated && conn.bufferedBytes() < this.limits.maxBufferedBytes) {
-      const pending = this.conflated;
-      this.conflated = undefined;
-      for (const bytes of pending.values()) {
-        conn.send(bytes);
+    const pending = this.conflated;
+    if (pending) {
+      // Oldest update first, while the transport takes them; the rest waits for the next drain.
+      const limit = this.limits.maxBufferedBytes;
+      for (const [topic, bytes] of pending) {
+        if (conn.bufferedBytes() >= limit) break;
+        pending.delete(topic);
+        this.conflatedBytes -= bytes.length;
+        stats.conflatedBytes -= bytes.length;
+        if (conn.send(bytes) === SendResult.dropped) {
+          stats.dropped++;
+          continue;
+        }
         stats.framesSent++;
         stats.bytesSent += bytes.length;
       }
+      if (pending.size === 0) this.conflated = undefined;
     }
   }
 
@@ -273,22 +294,44 @@ export class Outbox {
       case 'drop':
         this.stats.dropped++;
         return;
-      case 'conflate': {
-        const map = (this.conflated ??= new Map());
-        if (map.has(topic)) {
-          map.delete(topic); // re-insert so flush order follows the latest update
-          this.stats.conflated++;
-        } else if (map.size >= this.limits.maxConflatedTopics) {
-          this.stats.dropped++;
-          return;
-        }
-        map.set(topic, bytes);
+      case 'conflate':
+        this.conflate(bytes, topic);
         return;
-      }
       case 'disconnect':
         this.disconnectSlow();
         return;
     }
+  }
+
+  /** Keeps `bytes` as the latest value of `topic`, within maxConflatedTopics and maxBufferedBytes. */
+  private conflate(bytes: Uint8Array, topic: string): void {
+    const { stats, limits } = this;
+    const map = (this.conflated ??= new Map());
+    const superseded = map.get(topic);
+    if (superseded !== undefined) {
+      map.delete(topic); // re-insert so flush order follows the latest update
+      this.conflatedBytes -= superseded.length;
+      stats.conflatedBytes -= superseded.length;
+      stats.conflated++;
+    } else if (map.size >= limits.maxConflatedTopics) {
+      stats.dropped++;
+      return;
+    }
+    if (bytes.length > limits.maxBufferedBytes) {
+      stats.dropped++; // alone larger than the bound: what drop does
+      return;
+    }
+    // Past the byte bound the least recently updated topics go, oldest first.
+    for (const [oldest, old] of map) {
+      if (this.conflatedBytes + bytes.length <= limits.maxBufferedBytes) break;
+      map.delete(oldest);
+      this.conflatedBytes -= old.length;
+      stats.conflatedBytes -= old.length;
+      stats.dropped++;
+    }
+    map.set(topic, bytes);
+    this.conflatedBytes += bytes.length;
+    stats.conflatedBytes += bytes.length;
   }
 
   private disconnectSlow(): void {

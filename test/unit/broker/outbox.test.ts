@@ -158,3 +158,42 @@ test('conflate: a connection backed up before anything was queued flushes its ma
   assert.deepEqual(conn.sent, ['v2']);
   assert.equal(stats.conflated, 1);
 });
+
+test('conflate is held to maxBufferedBytes: past it the least recently updated topics go first, counted as dropped', () => {
+  const { outbox, conn, stats } = setup({ policy: 'conflate' });
+  conn.buffered = 50; // backed up
+  outbox.pendingBytes();
+  outbox.pushData(b('a1xx'), 'a');
+  outbox.pushData(b('b1xx'), 'b');
+  outbox.pushData(b('a2xx'), 'a'); // supersedes a1: a is now the most recent
+  assert.equal(stats.conflatedBytes, 8);
+  outbox.pushData(b('c1xx'), 'c'); // 12 > 10: b (least recently updated) goes
+  assert.equal(stats.dropped, 1);
+  assert.equal(stats.conflatedBytes, 8);
+  outbox.pushData(b('this value alone is over the bound'), 'd');
+  assert.equal(stats.dropped, 2);
+  conn.drain();
+  outbox.flush();
+  assert.deepEqual(conn.sent, ['a2xx', 'c1xx']);
+  assert.equal(stats.conflatedBytes, 0);
+});
+
+test('conflate: kept values are written while the transport holds less than maxBufferedBytes, the rest on the next drain', () => {
+  const { outbox, conn, stats } = setup({ policy: 'conflate' });
+  conn.buffered = 50;
+  outbox.pendingBytes();
+  outbox.pushData(b('a1xx'), 'a');
+  outbox.pushData(b('b1xx'), 'b');
+  conn.buffered = 7; // drained partly
+  outbox.flush();
+  assert.deepEqual(conn.sent, ['a1xx'], 'one value reaches the limit');
+  assert.equal(stats.conflatedBytes, 4);
+  outbox.pushData(b('b2xx'), 'b'); // still conflating: nothing older may follow it
+  conn.drain();
+  outbox.flush();
+  assert.deepEqual(conn.sent, ['a1xx', 'b2xx']);
+  assert.equal(stats.conflatedBytes, 0);
+  outbox.pushData(b('c'), 'c'); // map empty: live again
+  outbox.flush();
+  assert.deepEqual(conn.sent, ['a1xx', 'b2xx', 'c']);
+});

@@ -378,7 +378,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       return;
     }
     const retain = (frame.flags & Flag.retain) !== 0;
-    const full = retain ? retainedFull(ctx.router.retained, frame.topic, frame.payload.length, ctx.config.maxRetainedTopics) : undefined;
+    const full = retain ? retainedFull(ctx.router.retained, frame.topic, frame.payload.length, ctx.config) : undefined;
     if (full !== undefined) return this.error(frame.id, ErrorCode.unavailable, full);
     // The content type travels as MQTT 5's property (core/message.ts), so every store and bus keeps it.
     const properties = frame.contentType === undefined ? undefined : { contentType: frame.contentType };

@@ -139,7 +139,7 @@ export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
     if (qos === 0) return c.disconnect(Reason.payloadFormatInvalid, 'payload is not UTF-8');
     return acknowledge(c, qos, id, Reason.payloadFormatInvalid, 'payload is not UTF-8');
   }
-  const full = p.retain ? retainedFull(ctx.router.retained, topic, payload.length, config.maxRetainedTopics) : undefined;
+  const full = p.retain ? retainedFull(ctx.router.retained, topic, payload.length, config) : undefined;
   if (full !== undefined) return acknowledge(c, qos, id, Reason.quotaExceeded, full);
 
   let properties: MessageProperties | undefined;
