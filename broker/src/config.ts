@@ -39,7 +39,7 @@ export const BROKER_SETTINGS = [
   { key: 'maxPublishesPerSec', type: 'int', default: 10_000, min: 0, max: 100_000_000, doc: 'per-connection sustained publish rate (0 = unlimited); a device sends a few per second, a gateway thousands' },
   { key: 'publishBurst', type: 'int', default: 20_000, min: 1, max: 100_000_000, doc: 'publishes a connection may send at once above the sustained rate (token bucket depth)' },
   { key: 'maxBufferedBytes', type: 'int', default: 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, doc: 'bytes waiting for one connection before the slow-consumer policy applies; seconds of sensor traffic' },
-  { key: 'slowConsumerPolicy', type: 'enum', default: 'conflate', values: SLOW_CONSUMER_POLICIES, doc: 'drop (newest), conflate (latest per topic until drained) or disconnect; conflate suits live readings' },
+  { key: 'slowConsumerPolicy', type: 'enum', default: 'conflate', values: SLOW_CONSUMER_POLICIES, doc: 'drop (newest), conflate (latest per topic until drained, at most maxBufferedBytes of them: past it the least recently updated go) or disconnect; conflate suits live readings' },
   { key: 'maxConflatedTopics', type: 'int', default: 10_000, min: 1, max: 10_000_000, doc: 'distinct topics kept per connection while conflating; beyond it new topics are dropped and counted' },
   { key: 'snapshotWindowBytes', type: 'int', default: 256 * 1024, min: 1024, max: 1024 * 1024 * 1024, doc: 'a retained snapshot is written only while the socket buffers less than this: paced, never dropped' },
   { key: 'maxRetainedTopics', type: 'int', default: 1_000_000, min: 0, max: 100_000_000, doc: 'retained topics kept; beyond it new retained topics are refused (existing ones still update)' },
