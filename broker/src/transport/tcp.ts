@@ -24,20 +24,26 @@ import type { Admission, PendingEntry } from './admission.js';
 /** How long a closing socket may take to flush before it is destroyed. */
 const CLOSE_FLUSH_MS = 2000;
 
+/** A socket's place in the admission counts (admission.ts), from its TCP accept to its close. */
+interface Admitted {
+  entry: PendingEntry | undefined;
+  /** Until the protocol's handshake completes. */
+  pending: boolean;
+}
+
 class TcpConnection implements Connection {
   closing = false;
-  /** Until the protocol's handshake completes (admission.ts). */
-  pending = true;
   readonly remoteAddress: string;
 
-  constructor(private readonly socket: Socket, private readonly admission: Admission | undefined, readonly entry: PendingEntry | undefined) {
+  constructor(private readonly socket: Socket, private readonly admission: Admission | undefined, private readonly admitted: Admitted | undefined) {
     this.remoteAddress = socket.remoteAddress ?? ''; // the IP alone, like the WebSocket transport: per-IP limits key on it
   }
 
   established(): void {
-    if (!this.pending) return;
-    this.pending = false;
-    this.admission?.established(this.entry);
+    const a = this.admitted;
+    if (a === undefined || !a.pending) return;
+    a.pending = false;
+    this.admission?.established(a.entry);
   }
 
   send(bytes: Uint8Array): SendResult {
@@ -93,19 +99,33 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number,
   const socketOptions = { noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 };
   // With TLS the callback runs per handshaken socket ('secureConnection'); a failed handshake never reaches the protocol.
   const server = tls ? createTlsServer({ ...socketOptions, ...tls }, onSocket) : createServer(socketOptions, onSocket);
-  function onSocket(socket: Socket): void {
-    let entry: PendingEntry | undefined;
-    if (admission) {
-      const admitted = admission.accept(addressKey(socket.remoteAddress ?? '', false), true);
+  // Admission at the TCP accept, before the protocol's own listener and before a TLS handshake (a
+  // handshake that never completes is a half-open connection too). The TLS socket handed to
+  // onSocket later is found by its remote address and port.
+  const admittedSockets = new Map<string, Admitted>();
+  const socketKey = (socket: Socket): string => `${socket.remoteAddress ?? ''}|${socket.remotePort ?? ''}`;
+  if (admission) {
+    server.prependListener('connection', (raw: Socket) => {
+      const admitted = admission.accept(addressKey(raw.remoteAddress ?? '', false), true);
+      raw.on('error', () => {}); // a reset while it goes is expected; the protocol's socket has its own
       if ('refusal' in admitted) {
-        socket.on('error', () => {}); // a reset while it goes is expected
-        socket.destroy();
+        raw.destroy();
         return;
       }
-      entry = admitted.entry;
-    }
+      const state: Admitted = { entry: admitted.entry, pending: true };
+      const key = socketKey(raw);
+      admittedSockets.set(key, state);
+      raw.once('close', () => {
+        if (admittedSockets.get(key) === state) admittedSockets.delete(key);
+        admission.closed(state.entry, state.pending);
+      });
+    });
+  }
+  function onSocket(socket: Socket): void {
+    if (socket.destroyed) return; // refused at accept
+    const admitted = admittedSockets.get(socketKey(socket));
     sockets.add(socket);
-    const conn = new TcpConnection(socket, admission, entry);
+    const conn = new TcpConnection(socket, admission, admitted);
     const handler = protocol.open(conn);
     socket.on('data', (chunk: Buffer) => handler.onMessage(chunk));
     socket.on('drain', () => handler.onDrain());
@@ -118,7 +138,6 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number,
     });
     socket.on('close', (hadError) => {
       sockets.delete(socket);
-      admission?.closed(conn.entry, conn.pending);
       handler.onClose(hadError ? 1006 : 1000, hadError ? 'socket error' : 'socket closed', false);
     });
   }
