@@ -483,6 +483,10 @@ class NatsBusImpl implements Bus {
       await nc.flush();
       this.jetStreamReady = true;
       if (this.willsDirty) await this.resyncWills();
+      // A resync that met an unavailable JetStream marked the bus degraded and scheduled the retry:
+      // reporting `up` now would be a lie the outage buffer trusts (a retained write refused as
+      // unavailable under `up` waits for an `up` event that, already up, never comes).
+      if (!this.jetStreamReady) return;
       if (nc.isClosed() || this.closing || this._state === 'down') return;
       this.setState('up', 'connected, JetStream ready');
     } catch (err) {

@@ -13,7 +13,11 @@
  *   while the bus is `degraded` (connected, retained store unavailable, e.g. JetStream electing
  *   a leader after a server loss), while live messages cross.
  * On `up`, the buffer is replayed in order, synchronously, before any later publish reaches the
- * bus, so order per topic holds across the outage.
+ * bus, so order per topic holds across the outage. A message held while the bus would take it
+ * (it failed as unavailable while the state stayed `up`, e.g. a JetStream 503 while a group
+ * settles, or the `up` event that replays the buffer went by before it was held) has no state
+ * change coming to replay it: the buffer is retried after HELD_RETRY_MS instead, until it goes
+ * or its wait bound refuses it.
  *
  * Invariants: every buffered acknowledged publish is answered exactly once (accepted on replay,
  * refused on overflow, or failed on close); the buffer never exceeds its bounds.
@@ -22,6 +26,12 @@
  * batch of unacknowledged live ones when the bus answers a batch with one promise.
  */
 import { BusUnavailableError, type Bus, type BusMessage } from '../core/bus.js';
+
+/**
+ * Retry of a buffer held while the bus says it would take it: a JetStream hiccup (a 503 while a
+ * stream group elects a leader) passes within a few hundred ms, and a failing retry costs one request.
+ */
+const HELD_RETRY_MS = 250;
 
 /** A publish the cluster cannot take now; the message carries the retry hint for the client. */
 export class BusRefusedError extends Error {
@@ -77,6 +87,8 @@ export class BusOutbound {
   private liveHeld = 0;
   /** Refuses acknowledged publishes that waited `maxWaitMs`; runs only while something waits. */
   private sweeper: NodeJS.Timeout | undefined;
+  /** Replays a buffer held while the bus would take it (HELD_RETRY_MS). */
+  private retryTimer: NodeJS.Timeout | undefined;
 
   /**
    * @param onRetainedSeq told the seq the bus gave each of this node's retained writes (the mirror's merge)
@@ -198,6 +210,8 @@ export class BusOutbound {
   private take(): Waiting[] {
     clearInterval(this.sweeper);
     this.sweeper = undefined;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     const queue = this.queue;
     this.queue = [];
     this.retainedWaiting.clear();
@@ -214,6 +228,17 @@ export class BusOutbound {
     this.count++;
     this.bytes += w.message.payload.length;
     if (w.waiters.length > 0) this.armSweeper();
+  }
+
+  /** No state change will replay what was just held (the bus would take it): retry the buffer soon. */
+  private retryHeld(): void {
+    if (this.retryTimer !== undefined) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      const state = this.bus.state;
+      if (this.queue.length > 0 && (state === 'up' || (state === 'degraded' && this.liveHeld > 0))) this.replay();
+    }, HELD_RETRY_MS);
+    this.retryTimer.unref();
   }
 
   private armSweeper(): void {
@@ -257,6 +282,8 @@ export class BusOutbound {
     this.count++;
     this.bytes += size;
     this.stats.buffered++;
+    const state = this.bus.state;
+    if (state === 'up' || (state === 'degraded' && !message.retain)) this.retryHeld();
     if (!acknowledged) return undefined;
     this.armSweeper();
     return new Promise<void>((resolve, reject) => w.waiters.push({ resolve, reject, sinceMs: Date.now() }));

@@ -417,6 +417,38 @@ test('outage: an acknowledged publish that waited busBufferWaitMs is refused and
   assert.deepEqual(onB.got.map((m) => m.topic), ['w/kept'], 'the refused plain publish is not sent as well');
 });
 
+test('a retained write the bus fails as unavailable while it stays up is retried, not stranded until busBufferWaitMs', async () => {
+  // The cluster test's flake: every node's bus reported up, then a device's retained QoS 1 publish
+  // met a JetStream 503 (a group settling); held with no state change to come, it waited 30 s and
+  // was refused with 0x97. The same when the `up` event that replays the buffer ran before the hold.
+  const { nodes: [a, b] } = await cluster(2, { maxWaitMs: 5000 });
+  const onB = b!.sub('flap/#');
+  await settle();
+  const bus = a!.bridge.bus;
+  const publish = bus.publish.bind(bus);
+  let failures = 2;
+  bus.publish = (m) => (m.retain && failures-- > 0 ? Promise.reject(new BusUnavailableError('bus: retained store failed: 503')) : publish(m));
+  const alive = setTimeout(() => {}, 6000); // the sweeper and the retry are unref'd (a broker's sockets keep its loop alive)
+  // Nothing else is published on this node meanwhile: no later publish replays the buffer either.
+  const acked = a!.router.publish(createMessage('flap/status', text('online'), true), true).durable as Promise<void>;
+  try {
+    await acked;
+    // An unacknowledged retained write (no sweeper runs for it) is retried the same way.
+    failures = 1;
+    a!.router.publish(createMessage('flap/unacked', text('kept'), true));
+    for (let i = 0; i < 100 && onB.payloads('flap/unacked').length === 0; i++) await sleep(50);
+  } finally {
+    clearTimeout(alive);
+  }
+  assert.equal(bus.state, 'up', 'the bus never left up');
+  await settle();
+  assert.deepEqual(onB.payloads('flap/status'), ['online']);
+  assert.deepEqual(onB.payloads('flap/unacked'), ['kept']);
+  const o = a!.bridge.outbound.stats;
+  assert.equal(o.refused, 0);
+  assert.equal(o.replayed, 3, 'two retries of the first, one of the second');
+});
+
 test('a slow snapshot: the subscription stops waiting after busSnapshotTimeoutMs and gets the values live when it lands', async () => {
   const { nodes: [a, b] } = await cluster(2, { snapshotTimeoutMs: 50 });
   a!.router.publish(createMessage('slow/1', text('v'), true));
