@@ -141,7 +141,7 @@ export interface PublishOptions {
 export interface RequestOptions {
   /** Longest wait for the answer; the promise then rejects with a `RequestError` of code `ClientErrorCode.timeout` (default 10 000). */
   timeoutMs?: number;
-  /** Codec of the request's value (default: the client's); the answer is decoded by its content type. */
+  /** Codec of the request's value (default: the client's); the answer is decoded by its content type (the `auto` rule). */
   codec?: CodecName | Codec;
 }
 
@@ -752,7 +752,8 @@ class TopicastClient {
   /** The one subscription every request's answer arrives on; made again after a refusal. */
   private replySubscription(): Promise<unknown> {
     if (this.replySub === undefined) {
-      const sub = this.subscribe(this.replyTopic, (value, meta) => this.onReply(value, meta), { retained: false });
+      // Answers are decoded by the content type they carry, whatever the client's codec ('raw' pages too).
+      const sub = this.subscribe(this.replyTopic, (value, meta) => this.onReply(value, meta), { retained: false, codec: this.build.codecs.auto ?? this.codec });
       this.replySub = sub;
       sub.catch(() => {
         if (this.replySub === sub) this.replySub = undefined;
