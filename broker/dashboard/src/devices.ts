@@ -149,6 +149,7 @@ export class DevicesView {
     if (parts.length < 3 || parts[0] !== 'devices' || !parts[1]) return undefined;
     const id = parts[1];
     const path = parts.slice(2).join('/');
+    if (parts[2] === 'set' && parts.length > 3) return undefined; // a command going down (actuators.ts), not a reading
     const card = this.card(id);
     let result: Reading | undefined;
     if (path === 'status') {

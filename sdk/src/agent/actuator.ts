@@ -298,12 +298,14 @@ class LongRunningProgram implements Program {
     let spawnError: Error | undefined;
     child.on('error', (err) => (spawnError = err));
     child.stdin!.on('error', () => {}); // its exit is reported by 'close'
-    child.stdout!.on('data', lines((line) => this.onLine(line), () => this.log.warn(`actuator ${name}: stdout line longer than ${MAX_LINE_BYTES} bytes dropped`)));
+    // A program stopped on purpose (timeout, stop) no longer speaks for this actuator: its late lines and its exit are ignored.
+    child.stdout!.on('data', lines((line) => this.child === child && this.onLine(line), () => this.log.warn(`actuator ${name}: stdout line longer than ${MAX_LINE_BYTES} bytes dropped`)));
     const stderr = capture(child.stderr);
     let done!: () => void;
     this.closed = new Promise<void>((resolve) => (done = resolve));
     child.on('close', (code, signal) => {
-      if (this.child === child) this.child = undefined;
+      if (this.child !== child) return done();
+      this.child = undefined;
       const why = spawnError ? `cannot start ${file}: ${spawnError.message}` : `exited with ${signal ?? `code ${code}`}${lastLine(stderr()) ? `: ${lastLine(stderr())}` : ''}`;
       this.log.warn(`actuator ${name}: program ${why}; it starts again with the next command`);
       this.answer({ ok: false, error: why });
@@ -335,6 +337,7 @@ class LongRunningProgram implements Program {
       const timer = setTimeout(() => {
         // A program that stopped answering is out of step with its commands: start afresh.
         this.answer({ ok: false, error: `no answer within ${timeoutMs / 1000} s` });
+        if (this.child === child) this.child = undefined;
         killGroup(child);
       }, timeoutMs);
       this.waiting = (outcome) => {
@@ -347,9 +350,11 @@ class LongRunningProgram implements Program {
 
   async stop(): Promise<void> {
     const child = this.child;
-    if (!child) return;
-    this.child = undefined;
-    killGroup(child);
+    if (child) {
+      this.child = undefined;
+      this.answer({ ok: false, error: `${this.config.name} is stopping` });
+      killGroup(child);
+    }
     await this.closed;
   }
 }
