@@ -742,8 +742,12 @@ class TopicastClient {
         clearTimeout(timer);
         reject(err);
       };
-      this.replySubscription().then(
-        () => this.publish(topic, value, { codec: options.codec, ack: true, responseTopic: this.replyTopic, correlationData }).catch(fail),
+      // No wait for the reply subscription's ACK: the broker takes a connection's frames in order, so it
+      // is in place before the request is routed. A refused request reports the publish's refusal
+      // (the command), else the subscription's (the answer could not come back).
+      const subscribed = this.replySubscription();
+      this.publish(topic, value, { codec: options.codec, ack: true, responseTopic: this.replyTopic, correlationData }).then(
+        () => subscribed.then(undefined, fail),
         fail,
       );
     });

@@ -17,12 +17,11 @@ import { spawnAgent } from '../unit/agent/spawn-agent.js';
 const dir = mkdtempSync(join(tmpdir(), 'topicast-actuators-auth-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** The permission example of the README's "Commands to devices" section. */
-export const COMMAND_TOKENS = {
+const COMMAND_TOKENS = {
   tokens: [
     { token: 'agent-secret', sub: 'pi-01', publish: ['devices/{sub}/#', 'replies/#'], subscribe: ['devices/{sub}/set/#'] },
     { token: 'operator-secret', sub: 'operator', publish: ['devices/+/set/#'], subscribe: ['devices/#', 'replies/{sub}/#'] },
-    { token: 'viewer-secret', sub: 'viewer', subscribe: ['devices/#', 'replies/{sub}/#'] },
+    { token: 'viewer-secret', sub: 'viewer', subscribe: ['devices/#'] },
   ],
 };
 
