@@ -318,14 +318,6 @@ interface PendingReply {
   timer: ReturnType<typeof setTimeout>;
 }
 
-function randomHex(bytes: number): string {
-  const b = new Uint8Array(bytes);
-  globalThis.crypto.getRandomValues(b);
-  let out = '';
-  for (const x of b) out += x.toString(16).padStart(2, '0');
-  return out;
-}
-
 function hexOf(bytes: Uint8Array): string {
   let out = '';
   for (const x of bytes) out += x.toString(16).padStart(2, '0');
@@ -385,7 +377,7 @@ class TopicastClient {
     this.queue = new OfflineQueue(options.queue);
     this.maxBufferedBytes = options.queue?.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
     this.will = null;
-    this.replyTopic = options.replyTopic ?? `replies/${randomHex(8)}`;
+    this.replyTopic = options.replyTopic ?? `replies/${hexOf(globalThis.crypto.getRandomValues(new Uint8Array(8)))}`;
     const replyProblem = topicProblem(this.replyTopic);
     if (replyProblem) throw new RequestError(ErrorCode.invalidTopic, `reply topic ${JSON.stringify(this.replyTopic)} ${replyProblem}`);
     if (options.will) {
@@ -722,7 +714,7 @@ class TopicastClient {
 
   request(topic: string, value: unknown, options: RequestOptions = {}): Promise<unknown> {
     const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    if (!(timeoutMs > 0)) return Promise.reject(new TypeError(`timeoutMs must be a positive number of milliseconds, got ${String(timeoutMs)}`));
+    if (!(timeoutMs > 0)) return Promise.reject(new TypeError('timeoutMs must be > 0'));
     if (this.state === 'closed') return Promise.reject(new ConnectionError(ClientErrorCode.closed, 'client closed'));
     // A 32-bit counter: unique among this client's requests in flight, and its reply topic is its own.
     this.lastCorrelation = (this.lastCorrelation + 1) >>> 0;
@@ -777,10 +769,8 @@ class TopicastClient {
   }
 
   reply(meta: Pick<MessageMeta, 'responseTopic' | 'correlationData'>, value: unknown, options: Omit<PublishOptions, 'responseTopic' | 'correlationData'> = {}): Promise<void> {
-    if (meta.responseTopic === undefined) return Promise.reject(new TypeError('this message asked for no answer (it has no response topic)'));
-    const answer: PublishOptions = { ...options };
-    if (meta.correlationData !== undefined) answer.correlationData = meta.correlationData;
-    return this.publish(meta.responseTopic, value, answer);
+    if (meta.responseTopic === undefined) return Promise.reject(new TypeError('the message has no response topic: no answer was asked for'));
+    return this.publish(meta.responseTopic, value, { ...options, correlationData: meta.correlationData });
   }
 
   clearRetained(topic: string, options: { ack?: boolean } = {}): Promise<void> {
@@ -1056,19 +1046,16 @@ export function openClient<Topics extends TopicMap>(url: string | readonly strin
 
 export type { MessageMeta };
 
-/** The request/reply properties of a publish's options, checked; undefined when it has none. */
-function replyProperties(options: PublishOptions): ReplyProperties | undefined {
-  const { responseTopic, correlationData } = options;
+/**
+ * The request/reply properties of a publish's options, checked here so a bad one fails this publish
+ * instead of the connection (the broker closes on a malformed frame); undefined when there are none.
+ */
+function replyProperties({ responseTopic, correlationData }: PublishOptions): ReplyProperties | undefined {
   if (responseTopic === undefined && correlationData === undefined) return undefined;
-  if (responseTopic !== undefined) {
-    const problem = topicProblem(responseTopic);
-    if (problem) throw new RequestError(ErrorCode.invalidTopic, `response topic ${JSON.stringify(responseTopic)} ${problem}`);
+  const problem = responseTopic === undefined ? undefined : topicProblem(responseTopic);
+  if (problem) throw new RequestError(ErrorCode.invalidTopic, `response topic ${problem}`);
+  if (correlationData !== undefined && !(correlationData instanceof Uint8Array && correlationData.length <= MAX_CORRELATION_BYTES)) {
+    throw new TypeError(`correlationData: a Uint8Array of at most ${MAX_CORRELATION_BYTES} bytes`);
   }
-  if (correlationData !== undefined && (!(correlationData instanceof Uint8Array) || correlationData.length > MAX_CORRELATION_BYTES)) {
-    throw new TypeError(`correlationData must be a Uint8Array of at most ${MAX_CORRELATION_BYTES} bytes`);
-  }
-  const reply: ReplyProperties = {};
-  if (responseTopic !== undefined) reply.responseTopic = responseTopic;
-  if (correlationData !== undefined) reply.correlationData = correlationData;
-  return reply;
+  return { responseTopic, correlationData };
 }

@@ -184,18 +184,10 @@ export function encodeDelivery(topic: string, payload: Uint8Array, flags: number
 
 /** The wire map of request/reply properties (PROTOCOL.md §9), or undefined when there are none. */
 function replyToWire(reply: ReplyProperties | undefined): { [k: string]: Value } | undefined {
-  if (reply === undefined) return undefined;
   const out: { [k: string]: Value } = {};
-  let any = false;
-  if (reply.responseTopic !== undefined) {
-    out.responseTopic = reply.responseTopic;
-    any = true;
-  }
-  if (reply.correlationData !== undefined) {
-    out.correlationData = reply.correlationData;
-    any = true;
-  }
-  return any ? out : undefined;
+  if (reply?.responseTopic !== undefined) out.responseTopic = reply.responseTopic;
+  if (reply?.correlationData !== undefined) out.correlationData = reply.correlationData;
+  return reply?.responseTopic ?? reply?.correlationData ? out : undefined;
 }
 
 // ---- decoding -------------------------------------------------------------
@@ -278,8 +270,7 @@ function replyFromWire(v: Value | undefined, strict: boolean): ReplyProperties |
       if (typeof x !== 'string' || x.length === 0) fail('responseTopic must be a non-empty string');
       out.responseTopic = x;
     } else if (key === 'correlationData') {
-      if (!(x instanceof Uint8Array)) fail('correlationData must be bin');
-      if (x.length > MAX_CORRELATION_BYTES) fail(`correlationData is longer than ${MAX_CORRELATION_BYTES} bytes`);
+      if (!(x instanceof Uint8Array && x.length <= MAX_CORRELATION_BYTES)) fail(`correlationData must be bin of at most ${MAX_CORRELATION_BYTES} bytes`);
       out.correlationData = x;
     } else if (strict) fail(`unknown reply property ${JSON.stringify(key.slice(0, 32))}`);
   }

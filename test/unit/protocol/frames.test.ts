@@ -209,8 +209,8 @@ test('request/reply field limits (PROTOCOL.md §5.2)', () => {
     ['unknown key', `97 03 00 a1 61 c4 00 00 c0 81 ${str('x')} 01`, /unknown reply property "x"/],
     ['empty response topic', `97 03 00 a1 61 c4 00 00 c0 81 ${str('responseTopic')} a0`, /responseTopic must be a non-empty string/],
     ['response topic as bin', `97 03 00 a1 61 c4 00 00 c0 81 ${str('responseTopic')} c4 01 61`, /responseTopic must be a non-empty string/],
-    ['correlation data as string', `97 03 00 a1 61 c4 00 00 c0 81 ${str('correlationData')} a1 61`, /correlationData must be bin/],
-    ['correlation data too long', `97 03 00 a1 61 c4 00 00 c0 81 ${str('correlationData')} c6 00010000 ${'00'.repeat(65536)}`, /longer than 65535/],
+    ['correlation data as string', `97 03 00 a1 61 c4 00 00 c0 81 ${str('correlationData')} a1 61`, /correlationData must be bin of at most 65535 bytes/],
+    ['correlation data too long', `97 03 00 a1 61 c4 00 00 c0 81 ${str('correlationData')} c6 00010000 ${'00'.repeat(65536)}`, /correlationData must be bin of at most 65535 bytes/],
   ];
   for (const [what, h, message] of bad) assert.throws(() => decodeClientFrame(hex(h)), (e: unknown) => e instanceof DecodeError && message.test(e.message), what);
   // An empty map is no properties; a broker's map may hold keys this client does not know (§7).

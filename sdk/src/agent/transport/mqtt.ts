@@ -11,7 +11,7 @@
  * the latest value per topic itself.
  */
 import mqtt from 'mqtt';
-import { decodeUntagged, formatOf, topicMatches, utf8Text } from '../../protocol/index.js';
+import { decodeUntagged, formatOf, topicMatches, utf8Text } from 'topicast/protocol';
 import type { AgentTransport, Inbound, Logger, Payload } from '../types.js';
 import { silentLogger } from '../types.js';
 
