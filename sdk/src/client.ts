@@ -106,7 +106,7 @@ export interface ConnectOptions {
   /** A custom WebSocket factory (tests, proxies). Default: native WebSocket in browsers, `ws` in Node. */
   transport?: Transport;
   /**
-   * The topic answers to this client's `request`s come back on (PROTOCOL.md §5.2). Default
+   * The topic answers to this client's `request`s come back on (PROTOCOL.md §9). Default
    * `replies/<16 random hex digits>`, unique per client. With permissions, let each user subscribe to
    * their own (e.g. `replies/{sub}/#`) and pass `replyTopic: 'replies/alice/' + crypto.randomUUID()`.
    */
@@ -127,7 +127,7 @@ export interface PublishOptions {
   codec?: CodecName | Codec;
   /** Content type sent with the message (default: the codec's, e.g. `application/msgpack`); PROTOCOL.md §8. */
   contentType?: string;
-  /** Where an answer should go (PROTOCOL.md §5.2, MQTT 5 Response Topic); `request` sets it for you. */
+  /** Where an answer should go (PROTOCOL.md §9, MQTT 5 Response Topic); `request` sets it for you. */
   responseTopic?: string;
   /** Opaque bytes an answer carries back (MQTT 5 Correlation Data, at most 65,535 bytes). */
   correlationData?: Uint8Array;
@@ -230,7 +230,7 @@ export interface Client<Topics extends TopicMap = {}> {
   /** Deletes the retained value of `topic` (publishes an empty retained payload). */
   clearRetained(topic: string, options?: { ack?: boolean }): Promise<void>;
   /**
-   * Publishes `value` on `topic` as a request and resolves with the first answer (PROTOCOL.md §5.2):
+   * Publishes `value` on `topic` as a request and resolves with the first answer (PROTOCOL.md §9):
    * the message carries this client's reply topic and fresh correlation data, and a responder (an
    * agent's actuator, an MQTT 5 client, `client.reply`) publishes its answer there. One subscription
    * to the reply topic serves every request of the client. Rejects with the broker's `RequestError`
@@ -362,7 +362,7 @@ class TopicastClient {
   private firstOpen: { resolve: () => void; reject: (e: unknown) => void } | undefined;
   /** Browsers: the 'online' event ends a backoff wait at once (the network just came back). */
   private readonly onOnline: (() => void) | undefined;
-  /** Request/reply (PROTOCOL.md §5.2): this client's reply topic, its one subscription (made on the first request), the requests waiting. */
+  /** Request/reply (PROTOCOL.md §9): this client's reply topic, its one subscription (made on the first request), the requests waiting. */
   private readonly replyTopic: string;
   private replySub: Promise<unknown> | undefined;
   private readonly replies = new Map<string, PendingReply>();

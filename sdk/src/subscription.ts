@@ -60,7 +60,7 @@ export interface MessageMeta {
    */
   contentType: string | undefined;
   /**
-   * Where the publisher wants an answer (PROTOCOL.md §5.2, MQTT 5 Response Topic); present only on
+   * Where the publisher wants an answer (PROTOCOL.md §9, MQTT 5 Response Topic); present only on
    * requests. Answer with `client.reply(meta, value)`.
    */
   responseTopic?: string;

@@ -61,7 +61,7 @@ export interface AgentTransport {
   readonly kind: 'native' | 'mqtt';
   isOpen(): boolean;
   onOpen(listener: () => void): () => void;
-  /** `correlationData` marks an answer to a request (MQTT 5 Correlation Data, PROTOCOL.md §5.2). */
+  /** `correlationData` marks an answer to a request (MQTT 5 Correlation Data, PROTOCOL.md §9). */
   publish(topic: string, payload: Payload, retain: boolean, options?: { correlationData?: Uint8Array }): Promise<void>;
   /**
    * Delivers live messages matching `filter` until the returned function is called; the subscription

@@ -37,7 +37,7 @@ const GOLDEN: { name: string; bytes: string; frame: Frame; side: 'client' | 'ser
   { name: 'delivery, JSON, no offset', bytes: '96 12 a1 74 c4 01 2a 00 c0 02', frame: { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 0, contentType: 'application/json' }, side: 'server' },
   // delivery: offset 5, 04 = application/octet-stream
   { name: 'delivery, bytes, offset', bytes: '96 12 a1 74 c4 01 2a 00 05 04', frame: { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 0, offset: 5, contentType: 'application/octet-stream' }, side: 'server' },
-  // Request/reply (PROTOCOL.md §5.2): a map {responseTopic, correlationData} as the seventh element.
+  // Request/reply (PROTOCOL.md §9): a map {responseTopic, correlationData} as the seventh element.
   // 97 = array(7); c0 = no content type; 82 {d9 0d "responseTopic" (str8: the encoder sizes for 3 bytes per char) a3 "r/1", af "correlationData" c4 02 0001}
   {
     name: 'publish, request',
@@ -202,7 +202,7 @@ test('content type field limits (PROTOCOL.md §8.1)', () => {
   assert.equal(f.op === Op.publish ? f.contentType : undefined, long);
 });
 
-test('request/reply field limits (PROTOCOL.md §5.2)', () => {
+test('request/reply field limits (PROTOCOL.md §9)', () => {
   const str = (t: string) => `${(0xa0 + t.length).toString(16)} ${Buffer.from(t).toString('hex')}`;
   const bad: [string, string, RegExp][] = [
     ['not a map', '97 03 00 a1 61 c4 00 00 c0 c3', /reply properties must be a map/],
