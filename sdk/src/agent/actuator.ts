@@ -34,9 +34,18 @@ import { MAX_LINE_BYTES } from './exec.js';
 import type { AgentTransport, Inbound, Logger, Payload } from './types.js';
 import { silentLogger } from './types.js';
 
+/**
+ * What an actuator takes: a switch, a slider, a text or choice, a button.
+ * @example
+ * const type: ActuatorType = 'boolean';
+ */
 export type ActuatorType = 'boolean' | 'number' | 'string' | 'button';
 
-/** One actuator as configured (the `actuators` array of the agent's config file). */
+/**
+ * One actuator as configured (the `actuators` array of the agent's config file).
+ * @example
+ * const fan: ActuatorConfig = { name: 'fan', type: 'number', min: 0, max: 100, step: 5, unit: '%', command: ['/usr/local/bin/fan'] };
+ */
 export interface ActuatorConfig {
   /** One topic level: commands go to `devices/<id>/set/<name>`, the state is `devices/<id>/<name>`. */
   name: string;
@@ -64,7 +73,11 @@ export interface ActuatorConfig {
   cwd?: string;
 }
 
-/** What `devices/<id>/info` lists per actuator, for dashboards and Home Assistant. */
+/**
+ * What `devices/<id>/info` lists per actuator, for dashboards and Home Assistant.
+ * @example
+ * const info: ActuatorInfo = { name: 'fan', type: 'number', min: 0, max: 100 };
+ */
 export interface ActuatorInfo {
   name: string;
   type: ActuatorType;
@@ -75,17 +88,30 @@ export interface ActuatorInfo {
   options?: string[];
 }
 
-/** The answer to one command. */
+/**
+ * The answer to one command, as the requester receives it.
+ * @example
+ * const r = (await client.request('devices/pi-01/set/led', true)) as CommandResult;
+ * if (!r.ok) console.warn(r.error);
+ */
 export type CommandResult = { ok: true; state?: string | number | boolean } | { ok: false; error: string };
 
+/** @example { name: 'slow', type: 'button', command: ['calibrate'], timeoutSec: 3 * DEFAULT_ACTUATOR_TIMEOUT_SEC } */
 export const DEFAULT_ACTUATOR_TIMEOUT_SEC = 10; // a relay or a script answers in milliseconds; ten seconds is a hung program
+/** @example { name: 'dimmer', type: 'number', command: ['dim'], maxQueue: DEFAULT_ACTUATOR_MAX_QUEUE * 2 } */
 export const DEFAULT_ACTUATOR_MAX_QUEUE = 8; // a user hammering a button; beyond this they are refused, not buffered
+/** @example { name: 'dimmer', type: 'number', command: ['dim'], maxPerSec: DEFAULT_ACTUATOR_MAX_PER_SEC * 4 } */
 export const DEFAULT_ACTUATOR_MAX_PER_SEC = 5; // faster than a hand, slower than a runaway script flipping a relay
+/** @example { name: 'note', type: 'string', command: ['lcd'], maxLength: DEFAULT_STRING_MAX_LENGTH / 8 } */
 export const DEFAULT_STRING_MAX_LENGTH = 256; // a label or a mode name; not a file transfer
 const KILL_GRACE_MS = 1000; // SIGTERM, then SIGKILL
 const ENV_VALUE = 'TOPICAST_VALUE';
 
-/** Where an actuator publishes and how it declares itself; the agent and its transport. */
+/**
+ * Where an actuator publishes and how it declares itself; the agent and its transport.
+ * @example
+ * const host: ActuatorHost = { id: 'pi-01', transport, declareActuator: (a) => agent.declareActuator(a) };
+ */
 export interface ActuatorHost {
   readonly id: string;
   readonly transport: AgentTransport;
@@ -93,7 +119,11 @@ export interface ActuatorHost {
   declareActuator(info: ActuatorInfo): void;
 }
 
-/** The descriptor `info` lists (type and range, no program). */
+/**
+ * The descriptor `info` lists (type and range, no program).
+ * @example
+ * actuatorInfo({ name: 'led', type: 'boolean', command: ['led.sh'] }) // { name: 'led', type: 'boolean' }
+ */
 export function actuatorInfo(c: ActuatorConfig): ActuatorInfo {
   const out: ActuatorInfo = { name: c.name, type: c.type };
   if (c.min !== undefined) out.min = c.min;
@@ -384,7 +414,11 @@ interface QueuedCommand {
   reply: ((result: CommandResult) => void) | undefined;
 }
 
-/** Counters per actuator, for tests and logs. */
+/**
+ * Counters per actuator, for tests and logs.
+ * @example
+ * const { runs, refused, failed }: ActuatorStats = actuators.byName.get('led')!.stats;
+ */
 export interface ActuatorStats {
   /** Program runs (or lines written to a long-running program). */
   runs: number;

@@ -10,6 +10,11 @@ import type { AgentConfig } from './config.js';
 import { HomeAssistantDiscovery } from './homeassistant.js';
 import type { AgentTransport, Logger } from './types.js';
 
+/**
+ * The actuators and discovery of a running agent.
+ * @example
+ * const { actuators }: RunningCommands = startCommands(config, agent, transport, log);
+ */
 export interface RunningCommands {
   readonly actuators: Actuators;
   readonly homeassistant: HomeAssistantDiscovery | undefined;

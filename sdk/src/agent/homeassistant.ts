@@ -22,6 +22,7 @@ import type { ActuatorInfo } from './actuator.js';
 import type { AgentTransport, Inbound, Logger, Payload } from './types.js';
 import { silentLogger } from './types.js';
 
+/** Home Assistant's own default discovery prefix. @example new HomeAssistantDiscovery({ id, transport, payload: 'reading', prefix: DEFAULT_HOMEASSISTANT_PREFIX }) */
 export const DEFAULT_HOMEASSISTANT_PREFIX = 'homeassistant';
 
 /** HA device classes by unit (sensor platform): only the units that say what they measure. */
@@ -39,12 +40,21 @@ const DEVICE_CLASS: Readonly<Record<string, string>> = {
 /** Units whose readings are measurements (HA long-term statistics); text sensors have no unit here. */
 const MEASURED_UNITS = new Set(['°C', '%', 'B', 'B/s', 'V', 'A', 'W', 's', 'MHz', 'RPM']);
 
-/** One retained discovery message. */
+/**
+ * One retained discovery message.
+ * @example
+ * for (const { topic, config }: DiscoveryConfig of discoveryConfigs(input)) await client.publish(topic, config, { retain: true });
+ */
 export interface DiscoveryConfig {
   topic: string;
   config: { [key: string]: unknown };
 }
 
+/**
+ * What discovery is made from.
+ * @example
+ * const input: DiscoveryInput = { id: 'pi-01', info, payload: 'reading', prefix: 'homeassistant' };
+ */
 export interface DiscoveryInput {
   id: string;
   /** `devices/<id>/info` as the agent publishes it: sensors, actuators, hostname, os, arch, agentVersion. */
@@ -54,7 +64,11 @@ export interface DiscoveryInput {
   prefix?: string;
 }
 
-/** An object id HA accepts: `[a-zA-Z0-9_-]`, everything else as `_`. */
+/**
+ * An object id HA accepts: `[a-zA-Z0-9_-]`, everything else as `_`.
+ * @example
+ * objectId('pi-01', 'net/eth0.1/rx') // 'pi-01_net_eth0_1_rx'
+ */
 export function objectId(...parts: string[]): string {
   return parts.join('_').replace(/[^a-zA-Z0-9_-]/g, '_');
 }

@@ -39,7 +39,11 @@ export interface ReaderOptions {
 /** What the agent puts on the wire: a number, a state string or boolean, a `{ value, unit, ts }` reading, or metadata. */
 export type Payload = number | string | boolean | { readonly [key: string]: unknown };
 
-/** A message the agent receives (a command for an actuator, Home Assistant's birth message). */
+/**
+ * A message the agent receives (a command for an actuator, Home Assistant's birth message).
+ * @example
+ * transport.subscribe?.('devices/pi-01/set/+', (m: Inbound) => console.log(m.topic, m.value, m.responseTopic));
+ */
 export interface Inbound {
   topic: string;
   /** Decoded by its content type (MessagePack, JSON, text), untagged payloads by the JSON-or-text rule. */

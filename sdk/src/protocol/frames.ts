@@ -59,6 +59,8 @@ export interface SubscribeOptions {
  * Request/reply properties of a PUBLISH or DELIVERY (PROTOCOL.md §9), MQTT 5's Response Topic and
  * Correlation Data (MQTT 5 §4.10): a responder publishes its answer to `responseTopic`, carrying the
  * same `correlationData`, so the requester can tell which request it answers.
+ * @example
+ * encodeFrame({ op: Op.publish, id: 1, topic: 'svc/double', payload, flags: 0, reply: { responseTopic: 'replies/me', correlationData: Uint8Array.of(1) } });
  */
 export interface ReplyProperties {
   /** The topic the answer goes to (a topic name: no wildcards). */
@@ -67,7 +69,11 @@ export interface ReplyProperties {
   correlationData?: Uint8Array;
 }
 
-/** Longest correlation data accepted: MQTT 5's binary data limit, so it can always be written to MQTT. */
+/**
+ * Longest correlation data accepted: MQTT 5's binary data limit, so it can always be written to MQTT.
+ * @example
+ * if (data.length > MAX_CORRELATION_BYTES) throw new RangeError('too long');
+ */
 export const MAX_CORRELATION_BYTES = 0xffff;
 
 export interface WillMessage {

@@ -25,7 +25,11 @@ export interface MqttTransportOptions {
   keepaliveSec?: number;
 }
 
-/** An MQTT payload as a value: by its MQTT 5 content type, else by the JSON-or-text rule (PROTOCOL.md §8). */
+/**
+ * An MQTT payload as a value: by its MQTT 5 content type, else by the JSON-or-text rule (PROTOCOL.md §8).
+ * @example
+ * mqttValue(Buffer.from('7'), undefined) // 7
+ */
 export function mqttValue(payload: Uint8Array, contentType: string | undefined): unknown {
   switch (formatOf(contentType)) {
     case 'json': {
