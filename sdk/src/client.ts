@@ -52,10 +52,12 @@ import {
   filterProblem,
   Flag,
   isRetryable,
+  MAX_CORRELATION_BYTES,
   Op,
   topicProblem,
   type SubscribeOptions as WireSubscribeOptions,
   type SubscribeResult as AckResult,
+  type ReplyProperties,
   type ServerFrame,
   type StreamPosition,
   type WelcomeInfo,
@@ -103,6 +105,12 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
   /** A custom WebSocket factory (tests, proxies). Default: native WebSocket in browsers, `ws` in Node. */
   transport?: Transport;
+  /**
+   * The topic answers to this client's `request`s come back on (PROTOCOL.md §9). Default
+   * `replies/<16 random hex digits>`, unique per client. With permissions, let each user subscribe to
+   * their own (e.g. `replies/{sub}/#`) and pass `replyTopic: 'replies/alice/' + crypto.randomUUID()`.
+   */
+  replyTopic?: string;
 }
 
 /**
@@ -119,6 +127,22 @@ export interface PublishOptions {
   codec?: CodecName | Codec;
   /** Content type sent with the message (default: the codec's, e.g. `application/msgpack`); PROTOCOL.md §8. */
   contentType?: string;
+  /** Where an answer should go (PROTOCOL.md §9, MQTT 5 Response Topic); `request` sets it for you. */
+  responseTopic?: string;
+  /** Opaque bytes an answer carries back (MQTT 5 Correlation Data, at most 65,535 bytes). */
+  correlationData?: Uint8Array;
+}
+
+/**
+ * Options of `request`.
+ * @example
+ * const state = await client.request('devices/pi-01/set/fan', 60, { timeoutMs: 5000 });
+ */
+export interface RequestOptions {
+  /** Longest wait for the answer; the promise then rejects with a `RequestError` of code `ClientErrorCode.timeout` (default 10 000). */
+  timeoutMs?: number;
+  /** Codec of the request's value (default: the client's); the answer is decoded by its content type (the `auto` rule). */
+  codec?: CodecName | Codec;
 }
 
 /**
@@ -205,6 +229,24 @@ export interface Client<Topics extends TopicMap = {}> {
   publish<const T extends string>(topic: T, value: PublishValue<Topics, T>, options?: PublishOptions): Promise<void>;
   /** Deletes the retained value of `topic` (publishes an empty retained payload). */
   clearRetained(topic: string, options?: { ack?: boolean }): Promise<void>;
+  /**
+   * Publishes `value` on `topic` as a request and resolves with the first answer (PROTOCOL.md §9):
+   * the message carries this client's reply topic and fresh correlation data, and a responder (an
+   * agent's actuator, an MQTT 5 client, `client.reply`) publishes its answer there. One subscription
+   * to the reply topic serves every request of the client. Rejects with the broker's `RequestError`
+   * when the publish is refused (e.g. not authorized), or with code `ClientErrorCode.timeout`.
+   * @example
+   * const result = await client.request('devices/pi-01/set/led', true, { timeoutMs: 5000 });
+   * // from a topicast-agent actuator: { ok: true, state: true } or { ok: false, error: '...' }
+   */
+  request<R = unknown>(topic: string, value: unknown, options?: RequestOptions): Promise<R>;
+  /**
+   * Answers a request received by a subscription: publishes `value` to its `meta.responseTopic` with
+   * its correlation data. Throws a TypeError when the message asked for no answer.
+   * @example
+   * await client.subscribe('calc/double', (n: number, meta) => { if (meta.responseTopic) void client.reply(meta, n * 2); });
+   */
+  reply(meta: Pick<MessageMeta, 'responseTopic' | 'correlationData'>, value: unknown, options?: Omit<PublishOptions, 'responseTopic' | 'correlationData'>): Promise<void>;
   /** Closes cleanly (the broker discards the will); subscriptions end, pending requests reject. */
   close(): Promise<void>;
 }
@@ -242,6 +284,7 @@ interface Queued {
   payload: Uint8Array;
   flags: number;
   contentType: string | undefined;
+  reply: ReplyProperties | undefined;
   ack: { resolve: () => void; reject: (e: unknown) => void } | undefined;
 }
 
@@ -265,6 +308,21 @@ const MATCH_CACHE_TOPICS = 10_000;
 const DRAIN_SETTLE_MS = 1000;
 /** 10 ms: a backed-up socket drains in milliseconds on a LAN; polling faster only burns CPU. */
 const FLUSH_POLL_MS = 10;
+/** 10 s: a device program answers in milliseconds; a request still unanswered after 10 s is lost, not slow. */
+const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+
+/** A request waiting for its answer, by the hex of its correlation data. */
+interface PendingReply {
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+function hexOf(bytes: Uint8Array): string {
+  let out = '';
+  for (const x of bytes) out += x.toString(16).padStart(2, '0');
+  return out;
+}
 
 class TopicastClient {
   state: ClientState = 'connecting';
@@ -304,6 +362,11 @@ class TopicastClient {
   private firstOpen: { resolve: () => void; reject: (e: unknown) => void } | undefined;
   /** Browsers: the 'online' event ends a backoff wait at once (the network just came back). */
   private readonly onOnline: (() => void) | undefined;
+  /** Request/reply (PROTOCOL.md §9): this client's reply topic, its one subscription (made on the first request), the requests waiting. */
+  private readonly replyTopic: string;
+  private replySub: Promise<unknown> | undefined;
+  private readonly replies = new Map<string, PendingReply>();
+  private lastCorrelation = 0;
 
   constructor(urls: string[], options: ConnectOptions, build: ClientBuild) {
     this.urls = urls;
@@ -314,6 +377,9 @@ class TopicastClient {
     this.queue = new OfflineQueue(options.queue);
     this.maxBufferedBytes = options.queue?.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
     this.will = null;
+    this.replyTopic = options.replyTopic ?? `replies/${hexOf(globalThis.crypto.getRandomValues(new Uint8Array(8)))}`;
+    const replyProblem = topicProblem(this.replyTopic);
+    if (replyProblem) throw new RequestError(ErrorCode.invalidTopic, `reply topic ${JSON.stringify(this.replyTopic)} ${replyProblem}`);
     if (options.will) {
       const problem = topicProblem(options.will.topic);
       if (problem) throw new RequestError(ErrorCode.invalidTopic, `will topic ${JSON.stringify(options.will.topic)} ${problem}`);
@@ -408,7 +474,7 @@ class TopicastClient {
     this.everOpened = true;
     try {
       // Order matters and the broker keeps it: will, then subscriptions, then queued publishes.
-      if (this.will) this.send({ op: Op.will, id: this.request({ kind: 'will' }), will: this.will });
+      if (this.will) this.send({ op: Op.will, id: this.requestId({ kind: 'will' }), will: this.will });
       for (const sub of this.subs) this.sendSubscribe(sub);
       this.flushQueue();
     } catch (err) {
@@ -500,6 +566,12 @@ class TopicastClient {
       else if (p.kind === 'unsubscribe') p.resolve();
     }
     for (const item of this.queue.drain()) item.ack?.reject(error);
+    const replies = [...this.replies.values()];
+    this.replies.clear();
+    for (const r of replies) {
+      clearTimeout(r.timer);
+      r.reject(error);
+    }
     const subs = [...this.subs];
     this.subs.clear();
     this.matchCache.clear();
@@ -534,7 +606,7 @@ class TopicastClient {
     return this.lastId;
   }
 
-  private request(p: Pending): number {
+  private requestId(p: Pending): number {
     const id = this.nextId();
     this.pending.set(id, p);
     return id;
@@ -584,7 +656,7 @@ class TopicastClient {
   }
 
   private sendSubscribe(sub: Subscription<unknown>): void {
-    const id = this.request({ kind: 'subscribe', sub });
+    const id = this.requestId({ kind: 'subscribe', sub });
     const options: WireSubscribeOptions = {};
     if (!sub.retained) options.retained = false;
     options.resume = sub[driver].resumeFrom = sub.position;
@@ -612,7 +684,7 @@ class TopicastClient {
     if (unused.length === 0 || !this.open) return Promise.resolve();
     return new Promise<void>((resolve) => {
       try {
-        this.send({ op: Op.unsubscribe, id: this.request({ kind: 'unsubscribe', resolve }), filters: unused });
+        this.send({ op: Op.unsubscribe, id: this.requestId({ kind: 'unsubscribe', resolve }), filters: unused });
       } catch {
         resolve(); // the connection is failing; the broker drops its subscriptions with it
       }
@@ -634,19 +706,80 @@ class TopicastClient {
         const problem = contentTypeProblem(contentType);
         if (problem) throw new TypeError(`content type ${JSON.stringify(contentType.slice(0, 64))} ${problem}`);
       }
-      return this.publishBytes(topic, this.encode(codec, topic, value), options, contentType);
+      return this.publishBytes(topic, this.encode(codec, topic, value), options, contentType, replyProperties(options));
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
+  request(topic: string, value: unknown, options: RequestOptions = {}): Promise<unknown> {
+    const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    if (!(timeoutMs > 0)) return Promise.reject(new TypeError('timeoutMs must be > 0'));
+    if (this.state === 'closed') return Promise.reject(new ConnectionError(ClientErrorCode.closed, 'client closed'));
+    // A 32-bit counter: unique among this client's requests in flight, and its reply topic is its own.
+    this.lastCorrelation = (this.lastCorrelation + 1) >>> 0;
+    const correlationData = new Uint8Array(4);
+    new DataView(correlationData.buffer).setUint32(0, this.lastCorrelation);
+    const key = hexOf(correlationData);
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.replies.delete(key);
+        reject(new RequestError(ClientErrorCode.timeout, `no answer to the request on ${topic} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const entry: PendingReply = { resolve, reject, timer };
+      this.replies.set(key, entry);
+      const fail = (err: unknown) => {
+        if (this.replies.get(key) !== entry) return;
+        this.replies.delete(key);
+        clearTimeout(timer);
+        reject(err);
+      };
+      // No wait for the reply subscription's ACK: the broker takes a connection's frames in order, so it
+      // is in place before the request is routed. A refused request reports the publish's refusal
+      // (the command), else the subscription's (the answer could not come back).
+      const subscribed = this.replySubscription();
+      this.publish(topic, value, { codec: options.codec, ack: true, responseTopic: this.replyTopic, correlationData }).then(
+        () => subscribed.then(undefined, fail),
+        fail,
+      );
+    });
+  }
+
+  /** The one subscription every request's answer arrives on; made again after a refusal. */
+  private replySubscription(): Promise<unknown> {
+    if (this.replySub === undefined) {
+      // Answers are decoded by the content type they carry, whatever the client's codec ('raw' pages too).
+      const sub = this.subscribe(this.replyTopic, (value, meta) => this.onReply(value, meta), { retained: false, codec: this.build.codecs.auto ?? this.codec });
+      this.replySub = sub;
+      sub.catch(() => {
+        if (this.replySub === sub) this.replySub = undefined;
+      });
+    }
+    return this.replySub;
+  }
+
+  private onReply(value: unknown, meta: MessageMeta): void {
+    if (meta.correlationData === undefined) return; // not an answer to one of ours
+    const key = hexOf(meta.correlationData);
+    const entry = this.replies.get(key);
+    if (entry === undefined) return; // timed out already, or answered twice
+    this.replies.delete(key);
+    clearTimeout(entry.timer);
+    entry.resolve(value);
+  }
+
+  reply(meta: Pick<MessageMeta, 'responseTopic' | 'correlationData'>, value: unknown, options: Omit<PublishOptions, 'responseTopic' | 'correlationData'> = {}): Promise<void> {
+    if (meta.responseTopic === undefined) return Promise.reject(new TypeError('the message has no response topic: no answer was asked for'));
+    return this.publish(meta.responseTopic, value, { ...options, correlationData: meta.correlationData });
+  }
+
   clearRetained(topic: string, options: { ack?: boolean } = {}): Promise<void> {
     const problem = topicProblem(topic);
     if (problem) return Promise.reject(new RequestError(ErrorCode.invalidTopic, `topic ${JSON.stringify(topic)} ${problem}`));
-    return this.publishBytes(topic, EMPTY, { retain: true, ack: options.ack }, undefined);
+    return this.publishBytes(topic, EMPTY, { retain: true, ack: options.ack }, undefined, undefined);
   }
 
-  private publishBytes(topic: string, payload: Uint8Array, options: { retain?: boolean; ack?: boolean }, contentType: string | undefined): Promise<void> {
+  private publishBytes(topic: string, payload: Uint8Array, options: { retain?: boolean; ack?: boolean }, contentType: string | undefined, reply: ReplyProperties | undefined): Promise<void> {
     if (this.state === 'closed') return Promise.reject(new ConnectionError(ClientErrorCode.closed, 'client closed'));
     const max = this.open?.info?.maxPayloadBytes;
     if (max !== undefined && max > 0 && payload.length > max) {
@@ -656,12 +789,12 @@ class TopicastClient {
     const open = this.leaving ? undefined : this.open;
     if (open && this.queue.length === 0 && open.bufferedAmount <= this.maxBufferedBytes) {
       if (!options.ack) {
-        this.sendPublish(topic, payload, flags, contentType, undefined);
+        this.sendPublish(topic, payload, flags, contentType, reply, undefined);
         return Promise.resolve();
       }
-      return new Promise<void>((resolve, reject) => this.sendPublish(topic, payload, flags, contentType, { resolve, reject }));
+      return new Promise<void>((resolve, reject) => this.sendPublish(topic, payload, flags, contentType, reply, { resolve, reject }));
     }
-    const queued = this.enqueue(topic, payload, flags, contentType, options.ack === true);
+    const queued = this.enqueue(topic, payload, flags, contentType, reply, options.ack === true);
     if (open) this.scheduleFlush();
     return queued;
   }
@@ -673,7 +806,7 @@ class TopicastClient {
     if (!open) return;
     while (this.queue.length > 0 && open.bufferedAmount <= this.maxBufferedBytes) {
       const item = this.queue.shift()!;
-      this.sendPublish(item.topic, item.payload, item.flags, item.contentType, item.ack);
+      this.sendPublish(item.topic, item.payload, item.flags, item.contentType, item.reply, item.ack);
     }
     if (this.queue.length > 0) this.scheduleFlush();
   }
@@ -689,15 +822,17 @@ class TopicastClient {
     }, FLUSH_POLL_MS);
   }
 
-  private sendPublish(topic: string, payload: Uint8Array, flags: number, contentType: string | undefined, ack: Queued['ack']): void {
-    const id = ack ? this.request({ kind: 'publish', topic, ...ack }) : 0;
-    this.send(contentType === undefined ? { op: Op.publish, id, topic, payload, flags } : { op: Op.publish, id, topic, payload, flags, contentType });
+  private sendPublish(topic: string, payload: Uint8Array, flags: number, contentType: string | undefined, reply: ReplyProperties | undefined, ack: Queued['ack']): void {
+    const id = ack ? this.requestId({ kind: 'publish', topic, ...ack }) : 0;
+    const frame: Parameters<Connection['send']>[0] = contentType === undefined ? { op: Op.publish, id, topic, payload, flags } : { op: Op.publish, id, topic, payload, flags, contentType };
+    if (reply !== undefined) frame.reply = reply;
+    this.send(frame);
   }
 
-  private enqueue(topic: string, payload: Uint8Array, flags: number, contentType: string | undefined, wantAck: boolean): Promise<void> {
+  private enqueue(topic: string, payload: Uint8Array, flags: number, contentType: string | undefined, reply: ReplyProperties | undefined, wantAck: boolean): Promise<void> {
     let ack: Queued['ack'];
     const promise = wantAck ? new Promise<void>((resolve, reject) => (ack = { resolve, reject })) : Promise.resolve();
-    const result = this.queue.push({ topic, payload, flags, contentType, ack });
+    const result = this.queue.push({ topic, payload, flags, contentType, reply, ack });
     if (result.kind === 'queued') return promise;
     if (result.kind === 'queued-dropped') {
       const dropped = result.dropped;
@@ -720,7 +855,7 @@ class TopicastClient {
   private onFrame(frame: ServerFrame): void {
     switch (frame.op) {
       case Op.delivery:
-        return this.dispatch(frame.topic, frame.payload, frame.flags, frame.offset, frame.contentType);
+        return this.dispatch(frame.topic, frame.payload, frame.flags, frame.offset, frame.contentType, frame.reply);
       case Op.ack:
         this.onAck(frame.id, frame.result ?? { retained: 0 });
         return this.leaveIfSettled();
@@ -821,7 +956,7 @@ class TopicastClient {
     }
   }
 
-  private dispatch(topic: string, payload: Uint8Array, flags: number, offset: number | undefined, contentType: string | undefined): void {
+  private dispatch(topic: string, payload: Uint8Array, flags: number, offset: number | undefined, contentType: string | undefined, reply: ReplyProperties | undefined): void {
     const retained = (flags & Flag.retain) !== 0;
     let matching = this.matchCache.get(topic);
     if (matching === undefined) {
@@ -860,7 +995,7 @@ class TopicastClient {
         if (!decoded.has(sub.codec)) decoded.set(sub.codec, this.decode(sub.codec, topic, payload, contentType));
         v = decoded.get(sub.codec);
       }
-      if (v !== UNDECODABLE) sub[driver].deliver(v, topic, flags, payload, offset, contentType);
+      if (v !== UNDECODABLE) sub[driver].deliver(v, topic, flags, payload, offset, contentType, reply);
     }
   }
 
@@ -910,3 +1045,17 @@ export function openClient<Topics extends TopicMap>(url: string | readonly strin
 }
 
 export type { MessageMeta };
+
+/**
+ * The request/reply properties of a publish's options, checked here so a bad one fails this publish
+ * instead of the connection (the broker closes on a malformed frame); undefined when there are none.
+ */
+function replyProperties({ responseTopic, correlationData }: PublishOptions): ReplyProperties | undefined {
+  if (responseTopic === undefined && correlationData === undefined) return undefined;
+  const problem = responseTopic === undefined ? undefined : topicProblem(responseTopic);
+  if (problem) throw new RequestError(ErrorCode.invalidTopic, `response topic ${problem}`);
+  if (correlationData !== undefined && !(correlationData instanceof Uint8Array && correlationData.length <= MAX_CORRELATION_BYTES)) {
+    throw new TypeError(`correlationData: a Uint8Array of at most ${MAX_CORRELATION_BYTES} bytes`);
+  }
+  return { responseTopic, correlationData };
+}

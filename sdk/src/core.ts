@@ -21,7 +21,7 @@ export function connect<Topics extends TopicMap = {}>(url: string | readonly str
   return openClient<Topics>(url, options, { codecs: coreCodecs, defaultCodec: coreCodecs.auto!, transport });
 }
 
-export type { Client, ClientEvents, ClientState, ConnectOptions, DrainNotice, PublishOptions, SubscribeOptions, SubscribeResult } from './client.js';
+export type { Client, ClientEvents, ClientState, ConnectOptions, DrainNotice, PublishOptions, RequestOptions, SubscribeOptions, SubscribeResult } from './client.js';
 export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS } from './client.js';
 export {
   Subscription,

@@ -29,6 +29,8 @@ export const ClientErrorCode = {
   connectFailed: 104,
   /** An application handler threw; the error is attached as `cause`. */
   handler: 105,
+  /** A `request` got no answer within its `timeoutMs` (the request may still have been carried out). */
+  timeout: 106,
 } as const;
 export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
 

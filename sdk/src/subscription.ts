@@ -28,7 +28,7 @@
 import type { Codec } from './codec.js';
 import { createEmitter } from './emitter.js';
 import { ClientErrorCode, TopicastError } from './errors.js';
-import { Flag, topicMatches, type StreamPosition, type SubscribeResult } from './protocol/index.js';
+import { Flag, topicMatches, type ReplyProperties, type StreamPosition, type SubscribeResult } from './protocol/index.js';
 
 /**
  * Where a subscription is in its life (see the diagram at the top of subscription.ts).
@@ -59,6 +59,13 @@ export interface MessageMeta {
    * said nothing (MQTT 3.1.1, `mosquitto_pub`): the value was then read by the untagged rules.
    */
   contentType: string | undefined;
+  /**
+   * Where the publisher wants an answer (PROTOCOL.md §9, MQTT 5 Response Topic); present only on
+   * requests. Answer with `client.reply(meta, value)`.
+   */
+  responseTopic?: string;
+  /** The request's correlation data, copied into the answer by `client.reply`; present only when sent. */
+  correlationData?: Uint8Array;
 }
 
 /**
@@ -136,7 +143,7 @@ export interface SubscriptionDriver<T> {
   /** The connection dropped; the client will subscribe again. */
   restoring(): void;
   /** Hands one decoded message to the handler and every iterator. */
-  deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined, contentType: string | undefined): void;
+  deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined, contentType: string | undefined, reply?: ReplyProperties): void;
   /** Ends the subscription; with `error`, pending promises reject and iterators throw. */
   close(error?: TopicastError): void;
 }
@@ -237,7 +244,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
       advance: (o) => this.advance(o),
       snapshotEnded: () => this.snapshotEnded(),
       restoring: () => this.restoring(),
-      deliver: (value, topic, flags, payload, offset, contentType) => this.deliver(value, topic, flags, payload, offset, contentType),
+      deliver: (value, topic, flags, payload, offset, contentType, reply) => this.deliver(value, topic, flags, payload, offset, contentType, reply),
       close: (error) => this.close(error),
     };
     if (!handler) {
@@ -376,18 +383,21 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     this.setState('subscribing');
   }
 
-  private deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined, contentType: string | undefined): void {
+  private deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined, contentType: string | undefined, reply: ReplyProperties | undefined): void {
     const retained = (flags & Flag.retain) !== 0;
     const replayed = (flags & Flag.replayed) !== 0;
     if (this.handler) {
+      const meta: MessageMeta = { topic, retained, payload, replayed, offset, contentType };
+      if (reply !== undefined) withReply(meta, reply);
       try {
-        this.handler(value, { topic, retained, payload, replayed, offset, contentType });
+        this.handler(value, meta);
       } catch (err) {
         this.host.reportHandlerError(err, this as Subscription<unknown>, topic);
       }
     }
     if (this.readers.size === 0) return;
     const message: Message<T> = { topic, value, retained, payload, replayed, offset, contentType };
+    if (reply !== undefined) withReply(message, reply);
     for (const reader of this.readers) {
       if (reader.waiting) {
         const w = reader.waiting;
@@ -434,4 +444,10 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     this.state = state;
     this.events.emit('state', state);
   }
+}
+
+/** Adds a request's reply properties to its meta, only those present (most messages have none). */
+function withReply(meta: MessageMeta, reply: ReplyProperties): void {
+  if (reply.responseTopic !== undefined) meta.responseTopic = reply.responseTopic;
+  if (reply.correlationData !== undefined) meta.correlationData = reply.correlationData;
 }

@@ -57,6 +57,16 @@ test('the README Node example runs as written', async () => {
   assert.equal(lines.at(-1), 'state: closed', stdout);
 });
 
+test('the README request/reply example runs as written', async () => {
+  const code = exampleBlock(readme, 'request');
+  const work = mkdtempSync(join(dir, 'request-'));
+  symlinkSync(`${repo}node_modules`, join(work, 'node_modules'), 'dir');
+  writeFileSync(join(work, 'example.mjs'), code);
+  const { stdout } = await promisify(execFile)(process.execPath, [join(work, 'example.mjs')], { env: { ...process.env, TOPICAST_URL: broker.url }, timeout: 20_000 });
+  assert.equal(stdout.trim(), '42');
+  assert.match(code, /\/\/ 42$/m);
+});
+
 const skip = chromiumSkip();
 
 test('the README browser example runs as written in headless Chromium', { skip }, async () => {

@@ -9,6 +9,9 @@
 import { connect, type Client } from 'topicast';
 import type { PublishTarget } from './publish.js';
 
+/** 15 s: above the agent's default program timeout (10 s), so its own timeout answer arrives first. */
+const COMMAND_TIMEOUT_MS = 15_000;
+
 export type LinkState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 export interface LinkHandlers {
@@ -54,6 +57,16 @@ export class Link implements PublishTarget {
     }
     await client.publish(topic, payload, { retain, ack: true, contentType });
     return 'sent';
+  }
+
+  /**
+   * Sends a command to a device's actuator and resolves with its answer (request/reply, PROTOCOL.md
+   * §5.2); rejects with the broker's refusal (not authorized) or a timeout.
+   */
+  async request(topic: string, value: unknown): Promise<unknown> {
+    const client = this.client;
+    if (!client || this.closed) throw new Error('not connected');
+    return client.request(topic, value, { codec: 'auto', timeoutMs: COMMAND_TIMEOUT_MS });
   }
 
   async close(): Promise<void> {

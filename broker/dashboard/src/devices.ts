@@ -6,6 +6,7 @@
  * `render` (once per animation frame) touches the DOM of dirty cards and rows.
  * Cost per message: O(1) map updates; per frame: O(dirty rows).
  */
+import { ActuatorPanel, actuatorsFromInfo, type SendCommand } from './actuators.js';
 import { formatValue, type Decoded } from './decode.js';
 import { el, insertSorted, setAttr, setText } from './dom.js';
 import { clip, formatAgo, formatWithUnit } from './format.js';
@@ -106,6 +107,8 @@ interface Card {
   infoEl: HTMLDListElement;
   list: HTMLUListElement;
   countEl: HTMLElement;
+  /** The actuators the device announced, as controls (actuators.ts). */
+  panel: ActuatorPanel;
 }
 
 export interface DevicesOptions {
@@ -115,6 +118,8 @@ export interface DevicesOptions {
   isCharted(topic: string): boolean;
   /** Asks for a render at the next animation frame. */
   requestRender(): void;
+  /** Sends a command to an actuator (`devices/<id>/set/<name>`) and resolves with its answer. */
+  sendCommand: SendCommand;
 }
 
 export class DevicesView {
@@ -144,6 +149,7 @@ export class DevicesView {
     if (parts.length < 3 || parts[0] !== 'devices' || !parts[1]) return undefined;
     const id = parts[1];
     const path = parts.slice(2).join('/');
+    if (parts[2] === 'set' && parts.length > 3) return undefined; // a command going down (actuators.ts), not a reading
     const card = this.card(id);
     let result: Reading | undefined;
     if (path === 'status') {
@@ -154,9 +160,20 @@ export class DevicesView {
       const v = d.value;
       card.info = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
       card.units = unitsFromInfo(card.info);
+      card.panel.announce(actuatorsFromInfo(card.info));
+      // An actuator's state that arrived before info made a reading row: it belongs to the control.
+      for (const [p, row] of card.rows) {
+        if (!card.panel.has(p)) continue;
+        card.panel.setState(p, row.reading.value);
+        row.li.remove();
+        card.rows.delete(p);
+        card.dirtyRows.delete(row);
+      }
       if (this.filter) this.applyFilter(card);
       for (const row of card.rows.values()) card.dirtyRows.add(row);
       card.headDirty = true;
+    } else if (card.panel.has(path)) {
+      card.panel.setState(path, d.format === 'empty' ? undefined : d.value);
     } else if (d.format === 'empty') {
       const row = card.rows.get(path);
       if (row) {
@@ -199,6 +216,7 @@ export class DevicesView {
   render(): void {
     for (const card of this.dirty) {
       if (card.headDirty) this.renderHead(card);
+      card.panel.render();
       for (const row of card.dirtyRows) this.renderRow(card, row);
       card.dirtyRows.clear();
       card.headDirty = false;
@@ -243,15 +261,17 @@ export class DevicesView {
     const countEl = el('span', { class: 'reading-count' });
     const infoEl = el('dl', { class: 'device-info' });
     const list = el('ul', { class: 'readings', 'aria-label': `Readings of ${id}` });
+    const panel = new ActuatorPanel(id, this.opts.sendCommand);
     const root = el(
       'article',
       { class: 'card device', 'aria-labelledby': headingId, 'data-device': id },
       el('header', { class: 'device-head' }, el('h3', { id: headingId, class: 'device-name' }, id), statusEl),
       el('p', { class: 'device-meta' }, seenEl, countEl),
       infoEl,
+      panel.root,
       list,
     );
-    const card: Card = { id, status: undefined, info: undefined, units: new Map(), lastSeenMs: undefined, rows: new Map(), dirtyRows: new Set(), headDirty: true, root, statusEl, seenEl, infoEl, list, countEl };
+    const card: Card = { id, status: undefined, info: undefined, units: new Map(), lastSeenMs: undefined, rows: new Map(), dirtyRows: new Set(), headDirty: true, root, statusEl, seenEl, infoEl, list, countEl, panel };
     this.cards.set(id, card);
     insertSorted(this.grid, root, id);
     if (this.filter) this.applyFilter(card);

@@ -33,6 +33,7 @@ const devices = new DevicesView(byId('devices-grid'), byId('devices-empty'), {
   onToggleChart: (topic, label, unit) => charts.toggle(topic, label, unit),
   isCharted: (topic) => charts.isOpen(topic),
   requestRender,
+  sendCommand: (topic, value) => (link ? link.request(topic, value) : Promise.reject(new Error('not connected'))),
 });
 const charts = new ChartsView(byId('charts-grid'), byId('charts-empty'), store, {
   onChange: (topic, open) => devices.setCharted(topic, open),

@@ -37,6 +37,7 @@
  * comparison per sample, one publish per changed sample. No allocation while nothing changes
  * beyond the readers' own parsing.
  */
+import type { ActuatorInfo } from './actuator.js';
 import { sensorFilterMatches } from './filter.js';
 import type { AgentTransport, Clock, Logger, Payload, Reader, Sample } from './types.js';
 import { silentLogger, systemClock } from './types.js';
@@ -150,6 +151,8 @@ export class Agent {
   private readonly sensors = new Map<string, SensorState>();
   private readonly readerDue = new Map<Reader, number>();
   private readonly extraSensors = new Map<string, string>();
+  private readonly actuators = new Map<string, ActuatorInfo>();
+  private readonly infoListeners = new Set<(info: Payload) => void>();
   private cpuSource: string | undefined;
   private infoDirty = false; // a sensor appeared since info was last published
   private timer: unknown;
@@ -205,6 +208,31 @@ export class Agent {
     this.extraSensors.set(path, unit);
     this.infoDirty = true;
     this.refreshInfo();
+  }
+
+  /** Lists an actuator (actuator.ts) in `info`, so dashboards and Home Assistant offer its control. */
+  declareActuator(info: ActuatorInfo): void {
+    this.actuators.set(info.name, info);
+    this.infoDirty = true;
+    this.refreshInfo();
+  }
+
+  /** Publishes `info` again now (listeners included), e.g. once actuators and discovery are set up. */
+  refresh(): void {
+    if (!this.running || !this.announced) return;
+    this.infoDirty = false;
+    this.publishInfo();
+  }
+
+  /** The actuators listed in `info`, in the order declared. */
+  actuatorList(): ActuatorInfo[] {
+    return [...this.actuators.values()];
+  }
+
+  /** Called with every `info` published (each connection, each new sensor): Home Assistant discovery follows it. Returns the removal. */
+  onInfo(listener: (info: Payload) => void): () => void {
+    this.infoListeners.add(listener);
+    return () => this.infoListeners.delete(listener);
   }
 
   /**
@@ -328,14 +356,22 @@ export class Agent {
   }
 
   private info(): Payload {
-    return { ...this.baseInfo, id: this.id, transport: this.transport.kind, intervalSec: this.intervalSec, sensors: this.sensorList() };
+    const info: { [k: string]: unknown } = { ...this.baseInfo, id: this.id, transport: this.transport.kind, intervalSec: this.intervalSec, sensors: this.sensorList() };
+    if (this.actuators.size > 0) info.actuators = this.actuatorList();
+    return info;
+  }
+
+  private publishInfo(): void {
+    const info = this.info();
+    this.send(this.topic('info'), info);
+    if (this.announced && this.transport.isOpen()) for (const l of [...this.infoListeners]) l(info);
   }
 
   /** Republishes `info` when the sensor list grew (a disk mounted, an exec program printed a new name). */
   private refreshInfo(): void {
     if (!this.running || !this.infoDirty) return;
     this.infoDirty = false;
-    this.send(this.topic('info'), this.info());
+    this.publishInfo();
   }
 
   /** On every (re)connect: status, info, then the latest value of every sensor. */
@@ -345,7 +381,7 @@ export class Agent {
     this.log.info(`connected (${this.transport.kind}); publishing status, info and ${this.sensors.size} sensors`);
     this.send(this.topic('status'), 'online');
     this.infoDirty = false;
-    this.send(this.topic('info'), this.info());
+    this.publishInfo();
     for (const [path, s] of this.sensors) if (s.payload !== undefined) this.send(this.topic(path), s.payload);
   }
 

@@ -7,6 +7,7 @@
  * WebSocket stack and a native agent never loads mqtt.js.
  */
 import { Agent } from './agent.js';
+import { startCommands } from './commands.js';
 import { ConfigError, parseAgentArgs, USAGE, type AgentConfig } from './config.js';
 import { ExecSensor } from './exec.js';
 import { agentVersion, deviceInfo } from './info.js';
@@ -71,7 +72,8 @@ async function main(): Promise<void> {
   const execs = config.exec.map((e) => new ExecSensor(e, agent, { log }));
   agent.start();
   for (const e of execs) e.start();
-  log.info(`topicast-agent ${agentVersion()} publishing devices/${config.id}/ to ${config.urls.map(withoutPassword).join(', ')} (${config.transport}), ${config.readers.length} readers, ${execs.length} exec sensors`);
+  const commands = startCommands(config, agent, transport, log);
+  log.info(`topicast-agent ${agentVersion()} publishing devices/${config.id}/ to ${config.urls.map(withoutPassword).join(', ')} (${config.transport}), ${config.readers.length} readers, ${execs.length} exec sensors, ${config.actuators.length} actuators${config.homeassistant !== undefined ? `, Home Assistant discovery under ${config.homeassistant}/` : ''}`);
 
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals) => {
@@ -85,7 +87,7 @@ async function main(): Promise<void> {
       log.error('clean shutdown timed out');
       process.exit(1);
     }, SHUTDOWN_TIMEOUT_MS).unref();
-    Promise.all(execs.map((e) => e.stop()))
+    Promise.all([...execs.map((e) => e.stop()), commands.stop()])
       .then(() => agent.stop())
       .then(
         () => process.exit(0),

@@ -10,13 +10,18 @@
  *   "readers": ["cpu", "memory", "thermal"], "payload": "reading", "logLevel": "info",
  *   "sensors": { "net/+/rx": { "threshold": 10240 }, "uptime": { "enabled": false }, "cpu/#": { "intervalSec": 2 } },
  *   "exec": [ { "name": "door", "command": "gpioget gpiochip0 17", "intervalSec": 1 },
- *             { "name": "dht", "command": ["/usr/local/bin/dht22", "--json"], "restart": { "maxDelaySec": 30 } } ] }
+ *             { "name": "dht", "command": ["/usr/local/bin/dht22", "--json"], "restart": { "maxDelaySec": 30 } } ],
+ *   "actuators": [ { "name": "led", "type": "boolean", "command": ["/usr/local/bin/led.sh"] },
+ *                  { "name": "fan", "type": "number", "min": 0, "max": 100, "step": 5, "unit": "%", "command": "fanctl" } ],
+ *   "homeassistant": "homeassistant" }
  * ```
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import type { ActuatorConfig } from './actuator.js';
 import { DEFAULT_INTERVAL_SEC, DEFAULT_MAX_AGE_SEC, DEFAULT_MAX_SENSORS, type SensorRule, type SensorSettings } from './agent.js';
 import type { ExecSensorConfig } from './exec.js';
+import { DEFAULT_HOMEASSISTANT_PREFIX } from './homeassistant.js';
 import { sensorFilterProblem } from './filter.js';
 import { LOG_LEVELS } from './log.js';
 import { READER_NAMES, type ReaderName } from './readers/index.js';
@@ -33,6 +38,9 @@ export interface AgentConfig {
   readers: ReaderName[];
   sensors: SensorRule[];
   exec: ExecSensorConfig[];
+  actuators: ActuatorConfig[];
+  /** Home Assistant discovery prefix, or undefined when discovery is off. */
+  homeassistant: string | undefined;
   payload: 'reading' | 'number';
   maxSensors: number;
   token: string | undefined;
@@ -67,7 +75,10 @@ Publishes this machine's hardware readings to a Topicast (or any MQTT) broker un
   --max-sensors N      most sensors kept, each with its latest value (default ${DEFAULT_MAX_SENSORS})
   --token TOKEN        auth token for the broker (native transport)
   --log-level LEVEL    error | warn | info | debug (default info)
-  --config FILE        JSON config file (also sensors and exec sensors; see the README)
+  --homeassistant [PREFIX]
+                       publish Home Assistant discovery configs under PREFIX
+                       (default ${DEFAULT_HOMEASSISTANT_PREFIX}) for every sensor and actuator
+  --config FILE        JSON config file (also sensors, exec sensors and actuators; see the README)
   --once --print       print one round of readings as JSON and exit, without connecting
   --help, --version
 
@@ -79,7 +90,7 @@ interface Source {
   value: unknown;
 }
 
-const FLAGS = ['url', 'transport', 'id', 'interval', 'max-age', 'readers', 'root', 'payload', 'max-sensors', 'token', 'log-level', 'config'] as const;
+const FLAGS = ['url', 'transport', 'id', 'interval', 'max-age', 'readers', 'root', 'payload', 'max-sensors', 'token', 'log-level', 'homeassistant', 'config'] as const;
 type Flag = (typeof FLAGS)[number];
 const BOOLEAN_FLAGS = ['once', 'print'] as const;
 
@@ -96,9 +107,10 @@ const FILE_KEY: Record<Flag, string> = {
   'max-sensors': 'maxSensors',
   token: 'token',
   'log-level': 'logLevel',
+  homeassistant: 'homeassistant',
   config: 'config',
 };
-const FILE_ONLY_KEYS = ['sensors', 'exec'];
+const FILE_ONLY_KEYS = ['sensors', 'exec', 'actuators'];
 
 function envName(flag: string): string {
   return `TOPICAST_AGENT_${flag.toUpperCase().replace(/-/g, '_')}`;
@@ -140,6 +152,10 @@ export function parseAgentArgs(argv: readonly string[], environment: ParseEnviro
       continue;
     }
     if (!(FLAGS as readonly string[]).includes(name)) throw new ConfigError(`unknown option --${name} (see --help)`);
+    if (name === 'homeassistant' && eq < 0 && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--'))) {
+      flags.set(name, { where: '--homeassistant', value: true }); // the prefix is optional
+      continue;
+    }
     let value: string | undefined = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
     if (value === undefined) throw new ConfigError(`--${name} needs a value`);
     flags.set(name, { where: `--${name}`, value });
@@ -266,6 +282,8 @@ export function parseAgentArgs(argv: readonly string[], environment: ParseEnviro
   if (tokenSource && (typeof tokenSource.value !== 'string' || tokenSource.value === '')) fail('--token', tokenSource, 'must be a non-empty string');
 
   const config: AgentConfig = {
+    homeassistant: homeAssistantPrefix(pick('homeassistant')),
+    actuators: parseActuators(file.actuators, configFile),
     urls,
     transport,
     id,
@@ -313,6 +331,60 @@ function parseSensors(value: unknown, file: string | undefined): SensorRule[] {
     rules.push({ filter, settings: out });
   }
   return rules;
+}
+
+/** `--homeassistant [PREFIX]`, TOPICAST_AGENT_HOMEASSISTANT=1|PREFIX, `"homeassistant": true | "PREFIX"`. */
+function homeAssistantPrefix(source: Source | undefined): string | undefined {
+  if (source === undefined) return undefined;
+  const v = source.value;
+  if (v === true || v === '1' || v === 'true') return DEFAULT_HOMEASSISTANT_PREFIX;
+  if (v === false || v === '0' || v === 'false') return undefined;
+  if (typeof v !== 'string' || v === '' || /[+#\u0000]/.test(v) || v.startsWith('/') || v.endsWith('/') || v.startsWith('$')) {
+    fail('--homeassistant', source, "must be a topic prefix such as homeassistant (no '+', '#', leading '$' or '/', trailing '/'), or true");
+  }
+  return v;
+}
+
+const ACTUATOR_KEYS = ['name', 'type', 'command', 'mode', 'min', 'max', 'step', 'unit', 'options', 'maxLength', 'timeoutSec', 'maxQueue', 'maxPerSec', 'env', 'cwd'];
+const ACTUATOR_TYPES = ['boolean', 'number', 'string', 'button'];
+
+function parseActuators(value: unknown, file: string | undefined): ActuatorConfig[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) fail('actuators', { where: `${file}: actuators`, value }, 'must be an array of actuators');
+  const names = new Set<string>();
+  return value.map((entry: unknown, i) => {
+    const src = { where: `${file}: actuators[${i}]`, value: entry };
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail('actuator', src, 'must be an object');
+    const a = entry as Record<string, unknown>;
+    for (const k of Object.keys(a)) if (!ACTUATOR_KEYS.includes(k)) fail('actuator', src, `unknown key ${JSON.stringify(k)} (known: ${ACTUATOR_KEYS.join(', ')})`);
+    if (typeof a.name !== 'string' || a.name === '' || /[/+#\u0000]/.test(a.name) || a.name.startsWith('$')) fail('actuator name', src, "must be one topic level: not empty, no '/', '+', '#', NUL or leading '$'");
+    if (a.name === 'set' || a.name === 'status' || a.name === 'info') fail('actuator name', src, `${a.name} is a topic of the device convention`);
+    if (names.has(a.name)) fail('actuator name', src, 'is used twice');
+    names.add(a.name);
+    if (!ACTUATOR_TYPES.includes(a.type as string)) fail('actuator type', src, `must be one of ${ACTUATOR_TYPES.join(', ')}`);
+    const cmdOk = (typeof a.command === 'string' && a.command.trim() !== '') || (Array.isArray(a.command) && a.command.length > 0 && a.command.every((c) => typeof c === 'string' && c !== ''));
+    if (!cmdOk) fail('actuator command', src, 'must be a command string or a non-empty array of strings (the value is never put in it: it comes in TOPICAST_VALUE and on stdin)');
+    if (a.mode !== undefined && a.mode !== 'per-command' && a.mode !== 'long-running') fail('actuator mode', src, 'must be per-command or long-running');
+    for (const k of ['min', 'max', 'step'] as const) {
+      if (a[k] === undefined) continue;
+      if (a.type !== 'number') fail(`actuator ${k}`, src, 'applies to number actuators only');
+      if (typeof a[k] !== 'number' || !Number.isFinite(a[k])) fail(`actuator ${k}`, src, 'must be a number');
+    }
+    if (a.step !== undefined && (a.step as number) <= 0) fail('actuator step', src, 'must be > 0');
+    if (a.min !== undefined && a.max !== undefined && (a.min as number) > (a.max as number)) fail('actuator min', src, 'must not exceed max');
+    if (a.unit !== undefined && typeof a.unit !== 'string') fail('actuator unit', src, 'must be a string');
+    if (a.options !== undefined) {
+      if (a.type !== 'string') fail('actuator options', src, 'apply to string actuators only');
+      if (!Array.isArray(a.options) || a.options.length === 0 || !a.options.every((o) => typeof o === 'string')) fail('actuator options', src, 'must be a non-empty array of strings');
+    }
+    if (a.timeoutSec !== undefined && (typeof a.timeoutSec !== 'number' || !Number.isFinite(a.timeoutSec) || a.timeoutSec <= 0)) fail('actuator timeoutSec', src, 'must be a number of seconds > 0');
+    for (const k of ['maxQueue', 'maxPerSec', 'maxLength'] as const) {
+      if (a[k] !== undefined && (typeof a[k] !== 'number' || !Number.isInteger(a[k]) || (a[k] as number) < (k === 'maxQueue' ? 0 : 1))) fail(`actuator ${k}`, src, `must be an integer ≥ ${k === 'maxQueue' ? 0 : 1}`);
+    }
+    if (a.cwd !== undefined && typeof a.cwd !== 'string') fail('actuator cwd', src, 'must be a string');
+    if (a.env !== undefined && (typeof a.env !== 'object' || a.env === null || Object.values(a.env).some((v) => typeof v !== 'string'))) fail('actuator env', src, 'must map names to strings');
+    return a as unknown as ActuatorConfig;
+  });
 }
 
 const EXEC_KEYS = ['name', 'command', 'mode', 'intervalSec', 'timeoutSec', 'topic', 'unit', 'restart', 'env', 'cwd'];

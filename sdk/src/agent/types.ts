@@ -36,8 +36,24 @@ export interface ReaderOptions {
   root?: string;
 }
 
-/** What the agent puts on the wire: a number, a state string, or a `{ value, unit, ts }` reading, or metadata. */
-export type Payload = number | string | { readonly [key: string]: unknown };
+/** What the agent puts on the wire: a number, a state string or boolean, a `{ value, unit, ts }` reading, or metadata. */
+export type Payload = number | string | boolean | { readonly [key: string]: unknown };
+
+/**
+ * A message the agent receives (a command for an actuator, Home Assistant's birth message).
+ * @example
+ * transport.subscribe?.('devices/pi-01/set/+', (m: Inbound) => console.log(m.topic, m.value, m.responseTopic));
+ */
+export interface Inbound {
+  topic: string;
+  /** Decoded by its content type (MessagePack, JSON, text), untagged payloads by the JSON-or-text rule. */
+  value: unknown;
+  /** From the retained store rather than live. */
+  retained: boolean;
+  /** Where the sender wants an answer (MQTT 5 Response Topic, SDK `request`). */
+  responseTopic?: string;
+  correlationData?: Uint8Array;
+}
 
 /**
  * Where readings go. Implemented by transport/native.ts (the SDK) and transport/mqtt.ts.
@@ -49,7 +65,13 @@ export interface AgentTransport {
   readonly kind: 'native' | 'mqtt';
   isOpen(): boolean;
   onOpen(listener: () => void): () => void;
-  publish(topic: string, payload: Payload, retain: boolean): Promise<void>;
+  /** `correlationData` marks an answer to a request (MQTT 5 Correlation Data, PROTOCOL.md §9). */
+  publish(topic: string, payload: Payload, retain: boolean, options?: { correlationData?: Uint8Array }): Promise<void>;
+  /**
+   * Delivers live messages matching `filter` until the returned function is called; the subscription
+   * is restored on every reconnect. Optional: a transport without it serves no actuators.
+   */
+  subscribe?(filter: string, handler: (message: Inbound) => void): () => void;
   /** Publishes `last` (retained, acknowledged when the protocol allows) if open, then closes cleanly so no will fires. */
   close(last?: { topic: string; payload: Payload }): Promise<void>;
 }

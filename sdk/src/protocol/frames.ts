@@ -55,6 +55,27 @@ export interface SubscribeOptions {
   resume?: StreamPosition;
 }
 
+/**
+ * Request/reply properties of a PUBLISH or DELIVERY (PROTOCOL.md §9), MQTT 5's Response Topic and
+ * Correlation Data (MQTT 5 §4.10): a responder publishes its answer to `responseTopic`, carrying the
+ * same `correlationData`, so the requester can tell which request it answers.
+ * @example
+ * encodeFrame({ op: Op.publish, id: 1, topic: 'svc/double', payload, flags: 0, reply: { responseTopic: 'replies/me', correlationData: Uint8Array.of(1) } });
+ */
+export interface ReplyProperties {
+  /** The topic the answer goes to (a topic name: no wildcards). */
+  responseTopic?: string;
+  /** Opaque bytes the responder copies into its answer. */
+  correlationData?: Uint8Array;
+}
+
+/**
+ * Longest correlation data accepted: MQTT 5's binary data limit, so it can always be written to MQTT.
+ * @example
+ * if (data.length > MAX_CORRELATION_BYTES) throw new RangeError('too long');
+ */
+export const MAX_CORRELATION_BYTES = 0xffff;
+
 export interface WillMessage {
   topic: string;
   payload: Uint8Array;
@@ -66,7 +87,7 @@ export interface WillMessage {
 export type ClientFrame =
   | { op: typeof Op.subscribe; id: number; filters: string[]; options: SubscribeOptions }
   | { op: typeof Op.unsubscribe; id: number; filters: string[] }
-  | { op: typeof Op.publish; id: number; topic: string; payload: Uint8Array; flags: number; contentType?: string }
+  | { op: typeof Op.publish; id: number; topic: string; payload: Uint8Array; flags: number; contentType?: string; reply?: ReplyProperties }
   | { op: typeof Op.ping; id: number }
   | { op: typeof Op.will; id: number; will: WillMessage | null };
 
@@ -102,7 +123,7 @@ export interface WelcomeInfo {
 export type ServerFrame =
   | { op: typeof Op.ack; id: number; result: SubscribeResult | null }
   | { op: typeof Op.error; id: number; code: number; message: string }
-  | { op: typeof Op.delivery; topic: string; payload: Uint8Array; flags: number; offset?: number; contentType?: string }
+  | { op: typeof Op.delivery; topic: string; payload: Uint8Array; flags: number; offset?: number; contentType?: string; reply?: ReplyProperties }
   | { op: typeof Op.snapshotEnd; id: number }
   | { op: typeof Op.pong; id: number }
   | { op: typeof Op.welcome; info: WelcomeInfo }
@@ -122,10 +143,13 @@ export function encodeFrame(frame: Frame): Uint8Array {
       return encode([frame.op, frame.id, frame.filters, opts]);
     }
     case Op.unsubscribe: return encode([frame.op, frame.id, frame.filters]);
-    case Op.publish:
+    case Op.publish: {
+      const reply = replyToWire(frame.reply);
+      if (reply !== undefined) return encode([frame.op, frame.id, frame.topic, frame.payload, frame.flags, frame.contentType === undefined ? null : contentTypeToWire(frame.contentType), reply]);
       return encode(frame.contentType === undefined
         ? [frame.op, frame.id, frame.topic, frame.payload, frame.flags]
         : [frame.op, frame.id, frame.topic, frame.payload, frame.flags, contentTypeToWire(frame.contentType)]);
+    }
     case Op.ping: return encode([frame.op, frame.id]);
     case Op.will: {
       const w = frame.will;
@@ -134,7 +158,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
     }
     case Op.ack: return encode([frame.op, frame.id, frame.result ? subscribeResult(frame.result) : null]);
     case Op.error: return encode([frame.op, frame.id, frame.code, frame.message]);
-    case Op.delivery: return encodeDelivery(frame.topic, frame.payload, frame.flags, frame.offset, frame.contentType);
+    case Op.delivery: return encodeDelivery(frame.topic, frame.payload, frame.flags, frame.offset, frame.contentType, frame.reply);
     case Op.snapshotEnd: return encode([frame.op, frame.id]);
     case Op.pong: return encode([frame.op, frame.id]);
     case Op.welcome: return encode([frame.op, { ...frame.info }]);
@@ -154,11 +178,22 @@ function subscribeResult(r: SubscribeResult): { [k: string]: Value } {
 /**
  * The hot path: one delivery frame, encoded once per publish and sent to every native subscriber.
  * `offset` is the message's history position, for history-enabled topics only (PROTOCOL.md §4.6);
- * `contentType` the payload's format (PROTOCOL.md §8), after the offset (nil when there is none).
+ * `contentType` the payload's format (PROTOCOL.md §8), after the offset (nil when there is none);
+ * `reply` the request/reply properties (PROTOCOL.md §9), seventh, only when there are some.
  */
-export function encodeDelivery(topic: string, payload: Uint8Array, flags: number, offset?: number, contentType?: string): Uint8Array {
+export function encodeDelivery(topic: string, payload: Uint8Array, flags: number, offset?: number, contentType?: string, reply?: ReplyProperties): Uint8Array {
+  const wireReply = replyToWire(reply);
+  if (wireReply !== undefined) return encode([Op.delivery, topic, payload, flags, offset ?? null, contentType === undefined ? null : contentTypeToWire(contentType), wireReply]);
   if (contentType !== undefined) return encode([Op.delivery, topic, payload, flags, offset ?? null, contentTypeToWire(contentType)]);
   return encode(offset === undefined ? [Op.delivery, topic, payload, flags] : [Op.delivery, topic, payload, flags, offset]);
+}
+
+/** The wire map of request/reply properties (PROTOCOL.md §9), or undefined when there are none. */
+function replyToWire(reply: ReplyProperties | undefined): { [k: string]: Value } | undefined {
+  const out: { [k: string]: Value } = {};
+  if (reply?.responseTopic !== undefined) out.responseTopic = reply.responseTopic;
+  if (reply?.correlationData !== undefined) out.correlationData = reply.correlationData;
+  return reply?.responseTopic ?? reply?.correlationData ? out : undefined;
 }
 
 // ---- decoding -------------------------------------------------------------
@@ -227,6 +262,27 @@ function arity(a: Value[], min: number, max: number): void {
   if (a.length < min || a.length > max) fail(`op ${String(a[0])} takes ${max === Infinity ? `at least ${min - 1}` : `${min - 1}..${max - 1}`} fields, got ${a.length - 1}`);
 }
 
+/**
+ * Reads the request/reply map of a frame (PROTOCOL.md §9). Clients' maps are checked strictly
+ * (unknown keys are malformed, §7); a broker's map may carry keys a later v1 adds.
+ */
+function replyFromWire(v: Value | undefined, strict: boolean): ReplyProperties | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) fail('reply properties must be a map');
+  const out: ReplyProperties = {};
+  for (const key of Object.keys(v)) {
+    const x = v[key];
+    if (key === 'responseTopic') {
+      if (typeof x !== 'string' || x.length === 0) fail('responseTopic must be a non-empty string');
+      out.responseTopic = x;
+    } else if (key === 'correlationData') {
+      if (!(x instanceof Uint8Array && x.length <= MAX_CORRELATION_BYTES)) fail(`correlationData must be bin of at most ${MAX_CORRELATION_BYTES} bytes`);
+      out.correlationData = x;
+    } else if (strict) fail(`unknown reply property ${JSON.stringify(key.slice(0, 32))}`);
+  }
+  return out.responseTopic === undefined && out.correlationData === undefined ? undefined : out;
+}
+
 /** Decodes a frame sent by a client; throws `DecodeError` on anything malformed. */
 export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
   const a = arrayOf(bytes);
@@ -251,10 +307,12 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
       arity(a, 3, 3);
       return { op: Op.unsubscribe, id: id(a[1]), filters: strings(a[2], 'filters') };
     case Op.publish: {
-      arity(a, 5, 6); // PROTOCOL.md §8.1: the content type is the optional sixth element
+      arity(a, 5, 7); // PROTOCOL.md §8.1, §9: content type sixth, request/reply properties seventh
       const frame: ClientFrame = { op: Op.publish, id: id(a[1]), topic: str(a[2], 'topic'), payload: bin(a[3], 'payload'), flags: publishFlags(a[4]) };
       const contentType = contentTypeFromWire(a[5]);
       if (contentType !== undefined) frame.contentType = contentType;
+      const reply = replyFromWire(a[6], true);
+      if (reply !== undefined) frame.reply = reply;
       return frame;
     }
     case Op.ping:
@@ -290,6 +348,10 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
       if (a[4] !== undefined && a[4] !== null) frame.offset = offset(a[4], 'delivery offset');
       const contentType = contentTypeFromWire(a[5]); // PROTOCOL.md §8.1
       if (contentType !== undefined) frame.contentType = contentType;
+      // PROTOCOL.md §9; a seventh field that is not a map is a later addition this client does not know (§7).
+      const r = a[6];
+      const reply = r !== null && typeof r === 'object' && !Array.isArray(r) && !(r instanceof Uint8Array) ? replyFromWire(r, false) : undefined;
+      if (reply !== undefined) frame.reply = reply;
       return frame;
     }
     case Op.ack: {

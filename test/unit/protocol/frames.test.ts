@@ -37,6 +37,28 @@ const GOLDEN: { name: string; bytes: string; frame: Frame; side: 'client' | 'ser
   { name: 'delivery, JSON, no offset', bytes: '96 12 a1 74 c4 01 2a 00 c0 02', frame: { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 0, contentType: 'application/json' }, side: 'server' },
   // delivery: offset 5, 04 = application/octet-stream
   { name: 'delivery, bytes, offset', bytes: '96 12 a1 74 c4 01 2a 00 05 04', frame: { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 0, offset: 5, contentType: 'application/octet-stream' }, side: 'server' },
+  // Request/reply (PROTOCOL.md §9): a map {responseTopic, correlationData} as the seventh element.
+  // 97 = array(7); c0 = no content type; 82 {d9 0d "responseTopic" (str8: the encoder sizes for 3 bytes per char) a3 "r/1", af "correlationData" c4 02 0001}
+  {
+    name: 'publish, request',
+    bytes: '97 03 05 a3 612f62 c4 01 07 00 c0 82 d9 0d 726573706f6e7365546f706963 a3 722f31 d9 0f 636f7272656c6174696f6e44617461 c4 02 0001',
+    frame: { op: Op.publish, id: 5, topic: 'a/b', payload: new Uint8Array([7]), flags: 0, reply: { responseTopic: 'r/1', correlationData: new Uint8Array([0, 1]) } },
+    side: 'client',
+  },
+  // an answer: msgpack content type, correlation data only
+  {
+    name: 'publish, answer',
+    bytes: '97 03 00 a3 722f31 c4 01 07 00 01 81 d9 0f 636f7272656c6174696f6e44617461 c4 02 0001',
+    frame: { op: Op.publish, id: 0, topic: 'r/1', payload: new Uint8Array([7]), flags: 0, contentType: 'application/msgpack', reply: { correlationData: new Uint8Array([0, 1]) } },
+    side: 'client',
+  },
+  // delivery: nil offset, 02 = JSON, {responseTopic: "r/1"}
+  {
+    name: 'delivery, request',
+    bytes: '97 12 a1 74 c4 01 2a 00 c0 02 81 d9 0d 726573706f6e7365546f706963 a3 722f31',
+    frame: { op: Op.delivery, topic: 't', payload: new Uint8Array([42]), flags: 0, contentType: 'application/json', reply: { responseTopic: 'r/1' } },
+    side: 'server',
+  },
   // History and drain (PROTOCOL.md §4.6, §4.7).
   // options {resume: ["e1", 42]}: 81 a6 "resume" 92 a2 "e1" 2a
   { name: 'subscribe with resume', bytes: '94 01 07 91 a1 61 81 a6 726573756d65 92 a2 6531 2a', frame: { op: Op.subscribe, id: 7, filters: ['a'], options: { resume: { epoch: 'e1', offset: 42 } } }, side: 'client' },
@@ -169,7 +191,7 @@ test('content type field limits (PROTOCOL.md §8.1)', () => {
     ['empty string', '96 03 00 a1 61 c4 00 00 a0', /content type is empty/],
     ['control character', '96 03 00 a1 61 c4 00 00 a2 610a', /control character/],
     ['256 characters', `96 03 00 a1 61 c4 00 00 da 0100 ${'61'.repeat(256)}`, /longer than 255/],
-    ['a seventh field', '97 03 00 a1 61 c4 00 00 01 c0', /takes 4\.\.5 fields/],
+    ['an eighth field', '98 03 00 a1 61 c4 00 00 01 c0 c0', /takes 4\.\.6 fields/],
     ['will type as boolean', '93 05 01 94 a1 73 c4 01 00 c3 c3', /content type must be a code or a string/],
   ];
   for (const [what, h, message] of bad) assert.throws(() => decodeClientFrame(hex(h)), (e: unknown) => e instanceof DecodeError && message.test(e.message), what);
@@ -178,6 +200,26 @@ test('content type field limits (PROTOCOL.md §8.1)', () => {
   const long = 'x'.repeat(255);
   const f = decodeClientFrame(encodeFrame({ op: Op.publish, id: 1, topic: 'a', payload: new Uint8Array(), flags: 0, contentType: long }));
   assert.equal(f.op === Op.publish ? f.contentType : undefined, long);
+});
+
+test('request/reply field limits (PROTOCOL.md §9)', () => {
+  const str = (t: string) => `${(0xa0 + t.length).toString(16)} ${Buffer.from(t).toString('hex')}`;
+  const bad: [string, string, RegExp][] = [
+    ['not a map', '97 03 00 a1 61 c4 00 00 c0 c3', /reply properties must be a map/],
+    ['unknown key', `97 03 00 a1 61 c4 00 00 c0 81 ${str('x')} 01`, /unknown reply property "x"/],
+    ['empty response topic', `97 03 00 a1 61 c4 00 00 c0 81 ${str('responseTopic')} a0`, /responseTopic must be a non-empty string/],
+    ['response topic as bin', `97 03 00 a1 61 c4 00 00 c0 81 ${str('responseTopic')} c4 01 61`, /responseTopic must be a non-empty string/],
+    ['correlation data as string', `97 03 00 a1 61 c4 00 00 c0 81 ${str('correlationData')} a1 61`, /correlationData must be bin of at most 65535 bytes/],
+    ['correlation data too long', `97 03 00 a1 61 c4 00 00 c0 81 ${str('correlationData')} c6 00010000 ${'00'.repeat(65536)}`, /correlationData must be bin of at most 65535 bytes/],
+  ];
+  for (const [what, h, message] of bad) assert.throws(() => decodeClientFrame(hex(h)), (e: unknown) => e instanceof DecodeError && message.test(e.message), what);
+  // An empty map is no properties; a broker's map may hold keys this client does not know (§7).
+  assert.equal((decodeClientFrame(hex('97 03 00 a1 61 c4 00 00 c0 80')) as { reply?: unknown }).reply, undefined);
+  assert.deepEqual(decodeServerFrame(hex(`97 12 a1 74 c4 00 00 c0 c0 82 ${str('later')} 01 ${str('responseTopic')} ${str('r')}`)), { op: Op.delivery, topic: 't', payload: new Uint8Array(0), flags: 0, reply: { responseTopic: 'r' } });
+  // The largest correlation data round-trips.
+  const big = new Uint8Array(65535).fill(7);
+  const f = decodeClientFrame(encodeFrame({ op: Op.publish, id: 1, topic: 'a', payload: new Uint8Array(), flags: 0, reply: { correlationData: big } }));
+  assert.deepEqual(f.op === Op.publish ? f.reply : undefined, { correlationData: big });
 });
 
 test('isRetryable: transient closes retry, policy and protocol errors do not', () => {

@@ -18,13 +18,13 @@
  */
 import {
   CloseCode, DecodeError, ERRORS, ErrorCode, Flag, Op,
-  decodeClientFrame, encodeDelivery, encodeFrame, type ClientFrame, type SubscribeResult, type WillMessage,
+  decodeClientFrame, encodeDelivery, encodeFrame, type ClientFrame, type ReplyProperties, type SubscribeResult, type WillMessage,
 } from 'topicast/protocol';
 import type { Permissions, Principal } from '../../auth/index.js';
 import { BusRefusedError } from '../../cluster/outage.js';
 import type { BrokerContext } from '../../context.js';
 import { ReplayMerge } from '../../core/history.js';
-import { createMessage, type Message } from '../../core/message.js';
+import { createMessage, type Message, type MessageProperties } from '../../core/message.js';
 import type { Subscriber, SubscriptionOptions } from '../../core/router.js';
 import type { Connection } from '../../session/connection.js';
 import type { ConnectionHandler } from '../../session/handler.js';
@@ -37,7 +37,25 @@ const LIVE = 'native';
 function liveFrame(message: Message): Uint8Array {
   // History topics carry their offset (PROTOCOL.md §4.6); still one encode per message.
   // ... and its content type (PROTOCOL.md §8), bytes unchanged.
-  return (message.encoded[LIVE] ??= encodeDelivery(message.topic, message.payload, 0, message.offset === 0 ? undefined : message.offset, message.properties?.contentType));
+  // ... and its request/reply properties (PROTOCOL.md §9): MQTT 5 requesters reach native responders.
+  const p = message.properties;
+  return (message.encoded[LIVE] ??= encodeDelivery(message.topic, message.payload, 0, message.offset === 0 ? undefined : message.offset, p?.contentType, replyOf(p)));
+}
+
+/** The request/reply part of a message's MQTT 5 properties, as a native DELIVERY carries it (PROTOCOL.md §9). */
+function replyOf(p: MessageProperties | undefined): ReplyProperties | undefined {
+  if (p === undefined || (p.responseTopic === undefined && p.correlationData === undefined)) return undefined;
+  return { responseTopic: p.responseTopic, correlationData: p.correlationData };
+}
+
+/** A native PUBLISH's content type and request/reply properties as the message's MQTT 5 properties (core/message.ts). */
+function propertiesOf(contentType: string | undefined, reply: ReplyProperties | undefined): MessageProperties | undefined {
+  if (contentType === undefined && reply === undefined) return undefined;
+  const p: MessageProperties = {};
+  if (contentType !== undefined) p.contentType = contentType;
+  if (reply?.responseTopic !== undefined) p.responseTopic = reply.responseTopic;
+  if (reply?.correlationData !== undefined) p.correlationData = reply.correlationData;
+  return p;
 }
 
 /**
@@ -47,7 +65,7 @@ function liveFrame(message: Message): Uint8Array {
  * so one encode per snapshot delivery is cheap next to the write itself.
  */
 function retainedFrame(message: Message): Uint8Array {
-  return encodeDelivery(message.topic, message.payload, Flag.retain, undefined, message.properties?.contentType);
+  return encodeDelivery(message.topic, message.payload, Flag.retain, undefined, message.properties?.contentType, replyOf(message.properties));
 }
 
 /** Retained messages captured at subscribe time, encoded as they are paced out. */
@@ -71,7 +89,7 @@ class ReplaySource implements FrameSource {
   constructor(private readonly merge: ReplayMerge) {}
   next(): Uint8Array | undefined {
     const m = this.merge.next();
-    return m === undefined ? undefined : encodeDelivery(m.topic, m.payload, Flag.replayed, m.offset, m.properties?.contentType);
+    return m === undefined ? undefined : encodeDelivery(m.topic, m.payload, Flag.replayed, m.offset, m.properties?.contentType, replyOf(m.properties));
   }
 }
 
@@ -365,6 +383,12 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     }
     const bad = checkPublish(frame.topic, frame.payload.length, ctx.topicLimits, ctx.config.maxPayloadBytes);
     if (bad) return this.error(frame.id, bad.code, bad.message);
+    const responseTopic = frame.reply?.responseTopic;
+    if (responseTopic !== undefined) {
+      // PROTOCOL.md §9: a topic name, as MQTT 5 requires of a Response Topic [MQTT-3.3.2-14].
+      const badReply = checkPublish(responseTopic, 0, ctx.topicLimits, ctx.config.maxPayloadBytes);
+      if (badReply) return this.error(frame.id, badReply.code, `response topic: ${badReply.message}`);
+    }
     if (isBrokerTopic(frame.topic)) {
       // $SYS/... is the broker's own (DESIGN.md "Topics"): its figures are never spoofed.
       ctx.auth.stats.denied++;
@@ -380,8 +404,8 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     const retain = (frame.flags & Flag.retain) !== 0;
     const full = retain ? retainedFull(ctx.router.retained, frame.topic, frame.payload.length, ctx.config) : undefined;
     if (full !== undefined) return this.error(frame.id, ErrorCode.unavailable, full);
-    // The content type travels as MQTT 5's property (core/message.ts), so every store and bus keeps it.
-    const properties = frame.contentType === undefined ? undefined : { contentType: frame.contentType };
+    // The content type and request/reply properties travel as MQTT 5's (core/message.ts), so every store and bus keeps them.
+    const properties = propertiesOf(frame.contentType, frame.reply);
     const durable = this.route(createMessage(frame.topic, frame.payload, retain, this, 0, properties), frame.id !== 0);
     if (frame.id === 0) {
       // Unacknowledged: nobody to tell. The store logs and counts every failed write (broker.ts).

@@ -11,7 +11,8 @@
  * the latest value per topic itself.
  */
 import mqtt from 'mqtt';
-import type { AgentTransport, Logger, Payload } from '../types.js';
+import { decodeUntagged, formatOf, topicMatches, utf8Text } from 'topicast/protocol';
+import type { AgentTransport, Inbound, Logger, Payload } from '../types.js';
 import { silentLogger } from '../types.js';
 
 export interface MqttTransportOptions {
@@ -22,6 +23,32 @@ export interface MqttTransportOptions {
   /** Milliseconds between reconnect attempts. */
   reconnectPeriodMs?: number;
   keepaliveSec?: number;
+}
+
+/**
+ * An MQTT payload as a value: by its MQTT 5 content type, else by the JSON-or-text rule (PROTOCOL.md §8).
+ * @example
+ * mqttValue(Buffer.from('7'), undefined) // 7
+ */
+export function mqttValue(payload: Uint8Array, contentType: string | undefined): unknown {
+  switch (formatOf(contentType)) {
+    case 'json': {
+      const text = utf8Text(payload);
+      try {
+        return text === undefined ? payload : JSON.parse(text);
+      } catch {
+        return text;
+      }
+    }
+    case 'text':
+      return utf8Text(payload) ?? payload;
+    case 'bytes':
+    case 'other':
+      return payload;
+    default:
+      // No type, or MessagePack a Topicast broker would have converted (--mqtt-payloads json).
+      return decodeUntagged(payload);
+  }
 }
 
 const CLOSE_PUBLISH_TIMEOUT_MS = 2000;
@@ -74,10 +101,24 @@ export function mqttTransport(options: MqttTransportOptions): AgentTransport {
       log.warn(`cannot reach ${options.url} (${err.message}); retrying every ${options.reconnectPeriodMs ?? 2000} ms`);
     } else log.debug(`mqtt client: ${err.message}`);
   });
-  const publish = (topic: string, payload: Payload, retain: boolean, qos: 0 | 1) =>
+  const publish = (topic: string, payload: Payload, retain: boolean, qos: 0 | 1, correlationData?: Uint8Array) =>
     new Promise<void>((resolve, reject) => {
-      client.publish(topic, mqttPayload(payload), { retain, qos, properties: { contentType: mqttContentType(payload) } }, (err) => (err ? reject(err) : resolve()));
+      const properties: mqtt.IClientPublishOptions['properties'] = { contentType: mqttContentType(payload) };
+      if (correlationData !== undefined) properties.correlationData = Buffer.from(correlationData); // an answer (MQTT 5 §4.10)
+      client.publish(topic, mqttPayload(payload), { retain, qos, properties }, (err) => (err ? reject(err) : resolve()));
     });
+  const handlers = new Map<string, Set<(m: Inbound) => void>>();
+  client.on('message', function onMessage(topic, payload, packet) {
+    const props = packet.properties;
+    let m: Inbound | undefined;
+    for (const [filter, set] of handlers) {
+      if (!topicMatches(filter, topic)) continue;
+      m ??= { topic, value: mqttValue(payload, props?.contentType), retained: packet.retain === true };
+      if (props?.responseTopic !== undefined) m.responseTopic = props.responseTopic;
+      if (props?.correlationData !== undefined) m.correlationData = new Uint8Array(props.correlationData);
+      for (const h of set) h(m);
+    }
+  });
   return {
     kind: 'mqtt',
     isOpen: () => client.connected,
@@ -85,7 +126,25 @@ export function mqttTransport(options: MqttTransportOptions): AgentTransport {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    publish: (topic, payload, retain) => publish(topic, payload, retain, 0),
+    publish: (topic, payload, retain, extra) => publish(topic, payload, retain, 0, extra?.correlationData),
+    subscribe(filter, handler) {
+      let set = handlers.get(filter);
+      if (set === undefined) {
+        handlers.set(filter, (set = new Set()));
+        // mqtt.js subscribes again on every reconnect (resubscribe). Retain handling 2: no retained values (MQTT 5).
+        client.subscribe(filter, { qos: 0, rh: 2 }, (err) => {
+          if (err) log.error(`cannot subscribe to ${filter}: ${err.message}`);
+        });
+      }
+      set.add(handler);
+      return () => {
+        set.delete(handler);
+        if (set.size === 0 && handlers.get(filter) === set) {
+          handlers.delete(filter);
+          if (client.connected) client.unsubscribe(filter);
+        }
+      };
+    },
     async close(last) {
       if (last && client.connected) {
         let timer: ReturnType<typeof setTimeout> | undefined;

@@ -7,7 +7,7 @@
  * every connection; a clean `close()` discards it, so the agent publishes `offline` itself first.
  */
 import { connect, type Client } from '../../index.js';
-import type { AgentTransport, Logger, Payload } from '../types.js';
+import type { AgentTransport, Inbound, Logger, Payload } from '../types.js';
 import { silentLogger } from '../types.js';
 
 export interface NativeTransportOptions {
@@ -62,7 +62,22 @@ export async function nativeTransport(options: NativeTransportOptions): Promise<
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    publish: (topic: string, payload: Payload, retain: boolean) => client.publish(topic, payload, { retain }),
+    publish: (topic: string, payload: Payload, retain: boolean, extra) =>
+      client.publish(topic, payload, extra?.correlationData === undefined ? { retain } : { retain, correlationData: extra.correlationData }),
+    subscribe(filter, handler) {
+      const sub = client.subscribe(
+        filter,
+        (value, meta) => {
+          const m: Inbound = { topic: meta.topic, value, retained: meta.retained };
+          if (meta.responseTopic !== undefined) m.responseTopic = meta.responseTopic;
+          if (meta.correlationData !== undefined) m.correlationData = meta.correlationData;
+          handler(m);
+        },
+        { retained: false },
+      );
+      sub.catch((err: Error) => log.error(`cannot subscribe to ${filter}: ${err.message}`));
+      return () => void sub.then((s) => s.unsubscribe(), () => {});
+    },
     async close(last) {
       if (last && client.state === 'open') {
         let timer: ReturnType<typeof setTimeout> | undefined;
