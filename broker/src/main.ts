@@ -13,11 +13,14 @@ const argv = process.argv.slice(2);
 async function main(): Promise<void> {
   if (argv[0] === 'pub' || argv[0] === 'sub') {
     const { runPubSub } = await import('./cli/pubsub.js');
-    process.exitCode = await runPubSub(argv[0], argv.slice(1));
+    const code = await runPubSub(argv[0], argv.slice(1));
+    process.exitCode = code;
+    // Output is written; a socket still closing must not hold the command open.
+    setTimeout(() => process.exit(code), 2000).unref();
     return;
   }
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`topicast ${VERSION}: pub/sub broker over WebSockets and MQTT\n\nUsage: topicast [--setting value ...]\n       topicast pub -t TOPIC -m VALUE [-r] [--url URL]\n       topicast sub -t FILTER [--url URL]\n\n| flag | env | default | meaning |\n|---|---|---|---|\n${settingsReference()}\n`);
+    process.stdout.write(`topicast ${VERSION}: pub/sub broker over WebSockets and MQTT\n\nUsage: topicast [--setting value ...]          run the broker (settings below)\n       topicast pub -t TOPIC -m VALUE [-r] ...   publish (topicast pub --help)\n       topicast sub -t FILTER [-v] ...           subscribe and print (topicast sub --help)\n\n| flag | env | default | meaning |\n|---|---|---|---|\n${settingsReference()}\n`);
     return;
   }
   if (argv.includes('--version')) {
