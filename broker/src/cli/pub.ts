@@ -15,11 +15,10 @@
  * buffers without bound.
  */
 import { readFile } from 'node:fs/promises';
-import { connect, msgpack, type Client } from 'topicast';
-import { topicProblem } from 'topicast/protocol';
+import { connect, ContentType, formatOf, msgpack, type Client } from 'topicast';
+import { contentTypeProblem, topicProblem } from 'topicast/protocol';
 import { checkUrl, CliError, Exit, parseOptions, single, usage, type OptionSpec } from './args.js';
 import { cliFailure } from './failure.js';
-import { ContentType, contentTypeProblem, formatOf } from './payload-shim.js';
 
 export const PUB_OPTIONS: readonly OptionSpec[] = [
   { name: 'topic', short: 't', value: true },
@@ -184,7 +183,7 @@ function parsePub(argv: readonly string[]): PubArgs {
 
 function publish(client: Client, args: PubArgs, out: Outgoing, what: string): Promise<void> {
   return client
-    .publish(args.topic, out.payload, { codec: 'raw', retain: args.retain, ack: true })
+    .publish(args.topic, out.payload, { codec: 'raw', contentType: out.contentType, retain: args.retain, ack: true })
     .catch((err: unknown) => {
       throw cliFailure(err, { url: args.url, withToken: args.token !== undefined, request: `${what} on ${args.topic}` });
     });

@@ -7,11 +7,10 @@
  * bytes instead, unchanged and unseparated, for files and pipes. The subscription reconnects
  * like any SDK client (saying so on stderr); a broker that refuses it for good ends the command.
  */
-import { connect, json, msgpack, raw, text, type Client, type Codec, type MessageMeta } from 'topicast';
+import { connect, decodePayload, json, msgpack, raw, text, type Client, type Codec, type MessageMeta } from 'topicast';
 import { filterProblem } from 'topicast/protocol';
 import { checkUrl, CliError, count, Exit, oneLine, parseOptions, single, usage, type OptionSpec } from './args.js';
 import { cliFailure, type FailureContext } from './failure.js';
-import { decodePayload } from './payload-shim.js';
 import { DEFAULT_URL } from './pub.js';
 import { renderValue } from './render.js';
 
@@ -160,7 +159,7 @@ export async function runSub(argv: readonly string[], warn: (line: string) => vo
 /** One delivery's line, or undefined (with a warning) when its payload does not decode. */
 function display(bytes: Uint8Array, meta: MessageMeta, codec: Codec | undefined, warn: (line: string) => void): string | undefined {
   try {
-    return renderValue(codec ? codec.decode(bytes) : decodePayload(bytes, undefined));
+    return renderValue(codec ? codec.decode(bytes, meta.contentType) : decodePayload(bytes, meta.contentType, msgpack.decode));
   } catch (err) {
     warn(`cannot decode a message on ${meta.topic}${codec ? ` with ${codec.name}` : ''}: ${oneLine((err as Error).message)}`);
     return undefined;
