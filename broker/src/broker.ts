@@ -29,6 +29,7 @@ import { createDrainStats, drainConnections } from './session/drain.js';
 import { Admission, refreshSocketBudget } from './transport/admission.js';
 import { listenTcp } from './transport/tcp.js';
 import { listenHttp } from './transport/uws.js';
+import { checkStaticDir, ensureDataDir, listenFailure } from './startup.js';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -98,6 +99,9 @@ export interface BrokerDeps {
 }
 
 export async function startBroker(config: BrokerConfig, log: Logger = createLogger(config.logLevel), deps: BrokerDeps = {}): Promise<RunningBroker> {
+  // What the settings point at is checked first: a bad --data or --static is one line naming it (startup.ts).
+  if (config.data !== undefined) ensureDataDir(config.data);
+  if (config.static !== undefined) checkStaticDir(config.static);
   // With --data: retained values (DIR/retained, store/log.ts, STORAGE.md), persistent MQTT sessions
   // (DIR/sessions, protocol/mqtt/persist.ts, MQTT.md) and, when historyFilters names topics, the
   // history stream (DIR/history, PROTOCOL.md §4.6). Damage stops start-up unless --data-recover.
@@ -141,6 +145,9 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     log.warn(summary, 'connections refused or accepts failing: out of file descriptors or too many half-open connections (counted in /metrics)');
   });
   registerAdmissionMetrics(ctx, admission);
+  const named = (flag: string, port: number) => async (err: unknown): Promise<never> => {
+    throw await listenFailure(err, flag, config.host, port);
+  };
   const http = await listenHttp(ctx, {
     admission,
     tls,
@@ -151,9 +158,9 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     mqtt,
     ready: () => ready && ctx.cluster?.state !== 'down',
     draining: () => draining,
-  });
-  const tcp = config.mqttPort === 0 ? undefined : await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttPort, undefined, admission);
-  const tlsTcp = tlsMaterial && config.mqttTlsPort !== 0 ? await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttTlsPort, tlsMaterial, admission) : undefined;
+  }).catch(named('--port', config.port));
+  const tcp = config.mqttPort === 0 ? undefined : await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttPort, undefined, admission).catch(named('--mqtt-port', config.mqttPort));
+  const tlsTcp = tlsMaterial && config.mqttTlsPort !== 0 ? await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttTlsPort, tlsMaterial, admission).catch(named('--mqtt-tls-port', config.mqttTlsPort)) : undefined;
   // The budget is what the descriptor limit leaves once the listeners, stores and bus hold theirs;
   // re-read every 10 s while sockets use half of it or more (what else the process holds moves).
   refreshSocketBudget(admission);

@@ -15,7 +15,7 @@ import { MAX_BUS_TOPIC_BYTES } from './cluster/subject.js';
 import { envName, flagName, type SettingSpec } from './settings.js';
 
 export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
+  override readonly name: string = 'ConfigError';
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

@@ -49,10 +49,15 @@ async function main(): Promise<void> {
   try {
     broker = await startBroker(config, log);
   } catch (err) {
-    log.fatal({ err }, 'start-up failed');
-    process.stderr.write(`topicast: ${(err as Error).message}\n`);
-    // 2: the operator must act (a bad setting; a bus whose adapter this build lacks; damaged data, broker/STORAGE.md).
-    exit(err instanceof ConfigError || err instanceof DataCorruptionError ? 2 : 1);
+    // The operator must act (a bad setting, a port in use, an unusable --data, a bus whose adapter this build
+    // lacks, damaged data: broker/STORAGE.md): one line and exit 2, logged without a stack. Anything else is a
+    // bug, logged with its stack.
+    const message = String((err as Error)?.message ?? err).replace(/\s*\n\s*/g, ' ');
+    const operator = err instanceof ConfigError || err instanceof DataCorruptionError;
+    if (operator) log.fatal({ reason: message }, 'start-up failed');
+    else log.fatal({ err }, 'start-up failed');
+    process.stderr.write(`topicast: ${message}\n`);
+    exit(operator ? 2 : 1);
     return;
   }
   log.info(

@@ -10,7 +10,7 @@
  *
  * Tokens are secrets: nothing here logs them or puts them in a reason.
  */
-import type { BrokerConfig } from '../config.js';
+import { ConfigError, type BrokerConfig } from '../config.js';
 import { AbuseGuard } from './abuse.js';
 import { createJwtVerifier, type JwtVerifier } from './jwt.js';
 import { checkOrigin, normalizeOrigins } from './origin.js';
@@ -73,7 +73,7 @@ type AuthConfig = Pick<
 >;
 
 /** Thrown for unusable security settings; the message names the setting. */
-export class AuthConfigError extends Error {
+export class AuthConfigError extends ConfigError {
   override readonly name = 'AuthConfigError';
 }
 

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
+import { ConfigError } from '../config.js';
 
 export interface TlsFiles {
   certFile: string;
@@ -27,10 +28,10 @@ interface TlsConfig {
 /** The configured files, or undefined when TLS is off. @throws Error naming the setting. */
 export function tlsFiles(config: TlsConfig): TlsFiles | undefined {
   if (config.tlsCertFile === undefined && config.tlsKeyFile === undefined) return undefined;
-  if (config.tlsCertFile === undefined) throw new Error('invalid setting tlsCertFile: required with tlsKeyFile');
-  if (config.tlsKeyFile === undefined) throw new Error('invalid setting tlsKeyFile: required with tlsCertFile');
+  if (config.tlsCertFile === undefined) throw new ConfigError('invalid setting tlsCertFile: required with tlsKeyFile');
+  if (config.tlsKeyFile === undefined) throw new ConfigError('invalid setting tlsKeyFile: required with tlsCertFile');
   if (config.mqttTlsPort !== 0 && (config.mqttTlsPort === config.port || config.mqttTlsPort === config.mqttPort)) {
-    throw new Error(`invalid setting mqttTlsPort: ${config.mqttTlsPort} is already the port or mqttPort`);
+    throw new ConfigError(`invalid setting mqttTlsPort: ${config.mqttTlsPort} is already the port or mqttPort`);
   }
   return { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile };
 }
@@ -41,7 +42,7 @@ export function loadTls(files: TlsFiles): TlsMaterial {
     try {
       return readFileSync(path);
     } catch (err) {
-      throw new Error(`invalid setting ${setting}: cannot read ${path}: ${(err as Error).message}`);
+      throw new ConfigError(`invalid setting ${setting}: cannot read ${path}: ${(err as Error).message}`);
     }
   };
   const cert = read('tlsCertFile', files.certFile);
@@ -49,7 +50,7 @@ export function loadTls(files: TlsFiles): TlsMaterial {
   try {
     createSecureContext({ cert, key }); // parses both and checks that the key belongs to the certificate
   } catch (err) {
-    throw new Error(`invalid setting tlsCertFile/tlsKeyFile: ${files.certFile} and ${files.keyFile} are not a usable pair: ${(err as Error).message}`);
+    throw new ConfigError(`invalid setting tlsCertFile/tlsKeyFile: ${files.certFile} and ${files.keyFile} are not a usable pair: ${(err as Error).message}`);
   }
   return { cert, key };
 }
