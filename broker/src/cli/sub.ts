@@ -134,13 +134,13 @@ export async function runSub(argv: readonly string[], warn: (line: string) => vo
     let seen = 0;
     const show = (bytes: Uint8Array, meta: MessageMeta): void => {
       if (args.count !== undefined && seen >= args.count) return;
-      seen++;
       if (args.raw) process.stdout.write(bytes);
       else {
         const line = display(bytes, meta, args.codec, warn);
-        if (line !== undefined) process.stdout.write(args.verbose ? `${meta.topic} ${line}\n` : `${line}\n`);
+        if (line === undefined) return; // not counted: -C counts what was printed
+        process.stdout.write(args.verbose ? `${meta.topic} ${line}\n` : `${line}\n`);
       }
-      if (args.count !== undefined && seen >= args.count) finish(Exit.ok);
+      if (args.count !== undefined && ++seen >= args.count) finish(Exit.ok);
     };
     await client.subscribe(args.filters, (bytes, meta) => show(bytes as Uint8Array, meta), { retained: args.retained }).catch((err: unknown) => {
       throw cliFailure(err, failureContext(args, `the subscription to ${args.filters.join(' ')}`));
