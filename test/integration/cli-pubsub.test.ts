@@ -6,12 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connect, type Client } from 'topicast';
 import { BROKER_MAIN, freePort, startBroker, waitFor } from '../helpers/broker.js';
+import { nowSec, signJwt } from '../unit/auth/jwt-sign.js';
 import type * as PubModule from '../../broker/src/cli/pub.js';
 import type * as SubModule from '../../broker/src/cli/sub.js';
 
@@ -368,4 +369,35 @@ test('env: TOPICAST_URL replaces --url', async () => {
   assert.equal(r.status, 0, r.stderr);
   await waitFor(() => seen.length === 1, 'the message');
   assert.equal(seen[0]!.value, 'via-env');
+});
+
+test('sub across a broker restart: one stderr line when the connection is lost, one when it is back, then messages again', async () => {
+  const port = await freePort();
+  const first = await startBroker({ port, mqttOff: true });
+  const base = await subscriptionCount(first.httpUrl);
+  const sub = subProcess(['-t', 'restart/#', '-v', '-C', '1', '--url', first.url]);
+  await subscribed(first.httpUrl, base, 1);
+  first.kill('SIGKILL');
+  await first.exited;
+  await waitFor(() => sub.stderr().includes('reconnecting'), 'the lost-connection line', 10_000);
+  const second = await startBroker({ port, mqttOff: true });
+  await waitFor(() => sub.stderr().includes('reconnected'), 'the reconnected line', 20_000);
+  assert.equal((await topicast(['pub', '-t', 'restart/a', '-m', 'back', '--url', second.url])).status, 0);
+  assert.equal(await sub.done, 0);
+  assert.deepEqual(sub.lines, ['restart/a back']);
+  const lines = sub.stderr().trimEnd().split('\n');
+  assert.equal(lines.length, 2, sub.stderr());
+  assert.match(lines[0]!, /^topicast sub: connection lost \(.*\); reconnecting$/);
+  assert.equal(lines[1], 'topicast sub: reconnected');
+  await second.stop();
+});
+
+test('sub ends with status 1 and one line when the broker closes the connection for good (token expired)', async () => {
+  const secret = join(dir, 'jwt-secret');
+  writeFileSync(secret, 'a-shared-secret-of-at-least-32-bytes!!');
+  const jwtBroker = await startBroker({ args: ['--auth-jwt-key-file', secret, '--auth-clock-skew-sec', '0'], mqttOff: true });
+  const token = signJwt('HS256', readFileSync(secret), { sub: 'cli', exp: nowSec() + 6, topicast: { subscribe: ['#'] } });
+  const r = await topicast(['sub', '-t', 'devices/#', '--url', jwtBroker.url, '--token', token], { env: { ...process.env, TOPICAST_TOKEN: '' } });
+  assertFailure(r, 'sub', 1, new RegExp(`^topicast sub: the broker closed the connection \\(${jwtBroker.url.replace(/[./]/g, '\\$&')}\\): the token expired \\(4001\\): give a fresh --token$`, 'm'));
+  await jwtBroker.stop();
 });

@@ -43,6 +43,7 @@ function refusal(err: TopicastError, withToken: boolean): string | undefined {
     : err.code;
   switch (code) {
     case ErrorCode.unauthenticated:
+      if (withToken && /\bexpired\b/.test(err.message)) return 'the token expired (4001): give a fresh --token';
       return withToken ? 'the broker refused the token (4001: unknown, expired or not yet valid); check --token' : 'the broker requires a token (4001): give --token TOKEN (or TOPICAST_TOKEN)';
     case ErrorCode.notAuthorized:
       return 'not authorized: this token may not do that; use a token whose permissions cover it';
@@ -62,10 +63,12 @@ export interface FailureContext {
   withToken: boolean;
   /** What the broker was asked for, as a noun: "the message on a/b", "the subscription to a/#". */
   request: string;
+  /** The connection had been open (a close, not a failed connect). */
+  connected?: boolean;
 }
 
 /** Turns whatever a command's SDK calls threw into the `CliError` it exits with. */
-export function cliFailure(err: unknown, { url, withToken, request }: FailureContext): CliError {
+export function cliFailure(err: unknown, { url, withToken, request, connected }: FailureContext): CliError {
   if (err instanceof CliError) return err;
   if (err instanceof RequestError) {
     const why = refusal(err, withToken);
@@ -85,8 +88,8 @@ export function cliFailure(err: unknown, { url, withToken, request }: FailureCon
   }
   if (err instanceof ConnectionError) {
     const why = refusal(err, withToken);
-    if (why) return new CliError(`cannot connect to ${url}: ${why}`, Exit.failed);
-    if (err.code === ClientErrorCode.connectFailed) {
+    if (why) return new CliError(`${connected ? `the broker closed the connection (${url})` : `cannot connect to ${url}`}: ${why}`, Exit.failed);
+    if (err.code === ClientErrorCode.connectFailed && !connected) {
       const status = httpStatus(err);
       if (status === 401 || status === 403) return new CliError(`cannot connect to ${url}: refused with HTTP ${status}: give a valid --token (or TOPICAST_TOKEN)`, Exit.failed);
       if (status !== undefined) return new CliError(`cannot connect to ${url}: the server answered HTTP ${status}, not a WebSocket: the native endpoint is ws://HOST:PORT/ws; check --url`, Exit.failed);

@@ -129,7 +129,7 @@ export async function runSub(argv: readonly string[], warn: (line: string) => vo
     client.on('state', (state) => {
       if (state === 'reconnecting') warn(`connection lost${lastError ? ` (${oneLine(lastError.message)})` : ''}; reconnecting`);
       else if (state === 'open') warn('reconnected');
-      else if (state === 'closed') finish(cliFailure(lastError ?? new Error('the connection closed'), failureContext(args, 'the connection')));
+      else if (state === 'closed') finish(cliFailure(lastError ?? new Error('the connection closed'), { ...failureContext(args, 'the connection'), connected: true }));
     });
     let seen = 0;
     const show = (bytes: Uint8Array, meta: MessageMeta): void => {
