@@ -184,7 +184,7 @@ test('runtime failures: cannot connect, not a WebSocket endpoint: one line, stat
   assertFailure(await topicast(['pub', '-t', 'a', '-m', '1', '--url', 'ws://no-such-host.invalid:8080/ws']), 'pub', 1, /host not found: check the host in --url/);
 });
 
-test('refusals: no token, a wrong token, a topic outside the token, a payload too large: one line, status 1', async () => {
+test('refusals: no token, a wrong token, a topic outside the token, a payload too large, the publish rate: one line, status 1', async () => {
   const tokens = join(dir, 'tokens.json');
   writeFileSync(tokens, JSON.stringify({ tokens: [{ token: 'pi-01-secret-token-long-enough', sub: 'pi-01', publish: ['devices/{sub}/#'], subscribe: ['devices/{sub}/cmd/#'] }] }));
   const secured = await startBroker({ args: ['--auth-token-file', tokens, '--max-payload-bytes', '1000'] });
@@ -203,6 +203,10 @@ test('refusals: no token, a wrong token, a topic outside the token, a payload to
   const ok = await topicast(['pub', '-t', 'devices/pi-01/t', '-m', '1', ...surl], { env: { ...process.env, TOPICAST_TOKEN: 'pi-01-secret-token-long-enough' } });
   assert.equal(ok.status, 0, ok.stderr);
   await secured.stop();
+  const slow = await startBroker({ args: ['--max-publishes-per-sec', '1', '--publish-burst', '5'], mqttOff: true });
+  assertFailure(await topicast(['pub', '-t', 'fast/n', '-l', '--url', slow.url], { input: '1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n' }), 'pub', 1,
+    /the broker refused line \d+ on fast\/n: publish rate limit exceeded \(its --max-publishes-per-sec and --publish-burst\); send more slowly/);
+  await slow.stop();
 });
 
 test('pub -m: JSON text arrives tagged application/json, other text as text/plain, bytes as typed; -r retains; -n clears', async () => {

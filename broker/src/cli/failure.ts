@@ -49,8 +49,6 @@ function refusal(err: TopicastError, withToken: boolean): string | undefined {
       return 'not authorized: this token may not do that; use a token whose permissions cover it';
     case ErrorCode.tooManyConnections:
       return 'the broker is at its connection limit: try again later';
-    case ErrorCode.rateLimited:
-      return 'too many connections from this address right now: try again in a few seconds';
     default:
       return undefined;
   }
@@ -80,6 +78,8 @@ export function cliFailure(err: unknown, { url, withToken, request, connected }:
       case ErrorCode.invalidTopic:
       case ErrorCode.invalidFilter:
         return new CliError(`the broker refused ${request}: ${oneLine(err.message)}; change -t`, Exit.usage);
+      case ErrorCode.rateLimited:
+        return new CliError(`the broker refused ${request}: publish rate limit exceeded (its --max-publishes-per-sec and --publish-burst); send more slowly`, Exit.failed);
       case ErrorCode.tooManySubscriptions:
         return new CliError(`the broker refused ${request}: too many subscriptions (its --max-subscriptions-per-connection); give fewer -t`, Exit.failed);
       default:
