@@ -250,16 +250,19 @@ test('pub -l: `seq 1 3 | topicast pub -l` gives three messages, in order, each a
   assert.deepEqual(seen.map((s) => [s.value, s.contentType]), [[1, 'application/json'], [2, 'application/json'], [3, 'application/json']]);
 });
 
-test('pub -l: every line of a long stream acknowledged before exit, in order; mosquitto_pub -l line rules (empty line, last line without newline)', async () => {
-  const seen = await sdkWatch(broker.url, 'lines/#');
-  const n = 3000; // more than the unacknowledged window
+test('pub -l: every line of a long stream acknowledged before exit, in order, in bounded memory; mosquitto_pub -l line rules (empty line, last line without newline)', async () => {
+  const unlimited = await startBroker({ args: ['--max-publishes-per-sec', '0'], mqttOff: true }); // the default rate would refuse a burst this long
+  const seen = await sdkWatch(unlimited.url, 'lines/#');
+  // Far more lines than the unacknowledged window, in a heap they would overflow if anything were
+  // kept per line (a per-line Promise.race on a pending promise once did: ~1 KB a line).
+  const n = 50_000;
   const input = Array.from({ length: n }, (_, i) => `${i}`).join('\n') + '\n';
-  const r = await topicast(['pub', '-t', 'lines/many', '-l', ...url], { input });
-  assert.equal(r.status, 0, r.stderr);
-  await waitFor(() => seen.length === n, `${n} lines`, 10_000);
+  const r = await run(process.execPath, ['--max-old-space-size=24', BROKER_MAIN, 'pub', '-t', 'lines/many', '-l', '--url', unlimited.url], { input, timeoutMs: 60_000 });
+  assert.equal(r.status, 0, r.stderr.slice(0, 500));
+  await waitFor(() => seen.length === n, `${n} lines`, 30_000);
   assert.deepEqual(seen.map((s) => s.value), Array.from({ length: n }, (_, i) => i));
 
-  const mixed = await topicast(['pub', '-t', 'lines/mixed', '-l', ...url], { input: Buffer.concat([Buffer.from('online\n\n{"v":1}\r\n'), Buffer.from([0xff, 0xfe, 0x0a]), Buffer.from('last')]) });
+  const mixed = await topicast(['pub', '-t', 'lines/mixed', '-l', '--url', unlimited.url], { input: Buffer.concat([Buffer.from('online\n\n{"v":1}\r\n'), Buffer.from([0xff, 0xfe, 0x0a]), Buffer.from('last')]) });
   assert.equal(mixed.status, 0, mixed.stderr);
   await waitFor(() => seen.length === n + 5, 'the mixed lines');
   assert.deepEqual(seen.slice(n).map((s) => [s.value instanceof Uint8Array ? [...s.value] : s.value, s.contentType]), [
@@ -269,6 +272,7 @@ test('pub -l: every line of a long stream acknowledged before exit, in order; mo
     [[0xff, 0xfe], 'application/octet-stream'],
     ['last', 'text/plain'],
   ]);
+  await unlimited.stop();
 });
 
 test('pub -f: a binary file arrives byte-identical at mosquitto_sub, at topicast sub --raw, and at the SDK as bytes', needsMosquitto, async () => {

@@ -220,25 +220,22 @@ export async function runPub(argv: readonly string[]): Promise<number> {
 async function publishLines(client: Client, args: PubArgs): Promise<void> {
   const maxLineBytes = client.server?.maxPayloadBytes || 64 * 1024 * 1024;
   let failure: unknown;
-  let failed: (err: unknown) => void = () => {};
-  const stop = new Promise<never>((_, reject) => (failed = reject));
-  stop.catch(() => {}); // raced below; never unhandled
   const inFlight: Promise<void>[] = [];
   let n = 0;
-  const lines = readLines(process.stdin, maxLineBytes);
   try {
-    for (;;) {
-      const next = await Promise.race([lines.next(), stop]);
-      if (next.done) break;
+    for await (const line of readLines(process.stdin, maxLineBytes)) {
+      if (failure !== undefined) break;
       n++;
-      const p = publish(client, args, textPayload(next.value, args.contentType, `line ${n}`), `line ${n}`);
+      const p = publish(client, args, textPayload(line, args.contentType, `line ${n}`), `line ${n}`);
+      // A refusal stops the reading at once, even while stdin is quiet (tail -f | topicast pub -l).
       p.catch((err: unknown) => {
         failure ??= err;
-        failed(err);
+        process.stdin.destroy();
       });
       inFlight.push(p);
-      if (inFlight.length >= LINE_WINDOW) await Promise.race([inFlight.shift()!, stop]);
+      if (inFlight.length >= LINE_WINDOW) await inFlight.shift();
     }
+    if (failure !== undefined) throw failure;
     for (const p of inFlight) await p;
   } catch (err) {
     throw failure ?? err;
