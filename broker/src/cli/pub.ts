@@ -20,6 +20,9 @@ import { contentTypeProblem, topicProblem } from 'topicast/protocol';
 import { checkUrl, CliError, Exit, parseOptions, single, usage, type OptionSpec } from './args.js';
 import { cliFailure } from './failure.js';
 
+/** Where the commands connect without --url or TOPICAST_URL: a broker on this machine. */
+export const DEFAULT_URL = 'ws://127.0.0.1:8080/ws';
+
 export const PUB_OPTIONS: readonly OptionSpec[] = [
   { name: 'topic', short: 't', value: true },
   { name: 'message', short: 'm', value: true },
@@ -51,7 +54,7 @@ The payload is the bytes given, unchanged; its content type tells subscribers wh
                             -m/-l value (JSON when it parses, else the text) as MessagePack, the way
                             the SDK publishes; JSON and text types must match what is sent
       --codec NAME          msgpack | json | text | raw: that codec's content type
-      --url URL             the broker's native endpoint (env TOPICAST_URL; default ${'ws://127.0.0.1:8080/ws'})
+      --url URL             the broker's native endpoint (env TOPICAST_URL; default ${DEFAULT_URL})
       --token TOKEN         auth token (env TOPICAST_TOKEN)
       --help                this text
 
@@ -59,7 +62,6 @@ Exit status: 0 every message acknowledged; 1 the broker could not be reached or 
 2 usage error (the line on stderr names the option to change).
 `;
 
-export const DEFAULT_URL = 'ws://127.0.0.1:8080/ws';
 
 /** Most -l lines awaiting the broker's acknowledgement at once. */
 const LINE_WINDOW = 256; // a few round trips of typical sensor lines; bounds memory for any input
@@ -193,22 +195,22 @@ function publish(client: Client, args: PubArgs, out: Outgoing, what: string): Pr
 export async function runPub(argv: readonly string[]): Promise<number> {
   const args = parsePub(argv);
   // Read the file before connecting: a wrong path fails without touching the broker.
-  let single: Outgoing | undefined;
-  if (args.source.kind === 'message') single = textPayload(utf8Encoder.encode(args.source.text), args.contentType, '-m VALUE');
-  else if (args.source.kind === 'null') single = { payload: new Uint8Array(0), contentType: args.contentType ?? ContentType.bytes };
+  let message: Outgoing | undefined;
+  if (args.source.kind === 'message') message = textPayload(utf8Encoder.encode(args.source.text), args.contentType, '-m VALUE');
+  else if (args.source.kind === 'null') message = { payload: new Uint8Array(0), contentType: args.contentType ?? ContentType.bytes };
   else if (args.source.kind === 'file') {
     const path = args.source.path;
     const bytes = await readFile(path).catch((err: NodeJS.ErrnoException) => {
       const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'it is a directory' : err.code === 'EACCES' ? 'permission denied' : err.message;
       throw new CliError(`cannot read -f ${path}: ${why}`, Exit.usage);
     });
-    single = filePayload(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), args.contentType, `-f ${path}`);
+    message = filePayload(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), args.contentType, `-f ${path}`);
   }
   const client = await connect(args.url, { reconnect: false, ...(args.token ? { token: args.token } : {}) }).catch((err: unknown) => {
     throw cliFailure(err, { url: args.url, withToken: args.token !== undefined, request: 'the connection' });
   });
   try {
-    if (single) await publish(client, args, single, 'the message');
+    if (message) await publish(client, args, message, 'the message');
     else await publishLines(client, args);
   } finally {
     await client.close();
