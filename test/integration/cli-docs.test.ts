@@ -7,7 +7,7 @@
  * `<!-- cli-example: stderr N -->` (exit status N, that exact stderr, nothing on stdout).
  */
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,9 +63,17 @@ test('docs/CLI.md: every shell example runs as written and prints what the page 
   await client.subscribe('devices/pi-01/count', (v) => counts.push(v));
 
   for (const e of found) {
-    const r = await new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
-      execFile('bash', ['-c', `set -eo pipefail\n${e.script}`], { cwd: work, env, timeout: 20_000 }, (err, stdout, stderr) => {
-        resolve({ status: err ? Number((err as { code?: unknown }).code ?? -1) : 0, stdout, stderr });
+    const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      // Its own process group, killed whole if it hangs: a `topicast sub` left waiting must not outlive the test.
+      const child = spawn('bash', ['-c', `set -eo pipefail\n${e.script}`], { cwd: work, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 20_000);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ status: code, stdout, stderr });
       });
     });
     const what = `${e.script}\n→ status ${r.status}\nstdout ${JSON.stringify(r.stdout)}\nstderr ${JSON.stringify(r.stderr)}`;

@@ -357,7 +357,7 @@ test('sub: retained first, -R skips them, -W ends with status 27 and one line, -
 
 test('sub: a reader that goes away (| head -1) ends the command with status 0', async () => {
   const base = await subscriptionCount(broker.httpUrl);
-  const r = run('bash', ['-c', `set -o pipefail; "${process.execPath}" "${BROKER_MAIN}" sub -t pipe/# --url ${broker.url} | head -n 1`]);
+  const r = run('bash', ['-c', `set -o pipefail; "${process.execPath}" "${BROKER_MAIN}" sub -t pipe/# -W 30 --url ${broker.url} | head -n 1`]); // -W: gone by itself even if this test fails
   await subscribed(broker.httpUrl, base, 1);
   // The first line satisfies head; the second write finds the pipe closed.
   for (let i = 0; i < 50; i++) {
