@@ -67,6 +67,40 @@ export interface HistoryStats {
   replayedMessages: number;
   /** Resumes answered with recovered: false. */
   resumesRefused: number;
+  /** History queries answered, and the messages they returned. */
+  queries: number;
+  queriedMessages: number;
+}
+
+/** A history query (PROTOCOL.md §4.8); every bound is inclusive, absent ones are open. */
+export interface HistoryQuery {
+  /** Topics matching any of them (each topic once). */
+  filters: readonly string[];
+  /** Most rows returned (≥ 1). */
+  limit: number;
+  sinceMs?: number | undefined;
+  untilMs?: number | undefined;
+  fromOffset?: number | undefined;
+  toOffset?: number | undefined;
+  /** Newest first (the `limit` newest of the window), else oldest first (the `limit` oldest). */
+  newestFirst: boolean;
+}
+
+export interface HistoryAnswer {
+  /** The rows, read lazily in answer order. */
+  cursor: QueryCursor;
+  /** Rows the cursor yields. */
+  count: number;
+  /** False when a message that belongs in the answer may be gone (see History.query); call once the cursor is read out. */
+  complete(): boolean;
+  /** The window holds more messages than the limit let through. */
+  more: boolean;
+}
+
+interface QuerySlice {
+  messages: Message[];
+  times: number[];
+  i: number;
 }
 
 export interface StreamPosition {
@@ -77,9 +111,13 @@ export interface StreamPosition {
 /** One topic's ring: its held messages in offset order. */
 class TopicHistory {
   messages: Message[] = [];
+  /** Publish time (broker receive time, ms, never decreasing) of `messages[i]`, same indices. */
+  times: number[] = [];
   head = 0;
   /** Highest offset this topic lost (0: none). */
   evictedThrough = 0;
+  /** Publish time of the message at `evictedThrough` (an upper bound when restored without it); -1: none lost. */
+  evictedAtMs = -1;
   /** Set when the topic left the history; queue entries still pointing here are stale. */
   removed = false;
   constructor(readonly topic: string) {}
@@ -92,14 +130,36 @@ class TopicHistory {
     return this.messages[this.head]!.offset;
   }
 
+  /** Removes the oldest held message, recording it as lost. */
   shift(): Message {
     const m = this.messages[this.head]!;
+    this.evictedThrough = m.offset;
+    this.evictedAtMs = this.times[this.head]!;
     this.messages[this.head++] = undefined as unknown as Message; // release the payload now
     if (this.head >= 64 && this.head * 2 >= this.messages.length) {
       this.messages.splice(0, this.head);
+      this.times.splice(0, this.head);
       this.head = 0;
     }
     return m;
+  }
+
+  /** Index in `messages` of the first held message with an offset ≥ `offset`. */
+  indexOfOffset(offset: number): number {
+    return this.indexAfter(offset - 1);
+  }
+
+  /** Index in `messages` of the first held message published at or after `atMs` (binary search: times never decrease). */
+  indexOfTime(atMs: number): number {
+    const ts = this.times;
+    let lo = this.head;
+    let hi = ts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (ts[mid]! < atMs) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   /** Index in `messages` of the first held message with an offset greater than `after` (binary search). */
@@ -135,11 +195,13 @@ function markPatternMatched(): void {
 }
 
 export class History {
-  readonly stats: HistoryStats = { appended: 0, evicted: 0, replays: 0, replayedMessages: 0, resumesRefused: 0 };
+  readonly stats: HistoryStats = { appended: 0, evicted: 0, replays: 0, replayedMessages: 0, resumesRefused: 0, queries: 0, queriedMessages: 0 };
   /** The stream's last offset (0 before the first message of a fresh epoch). */
   last: number;
   /** Highest offset lost where no topic's ring can tell (see the design note). */
   floor = 0;
+  /** Publish time of the message at `floor`, or an upper bound of it (history queries with `sinceMs`); -1: none. */
+  floorAtMs = -1;
   private held = 0;
   private heldBytes = 0;
   /** Rings by topic, least recently appended first (re-inserted on append) for the maxTopics bound. */
@@ -246,16 +308,27 @@ export class History {
     this.keep(message, Math.max(this.lastAtMs, atMs));
   }
 
-  /** Start-up: `topic` had lost everything up to `through` (from a snapshot of the rings). */
-  restoreEvicted(topic: string, through: number): void {
+  /**
+   * Start-up: `topic` had lost everything up to `through` (from a snapshot of the rings), the last of
+   * it published at `atMs`. Records written before publish times were kept with it have none: then the
+   * topic's oldest held message bounds it (times never decrease), or the clock now.
+   */
+  restoreEvicted(topic: string, through: number, atMs?: number): void {
     const ring = this.rings.get(topic);
-    if (ring) ring.evictedThrough = Math.max(ring.evictedThrough, through);
-    else this.floor = Math.max(this.floor, through); // not held now: count it for every topic, conservatively
+    if (ring) {
+      ring.evictedThrough = Math.max(ring.evictedThrough, through);
+      ring.evictedAtMs = Math.max(ring.evictedAtMs, atMs ?? (ring.size > 0 ? ring.times[ring.head]! : this.now()));
+    } else this.lost(through, atMs); // not held now: count it for every topic, conservatively
   }
 
-  /** Everything up to `through` counts as lost (e.g. offsets whose write failed, found as a gap on start-up). */
-  lost(through: number): void {
+  /**
+   * Everything up to `through` counts as lost (e.g. offsets whose write failed, found as a gap on
+   * start-up); `atMs` bounds their publish times from above (default: now, always a bound).
+   */
+  lost(through: number, atMs?: number): void {
+    if (through <= 0) return;
     this.floor = Math.max(this.floor, through);
+    this.floorAtMs = Math.max(this.floorAtMs, atMs ?? this.now());
   }
 
   /** Start-up: the stream continues after `last` (a store skips offsets that may have been delivered but not stored). */
@@ -281,10 +354,10 @@ export class History {
     return undefined;
   }
 
-  /** Per held topic, the highest offset it lost (topics that never lost one are left out). */
-  evictedByTopic(): [topic: string, through: number][] {
-    const out: [string, number][] = [];
-    for (const ring of this.rings.values()) if (ring.evictedThrough > 0) out.push([ring.topic, ring.evictedThrough]);
+  /** Per held topic, the highest offset it lost and that message's publish time (topics that never lost one are left out). */
+  evictedByTopic(): [topic: string, through: number, atMs: number][] {
+    const out: [string, number, number][] = [];
+    for (const ring of this.rings.values()) if (ring.evictedThrough > 0) out.push([ring.topic, ring.evictedThrough, ring.evictedAtMs]);
     return out;
   }
 
@@ -342,6 +415,67 @@ export class History {
     return slices;
   }
 
+  /**
+   * A history query (PROTOCOL.md §4.8): the held messages on topics matching `q.filters` that
+   * `canRead` allows, inside the window (every bound inclusive), in offset order (oldest first, or
+   * newest first), at most `q.limit`. Captured now (references only); the rows are read lazily from
+   * the returned cursor as the caller paces them. `complete` is false when a message that would
+   * belong in the answer may be gone (evicted by a bound, lost, or the filter reaches topics without
+   * history); `more` says the window holds messages beyond the limit.
+   * Cost: O(matching part of the topic tree + log(ring) per topic + min(window, limit) per topic).
+   */
+  query(q: HistoryQuery, canRead?: (topic: string) => boolean): HistoryAnswer {
+    this.expire();
+    const from = q.fromOffset ?? 1;
+    const to = q.toOffset ?? Number.MAX_SAFE_INTEGER;
+    const since = q.sinceMs ?? -Infinity;
+    const until = q.untilMs ?? Infinity;
+    const limit = q.limit;
+    const slices: QuerySlice[] = [];
+    let total = 0;
+    // Lost through (offset, time) per readable matching topic, judged once the answer's reach is known.
+    const losses: number[] = [];
+    const f = q.filters;
+    const topics = f.length === 1 ? this.index.match(f[0]!) : [...new Set(f.flatMap((x) => this.index.match(x)))];
+    for (const topic of topics) {
+      const ring = this.rings.get(topic)!;
+      if (canRead && !canRead(topic)) continue;
+      if (ring.evictedThrough > 0) losses.push(ring.evictedThrough, ring.evictedAtMs);
+      let lo = ring.indexOfOffset(from);
+      let hi = ring.indexAfter(to);
+      if (since > -Infinity) lo = Math.max(lo, ring.indexOfTime(since));
+      if (until < Infinity) hi = Math.min(hi, ring.indexOfTime(until + 1));
+      if (hi <= lo) continue;
+      total += hi - lo;
+      // No topic can give more than `limit` rows: copy only the end the answer starts from.
+      if (hi - lo > limit) {
+        if (q.newestFirst) lo = hi - limit;
+        else hi = lo + limit;
+      }
+      slices.push({ messages: ring.messages.slice(lo, hi), times: ring.times.slice(lo, hi), i: 0 });
+    }
+    if (this.floor > 0) losses.push(this.floor, this.floorAtMs);
+    const count = Math.min(total, limit);
+    const cursor = new QueryCursor(slices, q.newestFirst, count);
+    const covered = this.covers(q.filters);
+    const cutByLimit = q.newestFirst && total > limit;
+    this.stats.queries++;
+    this.stats.queriedMessages += count;
+    return {
+      cursor,
+      count,
+      more: total > limit,
+      complete: () => {
+        // The answer reaches down to `from` (oldest first, or newest first short of the limit), or only
+        // down to its oldest row (newest first, limit reached: known once read): a loss below it is no hole.
+        const reach = cutByLimit ? Math.max(from, cursor.lastOffset) : from;
+        if (!covered) return false;
+        for (let i = 0; i < losses.length; i += 2) if (losses[i]! >= reach && losses[i + 1]! >= since) return false;
+        return true;
+      },
+    };
+  }
+
   // ---- internals ------------------------------------------------------------------
 
   private keep(message: Message, atMs: number): void {
@@ -357,15 +491,14 @@ export class History {
     }
     this.rings.set(topic, ring);
     ring.messages.push(message);
+    ring.times.push(atMs);
     this.qRings.push(ring);
     this.qOffsets.push(message.offset);
     this.qTimes.push(atMs);
     this.held++;
     this.heldBytes += entryBytes(message);
     while (ring.size > this.limits.maxMessagesPerTopic) {
-      const gone = ring.shift();
-      ring.evictedThrough = gone.offset;
-      this.forget(gone);
+      this.forget(ring.shift());
       this.stale++;
     }
     while (this.heldBytes > this.limits.maxBytes && this.hasHead()) this.evictOldest();
@@ -393,21 +526,18 @@ export class History {
   private evictOldest(): void {
     const ring = this.qRings[this.qHead]!;
     this.popQueueHead();
-    const gone = ring.shift();
-    ring.evictedThrough = gone.offset;
-    this.forget(gone);
+    this.forget(ring.shift());
     if (ring.size === 0) this.removeTopic(ring);
   }
 
   private removeTopic(ring: TopicHistory): void {
     while (ring.size > 0) {
-      const gone = ring.shift();
-      ring.evictedThrough = gone.offset;
-      this.forget(gone);
+      this.forget(ring.shift());
       this.stale++;
     }
     ring.removed = true;
     this.floor = Math.max(this.floor, ring.evictedThrough);
+    this.floorAtMs = Math.max(this.floorAtMs, ring.evictedAtMs);
     this.rings.delete(ring.topic);
     this.index.set(createMessage(ring.topic, new Uint8Array(0), true)); // an empty payload deletes
   }
@@ -479,6 +609,74 @@ export class ReplayMerge {
   private key(i: number): number {
     const c = this.heap[i]!;
     return c.slice[c.i]!.offset;
+  }
+
+  private down(i: number): void {
+    const heap = this.heap;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let min = i;
+      if (l < heap.length && this.key(l) < this.key(min)) min = l;
+      if (r < heap.length && this.key(r) < this.key(min)) min = r;
+      if (min === i) return;
+      const t = heap[i]!;
+      heap[i] = heap[min]!;
+      heap[min] = t;
+      i = min;
+    }
+  }
+}
+
+/**
+ * The rows of a history query: per-topic slices (each in offset order) merged lazily in offset
+ * order, ascending or descending, up to `count` rows: a binary heap of slice cursors, O(log k) per
+ * row, nothing copied (the ReplayMerge scheme, both directions, with publish times).
+ */
+export class QueryCursor {
+  /** Publish time of the row `next` returned last. */
+  atMs = 0;
+  /** Offset of the row `next` returned last (0 before the first). */
+  lastOffset = 0;
+  private left: number;
+  private readonly heap: QuerySlice[];
+  private readonly sign: number;
+  constructor(slices: QuerySlice[], newestFirst: boolean, count: number) {
+    this.left = count;
+    this.sign = newestFirst ? -1 : 1;
+    if (newestFirst) for (const s of slices) s.i = s.messages.length - 1;
+    this.heap = slices;
+    for (let i = (slices.length >> 1) - 1; i >= 0; i--) this.down(i);
+  }
+
+  /** Rows not read yet. */
+  get remaining(): number {
+    return this.left;
+  }
+
+  /** The next row, or undefined when the answer is out. */
+  next(): Message | undefined {
+    const heap = this.heap;
+    const top = heap[0];
+    if (this.left === 0 || top === undefined) return undefined;
+    this.left--;
+    const m = top.messages[top.i]!;
+    this.atMs = top.times[top.i]!;
+    this.lastOffset = m.offset;
+    top.messages[top.i] = undefined as unknown as Message; // release as we go
+    top.i += this.sign;
+    if (top.i < 0 || top.i >= top.messages.length) {
+      const last = heap.pop()!;
+      if (heap.length === 0) return m;
+      heap[0] = last;
+    }
+    this.down(0);
+    return m;
+  }
+
+  private key(i: number): number {
+    const s = this.heap[i]!;
+    return this.sign * s.messages[s.i]!.offset;
   }
 
   private down(i: number): void {

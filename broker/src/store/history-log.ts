@@ -118,10 +118,13 @@ export async function openHistory(config: BrokerConfig, options: OpenHistoryOpti
 
 /**
  * Record bodies of the history log (framed by store/record.ts):
- *   [1, offset, atMs, topic, payload]   a history message
- *   [3, topic, evictedThrough]          snapshot: a held topic had lost everything up to evictedThrough
- *   [2, through, floor]                 snapshot end: it stands for every offset up to `through`
+ *   [1, offset, atMs, topic, payload]   a history message; atMs: its publish time (broker receive time, ms)
+ *   [3, topic, evictedThrough, evictedAtMs?]   snapshot: a held topic had lost everything up to evictedThrough,
+ *                                        the last of it published at evictedAtMs
+ *   [2, through, floor, floorAtMs?]     snapshot end: it stands for every offset up to `through`
  *   [4, next]                           the stream continues at `next` (a start-up that skipped offsets)
+ * The times of kinds 3 and 2 (history queries, PROTOCOL.md §4.8) were added later as optional last
+ * elements: records without them load, with a bound in their place (History.restoreEvicted, lost).
  */
 const Kind = { message: 1, snapshotEnd: 2, topicEvicted: 3, continueAt: 4 } as const;
 
@@ -415,20 +418,20 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
         if (!Number.isSafeInteger(offset) || typeof atMs !== 'number' || typeof topic !== 'string' || !(payload instanceof Uint8Array)) return false;
         if (contentType !== undefined && contentType !== null && typeof contentType !== 'string') return false;
         if (offset <= h.last) return true; // also in the snapshot written while this segment filled
-        if (!l.inSnapshot && offset > l.expected) h.lost(offset - 1); // a batch that failed: those offsets are gone
+        if (!l.inSnapshot && offset > l.expected) h.lost(offset - 1, atMs); // a batch that failed: gone, published before this one
         l.expected = offset + 1;
         // Copy out of the read buffer: a view would pin the whole chunk for as long as the message is held.
         h.restore(topic, Buffer.from(payload), offset, atMs, contentType ?? undefined);
         return true;
       }
       case Kind.topicEvicted:
-        if (typeof v[1] !== 'string' || !Number.isSafeInteger(v[2])) return false;
-        h.restoreEvicted(v[1], v[2] as number);
+        if (typeof v[1] !== 'string' || !Number.isSafeInteger(v[2]) || (v[3] !== undefined && typeof v[3] !== 'number')) return false;
+        h.restoreEvicted(v[1], v[2] as number, v[3] as number | undefined);
         return true;
       case Kind.snapshotEnd: {
-        if (!Number.isSafeInteger(v[1]) || !Number.isSafeInteger(v[2])) return false;
+        if (!Number.isSafeInteger(v[1]) || !Number.isSafeInteger(v[2]) || (v[3] !== undefined && typeof v[3] !== 'number')) return false;
         const through = v[1] as number;
-        h.lost(v[2] as number);
+        h.lost(v[2] as number, v[3] as number | undefined);
         h.continueAt(through);
         l.inSnapshot = false;
         l.snapshotEnded = true;
@@ -455,9 +458,9 @@ class PersistentHistory implements AppendLogOwner, HistorySink {
     }
     // Read at the end, in one go: an eviction while the messages were written is then included.
     const evicted = h.evictedByTopic();
-    const floor = h.floor;
-    for (const [topic, t] of evicted) yield frameRecord(recordPackr.pack([Kind.topicEvicted, topic, t]));
-    yield frameRecord(recordPackr.pack([Kind.snapshotEnd, through, floor]));
+    const { floor, floorAtMs } = h;
+    for (const [topic, t, atMs] of evicted) yield frameRecord(recordPackr.pack([Kind.topicEvicted, topic, t, atMs]));
+    yield frameRecord(recordPackr.pack([Kind.snapshotEnd, through, floor, floorAtMs]));
   }
 
   compactionStarted(): void {

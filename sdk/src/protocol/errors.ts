@@ -43,6 +43,8 @@ export const ErrorCode = {
   duplicateId: 14,
   /** The broker cannot serve this right now (e.g. storage unavailable); retry later. */
   unavailable: 15,
+  /** A well-formed request with values the broker refuses (e.g. a history window beyond its limits). */
+  invalidRequest: 16,
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -109,4 +111,5 @@ export const ERRORS: { readonly [K in ErrorCode]: ErrorInfo } = {
   [ErrorCode.idleTimeout]: { message: 'idle timeout', close: CloseCode.idleTimeout, mqttReason: 0x8d },
   [ErrorCode.duplicateId]: { message: 'request id already in flight' },
   [ErrorCode.unavailable]: { message: 'temporarily unavailable', mqttReason: 0x88 },
+  [ErrorCode.invalidRequest]: { message: 'invalid request', mqttReason: 0x83 },
 };

@@ -21,6 +21,7 @@ export const Op = {
   publish: 3,
   ping: 4,
   will: 5,
+  history: 6,
   ack: 16,
   error: 17,
   delivery: 18,
@@ -28,6 +29,8 @@ export const Op = {
   pong: 20,
   welcome: 21,
   drain: 22,
+  historyMessage: 23,
+  historyEnd: 24,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 
@@ -53,6 +56,41 @@ export interface SubscribeOptions {
   retained?: boolean;
   /** Replay what was missed since this position, then go live (PROTOCOL.md §4.6). */
   resume?: StreamPosition;
+  /** Prefill from history before going live (PROTOCOL.md §4.8): the newest `limit` messages published since `sinceMs`. */
+  history?: HistoryPrefill;
+}
+
+/** What a SUBSCRIBE prefills from history (PROTOCOL.md §4.8); absent fields are open. */
+export interface HistoryPrefill {
+  limit?: number;
+  sinceMs?: number;
+}
+
+/** A HISTORY request's window and order (PROTOCOL.md §4.8); every bound inclusive, absent ones open. */
+export interface HistoryRequest {
+  /** Most rows (default and ceiling: the broker's `historyMaxRows`). */
+  limit?: number;
+  /** Publish times (broker receive time, ms since the epoch). */
+  sinceMs?: number;
+  untilMs?: number;
+  /** History offsets (PROTOCOL.md §4.6). */
+  fromOffset?: number;
+  toOffset?: number;
+  /** The `limit` newest of the window, newest first; default: the `limit` oldest, oldest first. */
+  newestFirst?: boolean;
+}
+
+/** HISTORY_END: how a history answer ended (PROTOCOL.md §4.8). */
+export interface HistoryEndInfo {
+  /** Rows sent for the request. */
+  count: number;
+  /** False when a message that belongs in the answer may be gone (history bounds, or topics without history). */
+  complete: boolean;
+  /** The window holds more messages than the limit let through (page on with the offsets). */
+  more: boolean;
+  /** The stream's epoch and last offset when the request was processed. */
+  epoch: string;
+  offset: number;
 }
 
 /**
@@ -89,7 +127,8 @@ export type ClientFrame =
   | { op: typeof Op.unsubscribe; id: number; filters: string[] }
   | { op: typeof Op.publish; id: number; topic: string; payload: Uint8Array; flags: number; contentType?: string; reply?: ReplyProperties }
   | { op: typeof Op.ping; id: number }
-  | { op: typeof Op.will; id: number; will: WillMessage | null };
+  | { op: typeof Op.will; id: number; will: WillMessage | null }
+  | { op: typeof Op.history; id: number; filter: string; options: HistoryRequest };
 
 export interface SubscribeResult {
   /** Number of retained messages that follow before the SNAPSHOT_END frame for this request. */
@@ -102,6 +141,10 @@ export interface SubscribeResult {
   offset?: number;
   /** Present with `resume`: true when every message missed since the position is replayed (PROTOCOL.md §4.6). */
   recovered?: boolean;
+  /** Present with the `history` option: HISTORY_MESSAGE frames that follow before SNAPSHOT_END (PROTOCOL.md §4.8). */
+  history?: number;
+  /** Present with the `history` option: false when the prefill may miss messages (see HistoryEndInfo.complete). */
+  historyComplete?: boolean;
 }
 
 export interface DrainInfo {
@@ -127,7 +170,9 @@ export type ServerFrame =
   | { op: typeof Op.snapshotEnd; id: number }
   | { op: typeof Op.pong; id: number }
   | { op: typeof Op.welcome; info: WelcomeInfo }
-  | { op: typeof Op.drain; info: DrainInfo };
+  | { op: typeof Op.drain; info: DrainInfo }
+  | { op: typeof Op.historyMessage; id: number; topic: string; payload: Uint8Array; offset: number; ts: number }
+  | { op: typeof Op.historyEnd; id: number; info: HistoryEndInfo };
 
 export type Frame = ClientFrame | ServerFrame;
 
@@ -140,6 +185,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
       const opts: { [k: string]: Value } = {};
       if (frame.options.retained === false) opts.retained = false;
       if (frame.options.resume) opts.resume = [frame.options.resume.epoch, frame.options.resume.offset];
+      if (frame.options.history) opts.history = { ...frame.options.history } as { [k: string]: Value };
       return encode([frame.op, frame.id, frame.filters, opts]);
     }
     case Op.unsubscribe: return encode([frame.op, frame.id, frame.filters]);
@@ -163,7 +209,15 @@ export function encodeFrame(frame: Frame): Uint8Array {
     case Op.pong: return encode([frame.op, frame.id]);
     case Op.welcome: return encode([frame.op, { ...frame.info }]);
     case Op.drain: return encode([frame.op, { reconnectAfterMs: frame.info.reconnectAfterMs }]);
+    case Op.history: return encode([frame.op, frame.id, frame.filter, { ...frame.options } as { [k: string]: Value }]);
+    case Op.historyMessage: return encodeHistoryMessage(frame.id, frame.topic, frame.payload, frame.offset, frame.ts);
+    case Op.historyEnd: return encode([frame.op, frame.id, { ...frame.info }]);
   }
+}
+
+/** One row of a history answer (PROTOCOL.md §4.8): encoded per row as the outbox paces the answer. */
+export function encodeHistoryMessage(id: number, topic: string, payload: Uint8Array, offset: number, ts: number): Uint8Array {
+  return encode([Op.historyMessage, id, topic, payload, offset, ts]);
 }
 
 function subscribeResult(r: SubscribeResult): { [k: string]: Value } {
@@ -172,6 +226,8 @@ function subscribeResult(r: SubscribeResult): { [k: string]: Value } {
   if (r.epoch !== undefined) out.epoch = r.epoch;
   if (r.offset !== undefined) out.offset = r.offset;
   if (r.recovered !== undefined) out.recovered = r.recovered;
+  if (r.history !== undefined) out.history = r.history;
+  if (r.historyComplete !== undefined) out.historyComplete = r.historyComplete;
   return out;
 }
 
@@ -293,13 +349,14 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
       if (o !== undefined && o !== null && (typeof o !== 'object' || Array.isArray(o) || o instanceof Uint8Array)) fail('subscribe options must be a map');
       const options: SubscribeOptions = {};
       if (o && typeof o === 'object') {
-        for (const key of Object.keys(o)) if (key !== 'retained' && key !== 'resume') fail(`unknown subscribe option ${JSON.stringify(key.slice(0, 32))}`);
+        for (const key of Object.keys(o)) if (key !== 'retained' && key !== 'resume' && key !== 'history') fail(`unknown subscribe option ${JSON.stringify(key.slice(0, 32))}`);
         const m = o as { [k: string]: Value };
         if ('retained' in m) {
           if (typeof m.retained !== 'boolean') fail('subscribe option retained must be a boolean');
           options.retained = m.retained;
         }
         if ('resume' in m) options.resume = position(m.resume);
+        if ('history' in m) options.history = historyFields(m.history, ['limit', 'sinceMs'], 'subscribe option history') as HistoryPrefill;
       }
       return { op: Op.subscribe, id: id(a[1]), filters: strings(a[2], 'filters'), options };
     }
@@ -328,9 +385,32 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
       if (contentType !== undefined) will.contentType = contentType;
       return { op: Op.will, id: id(a[1]), will };
     }
+    case Op.history:
+      arity(a, 4, 4);
+      return { op: Op.history, id: id(a[1]), filter: str(a[2], 'history filter'), options: historyFields(a[3], HISTORY_KEYS, 'history options') };
     default:
       return fail(`unknown client op ${JSON.stringify(a[0])}`);
   }
+}
+
+const HISTORY_KEYS = ['limit', 'sinceMs', 'untilMs', 'fromOffset', 'toOffset', 'newestFirst'] as const;
+
+/** A HISTORY request's (or a prefill's) option map: known keys only, integers ≥ 0 (limit ≥ 1), newestFirst a boolean. */
+function historyFields(v: Value | undefined, keys: readonly string[], what: string): HistoryRequest {
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) fail(`${what} must be a map`);
+  const out: { [k: string]: number | boolean } = {};
+  for (const key of Object.keys(v)) {
+    if (!keys.includes(key)) fail(`unknown ${what} key ${JSON.stringify(key.slice(0, 32))}`);
+    const x = v[key];
+    if (key === 'newestFirst') {
+      if (typeof x !== 'boolean') fail(`${what} newestFirst must be a boolean`);
+      out[key] = x;
+    } else {
+      out[key] = offset(x, `${what} ${key}`);
+      if (key === 'limit' && x === 0) fail(`${what} limit must be at least 1`);
+    }
+  }
+  return out as HistoryRequest;
 }
 
 function num(v: Value | undefined, what: string): number {
@@ -370,6 +450,11 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
         if (typeof r.recovered !== 'boolean') fail('recovered must be a boolean');
         result.recovered = r.recovered;
       }
+      if (r.history !== undefined) result.history = offset(r.history, 'history count');
+      if (r.historyComplete !== undefined) {
+        if (typeof r.historyComplete !== 'boolean') fail('historyComplete must be a boolean');
+        result.historyComplete = r.historyComplete;
+      }
       return { op: Op.ack, id: id(a[1]), result };
     }
     case Op.error:
@@ -400,6 +485,23 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
       const m = a[1];
       if (!m || typeof m !== 'object' || Array.isArray(m) || m instanceof Uint8Array) fail('drain must carry a map');
       return { op: Op.drain, info: { reconnectAfterMs: offset(m.reconnectAfterMs, 'reconnectAfterMs') } };
+    }
+    case Op.historyMessage:
+      arity(a, 6, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
+      return {
+        op: Op.historyMessage, id: id(a[1]), topic: str(a[2], 'topic'), payload: bin(a[3], 'payload'),
+        offset: offset(a[4], 'history offset'), ts: num(a[5], 'history ts'),
+      };
+    case Op.historyEnd: {
+      arity(a, 3, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
+      const m = a[2];
+      if (!m || typeof m !== 'object' || Array.isArray(m) || m instanceof Uint8Array) fail('history end must carry a map');
+      if (typeof m.complete !== 'boolean' || typeof m.more !== 'boolean') fail('history end complete and more must be booleans');
+      if (!isEpoch(m.epoch)) fail('epoch must be a string of 1..64 chars');
+      return {
+        op: Op.historyEnd, id: id(a[1]),
+        info: { count: offset(m.count, 'history count'), complete: m.complete, more: m.more, epoch: m.epoch, offset: offset(m.offset, 'offset') },
+      };
     }
     default:
       return fail(`unknown server op ${JSON.stringify(a[0])}`);

@@ -18,7 +18,7 @@
  */
 import {
   CloseCode, DecodeError, ERRORS, ErrorCode, Flag, Op,
-  decodeClientFrame, encodeDelivery, encodeFrame, type ClientFrame, type ReplyProperties, type SubscribeResult, type WillMessage,
+  decodeClientFrame, encodeDelivery, encodeFrame, encodeHistoryMessage, type ClientFrame, type ReplyProperties, type SubscribeResult, type WillMessage,
 } from 'topicast/protocol';
 import type { Permissions, Principal } from '../../auth/index.js';
 import { BusRefusedError } from '../../cluster/outage.js';
@@ -28,6 +28,7 @@ import { createMessage, type Message, type MessageProperties } from '../../core/
 import type { Subscriber, SubscriptionOptions } from '../../core/router.js';
 import type { Connection } from '../../session/connection.js';
 import type { ConnectionHandler } from '../../session/handler.js';
+import { collectRows, planQuery, readCheck, type CollectedRows } from '../../session/history-query.js';
 import { checkFilter, checkPublish, isBrokerTopic, MAX_HELD_INBOUND, retainedFull, TokenBucket } from '../../session/limits.js';
 import { Outbox, type FrameSource } from '../../session/outbox.js';
 
@@ -98,6 +99,22 @@ function willMessage(will: WillMessage): Message {
   return createMessage(will.topic, will.payload, will.retain, undefined, 0, will.contentType === undefined ? undefined : { contentType: will.contentType });
 }
 
+/**
+ * The rows of a history answer or a subscribe prefill (PROTOCOL.md §4.8), addressed to the request
+ * by its id: encoded one at a time as the outbox paces them, like a replay.
+ */
+class HistorySource implements FrameSource {
+  private i = 0;
+  constructor(private readonly id: number, private readonly rows: CollectedRows) {}
+  next(): Uint8Array | undefined {
+    const i = this.i;
+    const m = this.rows.messages[i];
+    if (m === undefined) return undefined;
+    this.rows.messages[this.i++] = undefined as unknown as Message; // release as we go
+    return encodeHistoryMessage(this.id, m.topic, m.payload, m.offset, this.rows.times[i]!);
+  }
+}
+
 /** Every native subscription has the same options: one shared object, never one per subscription. */
 const NATIVE_OPTIONS: SubscriptionOptions = Object.freeze({ qos: 0 });
 
@@ -110,6 +127,8 @@ class SessionExtras {
   will: WillMessage | undefined = undefined;
   /** Made on the first publish: most connections only subscribe. */
   bucket: TokenBucket | undefined = undefined;
+  /** Made on the first history query or prefill (PROTOCOL.md §4.8). */
+  historyBucket: TokenBucket | undefined = undefined;
   /** undefined: unrestricted (authentication off). */
   permissions: Permissions | undefined = undefined;
   /** Subscriptions that overlap a deny rule: while any is held, each delivery is checked per topic. */
@@ -227,6 +246,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       case Op.publish: return this.onPublish(frame);
       case Op.ping: return this.outbox.pushControl(encodeFrame({ op: Op.pong, id: frame.id }));
       case Op.will: return this.onWill(frame);
+      case Op.history: return this.onHistory(frame);
     }
   }
 
@@ -285,6 +305,11 @@ export class NativeSession implements Subscriber, ConnectionHandler {
         return this.error(frame.id, ErrorCode.notAuthorized, `not authorized to subscribe to ${JSON.stringify(denied.slice(0, 64))}`);
       }
     }
+    if (frame.options.history !== undefined) {
+      if (frame.options.resume !== undefined) return this.error(frame.id, ErrorCode.invalidRequest, 'subscribe options history and resume exclude each other');
+      const planned = this.planHistory(frame.filters, frame.options.history);
+      if ('code' in planned) return this.error(frame.id, planned.code, planned.message);
+    }
     if (this.filterCount + added.size > config.maxSubscriptionsPerConnection) {
       this.ctx.auth.guard.stats.subscriptionsRefused++;
       return this.error(frame.id, ErrorCode.tooManySubscriptions, `at most ${config.maxSubscriptionsPerConnection} subscriptions per connection`);
@@ -327,7 +352,22 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     const history = router.history;
     const resume = frame.options.resume;
     const replay = history && resume ? history.resume(frame.filters, resume, permissions && ((topic) => this.readable(topic))) : undefined;
-    const snapshot = replay !== undefined || frame.options.retained === false ? [] : this.retainedFor(frame.filters);
+    // A prefill (PROTOCOL.md §4.8): the newest rows up to now, sent oldest first; checked in onSubscribe.
+    let prefill: CollectedRows | undefined;
+    let prefillComplete = true;
+    if (history && frame.options.history) {
+      const answer = history.query({ filters: frame.filters, limit: frame.options.history.limit ?? this.ctx.config.historyMaxRows, sinceMs: frame.options.history.sinceMs, newestFirst: true }, readCheck(this.ctx, permissions));
+      prefill = collectRows(answer, this.ctx.config.historyMaxQueryBytes);
+      prefillComplete = answer.complete() && !prefill.truncated;
+      prefill.messages.reverse();
+      prefill.times.reverse();
+    }
+    let snapshot = replay !== undefined || frame.options.retained === false ? [] : this.retainedFor(frame.filters);
+    if (prefill !== undefined && prefill.messages.length > 0 && snapshot.length > 0) {
+      // A topic in the prefill already ends with its latest message: its retained value would repeat an older one.
+      const prefilled = new Set(prefill.messages.map((m) => m.topic));
+      snapshot = snapshot.filter((m) => !prefilled.has(m.topic));
+    }
     const result: SubscribeResult = { retained: snapshot.length };
     if (history) {
       result.epoch = history.epoch;
@@ -337,8 +377,13 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       result.recovered = replay !== undefined;
       result.replayed = replay === undefined ? 0 : replay.reduce((n, slice) => n + slice.length, 0);
     }
+    if (prefill !== undefined) {
+      result.history = prefill.messages.length;
+      result.historyComplete = prefillComplete;
+    }
     this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result }));
     if (snapshot.length > 0) this.outbox.pushSource(new SnapshotSource(snapshot));
+    if (prefill !== undefined && prefill.messages.length > 0) this.outbox.pushSource(new HistorySource(frame.id, prefill));
     if (replay !== undefined && replay.length > 0) this.outbox.pushSource(new ReplaySource(new ReplayMerge(replay)));
     this.outbox.pushControl(encodeFrame({ op: Op.snapshotEnd, id: frame.id }));
   }
@@ -362,6 +407,29 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       if (m) out.push(m);
     }
     return out;
+  }
+
+  /** Checks a history request (rate, filters, permissions, window); the query itself runs later, in the subscribing turn. */
+  private planHistory(filters: readonly string[], req: Extract<ClientFrame, { op: typeof Op.history }>['options']) {
+    const ctx = this.ctx;
+    const extras = this.more();
+    extras.historyBucket ??= new TokenBucket(ctx.config.historyQueriesPerSec, Math.max(1, ctx.config.historyQueriesPerSec), ctx.now());
+    return planQuery(ctx, filters, req, ctx.config.historyMaxRows, this.permissions, extras.historyBucket);
+  }
+
+  /** HISTORY (PROTOCOL.md §4.8): rows captured now, paced through the outbox, then HISTORY_END. */
+  private onHistory(frame: Extract<ClientFrame, { op: typeof Op.history }>): void {
+    const planned = this.planHistory([frame.filter], frame.options);
+    if ('code' in planned) return this.error(frame.id, planned.code, planned.message);
+    const { history, query } = planned;
+    const answer = history.query(query, readCheck(this.ctx, this.permissions));
+    const rows = collectRows(answer, this.ctx.config.historyMaxQueryBytes);
+    const info = {
+      count: rows.messages.length, complete: answer.complete() && !rows.truncated, more: answer.more || rows.truncated,
+      epoch: history.epoch, offset: history.last,
+    };
+    if (rows.messages.length > 0) this.outbox.pushSource(new HistorySource(frame.id, rows));
+    this.outbox.pushControl(encodeFrame({ op: Op.historyEnd, id: frame.id, info }));
   }
 
   private onUnsubscribe(frame: Extract<ClientFrame, { op: typeof Op.unsubscribe }>): void {
