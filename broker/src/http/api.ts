@@ -1,6 +1,6 @@
 /**
  * The HTTP API on the broker port, independent of the server library:
- * `GET /healthz`, `GET /metrics`, `POST /api/publish/<topic>` (`?retain=1`).
+ * `GET /healthz`, `GET /metrics`, `POST /api/publish/<topic>` (`?retain=1`); `GET /api/history/...` is http/history.ts.
  * uws.ts adapts requests and responses; this file holds the rules.
  */
 import { contentTypeProblem, ErrorCode, mimeEssence } from 'topicast/protocol';
@@ -33,6 +33,7 @@ export function errorReply(status: number, code: number, message: string): HttpR
 export function allowedMethods(path: string): readonly string[] {
   if (path === '/healthz' || path === '/metrics') return ['GET', 'HEAD'];
   if (path.startsWith('/api/publish/')) return ['POST'];
+  if (path.startsWith('/api/history/')) return ['GET'];
   if (path === '/ws' || path === '/mqtt') return ['GET'];
   if (path.startsWith('/api/')) return [];
   return ['GET', 'HEAD'];

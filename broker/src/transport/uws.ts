@@ -15,6 +15,7 @@ import { AuthenticatingHandler } from '../auth/pending.js';
 import type { TlsFiles } from '../auth/tls.js';
 import type { BrokerContext } from '../context.js';
 import { allowedMethods, errorReply, healthz, metrics, publish, STATUS_TEXT, unauthenticated, type HttpReply } from '../http/api.js';
+import { HISTORY_PREFIX, historyExport, HistoryRates, type HistoryStream } from '../http/history.js';
 import { loadStatic } from '../http/static.js';
 import { SendResult, type Connection } from '../session/connection.js';
 import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
@@ -302,6 +303,20 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     },
   });
 
+  const historyRates = new HistoryRates(ctx);
+  /** Authenticates a request's bearer token (authentication on), with the per-IP failure backoff of docs/SECURITY.md. */
+  const authenticateRequest = (remote: string, token: string | undefined): Promise<AuthOutcome> => ctx.auth.authenticate(token).then(
+    (auth) => {
+      if (auth.ok) ctx.auth.guard.authSucceeded(remote);
+      else if (token !== undefined) ctx.auth.guard.authFailed(remote);
+      return auth;
+    },
+    (err: unknown): AuthOutcome => {
+      log.error({ err }, 'authentication failed unexpectedly');
+      return { ok: false, reason: 'authentication unavailable' };
+    },
+  );
+
   const onRequest = (res: uWS.HttpResponse, req: uWS.HttpRequest): void => {
     // Attached before anything else: uWS aborts the process if a handler returns without
     // responding or an abort handler (e.g. after endWithoutBody for HEAD), and async replies need it.
@@ -323,6 +338,18 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     if (!allowed.includes(method)) return reply(res, errorReply(405, 0, `method ${method} not allowed`), { Allow: allowed.join(', ') }, false, state);
     if (path === '/healthz') return reply(res, healthz(ctx, options.ready(), options.draining?.() ?? false, query), {}, method === 'HEAD', state);
     if (path === '/metrics') return reply(res, metrics(ctx), {}, method === 'HEAD', state);
+    if (path.startsWith(HISTORY_PREFIX)) {
+      const remote = remoteOf(res);
+      if (!ctx.auth.configured) return sendHistory(res, historyExport(ctx, historyRates, path, query, remote), state);
+      const backoffMs = ctx.auth.guard.backoffMs(remote);
+      if (backoffMs > 0) return reply(res, errorReply(429, ErrorCode.unauthenticated, 'too many failed authentications from your address'), { 'Retry-After': String(Math.ceil(backoffMs / 1000)), Connection: 'close' }, false, state);
+      void authenticateRequest(remote, bearerToken(req.getHeader('authorization'))).then((auth) => {
+        if (state.aborted) return;
+        if (auth.ok) sendHistory(res, historyExport(ctx, historyRates, path, query, remote, auth.principal), state);
+        else reply(res, unauthenticated(auth.reason), { 'WWW-Authenticate': 'Bearer' }, false, state);
+      });
+      return;
+    }
     if (method === 'POST') {
       const contentType = req.getHeader('content-type'); // read now: req is invalid after this handler returns
       if (!ctx.auth.configured) return readBody(res, state, config.maxPayloadBytes, (body) => replyWhenReady(res, publish(ctx, path, query, body, undefined, contentType), state));
@@ -330,18 +357,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       const remote = remoteOf(res);
       const backoffMs = ctx.auth.guard.backoffMs(remote);
       if (backoffMs > 0) return reply(res, errorReply(429, ErrorCode.unauthenticated, 'too many failed authentications from your address'), { 'Retry-After': String(Math.ceil(backoffMs / 1000)), Connection: 'close' }, false, state);
-      const token = bearerToken(req.getHeader('authorization'));
-      const authenticated = ctx.auth.authenticate(token).then(
-        (auth) => {
-          if (auth.ok) ctx.auth.guard.authSucceeded(remote);
-          else if (token !== undefined) ctx.auth.guard.authFailed(remote);
-          return auth;
-        },
-        (err: unknown): AuthOutcome => {
-          log.error({ err }, 'authentication failed unexpectedly');
-          return { ok: false, reason: 'authentication unavailable' };
-        },
-      );
+      const authenticated = authenticateRequest(remote, bearerToken(req.getHeader('authorization')));
       return readBody(res, state, config.maxPayloadBytes, (body) => {
         void authenticated.then((auth) => {
           if (auth.ok) replyWhenReady(res, publish(ctx, path, query, body, auth.principal, contentType), state);
@@ -456,6 +472,52 @@ function reply(res: uWS.HttpResponse, r: HttpReply, extraHeaders: Record<string,
     if (head) res.endWithoutBody(typeof r.body === 'string' ? Buffer.byteLength(r.body) : r.body.length);
     else res.end(r.body);
   });
+}
+
+/** Chunks written per event-loop turn before yielding, so one export never holds up other connections for long. */
+const CHUNKS_PER_TURN = 16;
+
+/**
+ * Streams a history answer (http/history.ts) with chunked encoding: a chunk is rendered only when
+ * the socket took the last one (`write` true), else on `onWritable`; at most CHUNKS_PER_TURN per turn.
+ * An aborted request stops it; the captured answer is then garbage.
+ */
+function sendHistory(res: uWS.HttpResponse, r: HttpReply | HistoryStream, state: Aborted): void {
+  if (!('next' in r)) return reply(res, r, {}, false, state);
+  if (state.aborted) return;
+  let waiting = false;
+  let scheduled = false;
+  const pump = (): void => {
+    scheduled = false;
+    for (let n = 0; n < CHUNKS_PER_TURN; n++) {
+      if (state.aborted) return;
+      const chunk = r.next();
+      let ok = true;
+      res.cork(() => {
+        if (chunk === undefined) res.end();
+        else ok = res.write(chunk);
+      });
+      if (chunk === undefined) return;
+      if (!ok) {
+        waiting = true; // the socket holds this chunk; go on when it drained
+        return;
+      }
+    }
+    scheduled = true;
+    setImmediate(pump);
+  };
+  res.onWritable(() => {
+    if (waiting && !scheduled) {
+      waiting = false;
+      pump();
+    }
+    return true;
+  });
+  res.cork(() => {
+    res.writeStatus(STATUS_TEXT[r.status]!);
+    for (const [k, v] of Object.entries(r.headers)) res.writeHeader(k, v);
+  });
+  pump();
 }
 
 /** Replies now, or once a reply that waits for storage is ready. */
