@@ -59,10 +59,13 @@ import {
   type SubscribeResult as AckResult,
   type ReplyProperties,
   type ServerFrame,
+  type HistoryPrefill,
+  type HistoryRequest,
   type StreamPosition,
   type WelcomeInfo,
   type WillMessage,
 } from './protocol/index.js';
+import { checkHistoryOptions, historyPages, type HistoryMessage, type HistoryOptions, type HistoryPage, type HistoryResult } from './history.js';
 import { DEFAULT_MAX_BUFFERED_BYTES, OfflineQueue, type QueueOptions } from './queue.js';
 import { driver, Subscription, type Handler, type Message, type MessageMeta } from './subscription.js';
 import type { CodecValue, FiltersValue, PublishValue, TopicMap } from './topics.js';
@@ -162,6 +165,16 @@ export interface SubscribeOptions {
    * what was published since, and `sub.recovered` says whether that was everything (PROTOCOL.md §4.6).
    */
   resume?: StreamPosition;
+  /**
+   * Prefill from the broker's history before going live (PROTOCOL.md §4.8): the newest `limit`
+   * messages published since `sinceMs` on matching topics reach the handler first, oldest first, with
+   * `meta.ts`, then live ones, with no gap and no duplicate (the broker takes both in one step).
+   * Topics in the prefill skip their retained value. `sub.historyComplete` says whether history
+   * reached back that far. Only the first subscribe prefills; a reconnect resumes instead.
+   * @example
+   * await client.subscribe('devices/pi-01/cpu/temperature', draw, { history: { sinceMs: Date.now() - 3_600_000 } });
+   */
+  history?: HistoryPrefill;
 }
 
 /**
@@ -227,6 +240,19 @@ export interface Client<Topics extends TopicMap = {}> {
   ): SubscribeResult<CodecValue<OptionCodec<O>, FiltersValue<Topics, F>>>;
   /** Publishes `value` on `topic`, encoded with the codec. See `PublishOptions`. */
   publish<const T extends string>(topic: T, value: PublishValue<Topics, T>, options?: PublishOptions): Promise<void>;
+  /**
+   * Reads the broker's history of a topic or filter (PROTOCOL.md §4.8; the broker keeps history for
+   * `--history-filters`). Awaited: one page of rows, oldest first unless `newestFirst`, at most
+   * `limit` (default and ceiling: the broker's `historyMaxRows`), with `complete` (false when
+   * history no longer reaches back that far) and `more`. Iterated: every row of the window, paged.
+   * Values are decoded like deliveries. Needs an open connection (else a `ConnectionError`); a
+   * connection lost before the answer rejects it too: query again once the client is 'open'.
+   * @example
+   * const hour = await client.history('devices/pi-01/cpu/temperature', { sinceMs: Date.now() - 3_600_000 });
+   * chart.setData(hour.map((r) => [r.ts, r.value]));
+   * for await (const r of client.history('devices/#', { sinceMs: 0 })) out.write(`${r.ts},${r.topic},${r.value}\n`);
+   */
+  history<const F extends string, O extends HistoryOptions = {}>(filter: F, options?: O): HistoryResult<CodecValue<OptionCodec<O>, FiltersValue<Topics, F>>>;
   /** Deletes the retained value of `topic` (publishes an empty retained payload). */
   clearRetained(topic: string, options?: { ack?: boolean }): Promise<void>;
   /**
@@ -277,7 +303,8 @@ type Pending =
   | { kind: 'subscribe'; sub: Subscription<unknown> }
   | { kind: 'unsubscribe'; resolve: () => void }
   | { kind: 'publish'; topic: string; resolve: () => void; reject: (e: unknown) => void }
-  | { kind: 'will' };
+  | { kind: 'will' }
+  | { kind: 'history'; codec: Codec; rows: HistoryMessage[]; resolve: (page: HistoryPage<unknown>) => void; reject: (e: unknown) => void };
 
 interface Queued {
   topic: string;
@@ -532,6 +559,7 @@ class TopicastClient {
     this.snapshots.clear();
     for (const p of pending) {
       if (p.kind === 'publish') p.reject(error);
+      else if (p.kind === 'history') p.reject(error);
       else if (p.kind === 'unsubscribe') p.resolve(); // the broker forgot the subscription with the connection
     }
     for (const sub of this.subs) sub[driver].restoring();
@@ -563,6 +591,7 @@ class TopicastClient {
     this.snapshots.clear();
     for (const p of pending) {
       if (p.kind === 'publish') p.reject(error);
+      else if (p.kind === 'history') p.reject(error);
       else if (p.kind === 'unsubscribe') p.resolve();
     }
     for (const item of this.queue.drain()) item.ack?.reject(error);
@@ -642,6 +671,7 @@ class TopicastClient {
           throw new TypeError('resume must be a position { epoch: string of 1..64 chars, offset: integer ≥ 0 } (sub.position)');
         }
       }
+      if (options.history) checkHistoryOptions(options.history); // with `resume` too: the broker refuses the pair
       sub = new Subscription<unknown>(this, filters, codec, handler, options);
       this.subs.add(sub);
       this.matchCache.clear();
@@ -660,6 +690,7 @@ class TopicastClient {
     const options: WireSubscribeOptions = {};
     if (!sub.retained) options.retained = false;
     options.resume = sub[driver].resumeFrom = sub.position;
+    if (sub[driver].prefill !== undefined && options.resume === undefined) options.history = sub[driver].prefill;
     sub[driver].requestId = id;
     this.send({ op: Op.subscribe, id, filters: [...sub.filters], options });
   }
@@ -694,6 +725,25 @@ class TopicastClient {
   /** @internal Called by Subscription when a handler throws. */
   reportHandlerError(error: unknown, sub: Subscription<unknown>, topic: string): void {
     this.report(new TopicastError(ClientErrorCode.handler, `handler of ${sub.filters.join(', ')} threw on ${topic}: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
+  }
+
+  history(filter: string, options: HistoryOptions = {}): HistoryResult<unknown> {
+    // One request now (the awaited page, also the iteration's first); iterating pages on from it.
+    const fetch = async (request: HistoryRequest): Promise<HistoryPage<unknown>> => {
+      const problem = filterProblem(filter);
+      if (problem) throw new RequestError(ErrorCode.invalidFilter, `filter ${JSON.stringify(filter)} ${problem}`);
+      checkHistoryOptions(options);
+      const codec = resolveCodec(options.codec, this.build.codecs, this.codec);
+      // Not queued while offline (unlike publishes): an answer from a broker reached later may be stale.
+      if (!this.open) throw new ConnectionError(ClientErrorCode.connectionLost, 'not connected');
+      return new Promise<HistoryPage<unknown>>((resolve, reject) => {
+        const id = this.request({ kind: 'history', codec, rows: [], resolve, reject });
+        this.send({ op: Op.history, id, filter, options: request });
+      });
+    };
+    const first = fetch({ ...options, codec: undefined, pageSize: undefined } as HistoryRequest);
+    first.catch(noop); // the caller may only iterate; the iterator reports the failure too
+    return Object.assign(first, { [Symbol.asyncIterator]: () => historyPages(fetch, options, first) }) as HistoryResult<unknown>;
   }
 
   publish(topic: string, value: unknown, options: PublishOptions = {}): Promise<void> {
@@ -870,6 +920,14 @@ class TopicastClient {
       }
       case Op.drain:
         return this.onDrain(this.open!, frame.info.reconnectAfterMs);
+      case Op.historyMessage:
+        return this.onHistoryMessage(frame.id, frame.topic, frame.payload, frame.offset, frame.ts);
+      case Op.historyEnd: {
+        const p = this.pending.get(frame.id);
+        if (p?.kind !== 'history') return;
+        this.pending.delete(frame.id);
+        return p.resolve(Object.assign(p.rows, frame.info));
+      }
       default:
         return; // welcome and pong are the connection's
     }
@@ -916,7 +974,7 @@ class TopicastClient {
     switch (p.kind) {
       case 'subscribe':
         if (p.sub.state === 'closed' || p.sub[driver].requestId !== id) return;
-        if (result.retained + (result.replayed ?? 0) > 0) this.snapshots.set(id, p.sub);
+        if (result.retained + (result.replayed ?? 0) + (result.history ?? 0) > 0) this.snapshots.set(id, p.sub);
         p.sub[driver].acked(result);
         return;
       case 'publish':
@@ -925,6 +983,21 @@ class TopicastClient {
       case 'will':
         return;
     }
+  }
+
+  /** A row of a history answer (to its request) or of a subscribe prefill (to that subscription only). */
+  private onHistoryMessage(id: number, topic: string, payload: Uint8Array, offset: number, ts: number): void {
+    const p = this.pending.get(id);
+    if (p?.kind === 'history') {
+      const value = this.decode(p.codec, topic, payload);
+      if (value !== UNDECODABLE) p.rows.push({ topic, value, ts, offset, payload });
+      return;
+    }
+    const sub = this.snapshots.get(id);
+    if (sub === undefined || sub.state !== 'snapshot') return;
+    const value = this.decode(sub.codec, topic, payload);
+    // Below the subscription's position (the ACK's offset): not `advance`d, they precede it.
+    if (value !== UNDECODABLE) sub[driver].deliver(value, topic, 0, payload, offset, undefined, undefined, ts);
   }
 
   private onError(id: number, code: number, message: string): void {
@@ -953,6 +1026,8 @@ class TopicastClient {
       case 'will':
         this.report(error);
         return;
+      case 'history':
+        return p.reject(error);
     }
   }
 
@@ -1027,6 +1102,7 @@ class TopicastClient {
 }
 
 const UNDECODABLE: unknown = Symbol('undecodable');
+
 
 /**
  * Creates a client for `url` (or a failover list) with the given build's codecs and transport.

@@ -33,7 +33,8 @@ export {
   type SubscriptionEvents,
   type SubscriptionState,
 } from './subscription.js';
-export type { StreamPosition } from './protocol/index.js';
+export type { HistoryEndInfo, HistoryPrefill, StreamPosition } from './protocol/index.js';
+export type { HistoryMessage, HistoryOptions, HistoryPage, HistoryResult } from './history.js';
 export { json, text, raw, decodePayload, type Codec, type CodecName } from './codec.js';
 export { ContentType, formatOf, type PayloadFormat } from './protocol/index.js';
 export { backoffDelay, DEFAULT_MAX_DELAY_MS, DEFAULT_MIN_DELAY_MS, type BackoffOptions } from './backoff.js';

@@ -28,7 +28,7 @@
 import type { Codec } from './codec.js';
 import { createEmitter } from './emitter.js';
 import { ClientErrorCode, TopicastError } from './errors.js';
-import { Flag, topicMatches, type ReplyProperties, type StreamPosition, type SubscribeResult } from './protocol/index.js';
+import { Flag, topicMatches, type HistoryPrefill, type ReplyProperties, type StreamPosition, type SubscribeResult } from './protocol/index.js';
 
 /**
  * Where a subscription is in its life (see the diagram at the top of subscription.ts).
@@ -66,6 +66,8 @@ export interface MessageMeta {
   responseTopic?: string;
   /** The request's correlation data, copied into the answer by `client.reply`; present only when sent. */
   correlationData?: Uint8Array;
+  /** Set on the rows of a `history` prefill (PROTOCOL.md §4.8): the publish time (broker receive time, ms). Undefined otherwise. */
+  ts?: number;
 }
 
 /**
@@ -134,6 +136,8 @@ export interface SubscriptionDriver<T> {
   requestId: number;
   /** The position the SUBSCRIBE in flight resumes from (its `resume` option). */
   resumeFrom: StreamPosition | undefined;
+  /** The `history` option, until the first ACK: only the first SUBSCRIBE prefills (later ones resume). */
+  prefill: HistoryPrefill | undefined;
   /** The broker acknowledged a SUBSCRIBE; `retained + replayed` deliveries follow. */
   acked(result: SubscribeResult): void;
   /** A delivery at `offset` matched: false if the subscription already has it (skip), else moves the position. */
@@ -142,8 +146,8 @@ export interface SubscriptionDriver<T> {
   snapshotEnded(): void;
   /** The connection dropped; the client will subscribe again. */
   restoring(): void;
-  /** Hands one decoded message to the handler and every iterator. */
-  deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined, contentType: string | undefined, reply?: ReplyProperties): void;
+  /** Hands one decoded message to the handler and every iterator; `reply` only on requests, `ts` only for prefill rows. */
+  deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined, contentType: string | undefined, reply?: ReplyProperties, ts?: number): void;
   /** Ends the subscription; with `error`, pending promises reject and iterators throw. */
   close(error?: TopicastError): void;
 }
@@ -187,6 +191,11 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
   dropped = 0;
   /** Outcome of the last resume (see `on('resumed')`); undefined until the first one. */
   recovered: boolean | undefined;
+  /**
+   * With the `history` option, once acknowledged: false when the prefill may miss messages of the
+   * asked window (the broker's history no longer reaches back that far); undefined without it.
+   */
+  historyComplete: boolean | undefined;
   /** Resolves when the broker acknowledges the first SUBSCRIBE; rejects if it refuses. */
   readonly ready: Promise<void>;
   /** Resolves when the retained snapshot of the first subscribe is complete. */
@@ -217,7 +226,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     filters: readonly string[],
     codec: Codec,
     handler: Handler<T> | undefined,
-    options: { retained?: boolean; maxBuffered?: number; resume?: StreamPosition } = {},
+    options: { retained?: boolean; maxBuffered?: number; resume?: StreamPosition; history?: HistoryPrefill } = {},
   ) {
     this.host = host;
     this.filters = filters;
@@ -240,11 +249,12 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     this[driver] = {
       requestId: 0,
       resumeFrom: undefined,
+      prefill: options.history,
       acked: (r) => this.acked(r),
       advance: (o) => this.advance(o),
       snapshotEnded: () => this.snapshotEnded(),
       restoring: () => this.restoring(),
-      deliver: (value, topic, flags, payload, offset, contentType, reply) => this.deliver(value, topic, flags, payload, offset, contentType, reply),
+      deliver: (value, topic, flags, payload, offset, contentType, reply, ts) => this.deliver(value, topic, flags, payload, offset, contentType, reply, ts),
       close: (error) => this.close(error),
     };
     if (!handler) {
@@ -337,6 +347,8 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     const replayed = recovered ? (r.replayed ?? 0) : 0;
     d.requestId = 0;
     d.resumeFrom = undefined;
+    d.prefill = undefined;
+    if (r.historyComplete !== undefined) this.historyComplete = r.historyComplete;
     if (r.epoch === undefined || r.offset === undefined) this.epoch = undefined;
     else if (recovered) this.replayTo = r.offset; // replayed deliveries move the position from where it was
     else {
@@ -353,7 +365,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
       this.readySettled = true;
       this.settleReady[0]();
     }
-    if (r.retained + (r.replayed ?? 0) === 0) this.snapshotEnded();
+    if (r.retained + (r.replayed ?? 0) + (r.history ?? 0) === 0) this.snapshotEnded();
   }
 
   private advance(offset: number): boolean {
@@ -383,12 +395,13 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     this.setState('subscribing');
   }
 
-  private deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined, contentType: string | undefined, reply: ReplyProperties | undefined): void {
+  private deliver(value: T, topic: string, flags: number, payload: Uint8Array, offset: number | undefined, contentType: string | undefined, reply: ReplyProperties | undefined, ts?: number): void {
     const retained = (flags & Flag.retain) !== 0;
     const replayed = (flags & Flag.replayed) !== 0;
     if (this.handler) {
       const meta: MessageMeta = { topic, retained, payload, replayed, offset, contentType };
       if (reply !== undefined) withReply(meta, reply);
+      if (ts !== undefined) meta.ts = ts;
       try {
         this.handler(value, meta);
       } catch (err) {
@@ -398,6 +411,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Message<T>> {
     if (this.readers.size === 0) return;
     const message: Message<T> = { topic, value, retained, payload, replayed, offset, contentType };
     if (reply !== undefined) withReply(message, reply);
+    if (ts !== undefined) message.ts = ts;
     for (const reader of this.readers) {
       if (reader.waiting) {
         const w = reader.waiting;

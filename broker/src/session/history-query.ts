@@ -47,6 +47,9 @@ export function planQuery(
       return refuse(403, ErrorCode.notAuthorized, `not authorized to read ${JSON.stringify(filter.slice(0, 64))}`);
     }
   }
+  if (req.epoch !== undefined && req.epoch !== history.epoch) {
+    return refuse(400, ErrorCode.invalidRequest, `the history stream is now epoch ${history.epoch}, not ${req.epoch}: its offsets are not comparable, query again`);
+  }
   const limit = req.limit ?? maxRows;
   if (limit > maxRows) return refuse(400, ErrorCode.invalidRequest, `limit ${limit} exceeds the broker's ${maxRows} rows per history query`);
   if (req.sinceMs !== undefined && req.untilMs !== undefined && req.sinceMs > req.untilMs) {

@@ -78,6 +78,8 @@ export interface HistoryRequest {
   toOffset?: number;
   /** The `limit` newest of the window, newest first; default: the `limit` oldest, oldest first. */
   newestFirst?: boolean;
+  /** The epoch the offsets belong to: the broker refuses the request (invalidRequest) when its stream has another. */
+  epoch?: string;
 }
 
 /** HISTORY_END: how a history answer ended (PROTOCOL.md §4.8). */
@@ -178,8 +180,11 @@ export type Frame = ClientFrame | ServerFrame;
 
 // ---- encoding -------------------------------------------------------------
 
-/** Encodes any frame. Deliveries have a dedicated fast path: `encodeDelivery`. */
-export function encodeFrame(frame: Frame): Uint8Array {
+/**
+ * Encodes any frame but a history answer's (`encodeHistoryMessage`, `encodeHistoryEnd`: the broker's
+ * alone, kept out of this switch so browser builds do not carry them). Deliveries have a fast path: `encodeDelivery`.
+ */
+export function encodeFrame(frame: Exclude<Frame, { op: typeof Op.historyMessage | typeof Op.historyEnd }>): Uint8Array {
   switch (frame.op) {
     case Op.subscribe: {
       const opts: { [k: string]: Value } = {};
@@ -202,7 +207,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
       const will = w ? (w.contentType === undefined ? [w.topic, w.payload, w.retain] : [w.topic, w.payload, w.retain, contentTypeToWire(w.contentType)]) : null;
       return encode([frame.op, frame.id, will]);
     }
-    case Op.ack: return encode([frame.op, frame.id, frame.result ? subscribeResult(frame.result) : null]);
+    case Op.ack: return encode([frame.op, frame.id, frame.result ? { ...frame.result } : null]); // undefined fields are left out
     case Op.error: return encode([frame.op, frame.id, frame.code, frame.message]);
     case Op.delivery: return encodeDelivery(frame.topic, frame.payload, frame.flags, frame.offset, frame.contentType, frame.reply);
     case Op.snapshotEnd: return encode([frame.op, frame.id]);
@@ -210,9 +215,12 @@ export function encodeFrame(frame: Frame): Uint8Array {
     case Op.welcome: return encode([frame.op, { ...frame.info }]);
     case Op.drain: return encode([frame.op, { reconnectAfterMs: frame.info.reconnectAfterMs }]);
     case Op.history: return encode([frame.op, frame.id, frame.filter, { ...frame.options } as { [k: string]: Value }]);
-    case Op.historyMessage: return encodeHistoryMessage(frame.id, frame.topic, frame.payload, frame.offset, frame.ts);
-    case Op.historyEnd: return encode([frame.op, frame.id, { ...frame.info }]);
   }
+}
+
+/** HISTORY_END (PROTOCOL.md §4.8). */
+export function encodeHistoryEnd(id: number, info: HistoryEndInfo): Uint8Array {
+  return encode([Op.historyEnd, id, { ...info }]);
 }
 
 /** One row of a history answer (PROTOCOL.md §4.8): encoded per row as the outbox paces the answer. */
@@ -220,16 +228,6 @@ export function encodeHistoryMessage(id: number, topic: string, payload: Uint8Ar
   return encode([Op.historyMessage, id, topic, payload, offset, ts]);
 }
 
-function subscribeResult(r: SubscribeResult): { [k: string]: Value } {
-  const out: { [k: string]: Value } = { retained: r.retained };
-  if (r.replayed !== undefined) out.replayed = r.replayed;
-  if (r.epoch !== undefined) out.epoch = r.epoch;
-  if (r.offset !== undefined) out.offset = r.offset;
-  if (r.recovered !== undefined) out.recovered = r.recovered;
-  if (r.history !== undefined) out.history = r.history;
-  if (r.historyComplete !== undefined) out.historyComplete = r.historyComplete;
-  return out;
-}
 
 /**
  * The hot path: one delivery frame, encoded once per publish and sent to every native subscriber.
@@ -393,16 +391,19 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
   }
 }
 
-const HISTORY_KEYS = ['limit', 'sinceMs', 'untilMs', 'fromOffset', 'toOffset', 'newestFirst'] as const;
+const HISTORY_KEYS = ['limit', 'sinceMs', 'untilMs', 'fromOffset', 'toOffset', 'newestFirst', 'epoch'] as const;
 
-/** A HISTORY request's (or a prefill's) option map: known keys only, integers ≥ 0 (limit ≥ 1), newestFirst a boolean. */
+/** A HISTORY request's (or a prefill's) option map: known keys only, integers ≥ 0 (limit ≥ 1), newestFirst a boolean, epoch an epoch. */
 function historyFields(v: Value | undefined, keys: readonly string[], what: string): HistoryRequest {
   if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) fail(`${what} must be a map`);
-  const out: { [k: string]: number | boolean } = {};
+  const out: { [k: string]: number | boolean | string } = {};
   for (const key of Object.keys(v)) {
     if (!keys.includes(key)) fail(`unknown ${what} key ${JSON.stringify(key.slice(0, 32))}`);
     const x = v[key];
-    if (key === 'newestFirst') {
+    if (key === 'epoch') {
+      if (!isEpoch(x)) fail(`${what} epoch must be a string of 1..64 chars`);
+      out[key] = x;
+    } else if (key === 'newestFirst') {
       if (typeof x !== 'boolean') fail(`${what} newestFirst must be a boolean`);
       out[key] = x;
     } else {
@@ -450,11 +451,8 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
         if (typeof r.recovered !== 'boolean') fail('recovered must be a boolean');
         result.recovered = r.recovered;
       }
-      if (r.history !== undefined) result.history = offset(r.history, 'history count');
-      if (r.historyComplete !== undefined) {
-        if (typeof r.historyComplete !== 'boolean') fail('historyComplete must be a boolean');
-        result.historyComplete = r.historyComplete;
-      }
+      if (r.history !== undefined) result.history = offset(r.history, 'count');
+      if (typeof r.historyComplete === 'boolean') result.historyComplete = r.historyComplete;
       return { op: Op.ack, id: id(a[1]), result };
     }
     case Op.error:
@@ -490,17 +488,17 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
       arity(a, 6, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
       return {
         op: Op.historyMessage, id: id(a[1]), topic: str(a[2], 'topic'), payload: bin(a[3], 'payload'),
-        offset: offset(a[4], 'history offset'), ts: num(a[5], 'history ts'),
+        offset: offset(a[4], 'offset'), ts: num(a[5], 'ts'),
       };
     case Op.historyEnd: {
       arity(a, 3, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
       const m = a[2];
-      if (!m || typeof m !== 'object' || Array.isArray(m) || m instanceof Uint8Array) fail('history end must carry a map');
-      if (typeof m.complete !== 'boolean' || typeof m.more !== 'boolean') fail('history end complete and more must be booleans');
-      if (!isEpoch(m.epoch)) fail('epoch must be a string of 1..64 chars');
+      if (!m || typeof m !== 'object' || Array.isArray(m) || m instanceof Uint8Array || typeof m.complete !== 'boolean' || typeof m.more !== 'boolean' || !isEpoch(m.epoch)) {
+        fail('bad history end');
+      }
       return {
         op: Op.historyEnd, id: id(a[1]),
-        info: { count: offset(m.count, 'history count'), complete: m.complete, more: m.more, epoch: m.epoch, offset: offset(m.offset, 'offset') },
+        info: { count: offset(m.count, 'count'), complete: m.complete, more: m.more, epoch: m.epoch, offset: offset(m.offset, 'offset') },
       };
     }
     default:

@@ -18,7 +18,7 @@
  */
 import {
   CloseCode, DecodeError, ERRORS, ErrorCode, Flag, Op,
-  decodeClientFrame, encodeDelivery, encodeFrame, encodeHistoryMessage, type ClientFrame, type ReplyProperties, type SubscribeResult, type WillMessage,
+  decodeClientFrame, encodeDelivery, encodeFrame, encodeHistoryEnd, encodeHistoryMessage, type ClientFrame, type ReplyProperties, type SubscribeResult, type WillMessage,
 } from 'topicast/protocol';
 import type { Permissions, Principal } from '../../auth/index.js';
 import { BusRefusedError } from '../../cluster/outage.js';
@@ -429,7 +429,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       epoch: history.epoch, offset: history.last,
     };
     if (rows.messages.length > 0) this.outbox.pushSource(new HistorySource(frame.id, rows));
-    this.outbox.pushControl(encodeFrame({ op: Op.historyEnd, id: frame.id, info }));
+    this.outbox.pushControl(encodeHistoryEnd(frame.id, info));
   }
 
   private onUnsubscribe(frame: Extract<ClientFrame, { op: typeof Op.unsubscribe }>): void {
