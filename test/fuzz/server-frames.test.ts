@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { connect, ErrorCode, type TopicastError } from 'topicast';
 import {
-  DecodeError, Op, decodeServerFrame, encodeFrame, encodeMsgpack, type MsgpackValue, type ServerFrame, type SubscribeResult,
+  DecodeError, Op, decodeServerFrame, encodeAnyFrame as encodeFrame, encodeMsgpack, type MsgpackValue, type ServerFrame, type SubscribeResult,
 } from 'topicast/protocol';
 import { FakeNet, flush } from '../unit/sdk/fake-transport.js';
 
@@ -27,7 +27,7 @@ const topic = fc.string({ minLength: 1, maxLength: 40 });
 
 const subscribeResult: fc.Arbitrary<SubscribeResult> = fc
   .record(
-    { retained: fc.nat(), replayed: fc.nat(), epoch, offset, recovered: fc.boolean() },
+    { retained: fc.nat(), replayed: fc.nat(), epoch, offset, recovered: fc.boolean(), history: fc.nat(), historyComplete: fc.boolean() },
     { requiredKeys: ['retained'], noNullPrototype: true },
   );
 
@@ -39,6 +39,11 @@ const serverFrame: fc.Arbitrary<ServerFrame> = fc.oneof(
   fc.record({ op: fc.constant(Op.snapshotEnd), id }, { noNullPrototype: true }),
   fc.record({ op: fc.constant(Op.pong), id }, { noNullPrototype: true }),
   fc.record({ op: fc.constant(Op.drain), info: fc.record({ reconnectAfterMs: offset }, { noNullPrototype: true }) }, { noNullPrototype: true }),
+  fc.record({ op: fc.constant(Op.historyMessage), id, topic, payload: bytes, offset, ts: fc.oneof(offset, fc.double({ noNaN: true })) }, { noNullPrototype: true }),
+  fc.record({
+    op: fc.constant(Op.historyEnd), id,
+    info: fc.record({ count: offset, complete: fc.boolean(), more: fc.boolean(), epoch, offset }, { noNullPrototype: true }),
+  }, { noNullPrototype: true }),
 );
 
 /** MessagePack values of the accepted subset, with the keys of history and drain maps over-represented. */
@@ -52,13 +57,13 @@ const { value } = fc.letrec<{ value: MsgpackValue }>((tie) => ({
     fc.string({ maxLength: 70 }),
     bytes,
     fc.array(tie('value'), { maxLength: 4 }),
-    fc.dictionary(fc.constantFrom('retained', 'replayed', 'epoch', 'offset', 'recovered', 'reconnectAfterMs', 'x'), tie('value'), { maxKeys: 5, noNullPrototype: true }),
+    fc.dictionary(fc.constantFrom('retained', 'replayed', 'epoch', 'offset', 'recovered', 'reconnectAfterMs', 'count', 'complete', 'more', 'history', 'historyComplete', 'x'), tie('value'), { maxKeys: 5, noNullPrototype: true }),
   ),
 }));
 
 /** A known op followed by fields of any shape. */
 const frameShaped = fc
-  .tuple(fc.constantFrom(Op.ack, Op.delivery, Op.drain, Op.error, Op.snapshotEnd, Op.pong, Op.welcome, 23, 0), fc.array(value, { maxLength: 6 }))
+  .tuple(fc.constantFrom(Op.ack, Op.delivery, Op.drain, Op.error, Op.snapshotEnd, Op.pong, Op.welcome, Op.historyMessage, Op.historyEnd, 25, 0), fc.array(value, { maxLength: 6 }))
   .map(([op, fields]) => encodeMsgpack([op, ...fields]));
 
 /** A valid frame, then bits flipped, bytes replaced, cut or appended. */
@@ -93,6 +98,15 @@ function withinLimits(f: ServerFrame): void {
       return;
     case Op.drain:
       safe(f.info.reconnectAfterMs, 'reconnectAfterMs');
+      return;
+    case Op.historyMessage:
+      safe(f.offset, 'history offset');
+      assert.equal(typeof f.ts, 'number');
+      return;
+    case Op.historyEnd:
+      safe(f.info.count, 'history count');
+      safe(f.info.offset, 'history offset');
+      assert.ok(f.info.epoch.length >= 1 && f.info.epoch.length <= 64);
       return;
     default:
       return;

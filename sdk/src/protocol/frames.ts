@@ -218,6 +218,13 @@ export function encodeFrame(frame: Exclude<Frame, { op: typeof Op.historyMessage
   }
 }
 
+/** Encodes any frame, a history answer's included (brokers and tests; browser builds use `encodeFrame`). */
+export function encodeAnyFrame(frame: Frame): Uint8Array {
+  if (frame.op === Op.historyMessage) return encodeHistoryMessage(frame.id, frame.topic, frame.payload, frame.offset, frame.ts);
+  if (frame.op === Op.historyEnd) return encodeHistoryEnd(frame.id, frame.info);
+  return encodeFrame(frame);
+}
+
 /** HISTORY_END (PROTOCOL.md §4.8). */
 export function encodeHistoryEnd(id: number, info: HistoryEndInfo): Uint8Array {
   return encode([Op.historyEnd, id, { ...info }]);

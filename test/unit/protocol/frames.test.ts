@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  DecodeError, Op, decodeClientFrame, decodeServerFrame, encodeFrame, isRetryable, CloseCode, type Frame,
+  DecodeError, Op, decodeClientFrame, decodeServerFrame, encodeAnyFrame as encodeFrame, encodeMsgpack, isRetryable, CloseCode, type Frame, type MsgpackValue,
 } from 'topicast/protocol';
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
@@ -85,6 +85,23 @@ const GOLDEN: { name: string; bytes: string; frame: Frame; side: 'client' | 'ser
   // 92 16 {reconnectAfterMs: 1500}: d9 10 = str8 of 16 (the encoder sizes headers for 3 bytes per char: 48 > 31)
   { name: 'drain', bytes: '92 16 81 d9 10 7265636f6e6e65637441667465724d73 cd 05dc', frame: { op: Op.drain, info: { reconnectAfterMs: 1500 } }, side: 'server' },
   { name: 'pong', bytes: '92 14 07', frame: { op: Op.pong, id: 7 }, side: 'server' },
+  // History queries (PROTOCOL.md §4.8). 94 06 07 "a/#" {limit: 10, newestFirst: true} (d9 0b: str8, see drain)
+  {
+    name: 'history', bytes: '94 06 07 a3 612f23 82 a5 6c696d6974 0a d9 0b 6e65776573744669727374 c3',
+    frame: { op: Op.history, id: 7, filter: 'a/#', options: { limit: 10, newestFirst: true } }, side: 'client',
+  },
+  // 96 17 id "t" bin(2a) offset 300, ts 1700000000000 as uint64 (cf)
+  {
+    name: 'history message', bytes: '96 17 07 a1 74 c4 01 2a cd 012c cf 0000018bcfe56800',
+    frame: { op: Op.historyMessage, id: 7, topic: 't', payload: new Uint8Array([42]), offset: 300, ts: 1_700_000_000_000 }, side: 'server',
+  },
+  // 93 18 id {count: 1, complete: false, more: true, epoch: "e1", offset: 300}
+  {
+    name: 'history end', bytes: '93 18 07 85 a5 636f756e74 01 a8 636f6d706c657465 c2 a4 6d6f7265 c3 a5 65706f6368 a2 6531 a6 6f6666736574 cd 012c',
+    frame: { op: Op.historyEnd, id: 7, info: { count: 1, complete: false, more: true, epoch: 'e1', offset: 300 } }, side: 'server',
+  },
+  // subscribe options {history: {limit: 5}}
+  { name: 'subscribe with a history prefill', bytes: '94 01 07 91 a1 61 81 a7 686973746f7279 81 a5 6c696d6974 05', frame: { op: Op.subscribe, id: 7, filters: ['a'], options: { history: { limit: 5 } } }, side: 'client' },
 ];
 
 for (const g of GOLDEN) {
@@ -147,6 +164,31 @@ test('subscribe resume limits (PROTOCOL.md §4.6)', () => {
   for (const [what, h, message] of bad) assert.throws(() => decodeClientFrame(hex(h)), (e: unknown) => e instanceof DecodeError && message.test(e.message), what);
   // The limits themselves are accepted: an epoch of 64 chars, offset 0.
   assert.deepEqual(decodeClientFrame(hex(resume(`92 d9 40 ${'65'.repeat(64)} 00`))), { op: Op.subscribe, id: 1, filters: ['a'], options: { resume: { epoch: 'e'.repeat(64), offset: 0 } } });
+});
+
+test('history request limits (PROTOCOL.md §4.8): known keys, integers ≥ 0, limit ≥ 1, a boolean order, an epoch', () => {
+  const history = (options: MsgpackValue, filter: MsgpackValue = 'a/#'): Uint8Array => encodeMsgpack([Op.history, 1, filter, options]);
+  const bad: [string, Uint8Array, RegExp][] = [
+    ['options not a map', history([1]), /history options must be a map/],
+    ['options nil', history(null), /history options must be a map/],
+    ['unknown key', history({ since: 1 }), /unknown history options key "since"/],
+    ['limit 0', history({ limit: 0 }), /limit must be at least 1/],
+    ['negative sinceMs', history({ sinceMs: -1 }), /sinceMs must be a non-negative integer/],
+    ['float untilMs', history({ untilMs: 1.5 }), /untilMs must be a non-negative integer/],
+    ['fromOffset as string', history({ fromOffset: '1' }), /fromOffset must be a non-negative integer/],
+    ['newestFirst not a boolean', history({ newestFirst: 1 }), /newestFirst must be a boolean/],
+    ['empty epoch', history({ epoch: '' }), /epoch must be a string of 1..64 chars/],
+    ['filter not a string', history({}, 1), /history filter must be a string/],
+    ['missing options', encodeMsgpack([Op.history, 1, 'a']), /op 6 takes 3..3 fields/],
+    ['prefill with a window bound it does not take', encodeMsgpack([Op.subscribe, 1, ['a'], { history: { untilMs: 5 } }]), /unknown subscribe option history key "untilMs"/],
+  ];
+  for (const [what, bytes, message] of bad) assert.throws(() => decodeClientFrame(bytes), (e: unknown) => e instanceof DecodeError && message.test(e.message), what);
+  assert.deepEqual(decodeClientFrame(history({ limit: 1, sinceMs: 0, untilMs: 2 ** 53 - 1, fromOffset: 0, toOffset: 9, newestFirst: false, epoch: 'e'.repeat(64) })), {
+    op: Op.history, id: 1, filter: 'a/#', options: { limit: 1, sinceMs: 0, untilMs: 2 ** 53 - 1, fromOffset: 0, toOffset: 9, newestFirst: false, epoch: 'e'.repeat(64) },
+  });
+  // The server's answer frames: a HISTORY_END without its booleans or epoch is malformed.
+  assert.throws(() => decodeServerFrame(encodeMsgpack([Op.historyEnd, 1, { count: 1, more: false, epoch: 'e', offset: 1 }])), /bad history end/);
+  assert.throws(() => decodeServerFrame(encodeMsgpack([Op.historyMessage, 1, 't', new Uint8Array(0), -1, 5])), /offset must be a non-negative integer/);
 });
 
 test('ack, delivery and drain limits (PROTOCOL.md §4.6, §4.7)', () => {

@@ -4,7 +4,7 @@
  * requests by itself (`auto`) like a well-behaved broker with no retained values.
  */
 import { afterEach } from 'node:test';
-import { decodeClientFrame, encodeFrame, Op, type ClientFrame, type ServerFrame, type WelcomeInfo } from 'topicast/protocol';
+import { decodeClientFrame, encodeAnyFrame as encodeFrame, Op, type ClientFrame, type ServerFrame, type WelcomeInfo } from 'topicast/protocol';
 import type { Transport, TransportHandlers, TransportSocket } from 'topicast';
 
 export const WELCOME: WelcomeInfo = { version: 1, server: 'fake/0', maxPayloadBytes: 1 << 20, idleTimeoutSec: 0 };
