@@ -39,7 +39,7 @@ const serverFrame: fc.Arbitrary<ServerFrame> = fc.oneof(
   fc.record({ op: fc.constant(Op.snapshotEnd), id }, { noNullPrototype: true }),
   fc.record({ op: fc.constant(Op.pong), id }, { noNullPrototype: true }),
   fc.record({ op: fc.constant(Op.drain), info: fc.record({ reconnectAfterMs: offset }, { noNullPrototype: true }) }, { noNullPrototype: true }),
-  fc.record({ op: fc.constant(Op.historyMessage), id, topic, payload: bytes, offset, ts: fc.oneof(offset, fc.double({ noNaN: true })) }, { noNullPrototype: true }),
+  fc.record({ op: fc.constant(Op.historyMessage), id, topic, payload: bytes, offset, ts: fc.oneof(offset, fc.double({ noNaN: true }).filter((x) => !Object.is(x, -0))) }, { noNullPrototype: true }),
   fc.record({
     op: fc.constant(Op.historyEnd), id,
     info: fc.record({ count: offset, complete: fc.boolean(), more: fc.boolean(), epoch, offset }, { noNullPrototype: true }),

@@ -458,7 +458,7 @@ export class History {
     const count = Math.min(total, limit);
     const cursor = new QueryCursor(slices, q.newestFirst, count);
     const covered = this.covers(q.filters);
-    const cutByLimit = q.newestFirst && total > limit;
+    const cutByLimit = q.newestFirst && total >= limit;
     this.stats.queries++;
     this.stats.queriedMessages += count;
     return {

@@ -196,7 +196,7 @@ test('heldAfter walks the held messages in offset order while evictions happen i
     if (after === 4) pub('devices/a/t', 'x'); // 7: evicts 1 (already walked) — the walk goes on
   }
   assert.deepEqual(seen, [1, 4, 5, 6, 7]);
-  assert.deepEqual(h.evictedByTopic().sort(), [['devices/a/t', 1], ['devices/b/t', 3]]);
+  assert.deepEqual(h.evictedByTopic().sort(), [['devices/a/t', 1, 1_000_000], ['devices/b/t', 3, 1_000_000]]);
 });
 
 // ---- property: resume/replay against a reference ------------------------------------------------
@@ -248,4 +248,135 @@ test('property: a resume is recovered only when the reference lost nothing after
       }
     }
   }), { numRuns: 400 });
+});
+
+// ---- history queries (PROTOCOL.md §4.8) ----------------------------------------------------------
+
+type Query = Parameters<InstanceType<typeof History>['query']>[0];
+
+/** Runs a query and reads its rows out as `offset:topic=value@atMs`, with `complete` read after them. */
+function run(h: InstanceType<typeof History>, q: Partial<Query> & { filters: string[] }, canRead?: (topic: string) => boolean) {
+  const answer = h.query({ limit: 1000, newestFirst: false, ...q }, canRead);
+  const rows: string[] = [];
+  for (let m = answer.cursor.next(); m !== undefined; m = answer.cursor.next()) rows.push(`${m.offset}:${m.topic}=${text(m)}@${answer.cursor.atMs}`);
+  assert.equal(rows.length, answer.count);
+  return { rows, complete: answer.complete(), more: answer.more };
+}
+
+test('query: windows by time and offset are inclusive at both ends, both orders, limit and more', () => {
+  const { h, pub, clock } = make();
+  for (let i = 1; i <= 6; i++) {
+    clock.ms = 1_000_000 + i * 10; // published at +10, +20, ... +60
+    pub(i % 2 ? 'devices/a/t' : 'devices/b/t', String(i));
+  }
+  pub('other/x', 'no history');
+  const all = run(h, { filters: ['devices/#'] });
+  assert.deepEqual(all.rows, ['1:devices/a/t=1@1000010', '2:devices/b/t=2@1000020', '3:devices/a/t=3@1000030', '4:devices/b/t=4@1000040', '5:devices/a/t=5@1000050', '6:devices/b/t=6@1000060']);
+  assert.deepEqual([all.complete, all.more], [true, false]);
+  assert.deepEqual(run(h, { filters: ['devices/#'], sinceMs: 1_000_020, untilMs: 1_000_040 }).rows.map((r) => r.split(':')[0]), ['2', '3', '4'], 'time bounds are inclusive');
+  assert.deepEqual(run(h, { filters: ['devices/#'], sinceMs: 1_000_021, untilMs: 1_000_039 }).rows.map((r) => r.split(':')[0]), ['3']);
+  assert.deepEqual(run(h, { filters: ['devices/#'], fromOffset: 2, toOffset: 4 }).rows.map((r) => r.split(':')[0]), ['2', '3', '4'], 'offset bounds are inclusive');
+  assert.deepEqual(run(h, { filters: ['devices/a/t'], newestFirst: true }).rows.map((r) => r.split(':')[0]), ['5', '3', '1']);
+  const newest = run(h, { filters: ['devices/#'], limit: 2, newestFirst: true });
+  assert.deepEqual([newest.rows.map((r) => r.split(':')[0]), newest.complete, newest.more], [['6', '5'], true, true]);
+  const oldest = run(h, { filters: ['devices/#'], limit: 2 });
+  assert.deepEqual([oldest.rows.map((r) => r.split(':')[0]), oldest.complete, oldest.more], [['1', '2'], true, true]);
+  assert.deepEqual(run(h, { filters: ['devices/+/t', 'devices/a/#'], limit: 3 }).rows.map((r) => r.split(':')[0]), ['1', '2', '3'], 'several filters: each topic once');
+  assert.deepEqual(run(h, { filters: ['devices/#'], sinceMs: 2_000_000 }).rows, []);
+  assert.equal(run(h, { filters: ['#'] }).complete, false, 'a filter beyond the history patterns reaches topics without history');
+  assert.deepEqual(run(h, { filters: ['devices/#'] }, (t) => t !== 'devices/b/t').rows.map((r) => r.split(':')[0]), ['1', '3', '5'], 'an unreadable topic never appears');
+  assert.deepEqual([h.stats.queries, h.stats.queriedMessages], [11, 32]);
+});
+
+test('query: complete is false exactly when history no longer reaches back into the answer', () => {
+  const { h, pub, clock } = make({ maxMessagesPerTopic: 3 });
+  for (let i = 1; i <= 5; i++) {
+    clock.ms = 1_000_000 + i * 10;
+    pub('devices/a/t', String(i)); // offsets 1..5; 1 and 2 evicted, the last of them published at +20
+  }
+  clock.ms = 1_000_100;
+  pub('devices/b/t', 'b'); // offset 6, nothing lost on b
+  assert.equal(run(h, { filters: ['devices/a/t'] }).complete, false, 'no lower bound: the evicted ones belong');
+  assert.equal(run(h, { filters: ['devices/a/t'], fromOffset: 2 }).complete, false);
+  assert.equal(run(h, { filters: ['devices/a/t'], fromOffset: 3 }).complete, true, 'the window starts after the loss');
+  assert.equal(run(h, { filters: ['devices/a/t'], sinceMs: 1_000_020 }).complete, false, 'offset 2 was published at +20: inside');
+  assert.equal(run(h, { filters: ['devices/a/t'], sinceMs: 1_000_021 }).complete, true, 'just after it');
+  assert.equal(run(h, { filters: ['devices/b/t'] }).complete, true, 'another topic lost nothing');
+  assert.equal(run(h, { filters: ['devices/a/t'], limit: 3, newestFirst: true }).complete, true, 'the newest three are all held');
+  assert.equal(run(h, { filters: ['devices/a/t'], limit: 4, newestFirst: true }).complete, false, 'a fourth newest was evicted');
+  assert.equal(run(h, { filters: ['devices/a/t'], limit: 1 }).complete, false, 'the oldest in the window is gone');
+  // A topic removed whole raises the floor, with its time: it counts for every topic, conservatively.
+  const t = make({ maxTopics: 1 });
+  t.clock.ms = 5_000;
+  t.pub('devices/x', '1');
+  t.clock.ms = 6_000;
+  t.pub('devices/y', '2'); // removes devices/x (offset 1, at 5 s)
+  assert.deepEqual([t.h.floor, t.h.floorAtMs], [1, 5_000]);
+  assert.equal(run(t.h, { filters: ['devices/y'] }).complete, false);
+  assert.equal(run(t.h, { filters: ['devices/y'], sinceMs: 5_001 }).complete, true);
+});
+
+test('restore: publish times come back with the records; evictions without a time are bounded by the oldest held message', () => {
+  const { h } = make({ maxMessagesPerTopic: 10 });
+  h.restore('devices/a/t', bytes('1'), 5, 1_000_100);
+  h.restore('devices/a/t', bytes('2'), 6, 1_000_200);
+  h.restoreEvicted('devices/a/t', 4); // an old snapshot record: no time
+  assert.deepEqual(run(h, { filters: ['devices/a/t'] }).rows, ['5:devices/a/t=1@1000100', '6:devices/a/t=2@1000200']);
+  assert.equal(run(h, { filters: ['devices/a/t'], sinceMs: 1_000_100 }).complete, false, 'the lost offset 4 may have been published as late as the oldest held one');
+  assert.equal(run(h, { filters: ['devices/a/t'], sinceMs: 1_000_101 }).complete, true);
+  h.restoreEvicted('devices/b/t', 3, 999_000); // a topic not held, with its time: the floor
+  assert.deepEqual([h.floor, h.floorAtMs], [3, 999_000]);
+});
+
+test('property: a query returns exactly the held messages of its window in order, and complete only when nothing of the answer was lost', () => {
+  const queryOp = fc.record({
+    filters: fc.uniqueArray(filterArb, { minLength: 1, maxLength: 2 }),
+    limit: fc.integer({ min: 1, max: 8 }),
+    newestFirst: fc.boolean(),
+    sinceBack: fc.option(fc.nat(20_000), { nil: undefined }),
+    untilBack: fc.option(fc.nat(20_000), { nil: undefined }),
+    fromBack: fc.option(fc.nat(15), { nil: undefined }),
+    toBack: fc.option(fc.nat(15), { nil: undefined }),
+  });
+  const ops = fc.array(fc.oneof(
+    { weight: 6, arbitrary: fc.record({ kind: fc.constant('pub' as const), topic: topicArb, dtMs: fc.integer({ min: 0, max: 3000 }) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('query' as const), q: queryOp }) },
+  ), { maxLength: 80 });
+  let completes = 0;
+  let incompletes = 0;
+  fc.assert(fc.property(ops, fc.integer({ min: 1, max: 4 }), fc.integer({ min: 2, max: 4 }), (list, maxPerTopic, maxTopics) => {
+    const clock = { ms: 0 };
+    const h = new History('e', { patterns: ['devices/#'], maxMessagesPerTopic: maxPerTopic, maxAgeMs: 10_000, maxBytes: 1 << 30, maxTopics }, () => clock.ms);
+    const all: RefEntry[] = [];
+    let n = 0;
+    for (const o of list) {
+      if (o.kind === 'pub') {
+        clock.ms += o.dtMs;
+        const m = createMessage(o.topic, bytes(String(n++)));
+        h.append(m);
+        if (m.offset > 0) all.push({ topic: o.topic, offset: m.offset, atMs: clock.ms, value: text(m) });
+        continue;
+      }
+      const { q } = o;
+      const since = q.sinceBack === undefined ? undefined : Math.max(0, clock.ms - q.sinceBack);
+      const until = q.untilBack === undefined ? undefined : Math.max(0, clock.ms - q.untilBack);
+      const from = q.fromBack === undefined ? undefined : Math.max(0, h.last - q.fromBack);
+      const to = q.toBack === undefined ? undefined : Math.max(0, h.last - q.toBack);
+      const got = run(h, { filters: q.filters, limit: q.limit, newestFirst: q.newestFirst, sinceMs: since, untilMs: until, fromOffset: from, toOffset: to });
+      h.expire();
+      const held = new Set<number>();
+      for (let e = h.heldAfter(0); e !== undefined; e = h.heldAfter(e.message.offset)) held.add(e.message.offset);
+      const inWindow = all.filter((e) => q.filters.some((f) => topicMatches(f, e.topic))
+        && (since === undefined || e.atMs >= since) && (until === undefined || e.atMs <= until)
+        && (from === undefined || e.offset >= from) && (to === undefined || e.offset <= to));
+      if (q.newestFirst) inWindow.reverse();
+      const show = (e: RefEntry): string => `${e.offset}:${e.topic}=${e.value}@${e.atMs}`;
+      assert.deepEqual(got.rows, inWindow.filter((e) => held.has(e.offset)).slice(0, q.limit).map(show), 'the held part of the window, in order');
+      if (got.complete) {
+        completes++;
+        assert.deepEqual(got.rows, inWindow.slice(0, q.limit).map(show), 'complete: nothing of the answer was lost');
+      } else incompletes++;
+    }
+  }), { numRuns: 400 });
+  assert.ok(completes > 100 && incompletes > 100, `both outcomes exercised (${completes} complete, ${incompletes} not)`);
 });
