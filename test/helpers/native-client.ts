@@ -17,12 +17,13 @@ import { after } from 'node:test';
 import WebSocket from 'ws';
 import {
   CloseCode, decodeServerFrame, encodeFrame, Flag, Op, SUBPROTOCOL,
-  type ClientFrame, type ServerFrame, type SubscribeOptions, type WelcomeInfo,
+  type ClientFrame, type HistoryEndInfo, type HistoryRequest, type ServerFrame, type SubscribeOptions, type WelcomeInfo,
 } from 'topicast/protocol';
 
 export type Delivery = Extract<ServerFrame, { op: typeof Op.delivery }>;
 export type Ack = Extract<ServerFrame, { op: typeof Op.ack }>;
 export type ErrorFrame = Extract<ServerFrame, { op: typeof Op.error }>;
+export type HistoryRow = Extract<ServerFrame, { op: typeof Op.historyMessage }>;
 
 export interface ConnectOptions {
   /** Subprotocols offered; default `topicast.v1`. */
@@ -277,6 +278,28 @@ export class NativeClient {
     this.send({ op: Op.will, id, will: { topic, payload, retain } });
     const answer = await this.answer(id);
     if (answer.op === Op.error) throw new Error(`will refused: code ${answer.code} ${answer.message}`);
+  }
+
+  /**
+   * Sends HISTORY (PROTOCOL.md §4.8) and resolves with its rows and HISTORY_END, or with the ERROR
+   * answering it. Only for recording clients.
+   */
+  async history(filter: string, options: HistoryRequest = {}, timeoutMs = 20_000): Promise<{ rows: HistoryRow[]; end: HistoryEndInfo } | ErrorFrame> {
+    const id = this.id();
+    const from = this.frames.length;
+    this.send({ op: Op.history, id, filter, options });
+    const last = await this.expect((f) => (f.op === Op.historyEnd || f.op === Op.error) && f.id === id, timeoutMs, `the answer to HISTORY ${id}`);
+    if (last.op === Op.error) return last;
+    const rows: HistoryRow[] = [];
+    for (let i = from; i < this.frames.length; i++) {
+      const f = this.frames[i]!;
+      if (f.op === Op.historyMessage && f.id === id) {
+        rows.push(f);
+        this.taken.add(i);
+      }
+      if (f === last) break;
+    }
+    return { rows, end: (last as Extract<ServerFrame, { op: typeof Op.historyEnd }>).info };
   }
 
   /** Round trip through the broker: everything sent before has been processed once this resolves. */

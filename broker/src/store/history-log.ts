@@ -554,6 +554,8 @@ export function registerHistoryMetrics(metrics: Metrics, opened: OpenedHistory):
   metrics.register('topicast_history_replays_total', 'counter', 'Resumes answered recovered: true', () => s.replays);
   metrics.register('topicast_history_replayed_messages_total', 'counter', 'Messages replayed to resuming subscriptions', () => s.replayedMessages);
   metrics.register('topicast_history_resumes_refused_total', 'counter', 'Resumes answered recovered: false (history no longer reaches back, or another epoch)', () => s.resumesRefused);
+  metrics.register('topicast_history_queries_total', 'counter', 'History queries and subscribe prefills answered (PROTOCOL.md §4.8)', () => s.queries);
+  metrics.register('topicast_history_queried_messages_total', 'counter', 'Messages selected by history queries and prefills', () => s.queriedMessages);
   // Counted in memory too (always 0 there), so $SYS and dashboards see one stable set of figures.
   metrics.register('topicast_history_write_errors_total', 'counter', 'History store writes that failed (e.g. disk full); live delivery is not affected', () => storeStats?.writeErrors ?? 0);
   if (storeStats) {
