@@ -921,7 +921,7 @@ class TopicastClient {
       case Op.drain:
         return this.onDrain(this.open!, frame.info.reconnectAfterMs);
       case Op.historyMessage:
-        return this.onHistoryMessage(frame.id, frame.topic, frame.payload, frame.offset, frame.ts);
+        return this.onHistoryMessage(frame.id, frame.topic, frame.payload, frame.offset, frame.ts, frame.contentType);
       case Op.historyEnd: {
         const p = this.pending.get(frame.id);
         if (p?.kind !== 'history') return;
@@ -986,18 +986,18 @@ class TopicastClient {
   }
 
   /** A row of a history answer (to its request) or of a subscribe prefill (to that subscription only). */
-  private onHistoryMessage(id: number, topic: string, payload: Uint8Array, offset: number, ts: number): void {
+  private onHistoryMessage(id: number, topic: string, payload: Uint8Array, offset: number, ts: number, contentType: string | undefined): void {
     const p = this.pending.get(id);
     if (p?.kind === 'history') {
-      const value = this.decode(p.codec, topic, payload);
-      if (value !== UNDECODABLE) p.rows.push({ topic, value, ts, offset, payload });
+      const value = this.decode(p.codec, topic, payload, contentType);
+      if (value !== UNDECODABLE) p.rows.push({ topic, value, ts, offset, payload, contentType });
       return;
     }
     const sub = this.snapshots.get(id);
     if (sub === undefined || sub.state !== 'snapshot') return;
-    const value = this.decode(sub.codec, topic, payload);
+    const value = this.decode(sub.codec, topic, payload, contentType);
     // Below the subscription's position (the ACK's offset): not `advance`d, they precede it.
-    if (value !== UNDECODABLE) sub[driver].deliver(value, topic, 0, payload, offset, undefined, undefined, ts);
+    if (value !== UNDECODABLE) sub[driver].deliver(value, topic, 0, payload, offset, contentType, undefined, ts);
   }
 
   private onError(id: number, code: number, message: string): void {

@@ -40,6 +40,8 @@ export interface HistoryMessage<T = unknown> {
   offset: number;
   /** The payload bytes as stored. */
   payload: Uint8Array;
+  /** The content type it was published with (PROTOCOL.md §5); undefined when the publisher gave none. */
+  contentType: string | undefined;
 }
 
 /**

@@ -11,10 +11,10 @@
  *   (CHUNK_BYTES) exists besides what the socket buffers. Never buffered whole.
  * - JSON and NDJSON end with the answer's `count`, `complete` and `more` (known only at the end:
  *   the byte cap may stop an answer early); CSV carries rows only.
- * Cost: per row one payload decode and one JSON.stringify (or a CSV line); O(1) memory per row.
+ * - Values are rendered by their content type (renderPayload); JSON and NDJSON rows carry it.
+ * Cost: per row one payload conversion and one JSON.stringify (or a CSV line); O(1) memory per row.
  */
-import { ErrorCode, type HistoryRequest } from 'topicast/protocol';
-import { unpack } from 'msgpackr';
+import { base64, ContentType, decodeUntagged, ErrorCode, formatOf, msgpackToJson, utf8Text, type HistoryRequest } from 'topicast/protocol';
 import type { Principal } from '../auth/index.js';
 import type { BrokerContext } from '../context.js';
 import type { History, HistoryAnswer } from '../core/history.js';
@@ -175,11 +175,13 @@ function rowWriter(format: HistoryFormat, answer: HistoryAnswer, history: Histor
         return out;
       }
       const ts = cursor.atMs;
-      const value = payloadValue(m.payload);
+      const contentType = m.properties?.contentType;
+      const value = renderPayload(m.payload, contentType);
       if (format === 'csv') {
         out += `${new Date(ts).toISOString()},${ts},${csvCell(m.topic)},${m.offset},${csvValue(value)}\r\n`;
       } else {
-        const row = `{"topic":${JSON.stringify(m.topic)},"ts":${ts},"offset":${m.offset},"value":${JSON.stringify(value)}}`;
+        const type = contentType === undefined ? '' : `,"contentType":${JSON.stringify(contentType)}`;
+        const row = `{"topic":${JSON.stringify(m.topic)},"ts":${ts},"offset":${m.offset},"value":${jsonValue(value)}${type}}`;
         out += format === 'json' ? (count === 0 ? row : `,${row}`) : `${row}\n`;
       }
       count++;
@@ -188,68 +190,62 @@ function rowWriter(format: HistoryFormat, answer: HistoryAnswer, history: Histor
   };
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+/** A payload rendered for an export: JSON text to embed as it is, or a string. */
+type Rendered = { json: string } | { text: string };
 
 /**
- * A payload as a JSON-able value. Payloads are opaque bytes; this reads them the way the dashboard
- * does (broker/dashboard/src/decode.ts): JSON text ("7", {"value":1}) or plain text when the bytes
- * are printable UTF-8 of one byte or that fail MessagePack, else MessagePack (the SDK's default),
- * else `{"base64": ...}`. A single printable byte reads as text: "7" from curl or mosquitto_pub is 7.
+ * A payload as an export shows it, by its content type (PROTOCOL.md §5, the rules MQTT subscribers
+ * get): MessagePack as its JSON (every integer digit kept, bytes as base64: `msgpackToJson`), JSON
+ * as JSON, text as a string, untagged payloads by the UTF-8/JSON rules (`7` from curl is 7,
+ * `online` a string), anything else (bytes, other types, malformed) as `{"base64": ...}`.
  */
-export function payloadValue(payload: Uint8Array): unknown {
-  if (payload.length === 0) return null;
-  if (payload.length > 1) {
-    const packed = unpackWhole(payload);
-    if (packed !== NOT_MSGPACK) return jsonable(packed);
-  }
-  let text: string | undefined;
-  try {
-    text = utf8.decode(payload);
-  } catch {
-    text = undefined;
-  }
-  if (text !== undefined && !CONTROL.test(text)) {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      return text;
+export function renderPayload(payload: Uint8Array, contentType: string | undefined): Rendered {
+  if (payload.length === 0) return { json: 'null' };
+  switch (formatOf(contentType)) {
+    case 'msgpack': {
+      const converted = msgpackToJson(payload);
+      if (converted === undefined) break;
+      if (converted.contentType === ContentType.json) return { json: new TextDecoder().decode(converted.payload) };
+      if (converted.contentType === ContentType.text) return { text: new TextDecoder().decode(converted.payload) };
+      return { json: JSON.stringify({ base64: base64(converted.payload) }) };
     }
+    case 'json': {
+      const text = utf8Text(payload);
+      if (text === undefined) break;
+      try {
+        return { json: JSON.stringify(JSON.parse(text)) };
+      } catch {
+        break; // tagged JSON that is not: shown as bytes
+      }
+    }
+    case 'text': {
+      const text = utf8Text(payload);
+      if (text !== undefined) return { text };
+      break;
+    }
+    case 'unknown': {
+      const v = decodeUntagged(payload);
+      if (typeof v === 'string') return { text: v };
+      if (!(v instanceof Uint8Array)) return { json: JSON.stringify(v) };
+      break;
+    }
+    default:
+      break;
   }
-  const packed = unpackWhole(payload);
-  if (packed !== NOT_MSGPACK) return jsonable(packed);
-  return { base64: Buffer.from(payload).toString('base64') };
+  return { json: JSON.stringify({ base64: base64(payload) }) };
 }
 
-const NOT_MSGPACK = Symbol('not msgpack');
-
-function unpackWhole(payload: Uint8Array): unknown {
-  try {
-    const v = unpack(payload) as unknown;
-    // 0xC1 is "never used"; msgpackr returns a marker object for it instead of throwing.
-    if (v !== null && typeof v === 'object' && (v as { constructor?: { name?: string } }).constructor?.name === 'C1Type') return NOT_MSGPACK;
-    return v;
-  } catch {
-    return NOT_MSGPACK; // trailing bytes or a truncated value: not one MessagePack value
-  }
+function jsonValue(r: Rendered): string {
+  return 'json' in r ? r.json : JSON.stringify(r.text);
 }
 
-/** MessagePack values JSON cannot carry: bytes as base64, Maps as objects, bigints as strings, dates as ISO text. */
-function jsonable(v: unknown): unknown {
-  if (v instanceof Uint8Array) return { base64: Buffer.from(v).toString('base64') };
-  if (typeof v === 'bigint') return v.toString();
-  if (v instanceof Date) return v.toISOString();
-  if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [String(k), jsonable(x)]));
-  if (Array.isArray(v)) return v.map(jsonable);
-  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonable(x)]));
-  return v;
-}
+const JSON_SCALAR = /^(-?\d+(\.\d+)?([eE][+-]?\d+)?|true|false)$/;
 
-/** A CSV value cell: numbers and booleans as they are, text as text, anything else as its JSON. */
-function csvValue(v: unknown): string {
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  if (v === null) return '';
-  return csvCell(typeof v === 'string' ? v : JSON.stringify(v));
+/** A CSV value cell: numbers and booleans as they are, text as text, null empty, anything else as its JSON. */
+function csvValue(r: Rendered): string {
+  if ('text' in r) return csvCell(r.text);
+  if (r.json === 'null') return '';
+  return JSON_SCALAR.test(r.json) ? r.json : csvCell(r.json);
 }
 
 /**

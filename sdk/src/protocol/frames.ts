@@ -173,7 +173,7 @@ export type ServerFrame =
   | { op: typeof Op.pong; id: number }
   | { op: typeof Op.welcome; info: WelcomeInfo }
   | { op: typeof Op.drain; info: DrainInfo }
-  | { op: typeof Op.historyMessage; id: number; topic: string; payload: Uint8Array; offset: number; ts: number }
+  | { op: typeof Op.historyMessage; id: number; topic: string; payload: Uint8Array; offset: number; ts: number; contentType?: string }
   | { op: typeof Op.historyEnd; id: number; info: HistoryEndInfo };
 
 export type Frame = ClientFrame | ServerFrame;
@@ -220,7 +220,7 @@ export function encodeFrame(frame: Exclude<Frame, { op: typeof Op.historyMessage
 
 /** Encodes any frame, a history answer's included (brokers and tests; browser builds use `encodeFrame`). */
 export function encodeAnyFrame(frame: Frame): Uint8Array {
-  if (frame.op === Op.historyMessage) return encodeHistoryMessage(frame.id, frame.topic, frame.payload, frame.offset, frame.ts);
+  if (frame.op === Op.historyMessage) return encodeHistoryMessage(frame.id, frame.topic, frame.payload, frame.offset, frame.ts, frame.contentType);
   if (frame.op === Op.historyEnd) return encodeHistoryEnd(frame.id, frame.info);
   return encodeFrame(frame);
 }
@@ -230,9 +230,14 @@ export function encodeHistoryEnd(id: number, info: HistoryEndInfo): Uint8Array {
   return encode([Op.historyEnd, id, { ...info }]);
 }
 
-/** One row of a history answer (PROTOCOL.md §4.8): encoded per row as the outbox paces the answer. */
-export function encodeHistoryMessage(id: number, topic: string, payload: Uint8Array, offset: number, ts: number): Uint8Array {
-  return encode([Op.historyMessage, id, topic, payload, offset, ts]);
+/**
+ * One row of a history answer (PROTOCOL.md §4.8): encoded per row as the outbox paces the answer;
+ * the content type (PROTOCOL.md §5) last when known, as in DELIVERY.
+ */
+export function encodeHistoryMessage(id: number, topic: string, payload: Uint8Array, offset: number, ts: number, contentType?: string): Uint8Array {
+  return encode(contentType === undefined
+    ? [Op.historyMessage, id, topic, payload, offset, ts]
+    : [Op.historyMessage, id, topic, payload, offset, ts, contentTypeToWire(contentType)]);
 }
 
 
@@ -491,12 +496,16 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
       if (!m || typeof m !== 'object' || Array.isArray(m) || m instanceof Uint8Array) fail('drain must carry a map');
       return { op: Op.drain, info: { reconnectAfterMs: offset(m.reconnectAfterMs, 'reconnectAfterMs') } };
     }
-    case Op.historyMessage:
+    case Op.historyMessage: {
       arity(a, 6, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
-      return {
+      const frame: ServerFrame = {
         op: Op.historyMessage, id: id(a[1]), topic: str(a[2], 'topic'), payload: bin(a[3], 'payload'),
         offset: offset(a[4], 'offset'), ts: num(a[5], 'ts'),
       };
+      const contentType = contentTypeFromWire(a[6]); // PROTOCOL.md §5.1
+      if (contentType !== undefined) frame.contentType = contentType;
+      return frame;
+    }
     case Op.historyEnd: {
       arity(a, 3, Infinity); // PROTOCOL.md §7: later v1 brokers may append fields
       const m = a[2];

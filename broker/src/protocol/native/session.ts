@@ -111,7 +111,7 @@ class HistorySource implements FrameSource {
     const m = this.rows.messages[i];
     if (m === undefined) return undefined;
     this.rows.messages[this.i++] = undefined as unknown as Message; // release as we go
-    return encodeHistoryMessage(this.id, m.topic, m.payload, m.offset, this.rows.times[i]!);
+    return encodeHistoryMessage(this.id, m.topic, m.payload, m.offset, this.rows.times[i]!, m.properties?.contentType);
   }
 }
 
