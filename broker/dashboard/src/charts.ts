@@ -1,5 +1,6 @@
 /**
- * Live charts (uPlot), one per opened reading. The points live in the
+ * Live charts (uPlot), one per opened reading, starting with the reading's stored history
+ * (asked from the broker when the chart opens) and an export link to its CSV. The points live in the
  * SeriesStore (bounded per series); a chart only redraws at the animation
  * frame after its series changed, with `setData` on the same arrays.
  * Theme changes rebuild the charts, since uPlot paints colours onto a canvas.
@@ -28,6 +29,10 @@ export interface ChartsOptions {
   requestRender(): void;
   /** Polite announcements for screen readers. */
   announce(text: string): void;
+  /** A chart opened: load the reading's earlier points from the broker's history (they arrive through `onData`). */
+  loadHistory(topic: string): void;
+  /** The reading's CSV export link (its URL, and the click handler that adds credentials). */
+  exportLink(topic: string): { href: string; onClick(event: MouseEvent): void };
 }
 
 const HEIGHT_PX = 180;
@@ -76,10 +81,14 @@ export class ChartsView {
     const latestEl = el('span', { class: 'chart-latest', 'aria-live': 'off' });
     const closeBtn = el('button', { type: 'button', class: 'icon-button', 'aria-label': `Close chart ${label}`, title: 'Close chart' }, '×');
     const plotEl = el('div', { class: 'chart-plot', role: 'img', 'aria-label': `Line chart of ${label}` });
+    const exportLink = this.opts.exportLink(topic);
+    const exportEl = el('a', { class: 'chart-export', href: exportLink.href, download: '', title: `Download the stored readings of ${topic} as CSV` }, 'CSV');
+    exportEl.setAttribute('aria-label', `Export ${label} as CSV`);
+    exportEl.addEventListener('click', exportLink.onClick);
     const root = el(
       'figure',
       { class: 'card chart', 'aria-labelledby': titleId, 'data-topic': topic, 'data-points': '0' },
-      el('figcaption', { class: 'chart-head' }, el('span', { id: titleId, class: 'chart-title' }, unit ? `${label} (${unit})` : label), latestEl, closeBtn),
+      el('figcaption', { class: 'chart-head' }, el('span', { id: titleId, class: 'chart-title' }, unit ? `${label} (${unit})` : label), latestEl, exportEl, closeBtn),
       plotEl,
     );
     const chart: Chart = { topic, label, unit, root, plotEl, latestEl, plot: undefined, hoverIdx: null };
@@ -92,6 +101,7 @@ export class ChartsView {
     this.opts.requestRender();
     this.opts.onChange(topic, true);
     this.opts.announce(`Chart opened: ${label}`);
+    this.opts.loadHistory(topic);
     root.scrollIntoView({ block: 'nearest' });
   }
 

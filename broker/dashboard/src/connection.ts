@@ -6,7 +6,7 @@
  * The SDK reconnects with backoff and restores both
  * subscriptions; the broker then re-sends the retained snapshot.
  */
-import { connect, type Client } from 'topicast';
+import { connect, type Client, type HistoryOptions } from 'topicast';
 import type { PublishTarget } from './publish.js';
 
 /** 15 s: above the agent's default program timeout (10 s), so its own timeout answer arrives first. */
@@ -23,6 +23,26 @@ export interface LinkHandlers {
 /** The WebSocket URL served next to this page: ws(s)://<host>/ws. */
 export function defaultUrl(loc: Location = location): string {
   return `${loc.protocol === 'https:' ? 'wss' : 'ws'}://${loc.host}/ws`;
+}
+
+/** One stored message of a topic (PROTOCOL.md §4.8): its bytes, content type and publish time. */
+export interface HistoryRow {
+  payload: Uint8Array;
+  contentType: string | undefined;
+  /** Publish time (broker receive time, ms since the epoch). */
+  ts: number;
+}
+
+/**
+ * The HTTP URL of a topic's CSV export next to the WebSocket `url` (`ws://host/ws` →
+ * `http://host/api/history/<topic>?format=csv`), for the last `windowSec` seconds.
+ */
+export function csvExportUrl(url: string, topic: string, windowSec: number, nowMs: number): string {
+  const u = new URL(url);
+  u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+  u.pathname = `/api/history/${encodeURIComponent(topic)}`;
+  u.search = `?format=csv&since=${nowMs - windowSec * 1000}`;
+  return u.href;
 }
 
 export class Link implements PublishTarget {
@@ -67,6 +87,13 @@ export class Link implements PublishTarget {
     const client = this.client;
     if (!client || this.closed) throw new Error('not connected');
     return client.request(topic, value, { codec: 'auto', timeoutMs: COMMAND_TIMEOUT_MS });
+  }
+
+  /** A topic's stored messages (newest first, at most `limit`); rejects when the broker keeps none or the link is down. */
+  async history(topic: string, options: HistoryOptions): Promise<HistoryRow[]> {
+    const client = this.client;
+    if (!client || this.closed) throw new Error('not connected');
+    return client.history(topic, { ...options, codec: 'raw' });
   }
 
   async close(): Promise<void> {

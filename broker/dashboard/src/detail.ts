@@ -1,6 +1,9 @@
-/** The selected topic's detail panel: full topic, format, size, counters and the whole value. */
-import { formatValue } from './decode.js';
-import { byId, setText } from './dom.js';
+/**
+ * The selected topic's detail panel: full topic, format, size, counters, the whole value, its last
+ * values from the broker's history (PROTOCOL.md §4.8) and a CSV export link.
+ */
+import { formatValue, type Decoded } from './decode.js';
+import { byId, el, setText } from './dom.js';
 import { formatAgo, formatBytes, formatCount, formatRate } from './format.js';
 import type { TopicDetail } from './explorer.js';
 
@@ -18,6 +21,9 @@ export class DetailView {
   private readonly rateEl = byId('detail-rate');
   private readonly updatedEl = byId('detail-updated');
   private readonly valueEl = byId('detail-value');
+  private readonly historyEl = byId('detail-history');
+  private readonly historyNote = byId('detail-history-note');
+  readonly exportEl = byId<HTMLAnchorElement>('detail-export');
   path: string | undefined;
 
   constructor(onUse: (topic: string) => void) {
@@ -40,5 +46,20 @@ export class DetailView {
     setText(this.updatedEl, d.lastMs ? formatAgo(d.lastMs, nowMs) : '–');
     const text = d.decoded ? formatValue(d.decoded, true) : '';
     setText(this.valueEl, text.length > MAX_VALUE_CHARS ? `${text.slice(0, MAX_VALUE_CHARS)}\n…` : text);
+  }
+
+  /** The last values of the selected topic, newest first, or why there are none. */
+  showHistory(rows: readonly { ts: number; decoded: Decoded }[] | string): void {
+    this.historyEl.replaceChildren();
+    this.historyNote.hidden = typeof rows !== 'string';
+    if (typeof rows === 'string') {
+      setText(this.historyNote, rows);
+      return;
+    }
+    for (const r of rows) {
+      const at = new Date(r.ts);
+      const value = formatValue(r.decoded);
+      this.historyEl.append(el('li', {}, el('time', { datetime: at.toISOString() }, at.toLocaleTimeString()), value.length > 200 ? `${value.slice(0, 200)}…` : value));
+    }
   }
 }

@@ -5,9 +5,10 @@
  * Message handling never touches the DOM.
  */
 import { ChartsView } from './charts.js';
-import { defaultUrl, Link, type LinkState } from './connection.js';
+import { csvExportUrl, defaultUrl, Link, type LinkState } from './connection.js';
+import { decodePayload } from './decode.js';
 import { DetailView } from './detail.js';
-import { DevicesView } from './devices.js';
+import { DevicesView, toReading } from './devices.js';
 import { byId, setAttr, setText } from './dom.js';
 import { ExplorerView, MAX_TOPICS } from './explorer.js';
 import { formatRate } from './format.js';
@@ -39,6 +40,8 @@ const charts = new ChartsView(byId('charts-grid'), byId('charts-empty'), store, 
   onChange: (topic, open) => devices.setCharted(topic, open),
   requestRender,
   announce,
+  loadHistory: (topic) => void loadChartHistory(topic),
+  exportLink: (topic) => ({ href: csvExportUrl(currentUrl, topic, store.windowSec, Date.now()), onClick: (e) => downloadWithToken(e) }),
 });
 const detail = new DetailView((topic) => publishForm.useTopic(topic));
 let detailDirty = false;
@@ -70,11 +73,77 @@ function render(): void {
   if (detailDirty) {
     detailDirty = false;
     const path = explorer.selectedPath();
-    detail.show(path === undefined ? undefined : explorer.detail(path), Date.now());
+    const d = path === undefined ? undefined : explorer.detail(path);
+    detail.show(d, Date.now());
+    if (d !== undefined) void loadDetailHistory(d.path, d.count);
+    else historyPath = undefined;
   }
   const { total, online } = devices.summary();
   setText(devicesCount, total ? `${total} device${total === 1 ? '' : 's'} · ${online} online` : '');
   treeEmpty.hidden = explorer.topicCount > 0;
+}
+
+// ---- history (PROTOCOL.md §4.8) ------------------------------------------------
+
+/** A chart starts with the reading's stored points: the newest of its window, from the broker's history. */
+async function loadChartHistory(topic: string): Promise<void> {
+  const current = link;
+  if (!current) return;
+  try {
+    await current.ready;
+    const rows = await current.history(topic, { sinceMs: Date.now() - store.windowSec * 1000, limit: store.maxPoints, newestFirst: true });
+    const points: { x: number; y: number }[] = [];
+    for (let i = rows.length - 1; i >= 0; i--) {
+      const r = rows[i]!;
+      const reading = toReading(decodePayload(r.payload, r.contentType));
+      if (typeof reading.value === 'number') points.push({ x: (reading.tsMs ?? r.ts) / 1000, y: reading.value });
+    }
+    if (current !== link || !charts.isOpen(topic)) return;
+    store.prefill(topic, points, devices.unitOf(topic));
+    charts.onData(topic);
+  } catch {
+    // No history kept for it (or the link dropped): the chart starts with what the page saw itself.
+  }
+}
+
+let historyPath: string | undefined;
+let historyCount = -1;
+
+/** The detail panel's last values: asked again when the selection changes or the topic got messages. */
+async function loadDetailHistory(path: string, count: number): Promise<void> {
+  if (path === historyPath && count === historyCount) return;
+  const changed = path !== historyPath;
+  historyPath = path;
+  historyCount = count;
+  detail.exportEl.href = csvExportUrl(currentUrl, path, store.windowSec, Date.now());
+  const current = link;
+  if (!current) return;
+  try {
+    const rows = await current.history(path, { limit: 10, newestFirst: true });
+    if (historyPath === path) detail.showHistory(rows.map((r) => ({ ts: r.ts, decoded: decodePayload(r.payload, r.contentType) })));
+  } catch (err) {
+    if (historyPath === path && changed) detail.showHistory(err instanceof Error && /keeps no history/.test(err.message) ? 'This broker keeps no history (--history-filters).' : 'No stored values for this topic.');
+  }
+}
+
+/** Export links carry no credentials: with a token, the download is fetched with it instead. */
+function downloadWithToken(e: MouseEvent): void {
+  const token = currentToken;
+  const a = e.currentTarget as HTMLAnchorElement;
+  if (!token) {
+    a.href = a.href.replace(/since=\d+/, `since=${Date.now() - store.windowSec * 1000}`);
+    return;
+  }
+  e.preventDefault();
+  void fetch(a.href, { headers: { Authorization: `Bearer ${token}` } }).then(async (res) => {
+    if (!res.ok) throw new Error(`export failed: HTTP ${res.status}`);
+    const url = URL.createObjectURL(await res.blob());
+    const save = document.createElement('a');
+    save.href = url;
+    save.download = `${new URL(a.href).pathname.split('/').pop() ?? 'history'}.csv`;
+    save.click();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }).catch((err: unknown) => showError(err instanceof Error ? err.message : String(err)));
 }
 
 function onMessage(topic: string, payload: Uint8Array, contentType: string | undefined, retained: boolean): void {
@@ -83,7 +152,7 @@ function onMessage(topic: string, payload: Uint8Array, contentType: string | und
   if (topic.startsWith('devices/')) {
     const reading = devices.onMessage(topic, decoded, retained, nowMs);
     if (reading && typeof reading.value === 'number') {
-      store.push(topic, (reading.tsMs ?? nowMs) / 1000, reading.value, devices.unitOf(topic));
+      store.push(topic, (reading.tsMs ?? nowMs) / 1000, reading.value, devices.unitOf(topic), retained && reading.tsMs === undefined);
       charts.onData(topic);
     }
   } else if (topic.startsWith('$SYS/')) {
@@ -100,6 +169,7 @@ const settings = byId<HTMLDetailsElement>('settings');
 const urlInput = byId<HTMLInputElement>('settings-url');
 const tokenInput = byId<HTMLInputElement>('settings-token');
 let currentUrl = '';
+let currentToken = '';
 let generation = 0;
 
 let linkState: LinkState = 'connecting';
@@ -162,6 +232,7 @@ async function connectTo(url: string, token: string): Promise<void> {
     sys.clear();
   }
   currentUrl = url;
+  currentToken = token;
   lastError = undefined;
   byId('agent-hint').textContent = `topicast-agent --url ${url}`;
   showState('connecting');
