@@ -97,10 +97,15 @@ export interface HistoryAnswer {
   more: boolean;
 }
 
+/** One topic's part of an answer: `messages[lo..hi)` (and their times), read from `i`. */
 interface QuerySlice {
   messages: Message[];
   times: number[];
+  lo: number;
+  hi: number;
   i: number;
+  /** The arrays are this answer's copies: read entries are released as it goes. */
+  owned: boolean;
 }
 
 export interface StreamPosition {
@@ -422,9 +427,12 @@ export class History {
    * the returned cursor as the caller paces them. `complete` is false when a message that would
    * belong in the answer may be gone (evicted by a bound, lost, or the filter reaches topics without
    * history); `more` says the window holds messages beyond the limit.
-   * Cost: O(matching part of the topic tree + log(ring) per topic + min(window, limit) per topic).
+   * `readNow`: the caller reads every row in this synchronous turn (nothing can be evicted
+   * meanwhile), so the rings are read in place; otherwise each topic's part is copied first.
+   * Cost: O(matching part of the topic tree + log(ring) per topic) + per row O(log k); copying
+   * adds O(min(window, limit)) per topic.
    */
-  query(q: HistoryQuery, canRead?: (topic: string) => boolean): HistoryAnswer {
+  query(q: HistoryQuery, canRead?: (topic: string) => boolean, readNow = false): HistoryAnswer {
     this.expire();
     const from = q.fromOffset ?? 1;
     const to = q.toOffset ?? Number.MAX_SAFE_INTEGER;
@@ -452,7 +460,8 @@ export class History {
         if (q.newestFirst) lo = hi - limit;
         else hi = lo + limit;
       }
-      slices.push({ messages: ring.messages.slice(lo, hi), times: ring.times.slice(lo, hi), i: 0 });
+      if (readNow) slices.push({ messages: ring.messages, times: ring.times, lo, hi, i: lo, owned: false });
+      else slices.push({ messages: ring.messages.slice(lo, hi), times: ring.times.slice(lo, hi), lo: 0, hi: hi - lo, i: 0, owned: true });
     }
     if (this.floor > 0) losses.push(this.floor, this.floorAtMs);
     const count = Math.min(total, limit);
@@ -644,7 +653,7 @@ export class QueryCursor {
   constructor(slices: QuerySlice[], newestFirst: boolean, count: number) {
     this.left = count;
     this.sign = newestFirst ? -1 : 1;
-    if (newestFirst) for (const s of slices) s.i = s.messages.length - 1;
+    if (newestFirst) for (const s of slices) s.i = s.hi - 1;
     this.heap = slices;
     for (let i = (slices.length >> 1) - 1; i >= 0; i--) this.down(i);
   }
@@ -663,9 +672,9 @@ export class QueryCursor {
     const m = top.messages[top.i]!;
     this.atMs = top.times[top.i]!;
     this.lastOffset = m.offset;
-    top.messages[top.i] = undefined as unknown as Message; // release as we go
+    if (top.owned) top.messages[top.i] = undefined as unknown as Message; // release as we go
     top.i += this.sign;
-    if (top.i < 0 || top.i >= top.messages.length) {
+    if (top.i < top.lo || top.i >= top.hi) {
       const last = heap.pop()!;
       if (heap.length === 0) return m;
       heap[0] = last;

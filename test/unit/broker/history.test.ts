@@ -255,8 +255,8 @@ test('property: a resume is recovered only when the reference lost nothing after
 type Query = Parameters<InstanceType<typeof History>['query']>[0];
 
 /** Runs a query and reads its rows out as `offset:topic=value@atMs`, with `complete` read after them. */
-function run(h: InstanceType<typeof History>, q: Partial<Query> & { filters: string[] }, canRead?: (topic: string) => boolean) {
-  const answer = h.query({ limit: 1000, newestFirst: false, ...q }, canRead);
+function run(h: InstanceType<typeof History>, q: Partial<Query> & { filters: string[] }, canRead?: (topic: string) => boolean, readNow = false) {
+  const answer = h.query({ limit: 1000, newestFirst: false, ...q }, canRead, readNow);
   const rows: string[] = [];
   for (let m = answer.cursor.next(); m !== undefined; m = answer.cursor.next()) rows.push(`${m.offset}:${m.topic}=${text(m)}@${answer.cursor.atMs}`);
   assert.equal(rows.length, answer.count);
@@ -362,7 +362,9 @@ test('property: a query returns exactly the held messages of its window in order
       const until = q.untilBack === undefined ? undefined : Math.max(0, clock.ms - q.untilBack);
       const from = q.fromBack === undefined ? undefined : Math.max(0, h.last - q.fromBack);
       const to = q.toBack === undefined ? undefined : Math.max(0, h.last - q.toBack);
-      const got = run(h, { filters: q.filters, limit: q.limit, newestFirst: q.newestFirst, sinceMs: since, untilMs: until, fromOffset: from, toOffset: to });
+      const query = { filters: q.filters, limit: q.limit, newestFirst: q.newestFirst, sinceMs: since, untilMs: until, fromOffset: from, toOffset: to };
+      const got = run(h, query);
+      assert.deepEqual(run(h, query, undefined, true), got, 'read in place (readNow) or from copies: the same answer');
       h.expire();
       const held = new Set<number>();
       for (let e = h.heldAfter(0); e !== undefined; e = h.heldAfter(e.message.offset)) held.add(e.message.offset);

@@ -356,7 +356,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     let prefill: CollectedRows | undefined;
     let prefillComplete = true;
     if (history && frame.options.history) {
-      const answer = history.query({ filters: frame.filters, limit: frame.options.history.limit ?? this.ctx.config.historyMaxRows, sinceMs: frame.options.history.sinceMs, newestFirst: true }, readCheck(this.ctx, permissions));
+      const answer = history.query({ filters: frame.filters, limit: frame.options.history.limit ?? this.ctx.config.historyMaxRows, sinceMs: frame.options.history.sinceMs, newestFirst: true }, readCheck(this.ctx, permissions), true);
       prefill = collectRows(answer, this.ctx.config.historyMaxQueryBytes);
       prefillComplete = answer.complete() && !prefill.truncated;
       prefill.messages.reverse();
@@ -422,7 +422,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     const planned = this.planHistory([frame.filter], frame.options);
     if ('code' in planned) return this.error(frame.id, planned.code, planned.message);
     const { history, query } = planned;
-    const answer = history.query(query, readCheck(this.ctx, this.permissions));
+    const answer = history.query(query, readCheck(this.ctx, this.permissions), true); // collected below, in this turn
     const rows = collectRows(answer, this.ctx.config.historyMaxQueryBytes);
     const info = {
       count: rows.messages.length, complete: answer.complete() && !rows.truncated, more: answer.more || rows.truncated,
