@@ -8,10 +8,13 @@
  * with the documented errors.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { ErrorCode, Op, SUBPROTOCOL, type HistoryRequest } from 'topicast/protocol';
 import { startBroker, type BrokerProcess } from '../helpers/broker.js';
@@ -193,11 +196,14 @@ test('subscribe with a history prefill under concurrent publishing: prefill, the
   const pub = await NativeClient.connect(broker.url, { record: false });
   let published = 0;
   let stop = false;
+  // 20 topics × 100 kept each: the publisher stays below 1,500 until the subscription is made, then
+  // publishes 100 more, so no bound evicts anything whatever the machine's speed.
   const publishing = (async () => {
-    while (!stop || published < 400) {
-      for (let i = 0; i < 5; i++) await pub.publish(`devices/p${published % 7}/v`, bytes(String(published++)), { ack: false });
+    while (!stop) {
+      if (published < 1500) for (let i = 0; i < 5; i++) await pub.publish(`devices/p${published % 20}/v`, bytes(String(published++)), { ack: false });
       await new Promise((r) => setImmediate(r));
     }
+    for (let i = 0; i < 100; i++) await pub.publish(`devices/p${published % 20}/v`, bytes(String(published++)), { ack: false });
     await pub.ping();
   })();
   while (published < 150) await new Promise((r) => setTimeout(r, 1));
@@ -284,4 +290,19 @@ test('per-connection query rate, the byte cap per answer, and a broker without h
   assert.deepEqual([off.code, off.message], [ErrorCode.invalidRequest, 'this broker keeps no history (--history-filters is empty)']);
   assert.equal((await fetch(`${none.httpUrl}/api/history/devices%2F%23`)).status, 404);
   await none.stop();
+});
+
+test('the README\'s history commands run as written (against this broker) and answer what they say', async () => {
+  const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+  const at = readme.indexOf('<!-- example:history -->');
+  assert.ok(at >= 0);
+  const block = /```sh\n([\s\S]*?)\n```/.exec(readme.slice(at))![1]!;
+  const pub = await NativeClient.connect(broker.url);
+  for (const v of ['48.1', '48.5', '49']) await pub.publish('devices/pi-01/cpu/temperature', bytes(v));
+  const [csvCommand, ndjsonCommand] = block.split('\n').map((line) => line.replaceAll('http://localhost:8080', broker.httpUrl));
+  const run = promisify(execFile);
+  const csv = parseCsv((await run('bash', ['-c', csvCommand!])).stdout, { columns: true }) as { topic: string; value: string }[];
+  assert.deepEqual(csv.map((r) => [r.topic, r.value]), [['devices/pi-01/cpu/temperature', '48.1'], ['devices/pi-01/cpu/temperature', '48.5'], ['devices/pi-01/cpu/temperature', '49']]);
+  const nd = (await run('bash', ['-c', ndjsonCommand!])).stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { value?: unknown; end?: { count: number } });
+  assert.deepEqual(nd.map((l) => l.value ?? l.end?.count), [49, 48.5, 48.1, 3]);
 });

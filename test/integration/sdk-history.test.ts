@@ -75,11 +75,14 @@ test('subscribe with history: earlier readings first (meta.ts), then live, no ga
   const pub = await open();
   let published = 0;
   let stop = false;
+  // 5 topics × 1,000 kept each: below 4,000 until the subscription is made, then 100 more, so no
+  // bound evicts anything whatever the machine's speed.
   const publishing = (async () => {
-    while (!stop || published < 300) {
-      await pub.publish(`devices/p${published % 5}/v`, published++);
-      if (published % 10 === 0) await new Promise((r) => setImmediate(r));
+    while (!stop) {
+      if (published < 4000) await pub.publish(`devices/p${published % 5}/v`, published++);
+      if (published % 10 === 0 || published >= 4000) await new Promise((r) => setImmediate(r));
     }
+    for (let i = 0; i < 100; i++) await pub.publish(`devices/p${published % 5}/v`, published++);
     await pub.publish('devices/p-end', 0, { ack: true });
   })();
   while (published < 100) await new Promise((r) => setTimeout(r, 1));
