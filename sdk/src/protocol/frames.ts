@@ -60,13 +60,21 @@ export interface SubscribeOptions {
   history?: HistoryPrefill;
 }
 
-/** What a SUBSCRIBE prefills from history (PROTOCOL.md §4.8); absent fields are open. */
+/**
+ * What a SUBSCRIBE prefills from history (PROTOCOL.md §4.8); absent fields are open.
+ * @example
+ * const prefill: HistoryPrefill = { sinceMs: Date.now() - 3_600_000, limit: 600 };
+ */
 export interface HistoryPrefill {
   limit?: number;
   sinceMs?: number;
 }
 
-/** A HISTORY request's window and order (PROTOCOL.md §4.8); every bound inclusive, absent ones open. */
+/**
+ * A HISTORY request's window and order (PROTOCOL.md §4.8); every bound inclusive, absent ones open.
+ * @example
+ * const lastHour: HistoryRequest = { sinceMs: Date.now() - 3_600_000, newestFirst: true, limit: 100 };
+ */
 export interface HistoryRequest {
   /** Most rows (default and ceiling: the broker's `historyMaxRows`). */
   limit?: number;
@@ -82,7 +90,12 @@ export interface HistoryRequest {
   epoch?: string;
 }
 
-/** HISTORY_END: how a history answer ended (PROTOCOL.md §4.8). */
+/**
+ * HISTORY_END: how a history answer ended (PROTOCOL.md §4.8).
+ * @example
+ * const page = await client.history('devices/#', { limit: 100 });
+ * if (page.more) console.log('more after offset', page.at(-1)?.offset, 'in epoch', page.epoch);
+ */
 export interface HistoryEndInfo {
   /** Rows sent for the request. */
   count: number;
