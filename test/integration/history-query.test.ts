@@ -175,6 +175,9 @@ test('complete: false once history no longer reaches back; a kill -9 restart wit
   const lostAt = full[400]!.ts; // offset 401, the last evicted, published then
   assert.equal((await query(client, topicOf(0), { sinceMs: lostAt })).end.complete, false);
   assert.equal((await query(client, 'devices/#', { limit: 100, newestFirst: true })).end.complete, true, 'the newest hundred are all held');
+  const http = async (q: string) => (await (await fetch(`${broker.httpUrl}/api/history/${encodeURIComponent(topicOf(0))}?${q}`)).json()) as { count: number; complete: boolean };
+  assert.deepEqual([(await http('')).count, (await http('')).complete], [PER_TOPIC, false], 'over HTTP too');
+  assert.equal((await http('from=402')).complete, true);
   const answers = async (c: NativeClient) => Promise.all([
     query(c, 'devices/#', { limit: TOTAL }), query(c, topicOf(0)), query(c, 'devices/+/t', { sinceMs: full[5000]!.ts, untilMs: full[7000]!.ts }),
     query(c, topicOf(0), { fromOffset: 402 }), query(c, 'devices/d9/#', { newestFirst: true, limit: 10 }),
@@ -289,6 +292,9 @@ test('per-connection query rate, the byte cap per answer, and a broker without h
   const off = await refused(n, 'devices/#', {});
   assert.deepEqual([off.code, off.message], [ErrorCode.invalidRequest, 'this broker keeps no history (--history-filters is empty)']);
   assert.equal((await fetch(`${none.httpUrl}/api/history/devices%2F%23`)).status, 404);
+  // A prefill there still subscribes: nothing to prefill, and not complete.
+  const prefilled = await n.subscribeRaw(['devices/#'], { history: { limit: 10 } });
+  assert.deepEqual(prefilled.op === Op.ack ? prefilled.result : prefilled, { retained: 0, history: 0, historyComplete: false });
   await none.stop();
 });
 

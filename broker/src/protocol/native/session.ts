@@ -307,8 +307,9 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     }
     if (frame.options.history !== undefined) {
       if (frame.options.resume !== undefined) return this.error(frame.id, ErrorCode.invalidRequest, 'subscribe options history and resume exclude each other');
-      const planned = this.planHistory(frame.filters, frame.options.history);
-      if ('code' in planned) return this.error(frame.id, planned.code, planned.message);
+      // Without history the subscription is still made, with an empty, incomplete prefill (PROTOCOL.md §4.8).
+      const planned = this.ctx.router.history === undefined ? undefined : this.planHistory(frame.filters, frame.options.history);
+      if (planned !== undefined && 'code' in planned) return this.error(frame.id, planned.code, planned.message);
     }
     if (this.filterCount + added.size > config.maxSubscriptionsPerConnection) {
       this.ctx.auth.guard.stats.subscriptionsRefused++;
@@ -380,6 +381,9 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     if (prefill !== undefined) {
       result.history = prefill.messages.length;
       result.historyComplete = prefillComplete;
+    } else if (frame.options.history !== undefined) {
+      result.history = 0;
+      result.historyComplete = false; // this broker keeps no history
     }
     this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result }));
     if (snapshot.length > 0) this.outbox.pushSource(new SnapshotSource(snapshot));
