@@ -7,6 +7,11 @@
  * keeps a ring of its newest messages, bounded by count per topic, age, total bytes and number
  * of topics. A client that saw offset `p` resumes with `[epoch, p]` and gets every message
  * after `p` on the topics its filters match, merged in offset order.
+ * Each held message keeps its publish time (the broker's receive time, never decreasing along the
+ * stream); a history query (PROTOCOL.md §4.8, `query`) selects a topic or filter's held messages
+ * by a time and/or offset window, oldest or newest first, and says whether the answer is complete:
+ * every topic remembers the offset and time of the last message it lost (`evictedThrough`,
+ * `evictedAtMs`), the stream those of losses no topic can tell (`floor`, `floorAtMs`).
  *
  * Invariants
  * - Offsets are assigned in call order, +1 per history message; a ring holds its topic's
@@ -28,6 +33,8 @@
  *   evictions pop what was pushed before).
  * - Resume: O(matching part of the topic tree + messages replayed); the replay merges the topics'
  *   slices lazily (a heap of k topics: O(log k) per message) as the outbox paces it.
+ * - Query: O(matching part of the topic tree + log(ring) per topic) + O(log k) per row; an
+ *   answer read later (HTTP streaming) first copies each topic's part, at most `limit` references.
  * - Memory: the messages held, bounded by `maxBytes` counted as payload + topic + ENTRY_OVERHEAD_BYTES.
  */
 import { filterCovers } from './filters.js';
@@ -48,8 +55,8 @@ export interface HistoryLimits {
   maxTopics: number;
 }
 
-/** Approximate memory of one held message besides its payload and topic: the Message object and its slots in the ring and queue. */
-export const ENTRY_OVERHEAD_BYTES = 96;
+/** Approximate memory of one held message besides its payload and topic: the Message object, its slots in the ring and queue, and its publish time in both. */
+export const ENTRY_OVERHEAD_BYTES = 104;
 
 /** Persistence of the stream (store/history-log.ts). */
 export interface HistorySink {
