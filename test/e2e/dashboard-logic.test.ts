@@ -24,7 +24,13 @@ interface Mods {
   decode: { decodePayload(b: Uint8Array, contentType: string | undefined): Decoded; formatValue(d: Decoded, pretty?: boolean): string; toHex(b: Uint8Array, max?: number): string };
   devices: { toReading(d: Decoded): { value: unknown; unit: string | undefined; tsMs: number | undefined } };
   format: { formatNumber(n: number): string; formatBytes(n: number, perSecond?: boolean): string; formatWithUnit(v: number, unit?: string): string; formatDuration(s: number): string; formatRate(r: number): string; formatAgo(then: number, now: number): string };
-  series: { SeriesStore: new (maxPoints?: number, windowSec?: number) => { push(topic: string, t: number, v: number, unit?: string): { xs: number[]; ys: number[]; unit?: string }; get(topic: string): { xs: number[]; ys: number[] } | undefined } };
+  series: {
+    SeriesStore: new (maxPoints?: number, windowSec?: number) => {
+      push(topic: string, t: number, v: number, unit?: string, provisional?: boolean): { xs: number[]; ys: number[]; unit?: string };
+      prefill(topic: string, points: { x: number; y: number }[], unit: string | undefined): { xs: number[]; ys: number[] };
+      get(topic: string): { xs: number[]; ys: number[] } | undefined;
+    };
+  };
   publish: { encodeValue(text: string, encoding: 'msgpack' | 'json' | 'text'): Uint8Array; parseValue(text: string): unknown };
 }
 
@@ -142,6 +148,21 @@ test('series: bounded in points and in time, x never decreasing', () => {
   assert.deepEqual(s.ys.slice(-1), [99]);
   store.push('t', 1200, 1); // 189 s later: everything older than the 100 s window goes
   assert.deepEqual(store.get('t')!.xs, [1200]);
+});
+
+test('series prefill: history goes before the points seen live, never doubled; a provisional retained point is replaced', () => {
+  const store = new m.series.SeriesStore(6, 100);
+  store.push('t', 1010, 10);
+  store.push('t', 1011, 11);
+  const history = [1005, 1006, 1006, 1008, 1010, 1011].map((x) => ({ x, y: x - 1000 }));
+  const s = store.prefill('t', history, undefined);
+  assert.deepEqual(s.xs, [1005, 1006, 1008, 1010, 1011], 'older points only, x strictly increasing');
+  assert.deepEqual(s.ys, [5, 6, 8, 10, 11]);
+  // A retained value timed by its arrival is the history's newest message: replaced by it.
+  const r = new m.series.SeriesStore(3, 100);
+  r.push('t', 2000, 7, undefined, true);
+  assert.deepEqual(r.prefill('t', [{ x: 1990, y: 5 }, { x: 1995, y: 6 }, { x: 1999, y: 7 }], undefined).xs, [1990, 1995, 1999]);
+  assert.deepEqual(r.prefill('t', [{ x: 1, y: 1 }], undefined).xs, [1990, 1995, 1999], 'bounded: the oldest go first');
 });
 
 test('publish encodings: JSON when it parses, else text; MessagePack, JSON or raw text bytes', () => {
