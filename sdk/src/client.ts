@@ -203,6 +203,9 @@ export interface ClientEvents {
 
 type OptionCodec<O> = O extends { codec: infer C } ? C : undefined;
 
+/** History rows of a filter of the map have its type; of a concrete topic, the type its matching filters give a publish. */
+type HistoryValue<Topics extends TopicMap, F extends string> = F extends keyof Topics ? Topics[F] : PublishValue<Topics, F>;
+
 /**
  * What `subscribe` returns: a promise of the subscription (resolved at the broker's
  * acknowledgement) that is also async-iterable over the messages.
@@ -252,7 +255,7 @@ export interface Client<Topics extends TopicMap = {}> {
    * chart.setData(hour.map((r) => [r.ts, r.value]));
    * for await (const r of client.history('devices/#', { sinceMs: 0 })) out.write(`${r.ts},${r.topic},${r.value}\n`);
    */
-  history<const F extends string, O extends HistoryOptions = {}>(filter: F, options?: O): HistoryResult<CodecValue<OptionCodec<O>, FiltersValue<Topics, F>>>;
+  history<const F extends string, O extends HistoryOptions = {}>(filter: F, options?: O): HistoryResult<CodecValue<OptionCodec<O>, HistoryValue<Topics, F>>>;
   /** Deletes the retained value of `topic` (publishes an empty retained payload). */
   clearRetained(topic: string, options?: { ack?: boolean }): Promise<void>;
   /**

@@ -45,6 +45,20 @@ expectType<Equal<PublishValue<Topics, 'unknown/topic'>, unknown>>(true);
 expectType<Equal<PublishValue<Topics, string>, unknown>>(true);
 
 async function usage(client: Client<Topics>): Promise<void> {
+  // History rows are typed like deliveries: by the filter, and by a codec that fixes the value's type.
+  const temps = await client.history('devices/pi/cpu/temperature', { sinceMs: 0 });
+  const first: number | undefined = temps[0]?.value;
+  const complete: boolean = temps.complete;
+  void first;
+  void complete;
+  for await (const row of client.history('devices/+/sensors/#', { newestFirst: true })) {
+    const reading: Reading = row.value;
+    const at: number = row.ts;
+    void reading;
+    void at;
+  }
+  const raw = await client.history('devices/pi/cpu/temperature', { codec: 'raw' });
+  expectType<Equal<(typeof raw)[number]['value'], Uint8Array>>(true);
   // Handlers on a filter of the map get its payload type.
   await client.subscribe('devices/+/cpu/temperature', (t, meta) => {
     const n: number = t;
