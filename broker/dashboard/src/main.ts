@@ -120,7 +120,8 @@ async function loadDetailHistory(path: string, count: number): Promise<void> {
   if (!current) return;
   try {
     const rows = await current.history(path, { limit: 10, newestFirst: true });
-    if (historyPath === path) detail.showHistory(rows.map((r) => ({ ts: r.ts, decoded: decodePayload(r.payload, r.contentType) })));
+    if (historyPath !== path) return;
+    detail.showHistory(rows.length === 0 ? 'No stored values for this topic.' : rows.map((r) => ({ ts: r.ts, decoded: decodePayload(r.payload, r.contentType) })));
   } catch (err) {
     if (historyPath === path && changed) detail.showHistory(err instanceof Error && /keeps no history/.test(err.message) ? 'This broker keeps no history (--history-filters).' : 'No stored values for this topic.');
   }
