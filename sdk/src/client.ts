@@ -740,7 +740,7 @@ class TopicastClient {
       // Not queued while offline (unlike publishes): an answer from a broker reached later may be stale.
       if (!this.open) throw new ConnectionError(ClientErrorCode.connectionLost, 'not connected');
       return new Promise<HistoryPage<unknown>>((resolve, reject) => {
-        const id = this.request({ kind: 'history', codec, rows: [], resolve, reject });
+        const id = this.requestId({ kind: 'history', codec, rows: [], resolve, reject });
         this.send({ op: Op.history, id, filter, options: request });
       });
     };
