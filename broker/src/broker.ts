@@ -23,6 +23,7 @@ import { createNativeProtocol } from './protocol/native/index.js';
 import { startCluster } from './cluster/index.js';
 import type { Bus } from './core/bus.js';
 import { createMqttProtocol } from './protocol/mqtt/index.js';
+import { createSseProtocol } from './protocol/sse/index.js';
 import { openSessionStore, type MqttSessionStore } from './protocol/mqtt/persist.js';
 import { createOutboxStats, Flusher } from './session/outbox.js';
 import { createDrainStats, drainConnections } from './session/drain.js';
@@ -125,6 +126,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   ctx.cluster = cluster;
   const native = createNativeProtocol(ctx);
   const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth), sessionStore });
+  const sse = createSseProtocol(ctx);
   if (sessionStore) {
     const s = sessionStore.stats;
     log.info({ dir: sessionStore.dir, sessions: mqtt.server.sessions.size, loadMs: s.loadMs, truncatedBytes: s.truncatedBytes, lost: s.lostOnLoad }, 'MQTT session store loaded');
@@ -156,6 +158,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     staticRoot: config.static ?? DEFAULT_STATIC_ROOT,
     native,
     mqtt,
+    sse,
     ready: () => ready && ctx.cluster?.state !== 'down',
     draining: () => draining,
   }).catch(named('--port', config.port));
@@ -197,6 +200,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
       const closingTcp = Promise.all([tcp?.close(), tlsTcp?.close()]);
       native.closeAll();
       mqtt.closeAll();
+      sse.closeAll();
       const deadline = Date.now() + config.shutdownTimeoutMs;
       while (ctx.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       if (ctx.openConnections() > 0) ctx.log.warn({ open: ctx.openConnections() }, 'shutdown timeout: connections left open');

@@ -1,6 +1,7 @@
 /**
  * The HTTP API on the broker port, independent of the server library:
- * `GET /healthz`, `GET /metrics`, `POST /api/publish/<topic>` (`?retain=1`); `GET /api/history/...` is http/history.ts.
+ * `GET /healthz`, `GET /metrics`, `POST /api/publish/<topic>` (`?retain=1`); `GET /api/history/...` is http/history.ts;
+ * `GET /api/subscribe` streams (protocol/sse/).
  * uws.ts adapts requests and responses; this file holds the rules.
  */
 import { contentTypeProblem, ErrorCode, mimeEssence } from 'topicast/protocol';
@@ -34,6 +35,7 @@ export function allowedMethods(path: string): readonly string[] {
   if (path === '/healthz' || path === '/metrics') return ['GET', 'HEAD'];
   if (path.startsWith('/api/publish/')) return ['POST'];
   if (path.startsWith('/api/history/')) return ['GET'];
+  if (path === '/api/subscribe') return ['GET'];
   if (path === '/ws' || path === '/mqtt') return ['GET'];
   if (path.startsWith('/api/')) return [];
   return ['GET', 'HEAD'];

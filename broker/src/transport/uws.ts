@@ -10,13 +10,14 @@
  */
 import uWS from 'uWebSockets.js';
 import { CloseCode, ErrorCode, SUBPROTOCOL } from 'topicast/protocol';
-import type { AuthOutcome } from '../auth/index.js';
+import type { AuthOutcome, Principal } from '../auth/index.js';
 import { AuthenticatingHandler } from '../auth/pending.js';
 import type { TlsFiles } from '../auth/tls.js';
 import type { BrokerContext } from '../context.js';
 import { allowedMethods, errorReply, healthz, metrics, publish, STATUS_TEXT, unauthenticated, type HttpReply } from '../http/api.js';
 import { HISTORY_PREFIX, historyExport, HistoryRates, type HistoryStream } from '../http/history.js';
 import { loadStatic } from '../http/static.js';
+import type { SseProtocol, StreamRequest } from '../protocol/sse/index.js';
 import { SendResult, type Connection } from '../session/connection.js';
 import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
 import type { Admission } from './admission.js';
@@ -73,6 +74,8 @@ export interface HttpServerOptions {
   staticRoot: string;
   native: ProtocolHandler;
   mqtt: ProtocolHandler | undefined;
+  /** HTTP streaming, `GET /api/subscribe` (PROTOCOL.md §9). */
+  sse?: SseProtocol | undefined;
   /** Readiness for /healthz (false while shutting down). */
   ready(): boolean;
   /** True while the node drains (session/drain.ts): new WebSockets get 503, /healthz says "draining". */
@@ -320,9 +323,10 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
   const onRequest = (res: uWS.HttpResponse, req: uWS.HttpRequest): void => {
     // Attached before anything else: uWS aborts the process if a handler returns without
     // responding or an abort handler (e.g. after endWithoutBody for HEAD), and async replies need it.
-    const state: Aborted = { aborted: false };
+    const state: Aborted = { aborted: false, onAbort: undefined };
     res.onAborted(() => {
       state.aborted = true;
+      state.onAbort?.();
     });
     if (refuseFraming(res, req)) return;
     if (admission) admission.settleOldest(remoteOf(res));
@@ -350,6 +354,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       });
       return;
     }
+    if (path === '/api/subscribe') return subscribeStream(res, req, query, state);
     if (method === 'POST') {
       const contentType = req.getHeader('content-type'); // read now: req is invalid after this handler returns
       if (!ctx.auth.configured) return readBody(res, state, config.maxPayloadBytes, (body) => replyWhenReady(res, publish(ctx, path, query, body, undefined, contentType), state));
@@ -366,6 +371,55 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       });
     }
     return serveStatic(res, state, options.staticRoot, path, method === 'HEAD');
+  };
+
+  /**
+   * `GET /api/subscribe` (PROTOCOL.md §9): the request checked (400), the same admission as a
+   * WebSocket upgrade (origin, draining, connection caps, per-IP limits), the token from a bearer
+   * header, a `topicast_token` cookie or `?token=` (EventSource can send no header), then a stream.
+   */
+  const subscribeStream = (res: uWS.HttpResponse, req: uWS.HttpRequest, query: string, state: Aborted): void => {
+    const sse = options.sse;
+    if (!sse) return reply(res, errorReply(404, 0, 'not found'), {}, false, state);
+    const request = sse.parse(query, req.getHeader('last-event-id'));
+    if ('status' in request) return reply(res, errorReply(request.status, request.code, request.message), {}, false, state);
+    const remote = remoteOf(res);
+    if (!ctx.auth.originAllowed(req.getHeader('origin'), req.getHeader('host'))) {
+      ctx.auth.stats.originRefused++;
+      return reply(res, errorReply(403, ErrorCode.notAuthorized, 'origin not allowed'), {}, false, state);
+    }
+    if (options.draining?.()) return reply(res, errorReply(503, ErrorCode.goingAway, 'node draining: connect to another node'), { 'Retry-After': '1' }, false, state);
+    if (ctx.openConnections() >= config.maxConnections) {
+      ctx.counters.connectionsRefused++;
+      return reply(res, errorReply(503, ErrorCode.tooManyConnections, 'too many connections'), {}, false, state);
+    }
+    const limited = ctx.auth.guard.admit(remote);
+    if (limited) return reply(res, errorReply(429, ErrorCode.tooManyConnections, `too many connections from your address (${limited.refusal})`), { 'Retry-After': String(Math.ceil(limited.retryAfterMs / 1000)) }, false, state);
+    const open = (principal: Principal | undefined): void => {
+      if (state.aborted) return;
+      const refused = sse.check(request, principal);
+      if (refused) return reply(res, errorReply(refused.status, refused.code, refused.message), {}, false, state);
+      openStream(res, state, remote, sse, request, principal);
+    };
+    if (!ctx.auth.configured) return open(undefined);
+    const token = bearerToken(req.getHeader('authorization')) ?? cookieToken(req.getHeader('cookie')) ?? request.token;
+    void authenticateRequest(remote, token).then((auth) => {
+      if (auth.ok) open(auth.principal);
+      else reply(res, unauthenticated(auth.reason), { 'WWW-Authenticate': 'Bearer' }, false, state);
+    });
+  };
+
+  const openStream = (res: uWS.HttpResponse, state: Aborted, remote: string, sse: SseProtocol, request: StreamRequest, principal: Principal | undefined): void => {
+    const conn = new UwsStream(res, remote, () => ctx.auth.guard.closed(remote));
+    ctx.auth.guard.opened(remote);
+    res.cork(() => {
+      res.writeStatus('200 OK');
+      for (const [k, v] of Object.entries(STREAM_HEADERS)) res.writeHeader(k, v);
+    });
+    // From here the response belongs to the stream: its abort is the session's close.
+    state.onAbort = () => conn.aborted();
+    res.onWritable(() => conn.writable());
+    conn.handler = sse.stream(conn, request, principal);
   };
 
   /**
@@ -461,7 +515,99 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
 
 interface Aborted {
   aborted: boolean;
+  /** Set when the response became a stream (`UwsStream`). */
+  onAbort: (() => void) | undefined;
 }
+
+/** Headers of an event stream: never cached or buffered by a proxy (nginx honours X-Accel-Buffering). */
+const STREAM_HEADERS = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache, no-store',
+  'X-Accel-Buffering': 'no',
+  'X-Content-Type-Options': 'nosniff',
+};
+
+function cookieToken(cookie: string): string | undefined {
+  for (const part of cookie.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === 'topicast_token') return decodeURIComponent(part.slice(eq + 1).trim()) || undefined;
+  }
+  return undefined;
+}
+
+/**
+ * A `Connection` over a streaming HttpResponse (HTTP streaming, PROTOCOL.md §9). uWS.js does not
+ * expose an HTTP response's buffered amount: `backlog` counts the bytes handed to uWS since the last
+ * write it took whole (an over-estimate, so the outbox's policy errs toward the reader being slow).
+ * `onWritable` fires before uWS drains its buffer: a heartbeat comment written on the next turn
+ * probes whether it drained, and only then is the session told to write more.
+ */
+class UwsStream implements Connection {
+  handler: ConnectionHandler | undefined = undefined;
+  private closed = false;
+  private backlog = 0;
+  private probing = false;
+
+  constructor(private readonly res: uWS.HttpResponse, readonly remoteAddress: string, private readonly released: () => void) {}
+
+  send(bytes: Uint8Array): SendResult {
+    if (this.closed) return SendResult.dropped;
+    if (this.res.write(bytes)) {
+      this.backlog = 0;
+      return SendResult.sent;
+    }
+    this.backlog += bytes.length;
+    return SendResult.backpressure;
+  }
+
+  bufferedBytes(): number {
+    return this.backlog;
+  }
+
+  cork(fn: () => void): void {
+    if (!this.closed) this.res.cork(fn);
+  }
+
+  /** Ends the stream: gracefully when uWS holds nothing for it, at once when the reader is backed up (its buffer would never drain). */
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.backlog > 0) this.res.close();
+    else this.res.cork(() => this.res.end());
+    this.ended(code, reason);
+  }
+
+  /** The client went away (or `close` above forced it). */
+  aborted(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ended(1001, 'client went away');
+  }
+
+  writable(): boolean {
+    if (!this.closed && !this.probing) {
+      this.probing = true;
+      setImmediate(this.probe);
+    }
+    return true; // uWS drains its own buffer after this returns true
+  }
+
+  private readonly probe = (): void => {
+    this.probing = false;
+    if (this.closed) return;
+    this.cork(() => this.send(STREAM_PROBE));
+    if (this.backlog === 0) this.handler?.onDrain();
+  };
+
+  private ended(code: number, reason: string): void {
+    this.released();
+    this.handler?.onClose(code, reason, false);
+  }
+}
+
+/** An SSE comment: what `UwsStream` writes to learn whether uWS drained its buffer. */
+const STREAM_PROBE = new Uint8Array([0x3a, 0x0a]); // ":\n"
+
 
 function reply(res: uWS.HttpResponse, r: HttpReply, extraHeaders: Record<string, string> = {}, head = false, state?: Aborted): void {
   if (state?.aborted) return;

@@ -23,14 +23,14 @@ import {
 import type { Permissions, Principal } from '../../auth/index.js';
 import { BusRefusedError } from '../../cluster/outage.js';
 import type { BrokerContext } from '../../context.js';
-import { ReplayMerge } from '../../core/history.js';
 import { createMessage, type Message, type MessageProperties } from '../../core/message.js';
 import type { Subscriber, SubscriptionOptions } from '../../core/router.js';
 import type { Connection } from '../../session/connection.js';
 import type { ConnectionHandler } from '../../session/handler.js';
 import { collectRows, planQuery, readCheck, type CollectedRows } from '../../session/history-query.js';
-import { checkFilter, checkPublish, isBrokerTopic, MAX_HELD_INBOUND, retainedFull, TokenBucket } from '../../session/limits.js';
+import { checkPublish, isBrokerTopic, MAX_HELD_INBOUND, retainedFull, TokenBucket } from '../../session/limits.js';
 import { Outbox, type FrameSource } from '../../session/outbox.js';
+import { checkSubscribe, planSubscribe, ReplaySource, SnapshotSource } from '../../session/subscribe.js';
 
 /** Wire shape cached on each Message (core/message.ts) for the duration of its fan-out. */
 const LIVE = 'native';
@@ -69,29 +69,12 @@ function retainedFrame(message: Message): Uint8Array {
   return encodeDelivery(message.topic, message.payload, Flag.retain, undefined, message.properties?.contentType, replyOf(message.properties));
 }
 
-/** Retained messages captured at subscribe time, encoded as they are paced out. */
-class SnapshotSource implements FrameSource {
-  private i = 0;
-  constructor(private readonly messages: Message[]) {}
-  next(): Uint8Array | undefined {
-    const m = this.messages[this.i];
-    if (m === undefined) return undefined;
-    this.messages[this.i++] = undefined as unknown as Message; // release as we go
-    return retainedFrame(m);
-  }
-}
+/** Snapshot deliveries (no cache: see `retainedFrame`). */
+const encodeRetained = retainedFrame;
 
-/**
- * Messages replayed from history after a resume (PROTOCOL.md §4.6): merged in offset order and
- * encoded one at a time as the outbox paces them, so a long replay to a slow reader holds
- * references only, never encoded bytes beyond the snapshot window.
- */
-class ReplaySource implements FrameSource {
-  constructor(private readonly merge: ReplayMerge) {}
-  next(): Uint8Array | undefined {
-    const m = this.merge.next();
-    return m === undefined ? undefined : encodeDelivery(m.topic, m.payload, Flag.replayed, m.offset, m.properties?.contentType, replyOf(m.properties));
-  }
+/** Replayed deliveries (PROTOCOL.md §4.6): flag replayed, with their offset. */
+function replayedFrame(m: Message): Uint8Array {
+  return encodeDelivery(m.topic, m.payload, Flag.replayed, m.offset, m.properties?.contentType, replyOf(m.properties));
 }
 
 /** A native will as the router's message, its content type kept (PROTOCOL.md §8). */
@@ -289,31 +272,13 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   // ---- one handler per frame kind (PROTOCOL.md §4) ---------------------------
 
   private onSubscribe(frame: Extract<ClientFrame, { op: typeof Op.subscribe }>): void {
-    const { router, topicLimits, config } = this.ctx;
-    const added = new Set<string>(); // a filter repeated in one request counts once
-    for (const filter of frame.filters) {
-      const bad = checkFilter(filter, topicLimits);
-      if (bad) return this.error(frame.id, bad.code, bad.message);
-      if (!this.holds(filter)) added.add(filter);
-    }
-    const permissions = this.permissions;
-    if (permissions) {
-      // All or nothing, like the other checks (PROTOCOL.md §4.1).
-      const denied = frame.filters.find((f) => permissions.canSubscribe(f) === 'deny');
-      if (denied !== undefined) {
-        this.ctx.auth.stats.denied++;
-        return this.error(frame.id, ErrorCode.notAuthorized, `not authorized to subscribe to ${JSON.stringify(denied.slice(0, 64))}`);
-      }
-    }
+    const checked = checkSubscribe(this.ctx, frame.filters, this.permissions, { count: this.filterCount, has: (f) => this.holds(f) });
+    if (!(checked instanceof Set)) return this.error(frame.id, checked.code, checked.message);
     if (frame.options.history !== undefined) {
       if (frame.options.resume !== undefined) return this.error(frame.id, ErrorCode.invalidRequest, 'subscribe options history and resume exclude each other');
       // Without history the subscription is still made, with an empty, incomplete prefill (PROTOCOL.md §4.8).
       const planned = this.ctx.router.history === undefined ? undefined : this.planHistory(frame.filters, frame.options.history);
       if (planned !== undefined && 'code' in planned) return this.error(frame.id, planned.code, planned.message);
-    }
-    if (this.filterCount + added.size > config.maxSubscriptionsPerConnection) {
-      this.ctx.auth.guard.stats.subscriptionsRefused++;
-      return this.error(frame.id, ErrorCode.tooManySubscriptions, `at most ${config.maxSubscriptionsPerConnection} subscriptions per connection`);
     }
     // With a cluster bus, a filter this node does not mirror yet waits for the bus's retained values;
     // later frames wait behind it. Without one (or when mirrored) this stays synchronous.
@@ -350,9 +315,9 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     }
     // Subscribed and, below, replay or snapshot captured in this one synchronous turn: every later
     // live message has a larger offset and is queued after SNAPSHOT_END (no gap, no duplicate).
+    const planned = planSubscribe(this.ctx, frame.filters, frame.options, permissions && ((topic) => this.readable(topic)));
+    const { replay, result } = planned;
     const history = router.history;
-    const resume = frame.options.resume;
-    const replay = history && resume ? history.resume(frame.filters, resume, permissions && ((topic) => this.readable(topic))) : undefined;
     // A prefill (PROTOCOL.md §4.8): the newest rows up to now, sent oldest first; checked in onSubscribe.
     let prefill: CollectedRows | undefined;
     let prefillComplete = true;
@@ -363,21 +328,13 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       prefill.messages.reverse();
       prefill.times.reverse();
     }
-    let snapshot = replay !== undefined || frame.options.retained === false ? [] : this.retainedFor(frame.filters);
+    let snapshot = planned.snapshot;
     if (prefill !== undefined && prefill.messages.length > 0 && snapshot.length > 0) {
       // A topic in the prefill already ends with its latest message: its retained value would repeat an older one.
       const prefilled = new Set(prefill.messages.map((m) => m.topic));
       snapshot = snapshot.filter((m) => !prefilled.has(m.topic));
     }
-    const result: SubscribeResult = { retained: snapshot.length };
-    if (history) {
-      result.epoch = history.epoch;
-      result.offset = history.last;
-    }
-    if (resume) {
-      result.recovered = replay !== undefined;
-      result.replayed = replay === undefined ? 0 : replay.reduce((n, slice) => n + slice.length, 0);
-    }
+    result.retained = snapshot.length;
     if (prefill !== undefined) {
       result.history = prefill.messages.length;
       result.historyComplete = prefillComplete;
@@ -386,9 +343,9 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       result.historyComplete = false; // this broker keeps no history
     }
     this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result }));
-    if (snapshot.length > 0) this.outbox.pushSource(new SnapshotSource(snapshot));
+    if (snapshot.length > 0) this.outbox.pushSource(new SnapshotSource(snapshot, encodeRetained));
     if (prefill !== undefined && prefill.messages.length > 0) this.outbox.pushSource(new HistorySource(frame.id, prefill));
-    if (replay !== undefined && replay.length > 0) this.outbox.pushSource(new ReplaySource(new ReplayMerge(replay)));
+    if (replay !== undefined && replay.length > 0) this.outbox.pushSource(new ReplaySource(replay, replayedFrame));
     this.outbox.pushControl(encodeFrame({ op: Op.snapshotEnd, id: frame.id }));
   }
 
@@ -397,20 +354,6 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     if (this.permissions!.canRead(topic)) return true;
     this.ctx.auth.stats.withheld++;
     return false;
-  }
-
-  private retainedFor(filters: string[]): Message[] {
-    const store = this.ctx.router.retained;
-    if (store.size === 0) return [];
-    const topics = filters.length === 1 ? store.match(filters[0]!) : [...new Set(filters.flatMap((f) => store.match(f)))];
-    const out: Message[] = [];
-    const permissions = this.permissions;
-    for (const topic of topics) {
-      if (permissions && !this.readable(topic)) continue;
-      const m = store.get(topic);
-      if (m) out.push(m);
-    }
-    return out;
   }
 
   /** Checks a history request (rate, filters, permissions, window); the query itself runs later, in the subscribing turn. */
