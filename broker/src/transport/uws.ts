@@ -384,7 +384,8 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     const request = sse.parse(query, req.getHeader('last-event-id'));
     if ('status' in request) return reply(res, errorReply(request.status, request.code, request.message), {}, false, state);
     const remote = remoteOf(res);
-    if (!ctx.auth.originAllowed(req.getHeader('origin'), req.getHeader('host'))) {
+    const origin = req.getHeader('origin');
+    if (!ctx.auth.originAllowed(origin, req.getHeader('host'))) {
       ctx.auth.stats.originRefused++;
       return reply(res, errorReply(403, ErrorCode.notAuthorized, 'origin not allowed'), {}, false, state);
     }
@@ -399,7 +400,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       if (state.aborted) return;
       const refused = sse.check(request, principal);
       if (refused) return reply(res, errorReply(refused.status, refused.code, refused.message), {}, false, state);
-      openStream(res, state, remote, sse, request, principal);
+      openStream(res, state, remote, sse, request, principal, origin);
     };
     if (!ctx.auth.configured) return open(undefined);
     const token = bearerToken(req.getHeader('authorization')) ?? cookieToken(req.getHeader('cookie')) ?? request.token;
@@ -409,12 +410,14 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     });
   };
 
-  const openStream = (res: uWS.HttpResponse, state: Aborted, remote: string, sse: SseProtocol, request: StreamRequest, principal: Principal | undefined): void => {
+  const openStream = (res: uWS.HttpResponse, state: Aborted, remote: string, sse: SseProtocol, request: StreamRequest, principal: Principal | undefined, origin: string): void => {
     const conn = new UwsStream(res, remote, () => ctx.auth.guard.closed(remote));
     ctx.auth.guard.opened(remote);
     res.cork(() => {
       res.writeStatus('200 OK');
       for (const [k, v] of Object.entries(STREAM_HEADERS)) res.writeHeader(k, v);
+      // An allowed page elsewhere (a CGI server's) may read the stream; never with the visitor's cookies.
+      if (origin !== '') res.writeHeader('Access-Control-Allow-Origin', origin).writeHeader('Vary', 'Origin');
     });
     // From here the response belongs to the stream: its abort is the session's close.
     state.onAbort = () => conn.aborted();
