@@ -23,6 +23,8 @@ export const GEN_CPU = 1;
 export interface Running {
   child: Child;
   ep: Endpoint;
+  /** Where publishers connect when subscribers use a subscribe-only wire (SSE); else `ep`. */
+  pubEp?: Endpoint;
   stop(): Promise<void>;
 }
 
@@ -90,7 +92,7 @@ function nodePeer(id: string, label: string, script: string, args: string[], ep:
   };
 }
 
-const topicast = (id: string, label: string, transport: 'ws' | 'tcp'): Target => ({
+const topicast = (id: string, label: string, transport: 'ws' | 'tcp' | 'sse'): Target => ({
   id,
   label,
   wildcard: true,
@@ -115,10 +117,12 @@ const topicast = (id: string, label: string, transport: 'ws' | 'tcp'): Target =>
       if (child.proc.exitCode !== null) throw new Error(`topicast exited: ${child.logs.join(' | ')}`);
       return (await tcpOpen(port)) && (mqttPort === 0 || (await tcpOpen(mqttPort)));
     }, 15_000);
-    const ep: Endpoint = transport === 'ws'
-      ? { wire: 'native', transport: 'ws', host: '127.0.0.1', port, path: '/ws' }
+    const native: Endpoint = { wire: 'native', transport: 'ws', host: '127.0.0.1', port, path: '/ws' };
+    const ep: Endpoint = transport === 'ws' ? native
+      : transport === 'sse' ? { wire: 'sse', transport: 'tcp', host: '127.0.0.1', port }
       : { wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: mqttPort };
-    return { child, ep, stop: () => child.stop(o.nodeArgs?.length ? 10_000 : 3000) };
+    // SSE streams only subscribe: the publisher speaks the native protocol to the same broker.
+    return { child, ep, ...(transport === 'sse' && { pubEp: native }), stop: () => child.stop(o.nodeArgs?.length ? 10_000 : 3000) };
   },
 });
 
@@ -201,6 +205,8 @@ export const TARGETS: Target[] = [
   nodePeer('uws-inline', 'raw uWS (publish in handler)', 'uws.js', ['--mode', 'inline'], (p) => ({ wire: 'raw', transport: 'ws', host: '127.0.0.1', port: p.port!, path: '/raw' }), { wildcard: false, retained: false }),
   topicast('topicast', 'Topicast (native WS)', 'ws'),
   topicast('topicast-mqtt', 'Topicast (MQTT TCP)', 'tcp'),
+  // Subscribers over HTTP streaming (SSE), the publisher over native WS: fan-out only (run.ts).
+  topicast('topicast-sse', 'Topicast (SSE, native publisher)', 'sse'),
   mosquitto('mosquitto-ws', 'Mosquitto (WS)', 'ws'),
   mosquitto('mosquitto-tcp', 'Mosquitto (TCP)', 'tcp'),
   nodePeer('aedes-tcp', 'Aedes (TCP)', 'aedes.js', [], (p) => ({ wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: p.tcpPort! }), { wildcard: true, retained: true }),

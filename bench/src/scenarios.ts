@@ -98,7 +98,7 @@ export async function fanOut(t: Target, subs: number, run: number, timing: Timin
   return withTarget(t, o, ['sub', 'pub'], async (running, [sub, pub]) => {
     const topic = 'bench/fanout';
     await sub!.request({ t: 'open', ep: running.ep, count: subs, topic, subscribe: topic, step: Math.ceil(windowMsgs / 4), concurrency: 50 }, 'opened', 60_000);
-    await pub!.request({ t: 'open', ep: running.ep, count: 1, topic }, 'opened');
+    await pub!.request({ t: 'open', ep: running.pubEp ?? running.ep, count: 1, topic }, 'opened');
     linkCredit(sub!, pub!);
     await pub!.request({ t: 'credit-run', window: windowMsgs, payloadBytes: 64, maxBatch: 64 }, 'running');
     await sleep(timing.warmMs);

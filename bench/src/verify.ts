@@ -74,6 +74,45 @@ async function reference(ep: Endpoint, topic: string): Promise<Reference> {
   throw new Error(`no independent reference client for ${ep.wire}`);
 }
 
+/**
+ * HTTP streaming reference: fetch()'s body read as text, split into events on blank lines, values
+ * decoded back to bytes (`sseBytes`); publishes go through a native reference on `pubEp`.
+ */
+async function sseReference(ep: Endpoint, topic: string, pubEp: Endpoint): Promise<Reference> {
+  const got: Got[] = [];
+  const abort = new AbortController();
+  const res = await fetch(`http://${ep.host}:${ep.port}/api/subscribe?filter=${encodeURIComponent(topic)}`, { signal: abort.signal });
+  if (res.status !== 200 || !res.body) throw new Error(`sse reference: HTTP ${res.status}`);
+  let text = '';
+  let started = false;
+  void (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      text += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = text.indexOf('\n\n')) >= 0) {
+        const lines = text.slice(0, end).split('\n');
+        text = text.slice(end + 2);
+        if (lines.some((l) => l === 'event: snapshot-end')) started = true;
+        const data = lines.find((l) => l.startsWith('data: '));
+        if (data === undefined || lines.some((l) => l.startsWith('event: '))) continue;
+        const m = JSON.parse(data.slice(6)) as { topic: string; value?: unknown; encoding?: string };
+        got.push({ topic: m.topic, payload: sseBytes(m) });
+      }
+    }
+  })().catch(() => undefined);
+  await waitFor('sse reference snapshot end', () => started, 5000, 10);
+  const publisher = await reference(pubEp, `${topic}/unused`);
+  return { got, publish: publisher.publish, close: () => { abort.abort(); publisher.close(); } };
+}
+
+/** The payload bytes an SSE message stands for (PROTOCOL.md §9.3): base64, a string's UTF-8, or a JSON value's text. */
+function sseBytes(m: { value?: unknown; encoding?: string }): Buffer {
+  if (m.value === undefined) return Buffer.alloc(0);
+  if (m.encoding === 'base64') return Buffer.from(m.value as string, 'base64');
+  return Buffer.from(typeof m.value === 'string' ? m.value : JSON.stringify(m.value));
+}
+
 export interface VerifyResult {
   target: string;
   ok: boolean;
@@ -99,13 +138,16 @@ export async function verifyTarget(t: Target): Promise<VerifyResult> {
     const mine: Got[] = [];
     const sub = await openLink(ep);
     closers.push(() => sub.close());
-    sub.onDelivery = (buf, ts, te, ps, pe) => mine.push({ topic: buf.toString('utf8', ts, te), payload: Buffer.from(buf.subarray(ps, pe)) });
+    const sse = ep.wire === 'sse';
+    // The SSE client reports the value's JSON text (and its encoding field): decoded back to bytes here.
+    sub.onDelivery = (buf, ts, te, ps, pe) => mine.push({ topic: buf.toString('utf8', ts, te), payload: sse ? sseBytes(JSON.parse(`{"value":${buf.toString('utf8', ps, pe)}}`) as { value?: unknown }) : Buffer.from(buf.subarray(ps, pe)) });
     await sub.subscribe(topic);
     // No independent NATS client is installed: the NATS clients are checked against the bytes sent only.
     const noRef = ep.wire === 'nats';
-    const ref: Reference = noRef ? { got: [], publish: () => undefined, close: () => undefined } : await reference(ep, topic);
+    const pubEp = running.pubEp ?? ep;
+    const ref: Reference = noRef ? { got: [], publish: () => undefined, close: () => undefined } : sse ? await sseReference(ep, topic, pubEp) : await reference(ep, topic);
     closers.push(() => ref.close());
-    const pub = await openLink(ep);
+    const pub = await openLink(pubEp);
     closers.push(() => pub.close());
     const sent = payloads(ep.wire);
     for (const p of sent) pub.publishBatch(topic, p.length, 1, (buf, at) => void p.copy(buf, at));

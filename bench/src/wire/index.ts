@@ -5,6 +5,7 @@ import { NativeLink } from './native.js';
 import { NatsLink } from './nats.js';
 import { RawLink } from './raw.js';
 import { SioLink } from './sio.js';
+import { SseLink } from './sse.js';
 
 export type { Endpoint, Link, OnDelivery, Fill, WireName } from './link.js';
 
@@ -14,6 +15,7 @@ export async function openLink(ep: Endpoint, timeoutMs = 10_000): Promise<Link> 
     : ep.wire === 'native' ? new NativeLink(ep)
     : ep.wire === 'mqtt' ? new MqttLink(ep)
     : ep.wire === 'sio' ? new SioLink(ep)
+    : ep.wire === 'sse' ? new SseLink(ep)
     : new NatsLink(ep);
   await link.open(timeoutMs);
   return link;

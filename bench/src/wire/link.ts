@@ -9,7 +9,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { MiniWs } from './ws-client.js';
 
-export type WireName = 'raw' | 'native' | 'mqtt' | 'sio' | 'nats';
+export type WireName = 'raw' | 'native' | 'mqtt' | 'sio' | 'nats' | 'sse';
 
 export interface Endpoint {
   wire: WireName;

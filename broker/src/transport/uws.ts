@@ -555,6 +555,15 @@ class UwsStream implements Connection {
 
   send(bytes: Uint8Array): SendResult {
     if (this.closed) return SendResult.dropped;
+    if (batching === this) {
+      batch.push(bytes);
+      batchBytes += bytes.length;
+      return SendResult.sent;
+    }
+    return this.write(bytes);
+  }
+
+  private write(bytes: Uint8Array): SendResult {
     if (this.res.write(bytes)) {
       this.backlog = 0;
       return SendResult.sent;
@@ -564,11 +573,29 @@ class UwsStream implements Connection {
   }
 
   bufferedBytes(): number {
-    return this.backlog;
+    return this.backlog + (batching === this ? batchBytes : 0);
   }
 
+  /**
+   * Sends made inside `fn` become one HTTP chunk: each `res.write` costs a chunk header and a call
+   * into uWS, which made a delivery over SSE cost several times one over WebSocket (bench fan-out).
+   */
   cork(fn: () => void): void {
-    if (!this.closed) this.res.cork(fn);
+    if (this.closed) return;
+    if (batching !== undefined) return fn(); // already inside a cork: its batch takes these too
+    batching = this;
+    try {
+      this.res.cork(() => {
+        fn();
+        const n = batch.length;
+        if (n === 0 || this.closed) return;
+        this.write(n === 1 ? batch[0]! : Buffer.concat(batch, batchBytes));
+      });
+    } finally {
+      batching = undefined;
+      batch.length = 0;
+      batchBytes = 0;
+    }
   }
 
   /** Ends the stream: gracefully when uWS holds nothing for it, at once when the reader is backed up (its buffer would never drain). */
@@ -607,6 +634,11 @@ class UwsStream implements Connection {
     this.handler?.onClose(code, reason, false);
   }
 }
+
+/** The stream whose sends `UwsStream.cork` is gathering (cork runs synchronously), and what it gathered. */
+let batching: UwsStream | undefined;
+const batch: Uint8Array[] = [];
+let batchBytes = 0;
 
 /** An SSE comment: what `UwsStream` writes to learn whether uWS drained its buffer. */
 const STREAM_PROBE = new Uint8Array([0x3a, 0x0a]); // ":\n"
