@@ -126,7 +126,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   ctx.cluster = cluster;
   const native = createNativeProtocol(ctx);
   const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth), sessionStore });
-  const sse = createSseProtocol(ctx);
+  const sse = createSseProtocol(ctx, native);
   if (sessionStore) {
     const s = sessionStore.stats;
     log.info({ dir: sessionStore.dir, sessions: mqtt.server.sessions.size, loadMs: s.loadMs, truncatedBytes: s.truncatedBytes, lost: s.lostOnLoad }, 'MQTT session store loaded');

@@ -70,6 +70,8 @@ import { DEFAULT_MAX_BUFFERED_BYTES, OfflineQueue, type QueueOptions } from './q
 import { driver, Subscription, type Handler, type Message, type MessageMeta } from './subscription.js';
 import type { CodecValue, FiltersValue, PublishValue, TopicMap } from './topics.js';
 import type { Transport } from './transport/types.js';
+import { httpTransport } from './transport/http.js';
+import { DEFAULT_WEBSOCKET_RETRY_MS, TransportChoice, type TransportKind, type Via } from './fallback.js';
 
 /**
  * The client's connection state.
@@ -114,6 +116,14 @@ export interface ConnectOptions {
    * their own (e.g. `replies/{sub}/#`) and pass `replyTopic: 'replies/alice/' + crypto.randomUUID()`.
    */
   replyTopic?: string;
+  /**
+   * 'auto' (default): WebSocket, falling back to HTTP streaming (Server-Sent Events for deliveries,
+   * POSTs for requests) when a WebSocket cannot be opened, and back to WebSocket once it can
+   * (`client.transport` tells which). 'websocket' or 'sse' forces one.
+   */
+  via?: Via;
+  /** While on HTTP streaming, how often WebSocket is tried again (default 60 000). */
+  webSocketRetryMs?: number;
 }
 
 /**
@@ -230,6 +240,8 @@ export interface Client<Topics extends TopicMap = {}> {
   readonly url: string;
   /** The broker's WELCOME on the current connection, while open. */
   readonly server: WelcomeInfo | undefined;
+  /** 'websocket', or 'sse' when the client fell back to HTTP streaming (or was told to use it: `via`). */
+  readonly transport: TransportKind;
   /** Listens to 'state', 'error' or 'drain'; returns the removal. */
   on<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): () => void;
   /**
@@ -397,6 +409,13 @@ class TopicastClient {
   private replySub: Promise<unknown> | undefined;
   private readonly replies = new Map<string, PendingReply>();
   private lastCorrelation = 0;
+  /** WebSocket or HTTP streaming (fallback.ts); while on the latter, a timer probes WebSocket. */
+  private readonly choice: TransportChoice;
+  private probeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The token of the last attempt, for WebSocket probes. */
+  private lastToken: string | undefined;
+  /** The HTTP-streaming connection left for WebSocket: its loss is a planned reconnect. */
+  private switching: Connection | undefined;
 
   constructor(urls: string[], options: ConnectOptions, build: ClientBuild) {
     this.urls = urls;
@@ -406,6 +425,7 @@ class TopicastClient {
     this.backoff = options.reconnect === false ? undefined : options.reconnect === true || options.reconnect === undefined ? {} : options.reconnect;
     this.queue = new OfflineQueue(options.queue);
     this.maxBufferedBytes = options.queue?.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+    this.choice = new TransportChoice(options.via ?? 'auto');
     this.will = null;
     this.replyTopic = options.replyTopic ?? `replies/${hexOf(globalThis.crypto.getRandomValues(new Uint8Array(8)))}`;
     const replyProblem = topicProblem(this.replyTopic);
@@ -428,6 +448,10 @@ class TopicastClient {
 
   get server(): WelcomeInfo | undefined {
     return this.open?.info;
+  }
+
+  get transport(): TransportKind {
+    return this.choice.current;
   }
 
   /** Starts connecting; with `wait`, the promise settles at the first open or when giving up. */
@@ -469,13 +493,15 @@ class TopicastClient {
 
   private dial(token: string | undefined): void {
     if (this.state === 'closed') return;
+    this.lastToken = token;
+    const kind = this.choice.next();
     let conn: Connection | undefined;
     try {
       conn = new Connection(
         {
           url: this.url,
           extraProtocols: token ? [`topicast.token.${base64url(token)}`] : [],
-          transport: this.options.transport ?? this.build.transport,
+          transport: kind === 'sse' ? httpTransport : this.webSocket(),
           heartbeatMs: this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
           connectTimeoutMs: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
           nextId: () => this.nextId(),
@@ -497,11 +523,17 @@ class TopicastClient {
     this.conn = conn;
   }
 
+  private webSocket(): Transport {
+    return this.options.transport ?? this.build.transport;
+  }
+
   private opened(conn: Connection): void {
     if (conn !== this.conn || this.state === 'closed') return;
     this.open = conn;
     this.failures = 0;
     this.everOpened = true;
+    this.choice.opened();
+    if (this.choice.probing) this.probeTimer = setTimeout(() => this.probe(conn), this.options.webSocketRetryMs ?? DEFAULT_WEBSOCKET_RETRY_MS);
     try {
       // Order matters and the broker keeps it: will, then subscriptions, then queued publishes.
       if (this.will) this.send({ op: Op.will, id: this.requestId({ kind: 'will' }), will: this.will });
@@ -517,10 +549,51 @@ class TopicastClient {
     first?.resolve();
   }
 
+  /**
+   * While open over HTTP streaming: tries a WebSocket beside it; when one opens, it is closed and
+   * the client moves over (a planned reconnect: subscriptions resume as after any reconnect).
+   */
+  private probe(over: Connection): void {
+    this.probeTimer = undefined;
+    if (this.open !== over || this.state === 'closed') return;
+    const token = this.lastToken;
+    let probe: Connection | undefined;
+    try {
+      probe = new Connection(
+        {
+          url: this.url,
+          extraProtocols: token ? [`topicast.token.${base64url(token)}`] : [],
+          transport: this.webSocket(),
+          heartbeatMs: 0,
+          connectTimeoutMs: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+          nextId: () => this.nextId(),
+        },
+        {
+          open: () => {
+            void probe!.close(CloseCode.normal, 'probe');
+            if (this.open !== over || this.state === 'closed') return;
+            this.choice.webSocketWorks();
+            this.switching = over;
+            void over.close(CloseCode.normal, 'moving to WebSocket');
+            this.lost(over, new ConnectionError(ClientErrorCode.connectionLost, 'moving to WebSocket', CloseCode.goingAway));
+          },
+          frame: () => {},
+          lost: () => {
+            if (this.open === over) this.probeTimer = setTimeout(() => this.probe(over), this.options.webSocketRetryMs ?? DEFAULT_WEBSOCKET_RETRY_MS);
+          },
+        },
+      );
+    } catch {
+      // A URL the WebSocket factory refuses: stay on HTTP streaming.
+    }
+  }
+
   private lost(conn: Connection | undefined, error: ConnectionError): void {
     if (conn !== this.conn || this.state === 'closed') return;
     this.conn = undefined;
     this.open = undefined;
+    clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     clearTimeout(this.drainTimer);
@@ -528,6 +601,19 @@ class TopicastClient {
     this.leaving = undefined;
     this.settleInFlight(new ConnectionError(ClientErrorCode.connectionLost, `connection lost before the broker answered (${error.message})`, error.closeCode, { cause: error }));
     const closeCode = error.closeCode ?? 1006;
+    if (conn !== undefined && conn === this.switching) {
+      // Leaving HTTP streaming for a WebSocket that a probe just opened: planned, at once.
+      this.switching = undefined;
+      this.setState('reconnecting');
+      this.reconnectTimer = setTimeout(() => this.attempt(), 0);
+      return;
+    }
+    if (error.code === ClientErrorCode.connectFailed && this.choice.failedToOpen() && this.choice.next() === 'sse' && closeCode !== CloseCode.unauthenticated) {
+      // The WebSocket could not be opened (a proxy refused the upgrade?): HTTP streaming, now (fallback.ts).
+      this.report(error);
+      this.reconnectTimer = setTimeout(() => this.attempt(), 0);
+      return;
+    }
     if (conn !== undefined && conn === this.drained && this.backoff !== undefined && isRetryable(closeCode)) {
       // Leaving a draining node (or its close at the end of the window) is planned: no error, no backoff.
       this.drained = undefined;
@@ -584,6 +670,8 @@ class TopicastClient {
     if (this.state === 'closed') return;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
+    clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     clearTimeout(this.drainTimer);

@@ -52,4 +52,6 @@ export {
   TopicastError,
 } from './errors.js';
 export type { Transport, TransportHandlers, TransportSocket } from './transport/types.js';
+export { httpTransport } from './transport/http.js';
+export { DEFAULT_WEBSOCKET_RETRY_MS, type TransportKind, type Via } from './fallback.js';
 export type { CodecValue, FilterMatches, FiltersValue, FilterValue, MatchingFilters, PublishValue, SplitLevels, TopicMap } from './topics.js';

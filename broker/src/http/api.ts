@@ -35,7 +35,8 @@ export function allowedMethods(path: string): readonly string[] {
   if (path === '/healthz' || path === '/metrics') return ['GET', 'HEAD'];
   if (path.startsWith('/api/publish/')) return ['POST'];
   if (path.startsWith('/api/history/')) return ['GET'];
-  if (path === '/api/subscribe') return ['GET'];
+  if (path === '/api/subscribe' || path === '/api/session') return ['GET'];
+  if (path.startsWith('/api/session/')) return ['POST', 'DELETE'];
   if (path === '/ws' || path === '/mqtt') return ['GET'];
   if (path.startsWith('/api/')) return [];
   return ['GET', 'HEAD'];

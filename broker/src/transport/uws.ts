@@ -17,7 +17,7 @@ import type { BrokerContext } from '../context.js';
 import { allowedMethods, errorReply, healthz, metrics, publish, STATUS_TEXT, unauthenticated, type HttpReply } from '../http/api.js';
 import { HISTORY_PREFIX, historyExport, HistoryRates, type HistoryStream } from '../http/history.js';
 import { loadStatic } from '../http/static.js';
-import type { SseProtocol, StreamRequest } from '../protocol/sse/index.js';
+import type { SessionReply, SseProtocol } from '../protocol/sse/index.js';
 import { SendResult, type Connection } from '../session/connection.js';
 import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
 import type { Admission } from './admission.js';
@@ -354,7 +354,8 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       });
       return;
     }
-    if (path === '/api/subscribe') return subscribeStream(res, req, query, state);
+    if (path === '/api/subscribe' || path === '/api/session') return subscribeStream(res, req, query, state, path === '/api/session');
+    if (path.startsWith('/api/session/')) return sessionRequest(res, req, method, path.slice('/api/session/'.length), query, state);
     if (method === 'POST') {
       const contentType = req.getHeader('content-type'); // read now: req is invalid after this handler returns
       if (!ctx.auth.configured) return readBody(res, state, config.maxPayloadBytes, (body) => replyWhenReady(res, publish(ctx, path, query, body, undefined, contentType), state));
@@ -378,11 +379,13 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
    * WebSocket upgrade (origin, draining, connection caps, per-IP limits), the token from a bearer
    * header, a `topicast_token` cookie or `?token=` (EventSource can send no header), then a stream.
    */
-  const subscribeStream = (res: uWS.HttpResponse, req: uWS.HttpRequest, query: string, state: Aborted): void => {
+  const subscribeStream = (res: uWS.HttpResponse, req: uWS.HttpRequest, query: string, state: Aborted, session: boolean): void => {
     const sse = options.sse;
     if (!sse) return reply(res, errorReply(404, 0, 'not found'), {}, false, state);
-    const request = sse.parse(query, req.getHeader('last-event-id'));
+    // `/api/session` (the SDK's fallback, PROTOCOL.md §9.5) carries native frames: no filters, no resume.
+    const request = session ? sse.parseSession(query) : sse.parse(query, req.getHeader('last-event-id'));
     if ('status' in request) return reply(res, errorReply(request.status, request.code, request.message), {}, false, state);
+    const subscription = request.filters === undefined ? undefined : request;
     const remote = remoteOf(res);
     const origin = req.getHeader('origin');
     if (!ctx.auth.originAllowed(origin, req.getHeader('host'))) {
@@ -398,9 +401,9 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     if (limited) return reply(res, errorReply(429, ErrorCode.tooManyConnections, `too many connections from your address (${limited.refusal})`), { 'Retry-After': String(Math.ceil(limited.retryAfterMs / 1000)) }, false, state);
     const open = (principal: Principal | undefined): void => {
       if (state.aborted) return;
-      const refused = sse.check(request, principal);
+      const refused = subscription && sse.check(subscription, principal);
       if (refused) return reply(res, errorReply(refused.status, refused.code, refused.message), {}, false, state);
-      openStream(res, state, remote, sse, request, principal, origin);
+      openStream(res, state, remote, principal, origin, (conn) => (subscription ? sse.stream(conn, subscription, principal) : sse.session(conn, principal)));
     };
     if (!ctx.auth.configured) return open(undefined);
     const token = bearerToken(req.getHeader('authorization')) ?? cookieToken(req.getHeader('cookie')) ?? request.token;
@@ -410,7 +413,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     });
   };
 
-  const openStream = (res: uWS.HttpResponse, state: Aborted, remote: string, sse: SseProtocol, request: StreamRequest, principal: Principal | undefined, origin: string): void => {
+  const openStream = (res: uWS.HttpResponse, state: Aborted, remote: string, principal: Principal | undefined, origin: string, start: (conn: Connection) => ConnectionHandler): void => {
     const conn = new UwsStream(res, remote, () => ctx.auth.guard.closed(remote));
     ctx.auth.guard.opened(remote);
     res.cork(() => {
@@ -422,7 +425,18 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     // From here the response belongs to the stream: its abort is the session's close.
     state.onAbort = () => conn.aborted();
     res.onWritable(() => conn.writable());
-    conn.handler = sse.stream(conn, request, principal);
+    conn.handler = start(conn);
+  };
+
+  /** `POST /api/session/<id>` (the client's frames) and `DELETE /api/session/<id>` (its close), PROTOCOL.md §9.5. */
+  const sessionRequest = (res: uWS.HttpResponse, req: uWS.HttpRequest, method: string, id: string, query: string, state: Aborted): void => {
+    const sse = options.sse;
+    if (!sse) return reply(res, errorReply(404, 0, 'not found'), {}, false, state);
+    const origin = req.getHeader('origin');
+    const cors: Record<string, string> = origin !== '' && ctx.auth.originAllowed(origin, req.getHeader('host')) ? { 'Access-Control-Allow-Origin': origin, Vary: 'Origin' } : {};
+    const answer = (r: SessionReply): void => reply(res, r.status === 204 ? { status: 204, headers: {}, body: '' } : errorReply(r.status, r.code ?? 0, r.message ?? ''), cors, false, state);
+    if (method === 'DELETE') return answer(sse.end(id, query));
+    readBody(res, state, sse.maxPostBytes, (body) => answer(sse.post(id, body)));
   };
 
   /**

@@ -9,11 +9,14 @@ import type { Principal } from '../../auth/index.js';
 import type { BrokerContext } from '../../context.js';
 import type { Connection } from '../../session/connection.js';
 import type { ConnectionHandler } from '../../session/handler.js';
+import type { ProtocolHandler } from '../../session/handler.js';
 import { checkSubscribe } from '../../session/subscribe.js';
+import { createEmulation, type SessionReply } from './emulation.js';
 import { parsePosition, streamStart } from './event.js';
 import { SseSession, type StreamRequest } from './session.js';
 
 export type { StreamRequest } from './session.js';
+export type { SessionReply } from './emulation.js';
 
 /** A request refused before the stream starts: the HTTP status and the message of its JSON error body. */
 export interface StreamRefusal {
@@ -40,23 +43,42 @@ export interface SseProtocol {
   stream(conn: Connection, request: StreamRequest, principal: Principal | undefined): ConnectionHandler;
   /** Ends every stream (graceful shutdown): each gets a `close` event; EventSource reconnects by itself. */
   closeAll(): void;
+  /** `GET /api/session` (§9.5): only `token` may be given. */
+  parseSession(query: string): { token: string | undefined; filters?: undefined } | StreamRefusal;
+  /** Starts a native session over a started stream (§9.5). */
+  session(conn: Connection, principal: Principal | undefined): ConnectionHandler;
+  /** `POST /api/session/<id>`: the client's frames. */
+  post(id: string, body: Uint8Array): SessionReply;
+  /** `DELETE /api/session/<id>?code=C`: the client's close. */
+  end(id: string, query: string): SessionReply;
+  /** The largest POST body taken: a burst of frames, each at most the native frame limit. */
+  readonly maxPostBytes: number;
 }
 
-export function createSseProtocol(ctx: BrokerContext): SseProtocol {
+/**
+ * @param native the native protocol, for the SDK's fallback sessions (§9.5): they are native
+ *   sessions, counted as such; streams of `GET /api/subscribe` count as protocol `sse`.
+ */
+export function createSseProtocol(ctx: BrokerContext, native: ProtocolHandler): SseProtocol {
   const sessions = new Set<SseSession>();
   ctx.counters.open.sse = 0;
   const start = streamStart(RETRY_MS);
+  const maxFrameBytes = ctx.config.maxPayloadBytes + ctx.config.maxTopicBytes + 1024; // as on /ws (transport/uws.ts)
   let heartbeat: NodeJS.Timeout | undefined;
   const beat = (): void => {
     for (const session of sessions) session.heartbeat();
+    emulation.heartbeat();
   };
+  const idle = (): void => {
+    if (sessions.size > 0 || emulation.size > 0) return;
+    clearInterval(heartbeat);
+    heartbeat = undefined;
+  };
+  const emulation = createEmulation(native, maxFrameBytes, idle);
   const ended = (session: SseSession): void => {
     if (!sessions.delete(session)) return;
     ctx.counters.open.sse!--;
-    if (sessions.size === 0) {
-      clearInterval(heartbeat);
-      heartbeat = undefined;
-    }
+    idle();
   };
   return {
     name: 'sse',
@@ -94,6 +116,24 @@ export function createSseProtocol(ctx: BrokerContext): SseProtocol {
     closeAll() {
       for (const session of [...sessions]) session.close(CloseCode.goingAway, 'server shutting down');
     },
+    parseSession(query) {
+      const params = new URLSearchParams(query);
+      for (const key of params.keys()) {
+        if (key !== 'token') return refusal(400, ErrorCode.badFrame, `unknown query parameter ${JSON.stringify(key.slice(0, 32))}: only token=T`);
+      }
+      return { token: params.get('token') ?? undefined };
+    },
+    session(conn, principal) {
+      heartbeat ??= setInterval(beat, HEARTBEAT_MS).unref();
+      return emulation.open(conn, principal);
+    },
+    post: (id, body) => emulation.post(id, body),
+    end(id, query) {
+      const code = Number(new URLSearchParams(query).get('code') ?? '1000');
+      if (!Number.isInteger(code) || code < 1000 || code > 4999) return { status: 400, code: ErrorCode.badFrame, message: 'code must be a WebSocket close code (1000-4999)' };
+      return emulation.end(id, code);
+    },
+    maxPostBytes: 16 * maxFrameBytes,
   };
 }
 
