@@ -119,7 +119,8 @@ export interface ConnectOptions {
   /**
    * 'auto' (default): WebSocket, falling back to HTTP streaming (Server-Sent Events for deliveries,
    * POSTs for requests) when a WebSocket cannot be opened, and back to WebSocket once it can
-   * (`client.transport` tells which). 'websocket' or 'sse' forces one.
+   * (`client.transport` tells which). 'websocket' or 'sse' forces one. With a custom `transport`
+   * the default is 'websocket'.
    */
   via?: Via;
   /** While on HTTP streaming, how often WebSocket is tried again (default 60 000). */
@@ -425,7 +426,8 @@ class TopicastClient {
     this.backoff = options.reconnect === false ? undefined : options.reconnect === true || options.reconnect === undefined ? {} : options.reconnect;
     this.queue = new OfflineQueue(options.queue);
     this.maxBufferedBytes = options.queue?.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
-    this.choice = new TransportChoice(options.via ?? 'auto');
+    // A custom WebSocket factory (tests, a proxy of the application's own) is used as given, without fallback.
+    this.choice = new TransportChoice(options.via ?? (options.transport ? 'websocket' : 'auto'));
     this.will = null;
     this.replyTopic = options.replyTopic ?? `replies/${hexOf(globalThis.crypto.getRandomValues(new Uint8Array(8)))}`;
     const replyProblem = topicProblem(this.replyTopic);
@@ -498,14 +500,7 @@ class TopicastClient {
     let conn: Connection | undefined;
     try {
       conn = new Connection(
-        {
-          url: this.url,
-          extraProtocols: token ? [`topicast.token.${base64url(token)}`] : [],
-          transport: kind === 'sse' ? httpTransport : this.webSocket(),
-          heartbeatMs: this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
-          connectTimeoutMs: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-          nextId: () => this.nextId(),
-        },
+        this.connectionOptions(token, kind === 'sse' ? httpTransport : this.webSocket(), this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS),
         {
           open: () => this.opened(conn!),
           frame: (frame) => {
@@ -521,6 +516,17 @@ class TopicastClient {
       return;
     }
     this.conn = conn;
+  }
+
+  private connectionOptions(token: string | undefined, transport: Transport, heartbeatMs: number): ConstructorParameters<typeof Connection>[0] {
+    return {
+      url: this.url,
+      extraProtocols: token ? [`topicast.token.${base64url(token)}`] : [],
+      transport,
+      heartbeatMs,
+      connectTimeoutMs: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      nextId: () => this.nextId(),
+    };
   }
 
   private webSocket(): Transport {
@@ -556,18 +562,10 @@ class TopicastClient {
   private probe(over: Connection): void {
     this.probeTimer = undefined;
     if (this.open !== over || this.state === 'closed') return;
-    const token = this.lastToken;
     let probe: Connection | undefined;
     try {
       probe = new Connection(
-        {
-          url: this.url,
-          extraProtocols: token ? [`topicast.token.${base64url(token)}`] : [],
-          transport: this.webSocket(),
-          heartbeatMs: 0,
-          connectTimeoutMs: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-          nextId: () => this.nextId(),
-        },
+        this.connectionOptions(this.lastToken, this.webSocket(), 0),
         {
           open: () => {
             void probe!.close(CloseCode.normal, 'probe');

@@ -8,13 +8,25 @@
  * `via: 'websocket'` or `'sse'` forces one.
  */
 
-/** The transport a client uses: WebSocket, or HTTP streaming (Server-Sent Events plus POSTs). */
+/**
+ * The transport a client uses: WebSocket, or HTTP streaming (Server-Sent Events plus POSTs).
+ * @example
+ * if (client.transport === 'sse') banner.textContent = 'connected without WebSocket';
+ */
 export type TransportKind = 'websocket' | 'sse';
 
-/** What the client may use: both (WebSocket first), or only one. */
+/**
+ * What the client may use: both (WebSocket first), or only one.
+ * @example
+ * const client = await connect(url, { via: 'sse' }); // never tries WebSocket
+ */
 export type Via = 'auto' | TransportKind;
 
-/** 60 s: a proxy that refused the upgrade rarely changes its mind sooner, and a probe costs one handshake. */
+/**
+ * Default `webSocketRetryMs`. 60 s: a proxy that refused the upgrade rarely changes its mind sooner, and a probe costs one handshake.
+ * @example
+ * await connect(url, { webSocketRetryMs: 5 * DEFAULT_WEBSOCKET_RETRY_MS });
+ */
 export const DEFAULT_WEBSOCKET_RETRY_MS = 60_000;
 
 export class TransportChoice {

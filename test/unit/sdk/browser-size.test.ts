@@ -1,9 +1,11 @@
 /**
- * The browser build's size budget (issue 3): at most 14 KB min+gzip without
+ * The browser build's size budget (issue 3): at most 15 KB min+gzip without
  * msgpackr (topicast-core.js) and 25 KB with it (topicast.js). The core budget
  * was 12 KB until decoding by content type (issue 14: MQTT, curl and SDK values
- * all arrive as values) took 0.9 KB of it, and 13 KB until request/reply
- * (issue 19: `client.request` / `client.reply`, the frames' reply properties) took 1.0 KB. Needs
+ * all arrive as values) took 0.9 KB of it, 13 KB until request/reply
+ * (issue 19: `client.request` / `client.reply`, the frames' reply properties) took 1.0 KB, and
+ * 14 KB until the fallback to HTTP streaming (issue 18: pages behind a proxy that refuses the
+ * WebSocket upgrade still connect) took 1.4 KB. Needs
  * `npm run build:browser -w topicast` (part of `npm run build`).
  */
 import { test } from 'node:test';
@@ -21,10 +23,10 @@ function gzipSize(file: string): number {
   return gzipSync(readFileSync(path), { level: 9 }).length;
 }
 
-test('topicast-core.js (no msgpackr) is at most 14 KB min+gzip', () => {
+test('topicast-core.js (no msgpackr) is at most 15 KB min+gzip', () => {
   const size = gzipSize('topicast-core.js');
   console.log(`topicast-core.js: ${size} bytes min+gzip`);
-  assert.ok(size <= 14 * KB, `${size} bytes > ${14 * KB}`);
+  assert.ok(size <= 15 * KB, `${size} bytes > ${15 * KB}`);
 });
 
 test('topicast.js (with msgpackr) is at most 25 KB min+gzip', () => {
