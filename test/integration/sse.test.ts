@@ -210,3 +210,13 @@ test('bad requests get 400 with a clear message', async () => {
   await s.untilEvent('snapshot-end');
   s.close();
 });
+
+test('$SYS counts streams as protocol sse: a stream on $SYS/broker/clients/connected/sse sees itself', async () => {
+  const broker = await startBroker({ args: ['--sys-interval-sec', '1'] });
+  const s = await SseStream.open(`${broker.httpUrl}/api/subscribe?filter=${encodeURIComponent('$SYS/broker/clients/connected/sse')}`);
+  await s.untilEvent('snapshot-end');
+  assert.deepEqual(s.data('retained'), [{ topic: '$SYS/broker/clients/connected/sse', value: 0, contentType: 'application/json' }], 'none at start');
+  await s.until((x) => x.data().length === 1, 'the next figure', 10_000);
+  assert.deepEqual(s.data(), [{ topic: '$SYS/broker/clients/connected/sse', value: 1, contentType: 'application/json' }]);
+  s.close();
+});

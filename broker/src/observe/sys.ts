@@ -137,6 +137,13 @@ export function startSys(ctx: BrokerContext): () => void {
       last.set(f.topic, v);
       publish(f.topic, String(v));
     }
+    // Open connections per protocol (native, mqtt, sse), as /metrics' topicast_connections{protocol}.
+    for (const [protocol, n] of Object.entries(ctx.counters.open)) {
+      const topic = `$SYS/broker/clients/connected/${protocol}`;
+      if (last.get(topic) === n) continue;
+      last.set(topic, n);
+      publish(topic, String(n));
+    }
   };
   publish('$SYS/broker/version', `topicast ${ctx.version}`, AS_TEXT);
   tick();
