@@ -180,7 +180,9 @@ test('1,000 streams at once: each gets its snapshot and a live message', async (
     streams.push(...(await Promise.all(Array.from({ length: 100 }, () => SseStream.open(`${broker.httpUrl}/api/subscribe?filter=fan/%23`)))));
   }
   await Promise.all(streams.map((s) => s.untilEvent('snapshot-end', 60_000)));
-  assert.equal((await scrapeMetrics(broker.httpUrl)).get('topicast_connections{protocol="sse"}'), 1000);
+  const during = await scrapeMetrics(broker.httpUrl);
+  assert.equal(during.get('topicast_connections{protocol="sse"}'), 1000);
+  assert.ok(during.get('topicast_connections_pending')! < 100, `streams are established, not half-open (${during.get('topicast_connections_pending')})`);
   await post(broker.httpUrl, 'fan/value', '42');
   await Promise.all(streams.map((s) => s.until((x) => x.data().length === 1, 'the live message', 60_000)));
   for (const s of streams) {

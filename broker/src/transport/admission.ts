@@ -124,6 +124,14 @@ export class Admission {
   }
 
   /**
+   * A socket that `established` for a while without leaving the HTTP context (an event stream,
+   * transport/uws.ts `UwsStream`) is an HTTP socket again: its filter close counts it as pending.
+   */
+  unestablished(): void {
+    this.pending++;
+  }
+
+  /**
    * Settles the oldest pending entry of `ip`: for a transport that sees the first request on
    * a socket but cannot tell which accepted socket it came on (uWebSockets.js HTTP).
    */

@@ -393,6 +393,10 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       return reply(res, errorReply(403, ErrorCode.notAuthorized, 'origin not allowed'), {}, false, state);
     }
     if (options.draining?.()) return reply(res, errorReply(503, ErrorCode.goingAway, 'node draining: connect to another node'), { 'Retry-After': '1' }, false, state);
+    if (admission?.full) {
+      admission.refused('descriptors'); // a stream is long-lived, like an upgrade (admission.ts)
+      return reply(res, errorReply(503, ErrorCode.tooManyConnections, 'too many connections: out of file descriptors'), { 'Retry-After': '5' }, false, state);
+    }
     if (ctx.openConnections() >= config.maxConnections) {
       ctx.counters.connectionsRefused++;
       return reply(res, errorReply(503, ErrorCode.tooManyConnections, 'too many connections'), {}, false, state);
@@ -414,7 +418,12 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
   };
 
   const openStream = (res: uWS.HttpResponse, state: Aborted, remote: string, principal: Principal | undefined, origin: string, start: (conn: Connection) => ConnectionHandler): void => {
-    const conn = new UwsStream(res, remote, () => ctx.auth.guard.closed(remote));
+    // A stream is established like an upgrade, but its socket stays in the HTTP context: pending again when it ends.
+    admission?.established(undefined);
+    const conn = new UwsStream(res, remote, () => {
+      ctx.auth.guard.closed(remote);
+      admission?.unestablished();
+    });
     ctx.auth.guard.opened(remote);
     res.cork(() => {
       res.writeStatus('200 OK');
