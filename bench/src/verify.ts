@@ -106,7 +106,7 @@ async function sseReference(ep: Endpoint, topic: string, pubEp: Endpoint): Promi
   return { got, publish: publisher.publish, close: () => { abort.abort(); publisher.close(); } };
 }
 
-/** The payload bytes an SSE message stands for (PROTOCOL.md §9.3): base64, a string's UTF-8, or a JSON value's text. */
+/** The payload bytes an SSE message stands for (PROTOCOL.md §10.3): base64, a string's UTF-8, or a JSON value's text. */
 function sseBytes(m: { value?: unknown; encoding?: string }): Buffer {
   if (m.value === undefined) return Buffer.alloc(0);
   if (m.encoding === 'base64') return Buffer.from(m.value as string, 'base64');

@@ -1,5 +1,5 @@
 /**
- * Which transport the client dials (broker PROTOCOL.md §9.5): its second state machine, kept
+ * Which transport the client dials (broker PROTOCOL.md §10.5): its second state machine, kept
  * out of client.ts. `via: 'auto'` (the default) dials WebSocket; when a WebSocket attempt fails
  * before the broker's WELCOME (a refused upgrade, a proxy's answer, a timeout), the next attempt
  * goes over HTTP streaming at once; when that fails too, the one after tries WebSocket again, so

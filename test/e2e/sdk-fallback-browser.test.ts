@@ -1,5 +1,5 @@
 /**
- * The SDK's fallback to HTTP streaming in headless Chromium (issue 18, broker PROTOCOL.md §9.5):
+ * The SDK's fallback to HTTP streaming in headless Chromium (issue 18, broker PROTOCOL.md §10.5):
  * the page reaches the broker through a proxy in this test that forwards HTTP (streamed
  * responses included) but refuses the WebSocket upgrade, as some corporate proxies do. The
  * browser build connects anyway, over HTTP streaming (`client.transport === 'sse'`), and

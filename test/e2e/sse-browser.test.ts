@@ -1,5 +1,5 @@
 /**
- * HTTP streaming in headless Chromium's own EventSource (issue 18, PROTOCOL.md §9), no library:
+ * HTTP streaming in headless Chromium's own EventSource (issue 18, PROTOCOL.md §10), no library:
  * the examples/sse page, served by the broker, shows the retained snapshot, then live values
  * published over the native protocol (the SDK), MQTT (mqtt.js) and HTTP. And a page left open
  * through restarts of a broker with `--data` and history reconnects by itself and resumes: the

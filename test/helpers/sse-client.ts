@@ -1,5 +1,5 @@
 /**
- * A Server-Sent Events reader for tests of `GET /api/subscribe` (PROTOCOL.md §9), on node:http:
+ * A Server-Sent Events reader for tests of `GET /api/subscribe` (PROTOCOL.md §10), on node:http:
  * parses the stream as the EventSource spec does (fields `event`, `data`, `id`; comments ignored)
  * and keeps every event. `pause()` stops reading the socket (a stalled reader).
  */

@@ -1,5 +1,5 @@
 /**
- * The native protocol over HTTP (broker PROTOCOL.md §9.5), the SDK's fallback, against the real
+ * The native protocol over HTTP (broker PROTOCOL.md §10.5), the SDK's fallback, against the real
  * broker process: the Node SDK with `via: 'sse'` subscribes, publishes and unsubscribes with a
  * token; at the wire level, a will is published when the stream drops and not after a DELETE with
  * 1000; unknown sessions, malformed bodies and bad requests get the documented statuses.
@@ -17,7 +17,7 @@ import { SseStream } from '../helpers/sse-client.js';
 const work = mkdtempSync(join(tmpdir(), 'topicast-sse-session-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-/** POST body of §9.5: each frame with its 4-byte big-endian length. */
+/** POST body of §10.5: each frame with its 4-byte big-endian length. */
 function framesBody(...frames: Uint8Array[]): Uint8Array<ArrayBuffer> {
   return new Uint8Array(Buffer.concat(frames.flatMap((f) => {
     const len = Buffer.alloc(4);

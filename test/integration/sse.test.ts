@@ -1,5 +1,5 @@
 /**
- * HTTP streaming, `GET /api/subscribe` (issue 18, PROTOCOL.md §9), against the real broker process
+ * HTTP streaming, `GET /api/subscribe` (issue 18, PROTOCOL.md §10), against the real broker process
  * with real clients: `curl -N` and a node:http reader get the retained snapshot, the end marker and
  * live values published over the native protocol (the SDK), MQTT 5 (mqtt.js) and HTTP, each as a
  * decoded value; `Last-Event-ID` resumes exactly like a native resume (offsets compared), and says

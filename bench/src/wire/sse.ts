@@ -1,5 +1,5 @@
 /**
- * Minimal HTTP streaming subscriber (broker PROTOCOL.md §9): one `GET /api/subscribe` per link
+ * Minimal HTTP streaming subscriber (broker PROTOCOL.md §10): one `GET /api/subscribe` per link
  * over TCP, the chunked response parsed in place. The broker writes whole events into a chunk (all
  * of one flush in one chunk), so each chunk is split on blank lines: a `data:` event is a delivery
  * (topic and value bounds reported as the delivery's, the value being its JSON text), `event:

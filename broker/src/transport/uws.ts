@@ -74,7 +74,7 @@ export interface HttpServerOptions {
   staticRoot: string;
   native: ProtocolHandler;
   mqtt: ProtocolHandler | undefined;
-  /** HTTP streaming, `GET /api/subscribe` (PROTOCOL.md §9). */
+  /** HTTP streaming, `GET /api/subscribe` (PROTOCOL.md §10). */
   sse?: SseProtocol | undefined;
   /** Readiness for /healthz (false while shutting down). */
   ready(): boolean;
@@ -375,14 +375,14 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
   };
 
   /**
-   * `GET /api/subscribe` (PROTOCOL.md §9): the request checked (400), the same admission as a
+   * `GET /api/subscribe` (PROTOCOL.md §10): the request checked (400), the same admission as a
    * WebSocket upgrade (origin, draining, connection caps, per-IP limits), the token from a bearer
    * header, a `topicast_token` cookie or `?token=` (EventSource can send no header), then a stream.
    */
   const subscribeStream = (res: uWS.HttpResponse, req: uWS.HttpRequest, query: string, state: Aborted, session: boolean): void => {
     const sse = options.sse;
     if (!sse) return reply(res, errorReply(404, 0, 'not found'), {}, false, state);
-    // `/api/session` (the SDK's fallback, PROTOCOL.md §9.5) carries native frames: no filters, no resume.
+    // `/api/session` (the SDK's fallback, PROTOCOL.md §10.5) carries native frames: no filters, no resume.
     const request = session ? sse.parseSession(query) : sse.parse(query, req.getHeader('last-event-id'));
     if ('status' in request) return reply(res, errorReply(request.status, request.code, request.message), {}, false, state);
     const subscription = request.filters === undefined ? undefined : request;
@@ -437,7 +437,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     conn.handler = start(conn);
   };
 
-  /** `POST /api/session/<id>` (the client's frames) and `DELETE /api/session/<id>` (its close), PROTOCOL.md §9.5. */
+  /** `POST /api/session/<id>` (the client's frames) and `DELETE /api/session/<id>` (its close), PROTOCOL.md §10.5. */
   const sessionRequest = (res: uWS.HttpResponse, req: uWS.HttpRequest, method: string, id: string, query: string, state: Aborted): void => {
     const sse = options.sse;
     if (!sse) return reply(res, errorReply(404, 0, 'not found'), {}, false, state);
@@ -562,7 +562,7 @@ function cookieToken(cookie: string): string | undefined {
 }
 
 /**
- * A `Connection` over a streaming HttpResponse (HTTP streaming, PROTOCOL.md §9). uWS.js does not
+ * A `Connection` over a streaming HttpResponse (HTTP streaming, PROTOCOL.md §10). uWS.js does not
  * expose an HTTP response's buffered amount: `backlog` counts the bytes handed to uWS since the last
  * write it took whole (an over-estimate, so the outbox's policy errs toward the reader being slow).
  * `onWritable` fires before uWS drains its buffer: a heartbeat comment written on the next turn

@@ -1,6 +1,6 @@
 /**
  * The native protocol over plain HTTP, for when a WebSocket cannot be opened (broker
- * PROTOCOL.md §9.5): the broker's frames arrive on one streamed `GET /api/session` response
+ * PROTOCOL.md §10.5): the broker's frames arrive on one streamed `GET /api/session` response
  * (Server-Sent Events, one base64 frame per event), the client's frames go out as
  * `POST /api/session/<id>` requests, one at a time and in order (several queued frames share
  * one request), and a clean close is `DELETE /api/session/<id>?code=C`. It is a `Transport`

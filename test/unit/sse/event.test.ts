@@ -1,5 +1,5 @@
 /**
- * Golden events of HTTP streaming (broker PROTOCOL.md §9.2–9.4): the `data:` JSON of a message for
+ * Golden events of HTTP streaming (broker PROTOCOL.md §10.2–9.4): the `data:` JSON of a message for
  * every payload format of §8, the event framing with and without a stream position, and
  * `Last-Event-ID` parsing with its limits.
  */

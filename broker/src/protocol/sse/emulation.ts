@@ -1,5 +1,5 @@
 /**
- * The native protocol over plain HTTP (PROTOCOL.md §9.5), for clients whose WebSocket cannot be
+ * The native protocol over plain HTTP (PROTOCOL.md §10.5), for clients whose WebSocket cannot be
  * opened (a proxy that refuses the upgrade): the SDK's fallback, like Centrifugo's bidirectional
  * emulation. `GET /api/session` is an event stream that carries the server's frames; `POST
  * /api/session/<id>` carries the client's; `DELETE /api/session/<id>` is the clean close.

@@ -1,5 +1,5 @@
 /**
- * Bytes out for HTTP streaming (PROTOCOL.md §9): Server-Sent Events, one event per message.
+ * Bytes out for HTTP streaming (PROTOCOL.md §10): Server-Sent Events, one event per message.
  *
  * An event's `data:` is one line of JSON, `{"topic":…,"value":…,"contentType":…}`, with the
  * payload decoded once per message by the rules of PROTOCOL.md §8 (JSON and text as values,
@@ -19,7 +19,7 @@ const LIVE = 'sse';
 
 const encoder = new TextEncoder();
 
-/** The event names (PROTOCOL.md §9.2). A live or replayed message has none: `message`, what `onmessage` gets. */
+/** The event names (PROTOCOL.md §10.2). A live or replayed message has none: `message`, what `onmessage` gets. */
 export const SseEvent = {
   retained: 'retained',
   snapshotEnd: 'snapshot-end',
@@ -76,7 +76,7 @@ function textOf(bytes: Uint8Array): string {
   return utf8.decode(bytes);
 }
 
-/** The `data:` JSON of a message (PROTOCOL.md §9.3). */
+/** The `data:` JSON of a message (PROTOCOL.md §10.3). */
 export function messageData(message: Message): string {
   const contentType = message.properties?.contentType;
   const value = valueJson(message.payload, contentType);
@@ -92,7 +92,7 @@ export function positionId(epoch: string, offset: number): string {
 }
 
 /**
- * Reads a `Last-Event-ID` (PROTOCOL.md §9.4): `<epoch>:<offset>` as sent in an `id:` line.
+ * Reads a `Last-Event-ID` (PROTOCOL.md §10.4): `<epoch>:<offset>` as sent in an `id:` line.
  * Undefined when it is not one.
  */
 export function parsePosition(id: string): StreamPosition | undefined {

@@ -1,5 +1,5 @@
 /**
- * HTTP streaming (PROTOCOL.md §9): `GET /api/subscribe?filter=F[&filter=G…]` answered with
+ * HTTP streaming (PROTOCOL.md §10): `GET /api/subscribe?filter=F[&filter=G…]` answered with
  * Server-Sent Events. The rules live here; transport/uws.ts adapts the request and the response
  * (a `Connection` over an HttpResponse) and calls, in order: `parse` (400 on a bad request),
  * authentication, `check` (403/400 against the principal), `stream` (200, then events).
@@ -43,9 +43,9 @@ export interface SseProtocol {
   stream(conn: Connection, request: StreamRequest, principal: Principal | undefined): ConnectionHandler;
   /** Ends every stream (graceful shutdown): each gets a `close` event; EventSource reconnects by itself. */
   closeAll(): void;
-  /** `GET /api/session` (§9.5): only `token` may be given. */
+  /** `GET /api/session` (§10.5): only `token` may be given. */
   parseSession(query: string): { token: string | undefined; filters?: undefined } | StreamRefusal;
-  /** Starts a native session over a started stream (§9.5). */
+  /** Starts a native session over a started stream (§10.5). */
   session(conn: Connection, principal: Principal | undefined): ConnectionHandler;
   /** `POST /api/session/<id>`: the client's frames. */
   post(id: string, body: Uint8Array): SessionReply;
@@ -56,7 +56,7 @@ export interface SseProtocol {
 }
 
 /**
- * @param native the native protocol, for the SDK's fallback sessions (§9.5): they are native
+ * @param native the native protocol, for the SDK's fallback sessions (§10.5): they are native
  *   sessions, counted as such; streams of `GET /api/subscribe` count as protocol `sse`.
  */
 export function createSseProtocol(ctx: BrokerContext, native: ProtocolHandler): SseProtocol {

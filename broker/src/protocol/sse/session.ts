@@ -1,5 +1,5 @@
 /**
- * An HTTP streaming session (PROTOCOL.md §9): one `GET /api/subscribe` response, an ordinary
+ * An HTTP streaming session (PROTOCOL.md §10): one `GET /api/subscribe` response, an ordinary
  * session behind the outbox like a native one — same limits, same slow-consumer policy, same
  * paced snapshot and replay (session/subscribe.ts) — that writes Server-Sent Events.
  *
