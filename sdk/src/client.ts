@@ -417,6 +417,8 @@ class TopicastClient {
   private lastToken: string | undefined;
   /** The HTTP-streaming connection left for WebSocket: its loss is a planned reconnect. */
   private switching: Connection | undefined;
+  /** Why the WebSocket attempt before the current HTTP-streaming one failed: told if that fails too. */
+  private webSocketError: ConnectionError | undefined;
 
   constructor(urls: string[], options: ConnectOptions, build: ClientBuild) {
     this.urls = urls;
@@ -539,6 +541,7 @@ class TopicastClient {
     this.failures = 0;
     this.everOpened = true;
     this.choice.opened();
+    this.webSocketError = undefined;
     if (this.choice.probing) this.probeTimer = setTimeout(() => this.probe(conn), this.options.webSocketRetryMs ?? DEFAULT_WEBSOCKET_RETRY_MS);
     try {
       // Order matters and the broker keeps it: will, then subscriptions, then queued publishes.
@@ -598,7 +601,6 @@ class TopicastClient {
     this.drainTimer = undefined;
     this.leaving = undefined;
     this.settleInFlight(new ConnectionError(ClientErrorCode.connectionLost, `connection lost before the broker answered (${error.message})`, error.closeCode, { cause: error }));
-    const closeCode = error.closeCode ?? 1006;
     if (conn !== undefined && conn === this.switching) {
       // Leaving HTTP streaming for a WebSocket that a probe just opened: planned, at once.
       this.switching = undefined;
@@ -606,12 +608,18 @@ class TopicastClient {
       this.reconnectTimer = setTimeout(() => this.attempt(), 0);
       return;
     }
-    if (error.code === ClientErrorCode.connectFailed && this.choice.failedToOpen() && this.choice.next() === 'sse' && closeCode !== CloseCode.unauthenticated) {
-      // The WebSocket could not be opened (a proxy refused the upgrade?): HTTP streaming, now (fallback.ts).
-      this.report(error);
-      this.reconnectTimer = setTimeout(() => this.attempt(), 0);
-      return;
+    if (error.code === ClientErrorCode.connectFailed && this.choice.failedToOpen()) {
+      if (this.choice.next() === 'sse' && error.closeCode !== CloseCode.unauthenticated) {
+        // The WebSocket could not be opened (a proxy refused the upgrade?): HTTP streaming, now (fallback.ts).
+        this.webSocketError = error;
+        this.reconnectTimer = setTimeout(() => this.attempt(), 0);
+        return;
+      }
+      // HTTP streaming failed too: the WebSocket's failure, the transport asked for, is the one told.
+      error = this.webSocketError ?? error;
     }
+    this.webSocketError = undefined;
+    const closeCode = error.closeCode ?? 1006;
     if (conn !== undefined && conn === this.drained && this.backoff !== undefined && isRetryable(closeCode)) {
       // Leaving a draining node (or its close at the end of the window) is planned: no error, no backoff.
       this.drained = undefined;
