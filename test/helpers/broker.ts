@@ -49,10 +49,14 @@ export interface StartOptions {
   timeoutMs?: number;
   /** Start under `ulimit -n` this many file descriptors (through `sh -c`, as an operator would). */
   maxOpenFiles?: number;
+  /** The Node binary to run it with (default: the one running the tests), e.g. Node 18 for the engines test. */
+  node?: string;
+  /** Arguments before the broker's own, e.g. the script of a release package (default: broker/dist/main.js). */
+  command?: string[];
 }
 
 export async function startBroker(options: StartOptions = {}): Promise<BrokerProcess> {
-  const args = [BROKER_MAIN, '--host', '127.0.0.1', '--port', String(options.port ?? 0), ...(options.args ?? [])];
+  const args = [...(options.command ?? [BROKER_MAIN]), '--host', '127.0.0.1', '--port', String(options.port ?? 0), ...(options.args ?? [])];
   // For the broker, --mqtt-port 0 turns MQTT off (DESIGN.md). Tests mean "any free port" by it,
   // unless they ask for `mqttOff`; the TCP listener has no ephemeral mode of its own.
   const i = args.indexOf('--mqtt-port');
@@ -62,10 +66,11 @@ export async function startBroker(options: StartOptions = {}): Promise<BrokerPro
   } else if (i < 0) args.push('--mqtt-port', String(await freePort()));
   else if (args[i + 1] === '0') args[i + 1] = String(await freePort());
   if (!args.includes('--log-level')) args.push('--log-level', 'info');
-  const [command, argv] = options.maxOpenFiles === undefined
-    ? [process.execPath, args]
-    : ['sh', ['-c', `ulimit -n ${options.maxOpenFiles} && exec "$0" "$@"`, process.execPath, ...args]];
-  const proc = spawn(command, argv, {
+  const node = options.node ?? process.execPath;
+  const [file, argv] = options.maxOpenFiles === undefined
+    ? [node, args]
+    : ['sh', ['-c', `ulimit -n ${options.maxOpenFiles} && exec "$0" "$@"`, node, ...args]];
+  const proc = spawn(file, argv, {
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

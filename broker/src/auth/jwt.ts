@@ -8,9 +8,15 @@
  * Failures map to short reasons safe to send to the client and to log: they
  * never contain the token or any of its claims.
  */
-import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, createSecretKey, webcrypto, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, errors, importJWK, importSPKI, importX509, jwtVerify, type CryptoKey, type JSONWebKeySet, type JWK, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+
+// jose calls the global WebCrypto object `crypto` when it verifies. It is a global from Node 19 on;
+// Node 18 (Debian 12, Raspberry Pi OS bookworm) has it only as node:crypto's `webcrypto`.
+if ((globalThis as { crypto?: unknown }).crypto === undefined) {
+  Object.defineProperty(globalThis, 'crypto', { value: webcrypto, writable: true, configurable: true, enumerable: false });
+}
 
 export interface JwtOptions {
   keyFile?: string | undefined;

@@ -11,7 +11,7 @@
  * very end of the newest segment; anywhere else it is damage (store/scan.ts, STORAGE.md "Damage").
  * Cost: one MessagePack encode + one CRC32 per write; decode is the same on load.
  */
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 import { Packr } from 'msgpackr';
 import { createMessage, type Message, type MessageProperties } from '../core/message.js';
 

