@@ -124,6 +124,18 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   // Scale-out (cluster/DESIGN.md): joined before any listener opens, so clients only see a node in the cluster.
   const cluster = config.bus === undefined && deps.bus === undefined ? undefined : await startCluster(config, ctx.router, log, ctx.metrics, ctx.counters, deps.bus);
   ctx.cluster = cluster;
+  // --agent: the device agent inside this process (agent/in-process.ts), loaded only when asked for. Started
+  // before the listeners, so the first clients already find its retained status, info and readings.
+  let agent: { stop(): Promise<void> } | undefined;
+  if (config.agent) {
+    try {
+      agent = await (await import('./agent/in-process.js')).startInProcessAgent(ctx);
+    } catch (err) {
+      await Promise.all([sessionStore?.close(), cluster?.close()]);
+      await Promise.all([store?.close(), history?.close()]);
+      throw err;
+    }
+  }
   const native = createNativeProtocol(ctx);
   const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth), sessionStore });
   const sse = createSseProtocol(ctx, native);
@@ -183,6 +195,8 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
       ready = false;
+      // First: the agent's `offline` reaches the clients still connected and the store.
+      await agent?.stop().catch((err: unknown) => ctx.log.error({ err }, 'stopping the in-process agent failed'));
       if (config.drainMs > 0 && ctx.openConnections() > 0) {
         draining = true;
         drainStats.draining = 1;

@@ -46,6 +46,7 @@ export const BROKER_SETTINGS = [
   { key: 'maxRetainedBytes', type: 'int', default: 1024 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER, doc: 'payload bytes of all retained values, held in memory (and on disk with --data); beyond it new or larger retained values are refused (store full). 1 GiB holds a million 1 KiB readings, where maxRetainedTopics × maxPayloadBytes alone would allow 256 GiB' },
   { key: 'idleTimeoutSec', type: 'int', default: 120, min: 0, max: 960, doc: 'a WebSocket silent this long is closed; the broker pings before it, so only dead peers go (multiple of 4, or 0)' },
   { key: 'sysIntervalSec', type: 'int', default: 5, min: 0, max: 3600, doc: 'how often $SYS/broker/... topics are refreshed (0 = never)' },
+  { key: 'agent', type: 'bool', default: false, doc: 'run the device agent (topicast-agent\'s readers and exec sensors) inside the broker, publishing devices/<id>/... straight into it; the config file\'s "agent" object and TOPICAST_AGENT_* variables set it up' },
   { key: 'shutdownTimeoutMs', type: 'int', default: 5000, min: 0, max: 600_000, doc: 'graceful shutdown bound: after it the process exits even if clients linger' },
   ...DRAIN_SETTINGS,
   ...MQTT_SETTINGS,
@@ -63,6 +64,9 @@ type SpecValue<S> = S extends { type: 'int' } ? number
 
 export type BrokerConfig = {
   -readonly [S in (typeof BROKER_SETTINGS)[number] as S['key']]: SpecValue<S>;
+} & {
+  /** The config file's `"agent"` object (`topicast-agent` settings for `--agent`); checked when the agent starts. */
+  agentSection?: Record<string, unknown>;
 };
 
 const SPECS: readonly SettingSpec[] = BROKER_SETTINGS;
@@ -154,6 +158,12 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     for (const [key, raw] of Object.entries(file)) {
       const spec = BY_KEY.get(key);
       if (!spec || key === 'config') throw new ConfigError(`unknown setting "${key}" in ${configPath}`);
+      if (key === 'agent' && typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
+        // An "agent" object is the agent's own configuration and turns it on (flags and env may still turn it off).
+        out.agent = true;
+        out.agentSection = raw;
+        continue;
+      }
       out[key] = coerce(spec, raw, 'file');
     }
   }

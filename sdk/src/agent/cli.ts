@@ -6,14 +6,12 @@
  * restarts it). The transport module is loaded on demand, so an MQTT agent never loads the SDK's
  * WebSocket stack and a native agent never loads mqtt.js.
  */
-import { Agent } from './agent.js';
-import { startCommands } from './commands.js';
 import { ConfigError, parseAgentArgs, USAGE, type AgentConfig } from './config.js';
-import { ExecSensor } from './exec.js';
-import { agentVersion, deviceInfo } from './info.js';
+import { agentVersion } from './info.js';
 import { createLogger } from './log.js';
 import { readOnce } from './once.js';
 import { createReaders } from './readers/index.js';
+import { runAgent } from './run.js';
 import type { AgentTransport, Logger } from './types.js';
 
 const SHUTDOWN_TIMEOUT_MS = 5000; // systemd's default stop timeout is 90 s; a device being rebooted should not wait that long
@@ -48,32 +46,16 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  const readers = createReaders(config.readers, { root: config.root });
 
   if (config.once) {
-    const round = await readOnce(config.id, readers, undefined, (m) => log.warn(m));
+    const round = await readOnce(config.id, createReaders(config.readers, { root: config.root }), undefined, (m) => log.warn(m));
     if (config.print) process.stdout.write(JSON.stringify(round, null, 2) + '\n');
     return;
   }
 
   const transport = await openTransport(config, log);
-  const agent = new Agent({
-    id: config.id,
-    transport,
-    readers,
-    info: deviceInfo(config.root),
-    intervalSec: config.intervalSec,
-    maxAgeSec: config.maxAgeSec,
-    rules: config.sensors,
-    payload: config.payload,
-    maxSensors: config.maxSensors,
-    log,
-  });
-  const execs = config.exec.map((e) => new ExecSensor(e, agent, { log }));
-  agent.start();
-  for (const e of execs) e.start();
-  const commands = startCommands(config, agent, transport, log);
-  log.info(`topicast-agent ${agentVersion()} publishing devices/${config.id}/ to ${config.urls.map(withoutPassword).join(', ')} (${config.transport}), ${config.readers.length} readers, ${execs.length} exec sensors, ${config.actuators.length} actuators${config.homeassistant !== undefined ? `, Home Assistant discovery under ${config.homeassistant}/` : ''}`);
+  const running = runAgent(config, transport, log);
+  log.info(`topicast-agent ${agentVersion()} publishing devices/${config.id}/ to ${config.urls.map(withoutPassword).join(', ')} (${config.transport}), ${config.readers.length} readers, ${running.execs.length} exec sensors, ${config.actuators.length} actuators${config.homeassistant !== undefined ? `, Home Assistant discovery under ${config.homeassistant}/` : ''}`);
 
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals) => {
@@ -87,15 +69,13 @@ async function main(): Promise<void> {
       log.error('clean shutdown timed out');
       process.exit(1);
     }, SHUTDOWN_TIMEOUT_MS).unref();
-    Promise.all([...execs.map((e) => e.stop()), commands.stop()])
-      .then(() => agent.stop())
-      .then(
-        () => process.exit(0),
-        (err: Error) => {
-          log.error(`shutdown failed: ${err.message}`);
-          process.exit(1);
-        },
-      );
+    running.stop().then(
+      () => process.exit(0),
+      (err: Error) => {
+        log.error(`shutdown failed: ${err.message}`);
+        process.exit(1);
+      },
+    );
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);

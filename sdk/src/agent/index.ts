@@ -14,6 +14,7 @@ export { systemClock, silentLogger } from './types.js';
 export { createLogger, LOG_LEVELS } from './log.js';
 export { ExecSensor, parseExecLine, MAX_LINE_BYTES, type ExecSensorConfig, type ExecSink, type ExecExit, type ExecSensorOptions } from './exec.js';
 export { parseAgentArgs, ConfigError, DEFAULT_URL, USAGE, type AgentConfig, type ParsedArgs, type ParseEnvironment } from './config.js';
+export { runAgent, agentConfigFromSection, type RunningAgent } from './run.js';
 export { readOnce, ONCE_SAMPLE_MS, type OnceRound } from './once.js';
 export { deviceInfo, agentVersion, distribution } from './info.js';
 export { sensorFilterMatches, sensorFilterProblem } from './filter.js';

@@ -56,13 +56,14 @@ export interface Inbound {
 }
 
 /**
- * Where readings go. Implemented by transport/native.ts (the SDK) and transport/mqtt.ts.
+ * Where readings go. Implemented by transport/native.ts (the SDK), transport/mqtt.ts, and the
+ * broker's in-process transport (`topicast --agent`: publishes straight into its router).
  * Contract: `publish` resolves once the message was handed to an open connection and rejects
  * when it could not be (the agent then keeps it as the latest value of its topic);
  * `onOpen` fires on every (re)connect, after the will is registered.
  */
 export interface AgentTransport {
-  readonly kind: 'native' | 'mqtt';
+  readonly kind: 'native' | 'mqtt' | 'in-process';
   isOpen(): boolean;
   onOpen(listener: () => void): () => void;
   /** `correlationData` marks an answer to a request (MQTT 5 Correlation Data, PROTOCOL.md §9). */

@@ -1,0 +1,84 @@
+/**
+ * `topicast --agent`: the device agent (sdk/src/agent, the same code as `topicast-agent`) inside the
+ * broker process, publishing straight into the router. One Node runtime on a small board instead
+ * of two, and no socket, codec round trip or reconnect loop between them.
+ *
+ * Same topics and payloads as the native transport: `devices/<id>/...`, values encoded with the SDK's
+ * default codec (MessagePack, the options of sdk/src/codec-msgpack.ts), so SDK subscribers and the
+ * dashboard decode them alike. Status follows the broker's own lifecycle instead of a will: `online`
+ * (retained) when the agent starts with the broker, `offline` (retained, on disk with `--data`)
+ * as the first step of a graceful shutdown. After a kill -9 nobody is left to say `offline`; the
+ * restarted broker loads `online` from its store and the agent publishes it again at once.
+ *
+ * The agent's configuration is the `"agent"` object of the broker's config file (any key of
+ * `topicast-agent --config` except url, transport and token), with `TOPICAST_AGENT_*` variables on top.
+ */
+import { Packr } from 'msgpackr';
+import type { AgentConfig, AgentTransport, Logger as AgentLogger, Payload, RunningAgent } from 'topicast/agent';
+import { ConfigError } from '../config.js';
+import type { BrokerContext } from '../context.js';
+import { createMessage } from '../core/message.js';
+
+// The SDK's msgpack codec options: plain MessagePack any decoder reads, the same bytes an SDK publish carries.
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, encodeUndefinedAsNil: true });
+
+/** Encodes agent values for the router; exported for tests. */
+export function encodeAgentPayload(payload: Payload): Uint8Array {
+  return packr.pack(payload);
+}
+
+/** An `AgentTransport` that hands every publish to the router: open from creation until `close`. */
+export function inProcessTransport(ctx: BrokerContext): AgentTransport {
+  let open = true;
+  const publish = (topic: string, payload: Payload, retain: boolean): void | Promise<void> =>
+    ctx.router.publish(createMessage(topic, encodeAgentPayload(payload), retain)).durable;
+  return {
+    kind: 'in-process',
+    isOpen: () => open,
+    onOpen: () => () => {}, // never reopens: the agent announces itself at start because isOpen() is already true
+    publish(topic, payload, retain) {
+      if (!open) return Promise.reject(new Error('the broker is shutting down'));
+      publish(topic, payload, retain);
+      return Promise.resolve();
+    },
+    async close(last) {
+      if (!open) return;
+      open = false;
+      if (last) await publish(last.topic, last.payload, true); // on disk (with --data) before the stores close
+    },
+  };
+}
+
+export interface InProcessAgent {
+  readonly config: AgentConfig;
+  readonly running: RunningAgent;
+  /** Publishes `offline` and stops readers and exec sensors. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Checks the agent's configuration and starts it on the router. The agent modules are loaded here,
+ * so a broker without `--agent` never loads them.
+ * @throws ConfigError naming the bad agent setting.
+ */
+export async function startInProcessAgent(ctx: BrokerContext, env: NodeJS.ProcessEnv = process.env): Promise<InProcessAgent> {
+  const { agentConfigFromSection, runAgent } = await import('topicast/agent/run');
+  const where = ctx.config.agentSection === undefined ? 'the agent settings' : `${ctx.config.config ?? 'the config file'}: agent`;
+  let config: AgentConfig;
+  try {
+    config = agentConfigFromSection(ctx.config.agentSection ?? {}, where, env);
+  } catch (err) {
+    if ((err as Error).name === 'ConfigError') throw new ConfigError(`invalid agent setting: ${(err as Error).message}`);
+    throw err;
+  }
+  const pino = ctx.log.child({ component: 'agent', device: config.id });
+  const log: AgentLogger = {
+    error: (m) => pino.error(m),
+    warn: (m) => pino.warn(m),
+    info: (m) => pino.info(m),
+    debug: (m) => pino.debug(m),
+  };
+  const running = runAgent(config, inProcessTransport(ctx), log);
+  ctx.log.info({ device: config.id, readers: config.readers.length, exec: running.execs.length, intervalSec: config.intervalSec }, `agent in-process: publishing devices/${config.id}/`);
+  return { config, running, stop: () => running.stop() };
+}
