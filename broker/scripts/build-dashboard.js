@@ -65,6 +65,21 @@ const html = readFileSync(join(srcDir, 'index.html'), 'utf8')
 if (!html.includes('app.js?v=') || !html.includes('app.css?v=')) fail('index.html must reference app.js and app.css');
 writeFileSync(join(outDir, 'index.html'), html);
 
+// 4. The SDK's browser bundles, served by the broker at /topicast.js and /topicast-core.js (http/sdk-bundles.ts).
+const sdkOut = join(brokerDir, 'dist', 'sdk');
+rmSync(sdkOut, { recursive: true, force: true });
+mkdirSync(sdkOut, { recursive: true });
+for (const file of ['topicast.js', 'topicast-core.js']) {
+  const from = join(brokerDir, '..', 'sdk', 'dist', 'browser', file);
+  let bytes;
+  try {
+    bytes = readFileSync(from);
+  } catch {
+    fail(`${relative(process.cwd(), from)} is missing: build the SDK's browser bundles first (npm run build:browser -w topicast)`);
+  }
+  writeFileSync(join(sdkOut, file), bytes);
+}
+
 for (const file of ['app.js', 'app.css']) {
   const bytes = readFileSync(join(outDir, file));
   console.log(`build-dashboard: ${relative(process.cwd(), join(outDir, file))} ${(bytes.length / 1024).toFixed(1)} KB, ${(gzipSync(bytes).length / 1024).toFixed(1)} KB gzip`);

@@ -36,6 +36,8 @@ export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json
 
 /** The dashboard bundled with the broker (built into dist/public). */
 export const DEFAULT_STATIC_ROOT = fileURLToPath(new URL('./public/', import.meta.url));
+/** The SDK's browser bundles (copied into dist/sdk by the build), served at /topicast.js and /topicast-core.js. */
+export const DEFAULT_SDK_ROOT = fileURLToPath(new URL('./sdk/', import.meta.url));
 
 export interface RunningBroker {
   readonly ctx: BrokerContext;
@@ -168,6 +170,8 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     host: config.host,
     port: config.port,
     staticRoot: config.static ?? DEFAULT_STATIC_ROOT,
+    dashboardRoot: DEFAULT_STATIC_ROOT,
+    sdkRoot: DEFAULT_SDK_ROOT,
     native,
     mqtt,
     sse,

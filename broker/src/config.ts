@@ -23,7 +23,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export const BROKER_SETTINGS = [
   { key: 'host', type: 'string', default: '0.0.0.0', doc: 'address to listen on; all interfaces so devices on the LAN reach it' },
   { key: 'port', type: 'int', default: 8080, min: 0, max: 65535, doc: 'HTTP + WebSocket port (0 picks a free port, logged at start-up)' },
-  { key: 'static', type: 'string', default: undefined, doc: 'directory served at / (default: the bundled dashboard)' },
+  { key: 'static', type: 'string', default: undefined, doc: 'directory served at / (default: the bundled dashboard, which also stays at /topicast/)' },
   { key: 'data', type: 'string', default: undefined, doc: 'directory for durable state (retained values, message history, persistent MQTT sessions); unset keeps them in memory only' },
   { key: 'dataRecover', type: 'bool', default: false, doc: 'start even though a store in --data is damaged: move its files to DIR/quarantine/<time>/, load what is intact, count the loss in /metrics, start a new history epoch; without it damage stops start-up (broker/STORAGE.md)' },
   { key: 'config', type: 'string', default: undefined, doc: 'JSON file with any of these settings (camelCase keys)' },

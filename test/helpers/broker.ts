@@ -53,6 +53,8 @@ export interface StartOptions {
   node?: string;
   /** Arguments before the broker's own, e.g. the script of a release package (default: broker/dist/main.js). */
   command?: string[];
+  /** Working directory (default: the test process's), for relative paths in `args`. */
+  cwd?: string;
 }
 
 export async function startBroker(options: StartOptions = {}): Promise<BrokerProcess> {
@@ -71,6 +73,7 @@ export async function startBroker(options: StartOptions = {}): Promise<BrokerPro
     ? [node, args]
     : ['sh', ['-c', `ulimit -n ${options.maxOpenFiles} && exec "$0" "$@"`, node, ...args]];
   const proc = spawn(file, argv, {
+    ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

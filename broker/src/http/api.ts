@@ -18,7 +18,7 @@ export interface HttpReply {
 }
 
 export const STATUS_TEXT: Record<number, string> = {
-  200: '200 OK', 204: '204 No Content', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found', 405: '405 Method Not Allowed', 429: '429 Too Many Requests',
+  200: '200 OK', 204: '204 No Content', 301: '301 Moved Permanently', 304: '304 Not Modified', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found', 405: '405 Method Not Allowed', 429: '429 Too Many Requests',
   413: '413 Payload Too Large', 426: '426 Upgrade Required', 500: '500 Internal Server Error', 503: '503 Service Unavailable',
 };
 

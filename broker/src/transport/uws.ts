@@ -18,6 +18,7 @@ import { allowedMethods, errorReply, healthz, metrics, publish, STATUS_TEXT, una
 import { HISTORY_PREFIX, historyExport, HistoryRates, type HistoryStream } from '../http/history.js';
 import { loadStatic } from '../http/static.js';
 import type { SessionReply, SseProtocol } from '../protocol/sse/index.js';
+import { etagMatches, isSdkBundlePath, sdkBundleLoader, type SdkBundlePath } from '../http/sdk-bundles.js';
 import { SendResult, type Connection } from '../session/connection.js';
 import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
 import type { Admission } from './admission.js';
@@ -72,6 +73,10 @@ export interface HttpServerOptions {
   tls?: TlsFiles | undefined;
   port: number;
   staticRoot: string;
+  /** The bundled dashboard, also served under /topicast/ (so it stays reachable when --static replaces /). */
+  dashboardRoot: string;
+  /** Directory holding the SDK's browser bundles, served at /topicast.js and /topicast-core.js. */
+  sdkRoot: string;
   native: ProtocolHandler;
   mqtt: ProtocolHandler | undefined;
   /** HTTP streaming, `GET /api/subscribe` (PROTOCOL.md §10). */
@@ -371,7 +376,23 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
         });
       });
     }
-    return serveStatic(res, state, options.staticRoot, path, method === 'HEAD');
+    const head = method === 'HEAD';
+    if (isSdkBundlePath(path)) return serveSdkBundle(res, state, path, req.getHeader('if-none-match'), head);
+    if (path === DASHBOARD_PREFIX) return reply(res, { status: 301, headers: { 'Content-Type': 'text/plain; charset=utf-8' }, body: '' }, { Location: `${DASHBOARD_PREFIX}/${query ? `?${query}` : ''}` }, head, state);
+    if (path.startsWith(`${DASHBOARD_PREFIX}/`)) return serveStatic(res, state, options.dashboardRoot, path.slice(DASHBOARD_PREFIX.length), head);
+    return serveStatic(res, state, options.staticRoot, path, head);
+  };
+
+  const loadSdkBundle = sdkBundleLoader(options.sdkRoot);
+  const serveSdkBundle = (res: uWS.HttpResponse, state: Aborted, path: SdkBundlePath, ifNoneMatch: string, head: boolean): void => {
+    loadSdkBundle(path).then(
+      (bundle) => {
+        const headers = { ETag: bundle.etag, 'Cache-Control': 'no-cache', 'Content-Type': 'text/javascript; charset=utf-8', 'X-Content-Type-Options': 'nosniff', 'Access-Control-Allow-Origin': '*' };
+        if (etagMatches(ifNoneMatch, bundle.etag)) return reply(res, { status: 304, headers, body: '' }, {}, true, state);
+        reply(res, { status: 200, headers, body: bundle.body }, {}, head, state);
+      },
+      () => reply(res, errorReply(404, 0, 'not found (this build has no SDK browser bundle)'), {}, head, state),
+    );
   };
 
   /**
@@ -747,6 +768,9 @@ function readBody(res: uWS.HttpResponse, state: Aborted, limit: number, done: (b
     if (isLast) done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
   });
 }
+
+/** Where the bundled dashboard stays reachable whatever --static serves at /. */
+const DASHBOARD_PREFIX = '/topicast';
 
 function serveStatic(res: uWS.HttpResponse, state: Aborted, root: string, path: string, head: boolean): void {
   loadStatic(root, path).then(
