@@ -154,7 +154,9 @@ for (const target of options.targets) {
   const mtime = '@' + Math.floor(Number(execFileSync('git', ['-C', root, 'log', '-1', '--format=%ct'], { encoding: 'utf8' }).trim() || '0'));
   execFileSync('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', `--mtime=${mtime}`, '-C', options.outDir, '-cf', tarball.replace(/\.xz$/, ''), name]);
   jobs.push(async () => {
-    await run('xz', ['-6', '-f', tarball.replace(/\.xz$/, '')]); // -6: an 8 MiB window holds one binary, so the next one (nearly the same) costs little
+    // A 16 MiB window holds two binaries, so the next one (nearly the same) costs little; the fast preset
+    // compresses as well as -9 here at a tenth of the time.
+    await run('xz', ['--lzma2=preset=1,dict=16MiB', '-f', tarball.replace(/\.xz$/, '')]);
     sizes.push([tarball, statSync(tarball).size]);
   });
 
@@ -194,6 +196,7 @@ await Promise.all(Array.from({ length: Math.min(queue.length, availableParalleli
   for (let job = queue.shift(); job; job = queue.shift()) await job();
 })).catch((err) => fail(`packaging failed: ${err.stderr || err.message}`));
 sizes.sort(([a], [b]) => (a < b ? -1 : 1));
+for (const target of options.targets) rmSync(join(options.outDir, `topicast-${version}-${target}`), { recursive: true, force: true }); // packaged now
 
 let tooBig = false;
 for (const [file, bytes] of sizes) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Runs the whole suite from the compiled tests with node:test.
 // Usage: node test/run.js [substring ...]   (only test files whose path contains one of the substrings)
-import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -26,6 +26,28 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
+// The release tests (integration/release*.test.js) inspect packages of the current build. Building them
+// compresses tens of MB, longer than one test file may run on a busy machine, so it happens here, once per
+// distinct input (release/inputs.js), into .cache/release-test/.
+if (files.some((f) => /[\\/]release[^\\/]*\.test\.js$/.test(f))) {
+  const repo = fileURLToPath(new URL('../', import.meta.url));
+  const { releaseInputsHash } = await import('../release/inputs.js');
+  const out = join(repo, '.cache', 'release-test');
+  const stamp = join(out, '.inputs');
+  const hash = releaseInputsHash(repo);
+  if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== hash) {
+    rmSync(out, { recursive: true, force: true });
+    const noDeb = spawnSync('sh', ['-c', 'command -v dpkg-deb']).status !== 0 && !process.env.CI; // the tests say why they skip
+    console.error(`test/run.js: building the release packages for the release tests (${out})`);
+    const r = spawnSync(process.execPath, [join(repo, 'release', 'build.js'), '--out', out, ...(noDeb ? ['--no-deb'] : [])], { stdio: 'inherit' });
+    if (r.status !== 0) {
+      console.error('test/run.js: the release build failed');
+      process.exit(1);
+    }
+    writeFileSync(stamp, hash);
+  }
+}
+
 const child = spawn(
   process.execPath,
   ['--test', '--test-concurrency=2', '--test-timeout=180000', '--test-reporter=spec', ...files],

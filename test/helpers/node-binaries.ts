@@ -55,3 +55,36 @@ export async function tryNpmNodeBinary(spec: string): Promise<{ bin: string } | 
     return { skip: `cannot fetch ${spec} with npm pack (${(err as Error).message.split('\n')[0]})` };
   }
 }
+
+/** Debian's names for the two arm architectures the release packages target. */
+export type DebianArm = 'arm64' | 'armhf';
+
+/**
+ * A root directory with Debian's arm64 or armhf C and C++ runtime (libc6, libstdc++6, libgcc-s1, and libatomic1 that the armv7 Node needs) for
+ * `qemu-aarch64 -L DIR` / `qemu-arm -L DIR`: fetched with `apt-get download` (the architecture must be
+ * added: `dpkg --add-architecture arm64 armhf && apt-get update`, as .ci/run does) and unpacked with
+ * `dpkg -x` into `.cache/sysroot-ARCH/`, once.
+ */
+export async function debianSysroot(arch: DebianArm): Promise<string> {
+  const dir = join(CACHE_DIR, `sysroot-${arch}`);
+  if (existsSync(join(dir, '.complete'))) return dir;
+  mkdirSync(CACHE_DIR, { recursive: true });
+  const work = mkdtempSync(join(CACHE_DIR, `.tmp-sysroot-${arch}-`));
+  try {
+    await run('apt-get', ['download', `libc6:${arch}`, `libstdc++6:${arch}`, `libgcc-s1:${arch}`, `libatomic1:${arch}`], { cwd: work, timeout: 300_000 });
+    const root = join(work, 'root');
+    mkdirSync(root);
+    for (const deb of (await run('sh', ['-c', 'ls *.deb'], { cwd: work })).stdout.trim().split('\n')) {
+      await run('dpkg', ['-x', join(work, deb), root]);
+    }
+    await run('touch', [join(root, '.complete')]);
+    try {
+      renameSync(root, dir);
+    } catch (err) {
+      if (!existsSync(join(dir, '.complete'))) throw err;
+    }
+    return dir;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
