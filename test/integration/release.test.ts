@@ -148,6 +148,10 @@ const dpkgSkip = (): string | false => {
 
 test('.deb: dpkg-deb shows it; dpkg -i installs commands, units, config and the topicast user; the broker starts and stops; dpkg -r removes it', { skip: dpkgSkip() }, async () => {
   const deb = debFile('amd64');
+  // The README's install lines: the same build (release/build.js, default output dist/release/), then dpkg -i.
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  assert.ok(readme.includes(`\n\`\`\`sh\nnpm run release\ndpkg -i dist/release/topicast_${version}_amd64.deb\n\`\`\`\n`), 'README: npm run release, dpkg -i');
+  assert.match(readFileSync(join(root, 'release', 'build.js'), 'utf8'), /outDir: join\(root, 'dist', 'release'\)/);
   const info = (await run('dpkg-deb', ['--info', deb])).stdout;
   assert.match(info, /Package: topicast\n/);
   assert.match(info, new RegExp(`Version: ${version.replace(/\./g, '\\.')}\\n`));
