@@ -2,7 +2,7 @@
  * Footprint on a small board: resident memory (VmRSS) and CPU of the broker as the release packages
  * run it, next to bare Node and raw uWebSockets.js in the same run.
  *
- *   node bench/dist/footprint.js [--release FILE.tar.xz] [--settle 8] [--seconds 8] [--agent-seconds 30] [--connections 1000] [--no-flags]
+ *   node bench/dist/footprint.js [--release FILE.tar.xz] [--settle 8] [--seconds 8] [--agent-seconds 30] [--connections 1000] [--no-flags | --flags-only]
  *
  * Rows (each a fresh process on 127.0.0.1, measured after `--settle` seconds, VmRSS averaged over
  * `--seconds`): bare Node (a timer, nothing loaded); raw uWS (one App listening with a WebSocket route);
@@ -100,14 +100,15 @@ const node = process.execPath;
 const withPort = async (script: string, extra: string[] = [], nodeFlags: string[] = []): Promise<string[]> =>
   [node, ...nodeFlags, script, '--host', '127.0.0.1', '--port', '0', '--mqtt-port', String(await freePort()), '--log-level', 'info', ...extra];
 
-await row('bare Node (a timer)', [node, '-e', 'console.log("PORT 0"); setInterval(() => {}, 1 << 30)']);
-await row('raw uWebSockets.js (App + ws route, listening)', [node, '--input-type=module', '-e', "import uWS from 'uWebSockets.js'; uWS.App().ws('/*', {}).listen('127.0.0.1', 0, (t) => console.log('PORT ' + uWS.us_socket_local_port(t)));"]);
-await row('broker, broker/dist (unbundled)', await withPort(join(root, 'broker', 'dist', 'main.js')));
-await row('broker, release bundle', await withPort(join(bundle, 'topicast.js')));
-await row('broker + in-process agent (--agent, 5 s interval), bundle', await withPort(join(bundle, 'topicast.js'), ['--agent']), { windowSec: agentSeconds, cpu: true });
+const baseline = !args.includes('--flags-only');
+if (baseline) await row('bare Node (a timer)', [node, '-e', 'console.log("PORT 0"); setInterval(() => {}, 1 << 30)']);
+if (baseline) await row('raw uWebSockets.js (App + ws route, listening)', [node, '--input-type=module', '-e', "import uWS from 'uWebSockets.js'; uWS.App().ws('/*', {}).listen('127.0.0.1', 0, (t) => console.log('PORT ' + uWS.us_socket_local_port(t)));"]);
+if (baseline) await row('broker, broker/dist (unbundled)', await withPort(join(root, 'broker', 'dist', 'main.js')));
+if (baseline) await row('broker, release bundle', await withPort(join(bundle, 'topicast.js')));
+if (baseline) await row('broker + in-process agent (--agent, 5 s interval), bundle', await withPort(join(bundle, 'topicast.js'), ['--agent']), { windowSec: agentSeconds, cpu: true });
 
 // Two processes: the broker and topicast-agent (the bundle's), summed.
-{
+if (baseline) {
   const broker = spawnChild(node, (await withPort(join(bundle, 'topicast.js'))).slice(1), { cwd: join(root, 'bench') });
   const port = await listening(broker);
   const agent = spawnChild(node, [join(bundle, 'topicast-agent.js'), '--url', `ws://127.0.0.1:${port}/ws`, '--log-level', 'warn']);
@@ -122,7 +123,7 @@ await row('broker + in-process agent (--agent, 5 s interval), bundle', await wit
   }
 }
 
-await row(`broker, bundle, ${connections} idle SDK connections`, await withPort(join(bundle, 'topicast.js')), {
+if (baseline) await row(`broker, bundle, ${connections} idle SDK connections`, await withPort(join(bundle, 'topicast.js')), {
   during: async (port) => {
     const clients: Client[] = [];
     for (let i = 0; i < connections; i += 50) {
@@ -142,6 +143,7 @@ if (!args.includes('--no-flags')) {
     ['--max-semi-space-size=1 --optimize-for-size', ['--max-semi-space-size=1', '--optimize-for-size']],
     ['--lite-mode', ['--lite-mode']],
   ];
+  await row('broker, bundle, --lite-mode', await withPort(join(bundle, 'topicast.js'), [], ['--lite-mode']));
   for (const [label, flags] of profiles) {
     await row(`broker + in-process agent, bundle, ${label}`, await withPort(join(bundle, 'topicast.js'), ['--agent'], flags), { windowSec: agentSeconds, cpu: true });
   }

@@ -104,7 +104,11 @@ test('tarball: unpacked into an empty directory, run with this machine\'s node â
     await broker.stop();
   }
   // The agent alone, from the same package, to the same kind of broker.
-  const again = await startBroker({ node: join(dir, 'bin', 'topicast'), command: [] });
+  // ...with the small-board profile of etc/default/topicast, which the launcher hands to node.
+  const profile = /^#TOPICAST_NODE_OPTIONS=(.+)$/m.exec(readFileSync(join(dir, 'etc', 'default', 'topicast'), 'utf8'))?.[1];
+  assert.equal(profile, '--lite-mode');
+  const again = await startBroker({ node: join(dir, 'bin', 'topicast'), command: [], env: { TOPICAST_NODE_OPTIONS: profile } });
+  assert.ok(readFileSync(`/proc/${again.proc.pid}/cmdline`, 'utf8').split('\0').includes('--lite-mode'), 'node runs with the profile');
   const agent = execFile(join(dir, 'bin', 'topicast-agent'), ['--url', again.url, '--id', 'packaged-agent', '--readers', 'uptime']);
   try {
     const client = await connect(again.url);
@@ -200,6 +204,19 @@ test('.deb: dpkg-deb shows it; dpkg -i installs commands, units, config and the 
   assert.ok(existsSync('/etc/topicast/topicast.json'), 'dpkg -r keeps the configuration');
   await run('dpkg', ['--purge', 'topicast']);
   assert.ok(!existsSync('/etc/topicast/topicast.json') && !existsSync('/var/lib/topicast'), 'dpkg --purge removes configuration and state');
+
+  // docs/EMBEDDED.md's install line, as written for a Raspberry Pi, with this machine's architecture.
+  const embedded = readFileSync(join(root, 'docs', 'EMBEDDED.md'), 'utf8');
+  const line = `apt install ./topicast_${version}_arm64.deb`;
+  assert.ok(embedded.includes(`\`\`\`sh\n${line}\n\`\`\``), 'docs/EMBEDDED.md shows the apt line');
+  const { stdout, stderr } = await run('sh', ['-c', `${line.replace('_arm64.deb', '_amd64.deb')} </dev/null`], { cwd: built, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  try {
+    assert.match(stdout, /Setting up topicast \(/, stdout + stderr);
+    assert.doesNotMatch(stderr, /Warning/, 'postinst runs quietly');
+    assert.equal((await run('topicast', ['--version'])).stdout.trim(), version);
+  } finally {
+    await run('dpkg', ['--purge', 'topicast']);
+  }
 });
 
 test('deploy/systemd/README.md: the tarball install commands, run as written in a scratch root', { skip: skipAll }, async () => {
