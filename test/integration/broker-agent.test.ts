@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import mqtt from 'mqtt';
 import { connect, type Client } from 'topicast';
 import { BROKER_MAIN, startBroker, type BrokerProcess } from '../helpers/broker.js';
 import { eventually } from '../unit/agent/spawn-agent.js';
@@ -55,8 +56,8 @@ test('--agent: readings, exec sensors and info from inside the broker; status of
   let sub = await watch(broker.url, 'devices/board/#');
   const ctx = () => `seen: ${sub.seen.map((s) => s.topic).join(' ')}\nbroker log:\n${broker.logs.join('\n')}`;
   try {
-    await eventually(() => sub.last('status')?.value === 'online', 'status online', 10_000, ctx);
-    await eventually(() => sub.last('memory/usage') !== undefined && sub.last('exec/lux') !== undefined, 'a reader and the exec sensor', 10_000, ctx);
+    await eventually(() => sub.last('status')?.value === 'online', 'status online', 20_000, ctx);
+    await eventually(() => sub.last('memory/usage') !== undefined && sub.last('exec/lux') !== undefined, 'a reader and the exec sensor', 20_000, ctx);
     const lux = sub.last('exec/lux')!.value as { value: number; unit: string; ts: number };
     assert.equal(lux.value, 42);
     assert.equal(lux.unit, 'lx');
@@ -64,10 +65,16 @@ test('--agent: readings, exec sensors and info from inside the broker; status of
     assert.equal(info.transport, 'in-process');
     assert.ok(info.sensors.some((s) => s.path === 'exec/lux'), 'info lists the exec sensor');
     assert.ok(broker.logs.some((l) => l.includes('agent in-process')), 'the broker logs the agent');
+    // MQTT subscribers read the readings as JSON, as from a separate agent (the payload is tagged MessagePack).
+    const m = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.mqttPort}`, { reconnectPeriod: 0 });
+    const viaMqtt = new Promise<string>((resolve) => m.on('message', (_t, payload) => resolve(payload.toString())));
+    await m.subscribeAsync('devices/board/exec/lux');
+    assert.equal((JSON.parse(await viaMqtt) as { value: number }).value, 42);
+    await m.endAsync();
 
     // Graceful stop: the subscriber still connected sees `offline`, and it is on disk.
     const stopped = broker.stop();
-    await eventually(() => sub.last('status')?.value === 'offline', 'status offline before the connection closes', 10_000, ctx);
+    await eventually(() => sub.last('status')?.value === 'offline', 'status offline before the connection closes', 20_000, ctx);
     await stopped;
     await sub.client.close();
 
@@ -79,7 +86,7 @@ test('--agent: readings, exec sensors and info from inside the broker; status of
 
     broker = await startBroker({ args: withAgent });
     sub = await watch(broker.url, 'devices/board/#');
-    await eventually(() => sub.last('status')?.value === 'online' && sub.last('exec/lux') !== undefined, 'online again after a restart', 10_000, ctx);
+    await eventually(() => sub.last('status')?.value === 'online' && sub.last('exec/lux') !== undefined, 'online again after a restart', 20_000, ctx);
     await sub.client.close();
 
     broker.kill('SIGKILL');
@@ -87,8 +94,8 @@ test('--agent: readings, exec sensors and info from inside the broker; status of
     const killedAt = Date.now();
     broker = await startBroker({ args: withAgent });
     sub = await watch(broker.url, 'devices/board/#');
-    await eventually(() => sub.last('status')?.value === 'online', 'online after kill -9 and restart', 10_000, ctx);
-    await eventually(() => ((sub.last('exec/lux')?.value as { ts?: number } | undefined)?.ts ?? 0) >= killedAt, 'fresh readings after kill -9', 10_000, ctx);
+    await eventually(() => sub.last('status')?.value === 'online', 'online after kill -9 and restart', 20_000, ctx);
+    await eventually(() => ((sub.last('exec/lux')?.value as { ts?: number } | undefined)?.ts ?? 0) >= killedAt, 'fresh readings after kill -9', 20_000, ctx);
   } finally {
     await sub.client.close();
     await broker.stop();
@@ -99,7 +106,7 @@ test('TOPICAST_AGENT=1 turns the agent on; TOPICAST_AGENT_* variables configure 
   const broker = await startBroker({ env: { TOPICAST_AGENT: '1', TOPICAST_AGENT_ID: 'from-env', TOPICAST_AGENT_READERS: 'uptime', TOPICAST_AGENT_INTERVAL: '0.5' } });
   const sub = await watch(broker.url, 'devices/from-env/#');
   try {
-    await eventually(() => sub.last('status')?.value === 'online' && sub.last('uptime') !== undefined, 'status and uptime', 10_000);
+    await eventually(() => sub.last('status')?.value === 'online' && sub.last('uptime') !== undefined, 'status and uptime', 20_000, () => `${sub.seen.map((s) => s.topic).join(' ')}\n${broker.logs.join('\n')}`);
     assert.ok(!sub.seen.some((s) => s.topic.includes('/memory/')), 'only the readers asked for');
   } finally {
     await sub.client.close();
@@ -133,7 +140,7 @@ test('npm start (broker/scripts/start-demo.js): one Node process, the agent insi
   const broker = await startBroker({ command: [demo], env: { TOPICAST_PORT: '0', TOPICAST_MQTT_PORT: '0', TOPICAST_AGENT_ID: 'demo' }, mqttOff: true });
   const sub = await watch(broker.url, 'devices/demo/#');
   try {
-    await eventually(() => sub.last('status')?.value === 'online' && sub.last('memory/usage') !== undefined, 'the demo device online with readings', 10_000);
+    await eventually(() => sub.last('status')?.value === 'online' && sub.last('memory/usage') !== undefined, 'the demo device online with readings', 20_000);
     const children = execFileSync('ps', ['-e', '-o', 'ppid=,comm='], { encoding: 'utf8' })
       .split('\n')
       .filter((l) => l.trim().split(/\s+/)[0] === String(broker.proc.pid));

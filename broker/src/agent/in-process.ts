@@ -3,9 +3,9 @@
  * broker process, publishing straight into the router. One Node runtime on a small board instead
  * of two, and no socket, codec round trip or reconnect loop between them.
  *
- * Same topics and payloads as the native transport: `devices/<id>/...`, values encoded with the SDK's
- * default codec (MessagePack, the options of sdk/src/codec-msgpack.ts), so SDK subscribers and the
- * dashboard decode them alike. Status follows the broker's own lifecycle instead of a will: `online`
+ * Same topics and payloads as the native transport: `devices/<id>/...`, values encoded as the SDK's
+ * default codec publishes them (MessagePack tagged `application/msgpack`), so SDK subscribers, the
+ * dashboard and MQTT subscribers (JSON, converted by the broker) read them alike. Status follows the broker's own lifecycle instead of a will: `online`
  * (retained) when the agent starts with the broker, `offline` (retained, on disk with `--data`)
  * as the first step of a graceful shutdown. After a kill -9 nobody is left to say `offline`; the
  * restarted broker loads `online` from its store and the agent publishes it again at once.
@@ -14,13 +14,16 @@
  * `topicast-agent --config` except url, transport and token), with `TOPICAST_AGENT_*` variables on top.
  */
 import { Packr } from 'msgpackr';
+import { ContentType } from 'topicast/protocol';
 import type { AgentConfig, AgentTransport, Logger as AgentLogger, Payload, RunningAgent } from 'topicast/agent';
 import { ConfigError } from '../config.js';
 import type { BrokerContext } from '../context.js';
-import { createMessage } from '../core/message.js';
+import { createMessage, type MessageProperties } from '../core/message.js';
 
-// The SDK's msgpack codec options: plain MessagePack any decoder reads, the same bytes an SDK publish carries.
+// The SDK's msgpack codec options: plain MessagePack any decoder reads, the same bytes an SDK publish carries,
+// tagged as such (PROTOCOL.md §8), so MQTT subscribers get JSON text as from a separate agent.
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, encodeUndefinedAsNil: true });
+const AS_MSGPACK: MessageProperties = Object.freeze({ contentType: ContentType.msgpack });
 
 /** Encodes agent values for the router; exported for tests. */
 export function encodeAgentPayload(payload: Payload): Uint8Array {
@@ -31,7 +34,7 @@ export function encodeAgentPayload(payload: Payload): Uint8Array {
 export function inProcessTransport(ctx: BrokerContext): AgentTransport {
   let open = true;
   const publish = (topic: string, payload: Payload, retain: boolean): void | Promise<void> =>
-    ctx.router.publish(createMessage(topic, encodeAgentPayload(payload), retain)).durable;
+    ctx.router.publish(createMessage(topic, encodeAgentPayload(payload), retain, undefined, 0, AS_MSGPACK)).durable;
   return {
     kind: 'in-process',
     isOpen: () => open,

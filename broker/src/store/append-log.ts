@@ -39,7 +39,7 @@ import {
   closeSync, existsSync, fdatasync, fsyncSync, ftruncate, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, renameSync,
   unlinkSync, write, writeFileSync, writeSync, type PathLike,
 } from 'node:fs';
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 import { open as openAsync, rename, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { lockDirectory } from './lock.js';

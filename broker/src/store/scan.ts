@@ -15,7 +15,7 @@
  * once and searched byte by byte for the next intact record.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 import { decodeFileMark, isFileMark, MAX_BODY_BYTES, readFrameAt, RECORD_HEADER_BYTES, type FileMark } from './record.js';
 
 /** A damaged stretch of a file: bytes `[start, end)`; `end` is the file size when nothing intact follows. */

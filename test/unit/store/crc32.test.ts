@@ -7,6 +7,9 @@ import { test } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import fc from 'fast-check';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { crc32Module } from './load.js';
 
 const { crc32Table, crc32, crc32Implementation } = crc32Module;
@@ -42,4 +45,17 @@ test('crc32Table equals zlib.crc32 on any bytes, and crc32 is the native one whe
   );
   const big = randomBytes(1 << 20);
   assert.equal(crc32Table(big), nativeCrc32(big));
+});
+
+test('no source imports crc32 from node:zlib directly (Node 18 has no such export: the import would fail at start-up)', () => {
+  const offenders: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (p.endsWith('.ts') && /import\s*\{[^}]*\bcrc32\b[^}]*\}\s*from\s*'(node:)?zlib'/.test(readFileSync(p, 'utf8'))) offenders.push(p);
+    }
+  };
+  for (const src of ['../../../../broker/src', '../../../../sdk/src']) walk(fileURLToPath(new URL(src, import.meta.url)));
+  assert.deepEqual(offenders, [], 'use broker/src/store/crc32.ts');
 });
