@@ -29,7 +29,9 @@ export async function npmNodeBinary(spec: string): Promise<string> {
   mkdirSync(join(CACHE_DIR, 'node'), { recursive: true });
   const work = mkdtempSync(join(CACHE_DIR, 'node', '.tmp-'));
   try {
-    const { stdout } = await run('npm', ['pack', spec, '--silent', '--pack-destination', work], { maxBuffer: 1 << 20, timeout: 300_000 });
+    // Twice: the registry now and then answers a large download with a transient failure.
+    const pack = () => run('npm', ['pack', spec, '--silent', '--pack-destination', work], { maxBuffer: 1 << 20, timeout: 300_000 });
+    const { stdout } = await pack().catch(pack);
     const tgz = join(work, stdout.trim().split('\n').pop()!);
     await run('tar', ['xzf', tgz, '-C', work, 'package/bin/node'], { timeout: 120_000 });
     try {

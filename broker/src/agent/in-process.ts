@@ -41,8 +41,8 @@ export function inProcessTransport(ctx: BrokerContext): AgentTransport {
     onOpen: () => () => {}, // never reopens: the agent announces itself at start because isOpen() is already true
     publish(topic, payload, retain) {
       if (!open) return Promise.reject(new Error('the broker is shutting down'));
-      publish(topic, payload, retain);
-      return Promise.resolve();
+      // Delivered now; with --data the promise settles when the retained write is on disk (the agent counts a failure).
+      return Promise.resolve(publish(topic, payload, retain));
     },
     async close(last) {
       if (!open) return;
