@@ -150,3 +150,30 @@ test('npm start (broker/scripts/start-demo.js): one Node process, the agent insi
     await broker.stop();
   }
 });
+
+test('--agent: actuators inside the broker answer an SDK request and an MQTT 5 request, and publish their state', async () => {
+  const file = join(dir, 'actuators.json');
+  writeFileSync(file, JSON.stringify({ agent: { id: 'act', readers: [], actuators: [{ name: 'led', type: 'boolean', command: 'echo "$TOPICAST_VALUE"' }] } }));
+  const broker = await startBroker({ args: ['--config', file] });
+  const client = await connect(broker.url);
+  try {
+    const state = await watch(broker.url, 'devices/act/led');
+    const result = await client.request('devices/act/set/led', true, { timeoutMs: 10_000 });
+    assert.deepEqual(result, { ok: true, state: true });
+    await eventually(() => state.last('led')?.value === true, 'the state topic', 10_000);
+    await state.client.close();
+    // MQTT 5 request/response through the same router.
+    const m = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.mqttPort}`, { reconnectPeriod: 0, protocolVersion: 5 });
+    const answer = new Promise<{ payload: string; correlation: string | undefined }>((resolve) =>
+      m.on('message', (_t, payload, packet) => resolve({ payload: payload.toString(), correlation: packet.properties?.correlationData?.toString() })));
+    await m.subscribeAsync('replies/me');
+    await m.publishAsync('devices/act/set/led', 'false', { properties: { responseTopic: 'replies/me', correlationData: Buffer.from('c-1') } });
+    const got = await answer;
+    assert.deepEqual(JSON.parse(got.payload), { ok: true, state: false });
+    assert.equal(got.correlation, 'c-1');
+    await m.endAsync();
+  } finally {
+    await client.close();
+    await broker.stop();
+  }
+});

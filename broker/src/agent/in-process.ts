@@ -10,15 +10,20 @@
  * as the first step of a graceful shutdown. After a kill -9 nobody is left to say `offline`; the
  * restarted broker loads `online` from its store and the agent publishes it again at once.
  *
+ * Actuators (commands to the device) subscribe through the router like any client, so
+ * `devices/<id>/set/<name>` from the SDK, MQTT or HTTP reaches them; answers go to the request's
+ * response topic with its correlation data.
+ *
  * The agent's configuration is the `"agent"` object of the broker's config file (any key of
  * `topicast-agent --config` except url, transport and token), with `TOPICAST_AGENT_*` variables on top.
  */
 import { Packr } from 'msgpackr';
-import { ContentType } from 'topicast/protocol';
-import type { AgentConfig, AgentTransport, Logger as AgentLogger, Payload, RunningAgent } from 'topicast/agent';
+import { ContentType, decodeUntagged, formatOf, utf8Text } from 'topicast/protocol';
+import type { AgentConfig, AgentTransport, Inbound, Logger as AgentLogger, Payload, RunningAgent } from 'topicast/agent';
 import { ConfigError } from '../config.js';
 import type { BrokerContext } from '../context.js';
-import { createMessage, type MessageProperties } from '../core/message.js';
+import { createMessage, type Message, type MessageProperties } from '../core/message.js';
+import type { Subscriber } from '../core/router.js';
 
 // The SDK's msgpack codec options: plain MessagePack any decoder reads, the same bytes an SDK publish carries,
 // tagged as such (PROTOCOL.md §8), so MQTT subscribers get JSON text as from a separate agent.
@@ -30,19 +35,67 @@ export function encodeAgentPayload(payload: Payload): Uint8Array {
   return packr.pack(payload);
 }
 
-/** An `AgentTransport` that hands every publish to the router: open from creation until `close`. */
+/**
+ * A delivered payload as a value, by its content type (PROTOCOL.md §8): MessagePack, JSON, text;
+ * untagged payloads by the JSON-or-text rule. What an actuator receives from any publisher.
+ */
+export function decodeAgentInbound(message: Message): unknown {
+  const { payload } = message;
+  switch (formatOf(message.properties?.contentType)) {
+    case 'msgpack':
+      try {
+        return payload.length === 0 ? undefined : packr.unpack(payload);
+      } catch {
+        return payload;
+      }
+    case 'json': {
+      const text = utf8Text(payload);
+      try {
+        return text === undefined ? payload : JSON.parse(text);
+      } catch {
+        return text;
+      }
+    }
+    case 'text':
+      return utf8Text(payload) ?? payload;
+    case 'bytes':
+    case 'other':
+      return payload;
+    default:
+      return decodeUntagged(payload);
+  }
+}
+
+/**
+ * An `AgentTransport` on the router: publishes go straight in, subscriptions (the actuators'
+ * `devices/<id>/set/+`) are router subscribers. Open from creation until `close`.
+ */
 export function inProcessTransport(ctx: BrokerContext): AgentTransport {
   let open = true;
-  const publish = (topic: string, payload: Payload, retain: boolean): void | Promise<void> =>
-    ctx.router.publish(createMessage(topic, encodeAgentPayload(payload), retain, undefined, 0, AS_MSGPACK)).durable;
+  const publish = (topic: string, payload: Payload, retain: boolean, correlationData?: Uint8Array): void | Promise<void> =>
+    ctx.router.publish(createMessage(topic, encodeAgentPayload(payload), retain, undefined, 0, correlationData === undefined ? AS_MSGPACK : { ...AS_MSGPACK, correlationData })).durable;
   return {
     kind: 'in-process',
     isOpen: () => open,
     onOpen: () => () => {}, // never reopens: the agent announces itself at start because isOpen() is already true
-    publish(topic, payload, retain) {
+    publish(topic, payload, retain, extra) {
       if (!open) return Promise.reject(new Error('the broker is shutting down'));
       // Delivered now; with --data the promise settles when the retained write is on disk (the agent counts a failure).
-      return Promise.resolve(publish(topic, payload, retain));
+      return Promise.resolve(publish(topic, payload, retain, extra?.correlationData));
+    },
+    subscribe(filter, handler) {
+      const subscriber: Subscriber = {
+        routerStamp: 0,
+        deliver(message) {
+          const m: Inbound = { topic: message.topic, value: decodeAgentInbound(message), retained: false };
+          const props = message.properties;
+          if (props?.responseTopic !== undefined) m.responseTopic = props.responseTopic;
+          if (props?.correlationData !== undefined) m.correlationData = props.correlationData;
+          setImmediate(() => handler(m)); // the router's rule: no publish from inside a delivery
+        },
+      };
+      ctx.router.subscribe(subscriber, filter, { qos: 0 });
+      return () => void ctx.router.unsubscribe(subscriber, filter);
     },
     async close(last) {
       if (!open) return;
@@ -82,6 +135,6 @@ export async function startInProcessAgent(ctx: BrokerContext, env: NodeJS.Proces
     debug: (m) => pino.debug(m),
   };
   const running = runAgent(config, inProcessTransport(ctx), log);
-  ctx.log.info({ device: config.id, readers: config.readers.length, exec: running.execs.length, intervalSec: config.intervalSec }, `agent in-process: publishing devices/${config.id}/`);
+  ctx.log.info({ device: config.id, readers: config.readers.length, exec: running.execs.length, actuators: config.actuators.length, intervalSec: config.intervalSec }, `agent in-process: publishing devices/${config.id}/`);
   return { config, running, stop: () => running.stop() };
 }
