@@ -83,10 +83,15 @@ test(`Node ${OLDEST_NODE}: topicast-agent publishes its readings and status to t
   const agent = spawnAgent(['--url', broker.url, '--id', 'node18', '--interval', '1', '--readers', 'cpu,memory,uptime'], {}, node);
   try {
     const c = await connect(broker.url);
+    // An agent that dies fails the test at once, with its log, instead of a wait without end.
+    const died = agent.exited.then(({ code, signal }) => {
+      throw new Error(`topicast-agent exited (${signal ?? code}) under Node ${OLDEST_NODE}:\n${agent.logs.join('\n')}`);
+    });
     const online = new Promise<unknown>((resolve) => void c.subscribe('devices/node18/status', resolve));
     const reading = new Promise<unknown>((resolve) => void c.subscribe('devices/node18/memory/#', resolve));
-    assert.equal(await online, 'online');
-    assert.equal(typeof (await reading as { value: unknown }).value, 'number', 'a memory reading { value, unit, ts }');
+    assert.equal(await Promise.race([online, died]), 'online');
+    assert.equal(typeof ((await Promise.race([reading, died])) as { value: unknown }).value, 'number', 'a memory reading { value, unit, ts }');
+    died.catch(() => {}); // the agent's exit at the end below is expected
     await c.close();
   } finally {
     agent.kill('SIGTERM');

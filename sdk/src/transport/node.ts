@@ -3,8 +3,15 @@
  * Per-message deflate is off: payloads are small and mostly incompressible
  * sensor values, and deflate costs memory per connection on both ends.
  */
+import { webcrypto } from 'node:crypto';
 import WebSocket from 'ws';
 import type { Transport, TransportSocket } from './types.js';
+
+// The client draws random ids from the global WebCrypto `crypto`, a global from Node 19 on; Node 18
+// (Debian 12, Raspberry Pi OS bookworm: `engines`) has it only as node:crypto's `webcrypto`.
+if ((globalThis as { crypto?: unknown }).crypto === undefined) {
+  Object.defineProperty(globalThis, 'crypto', { value: webcrypto, writable: true, configurable: true, enumerable: false });
+}
 
 /**
  * Opens a WebSocket with the `ws` package.

@@ -31,7 +31,7 @@ function runtimeImports(code: string): string[] {
 }
 
 const allowed: { [file: string]: string[] } = {
-  'transport/node.ts': ['ws'],
+  'transport/node.ts': ['ws', 'node:crypto'], // node:crypto: WebCrypto for Node 18, which has no global crypto
   'codec-msgpack.ts': ['msgpackr'],
   'core.ts': ['#transport'],
   'index.ts': ['#transport'],
