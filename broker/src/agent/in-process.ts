@@ -18,11 +18,11 @@
  * `topicast-agent --config` except url, transport and token), with `TOPICAST_AGENT_*` variables on top.
  */
 import { Packr } from 'msgpackr';
-import { ContentType, decodeUntagged, formatOf, utf8Text } from 'topicast/protocol';
-import type { AgentConfig, AgentTransport, Inbound, Logger as AgentLogger, Payload, RunningAgent } from 'topicast/agent';
+import { ContentType } from 'topicast/protocol';
+import { inboundValue, type AgentConfig, type AgentTransport, type Inbound, type Logger as AgentLogger, type Payload, type RunningAgent } from 'topicast/agent';
 import { ConfigError } from '../config.js';
 import type { BrokerContext } from '../context.js';
-import { createMessage, type Message, type MessageProperties } from '../core/message.js';
+import { createMessage, type MessageProperties } from '../core/message.js';
 import type { Subscriber } from '../core/router.js';
 
 // The SDK's msgpack codec options: plain MessagePack any decoder reads, the same bytes an SDK publish carries,
@@ -35,36 +35,6 @@ export function encodeAgentPayload(payload: Payload): Uint8Array {
   return packr.pack(payload);
 }
 
-/**
- * A delivered payload as a value, by its content type (PROTOCOL.md §8): MessagePack, JSON, text;
- * untagged payloads by the JSON-or-text rule. What an actuator receives from any publisher.
- */
-export function decodeAgentInbound(message: Message): unknown {
-  const { payload } = message;
-  switch (formatOf(message.properties?.contentType)) {
-    case 'msgpack':
-      try {
-        return payload.length === 0 ? undefined : packr.unpack(payload);
-      } catch {
-        return payload;
-      }
-    case 'json': {
-      const text = utf8Text(payload);
-      try {
-        return text === undefined ? payload : JSON.parse(text);
-      } catch {
-        return text;
-      }
-    }
-    case 'text':
-      return utf8Text(payload) ?? payload;
-    case 'bytes':
-    case 'other':
-      return payload;
-    default:
-      return decodeUntagged(payload);
-  }
-}
 
 /**
  * An `AgentTransport` on the router: publishes go straight in, subscriptions (the actuators'
@@ -87,7 +57,7 @@ export function inProcessTransport(ctx: BrokerContext): AgentTransport {
       const subscriber: Subscriber = {
         routerStamp: 0,
         deliver(message) {
-          const m: Inbound = { topic: message.topic, value: decodeAgentInbound(message), retained: false };
+          const m: Inbound = { topic: message.topic, value: inboundValue(message.payload, message.properties?.contentType), retained: false };
           const props = message.properties;
           if (props?.responseTopic !== undefined) m.responseTopic = props.responseTopic;
           if (props?.correlationData !== undefined) m.correlationData = props.correlationData;

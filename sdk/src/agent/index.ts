@@ -23,7 +23,8 @@ export type { ActuatorConfig, ActuatorHost, ActuatorInfo, ActuatorStats, Actuato
 export { DEFAULT_HOMEASSISTANT_PREFIX, discoveryConfigs, HomeAssistantDiscovery, objectId, type DiscoveryConfig, type DiscoveryInput } from './homeassistant.js';
 export { startCommands, type RunningCommands } from './commands.js';
 export { nativeTransport, type NativeTransportOptions } from './transport/native.js';
-export { mqttTransport, mqttPayload, mqttValue, type MqttTransportOptions } from './transport/mqtt.js';
+export { mqttTransport, mqttPayload, type MqttTransportOptions } from './transport/mqtt.js';
+export { inboundValue } from './inbound.js';
 export * from './readers/index.js';
 export { topicLevel } from './readers/fs.js';
 export { mountName, type FsStats, type DiskReaderOptions } from './readers/disk.js';

@@ -11,7 +11,8 @@
  * the latest value per topic itself.
  */
 import mqtt from 'mqtt';
-import { decodeUntagged, formatOf, topicMatches, utf8Text } from 'topicast/protocol';
+import { topicMatches } from 'topicast/protocol';
+import { inboundValue } from '../inbound.js';
 import type { AgentTransport, Inbound, Logger, Payload } from '../types.js';
 import { silentLogger } from '../types.js';
 
@@ -25,31 +26,6 @@ export interface MqttTransportOptions {
   keepaliveSec?: number;
 }
 
-/**
- * An MQTT payload as a value: by its MQTT 5 content type, else by the JSON-or-text rule (PROTOCOL.md §8).
- * @example
- * mqttValue(Buffer.from('7'), undefined) // 7
- */
-export function mqttValue(payload: Uint8Array, contentType: string | undefined): unknown {
-  switch (formatOf(contentType)) {
-    case 'json': {
-      const text = utf8Text(payload);
-      try {
-        return text === undefined ? payload : JSON.parse(text);
-      } catch {
-        return text;
-      }
-    }
-    case 'text':
-      return utf8Text(payload) ?? payload;
-    case 'bytes':
-    case 'other':
-      return payload;
-    default:
-      // No type, or MessagePack a Topicast broker would have converted (--mqtt-payloads json).
-      return decodeUntagged(payload);
-  }
-}
 
 const CLOSE_PUBLISH_TIMEOUT_MS = 2000;
 
@@ -113,7 +89,7 @@ export function mqttTransport(options: MqttTransportOptions): AgentTransport {
     let m: Inbound | undefined;
     for (const [filter, set] of handlers) {
       if (!topicMatches(filter, topic)) continue;
-      m ??= { topic, value: mqttValue(payload, props?.contentType), retained: packet.retain === true };
+      m ??= { topic, value: inboundValue(payload, props?.contentType), retained: packet.retain === true };
       if (props?.responseTopic !== undefined) m.responseTopic = props.responseTopic;
       if (props?.correlationData !== undefined) m.correlationData = new Uint8Array(props.correlationData);
       for (const h of set) h(m);
