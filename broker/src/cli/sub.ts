@@ -21,13 +21,14 @@ export const SUB_OPTIONS: readonly OptionSpec[] = [
   { name: 'timeout', short: 'W', value: true },
   { name: 'no-retained', short: 'R' },
   { name: 'raw' },
+  { name: 'http' },
   { name: 'codec', value: true },
   { name: 'url', value: true },
   { name: 'token', value: true },
 ];
 
 export const SUB_HELP = `Usage: topicast sub -t FILTER [-t FILTER ...] [-v] [-C COUNT] [-W SEC] [-R] [--raw]
-                    [--codec NAME] [--url URL] [--token TOKEN]
+                    [--http] [--codec NAME] [--url URL] [--token TOKEN]
 
 Subscribes over the native protocol and prints one line per message, decoded by what arrived
 (the SDK's rules): text as it is, numbers, booleans, objects and arrays as JSON, bytes as base64,
@@ -40,6 +41,8 @@ an empty payload as an empty line. Retained values come first.
   -R, --no-retained         skip the retained values; live messages only
       --raw                 write each payload's bytes unchanged, without a newline
                             (topicast sub -t cam/frame -C 1 --raw > frame.jpg)
+      --http                over HTTP streaming (GET /api/session, Server-Sent Events) instead of a
+                            WebSocket: for networks whose proxies refuse the upgrade (PROTOCOL.md §10)
       --codec NAME          decode every payload with this codec whatever its content type:
                             auto (default), msgpack, json, text, raw (bytes, as base64)
       --url URL             the broker's native endpoint (env TOPICAST_URL; default ${DEFAULT_URL})
@@ -59,6 +62,7 @@ interface SubArgs {
   timeoutSec: number | undefined;
   retained: boolean;
   raw: boolean;
+  http: boolean;
   codec: Codec | undefined;
   url: string;
   token: string | undefined;
@@ -89,6 +93,7 @@ function parseSub(argv: readonly string[]): SubArgs {
     timeoutSec,
     retained: !p.has('no-retained'),
     raw: rawMode,
+    http: p.has('http'),
     codec,
     url: checkUrl('sub', single('sub', p, 'url', '--url') ?? (process.env.TOPICAST_URL || DEFAULT_URL)),
     token: single('sub', p, 'token', '--token') ?? (process.env.TOPICAST_TOKEN || undefined),
@@ -114,7 +119,7 @@ export async function runSub(argv: readonly string[], warn: (line: string) => vo
   let client: Client | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
-    client = await connect(args.url, { codec: 'raw', ...(args.token ? { token: args.token } : {}) }).catch((err: unknown) => {
+    client = await connect(args.url, { codec: 'raw', ...(args.http && { via: 'sse' as const }), ...(args.token ? { token: args.token } : {}) }).catch((err: unknown) => {
       throw cliFailure(err, failureContext(args, 'the connection'));
     });
     if (args.timeoutSec !== undefined) {
