@@ -595,6 +595,34 @@ export class History {
   }
 }
 
+/** Restores the min-heap order by `key` below index `i` (the cursor heaps of ReplayMerge and QueryCursor). */
+function siftDown<T>(heap: T[], i: number, key: (item: T) => number): void {
+  for (;;) {
+    const l = 2 * i + 1;
+    const r = l + 1;
+    let min = i;
+    if (l < heap.length && key(heap[l]!) < key(heap[min]!)) min = l;
+    if (r < heap.length && key(heap[r]!) < key(heap[min]!)) min = r;
+    if (min === i) return;
+    const t = heap[i]!;
+    heap[i] = heap[min]!;
+    heap[min] = t;
+    i = min;
+  }
+}
+
+function replayKey(c: { slice: Message[]; i: number }): number {
+  return c.slice[c.i]!.offset;
+}
+
+function queryKeyAscending(s: QuerySlice): number {
+  return s.messages[s.i]!.offset;
+}
+
+function queryKeyDescending(s: QuerySlice): number {
+  return -s.messages[s.i]!.offset;
+}
+
 /**
  * Merges per-topic slices (each in offset order) into one sequence in offset order, lazily:
  * a binary heap of slice cursors, O(log k) per message, nothing copied.
@@ -622,25 +650,8 @@ export class ReplayMerge {
     return m;
   }
 
-  private key(i: number): number {
-    const c = this.heap[i]!;
-    return c.slice[c.i]!.offset;
-  }
-
   private down(i: number): void {
-    const heap = this.heap;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let min = i;
-      if (l < heap.length && this.key(l) < this.key(min)) min = l;
-      if (r < heap.length && this.key(r) < this.key(min)) min = r;
-      if (min === i) return;
-      const t = heap[i]!;
-      heap[i] = heap[min]!;
-      heap[min] = t;
-      i = min;
-    }
+    siftDown(this.heap, i, replayKey);
   }
 }
 
@@ -690,24 +701,7 @@ export class QueryCursor {
     return m;
   }
 
-  private key(i: number): number {
-    const s = this.heap[i]!;
-    return this.sign * s.messages[s.i]!.offset;
-  }
-
   private down(i: number): void {
-    const heap = this.heap;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let min = i;
-      if (l < heap.length && this.key(l) < this.key(min)) min = l;
-      if (r < heap.length && this.key(r) < this.key(min)) min = r;
-      if (min === i) return;
-      const t = heap[i]!;
-      heap[i] = heap[min]!;
-      heap[min] = t;
-      i = min;
-    }
+    siftDown(this.heap, i, this.sign > 0 ? queryKeyAscending : queryKeyDescending);
   }
 }

@@ -194,8 +194,7 @@ export class Outbox {
     this.head = 0;
     this.queuedBytes = 0;
     this.conflated = undefined;
-    this.stats.conflatedBytes -= this.conflatedBytes;
-    this.conflatedBytes = 0;
+    this.holdConflated(-this.conflatedBytes);
   }
 
   /** Writes what the transport will take, after pending history records (drain, near the limit, closing); the per-tick path is the Flusher's `send`. */
@@ -265,8 +264,7 @@ export class Outbox {
       for (const [topic, bytes] of pending) {
         if (conn.bufferedBytes() >= limit) break;
         pending.delete(topic);
-        this.conflatedBytes -= bytes.length;
-        stats.conflatedBytes -= bytes.length;
+        this.holdConflated(-bytes.length);
         if (conn.send(bytes) === SendResult.dropped) {
           stats.dropped++;
           continue;
@@ -310,8 +308,7 @@ export class Outbox {
     const superseded = map.get(topic);
     if (superseded !== undefined) {
       map.delete(topic); // re-insert so flush order follows the latest update
-      this.conflatedBytes -= superseded.length;
-      stats.conflatedBytes -= superseded.length;
+      this.holdConflated(-superseded.length);
       stats.conflated++;
     } else if (map.size >= limits.maxConflatedTopics) {
       stats.dropped++;
@@ -325,13 +322,17 @@ export class Outbox {
     for (const [oldest, old] of map) {
       if (this.conflatedBytes + bytes.length <= limits.maxBufferedBytes) break;
       map.delete(oldest);
-      this.conflatedBytes -= old.length;
-      stats.conflatedBytes -= old.length;
+      this.holdConflated(-old.length);
       stats.dropped++;
     }
     map.set(topic, bytes);
-    this.conflatedBytes += bytes.length;
-    stats.conflatedBytes += bytes.length;
+    this.holdConflated(bytes.length);
+  }
+
+  /** Counts conflated bytes held here and in the broker-wide gauge together. */
+  private holdConflated(delta: number): void {
+    this.conflatedBytes += delta;
+    this.stats.conflatedBytes += delta;
   }
 
   private disconnectSlow(): void {

@@ -8,46 +8,23 @@
  * is still cut off, and reported with its byte count. Files written before file marks existed load.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, cpSync, existsSync, readFileSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import fc from 'fast-check';
-import { createMessage, type Message } from '@topicast/broker';
+import { bytes, files, retained, retainedStoreFixture, text, type LogRetainedStore } from './fixture.js';
 import { logModule, recordModule } from './load.js';
 
 const { openLogRetainedStore, DataCorruptionError } = logModule;
-type LogRetainedStore = Awaited<ReturnType<typeof openLogRetainedStore>>;
 
-const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
-const text = (m: Message | undefined): string | undefined => (m ? new TextDecoder().decode(m.payload) : undefined);
-const retained = (topic: string, value: string): Message => createMessage(topic, bytes(value), true);
-
-const dirs: string[] = [];
-const open: LogRetainedStore[] = [];
-function freshDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'topicast-damage-'));
-  dirs.push(d);
-  return d;
-}
-async function openStore(dir: string, options?: Parameters<typeof openLogRetainedStore>[1]): Promise<LogRetainedStore> {
-  const s = await openLogRetainedStore(dir, options);
-  open.push(s);
-  return s;
-}
-after(async () => {
-  for (const s of open) await s.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-const files = (dir: string, suffix: string): string[] => readdirSync(dir).filter((n) => n.endsWith(suffix)).sort();
+const { freshDir, openStore, keep } = retainedStoreFixture('topicast-damage-');
 const pad = (n: number): string => String(n).padStart(12, '0');
 
 /** Refusal: one DataCorruptionError naming the file (and the offset when given). */
 async function refused(dir: string, file: string, offset?: number): Promise<InstanceType<typeof DataCorruptionError>> {
   const err = await openLogRetainedStore(dir).then(
     (s) => {
-      open.push(s);
+      keep(s);
       assert.fail(`opened a damaged store (${file})`);
     },
     (e: unknown) => e as Error,
@@ -286,7 +263,7 @@ test('property: a byte flipped anywhere in any file is refused at or before it, 
         assert.ok(outcome.offset <= offset, `reported at ${outcome.offset}, flipped at ${offset}`);
         return;
       }
-      open.push(outcome);
+      keep(outcome);
       assert.equal(name, newest, `a flip at ${offset} of ${name} was not noticed`);
       assert.ok(offset >= lastRecordAt, `only the last record can look torn (flip at ${offset}, last record at ${lastRecordAt})`);
       assert.deepEqual(outcome.loadReport.torn?.offset, lastRecordAt);

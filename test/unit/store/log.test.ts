@@ -1,40 +1,17 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import fc from 'fast-check';
 import { createMessage, Router, type Message, type Subscriber } from '@topicast/broker';
 import { retainedContract } from '../broker/retained-contract.js';
+import { bytes, files, retained, retainedStoreFixture, text, type LogRetainedStore } from './fixture.js';
 import { logModule, recordModule } from './load.js';
 
 const { openLogRetainedStore, nodeAppendIo, StoreError } = logModule;
-type LogRetainedStore = Awaited<ReturnType<typeof openLogRetainedStore>>;
 type AppendIo = typeof nodeAppendIo;
 
-const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
-const text = (m: Message | undefined): string | undefined => (m ? new TextDecoder().decode(m.payload) : undefined);
-const retained = (topic: string, value: string, qos: 0 | 1 | 2 = 0): Message =>
-  createMessage(topic, bytes(value), true, undefined, qos);
-
-const dirs: string[] = [];
-const open: LogRetainedStore[] = [];
-function freshDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'topicast-store-'));
-  dirs.push(d);
-  return d;
-}
-async function openStore(dir: string, options?: Parameters<typeof openLogRetainedStore>[1]): Promise<LogRetainedStore> {
-  const s = await openLogRetainedStore(dir, options);
-  open.push(s);
-  return s;
-}
-after(async () => {
-  for (const s of open) await s.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-const files = (dir: string, suffix: string): string[] => readdirSync(dir).filter((n) => n.endsWith(suffix)).sort();
+const { freshDir, openStore } = retainedStoreFixture('topicast-store-');
 const newestSegment = (dir: string): string => join(dir, files(dir, '.tcl').at(-1)!);
 
 retainedContract('LogRetainedStore', () => openStore(freshDir()));

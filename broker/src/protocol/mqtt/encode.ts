@@ -10,8 +10,9 @@
  * topic aliases) force a fresh encode, only for the subscribers that need one.
  */
 import mqtt from 'mqtt-packet';
-import { ContentType, formatOf, msgpackToJson } from 'topicast/protocol';
+import { ContentType, formatOf } from 'topicast/protocol';
 import type { Message, MessageProperties } from '../../core/message.js';
+import { convertedPayload } from '../../session/converted.js';
 import { appendUserProperties, userPropertyOrder, type Pairs } from './user-properties.js';
 
 export type Version = 3 | 4 | 5;
@@ -35,33 +36,17 @@ type PublishProperties = NonNullable<mqtt.IPublishPacket['properties']>;
 /** What MQTT subscribers get of MessagePack payloads (`--mqtt-payloads`, MQTT.md "Payload formats"). */
 export type MqttPayloads = 'json' | 'as-published';
 
-/** Cache key of a message's converted payload beside its encoded packets (core/message.ts `encoded`). */
-const CONVERTED = 'mqtt:json';
-
 /**
  * The payload an MQTT subscriber gets, and its content type: with `json`, a MessagePack-tagged
- * payload converted once per message (`msgpackToJson`, cached on the message, shared by every
- * MQTT subscriber and wire shape); otherwise, or when it is not one MessagePack value, the bytes
- * as published. `converted` is undefined when nothing changed.
+ * payload converted once per message (session/converted.ts, shared by every MQTT subscriber, wire
+ * shape and HTTP stream); otherwise, or when it is not one MessagePack value, the bytes as
+ * published. `converted` says whether the broker changed the payload.
  */
 export function mqttPayload(message: Message, mode: MqttPayloads): { payload: Uint8Array; contentType: string | undefined; converted: boolean } {
   const contentType = message.properties?.contentType;
-  if (mode === 'as-published' || formatOf(contentType) !== 'msgpack') return { payload: message.payload, contentType, converted: false };
-  let bytes = message.encoded[CONVERTED];
-  if (bytes === undefined) {
-    // The original bytes stand for "not convertible", so a bad payload is tried once, not per subscriber.
-    bytes = msgpackToJson(message.payload)?.payload ?? message.payload;
-    message.encoded[CONVERTED] = bytes;
-  }
-  if (bytes === message.payload) return { payload: bytes, contentType, converted: false };
-  return { payload: bytes, contentType: convertedType(message.payload[0]!), converted: true };
-}
-
-/** The content type msgpackToJson gives a value starting with this MessagePack type byte. */
-function convertedType(first: number): ContentType {
-  if ((first >= 0xa0 && first <= 0xbf) || first === 0xd9 || first === 0xda || first === 0xdb) return ContentType.text;
-  if (first === 0xc4 || first === 0xc5 || first === 0xc6) return ContentType.bytes;
-  return ContentType.json;
+  const c = mode === 'json' && formatOf(contentType) === 'msgpack' ? convertedPayload(message) : undefined;
+  if (c === undefined) return { payload: message.payload, contentType, converted: false };
+  return { payload: c.payload, contentType: c.contentType, converted: true };
 }
 
 function v5Properties(message: Message, expirySec: number | undefined, contentType: string | undefined, converted: boolean): PublishProperties | undefined {

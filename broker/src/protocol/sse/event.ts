@@ -10,9 +10,10 @@
  * The event `id:` is the stream position `<epoch>:<offset>` (PROTOCOL.md §4.6) for messages of
  * history topics; an `EventSource` sends the last one back as `Last-Event-ID` when it reconnects.
  */
-import { decodeUntagged, formatOf, msgpackToJson, utf8Text, ContentType, base64, type SubscribeResult } from 'topicast/protocol';
+import { decodeUntagged, formatOf, utf8Text, ContentType, base64, type SubscribeResult } from 'topicast/protocol';
 import type { StreamPosition } from '../../core/history.js';
 import type { Message } from '../../core/message.js';
+import { convertedPayload } from '../../session/converted.js';
 
 /** Cache key of a message's live event beside its other wire shapes (core/message.ts `encoded`). */
 const LIVE = 'sse';
@@ -35,11 +36,12 @@ export const HEARTBEAT = encoder.encode(':\n\n');
  * The JSON text of a payload's value and whether it is base64 of bytes, or undefined for an empty
  * payload (a deleted retained value: no value). PROTOCOL.md §8 decides by the content type.
  */
-function valueJson(payload: Uint8Array, contentType: string | undefined): { json: string; base64: boolean } | undefined {
+function valueJson(message: Message, contentType: string | undefined): { json: string; base64: boolean } | undefined {
+  const { payload } = message;
   if (payload.length === 0) return undefined;
   switch (formatOf(contentType)) {
     case 'msgpack': {
-      const converted = msgpackToJson(payload);
+      const converted = convertedPayload(message); // once per message, shared with MQTT subscribers
       if (converted === undefined) break; // not one MessagePack value: its bytes
       if (converted.contentType === ContentType.json) return { json: textOf(converted.payload), base64: false }; // compact JSON, one line
       if (converted.contentType === ContentType.text) return { json: JSON.stringify(textOf(converted.payload)), base64: false };
@@ -79,7 +81,7 @@ function textOf(bytes: Uint8Array): string {
 /** The `data:` JSON of a message (PROTOCOL.md §10.3). */
 export function messageData(message: Message): string {
   const contentType = message.properties?.contentType;
-  const value = valueJson(message.payload, contentType);
+  const value = valueJson(message, contentType);
   let out = `{"topic":${JSON.stringify(message.topic)}`;
   if (value !== undefined) out += value.base64 ? `,"value":${value.json},"encoding":"base64"` : `,"value":${value.json}`;
   if (contentType !== undefined) out += `,"contentType":${JSON.stringify(contentType)}`;
