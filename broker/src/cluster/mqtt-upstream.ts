@@ -33,8 +33,8 @@
  *   (same origin and stamp: same seq), so on each node a larger seq is newer in the broker's order
  *   even when two nodes wrote one topic within their clock skew.
  * - Wills without compare-and-set: a node dead for `willGraceMs` (presence gone, or showing another
- *   incarnation) has its incarnations' wills published by one node, the lowest live node id, which
- *   then clears them and the index entry. Each connection is a new incarnation; after a reconnect
+ *   incarnation) has its incarnations' wills published by one node, the live node cluster/will-claim.ts
+ *   designates for it (the rule the NATS bus uses too), which then clears them and the index entry. Each connection is a new incarnation; after a reconnect
  *   the node re-registers its wills under it and clears its old incarnation itself, so a blip
  *   shorter than the grace fires nothing. Exactly once while membership is stable; see MQTT-UPSTREAM.md.
  * Cost per message in: one trie match over held filters; per retained message: one map entry per
@@ -47,6 +47,7 @@ import { BusUnavailableError, type Bus, type BusEvents, type BusMessage, type Bu
 import type { MessageProperties } from '../core/message.js';
 import { SubscriptionTrie } from '../core/trie.js';
 import type { Logger } from '../observe/log.js';
+import { willClaimer } from './will-claim.js';
 
 export interface MqttBusOptions {
   /**
@@ -340,7 +341,7 @@ export class MqttBus implements Bus {
         await client.publishAsync(this.indexTopic(this.nodeId, this.inc), '', retained);
         await client.publishAsync(this.presenceTopic(this.nodeId), '', retained);
       } catch (err) {
-        this.log?.warn({ err, bus: 'mqtt' }, 'mqtt bus: clearing wills on close failed; the lowest live node will publish them');
+        this.log?.warn({ err, bus: 'mqtt' }, 'mqtt bus: clearing wills on close failed; the designated live node will publish them');
       }
     }
     this.closed = true;
@@ -622,29 +623,30 @@ export class MqttBus implements Bus {
     this.evaluateClaims();
   }
 
-  /** The lowest live node claims every incarnation whose node has not shown it for `willGraceMs`. */
+  /**
+   * Every incarnation whose node has not shown it for `willGraceMs` is claimed by the live node
+   * cluster/will-claim.ts designates for that node (the same rule as the NATS bus), from the
+   * presence every node sees; a membership change re-runs this, so a designated node that died
+   * hands its share to another.
+   */
   private evaluateClaims(): void {
     if (!this.synced || this.closed || this.current !== 'up') return;
-    let lowest = this.nodeId;
-    for (const node of this.presence.keys()) if (node < lowest) lowest = node;
-    if (lowest !== this.nodeId) {
-      for (const t of this.graceTimers.values()) clearTimeout(t);
-      this.graceTimers.clear();
-      this.graceOver.clear();
-      return;
-    }
-    for (const key of this.graceOver) {
-      const [node, inc] = key.split('\u0000') as [string, string];
-      if (!this.index.get(node)?.has(inc)) this.graceOver.delete(key); // cleared by its owner meanwhile
-    }
+    const live = [this.nodeId, ...this.presence.keys()];
+    // A node alone claims its own earlier process's incarnations; otherwise the rule decides, for every node alike.
+    const mine = (node: string): boolean => (live.some((n) => n !== node) ? willClaimer(node, live) === this.nodeId : node === this.nodeId);
     for (const [key, timer] of this.graceTimers) {
       const [node, inc] = key.split('\u0000') as [string, string];
-      if (!this.index.get(node)?.has(inc)) {
+      if (!this.index.get(node)?.has(inc) || !mine(node)) {
         clearTimeout(timer);
         this.graceTimers.delete(key);
       }
     }
+    for (const key of this.graceOver) {
+      const [node, inc] = key.split('\u0000') as [string, string];
+      if (!this.index.get(node)?.has(inc) || !mine(node)) this.graceOver.delete(key); // cleared by its owner meanwhile, or another node's to claim
+    }
     for (const [node, incs] of this.index) {
+      if (!mine(node)) continue;
       for (const inc of incs) {
         const key = `${node}\u0000${inc}`;
         if ((node === this.nodeId && (inc === this.inc || this.oldIncs.has(inc))) || this.claiming.has(key)) continue;
