@@ -270,7 +270,7 @@ async function openStores(config: BrokerConfig, log: Logger): Promise<OpenedStor
     }
     const damaged = [...reports].filter(([, r]) => r.recovered !== undefined).map(([name]) => name);
     out.history = await openHistory(config, {
-      data,
+      data: config.bus?.trim().startsWith('nats:') ? undefined : data, // with NATS the stream lives in JetStream, shared (cluster/DESIGN.md)
       onError: (err) => log.error({ err, code: err.code }, 'history store write failed'),
       onInfo: (fields, msg) => log.info(fields, msg),
       recoverInto: recoverInto('history'),

@@ -23,7 +23,8 @@
  * cannot bring it back). Cost: one map lookup per subscribe/unsubscribe, one bus publish per local
  * publish, one seq entry per retained topic seen.
  */
-import type { Bus, BusEvents, BusMessage, BusState, OrphanWill, RetainedEntry } from '../core/bus.js';
+import type { Bus, BusEvents, BusMessage, BusState, OrphanWill, RetainedEntry, SharedHistory } from '../core/bus.js';
+import { filtersOverlap } from '../core/filters.js';
 import { createMessage, type Message } from '../core/message.js';
 import type { InterestListener, Router } from '../core/router.js';
 import type { Logger } from '../observe/log.js';
@@ -96,6 +97,8 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
   readonly stats: BridgeStats = { received: 0, staleRetained: 0, retainedRemoved: 0, snapshots: 0, snapshotTimeouts: 0, orphanWills: 0, stateChanges: 0, errors: 0 };
   readonly outbound: BusOutbound;
   private readonly filters = new Map<string, FilterState>();
+  /** Shared-subscription groups held on the bus (share NUL filter → local groups holding it). */
+  private readonly shares = new Map<string, number>();
   private readonly seqs = new Map<string, TopicSeq>();
   private changes = 0;
   /** This node's latest retained write per topic until the bus told its seq. */
@@ -104,6 +107,8 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
   private willCount = 0;
   private untap: () => void = noop;
   private closed = false;
+  /** The history every node shares through the bus, when it keeps one (cluster/DESIGN.md "History in JetStream"). */
+  private shared: SharedHistory | undefined;
 
   constructor(
     readonly bus: Bus,
@@ -143,18 +148,44 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
       message: (m) => this.onMessage(m),
       state: (state, reason) => this.onState(state, reason),
       orphanWill: (will) => this.onOrphanWill(will),
+      shared: (m, share, filter) => this.onShared(m, share, filter),
     };
     await this.bus.start(events);
+    if (this.bus.subscribeShared !== undefined) this.router.gateShared(this.localShare);
     this.router.watchInterest(this);
     this.untap = this.router.tap((message, acknowledged) => this.toBus(message, acknowledged));
+  }
+
+  /**
+   * Shares the router's history through the bus when the bus can keep one (NATS JetStream): the
+   * router then hands it every history message and it routes them back with their place in the
+   * shared stream. Rejects when the bus cannot keep it now.
+   */
+  async shareHistory(retryAfterSec: number): Promise<boolean> {
+    const history = this.router.history;
+    if (history === undefined || this.bus.shareHistory === undefined) return false;
+    const router = this.router;
+    this.shared = await this.bus.shareHistory({ history, route: (m) => router.publish(m), foreignOrigin: BUS_ORIGIN, retryAfterSec });
+    router.sequenceHistory(this.shared);
+    return true;
+  }
+
+  /** A topic whose messages travel through the shared history stream, not the live path. */
+  private isSharedHistoryTopic(topic: string): boolean {
+    return this.shared !== undefined && this.router.history!.isHistoryTopic(topic);
   }
 
   /** Stops sharing; the bus clears this node's wills and interest (a clean leave). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.shared) {
+      this.router.sequenceHistory(undefined);
+      this.shared.close();
+    }
     this.untap();
     this.router.watchInterest(undefined);
+    this.router.gateShared(undefined);
     for (const st of this.filters.values()) clearTimeout(st.linger);
     this.filters.clear();
     this.outbound.close();
@@ -163,13 +194,15 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
 
   // ---- interest (router → bus) ----------------------------------------------------------
 
-  added(filter: string): void {
+  added(filter: string, share?: string): void {
     if (isLocalOnly(filter)) return;
+    if (share !== undefined && this.bus.subscribeShared !== undefined) return this.holdShared(share, filter);
     this.hold(filter).refs++;
   }
 
-  removed(filter: string): void {
+  removed(filter: string, share?: string): void {
     if (isLocalOnly(filter)) return;
+    if (share !== undefined && this.bus.unsubscribeShared !== undefined) return this.releaseShared(share, filter);
     const st = this.filters.get(filter);
     if (!st || --st.refs > 0) return;
     st.linger = setTimeout(() => this.release(filter, st), this.options.lingerMs);
@@ -190,6 +223,38 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
     return st;
   }
 
+  /** A shared-subscription group with members here: the bus hands this node its share of the group's messages. */
+  private holdShared(share: string, filter: string): void {
+    const key = `${share}\u0000${filter}`;
+    const refs = this.shares.get(key) ?? 0;
+    this.shares.set(key, refs + 1);
+    if (refs === 0) this.bus.subscribeShared!(share, filter).catch((err: unknown) => this.failed(err, 'shared subscribe', filter));
+  }
+
+  private releaseShared(share: string, filter: string): void {
+    const key = `${share}\u0000${filter}`;
+    const refs = (this.shares.get(key) ?? 1) - 1;
+    if (refs > 0) return void this.shares.set(key, refs);
+    this.shares.delete(key);
+    this.bus.unsubscribeShared!(share, filter).catch((err: unknown) => this.failed(err, 'shared unsubscribe', filter));
+  }
+
+  /**
+   * Which routed messages this node's shared-subscription groups take from `Router.publish`: with a
+   * bus that spreads groups over nodes, the bus picks one node per message (`onShared`), so only
+   * what never crosses the bus ($SYS), or local publishes while the bus is down, go to the local groups.
+   */
+  private readonly localShare = (message: Message): boolean => message.origin !== BUS_ORIGIN && (isLocalOnly(message.topic) || this.bus.state === 'down');
+
+  private onShared(m: BusMessage, share: string, filter: string): void {
+    if (this.closed) return;
+    try {
+      this.router.deliverShared(createMessage(m.topic, m.payload, false, BUS_ORIGIN, m.qos, m.properties), share, filter);
+    } catch (err) {
+      this.failed(err, 'a shared subscription delivery', m.topic);
+    }
+  }
+
   private release(filter: string, st: FilterState): void {
     if (st.refs > 0 || this.filters.get(filter) !== st) return;
     this.filters.delete(filter);
@@ -201,9 +266,14 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
   prepare(filters: readonly string[]): Promise<void> | undefined {
     // Down, or degraded (retained values unavailable): the local mirror is all there is; what the
     // bus holds arrives live once it is up (onState takes every held filter's snapshot again).
-    if (this.closed || this.bus.state !== 'up') return undefined;
+    if (this.closed) return undefined;
     let waits: Promise<void>[] | undefined;
+    // A resume may carry a position another node delivered: the shared history's mirror catches up
+    // first, and drops what the stream no longer holds (bounded; at once when NATS is unreachable).
+    const history = this.router.history;
+    if (this.shared !== undefined && filters.some((f) => history!.limits.patterns.some((p) => filtersOverlap(p, f)))) waits = [this.shared.caughtUp()];
     for (const filter of filters) {
+      if (this.bus.state !== 'up') break;
       if (isLocalOnly(filter)) continue;
       const st = this.filters.get(filter);
       if (st?.mirrored) continue;
@@ -271,7 +341,10 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
       return false;
     }
     this.seqs.set(topic, { seq, change: ++this.changes });
-    this.router.publish(createMessage(topic, payload, true, BUS_ORIGIN, qos, properties));
+    const message = createMessage(topic, payload, true, BUS_ORIGIN, qos, properties);
+    // Subscribers get a shared history topic's messages from the history stream: only the store takes it.
+    if (this.isSharedHistoryTopic(topic)) this.storeDirect(message);
+    else this.router.publish(message);
     return true;
   }
 
@@ -301,7 +374,9 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
     this.stats.received++;
     try {
       if (m.retain) this.mergeRetained(m.topic, m.payload, m.properties, m.qos, m.seq);
-      else this.router.publish(createMessage(m.topic, m.payload, false, BUS_ORIGIN, m.qos, m.properties));
+      // A shared history topic reaches subscribers from the history stream, in its order; the live
+      // copy serves the retained store (above) and shared-subscription groups (onShared) only.
+      else if (!this.isSharedHistoryTopic(m.topic)) this.router.publish(createMessage(m.topic, m.payload, false, BUS_ORIGIN, m.qos, m.properties));
     } catch (err) {
       this.failed(err, 'routing a bus message', m.topic); // the bus must not see a throw (bus.ts)
     }

@@ -73,6 +73,13 @@ export async function startCluster(config: BrokerConfig, router: Router, log: Lo
   } catch (err) {
     throw new Error(`cannot join the cluster bus ${config.bus ?? bus.kind}: ${(err as Error).message}`, { cause: err });
   }
+  // History topics: one history for the whole cluster when the bus can keep it (cluster/DESIGN.md "History in JetStream").
+  try {
+    if (await bridge.shareHistory(config.busRetryAfterSec)) log.info({ bus: bus.kind }, 'history shared by every node through the bus');
+  } catch (err) {
+    await bridge.close().catch(() => undefined);
+    throw new Error(`cannot share the history through the cluster bus ${config.bus ?? bus.kind}: ${(err as Error).message}`, { cause: err });
+  }
   log.info({ bus: bus.kind, nodeId: bus.nodeId }, 'joined the cluster bus');
   return bridge;
 }

@@ -10,6 +10,8 @@
  *   live.ts       live publishes: batching per event-loop turn, per-topic order behind retained stores
  *   retained.ts   the retained stream: stores (with their seq) and snapshots
  *   wills.ts      heartbeats, liveness, wills and their claims (cluster/will-claim.ts)
+ *   history.ts    the history stream every node shares (`shareHistory`, cluster/DESIGN.md)
+ *   shares.ts     shared subscriptions over the cluster (queue groups on a second connection)
  *
  * This file composes them and owns the one periodic tick.
  *
@@ -29,12 +31,14 @@
  * removal, so flapping filters do not repeat it). The connection is `noEcho`, so a node never
  * receives its own publishes.
  */
-import type { Bus, BusEvents, BusMessage, BusState, RetainedEntry } from '../core/bus.js';
+import type { Bus, BusEvents, BusMessage, BusState, RetainedEntry, SharedHistory, SharedHistoryOptions } from '../core/bus.js';
+import { NatsHistory } from './nats/history.js';
 import { NatsInterest } from './nats/interest.js';
 import { NatsLink } from './nats/link.js';
 import { NatsLive } from './nats/live.js';
 import { natsBusOptionsFromUrl, type NatsBusCounters, type NatsBusOptions } from './nats/options.js';
 import { NatsRetained } from './nats/retained.js';
+import { NatsShares } from './nats/shares.js';
 import { NatsWills } from './nats/wills.js';
 
 export { natsBusOptionsFromUrl, parseNatsServers, type BusLog, type NatsBusCounters, type NatsBusOptions } from './nats/options.js';
@@ -48,6 +52,8 @@ class NatsBusImpl implements Bus {
   private readonly live: NatsLive;
   private readonly retainedRoom: NatsRetained;
   private readonly wills: NatsWills;
+  private readonly shares: NatsShares;
+  private historyRoom: NatsHistory | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(options: NatsBusOptions) {
@@ -59,6 +65,7 @@ class NatsBusImpl implements Bus {
     this.wills = new NatsWills(this.link);
     this.interest = new NatsInterest(this.link, () => this.wills.liveOwners());
     this.live = new NatsLive(this.link, this.retainedRoom.store);
+    this.shares = new NatsShares(this.link, () => this.interest.sync());
   }
 
   get state(): BusState {
@@ -69,6 +76,7 @@ class NatsBusImpl implements Bus {
     await this.link.connect(events);
     this.interest.start(events);
     this.wills.start(events);
+    this.shares.start(events);
     await this.link.settle();
     this.timer = setInterval(() => this.tick(), this.link.o.heartbeatMs);
     this.timer.unref();
@@ -99,19 +107,39 @@ class NatsBusImpl implements Bus {
     return this.wills.setWill(key, will);
   }
 
+  subscribeShared(share: string, filter: string): Promise<void> {
+    return this.shares.subscribe(share, filter);
+  }
+
+  unsubscribeShared(share: string, filter: string): Promise<void> {
+    return this.shares.unsubscribe(share, filter);
+  }
+
+  async shareHistory(options: SharedHistoryOptions): Promise<SharedHistory> {
+    if (this.historyRoom) throw new Error('bus: the history is shared already');
+    const room = new NatsHistory(this.link, options);
+    await room.start();
+    this.historyRoom = room;
+    return room;
+  }
+
   /**
    * Drops the connection without clearing wills or leaving, as a crash would (the other nodes
    * publish this node's wills after `nodeTimeoutMs`). For tests and for a process that must exit now.
    */
   async closeAbruptly(): Promise<void> {
     clearInterval(this.timer);
+    this.historyRoom?.close();
+    await this.shares.close();
     await this.link.closeAbruptly();
   }
 
   async close(): Promise<void> {
     if (this.link.closing) return;
     clearInterval(this.timer);
+    this.historyRoom?.close();
     this.link.stopTimers();
+    await this.shares.close();
     const nc = this.link.nc;
     if (!nc || nc.isClosed()) return;
     await this.wills.clear();

@@ -29,7 +29,8 @@
  * - Topics and filters given to a bus are valid MQTT names/filters within `MAX_BUS_TOPIC_BYTES` (cluster/subject.ts, enforced by config.ts);
  *   encoding them for the engine (e.g. NATS subjects, cluster/subject.ts) is the bus's job.
  */
-import type { MessageProperties } from './message.js';
+import type { History, HistorySequencer } from './history.js';
+import type { Message, MessageProperties } from './message.js';
 
 export type BusState = 'up' | 'degraded' | 'down';
 
@@ -71,6 +72,8 @@ export interface BusEvents {
   state(state: BusState, reason: string): void;
   /** This node won the claim on a dead node's will: route it (locally and to the bus) exactly once. */
   orphanWill(will: OrphanWill): void;
+  /** The engine picked this node for one message of the shared-subscription group `share` on `filter` (`subscribeShared`). Must not throw. */
+  shared?(message: BusMessage, share: string, filter: string): void;
 }
 
 export interface Bus {
@@ -96,6 +99,43 @@ export interface Bus {
   setWill(key: string, will: BusMessage | undefined): Promise<void>;
   /** Clears this node's wills it still holds, leaves interest, disconnects. */
   close(): Promise<void>;
+  /**
+   * Optional (NATS): keeps the history of history topics in the engine, one stream shared by every
+   * node, and makes `history` this node's mirror of it (cluster/DESIGN.md "History in JetStream").
+   * Resolves once the mirror holds what the stream held at the call (bounded); rejects when the
+   * engine cannot keep it (the node then starts without a bus, like any failed join).
+   */
+  shareHistory?(options: SharedHistoryOptions): Promise<SharedHistory>;
+  /**
+   * Optional (NATS queue groups): this node holds members of the shared-subscription group `share`
+   * on `filter`. Every message published on a matching topic by any node, this one included, is
+   * handed to exactly one node holding the group, through `events.shared`. Resolves once the
+   * engine holds it; like `subscribe`, never rejects for an outage.
+   */
+  subscribeShared?(share: string, filter: string): Promise<void>;
+  unsubscribeShared?(share: string, filter: string): Promise<void>;
+}
+
+export interface SharedHistoryOptions {
+  /** This node's history, emptied and refilled as the stream's mirror. */
+  history: History;
+  /** Routes a message from the stream (its offset set) on this node: `Router.publish`. */
+  route(message: Message): void;
+  /** `origin` of messages other nodes published (the bridge's BUS_ORIGIN: never sent back). */
+  foreignOrigin: object;
+  /** Retry hint of an acknowledged publish refused while the stream is unavailable. */
+  retryAfterSec: number;
+}
+
+/** A history several nodes share (core/history.ts HistorySequencer); the router hands it history messages. */
+export interface SharedHistory extends HistorySequencer {
+  /**
+   * Resolves once the mirror holds every message the stream held when called, after removing what
+   * the stream no longer holds (a purge) — bounded, never rejects. A resume waits for it, so a
+   * position another node delivered is never ahead of this node's mirror.
+   */
+  caughtUp(): Promise<void>;
+  close(): void;
 }
 
 /** Thrown (rejected) by `Bus.publish` while the bus is down. */

@@ -58,6 +58,25 @@ export interface HistoryLimits {
 /** Approximate memory of one held message besides its payload and topic: the Message object, its slots in the ring and queue, and its publish time in both. */
 export const ENTRY_OVERHEAD_BYTES = 104;
 
+/**
+ * The seam for a history several nodes share (cluster/nats/history.ts, cluster/DESIGN.md "History
+ * in JetStream"). With a sequencer set (`Router.sequenceHistory`), a message on a history topic is
+ * not routed when published: the router hands it to `sequence`, which stores it in the shared
+ * stream and later routes it (`Router.publish`) with `message.offset` set to its place there, in
+ * the stream's order, on this node as on every other. `History.append` then keeps it at that
+ * offset instead of numbering it, and the local `History` is this node's mirror of the stream:
+ * resumes and queries read it as they read a single node's history.
+ */
+export interface HistorySequencer {
+  /**
+   * Takes a message on a history topic (offset 0) and returns a promise that joins the publish's
+   * `durable`: it resolves once the shared stream stored the message and rejects when it could not.
+   * Undefined: the stream cannot take it now and the router delivers it here without a position
+   * (the sequencer has counted that loss in the history, so no resume is answered across it).
+   */
+  sequence(message: Message, acknowledged: boolean): Promise<void> | undefined;
+}
+
 /** Persistence of the stream (store/history-log.ts). */
 export interface HistorySink {
   /** Persists one message with its offset; the promise resolves once it is durable. */
@@ -264,6 +283,18 @@ export class History {
     this.lost(this.last);
   }
 
+  /**
+   * Starts over as the mirror of a shared stream named `epoch` (HistorySequencer): nothing held,
+   * nothing lost, offsets from 0. Positions of the old epoch no longer resume (the epoch differs).
+   */
+  reset(epoch: string): void {
+    this.evictThrough(this.last);
+    this.epochName = epoch;
+    this.last = 0;
+    this.floor = 0;
+    this.floorAtMs = -1;
+  }
+
   /** Attaches persistence once the store has put back what it holds (restore never writes). */
   setSink(sink: HistorySink): void {
     this.sink = sink;
@@ -295,12 +326,20 @@ export class History {
   /**
    * Called by the router before delivery: on a history topic, gives the message the next offset
    * (`message.offset`), keeps it, applies the bounds, and returns the promise of its durable write
-   * when a sink is set. Other topics: nothing (offset stays 0).
+   * when a sink is set. Other topics: nothing (offset stays 0). A message that already has an
+   * offset (from a shared stream, HistorySequencer) is kept at it; a jump past `last + 1` counts
+   * the offsets between as lost, and one not above `last` is not kept.
    */
   append(message: Message): Promise<void> | undefined {
     if (!this.isHistoryTopic(message.topic)) return undefined;
     const atMs = Math.max(this.lastAtMs, this.now()); // monotonic, so age eviction can pop from the front
-    message.offset = ++this.last;
+    if (message.offset === 0) message.offset = ++this.last;
+    else {
+      // Placed by a shared stream (HistorySequencer), in its order: offsets it skipped are lost to this mirror.
+      if (message.offset <= this.last) return undefined; // never kept out of order (delivered, not held)
+      if (message.offset > this.last + 1) this.lost(message.offset - 1);
+      this.last = message.offset;
+    }
     this.keep(message, atMs);
     this.stats.appended++;
     return this.sink?.write(message, atMs);

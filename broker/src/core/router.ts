@@ -11,7 +11,7 @@
  * one publisher on one topic reach each subscriber in the order published.
  * Cost: O(topic depth + matching entries) per publish.
  */
-import type { History } from './history.js';
+import type { History, HistorySequencer } from './history.js';
 import type { Message } from './message.js';
 import { MemoryRetainedStore, type RetainedStore } from './retained.js';
 import { SubscriptionTrie } from './trie.js';
@@ -43,6 +43,12 @@ export interface Subscriber {
    * Must not throw and must not publish synchronously (defer instead).
    */
   deliver(message: Message, subscription: Subscription): void;
+  /**
+   * Set by a shared-subscription group (MQTT `$share/<share>/<filter>`, one Subscriber per group):
+   * with a cluster that spreads groups over nodes (`gateShared`), one member in the whole cluster
+   * gets each message, else one member per node.
+   */
+  readonly share?: string;
 }
 
 export interface RouterStats {
@@ -63,8 +69,9 @@ export type PublishTap = (message: Message, acknowledged: boolean) => void | Pro
 
 /** Told when a subscriber takes or leaves a filter (the cluster bridge reference-counts them). */
 export interface InterestListener {
-  added(filter: string): void;
-  removed(filter: string): void;
+  /** `share`: the subscriber is that shared-subscription group (Subscriber.share). */
+  added(filter: string, share?: string): void;
+  removed(filter: string, share?: string): void;
 }
 
 export class Router {
@@ -73,6 +80,8 @@ export class Router {
   private stamp = 0;
   private readonly taps: PublishTap[] = [];
   private interest: InterestListener | undefined;
+  private sequencer: HistorySequencer | undefined;
+  private shareGate: ((message: Message) => boolean) | undefined;
 
   /** @param history per-topic history (core/history.ts); undefined when no history pattern is configured. */
   constructor(readonly retained: RetainedStore = new MemoryRetainedStore(), readonly history?: History) {}
@@ -85,19 +94,50 @@ export class Router {
   /** Adds or replaces a subscription. Returns true when it is new for this subscriber. */
   subscribe(subscriber: Subscriber, filter: string, options: SubscriptionOptions): boolean {
     const added = this.index.add(filter, subscriber, { filter, options });
-    if (added) this.interest?.added(filter);
+    if (added) this.interest?.added(filter, subscriber.share);
     return added;
   }
 
   unsubscribe(subscriber: Subscriber, filter: string): boolean {
     const removed = this.index.remove(filter, subscriber);
-    if (removed) this.interest?.removed(filter);
+    if (removed) this.interest?.removed(filter, subscriber.share);
     return removed;
   }
 
   /** Sets the one listener told of every (subscriber, filter) added or removed from now on. */
   watchInterest(listener: InterestListener | undefined): void {
     this.interest = listener;
+  }
+
+  /**
+   * Hands messages on history topics to a shared stream (core/history.ts HistorySequencer), which
+   * routes them back with their offset; undefined: this node numbers its history itself.
+   */
+  sequenceHistory(sequencer: HistorySequencer | undefined): void {
+    this.sequencer = sequencer;
+  }
+
+  /**
+   * Set by a cluster that picks one node per message for each shared-subscription group: `publish`
+   * delivers to groups (Subscriber.share) only the messages `gate` lets through (e.g. while the
+   * bus is down), and the cluster hands the node it picked the message through `deliverShared`.
+   */
+  gateShared(gate: ((message: Message) => boolean) | undefined): void {
+    this.shareGate = gate;
+  }
+
+  /** Delivers `message` to this node's shared-subscription groups named `share` on `filter` (the cluster picked this node). */
+  deliverShared(message: Message, share: string, filter: string): number {
+    const stamp = ++this.stamp;
+    let deliveries = 0;
+    this.index.match(message.topic, function routeToGroup(subscriber, subscription) {
+      if (subscriber.share !== share || subscription.filter !== filter || subscriber.routerStamp === stamp) return;
+      subscriber.routerStamp = stamp;
+      deliveries++;
+      subscriber.deliver(message, subscription);
+    });
+    this.stats.deliveries += deliveries;
+    return deliveries;
   }
 
   /** Registers an observer of every routed message; returns its removal. */
@@ -117,14 +157,22 @@ export class Router {
    */
   publish(message: Message, acknowledged = false): { deliveries: number; durable: void | Promise<void> } {
     const stats = this.stats;
+    // A shared history stream places it first and routes it back with its offset (HistorySequencer).
+    let unplaced = false;
+    if (this.sequencer !== undefined && message.offset === 0 && this.history!.isHistoryTopic(message.topic)) {
+      const taken = this.sequencer.sequence(message, acknowledged);
+      if (taken !== undefined) return { deliveries: 0, durable: taken };
+      unplaced = true; // the stream cannot take it now: delivered here without a position (the sequencer counts the loss)
+    }
     stats.messagesIn++;
     stats.bytesIn += message.payload.length;
     let durable = message.retain ? this.retained.set(message) : undefined;
-    if (this.history !== undefined) durable = bothDurable(durable, this.history.append(message));
+    if (this.history !== undefined && !unplaced) durable = bothDurable(durable, this.history.append(message));
     const stamp = ++this.stamp;
     let deliveries = 0;
+    const skipGroups = this.shareGate !== undefined && !this.shareGate(message);
     this.index.match(message.topic, function routeToSubscriber(subscriber, subscription) {
-      if (subscriber.routerStamp === stamp) return;
+      if (subscriber.routerStamp === stamp || (skipGroups && subscriber.share !== undefined)) return;
       subscriber.routerStamp = stamp;
       deliveries++;
       subscriber.deliver(message, subscription);

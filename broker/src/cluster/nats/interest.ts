@@ -78,7 +78,7 @@ export class NatsInterest {
    * X's server holds the interest. Nodes not known yet are not waited for, and the sync gives up
    * after `interestSyncMs` (counted). Coalesced like `flush`.
    */
-  private sync(): Promise<void> {
+  sync(): Promise<void> {
     if (this.syncing === undefined) {
       this.syncing = this.doSync().finally(() => (this.syncing = undefined));
       return this.syncing;

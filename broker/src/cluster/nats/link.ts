@@ -38,6 +38,13 @@ export class NatsLink {
     reconnects: 0,
     heartbeatsFailed: 0,
     interestSyncTimeouts: 0,
+    historyStored: 0,
+    historyRefused: 0,
+    historyUnplaced: 0,
+    historyRouted: 0,
+    historyPurgesSeen: 0,
+    historyResets: 0,
+    sharedReceived: 0,
   };
   /** This run: random, so a restarted node's sequence never looks like its past one. */
   readonly run = Math.floor(Math.random() * 2 ** 52) + 1;

@@ -18,6 +18,8 @@ export interface NatsBusOptions {
   prefix?: string;
   /** Streams and buckets replicas; default min(3, servers in the NATS cluster). */
   replicas?: number;
+  /** Replicas of the history stream (cluster/nats/history.ts); default: those of the retained stream. */
+  historyReplicas?: number;
   /** First connection and each JetStream request. */
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
@@ -60,6 +62,18 @@ export interface NatsBusCounters {
   heartbeatsFailed: number;
   /** Interest syncs that gave up before every known node answered (a node slow or just gone). */
   interestSyncTimeouts: number;
+  /** History messages stored in the shared history stream by this node. */
+  historyStored: number;
+  /** History messages the stream could not take: refused (acknowledged) or delivered here without a position. */
+  historyRefused: number;
+  historyUnplaced: number;
+  /** History messages routed from the stream (this node's and others'). */
+  historyRouted: number;
+  /** Times the mirror found messages gone from the stream (a purge, limits), and the stream replaced (new epoch). */
+  historyPurgesSeen: number;
+  historyResets: number;
+  /** Messages NATS handed this node for one of its shared-subscription groups. */
+  sharedReceived: number;
 }
 
 export const DEFAULTS = {
@@ -97,7 +111,7 @@ export function remembered(cache: Map<string, string>, key: string, space: strin
 export function natsBusOptionsFromUrl(url: string, nodeId: string): NatsBusOptions {
   const [list, query] = url.split('?', 2) as [string, string | undefined];
   const options: NatsBusOptions = { servers: list, nodeId };
-  const numeric = ['connectTimeoutMs', 'requestTimeoutMs', 'reconnectWaitMs', 'pingIntervalMs', 'heartbeatMs', 'nodeTimeoutMs', 'jetStreamRetryMs', 'interestSyncMs', 'replicas'] as const;
+  const numeric = ['connectTimeoutMs', 'requestTimeoutMs', 'reconnectWaitMs', 'pingIntervalMs', 'heartbeatMs', 'nodeTimeoutMs', 'jetStreamRetryMs', 'interestSyncMs', 'replicas', 'historyReplicas'] as const;
   for (const [key, value] of new URLSearchParams(query ?? '')) {
     if (key === 'prefix') options.prefix = value;
     else if ((numeric as readonly string[]).includes(key)) {
@@ -162,6 +176,7 @@ export type ResolvedNatsOptions = { -readonly [K in keyof typeof DEFAULTS]: (typ
   pass: string | undefined;
   token: string | undefined;
   replicas: number | undefined;
+  historyReplicas: number | undefined;
 };
 
 export function resolveNatsOptions(options: NatsBusOptions): ResolvedNatsOptions {
@@ -181,6 +196,7 @@ export function resolveNatsOptions(options: NatsBusOptions): ResolvedNatsOptions
     pass: options.pass ?? parsed.pass,
     token: options.token ?? parsed.token,
     replicas: options.replicas,
+    historyReplicas: options.historyReplicas,
   };
   if (o.heartbeatMs * 2 > o.nodeTimeoutMs) throw new Error(`bus: nodeTimeoutMs (${o.nodeTimeoutMs}) must be at least twice heartbeatMs (${o.heartbeatMs})`);
   return o;
@@ -197,6 +213,9 @@ export interface NatsNames {
   nodesBucket: string;
   /** Interest syncs: every node answers a request here with its owner id. */
   sync: string;
+  /** History messages in the history stream: `<prefix>.h.<root>.<levels>`. */
+  history: string;
+  historyStream: string;
 }
 
 export function natsNames(prefix: string): NatsNames {
@@ -208,5 +227,7 @@ export function natsNames(prefix: string): NatsNames {
     willsBucket: `${stem}-wills`,
     nodesBucket: `${stem}-nodes`,
     sync: `${prefix}.sync`,
+    history: `${prefix}.h`,
+    historyStream: `${stem.toUpperCase()}_HISTORY`,
   };
 }

@@ -38,7 +38,7 @@ export class SharedGroup implements Subscriber {
   private order: MqttSession[] = [];
   private next = 0;
 
-  constructor(private readonly server: MqttServer, readonly key: string, readonly filter: string) {}
+  constructor(private readonly server: MqttServer, readonly key: string, readonly filter: string, readonly share?: string) {}
 
   join(session: MqttSession, options: MqttSubscriptionOptions): void {
     if (!this.members.has(session)) this.order.push(session);
@@ -86,7 +86,7 @@ export class SharedGroups {
     const key = `${shared.shareName}\u0000${shared.filter}`;
     let group = this.groups.get(key);
     if (!group) {
-      group = new SharedGroup(this.server, key, shared.filter);
+      group = new SharedGroup(this.server, key, shared.filter, shared.shareName); // the share name: one member in a cluster (core/router.ts)
       this.groups.set(key, group);
       this.server.ctx.router.subscribe(group, shared.filter, options);
     }
