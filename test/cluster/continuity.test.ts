@@ -144,10 +144,12 @@ if (requireNatsServer()) {
   test('a shared subscription with members on three nodes: each message to exactly one member in the cluster', { timeout: 60_000 }, async () => {
     const got = new Map<number, string[]>(); // message index → members that got it
     const perMember = [0, 0, 0];
+    const warm = [0, 0, 0];
     for (const [i, node] of nodes.entries()) {
       const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${node.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0, clientId: `worker-${i}` });
       mqttClients.push(c);
-      c.on('message', (_topic, payload) => {
+      c.on('message', (topic, payload) => {
+        if (topic === 'jobs/warm') return void warm[i]!++;
         const n = Number(payload.toString());
         got.set(n, [...(got.get(n) ?? []), `worker-${i}`]);
         perMember[i]!++;
@@ -158,13 +160,21 @@ if (requireNatsServer()) {
     const all: number[] = [];
     const plain = await mqtt.connectAsync(`mqtt://127.0.0.1:${nodes[0]!.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 });
     mqttClients.push(plain);
-    plain.on('message', (_t, p) => all.push(Number(p.toString())));
+    plain.on('message', (t, p) => t !== 'jobs/warm' && all.push(Number(p.toString())));
     await plain.subscribeAsync('jobs/#', { qos: 1 });
     const pubs = await Promise.all([1, 2].map(async (i) => {
       const p = await mqtt.connectAsync(`mqtt://127.0.0.1:${nodes[i]!.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 });
       mqttClients.push(p);
       return p;
     }));
+    // A group's queue subscription reaches NATS shortly after the SUBACK: warm up until every member has had one.
+    await waitFor(async () => {
+      await pubs[0]!.publishAsync('jobs/warm', '0', { qos: 1 });
+      return warm.every((k) => k > 0);
+    }, 'every member takes part in the group', 20_000);
+    got.clear();
+    perMember.fill(0);
+    all.length = 0;
     const count = 90;
     for (let n = 1; n <= count; n++) await pubs[n % 2]!.publishAsync(`jobs/${n % 7}`, String(n), { qos: 1 });
     await waitFor(() => all.length >= count && [...got.values()].reduce((k, m) => k + m.length, 0) >= count, 'every job delivered', 20_000);
