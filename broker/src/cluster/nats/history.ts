@@ -86,6 +86,7 @@ export class NatsHistory implements SharedHistory {
   private lossPending = false;
   private messages: ConsumerMessages | undefined;
   private consumerGen = 0;
+  private consumerStarting = false;
   private waiters: { target: number; resolve: () => void }[] = [];
   private timer: NodeJS.Timeout | undefined;
   private checking: Promise<void> | undefined;
@@ -182,22 +183,31 @@ export class NatsHistory implements SharedHistory {
     await this.consumeFrom(1);
   }
 
+  /** Reads the stream from `seq` on, in order, with an ordered consumer (it makes itself again after a gap or a lost server). */
   private async consumeFrom(seq: number): Promise<void> {
     const link = this.link;
     const gen = ++this.consumerGen;
     const old = this.messages;
     this.messages = undefined;
     old?.stop();
-    const consumer = await link.js!.consumers.get(link.names.historyStream, { filterSubjects: `${link.names.history}.>`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: seq });
-    if (gen !== this.consumerGen || this.closed) return;
-    // Short pulls: a consumer lost with a killed server is noticed (missed heartbeats) and made again within seconds.
-    this.messages = await consumer.consume({ max_messages: 1000, expires: 5000, callback: (m) => this.onStored(m, gen) });
+    this.consumerStarting = true;
+    try {
+      const consumer = await link.js!.consumers.get(link.names.historyStream, { filterSubjects: `${link.names.history}.>`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: seq });
+      if (gen !== this.consumerGen || this.closed) return;
+      // Short pulls: a consumer lost with a killed server is noticed (missed heartbeats) and made again within seconds.
+      const messages = await consumer.consume({ max_messages: 1000, expires: 5000, callback: (m) => this.onStored(m, gen) });
+      if (gen !== this.consumerGen || this.closed) messages.stop();
+      else this.messages = messages;
+    } finally {
+      if (gen === this.consumerGen) this.consumerStarting = false;
+    }
   }
 
   /** One message of the stream, in order: routed here with its sequence as offset. */
   private onStored(m: JsMsg, gen: number): void {
     if (gen !== this.consumerGen || this.closed) return;
     const link = this.link;
+    if (m.seq <= this.history.last) return; // already routed (a consumer made again from an older sequence)
     let env;
     let topic;
     try {
@@ -262,7 +272,9 @@ export class NatsHistory implements SharedHistory {
     try {
       subject = topicToSubject(message.topic, link.names.history);
     } catch (err) {
-      return Promise.reject(err);
+      // Not a subject (config.ts keeps bus topics within MAX_BUS_TOPIC_BYTES, so not expected): kept out of the stream.
+      link.log?.warn({ topic: message.topic.slice(0, 128), err: (err as Error).message }, 'bus: a history message cannot go to the stream');
+      return acknowledged ? Promise.reject(err) : this.refuse(message, false, 'not a subject');
     }
     const nodeSeq = ++this.nodeSeq;
     this.pendingOwn.set(nodeSeq, message);
@@ -456,6 +468,7 @@ export class NatsHistory implements SharedHistory {
       info = await this.ensureStream(this.history.limits); // deleted: made again, a new epoch
     }
     if (epochOf(info) !== this.epoch) await this.adopt(info);
+    else if (this.messages === undefined && !this.consumerStarting) await this.consumeFrom(this.history.last + 1); // making it failed before
     const gone = info.state.first_seq - 1;
     if (gone > 0 && this.history.oldestOffset() <= Math.min(gone, this.history.last)) {
       link.counters.historyPurgesSeen++;
