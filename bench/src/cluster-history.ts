@@ -6,7 +6,9 @@
  * - cost: 20,000 pipelined publishes (64 B, 100 topics) to one subscriber, broker CPU (and
  *   nats-server CPU) per message;
  * - resume replay speed: a subscriber resumes `h/#` from the start of the stream (20,000 + 2,000
- *   messages) — on the same node for local history, on a second node for JetStream (its mirror).
+ *   messages) — on the same node for local history, on a second node for JetStream (its mirror);
+ * - a third node joining after that: start-up to listening with the whole stream loaded into its
+ *   mirror, against the second node's start on an empty stream (the stream's load speed).
  * One nats-server with JetStream (R1) on 127.0.0.1; every process on this machine.
  *
  * Usage: npm run build && node bench/dist/cluster-history.js   (about a minute; prints one JSON object)
@@ -174,9 +176,18 @@ async function main(): Promise<void> {
     await waitFor('nats-server', () => tcpOpen(natsPort), 10_000);
     const bus = `nats://127.0.0.1:${natsPort}`;
     const a = await startBroker(['--bus', bus, '--node-id', 'bench-a']);
+    let t0 = performance.now();
     const b = await startBroker(['--bus', bus, '--node-id', 'bench-b']);
+    const emptyStartMs = performance.now() - t0;
     try {
       out.jetstream = await measure(a.url, a.child.pid, b.url, nats.pid);
+      // A node joining loads the whole stream into its mirror before it listens.
+      t0 = performance.now();
+      const c = await startBroker(['--bus', bus, '--node-id', 'bench-c']);
+      const fullStartMs = performance.now() - t0;
+      await c.child.stop();
+      const messages = SEQUENTIAL + PIPELINED;
+      out.join = { emptyStreamStartMs: Math.round(emptyStartMs), fullStreamStartMs: Math.round(fullStartMs), messages, loadPerSec: Math.round(messages / (Math.max(1, fullStartMs - emptyStartMs) / 1000)) };
     } finally {
       await Promise.all([a.child.stop(), b.child.stop()]);
     }
