@@ -54,6 +54,9 @@ interface PendingStore {
   settle: { resolve(): void; reject(err: unknown): void } | undefined;
 }
 
+/** A mirror behind the stream that has not moved for this long gets a new consumer (more than a consumer's own recovery from a missed heartbeat). */
+const STALL_MS = 3000;
+
 /** Longest a start-up waits for the mirror to load the stream before the node joins anyway (a resume then waits per `caughtUp`). */
 const LOAD_TIMEOUT_MS = 30_000;
 
@@ -87,6 +90,8 @@ export class NatsHistory implements SharedHistory {
   private messages: ConsumerMessages | undefined;
   private consumerGen = 0;
   private consumerStarting = false;
+  /** The mirror's last offset at the last check where it moved (stall detection). */
+  private progress = { last: 0, sinceMs: Date.now() };
   private waiters: { target: number; resolve: () => void }[] = [];
   private timer: NodeJS.Timeout | undefined;
   private checking: Promise<void> | undefined;
@@ -197,7 +202,14 @@ export class NatsHistory implements SharedHistory {
       // Short pulls: a consumer lost with a killed server is noticed (missed heartbeats) and made again within seconds.
       const messages = await consumer.consume({ max_messages: 1000, expires: 5000, callback: (m) => this.onStored(m, gen) });
       if (gen !== this.consumerGen || this.closed) messages.stop();
-      else this.messages = messages;
+      else {
+        this.messages = messages;
+        // Ended for good (e.g. the stream deleted): the next check makes another.
+        void messages.closed().then(
+          () => this.consumerEnded(messages),
+          () => this.consumerEnded(messages),
+        );
+      }
     } finally {
       if (gen === this.consumerGen) this.consumerStarting = false;
     }
@@ -468,7 +480,15 @@ export class NatsHistory implements SharedHistory {
       info = await this.ensureStream(this.history.limits); // deleted: made again, a new epoch
     }
     if (epochOf(info) !== this.epoch) await this.adopt(info);
-    else if (this.messages === undefined && !this.consumerStarting) await this.consumeFrom(this.history.last + 1); // making it failed before
+    else if (!this.consumerStarting && (this.messages === undefined || this.stalled(info.state.last_seq))) {
+      // Making the consumer failed before, or it stopped delivering (its server died and making it
+      // again failed while JetStream settled): made again from where the mirror is.
+      if (this.messages !== undefined) {
+        this.link.counters.historyConsumerRestarts++;
+        link.log?.warn({ last: this.history.last, streamLast: info.state.last_seq }, 'bus: the history consumer stopped delivering; making it again');
+      }
+      await this.consumeFrom(this.history.last + 1);
+    }
     const gone = info.state.first_seq - 1;
     if (gone > 0 && this.history.oldestOffset() <= Math.min(gone, this.history.last)) {
       link.counters.historyPurgesSeen++;
@@ -476,6 +496,23 @@ export class NatsHistory implements SharedHistory {
     }
     if (gone > this.history.last) this.history.lost(gone); // removed before this node read them
     if (wait) await this.waitFor(info.state.last_seq, link.o.requestTimeoutMs);
+  }
+
+  private consumerEnded(messages: ConsumerMessages): void {
+    if (this.messages === messages) this.messages = undefined;
+  }
+
+  /** Whether the mirror has been behind the stream without moving for STALL_MS (checked every heartbeat). */
+  private stalled(streamLast: number): boolean {
+    const now = Date.now();
+    const last = this.history.last;
+    if (streamLast <= last || last !== this.progress.last) {
+      this.progress = { last, sinceMs: now };
+      return false;
+    }
+    if (now - this.progress.sinceMs < STALL_MS) return false;
+    this.progress = { last, sinceMs: now };
+    return true;
   }
 
   close(): void {

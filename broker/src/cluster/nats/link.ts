@@ -44,6 +44,7 @@ export class NatsLink {
     historyRouted: 0,
     historyPurgesSeen: 0,
     historyResets: 0,
+    historyConsumerRestarts: 0,
     sharedReceived: 0,
   };
   /** This run: random, so a restarted node's sequence never looks like its past one. */

@@ -72,6 +72,8 @@ export interface NatsBusCounters {
   /** Times the mirror found messages gone from the stream (a purge, limits), and the stream replaced (new epoch). */
   historyPurgesSeen: number;
   historyResets: number;
+  /** Times the history consumer stopped delivering and was made again. */
+  historyConsumerRestarts: number;
   /** Messages NATS handed this node for one of its shared-subscription groups. */
   sharedReceived: number;
 }
