@@ -19,6 +19,9 @@
  *   checked on every resume (`caughtUp`) and every `heartbeatMs`, and what the stream no longer
  *   holds (a purge, its limits) is evicted from the mirror, so a resume from before it answers
  *   `recovered: false`.
+ * - The ordered consumer makes itself again after a gap or missed heartbeats; one that still stops
+ *   delivering while the stream moves on (its server killed while JetStream re-elects) is made
+ *   again by the periodic check after STALL_MS, from the mirror's last offset.
  * - A resume on a node whose mirror lags the stream (another node delivered a later position)
  *   waits in `caughtUp` until the mirror holds what the stream held when asked (bounded).
  * - A store JetStream answers 503 or not at all (a leader election, a member restarting) is tried
