@@ -17,6 +17,10 @@
  *   subscribes and reads the store in one synchronous turn: no gap before live messages.
  * - Wills: sessions register theirs (`setWill`); the bus publishes them if this node dies, and
  *   hands other nodes' orphan wills to this node, which routes them like the broker's own publish.
+ * - History and shared subscriptions, when the bus can share them (NATS, cluster/DESIGN.md):
+ *   history topics go through the bus's history stream (`shareHistory`; their live copies only
+ *   feed the retained store and shared groups), and each shared-subscription group is held on the
+ *   bus, which picks one node per message (`onShared`).
  *
  * Invariants: topics and filters under `$SYS` stay local (each node has its own figures);
  * `seqs` only grows per topic (tombstones keep a deleted topic's seq so an older snapshot

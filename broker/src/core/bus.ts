@@ -103,7 +103,7 @@ export interface Bus {
    * Optional (NATS): keeps the history of history topics in the engine, one stream shared by every
    * node, and makes `history` this node's mirror of it (cluster/DESIGN.md "History in JetStream").
    * Resolves once the mirror holds what the stream held at the call (bounded); rejects when the
-   * engine cannot keep it (the node then starts without a bus, like any failed join).
+   * engine cannot keep it (the node then does not start, like a node that cannot join the bus).
    */
   shareHistory?(options: SharedHistoryOptions): Promise<SharedHistory>;
   /**
