@@ -129,6 +129,10 @@ if (requireNatsServer()) {
     assert.deepEqual(outcomes.map((o) => o.recovered), [true]);
     assert.ok(outcomes[0]!.replayed >= 20, `the twenty published while away were replayed (${outcomes[0]!.replayed})`);
     assertExactly(got, 1, 40, 'subscriber moved by a crash');
+    // A history query on the publisher's node answers from the same stream: the same values at the same offsets.
+    const answer = (await (await fetch(`${c.httpUrl}/api/history/${encodeURIComponent('h/kill')}?limit=100&order=oldest`)).json()) as { rows: { offset: number; value: number }[]; complete: boolean };
+    assert.deepEqual(answer.rows.map((r) => [r.value, r.offset]), got.map((r) => [r.value, r.offset]));
+    assert.equal(answer.complete, true);
     await startNode(0);
   });
 
