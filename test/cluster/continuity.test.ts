@@ -5,7 +5,8 @@
  * an SDK subscriber on node A is drained (and, separately, A is killed with -9) and resumes on B
  * with `recovered: true` and exactly the messages it missed, in order, offsets compared; a
  * JetStream member killed while messages flow changes nothing a subscriber sees; a purged stream
- * answers the next resume `recovered: false`. And an MQTT shared subscription with members on all
+ * answers the next resume `recovered: false`, and so does a stream deleted (a new one is a new
+ * epoch) while messages keep flowing through the new one. And an MQTT shared subscription with members on all
  * three nodes gets each message once in the whole cluster (NATS queue groups), not once per node.
  */
 import assert from 'node:assert/strict';
@@ -231,5 +232,37 @@ if (requireNatsServer()) {
     }
     const metrics = await scrapeMetrics(b.httpUrl);
     assert.ok((metrics.get('topicast_bus_nats_history_purges_seen_total') ?? 0) >= 1, 'the purge was seen and counted');
+  });
+
+  test('a stream deleted and made again: a new epoch, the old position answers recovered: false, messages flow on', { timeout: 60_000 }, async () => {
+    const [, b, c] = nodes as [BrokerProcess, BrokerProcess, BrokerProcess];
+    const pub = await client(c.url);
+    const first = await client(b.url);
+    const got: Received[] = [];
+    const s1 = await first.subscribe('h/reset', (v, m) => got.push({ value: v as number, offset: m.offset, replayed: m.replayed }));
+    await publishRange(pub, 'h/reset', 1, 3);
+    await waitFor(() => got.length === 3, 'three', 20_000);
+    const position = s1.position!;
+    await first.close();
+    const nc = await natsConnect({ servers: nats.servers[1]!.url });
+    try {
+      const jsm = await nc.jetstreamManager({ timeout: 5000, checkAPI: false });
+      await waitFor(async () => (await jsm.streams.delete('TOPICAST_HISTORY').catch(() => false)) === true, 'the stream deleted', 30_000);
+    } finally {
+      await nc.close();
+    }
+    const again = await client(b.url);
+    const after: Received[] = [];
+    const s2 = await again.subscribe('h/reset', (v, m) => after.push({ value: v as number, offset: m.offset, replayed: m.replayed }), { resume: position });
+    await waitFor(() => s2.recovered !== undefined, 'resume answered', 20_000);
+    assert.equal(s2.recovered, false, 'the stream that held the position is gone');
+    assert.notEqual(s2.position!.epoch, position.epoch, 'a new stream is a new epoch');
+    // Publishes may be refused while the new stream elects its leader: retried until one is taken, then the rest.
+    await waitFor(async () => (await pub.publish('h/reset', 4, { ack: true }).then(() => true, () => false)), 'the new stream takes a publish', 30_000);
+    await publishRange(pub, 'h/reset', 5, 6);
+    await waitFor(() => after.length >= 3, 'messages through the new stream', 20_000);
+    // (4 may come twice: a publish refused while the leader was elected can have been stored all the same.)
+    assertExactly(after.slice(-3), 4, 6, 'through the new stream');
+    assert.equal(after[0]!.value, 4);
   });
 }
