@@ -81,7 +81,7 @@ export const REFUSALS = {
   /** A per-IP limit (connections, connect rate, authentication backoff), docs/SECURITY.md. */
   'per-ip': { code: ErrorCode.tooManyConnections, mqtt: 0x9f, status: 429 },
   /** Too many failed authentications from the address: wait. */
-  'auth-backoff': { code: ErrorCode.unauthenticated, mqtt: 0x8a, status: 429 },
+  'auth-backoff': { code: ErrorCode.unauthenticated, mqtt: 0x9f, status: 429 },
   /** Credentials missing, invalid or expired. */
   unauthenticated: { code: ErrorCode.unauthenticated, mqtt: 0x86, status: 401 },
   // -- publishes (admitPublish), in the order they are checked --
