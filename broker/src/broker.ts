@@ -84,6 +84,13 @@ export function createContext(config: BrokerConfig, log: Logger = createLogger(c
       maxRetainedBytes: config.maxRetainedBytes,
     },
     connectionLimits: { maxConnections: config.maxConnections },
+    sessionLimits: { maxSubscriptionsPerConnection: config.maxSubscriptionsPerConnection, authClockSkewMs: config.authClockSkewSec * 1000, idleTimeoutSec: config.idleTimeoutSec },
+    historyLimits: {
+      maxRows: config.historyMaxRows,
+      maxExportRows: config.historyMaxExportRows,
+      maxQueryBytes: config.historyMaxQueryBytes,
+      queriesPerSec: config.historyQueriesPerSec,
+    },
     counters,
     metrics: new Metrics(),
     log,
@@ -116,12 +123,10 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   const { store, sessionStore, history } = opened;
   const ctx = createContext(config, log, store ?? new MemoryRetainedStore(), history?.history);
   registerCoreMetrics(ctx);
-  if (history) registerHistoryMetrics(ctx.metrics, history);
+  registerStoreMetrics(ctx.metrics, opened);
   ctx.flusher.beforeSend = history?.writePending; // history records reach the kernel before their offsets leave
   registerAuthMetrics(ctx);
   logAuthMode(ctx);
-  registerStoreReports(ctx.metrics, opened.reports);
-  if (store) registerRetainedStoreMetrics(ctx.metrics, store);
   // Scale-out (cluster/DESIGN.md): joined before any listener opens, so clients only see a node in the cluster.
   const cluster = config.bus === undefined && deps.bus === undefined ? undefined : await startCluster(config, ctx.router, log, ctx.metrics, ctx.counters, deps.bus);
   ctx.cluster = cluster;
@@ -174,11 +179,12 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     dashboardRoot: DEFAULT_STATIC_ROOT,
     sdkRoot: DEFAULT_SDK_ROOT,
     protocols,
-    idleTimeoutSec: config.idleTimeoutSec,
     ready: () => ready && ctx.cluster?.state !== 'down',
   }).catch(named('--port', config.port));
-  const tcp = config.mqttPort === 0 ? undefined : await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttPort, undefined, sockets).catch(named('--mqtt-port', config.mqttPort));
-  const tlsTcp = tlsMaterial && config.mqttTlsPort !== 0 ? await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttTlsPort, tlsMaterial, sockets).catch(named('--mqtt-tls-port', config.mqttTlsPort)) : undefined;
+  // MQTT over TCP (and TLS): no upgrade comes first, so the per-IP limits close a refused socket at once (session/admission.ts).
+  const guarded = guardTcp(mqtt, ctx.auth.guard);
+  const tcp = config.mqttPort === 0 ? undefined : await listenTcp(guarded, config.host, config.mqttPort, undefined, sockets).catch(named('--mqtt-port', config.mqttPort));
+  const tlsTcp = tlsMaterial && config.mqttTlsPort !== 0 ? await listenTcp(guarded, config.host, config.mqttTlsPort, tlsMaterial, sockets).catch(named('--mqtt-tls-port', config.mqttTlsPort)) : undefined;
   const stopBudget = watchSocketBudget(sockets, log);
   const stopTlsReload = tls ? reloadOnSighup(tls, [() => http.reloadTls(), (m) => tlsTcp?.setTls(m)], log) : () => {};
   if (tls) {
@@ -302,8 +308,11 @@ async function openStores(config: BrokerConfig, log: Logger): Promise<OpenedStor
   return out;
 }
 
-/** /metrics: what start-up found in each persistent store (0 everywhere on a clean start). */
-function registerStoreReports(metrics: Metrics, reports: Map<StoreName, LoadReport>): void {
+/** /metrics of the persistent stores: each store's own, and what start-up found in each (0 everywhere on a clean start). */
+function registerStoreMetrics(metrics: Metrics, opened: OpenedStores): void {
+  if (opened.store) registerRetainedStoreMetrics(metrics, opened.store);
+  if (opened.history) registerHistoryMetrics(metrics, opened.history);
+  const { reports } = opened;
   if (reports.size === 0) return;
   const each = (read: (r: LoadReport) => number) => () => [...reports].map(([store, r]) => [{ store }, read(r)] as const);
   metrics.register('topicast_store_damage_found', 'gauge', 'Damaged places found in a store at start-up and recovered with --data-recover (moved into quarantine)', each((r) => r.recovered?.damage.length ?? 0));

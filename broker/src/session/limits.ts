@@ -78,6 +78,27 @@ export interface ConnectionLimits {
   readonly maxConnections: number;
 }
 
+/** What a session holds and how long it trusts a token (derived once from the configuration). */
+export interface SessionLimits {
+  readonly maxSubscriptionsPerConnection: number;
+  /** Tolerance past a token's `exp` before its connection ends (authClockSkewSec). */
+  readonly authClockSkewMs: number;
+  /** A WebSocket silent this long is closed; the broker pings before it (told to native clients in WELCOME). */
+  readonly idleTimeoutSec: number;
+}
+
+/** The bounds of history queries (PROTOCOL.md §4.8; history-query.ts). */
+export interface HistoryLimits {
+  /** Rows per native query or prefill (historyMaxRows). */
+  readonly maxRows: number;
+  /** Rows per HTTP export (historyMaxExportRows). */
+  readonly maxExportRows: number;
+  /** Bytes of one answer (historyMaxQueryBytes). */
+  readonly maxQueryBytes: number;
+  /** Queries per second per connection or address; 0 = unlimited (historyQueriesPerSec). */
+  readonly queriesPerSec: number;
+}
+
 /** The bounds of the retained store (configuration). */
 export interface RetainedLimits {
   maxRetainedTopics: number;

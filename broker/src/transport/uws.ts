@@ -87,8 +87,6 @@ export interface HttpServerOptions {
    * "draining"; its socket admission (transport/admission.ts) sees every accepted socket.
    */
   gate: ConnectionGate;
-  /** A WebSocket silent this long is closed (uWS pings before). */
-  idleTimeoutSec: number;
 }
 
 export interface HttpServer {
@@ -193,7 +191,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     // Our outbox applies the slow-consumer policy well below this; uWS's own limit is only a backstop.
     maxBackpressure: Math.max(64 * 1024 * 1024, maxBufferedBytes * 4 + snapshotWindowBytes),
     closeOnBackpressureLimit: 0,
-    idleTimeout: options.idleTimeoutSec,
+    idleTimeout: ctx.sessionLimits.idleTimeoutSec,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
       const { subprotocol } = endpoint;

@@ -31,7 +31,7 @@ export function createNativeProtocol(ctx: BrokerContext): NativeProtocol {
   ctx.metrics.register('topicast_drain_native_notified_total', 'counter', 'Native connections sent a DRAIN frame', () => notified);
   const welcome = encodeFrame({
     op: Op.welcome,
-    info: { version: PROTOCOL_VERSION, server: `topicast/${ctx.version}`, maxPayloadBytes: ctx.publishLimits.maxPayloadBytes, idleTimeoutSec: ctx.config.idleTimeoutSec },
+    info: { version: PROTOCOL_VERSION, server: `topicast/${ctx.version}`, maxPayloadBytes: ctx.publishLimits.maxPayloadBytes, idleTimeoutSec: ctx.sessionLimits.idleTimeoutSec },
   });
   // One function for every session (no closures per connection: they cost memory at 10k+ connections).
   const ended = (session: NativeSession): void => {

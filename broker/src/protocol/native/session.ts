@@ -146,7 +146,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     principal?: Principal,
   ) {
     if (principal?.permissions !== undefined) this.more().permissions = principal.permissions;
-    if (principal?.expiresAtMs !== undefined) this.armExpiry(principal.expiresAtMs + ctx.config.authClockSkewSec * 1000);
+    if (principal?.expiresAtMs !== undefined) this.armExpiry(principal.expiresAtMs + ctx.sessionLimits.authClockSkewMs);
     this.outbox = new Outbox(conn, ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
     this.outbox.pushControl(welcome);
   }
@@ -324,8 +324,8 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     let prefill: CollectedRows | undefined;
     let prefillComplete = true;
     if (history && frame.options.history) {
-      const answer = history.query({ filters: frame.filters, limit: frame.options.history.limit ?? this.ctx.config.historyMaxRows, sinceMs: frame.options.history.sinceMs, newestFirst: true }, readCheck(this.ctx, permissions), true);
-      prefill = collectRows(answer, this.ctx.config.historyMaxQueryBytes);
+      const answer = history.query({ filters: frame.filters, limit: frame.options.history.limit ?? this.ctx.historyLimits.maxRows, sinceMs: frame.options.history.sinceMs, newestFirst: true }, readCheck(this.ctx, permissions), true);
+      prefill = collectRows(answer, this.ctx.historyLimits.maxQueryBytes);
       prefillComplete = answer.complete() && !prefill.truncated;
       prefill.messages.reverse();
       prefill.times.reverse();
@@ -362,8 +362,8 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   private planHistory(filters: readonly string[], req: Extract<ClientFrame, { op: typeof Op.history }>['options']) {
     const ctx = this.ctx;
     const extras = this.more();
-    extras.historyBucket ??= new TokenBucket(ctx.config.historyQueriesPerSec, Math.max(1, ctx.config.historyQueriesPerSec), ctx.now());
-    return planQuery(ctx, filters, req, ctx.config.historyMaxRows, this.permissions, extras.historyBucket);
+    extras.historyBucket ??= new TokenBucket(ctx.historyLimits.queriesPerSec, Math.max(1, ctx.historyLimits.queriesPerSec), ctx.now());
+    return planQuery(ctx, filters, req, ctx.historyLimits.maxRows, this.permissions, extras.historyBucket);
   }
 
   /** HISTORY (PROTOCOL.md §4.8): rows captured now, paced through the outbox, then HISTORY_END. */
@@ -372,7 +372,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     if ('code' in planned) return this.error(frame.id, planned.code, planned.message);
     const { history, query } = planned;
     const answer = history.query(query, readCheck(this.ctx, this.permissions), true); // collected below, in this turn
-    const rows = collectRows(answer, this.ctx.config.historyMaxQueryBytes);
+    const rows = collectRows(answer, this.ctx.historyLimits.maxQueryBytes);
     const info = {
       count: rows.messages.length, complete: answer.complete() && !rows.truncated, more: answer.more || rows.truncated,
       epoch: history.epoch, offset: history.last,
