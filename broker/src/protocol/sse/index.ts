@@ -17,7 +17,6 @@ import { parsePosition, streamStart } from './event.js';
 import { SseSession } from './session.js';
 
 export type { StreamRequest } from './session.js';
-export type { SessionReply } from './emulation.js';
 
 /** Heartbeat comments this often: below the 30-60 s idle timeouts of common proxies and load balancers (nginx's proxy_read_timeout is 60 s). */
 const HEARTBEAT_MS = 15_000;
