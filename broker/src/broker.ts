@@ -1,33 +1,40 @@
 /**
  * The composition root: builds the context, the protocols and the listeners
- * from a configuration, and shuts them down in order. No logic lives here.
+ * from a configuration, and shuts them down in order. No logic lives here:
+ * each module registers its own metrics, admission is session/admission.ts,
+ * the waits of a drain and a shutdown are session/drain.ts. The protocols are
+ * listed once (`protocols` below); the transports, the drain and the shutdown
+ * read what each declares (session/handler.ts) and name none.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createAuth, guardTcp, logAuthMode, registerAuthMetrics } from './auth/index.js';
+import { createAuth } from './auth/index.js';
 import { createMqttAuthenticate } from './auth/mqtt.js';
+import { logAuthMode, registerAuthMetrics } from './auth/observe.js';
 import { loadTls, reloadOnSighup, tlsFiles } from './auth/tls.js';
 import type { BrokerConfig } from './config.js';
 import type { BrokerContext, BrokerCounters } from './context.js';
 import { Router } from './core/router.js';
 import { MemoryRetainedStore, type RetainedStore } from './core/retained.js';
-import { openLogRetainedStore, type LogRetainedStore } from './store/log.js';
+import { openLogRetainedStore, registerRetainedStoreMetrics, type LogRetainedStore } from './store/log.js';
 import { openHistory, registerHistoryMetrics, type OpenedHistory } from './store/history-log.js';
 import { DataCorruptionError, type LoadReport } from './store/append-log.js';
 import type { History } from './core/history.js';
 import { createLogger, type Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
 import { registerCoreMetrics, startSys } from './observe/sys.js';
-import { createNativeProtocol } from './protocol/native/index.js';
+import { createNativeProtocol, nativeFrameLimit } from './protocol/native/index.js';
 import { startCluster } from './cluster/index.js';
 import type { Bus } from './core/bus.js';
 import { createMqttProtocol } from './protocol/mqtt/index.js';
 import { createSseProtocol } from './protocol/sse/index.js';
 import { openSessionStore, type MqttSessionStore } from './protocol/mqtt/persist.js';
 import { createOutboxStats, Flusher } from './session/outbox.js';
-import { createDrainStats, drainConnections } from './session/drain.js';
-import { Admission, refreshSocketBudget } from './transport/admission.js';
+import { createGate, guardTcp } from './session/admission.js';
+import type { ProtocolHandler } from './session/handler.js';
+import { createDrainStats, drainConnections, registerDrainMetrics, whenClosed } from './session/drain.js';
+import { Admission, refreshSocketBudget, registerAdmissionMetrics } from './transport/admission.js';
 import { listenTcp } from './transport/tcp.js';
 import { listenHttp } from './transport/uws.js';
 import { checkStaticDir, ensureDataDir, listenFailure } from './startup.js';
@@ -69,6 +76,21 @@ export function createContext(config: BrokerConfig, log: Logger = createLogger(c
       maxConflatedTopics: config.maxConflatedTopics,
     },
     topicLimits: { maxTopicBytes: config.maxTopicBytes, maxTopicLevels: config.maxTopicLevels },
+    publishLimits: {
+      maxPayloadBytes: config.maxPayloadBytes,
+      maxPublishesPerSec: config.maxPublishesPerSec,
+      publishBurst: config.publishBurst,
+      maxRetainedTopics: config.maxRetainedTopics,
+      maxRetainedBytes: config.maxRetainedBytes,
+    },
+    connectionLimits: { maxConnections: config.maxConnections },
+    sessionLimits: { maxSubscriptionsPerConnection: config.maxSubscriptionsPerConnection, authClockSkewMs: config.authClockSkewSec * 1000, idleTimeoutSec: config.idleTimeoutSec },
+    historyLimits: {
+      maxRows: config.historyMaxRows,
+      maxExportRows: config.historyMaxExportRows,
+      maxQueryBytes: config.historyMaxQueryBytes,
+      queriesPerSec: config.historyQueriesPerSec,
+    },
     counters,
     metrics: new Metrics(),
     log,
@@ -82,17 +104,6 @@ export function createContext(config: BrokerConfig, log: Logger = createLogger(c
       return n;
     },
   };
-}
-
-function registerAdmissionMetrics(ctx: BrokerContext, admission: Admission): void {
-  const m = ctx.metrics;
-  m.register('topicast_sockets_open', 'gauge', 'Client sockets open over every listener, upgraded or not', () => admission.sockets);
-  m.register('topicast_sockets_budget', 'gauge', 'Client sockets the file descriptor limit leaves room for (beyond it new ones are closed at once)', () => (Number.isFinite(admission.socketBudget) ? admission.socketBudget : -1));
-  m.register('topicast_connections_pending', 'gauge', 'Connections not yet upgraded (HTTP) or CONNECTed (MQTT)', () => admission.pending);
-  m.register('topicast_connections_admission_refused_total', 'counter', 'Sockets closed at accept: out of descriptors, or past maxPendingConnections / maxPendingConnectionsPerIp', () =>
-    Object.entries(admission.stats.refused).map(([reason, n]) => [{ reason }, n] as const));
-  m.register('topicast_accept_errors_total', 'counter', 'Accepts the OS refused (EMFILE, ENFILE): the peer was reset', () => admission.stats.acceptErrors);
-  m.register('topicast_http_framing_refused_total', 'counter', 'HTTP requests closed for ambiguous framing (differing Content-Length, Transfer-Encoding)', () => ctx.counters.framingRefused);
 }
 
 /** What a caller may provide instead of building it from the configuration (tests: an in-memory bus). */
@@ -112,17 +123,10 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   const { store, sessionStore, history } = opened;
   const ctx = createContext(config, log, store ?? new MemoryRetainedStore(), history?.history);
   registerCoreMetrics(ctx);
-  if (history) registerHistoryMetrics(ctx.metrics, history);
+  registerStoreMetrics(ctx.metrics, opened);
   ctx.flusher.beforeSend = history?.writePending; // history records reach the kernel before their offsets leave
   registerAuthMetrics(ctx);
   logAuthMode(ctx);
-  registerStoreReports(ctx.metrics, opened.reports);
-  if (store) {
-    const s = store.stats;
-    ctx.metrics.register('topicast_store_write_errors_total', 'counter', 'Retained store writes that failed (e.g. disk full)', () => s.writeErrors);
-    ctx.metrics.register('topicast_store_batches_total', 'counter', 'Retained store group commits (one fsync each)', () => s.batches);
-    ctx.metrics.register('topicast_store_log_bytes', 'gauge', 'Bytes in the retained store log since its last snapshot', () => s.logBytes);
-  }
   // Scale-out (cluster/DESIGN.md): joined before any listener opens, so clients only see a node in the cluster.
   const cluster = config.bus === undefined && deps.bus === undefined ? undefined : await startCluster(config, ctx.router, log, ctx.metrics, ctx.counters, deps.bus);
   ctx.cluster = cluster;
@@ -139,8 +143,13 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     }
   }
   const native = createNativeProtocol(ctx);
-  const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth), sessionStore });
-  const sse = createSseProtocol(ctx, native);
+  const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth), sessionStore, drainServerReference: config.drainServerReference });
+  // Every protocol, once: a new one is its folder and a line here.
+  const protocols: readonly ProtocolHandler[] = [
+    native,
+    mqtt,
+    createSseProtocol(ctx, native, nativeFrameLimit(ctx.publishLimits, ctx.topicLimits)),
+  ];
   if (sessionStore) {
     const s = sessionStore.stats;
     log.info({ dir: sessionStore.dir, sessions: mqtt.server.sessions.size, loadMs: s.loadMs, truncatedBytes: s.truncatedBytes, lost: s.lostOnLoad }, 'MQTT session store loaded');
@@ -149,45 +158,34 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
   const tls = tlsFiles(config);
   const tlsMaterial = tls && loadTls(tls);
   let ready = true;
-  // Drain (session/drain.ts): while it runs, /healthz says "draining" and new WebSockets get 503.
-  let draining = false;
   const drainStats = createDrainStats();
-  ctx.metrics.register('topicast_draining', 'gauge', '1 while this node drains its clients before shutting down', () => drainStats.draining);
-  ctx.metrics.register('topicast_drain_native_notified_total', 'counter', 'Native connections sent a DRAIN frame', () => drainStats.nativeNotified);
-  ctx.metrics.register('topicast_drain_mqtt_disconnected_total', 'counter', 'MQTT connections disconnected at their slot of the drain window', () => drainStats.mqttDisconnected);
-  ctx.metrics.register('topicast_drain_closed_at_end_total', 'counter', 'Connections still open at the end of the drain window (closed with 1001 / 0x8B)', () => drainStats.closedAtEnd);
+  registerDrainMetrics(ctx.metrics, drainStats);
   // Descriptors and half-open connections (transport/admission.ts): every listener's sockets pass it.
-  const admission = new Admission(config, ctx.now, (summary) => {
+  const sockets = new Admission(config, ctx.now, (summary) => {
     log.warn(summary, 'connections refused or accepts failing: out of file descriptors or too many half-open connections (counted in /metrics)');
   });
-  registerAdmissionMetrics(ctx, admission);
+  registerAdmissionMetrics(ctx.metrics, sockets);
+  // Who may connect (session/admission.ts); while the node drains, /healthz says "draining" and new connections get 503.
+  const gate = createGate(sockets);
   const named = (flag: string, port: number) => async (err: unknown): Promise<never> => {
     throw await listenFailure(err, flag, config.host, port);
   };
   const http = await listenHttp(ctx, {
-    admission,
+    gate,
     tls,
     host: config.host,
     port: config.port,
     staticRoot: config.static ?? DEFAULT_STATIC_ROOT,
     dashboardRoot: DEFAULT_STATIC_ROOT,
     sdkRoot: DEFAULT_SDK_ROOT,
-    native,
-    mqtt,
-    sse,
+    protocols,
     ready: () => ready && ctx.cluster?.state !== 'down',
-    draining: () => draining,
   }).catch(named('--port', config.port));
-  const tcp = config.mqttPort === 0 ? undefined : await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttPort, undefined, admission).catch(named('--mqtt-port', config.mqttPort));
-  const tlsTcp = tlsMaterial && config.mqttTlsPort !== 0 ? await listenTcp(guardTcp(mqtt, ctx.auth.guard), config.host, config.mqttTlsPort, tlsMaterial, admission).catch(named('--mqtt-tls-port', config.mqttTlsPort)) : undefined;
-  // The budget is what the descriptor limit leaves once the listeners, stores and bus hold theirs;
-  // re-read every 10 s while sockets use half of it or more (what else the process holds moves).
-  refreshSocketBudget(admission);
-  log.info({ socketBudget: admission.socketBudget }, 'client sockets admitted at most (file descriptor limit less the broker\'s own and a reserve)');
-  const budgetTimer = setInterval(function refreshBudget() {
-    if (admission.sockets * 2 >= admission.socketBudget) refreshSocketBudget(admission);
-  }, 10_000);
-  budgetTimer.unref();
+  // MQTT over TCP (and TLS): no upgrade comes first, so the per-IP limits close a refused socket at once (session/admission.ts).
+  const guarded = guardTcp(mqtt, ctx.auth.guard);
+  const tcp = config.mqttPort === 0 ? undefined : await listenTcp(guarded, config.host, config.mqttPort, undefined, sockets).catch(named('--mqtt-port', config.mqttPort));
+  const tlsTcp = tlsMaterial && config.mqttTlsPort !== 0 ? await listenTcp(guarded, config.host, config.mqttTlsPort, tlsMaterial, sockets).catch(named('--mqtt-tls-port', config.mqttTlsPort)) : undefined;
+  const stopBudget = watchSocketBudget(sockets, log);
   const stopTlsReload = tls ? reloadOnSighup(tls, [() => http.reloadTls(), (m) => tlsTcp?.setTls(m)], log) : () => {};
   if (tls) {
     log.info({ port: http.port, mqttTlsPort: tlsTcp?.port ?? 0, certFile: tls.certFile }, 'TLS on: https:// and wss:// on the port, mqtts:// on mqttTlsPort; SIGHUP reloads the certificate');
@@ -202,25 +200,21 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
       // First: the agent's `offline` reaches the clients still connected and the store.
       await agent?.stop().catch((err: unknown) => ctx.log.error({ err }, 'stopping the in-process agent failed'));
       if (config.drainMs > 0 && ctx.openConnections() > 0) {
-        draining = true;
-        drainStats.draining = 1;
+        gate.draining = true;
         tcp?.stopListening();
         tlsTcp?.stopListening();
         ctx.log.info({ drainMs: config.drainMs, open: ctx.openConnections(), serverReference: config.drainServerReference }, 'draining: clients are told to reconnect elsewhere over the window');
-        await drainConnections({ native, mqtt, openConnections: ctx.openConnections }, config.drainMs, config.drainServerReference, drainStats);
-        drainStats.closedAtEnd += ctx.openConnections();
+        await drainConnections(protocols, ctx.openConnections, config.drainMs, drainStats);
         ctx.log.info({ closing: ctx.openConnections() }, 'drain window over: closing the rest');
       }
       stopSys();
-      clearInterval(budgetTimer);
+      stopBudget();
       stopTlsReload();
       http.stopListening();
       const closingTcp = Promise.all([tcp?.close(), tlsTcp?.close()]);
-      native.closeAll();
-      mqtt.closeAll();
-      sse.closeAll();
+      for (const p of protocols) p.closeAll?.();
       const deadline = Date.now() + config.shutdownTimeoutMs;
-      while (ctx.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await whenClosed(ctx.openConnections, deadline);
       if (ctx.openConnections() > 0) ctx.log.warn({ open: ctx.openConnections() }, 'shutdown timeout: connections left open');
       await Promise.race([closingTcp, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
       await sessionStore?.close(); // after every connection detached: their sessions are stored as disconnected now
@@ -230,6 +224,21 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     return stopping;
   };
   return { ctx, port: http.port, mqttPort: tcp?.port ?? 0, mqttTlsPort: tlsTcp?.port ?? 0, shutdown };
+}
+
+/**
+ * The socket budget is what the descriptor limit leaves once the listeners, stores and bus hold
+ * theirs: read now, and again every 10 s while sockets use half of it or more (what else the
+ * process holds moves). Returns the stop.
+ */
+function watchSocketBudget(sockets: Admission, log: Logger): () => void {
+  refreshSocketBudget(sockets);
+  log.info({ socketBudget: sockets.socketBudget }, 'client sockets admitted at most (file descriptor limit less the broker\'s own and a reserve)');
+  const timer = setInterval(function refreshBudget() {
+    if (sockets.sockets * 2 >= sockets.socketBudget) refreshSocketBudget(sockets);
+  }, 10_000);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 type StoreName = 'retained' | 'sessions' | 'history';
@@ -299,8 +308,11 @@ async function openStores(config: BrokerConfig, log: Logger): Promise<OpenedStor
   return out;
 }
 
-/** /metrics: what start-up found in each persistent store (0 everywhere on a clean start). */
-function registerStoreReports(metrics: Metrics, reports: Map<StoreName, LoadReport>): void {
+/** /metrics of the persistent stores: each store's own, and what start-up found in each (0 everywhere on a clean start). */
+function registerStoreMetrics(metrics: Metrics, opened: OpenedStores): void {
+  if (opened.store) registerRetainedStoreMetrics(metrics, opened.store);
+  if (opened.history) registerHistoryMetrics(metrics, opened.history);
+  const { reports } = opened;
   if (reports.size === 0) return;
   const each = (read: (r: LoadReport) => number) => () => [...reports].map(([store, r]) => [{ store }, read(r)] as const);
   metrics.register('topicast_store_damage_found', 'gauge', 'Damaged places found in a store at start-up and recovered with --data-recover (moved into quarantine)', each((r) => r.recovered?.damage.length ?? 0));

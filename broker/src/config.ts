@@ -4,6 +4,7 @@
  * with one line naming the setting and the offending value (ConfigError).
  */
 import { readFileSync } from 'node:fs';
+import { BrokerError } from './core/errors.js';
 import { filterProblem } from 'topicast/protocol';
 import { SLOW_CONSUMER_POLICIES } from './session/outbox.js';
 import { MQTT_SETTINGS } from './protocol/mqtt/settings.js';
@@ -14,8 +15,12 @@ import { busUrlProblem, CLUSTER_SETTINGS } from './cluster/settings.js';
 import { MAX_BUS_TOPIC_BYTES } from './cluster/subject.js';
 import { envName, flagName, type SettingSpec } from './settings.js';
 
-export class ConfigError extends Error {
+/** A setting, or what it points at, is unusable (core/errors.ts: exit 2); the message names it. */
+export class ConfigError extends BrokerError {
   override readonly name: string = 'ConfigError';
+  constructor(message: string) {
+    super('config', message);
+  }
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

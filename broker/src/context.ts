@@ -4,6 +4,7 @@
  */
 import type { TopicLimits } from 'topicast/protocol';
 import type { Auth } from './auth/index.js';
+import type { ConnectionLimits, HistoryLimits, PublishLimits, SessionLimits } from './session/limits.js';
 import type { ClusterHooks } from './cluster/bridge.js';
 import type { BrokerConfig } from './config.js';
 import type { Router } from './core/router.js';
@@ -37,6 +38,11 @@ export interface BrokerContext {
   readonly outboxStats: OutboxStats;
   readonly outboxLimits: OutboxLimits;
   readonly topicLimits: TopicLimits;
+  /** What a publish is admitted against (session/admission.ts). */
+  readonly publishLimits: PublishLimits;
+  readonly connectionLimits: ConnectionLimits;
+  readonly sessionLimits: SessionLimits;
+  readonly historyLimits: HistoryLimits;
   readonly counters: BrokerCounters;
   readonly metrics: Metrics;
   readonly log: Logger;

@@ -11,3 +11,4 @@ export { createMqttProtocol } from './protocol/mqtt/index.js';
 export { listenTcp } from './transport/tcp.js';
 export { createNativeProtocol } from './protocol/native/index.js';
 export { openLogRetainedStore, LogRetainedStore, StoreError } from './store/log.js';
+export type { ProtocolHandler, ConnectionHandler, WebSocketEndpoint, StreamEndpoint, StreamStart, RequestEndpoint, HttpAnswer } from './session/handler.js';

@@ -5,8 +5,8 @@
  */
 import { ConfigError, loadConfig, settingsReference } from './config.js';
 import { startBroker, VERSION } from './broker.js';
+import { exitCodeOf } from './core/errors.js';
 import { createLogger, flushLogs } from './observe/log.js';
-import { DataCorruptionError } from './store/append-log.js';
 
 const argv = process.argv.slice(2);
 
@@ -50,14 +50,14 @@ async function main(): Promise<void> {
     broker = await startBroker(config, log);
   } catch (err) {
     // The operator must act (a bad setting, a port in use, an unusable --data, a bus whose adapter this build
-    // lacks, damaged data: broker/STORAGE.md): one line and exit 2, logged without a stack. Anything else is a
-    // bug, logged with its stack.
+    // lacks, damaged data: broker/STORAGE.md): one line and exit 2 (core/errors.ts says which errors),
+    // logged without a stack. Anything else is a bug, logged with its stack.
     const message = String((err as Error)?.message ?? err).replace(/\s*\n\s*/g, ' ');
-    const operator = err instanceof ConfigError || err instanceof DataCorruptionError;
-    if (operator) log.fatal({ reason: message }, 'start-up failed');
+    const code = exitCodeOf(err);
+    if (code === 2) log.fatal({ reason: message }, 'start-up failed');
     else log.fatal({ err }, 'start-up failed');
     process.stderr.write(`topicast: ${message}\n`);
-    exit(operator ? 2 : 1);
+    exit(code);
     return;
   }
   log.info(

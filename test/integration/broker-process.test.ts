@@ -79,6 +79,23 @@ test('bad configuration: exit code 2 and exactly one line naming the setting', a
   }
 });
 
+test('a bad auth setting exits 2 like every other bad setting: one line naming it (auth/index.ts throws the one ConfigError)', async () => {
+  const cases = [
+    { args: ['--auth-token-file', join(dir, 'no-tokens.json')], mentions: /^topicast: invalid setting authTokenFile: .*no-tokens\.json/ },
+    { args: ['--auth-jwt-algorithms', 'XX999'], mentions: /^topicast: invalid setting authJwtAlgorithms: "XX999"/ },
+    { args: ['--auth-jwt-audience', 'me'], mentions: /^topicast: invalid setting authJwtAudience\/authJwtIssuer/ },
+  ];
+  const runs = await Promise.all(cases.map((c) => run(c.args)));
+  for (const [i, c] of cases.entries()) {
+    const r = runs[i]!;
+    assert.equal(r.code, 2, `${c.args.join(' ')}: exit code ${r.code} (signal ${r.signal}); stderr ${r.stderr}`);
+    const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
+    assert.equal(lines.length, 1, `${c.args.join(' ')}: one line, got ${JSON.stringify(r.stderr)}`);
+    assert.match(lines[0]!, c.mentions);
+    assert.doesNotMatch(r.stdout, /"stack"|\n\s+at /, 'no stack trace');
+  }
+});
+
 test('configuration precedence: file < env < flag, and each takes effect', async () => {
   const file = join(dir, 'good.json');
   writeFileSync(file, JSON.stringify({ maxPayloadBytes: 1111, maxTopicLevels: 3, idleTimeoutSec: 16 }));

@@ -14,10 +14,9 @@
  *   the table never holds more than MAX_ADDRESSES entries).
  * Cost: O(1) per event, one Map lookup.
  */
-import { CloseCode } from 'topicast/protocol';
-import type { Connection } from '../session/connection.js';
-import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
-import type { Principal } from './index.js';
+import { addressKey } from '../transport/address.js';
+
+export { addressKey };
 
 export interface AbuseLimits {
   /** 0 = unlimited. */
@@ -51,17 +50,6 @@ interface AddressState {
 
 /** Beyond this many tracked addresses, idle ones are pruned at once (a spoofing-free bound: TCP needs a handshake). */
 const MAX_ADDRESSES = 100_000;
-
-/** The IP of a remote address as transports give it: strips a TCP `:port` and the IPv4-mapped IPv6 prefix. */
-export function addressKey(remote: string, withPort: boolean): string {
-  let ip = remote;
-  if (withPort) {
-    const i = ip.lastIndexOf(':');
-    if (i > 0) ip = ip.slice(0, i);
-  }
-  if (ip.startsWith('::ffff:')) ip = ip.slice(7);
-  return ip.replace(/^\[|\]$/g, '');
-}
 
 export class AbuseGuard {
   readonly stats: AbuseStats = { refused: { 'connections-per-ip': 0, 'connect-rate': 0, 'auth-backoff': 0 }, subscriptionsRefused: 0 };
@@ -159,33 +147,3 @@ export class AbuseGuard {
     }
   }
 }
-
-/**
- * Applies the per-address limits to a raw TCP listener's protocol (MQTT over TCP), where no
- * upgrade comes first: a refused socket is closed before its first packet is read
- * (the WebSocket paths refuse at the upgrade instead, with HTTP 429).
- */
-export function guardTcp(protocol: ProtocolHandler, guard: AbuseGuard): ProtocolHandler {
-  return {
-    name: protocol.name,
-    open(conn: Connection, principal?: Principal): ConnectionHandler {
-      const ip = addressKey(conn.remoteAddress, false);
-      if (guard.admit(ip) !== undefined) {
-        conn.close(CloseCode.tryAgainLater, 'per-IP limit');
-        return REFUSED;
-      }
-      guard.opened(ip);
-      const handler = protocol.open(conn, principal);
-      return {
-        onMessage: (bytes) => handler.onMessage(bytes),
-        onDrain: () => handler.onDrain(),
-        onClose(code, reason, clean) {
-          guard.closed(ip);
-          handler.onClose(code, reason, clean);
-        },
-      };
-    },
-  };
-}
-
-const REFUSED: ConnectionHandler = { onMessage() {}, onDrain() {}, onClose() {} };

@@ -15,23 +15,13 @@ import { AbuseGuard } from './abuse.js';
 import { createJwtVerifier, type JwtVerifier } from './jwt.js';
 import { checkOrigin, normalizeOrigins } from './origin.js';
 import { Permissions } from './permissions.js';
+import type { AuthOutcome, Principal } from '../session/principal.js';
 import { loadTokenFile, parseRules, sha256Hex, type TokenEntry } from './token-file.js';
 
 export { Permissions, filterCovers, filtersOverlap, substitute, type PermissionRules, type SubscribeDecision } from './permissions.js';
 export { AUTH_SETTINGS } from './settings.js';
-export { AbuseGuard, addressKey, guardTcp, type AbuseLimits, type AbuseStats, type Refusal } from './abuse.js';
-
-export interface Principal {
-  readonly anonymous: boolean;
-  /** The token's subject, when it has one. */
-  readonly subject: string | undefined;
-  /** undefined = unrestricted (authentication is off). */
-  readonly permissions: Permissions | undefined;
-  /** When the credentials expire (JWT exp, ms since the epoch); the session ends then. */
-  readonly expiresAtMs: number | undefined;
-}
-
-export type AuthOutcome = { ok: true; principal: Principal } | { ok: false; reason: string };
+export { AbuseGuard, addressKey, type AbuseLimits, type AbuseStats, type Refusal } from './abuse.js';
+export type { AuthOutcome, Principal } from '../session/principal.js';
 
 /** Counters for /metrics and $SYS. */
 export interface AuthStats {
@@ -72,16 +62,11 @@ type AuthConfig = Pick<
   | 'maxConnectionsPerIp' | 'connectRatePerIp' | 'connectBurstPerIp' | 'authFailuresBeforeBackoff' | 'authBackoffMaxSec' | 'limitsExemptIps'
 >;
 
-/** Thrown for unusable security settings; the message names the setting. */
-export class AuthConfigError extends ConfigError {
-  override readonly name = 'AuthConfigError';
-}
-
 function setting<T>(name: string, build: () => T): T {
   try {
     return build();
   } catch (err) {
-    throw new AuthConfigError(`invalid setting ${name}: ${(err as Error).message}`);
+    throw new ConfigError(`invalid setting ${name}: ${(err as Error).message}`);
   }
 }
 
@@ -92,10 +77,10 @@ function looksLikeJwt(token: string): boolean {
 
 export function createAuth(config: AuthConfig, now: () => number = Date.now): Auth {
   if (config.authJwtKeyFile !== undefined && config.authJwksFile !== undefined) {
-    throw new AuthConfigError('invalid setting authJwksFile: set either authJwtKeyFile or authJwksFile, not both');
+    throw new ConfigError('invalid setting authJwksFile: set either authJwtKeyFile or authJwksFile, not both');
   }
   const badAlg = config.authJwtAlgorithms.find((a) => !['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'].includes(a));
-  if (badAlg !== undefined) throw new AuthConfigError(`invalid setting authJwtAlgorithms: "${badAlg}" is not a supported JWS algorithm`);
+  if (badAlg !== undefined) throw new ConfigError(`invalid setting authJwtAlgorithms: "${badAlg}" is not a supported JWS algorithm`);
   const tokens: Map<string, TokenEntry> | undefined = config.authTokenFile === undefined ? undefined : setting('authTokenFile', () => loadTokenFile(config.authTokenFile!));
   const hasJwt = config.authJwtKeyFile !== undefined || config.authJwksFile !== undefined;
   const jwt: JwtVerifier | undefined = !hasJwt
@@ -112,12 +97,12 @@ export function createAuth(config: AuthConfig, now: () => number = Date.now): Au
       );
   const configured = tokens !== undefined || jwt !== undefined;
   if (!configured && (config.authJwtAudience !== undefined || config.authJwtIssuer !== undefined)) {
-    throw new AuthConfigError('invalid setting authJwtAudience/authJwtIssuer: set authJwtKeyFile or authJwksFile too');
+    throw new ConfigError('invalid setting authJwtAudience/authJwtIssuer: set authJwtKeyFile or authJwksFile too');
   }
   const anonymous = config.authAnonymous === 'auto' ? !configured : config.authAnonymous === 'true';
   const anonymousRules = { publish: config.authAnonymousPublish, subscribe: config.authAnonymousSubscribe };
   const badAnon = parseRules(anonymousRules, 'authAnonymous');
-  if (typeof badAnon === 'string') throw new AuthConfigError(`invalid setting ${badAnon}`);
+  if (typeof badAnon === 'string') throw new ConfigError(`invalid setting ${badAnon}`);
   const origins = normalizeOrigins(config.allowedOrigins);
   // Origins are checked whenever access is not wide open: a hostile page must not ride a browser's reachability.
   const checkOrigins = configured || origins.size > 0;
@@ -180,4 +165,3 @@ export function createAuth(config: AuthConfig, now: () => number = Date.now): Au
   };
 }
 
-export { registerAuthMetrics, logAuthMode } from './observe.js';

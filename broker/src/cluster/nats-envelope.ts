@@ -19,6 +19,7 @@
  */
 import { pack, unpack } from 'msgpackr';
 import type { MessageProperties } from '../core/message.js';
+import { BrokerError } from '../core/errors.js';
 
 export const ENVELOPE_VERSION = 1;
 const FIXED_BYTES = 3 + 24;
@@ -39,8 +40,11 @@ export interface Envelope {
 }
 
 /** Thrown for bytes that are not a version-1 envelope (a foreign publisher on our subjects, a newer node). */
-export class EnvelopeError extends Error {
+export class EnvelopeError extends BrokerError {
   override readonly name = 'EnvelopeError';
+  constructor(message: string) {
+    super('envelope', message);
+  }
 }
 
 /** Origin bytes of a node id, checked once (an envelope holds at most 255). */

@@ -25,7 +25,7 @@
  * while the bus is up beyond one promise per acknowledged or retained publish, and one per
  * batch of unacknowledged live ones when the bus answers a batch with one promise.
  */
-import { BusUnavailableError, type Bus, type BusMessage } from '../core/bus.js';
+import { BusRefusedError, BusUnavailableError, type Bus, type BusMessage } from '../core/bus.js';
 
 /**
  * Retry of a buffer held while the bus says it would take it: a JetStream hiccup (a 503 while a
@@ -33,13 +33,7 @@ import { BusUnavailableError, type Bus, type BusMessage } from '../core/bus.js';
  */
 const HELD_RETRY_MS = 250;
 
-/** A publish the cluster cannot take now; the message carries the retry hint for the client. */
-export class BusRefusedError extends Error {
-  override readonly name = 'BusRefusedError';
-  constructor(message: string, readonly retryAfterSec: number) {
-    super(message);
-  }
-}
+export { BusRefusedError } from '../core/bus.js';
 
 export interface OutageLimits {
   maxMessages: number;

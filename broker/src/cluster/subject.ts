@@ -27,6 +27,7 @@
  * slice and one replace.
  */
 import { filterProblem, topicProblem, type TopicLimits } from 'topicast/protocol';
+import { BrokerError } from '../core/errors.js';
 
 /** NATS's default `max_control_line`, bytes. */
 export const NATS_CONTROL_LINE_BYTES = 4096;
@@ -49,8 +50,11 @@ const BUS_TOPIC_LIMITS: TopicLimits = { maxTopicBytes: MAX_BUS_TOPIC_BYTES, maxT
 export const ROOT = { plain: 't', dollar: 's' } as const;
 
 /** Thrown for a topic, filter, space or subject that cannot be encoded or decoded. */
-export class SubjectError extends Error {
+export class SubjectError extends BrokerError {
   override readonly name = 'SubjectError';
+  constructor(message: string) {
+    super('subject', message);
+  }
 }
 
 const HEX = '0123456789ABCDEF';

@@ -29,6 +29,7 @@
  * - Topics and filters given to a bus are valid MQTT names/filters within `MAX_BUS_TOPIC_BYTES` (cluster/subject.ts, enforced by config.ts);
  *   encoding them for the engine (e.g. NATS subjects, cluster/subject.ts) is the bus's job.
  */
+import { BrokerError } from './errors.js';
 import type { History, HistorySequencer } from './history.js';
 import type { Message, MessageProperties } from './message.js';
 
@@ -139,6 +140,21 @@ export interface SharedHistory extends HistorySequencer {
 }
 
 /** Thrown (rejected) by `Bus.publish` while the bus is down. */
-export class BusUnavailableError extends Error {
+export class BusUnavailableError extends BrokerError {
   override readonly name = 'BusUnavailableError';
+  constructor(message: string) {
+    super('bus-unavailable', message);
+  }
+}
+
+/**
+ * A publish the cluster cannot take now (its outage buffer is full, cluster/outage.ts); the
+ * message carries the retry hint for the client. Here, beside the Bus, so that protocols answer
+ * it without importing the cluster.
+ */
+export class BusRefusedError extends BrokerError {
+  override readonly name = 'BusRefusedError';
+  constructor(message: string, readonly retryAfterSec: number) {
+    super('bus-refused', message);
+  }
 }

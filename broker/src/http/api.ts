@@ -4,12 +4,14 @@
  * `GET /api/subscribe` streams (protocol/sse/).
  * uws.ts adapts requests and responses; this file holds the rules.
  */
-import { contentTypeProblem, ErrorCode, mimeEssence } from 'topicast/protocol';
-import type { Principal } from '../auth/index.js';
+import { contentTypeProblem, ErrorCode, mimeEssence, topicProblem } from 'topicast/protocol';
+import type { Principal } from '../session/principal.js';
 import type { BrokerContext } from '../context.js';
-import { BusRefusedError } from '../cluster/outage.js';
+import { BusRefusedError } from '../core/bus.js';
+import { REFUSALS, type Refused } from '../core/errors.js';
 import { createMessage } from '../core/message.js';
-import { checkPublish, isBrokerTopic, retainedFull } from '../session/limits.js';
+import { admitPublish } from '../session/admission.js';
+import type { HttpAnswer } from '../session/handler.js';
 
 export interface HttpReply {
   status: number;
@@ -30,14 +32,24 @@ export function errorReply(status: number, code: number, message: string): HttpR
   return json(status, { error: { code, message } });
 }
 
-/** Methods allowed per API path; other paths are static files (GET, HEAD). */
+/** A refusal (session/admission.ts) in its HTTP form, from the one table of core/errors.ts, with Retry-After where it has one. */
+export function refusalReply(refused: Refused): HttpReply {
+  const wire = REFUSALS[refused.refusal];
+  const r = errorReply(wire.status, wire.code, refused.message);
+  if (refused.retryAfterSec !== undefined) r.headers['Retry-After'] = String(refused.retryAfterSec);
+  return r;
+}
+
+/** A protocol's answer to a request (session/handler.ts `HttpAnswer`): 204 without a body, else its JSON error. */
+export function answerReply(a: HttpAnswer): HttpReply {
+  return a.status === 204 ? { status: 204, headers: {}, body: '' } : errorReply(a.status, a.code ?? 0, a.message ?? '');
+}
+
+/** Methods allowed per API path (protocols' own paths are looked up first, transport/uws.ts); other paths are static files (GET, HEAD). */
 export function allowedMethods(path: string): readonly string[] {
   if (path === '/healthz' || path === '/metrics') return ['GET', 'HEAD'];
   if (path.startsWith('/api/publish/')) return ['POST'];
   if (path.startsWith('/api/history/')) return ['GET'];
-  if (path === '/api/subscribe' || path === '/api/session') return ['GET'];
-  if (path.startsWith('/api/session/')) return ['POST', 'DELETE'];
-  if (path === '/ws' || path === '/mqtt') return ['GET'];
   if (path.startsWith('/api/')) return [];
   return ['GET', 'HEAD'];
 }
@@ -92,24 +104,17 @@ export function publish(ctx: BrokerContext, path: string, query: string, body: U
   } catch {
     return errorReply(400, ErrorCode.invalidTopic, 'topic is not valid percent-encoding');
   }
-  const bad = checkPublish(topic, body.length, ctx.topicLimits, ctx.config.maxPayloadBytes);
-  if (bad) return errorReply(bad.code === ErrorCode.payloadTooLarge ? 413 : 400, bad.code, bad.message);
-  if (isBrokerTopic(topic)) {
-    ctx.auth.stats.denied++;
-    return errorReply(403, ErrorCode.notAuthorized, '$SYS topics are published by the broker only');
-  }
-  if (principal?.permissions && !principal.permissions.canPublish(topic)) {
-    ctx.auth.stats.denied++;
-    return errorReply(403, ErrorCode.notAuthorized, `not authorized to publish to ${JSON.stringify(topic.slice(0, 64))}`);
-  }
+  // The request's own well-formedness first (400), then admission in its one order (session/admission.ts).
+  const problem = topicProblem(topic, ctx.topicLimits);
+  if (problem !== undefined) return errorReply(400, ErrorCode.invalidTopic, `topic ${problem}`);
   const contentType = publishContentType(contentTypeHeader);
   const badType = contentType === undefined ? undefined : contentTypeProblem(contentType);
   if (badType) return errorReply(400, ErrorCode.badFrame, `Content-Type ${badType}`);
   const params = new URLSearchParams(query);
   const r = params.get('retain');
   const retain = r === '1' || r === 'true';
-  const full = retain ? retainedFull(ctx.router.retained, topic, body.length, ctx.config) : undefined;
-  if (full !== undefined) return errorReply(503, ErrorCode.unavailable, full);
+  const refused = admitPublish(ctx, topic, body.length, retain, principal?.permissions, undefined);
+  if (refused) return refusalReply(refused);
   const properties = contentType === undefined ? undefined : { contentType };
   const { deliveries, durable } = ctx.router.publish(createMessage(topic, body, retain, undefined, 0, properties), true);
   const ok = json(200, { topic, retain, deliveries });

@@ -51,7 +51,7 @@ export class HistoryRates {
   constructor(private readonly ctx: BrokerContext) {}
 
   bucket(address: string): TokenBucket | undefined {
-    const rate = this.ctx.config.historyQueriesPerSec;
+    const rate = this.ctx.historyLimits.queriesPerSec;
     if (rate === 0) return undefined;
     let b = this.buckets.get(address);
     if (b === undefined) {
@@ -114,7 +114,7 @@ export function historyExport(ctx: BrokerContext, rates: HistoryRates, path: str
         break;
     }
   }
-  const planned = planQuery(ctx, [filter], req, ctx.config.historyMaxExportRows, principal?.permissions, rates.bucket(address));
+  const planned = planQuery(ctx, [filter], req, ctx.historyLimits.maxExportRows, principal?.permissions, rates.bucket(address));
   if ('code' in planned) {
     const reply = errorReply(planned.status, planned.code, planned.message);
     if (planned.status === 429) reply.headers['Retry-After'] = '1';
@@ -132,7 +132,7 @@ export function historyExport(ctx: BrokerContext, rates: HistoryRates, path: str
       'X-Topicast-Offset': String(history.last),
       ...(format === 'csv' && { 'Content-Disposition': `attachment; filename="${safeFileName(filter)}.csv"` }),
     },
-    next: rowWriter(format, answer, history, ctx.config.historyMaxQueryBytes),
+    next: rowWriter(format, answer, history, ctx.historyLimits.maxQueryBytes),
   };
 }
 

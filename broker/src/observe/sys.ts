@@ -35,6 +35,7 @@ export function registerCoreMetrics(ctx: BrokerContext): void {
   m.register('topicast_malformed_total', 'counter', 'Malformed frames or packets received', () => c.malformed);
   m.register('topicast_errors_sent_total', 'counter', 'Error frames sent to clients', () => c.errorsSent);
   m.register('topicast_wills_published_total', 'counter', 'Will messages published', () => c.willsPublished);
+  m.register('topicast_http_framing_refused_total', 'counter', 'HTTP requests closed for ambiguous framing (differing Content-Length, Transfer-Encoding)', () => c.framingRefused);
   m.register('topicast_retained_messages', 'gauge', 'Retained topics held', () => router.retained.size);
   m.register('topicast_retained_bytes', 'gauge', 'Payload bytes of retained messages', () => router.retained.bytes);
   m.register('topicast_process_resident_bytes', 'gauge', 'Resident memory of the broker process', residentBytes);

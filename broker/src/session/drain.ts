@@ -12,7 +12,9 @@
  *   50k connections are not 50k timers.
  * Cost: O(n) to schedule, O(due items) per timer tick.
  */
+import type { Metrics } from '../observe/metrics.js';
 import type { SettingSpec } from '../settings.js';
+import type { ProtocolHandler } from './handler.js';
 
 export const DRAIN_SETTINGS = [
   {
@@ -25,20 +27,21 @@ export const DRAIN_SETTINGS = [
   },
 ] as const satisfies readonly SettingSpec[];
 
-/** Counters of drains, exported in /metrics (registered in broker.ts). */
+/** Counters of drains, exported in /metrics (`registerDrainMetrics`); each protocol counts whom it told itself. */
 export interface DrainStats {
   /** 1 while this node drains. */
   draining: number;
-  /** Native connections sent a DRAIN frame (PROTOCOL.md §4.7). */
-  nativeNotified: number;
-  /** MQTT connections disconnected at their slot of the window (0x8B, or 0x9C with a Server Reference; 3.1.1: closed). */
-  mqttDisconnected: number;
   /** Connections still open at the end of the window, closed with 1001 / 0x8B. */
   closedAtEnd: number;
 }
 
 export function createDrainStats(): DrainStats {
-  return { draining: 0, nativeNotified: 0, mqttDisconnected: 0, closedAtEnd: 0 };
+  return { draining: 0, closedAtEnd: 0 };
+}
+
+export function registerDrainMetrics(metrics: Metrics, stats: DrainStats): void {
+  metrics.register('topicast_draining', 'gauge', '1 while this node drains its clients before shutting down', () => stats.draining);
+  metrics.register('topicast_drain_closed_at_end_total', 'counter', 'Connections still open at the end of the drain window (closed with 1001 / 0x8B)', () => stats.closedAtEnd);
 }
 
 /**
@@ -72,23 +75,24 @@ export function runSpread<T>(items: readonly T[], delaysMs: readonly number[], a
   };
 }
 
-/** What a drain acts on: the protocols' drain entry points and the count of open connections. */
-export interface DrainTargets {
-  native: { drain(windowMs: number, stats: DrainStats): void };
-  mqtt: { drain(windowMs: number, serverReference: string | undefined, stats: DrainStats): () => void };
-  openConnections(): number;
+/**
+ * Resolves once `openConnections()` is 0 or `deadline` (Date.now() ms) has passed. Polled: connections
+ * leave through many paths (client close, our disconnect, a transport error) and none of them tells.
+ */
+export async function whenClosed(openConnections: () => number, deadline: number): Promise<void> {
+  while (openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, Math.min(20, Math.max(1, deadline - Date.now()))));
 }
 
 /**
- * Runs the drain window: native connections are told now when to leave, MQTT ones are
- * disconnected at their slot. Resolves at the end of the window, or earlier once every
- * connection has left; the caller then closes what is left and shuts down as usual.
+ * Runs the drain window: every protocol that drains tells its connections when to leave (native:
+ * now, with a moment each; MQTT: each disconnected at its slot). Resolves at the end of the window,
+ * or earlier once every connection has left; the caller then closes what is left as usual.
  */
-export async function drainConnections(targets: DrainTargets, windowMs: number, serverReference: string | undefined, stats: DrainStats): Promise<void> {
+export async function drainConnections(protocols: readonly ProtocolHandler[], openConnections: () => number, windowMs: number, stats: DrainStats): Promise<void> {
   const end = Date.now() + windowMs;
-  targets.native.drain(windowMs, stats);
-  const cancel = targets.mqtt.drain(windowMs, serverReference, stats);
-  // Polled like the shutdown's own wait: connections leave through many paths (client close, our disconnect).
-  while (targets.openConnections() > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, Math.min(20, Math.max(1, end - Date.now()))));
-  cancel();
+  stats.draining = 1;
+  const cancels = protocols.map((p) => p.drain?.(windowMs));
+  await whenClosed(openConnections, end);
+  for (const cancel of cancels) cancel?.();
+  stats.closedAtEnd += openConnections();
 }

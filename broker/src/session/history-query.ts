@@ -37,7 +37,7 @@ export function planQuery(
   if (history === undefined) return refuse(404, ErrorCode.invalidRequest, 'this broker keeps no history (--history-filters is empty)');
   if (bucket !== undefined && !bucket.take(ctx.now())) {
     ctx.counters.rateLimited++;
-    return refuse(429, ErrorCode.rateLimited, `more than ${ctx.config.historyQueriesPerSec} history queries per second`);
+    return refuse(429, ErrorCode.rateLimited, `more than ${ctx.historyLimits.queriesPerSec} history queries per second`);
   }
   for (const filter of filters) {
     const bad = checkFilter(filter, ctx.topicLimits);

@@ -37,12 +37,10 @@ export interface PublishCheck {
   message: string;
 }
 
-/** Validates a publish's topic and size; undefined when it may be routed. */
-export function checkPublish(topic: string, payloadBytes: number, limits: TopicLimits, maxPayloadBytes: number): PublishCheck | undefined {
+/** Validates a topic name (a publish's, a will's, a response topic); undefined when it is one. Admission comes after (session/admission.ts). */
+export function checkTopic(topic: string, limits: TopicLimits): PublishCheck | undefined {
   const problem = topicProblem(topic, limits);
-  if (problem !== undefined) return { code: ErrorCode.invalidTopic, message: `topic ${problem}` };
-  if (payloadBytes > maxPayloadBytes) return { code: ErrorCode.payloadTooLarge, message: `payload of ${payloadBytes} bytes exceeds maxPayloadBytes ${maxPayloadBytes}` };
-  return undefined;
+  return problem === undefined ? undefined : { code: ErrorCode.invalidTopic, message: `topic ${problem}` };
 }
 
 /** Validates a filter; undefined when it may be subscribed. */
@@ -52,10 +50,6 @@ export function checkFilter(filter: string, limits: TopicLimits): PublishCheck |
 }
 
 /**
- * Topics only the broker publishes: `$SYS/...` (DESIGN.md "Topics"), so its figures are never
- * spoofed. Every protocol refuses client publishes and wills there, each with its own error shape.
- */
-/**
  * Frames or packets a connection may send while its earlier ones wait (authentication running, a
  * SUBSCRIBE waiting for the cluster's retained values, at most `busSnapshotTimeoutMs`). A client
  * that waits for its answers sends a few; thousands mean it does not, and holding them would grow
@@ -63,8 +57,46 @@ export function checkFilter(filter: string, limits: TopicLimits): PublishCheck |
  */
 export const MAX_HELD_INBOUND = 1000;
 
+/**
+ * Topics only the broker publishes: `$SYS/...` (DESIGN.md "Topics"), so its figures are never
+ * spoofed. Every protocol refuses client publishes and wills there (session/admission.ts).
+ */
 export function isBrokerTopic(topic: string): boolean {
   return topic === '$SYS' || topic.startsWith('$SYS/');
+}
+
+/** The limits a publish is admitted against (derived once from the configuration, broker.ts createContext). */
+export interface PublishLimits {
+  readonly maxPayloadBytes: number;
+  readonly maxPublishesPerSec: number;
+  readonly publishBurst: number;
+  readonly maxRetainedTopics: number;
+  readonly maxRetainedBytes: number;
+}
+
+export interface ConnectionLimits {
+  readonly maxConnections: number;
+}
+
+/** What a session holds and how long it trusts a token (derived once from the configuration). */
+export interface SessionLimits {
+  readonly maxSubscriptionsPerConnection: number;
+  /** Tolerance past a token's `exp` before its connection ends (authClockSkewSec). */
+  readonly authClockSkewMs: number;
+  /** A WebSocket silent this long is closed; the broker pings before it (told to native clients in WELCOME). */
+  readonly idleTimeoutSec: number;
+}
+
+/** The bounds of history queries (PROTOCOL.md §4.8; history-query.ts). */
+export interface HistoryLimits {
+  /** Rows per native query or prefill (historyMaxRows). */
+  readonly maxRows: number;
+  /** Rows per HTTP export (historyMaxExportRows). */
+  readonly maxExportRows: number;
+  /** Bytes of one answer (historyMaxQueryBytes). */
+  readonly maxQueryBytes: number;
+  /** Queries per second per connection or address; 0 = unlimited (historyQueriesPerSec). */
+  readonly queriesPerSec: number;
 }
 
 /** The bounds of the retained store (configuration). */

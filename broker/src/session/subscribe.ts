@@ -79,7 +79,7 @@ export function checkSubscribe(
       return { code: ErrorCode.notAuthorized, message: `not authorized to subscribe to ${JSON.stringify(denied.slice(0, 64))}` };
     }
   }
-  const max = ctx.config.maxSubscriptionsPerConnection;
+  const max = ctx.sessionLimits.maxSubscriptionsPerConnection;
   if (held.count + added.size > max) {
     ctx.auth.guard.stats.subscriptionsRefused++;
     return { code: ErrorCode.tooManySubscriptions, message: `at most ${max} subscriptions per connection` };

@@ -39,6 +39,7 @@ import {
   closeSync, existsSync, fdatasync, fsyncSync, ftruncate, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, renameSync,
   unlinkSync, write, writeFileSync, writeSync, type PathLike,
 } from 'node:fs';
+import { BrokerError } from '../core/errors.js';
 import { crc32 } from './crc32.js';
 import { open as openAsync, rename, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -115,10 +116,10 @@ const DEFAULTS = {
 } as const;
 
 /** A write or open failure of a persistent store, with the errno code when the OS gave one. */
-export class StoreError extends Error {
-  override readonly name = 'StoreError';
-  constructor(message: string, readonly code: string | undefined, options?: { cause?: unknown }) {
-    super(message, options);
+export class StoreError extends BrokerError {
+  override readonly name: string = 'StoreError';
+  constructor(message: string, readonly code: string | undefined, options?: { cause?: unknown }, kind: 'store' | 'data-corruption' = 'store') {
+    super(kind, message, options);
   }
 }
 
@@ -128,7 +129,7 @@ export class StoreError extends Error {
  */
 export class DataCorruptionError extends StoreError {
   constructor(readonly label: string, readonly file: string, readonly offset: number, readonly reason: string) {
-    super(`${label}: ${file} is damaged at byte ${offset}: ${reason}`, 'EDATACORRUPT');
+    super(`${label}: ${file} is damaged at byte ${offset}: ${reason}`, 'EDATACORRUPT', undefined, 'data-corruption');
   }
 }
 

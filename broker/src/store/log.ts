@@ -17,6 +17,7 @@
  * off the JS thread; compaction rewrites live data once the log outgrows the snapshot (≤ 2-3× write
  * amplification). Memory: the index plus a Set of topic names (≈ 24 bytes per topic).
  */
+import type { Metrics } from '../observe/metrics.js';
 import { MemoryRetainedStore, type RetainedStore } from '../core/retained.js';
 import { createMessage, type Message } from '../core/message.js';
 import {
@@ -160,4 +161,12 @@ export class LogRetainedStore implements RetainedStore, AppendLogOwner {
   compactionEnded(): void {
     this.rewritten = undefined;
   }
+}
+
+/** /metrics: the retained store's write errors, group commits and log size. */
+export function registerRetainedStoreMetrics(metrics: Metrics, store: LogRetainedStore): void {
+  const s = store.stats;
+  metrics.register('topicast_store_write_errors_total', 'counter', 'Retained store writes that failed (e.g. disk full)', () => s.writeErrors);
+  metrics.register('topicast_store_batches_total', 'counter', 'Retained store group commits (one fsync each)', () => s.batches);
+  metrics.register('topicast_store_log_bytes', 'gauge', 'Bytes in the retained store log since its last snapshot', () => s.logBytes);
 }

@@ -20,7 +20,8 @@
  * Cost: O(1) per socket event; a per-IP FIFO of pending entries, bounded by the caps.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { addressKey } from '../auth/abuse.js';
+import type { Metrics } from '../observe/metrics.js';
+import { addressKey } from './address.js';
 
 export interface AdmissionLimits {
   /** Connections not yet upgraded / CONNECTed, over every listener; 0 = unlimited. */
@@ -236,4 +237,14 @@ export function refreshSocketBudget(admission: Admission): void {
   if (d === undefined) return;
   const others = Math.max(0, d.open - admission.sockets);
   admission.socketBudget = Math.max(0, d.limit - others - descriptorReserve(d.limit));
+}
+
+/** /metrics: sockets, their budget, pending connections and refusals at accept. */
+export function registerAdmissionMetrics(m: Metrics, admission: Admission): void {
+  m.register('topicast_sockets_open', 'gauge', 'Client sockets open over every listener, upgraded or not', () => admission.sockets);
+  m.register('topicast_sockets_budget', 'gauge', 'Client sockets the file descriptor limit leaves room for (beyond it new ones are closed at once)', () => (Number.isFinite(admission.socketBudget) ? admission.socketBudget : -1));
+  m.register('topicast_connections_pending', 'gauge', 'Connections not yet upgraded (HTTP) or CONNECTed (MQTT)', () => admission.pending);
+  m.register('topicast_connections_admission_refused_total', 'counter', 'Sockets closed at accept: out of descriptors, or past maxPendingConnections / maxPendingConnectionsPerIp', () =>
+    Object.entries(admission.stats.refused).map(([reason, n]) => [{ reason }, n] as const));
+  m.register('topicast_accept_errors_total', 'counter', 'Accepts the OS refused (EMFILE, ENFILE): the peer was reset', () => admission.stats.acceptErrors);
 }

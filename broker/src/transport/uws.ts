@@ -1,7 +1,9 @@
 /**
- * The one file that imports uWebSockets.js: one App, one port, serving
- * WebSocket `/ws` (native, subprotocol topicast.v1), WebSocket `/mqtt`
- * (subprotocol mqtt), the HTTP API and static files.
+ * The one file that imports uWebSockets.js: one App, one port, serving each
+ * protocol's WebSocket endpoint and HTTP streams and requests (as the protocols
+ * declare them, session/handler.ts), the HTTP API and static files. Who may
+ * connect and who a client is are decided in session/admission.ts; this file
+ * adapts uWS requests, responses and sockets to it.
  *
  * uWS rules honoured here: a message's ArrayBuffer is valid only during the
  * callback (handlers copy what they keep); a WebSocket is unusable after its
@@ -9,19 +11,18 @@
  * onAborted before any asynchronous work and cork their writes.
  */
 import uWS from 'uWebSockets.js';
-import { CloseCode, ErrorCode, SUBPROTOCOL } from 'topicast/protocol';
-import type { AuthOutcome, Principal } from '../auth/index.js';
-import { AuthenticatingHandler } from '../auth/pending.js';
-import type { TlsFiles } from '../auth/tls.js';
+import { CloseCode, ErrorCode } from 'topicast/protocol';
+import type { AuthOutcome, Principal } from '../session/principal.js';
 import type { BrokerContext } from '../context.js';
-import { allowedMethods, errorReply, healthz, metrics, publish, STATUS_TEXT, unauthenticated, type HttpReply } from '../http/api.js';
+import type { Refused } from '../core/errors.js';
+import { allowedMethods, answerReply, errorReply, healthz, metrics, publish, refusalReply, STATUS_TEXT, unauthenticated, type HttpReply } from '../http/api.js';
 import { HISTORY_PREFIX, historyExport, HistoryRates, type HistoryStream } from '../http/history.js';
 import { loadStatic } from '../http/static.js';
-import type { SessionReply, SseProtocol } from '../protocol/sse/index.js';
 import { etagMatches, isSdkBundlePath, sdkBundleLoader, type SdkBundlePath } from '../http/sdk-bundles.js';
+import { admitConnection, admitRequest, authenticate, type ConnectionGate } from '../session/admission.js';
+import { AuthenticatingHandler } from '../session/authenticating.js';
 import { SendResult, type Connection } from '../session/connection.js';
-import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
-import type { Admission } from './admission.js';
+import type { ConnectionHandler, ProtocolHandler, RequestEndpoint, StreamEndpoint, StreamStart, WebSocketEndpoint } from '../session/handler.js';
 
 /**
  * uWS copies these onto the WebSocket object itself, each a slot of its property array: one
@@ -30,7 +31,7 @@ import type { Admission } from './admission.js';
  */
 interface SocketData {
   conn: UwsConnection;
-  /** Native upgrades with authentication on: the token check, under way (absent for /mqtt, which authenticates in CONNECT). */
+  /** `upgrade` endpoints with authentication on: the token check, under way (absent for in-band ones, e.g. /mqtt's CONNECT). */
   auth?: Promise<AuthOutcome>;
 }
 
@@ -70,23 +71,22 @@ class UwsConnection implements Connection {
 export interface HttpServerOptions {
   host: string;
   /** Certificate and key files: the port serves https:// and wss:// (uWS SSLApp). */
-  tls?: TlsFiles | undefined;
+  tls?: { certFile: string; keyFile: string } | undefined;
   port: number;
   staticRoot: string;
   /** The bundled dashboard, also served under /topicast/ (so it stays reachable when --static replaces /). */
   dashboardRoot: string;
   /** Directory holding the SDK's browser bundles, served at /topicast.js and /topicast-core.js. */
   sdkRoot: string;
-  native: ProtocolHandler;
-  mqtt: ProtocolHandler | undefined;
-  /** HTTP streaming, `GET /api/subscribe` (PROTOCOL.md §10). */
-  sse?: SseProtocol | undefined;
+  /** Every protocol served on this port: its WebSocket endpoint, streams and requests (session/handler.ts). */
+  protocols: readonly ProtocolHandler[];
   /** Readiness for /healthz (false while shutting down). */
   ready(): boolean;
-  /** True while the node drains (session/drain.ts): new WebSockets get 503, /healthz says "draining". */
-  draining?(): boolean;
-  /** Descriptor budget and half-open caps (transport/admission.ts); every accepted socket passes it. */
-  admission?: Admission;
+  /**
+   * The node's gate (session/admission.ts): while it drains, new connections get 503 and /healthz says
+   * "draining"; its socket admission (transport/admission.ts) sees every accepted socket.
+   */
+  gate: ConnectionGate;
 }
 
 export interface HttpServer {
@@ -158,8 +158,9 @@ function bearerToken(authorization: string): string | undefined {
 }
 
 export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Promise<HttpServer> {
-  const { config, log } = ctx;
-  const admission = options.admission;
+  const { log } = ctx;
+  const { gate } = options;
+  const admission = gate.sockets;
 
   /**
    * Ambiguous framing (framingProblem): the socket is closed at once, without an answer. A 400
@@ -176,23 +177,24 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
   };
 
   // Room for the largest payload plus topic and framing. Larger messages get a close 1009 with a close
-  // frame from us. uWS reads a message whole before we see it, and past its own limit it drops the
-  // connection without a close frame (the client sees 1006, retryable): its limit is set at four times
-  // ours, so a client a little or a lot over the limit is told why, while one connection still cannot
-  // make the broker buffer more than about maxBufferedBytes of incoming message (docs/SECURITY.md).
-  const frameLimit = config.maxPayloadBytes + config.maxTopicBytes + 1024;
-  const uwsMessageLimit = 4 * frameLimit;
-  // `messageLimit` applies to native frames (one frame per message); MQTT over WebSocket may pack
-  // several packets into one message and enforces its maximum packet size itself, with a reason code.
-  const behavior = (subprotocol: string, protocol: ProtocolHandler, messageLimit: number): uWS.WebSocketBehavior<SocketData> => ({
+  // frame from us (an endpoint's maxMessageBytes). uWS reads a message whole before we see it, and past
+  // its own limit it drops the connection without a close frame (the client sees 1006, retryable): its
+  // limit is set at four times ours, so a client a little or a lot over the limit is told why, while one
+  // connection still cannot make the broker buffer more than about maxBufferedBytes of incoming message
+  // (docs/SECURITY.md). An endpoint whose protocol bounds its own packets (MQTT: several packets in one
+  // message, its maximum packet size answered with a reason code) still has this backstop.
+  const uwsMessageLimit = 4 * (ctx.publishLimits.maxPayloadBytes + ctx.topicLimits.maxTopicBytes + 1024);
+  const { maxBufferedBytes, snapshotWindowBytes } = ctx.outboxLimits;
+  const behavior = (protocol: ProtocolHandler, endpoint: WebSocketEndpoint): uWS.WebSocketBehavior<SocketData> => ({
     compression: uWS.DISABLED,
     maxPayloadLength: uwsMessageLimit,
     // Our outbox applies the slow-consumer policy well below this; uWS's own limit is only a backstop.
-    maxBackpressure: Math.max(64 * 1024 * 1024, config.maxBufferedBytes * 4 + config.snapshotWindowBytes),
+    maxBackpressure: Math.max(64 * 1024 * 1024, maxBufferedBytes * 4 + snapshotWindowBytes),
     closeOnBackpressureLimit: 0,
-    idleTimeout: config.idleTimeoutSec,
+    idleTimeout: ctx.sessionLimits.idleTimeoutSec,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
+      const { subprotocol } = endpoint;
       if (refuseFraming(res, req)) return;
       const offered = req.getHeader('sec-websocket-protocol');
       const key = req.getHeader('sec-websocket-key');
@@ -206,56 +208,22 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
       if (!offersSubprotocol(offered, subprotocol)) {
         // Entries may carry a token (PROTOCOL.md §1): log only their names.
         const names = offered.split(',').map((p) => (p.trim().startsWith('topicast.token.') ? 'topicast.token.<redacted>' : p.trim()));
-        log.debug({ remote, offered: names, path: protocol.name }, 'upgrade refused: subprotocol');
+        log.debug({ remote, offered: names, path: endpoint.path }, 'upgrade refused: subprotocol');
         return reply(res, errorReply(400, ErrorCode.badFrame, `WebSocket subprotocol "${subprotocol}" required`));
       }
-      if (!ctx.auth.originAllowed(origin, host)) {
-        // Cross-site WebSocket hijacking guard (docs/SECURITY.md): a page elsewhere must not use a visitor's reach.
-        ctx.auth.stats.originRefused++;
-        log.info({ remote, origin, path: protocol.name }, 'upgrade refused: origin not allowed');
-        return reply(res, errorReply(403, ErrorCode.notAuthorized, 'origin not allowed'));
-      }
-      if (options.draining?.()) {
-        ctx.counters.connectionsRefused++;
-        return reply(res, errorReply(503, ErrorCode.goingAway, 'node draining: connect to another node'), { 'Retry-After': '1' });
-      }
-      if (admission?.full) {
-        // Out of file descriptors (admission.ts): the connections held are served, new ones wait.
-        admission.refused('descriptors');
-        return reply(res, errorReply(503, ErrorCode.tooManyConnections, 'too many connections: out of file descriptors'), { 'Retry-After': '5' });
-      }
-      if (ctx.openConnections() >= config.maxConnections) {
-        ctx.counters.connectionsRefused++;
-        return reply(res, errorReply(503, ErrorCode.tooManyConnections, 'too many connections'));
-      }
-      const limited = ctx.auth.guard.admit(remote);
-      if (limited) {
-        // Per-IP abuse limits (docs/SECURITY.md): 429 with when to come back.
-        log.debug({ remote, limit: limited.refusal }, 'upgrade refused: per-IP limit');
-        return reply(res, errorReply(429, ErrorCode.tooManyConnections, `too many connections from your address (${limited.refusal})`), { 'Retry-After': String(Math.ceil(limited.retryAfterMs / 1000)) });
-      }
+      const refused = admitConnection(ctx, gate, remote, origin, host);
+      if (refused) return replyRefused(res, refused);
       void version;
       // Leaves uWS's HTTP context: no filter close follows for it; the WebSocket close releases its descriptor.
       admission?.established(undefined);
-      if (protocol !== options.native || !ctx.auth.configured) {
+      if (endpoint.authentication === 'in-band' || !ctx.auth.configured) {
         res.upgrade<SocketData>({ conn: new UwsConnection(remote) }, key, subprotocol, extensions, context);
         return;
       }
-      // The token is checked while the socket opens (auth/pending.ts says why the upgrade does not wait);
-      // nothing of the protocol is sent before it is accepted. A refused token gets a close 4001 with the
-      // reason: browsers hide HTTP statuses of failed upgrades, a close code they can read.
-      const token = upgradeToken(offered, authorization);
-      const auth = ctx.auth.authenticate(token).then(
-        (outcome) => {
-          if (outcome.ok) ctx.auth.guard.authSucceeded(remote);
-          else if (token !== undefined) ctx.auth.guard.authFailed(remote); // guessing, not a client without a token
-          return outcome;
-        },
-        (err: unknown): AuthOutcome => {
-          log.error({ err, remote }, 'authentication failed unexpectedly');
-          return { ok: false, reason: 'authentication unavailable' };
-        },
-      );
+      // The token is checked while the socket opens (session/authenticating.ts says why the upgrade does not
+      // wait); nothing of the protocol is sent before it is accepted. A refused token gets a close 4001 with
+      // the reason: browsers hide HTTP statuses of failed upgrades, a close code they can read.
+      const auth = authenticate(ctx, remote, upgradeToken(offered, authorization));
       res.upgrade<SocketData>({ conn: new UwsConnection(remote), auth }, key, subprotocol, extensions, context);
     },
     open: (ws) => {
@@ -280,13 +248,13 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
           if (err !== undefined) log.error({ err, remote }, 'connection handler failed');
           conn.close(code, reason);
         },
-      }, config.maxBufferedBytes);
+      }, maxBufferedBytes);
     },
     message: (ws, message) => {
       const conn = ws.getUserData().conn;
-      if (message.byteLength > messageLimit) {
+      if (message.byteLength > endpoint.maxMessageBytes) {
         ctx.counters.malformed++;
-        conn.close(CloseCode.messageTooBig, `message exceeds ${messageLimit} bytes`);
+        conn.close(CloseCode.messageTooBig, `message exceeds ${endpoint.maxMessageBytes} bytes`);
         return;
       }
       try {
@@ -312,18 +280,29 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
   });
 
   const historyRates = new HistoryRates(ctx);
-  /** Authenticates a request's bearer token (authentication on), with the per-IP failure backoff of docs/SECURITY.md. */
-  const authenticateRequest = (remote: string, token: string | undefined): Promise<AuthOutcome> => ctx.auth.authenticate(token).then(
-    (auth) => {
-      if (auth.ok) ctx.auth.guard.authSucceeded(remote);
-      else if (token !== undefined) ctx.auth.guard.authFailed(remote);
-      return auth;
-    },
-    (err: unknown): AuthOutcome => {
-      log.error({ err }, 'authentication failed unexpectedly');
-      return { ok: false, reason: 'authentication unavailable' };
-    },
-  );
+  // Every protocol's WebSocket paths, streams and request prefixes (session/handler.ts): looked up per request.
+  const websockets = new Map<string, ProtocolHandler>();
+  const streams = new Map<string, StreamEndpoint>();
+  const requests: RequestEndpoint[] = [];
+  for (const p of options.protocols) {
+    if (p.websocket) websockets.set(p.websocket.path, p);
+    for (const e of p.streams ?? []) streams.set(e.path, e);
+    requests.push(...(p.requests ?? []));
+  }
+
+  /**
+   * Authenticates a request (authentication on) after the per-IP failure backoff of docs/SECURITY.md
+   * (refused with 429 before the credentials are checked again), then `go` on with the principal.
+   */
+  const authenticated = (res: uWS.HttpResponse, state: Aborted, remote: string, token: string | undefined, go: (principal: Principal) => void): void => {
+    const backoff = admitRequest(ctx.auth.guard, remote);
+    if (backoff) return replyRefused(res, backoff, { Connection: 'close' }, state);
+    void authenticate(ctx, remote, token).then((auth) => {
+      if (state.aborted) return;
+      if (auth.ok) go(auth.principal);
+      else reply(res, unauthenticated(auth.reason), { 'WWW-Authenticate': 'Bearer' }, false, state);
+    });
+  };
 
   const onRequest = (res: uWS.HttpResponse, req: uWS.HttpRequest): void => {
     // Attached before anything else: uWS aborts the process if a handler returns without
@@ -338,41 +317,43 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     const method = req.getCaseSensitiveMethod().toUpperCase();
     const path = req.getUrl();
     const query = req.getQuery() ?? '';
-    const allowed = allowedMethods(path);
-    if (path === '/ws' || path === '/mqtt') {
-      if (path === '/mqtt' && !options.mqtt) return reply(res, errorReply(404, 0, 'MQTT over WebSocket is off'), {}, false, state);
+    if (websockets.has(path)) {
+      if (method !== 'GET') return reply(res, errorReply(405, 0, `method ${method} not allowed`), { Allow: 'GET' }, false, state);
       return reply(res, errorReply(426, 0, 'WebSocket upgrade required'), { Upgrade: 'websocket' }, false, state);
     }
+    const stream = streams.get(path);
+    if (stream) {
+      if (method !== 'GET') return reply(res, errorReply(405, 0, `method ${method} not allowed`), { Allow: 'GET' }, false, state);
+      return streamRequest(res, req, stream, query, state);
+    }
+    const endpoint = requests.find((e) => path.startsWith(e.prefix));
+    if (endpoint) {
+      if (!endpoint.methods.includes(method)) return reply(res, errorReply(405, 0, `method ${method} not allowed`), { Allow: endpoint.methods.join(', ') }, false, state);
+      return protocolRequest(res, req, endpoint, method, path.slice(endpoint.prefix.length), query, state);
+    }
+    const allowed = allowedMethods(path);
     if (allowed.length === 0) return reply(res, errorReply(404, 0, 'not found'), {}, false, state);
     if (!allowed.includes(method)) return reply(res, errorReply(405, 0, `method ${method} not allowed`), { Allow: allowed.join(', ') }, false, state);
-    if (path === '/healthz') return reply(res, healthz(ctx, options.ready(), options.draining?.() ?? false, query), {}, method === 'HEAD', state);
+    if (path === '/healthz') return reply(res, healthz(ctx, options.ready(), gate.draining, query), {}, method === 'HEAD', state);
     if (path === '/metrics') return reply(res, metrics(ctx), {}, method === 'HEAD', state);
     if (path.startsWith(HISTORY_PREFIX)) {
       const remote = remoteOf(res);
       if (!ctx.auth.configured) return sendHistory(res, historyExport(ctx, historyRates, path, query, remote), state);
-      const backoffMs = ctx.auth.guard.backoffMs(remote);
-      if (backoffMs > 0) return reply(res, errorReply(429, ErrorCode.unauthenticated, 'too many failed authentications from your address'), { 'Retry-After': String(Math.ceil(backoffMs / 1000)), Connection: 'close' }, false, state);
-      void authenticateRequest(remote, bearerToken(req.getHeader('authorization'))).then((auth) => {
-        if (state.aborted) return;
-        if (auth.ok) sendHistory(res, historyExport(ctx, historyRates, path, query, remote, auth.principal), state);
-        else reply(res, unauthenticated(auth.reason), { 'WWW-Authenticate': 'Bearer' }, false, state);
-      });
-      return;
+      return authenticated(res, state, remote, bearerToken(req.getHeader('authorization')), (principal) => sendHistory(res, historyExport(ctx, historyRates, path, query, remote, principal), state));
     }
-    if (path === '/api/subscribe' || path === '/api/session') return subscribeStream(res, req, query, state, path === '/api/session');
-    if (path.startsWith('/api/session/')) return sessionRequest(res, req, method, path.slice('/api/session/'.length), query, state);
     if (method === 'POST') {
       const contentType = req.getHeader('content-type'); // read now: req is invalid after this handler returns
-      if (!ctx.auth.configured) return readBody(res, state, config.maxPayloadBytes, (body) => replyWhenReady(res, publish(ctx, path, query, body, undefined, contentType), state));
-      // Authentication runs while the body arrives; the publish waits for both.
+      const maxBytes = ctx.publishLimits.maxPayloadBytes;
+      if (!ctx.auth.configured) return readBody(res, state, maxBytes, (body) => replyWhenReady(res, publish(ctx, path, query, body, undefined, contentType), state));
       const remote = remoteOf(res);
-      const backoffMs = ctx.auth.guard.backoffMs(remote);
-      if (backoffMs > 0) return reply(res, errorReply(429, ErrorCode.unauthenticated, 'too many failed authentications from your address'), { 'Retry-After': String(Math.ceil(backoffMs / 1000)), Connection: 'close' }, false, state);
-      const authenticated = authenticateRequest(remote, bearerToken(req.getHeader('authorization')));
-      return readBody(res, state, config.maxPayloadBytes, (body) => {
-        void authenticated.then((auth) => {
-          if (auth.ok) replyWhenReady(res, publish(ctx, path, query, body, auth.principal, contentType), state);
-          else reply(res, unauthenticated(auth.reason), { 'WWW-Authenticate': 'Bearer' }, false, state);
+      const backoff = admitRequest(ctx.auth.guard, remote);
+      if (backoff) return replyRefused(res, backoff, { Connection: 'close' }, state);
+      // Authentication runs while the body arrives; the publish waits for both.
+      const auth = authenticate(ctx, remote, bearerToken(req.getHeader('authorization')));
+      return readBody(res, state, maxBytes, (body) => {
+        void auth.then((outcome) => {
+          if (outcome.ok) replyWhenReady(res, publish(ctx, path, query, body, outcome.principal, contentType), state);
+          else reply(res, unauthenticated(outcome.reason), { 'WWW-Authenticate': 'Bearer' }, false, state);
         });
       });
     }
@@ -396,49 +377,33 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
   };
 
   /**
-   * `GET /api/subscribe` (PROTOCOL.md §10): the request checked (400), the same admission as a
-   * WebSocket upgrade (origin, draining, connection caps, per-IP limits), the token from a bearer
-   * header, a `topicast_token` cookie or `?token=` (EventSource can send no header), then a stream.
+   * A protocol's stream (e.g. `GET /api/subscribe`, PROTOCOL.md §10): the request read by the
+   * protocol (400), the same admission as a WebSocket upgrade (session/admission.ts), the token from a
+   * bearer header, a `topicast_token` cookie or the query (EventSource can send no header), the
+   * protocol's checks against the principal, then the stream.
    */
-  const subscribeStream = (res: uWS.HttpResponse, req: uWS.HttpRequest, query: string, state: Aborted, session: boolean): void => {
-    const sse = options.sse;
-    if (!sse) return reply(res, errorReply(404, 0, 'not found'), {}, false, state);
-    // `/api/session` (the SDK's fallback, PROTOCOL.md §10.5) carries native frames: no filters, no resume.
-    const request = session ? sse.parseSession(query) : sse.parse(query, req.getHeader('last-event-id'));
-    if ('status' in request) return reply(res, errorReply(request.status, request.code, request.message), {}, false, state);
-    const subscription = request.filters === undefined ? undefined : request;
+  const streamRequest = (res: uWS.HttpResponse, req: uWS.HttpRequest, endpoint: StreamEndpoint, query: string, state: Aborted): void => {
+    const start = endpoint.accept(query, (name) => req.getHeader(name));
+    if (!('open' in start)) return reply(res, answerReply(start), {}, false, state);
     const remote = remoteOf(res);
     const origin = req.getHeader('origin');
-    if (!ctx.auth.originAllowed(origin, req.getHeader('host'))) {
-      ctx.auth.stats.originRefused++;
-      return reply(res, errorReply(403, ErrorCode.notAuthorized, 'origin not allowed'), {}, false, state);
-    }
-    if (options.draining?.()) return reply(res, errorReply(503, ErrorCode.goingAway, 'node draining: connect to another node'), { 'Retry-After': '1' }, false, state);
-    if (admission?.full) {
-      admission.refused('descriptors'); // a stream is long-lived, like an upgrade (admission.ts)
-      return reply(res, errorReply(503, ErrorCode.tooManyConnections, 'too many connections: out of file descriptors'), { 'Retry-After': '5' }, false, state);
-    }
-    if (ctx.openConnections() >= config.maxConnections) {
-      ctx.counters.connectionsRefused++;
-      return reply(res, errorReply(503, ErrorCode.tooManyConnections, 'too many connections'), {}, false, state);
-    }
-    const limited = ctx.auth.guard.admit(remote);
-    if (limited) return reply(res, errorReply(429, ErrorCode.tooManyConnections, `too many connections from your address (${limited.refusal})`), { 'Retry-After': String(Math.ceil(limited.retryAfterMs / 1000)) }, false, state);
+    const refused = admitConnection(ctx, gate, remote, origin, req.getHeader('host'));
+    if (refused) return replyRefused(res, refused, {}, state);
     const open = (principal: Principal | undefined): void => {
       if (state.aborted) return;
-      const refused = subscription && sse.check(subscription, principal);
-      if (refused) return reply(res, errorReply(refused.status, refused.code, refused.message), {}, false, state);
-      openStream(res, state, remote, principal, origin, (conn) => (subscription ? sse.stream(conn, subscription, principal) : sse.session(conn, principal)));
+      const problem = start.check(principal);
+      if (problem) return reply(res, answerReply(problem), {}, false, state);
+      openStream(res, state, remote, principal, origin, endpoint, start);
     };
     if (!ctx.auth.configured) return open(undefined);
-    const token = bearerToken(req.getHeader('authorization')) ?? cookieToken(req.getHeader('cookie')) ?? request.token;
-    void authenticateRequest(remote, token).then((auth) => {
+    const token = bearerToken(req.getHeader('authorization')) ?? cookieToken(req.getHeader('cookie')) ?? start.token;
+    void authenticate(ctx, remote, token).then((auth) => {
       if (auth.ok) open(auth.principal);
       else reply(res, unauthenticated(auth.reason), { 'WWW-Authenticate': 'Bearer' }, false, state);
     });
   };
 
-  const openStream = (res: uWS.HttpResponse, state: Aborted, remote: string, principal: Principal | undefined, origin: string, start: (conn: Connection) => ConnectionHandler): void => {
+  const openStream = (res: uWS.HttpResponse, state: Aborted, remote: string, principal: Principal | undefined, origin: string, endpoint: StreamEndpoint, start: StreamStart): void => {
     // A stream is established like an upgrade, but its socket stays in the HTTP context: pending again when it ends.
     admission?.established(undefined);
     const conn = new UwsStream(res, remote, () => {
@@ -448,25 +413,22 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
     ctx.auth.guard.opened(remote);
     res.cork(() => {
       res.writeStatus('200 OK');
-      for (const [k, v] of Object.entries(STREAM_HEADERS)) res.writeHeader(k, v);
+      for (const [k, v] of Object.entries(endpoint.headers)) res.writeHeader(k, v);
       // An allowed page elsewhere (a CGI server's) may read the stream; never with the visitor's cookies.
       if (origin !== '') res.writeHeader('Access-Control-Allow-Origin', origin).writeHeader('Vary', 'Origin');
     });
     // From here the response belongs to the stream: its abort is the session's close.
     state.onAbort = () => conn.aborted();
     res.onWritable(() => conn.writable());
-    conn.handler = start(conn);
+    conn.handler = start.open(conn, principal);
   };
 
-  /** `POST /api/session/<id>` (the client's frames) and `DELETE /api/session/<id>` (its close), PROTOCOL.md §10.5. */
-  const sessionRequest = (res: uWS.HttpResponse, req: uWS.HttpRequest, method: string, id: string, query: string, state: Aborted): void => {
-    const sse = options.sse;
-    if (!sse) return reply(res, errorReply(404, 0, 'not found'), {}, false, state);
+  /** A protocol's request (e.g. `POST` / `DELETE /api/session/<id>`, PROTOCOL.md §10.5): its body read within the endpoint's bound. */
+  const protocolRequest = (res: uWS.HttpResponse, req: uWS.HttpRequest, endpoint: RequestEndpoint, method: string, rest: string, query: string, state: Aborted): void => {
     const origin = req.getHeader('origin');
     const cors: Record<string, string> = origin !== '' && ctx.auth.originAllowed(origin, req.getHeader('host')) ? { 'Access-Control-Allow-Origin': origin, Vary: 'Origin' } : {};
-    const answer = (r: SessionReply): void => reply(res, r.status === 204 ? { status: 204, headers: {}, body: '' } : errorReply(r.status, r.code ?? 0, r.message ?? ''), cors, false, state);
-    if (method === 'DELETE') return answer(sse.end(id, query));
-    readBody(res, state, sse.maxPostBytes, (body) => answer(sse.post(id, body)));
+    if (method === 'DELETE' || method === 'GET') return reply(res, answerReply(endpoint.handle(method, rest, query, EMPTY)), cors, false, state);
+    readBody(res, state, endpoint.maxBodyBytes, (body) => reply(res, answerReply(endpoint.handle(method, rest, query, body)), cors, false, state));
   };
 
   /**
@@ -500,8 +462,7 @@ export function listenHttp(ctx: BrokerContext, options: HttpServerOptions): Prom
   /** Registers every route on an app; with TLS a new app is built for each certificate reload. */
   const routes = (app: uWS.TemplatedApp): uWS.TemplatedApp => {
     app.filter(admit);
-    app.ws<SocketData>('/ws', behavior(SUBPROTOCOL, options.native, frameLimit));
-    if (options.mqtt) app.ws<SocketData>('/mqtt', behavior('mqtt', options.mqtt, Infinity));
+    for (const p of options.protocols) if (p.websocket) app.ws<SocketData>(p.websocket.path, behavior(p, p.websocket));
     return app.any('/*', onRequest);
   };
   const tls = options.tls;
@@ -565,14 +526,6 @@ interface Aborted {
   /** Set when the response became a stream (`UwsStream`). */
   onAbort: (() => void) | undefined;
 }
-
-/** Headers of an event stream: never cached or buffered by a proxy (nginx honours X-Accel-Buffering). */
-const STREAM_HEADERS = {
-  'Content-Type': 'text/event-stream; charset=utf-8',
-  'Cache-Control': 'no-cache, no-store',
-  'X-Accel-Buffering': 'no',
-  'X-Content-Type-Options': 'nosniff',
-};
 
 function cookieToken(cookie: string): string | undefined {
   for (const part of cookie.split(';')) {
@@ -687,6 +640,13 @@ let batchBytes = 0;
 /** An SSE comment: what `UwsStream` writes to learn whether uWS drained its buffer. */
 const STREAM_PROBE = new Uint8Array([0x3a, 0x0a]); // ":\n"
 
+
+const EMPTY = new Uint8Array(0);
+
+/** A refusal of session/admission.ts in its HTTP form (core/errors.ts), with Retry-After where it has one. */
+function replyRefused(res: uWS.HttpResponse, refused: Refused, extraHeaders: Record<string, string> = {}, state?: Aborted): void {
+  reply(res, refusalReply(refused), extraHeaders, false, state);
+}
 
 function reply(res: uWS.HttpResponse, r: HttpReply, extraHeaders: Record<string, string> = {}, head = false, state?: Aborted): void {
   if (state?.aborted) return;

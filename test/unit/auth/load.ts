@@ -6,7 +6,7 @@ import type * as AuthModule from '../../../broker/src/auth/index.js';
 import type * as OriginModule from '../../../broker/src/auth/origin.js';
 import type * as PermissionsModule from '../../../broker/src/auth/permissions.js';
 import type * as MqttAuthModule from '../../../broker/src/auth/mqtt.js';
-import type * as PendingModule from '../../../broker/src/auth/pending.js';
+import type * as PendingModule from '../../../broker/src/session/authenticating.js';
 
 const dist = new URL('../../../../broker/dist/auth/', import.meta.url);
 
@@ -14,4 +14,4 @@ export const auth = (await import(new URL('index.js', dist).href)) as typeof Aut
 export const origin = (await import(new URL('origin.js', dist).href)) as typeof OriginModule;
 export const permissions = (await import(new URL('permissions.js', dist).href)) as typeof PermissionsModule;
 export const mqttAuth = (await import(new URL('mqtt.js', dist).href)) as typeof MqttAuthModule;
-export const pending = (await import(new URL('pending.js', dist).href)) as typeof PendingModule;
+export const pending = (await import(new URL('../session/authenticating.js', dist).href)) as typeof PendingModule;

@@ -38,7 +38,7 @@ import { BusUnavailableError, type SharedHistory, type SharedHistoryOptions } fr
 import type { HistoryLimits } from '../../core/history.js';
 import { createMessage, type Message } from '../../core/message.js';
 import { decodeEnvelope, encodeEnvelope } from '../nats-envelope.js';
-import { BusRefusedError } from '../outage.js';
+import { BusRefusedError } from '../../core/bus.js';
 import { subjectToTopic, topicToSubject } from '../subject.js';
 import type { NatsLink } from './link.js';
 import { isJetStreamUnavailable, isNotFound } from './options.js';

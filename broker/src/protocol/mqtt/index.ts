@@ -12,7 +12,7 @@ import { MqttConnection } from './connection.js';
 import { Reason } from './reasons.js';
 import type { MqttSessionStore } from './persist.js';
 import { MqttServer } from './server.js';
-import { runSpread, spreadDelaysMs, type DrainStats } from '../../session/drain.js';
+import { runSpread, spreadDelaysMs } from '../../session/drain.js';
 import { MqttSession } from './session.js';
 
 export type { Authenticate, AuthResult } from './auth.js';
@@ -24,10 +24,10 @@ export interface MqttProtocol extends ProtocolHandler {
   closeAll(): void;
   /**
    * Drain: each open connection is disconnected at its own moment spread uniformly over `windowMs`
-   * (MQTT 5: DISCONNECT 0x8B, or 0x9C with `serverReference`; 3.1.1: closed). Returns a cancel.
+   * (MQTT 5: DISCONNECT 0x8B, or 0x9C with the `drainServerReference` option; 3.1.1: closed). Returns a cancel.
    * The will is published as for any server-initiated close [MQTT-3.1.2-8] (MQTT.md, "Drain").
    */
-  drain(windowMs: number, serverReference: string | undefined, stats: DrainStats): () => void;
+  drain(windowMs: number): () => void;
   /** Internal state, for tests and $SYS. */
   readonly server: MqttServer;
 }
@@ -41,12 +41,18 @@ export interface MqttOptions {
   timerIntervalMs?: number;
   /** With `--data`: persistent sessions are kept here and the ones it holds are restored now (persist.ts). */
   sessionStore?: MqttSessionStore;
+  /** During a drain, MQTT 5 clients get DISCONNECT 0x9C with this Server Reference instead of 0x8B. */
+  drainServerReference?: string | undefined;
+  /** Serve MQTT over WebSocket at `/mqtt` too (default true). */
+  websocket?: boolean;
 }
 
 export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}): MqttProtocol {
   const server = new MqttServer(ctx, options.authenticate ?? permissive, options.connectTimeoutMs ?? ctx.config.connectTimeoutMs, options.sessionStore);
   ctx.counters.open.mqtt = 0;
+  let drainDisconnected = 0;
   registerMetrics(ctx, server);
+  ctx.metrics.register('topicast_drain_mqtt_disconnected_total', 'counter', 'MQTT connections disconnected at their slot of the drain window', () => drainDisconnected);
   const store = options.sessionStore;
   if (store) {
     const now = ctx.now();
@@ -67,6 +73,9 @@ export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}
 
   return {
     name: 'mqtt',
+    // MQTT over WebSocket (MQTT 5 §6): the client sends CONNECT with its credentials, so no upgrade token;
+    // one WebSocket message may carry several packets, bounded by our Maximum Packet Size instead.
+    websocket: options.websocket === false ? undefined : { path: '/mqtt', subprotocol: 'mqtt', maxMessageBytes: Infinity, authentication: 'in-band' },
     server,
     get sessionCount() {
       return server.connections.size;
@@ -100,12 +109,13 @@ export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}
     closeAll() {
       for (const c of [...server.connections]) c.disconnect(Reason.serverShuttingDown, 'server shutting down');
     },
-    drain(windowMs, serverReference, stats) {
+    drain(windowMs) {
+      const serverReference = options.drainServerReference;
       const connections = [...server.connections];
       const reason = serverReference === undefined ? Reason.serverShuttingDown : Reason.useAnotherServer;
       return runSpread(connections, spreadDelaysMs(connections.length, windowMs), function drainMqtt(c) {
         if (!c.isOpen) return;
-        stats.mqttDisconnected++;
+        drainDisconnected++;
         c.disconnect(reason, 'server draining: reconnect to another node', serverReference);
       });
     },

@@ -1,10 +1,11 @@
 /** The native protocol (PROTOCOL.md) as a ProtocolHandler for the WebSocket transport. */
-import { CloseCode, Op, PROTOCOL_VERSION, encodeFrame } from 'topicast/protocol';
-import type { Principal } from '../../auth/index.js';
+import { CloseCode, Op, PROTOCOL_VERSION, SUBPROTOCOL, encodeFrame, type TopicLimits } from 'topicast/protocol';
+import type { Principal } from '../../session/principal.js';
 import type { BrokerContext } from '../../context.js';
+import type { PublishLimits } from '../../session/admission.js';
 import type { Connection } from '../../session/connection.js';
 import type { ConnectionHandler, ProtocolHandler } from '../../session/handler.js';
-import { spreadDelaysMs, type DrainStats } from '../../session/drain.js';
+import { spreadDelaysMs } from '../../session/drain.js';
 import { NativeSession } from './session.js';
 
 export interface NativeProtocol extends ProtocolHandler {
@@ -15,15 +16,22 @@ export interface NativeProtocol extends ProtocolHandler {
    * Drain (PROTOCOL.md §4.7): every open connection gets a DRAIN frame now, its reconnectAfterMs
    * spread uniformly over `windowMs`; the SDK leaves on its own, closeAll ends the stragglers.
    */
-  drain(windowMs: number, stats: DrainStats): void;
+  drain(windowMs: number): () => void;
+}
+
+/** The largest native frame: room for the largest payload plus topic and framing (one frame per WebSocket message). */
+export function nativeFrameLimit(publish: PublishLimits, topics: TopicLimits): number {
+  return publish.maxPayloadBytes + topics.maxTopicBytes + 1024;
 }
 
 export function createNativeProtocol(ctx: BrokerContext): NativeProtocol {
   const sessions = new Set<NativeSession>();
   ctx.counters.open.native = 0;
+  let notified = 0;
+  ctx.metrics.register('topicast_drain_native_notified_total', 'counter', 'Native connections sent a DRAIN frame', () => notified);
   const welcome = encodeFrame({
     op: Op.welcome,
-    info: { version: PROTOCOL_VERSION, server: `topicast/${ctx.version}`, maxPayloadBytes: ctx.config.maxPayloadBytes, idleTimeoutSec: ctx.config.idleTimeoutSec },
+    info: { version: PROTOCOL_VERSION, server: `topicast/${ctx.version}`, maxPayloadBytes: ctx.publishLimits.maxPayloadBytes, idleTimeoutSec: ctx.sessionLimits.idleTimeoutSec },
   });
   // One function for every session (no closures per connection: they cost memory at 10k+ connections).
   const ended = (session: NativeSession): void => {
@@ -31,6 +39,7 @@ export function createNativeProtocol(ctx: BrokerContext): NativeProtocol {
   };
   return {
     name: 'native',
+    websocket: { path: '/ws', subprotocol: SUBPROTOCOL, maxMessageBytes: nativeFrameLimit(ctx.publishLimits, ctx.topicLimits), authentication: 'upgrade' },
     get sessionCount() {
       return sessions.size;
     },
@@ -44,13 +53,14 @@ export function createNativeProtocol(ctx: BrokerContext): NativeProtocol {
     closeAll() {
       for (const session of [...sessions]) session.close(CloseCode.goingAway, 'server shutting down');
     },
-    drain(windowMs, stats) {
+    drain(windowMs) {
       const delaysMs = spreadDelaysMs(sessions.size, windowMs);
       let i = 0;
       for (const session of sessions) {
         session.sendControl(encodeFrame({ op: Op.drain, info: { reconnectAfterMs: delaysMs[i++]! } }));
-        stats.nativeNotified++;
+        notified++;
       }
+      return () => {}; // told at once: nothing left scheduled
     },
   };
 }

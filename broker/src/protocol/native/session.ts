@@ -21,14 +21,16 @@ import {
   decodeClientFrame, encodeDelivery, encodeFrame, encodeHistoryEnd, encodeHistoryMessage, type ClientFrame, type ReplyProperties, type SubscribeResult, type WillMessage,
 } from 'topicast/protocol';
 import type { Permissions, Principal } from '../../auth/index.js';
-import { BusRefusedError } from '../../cluster/outage.js';
+import { BusRefusedError } from '../../core/bus.js';
+import { REFUSALS } from '../../core/errors.js';
 import type { BrokerContext } from '../../context.js';
 import { createMessage, type Message, type MessageProperties } from '../../core/message.js';
 import type { Subscriber, SubscriptionOptions } from '../../core/router.js';
 import type { Connection } from '../../session/connection.js';
 import type { ConnectionHandler } from '../../session/handler.js';
 import { collectRows, planQuery, readCheck, type CollectedRows } from '../../session/history-query.js';
-import { checkPublish, isBrokerTopic, MAX_HELD_INBOUND, retainedFull, TokenBucket } from '../../session/limits.js';
+import { admitPublish, admitWill, publishBucket } from '../../session/admission.js';
+import { checkTopic, MAX_HELD_INBOUND, TokenBucket } from '../../session/limits.js';
 import { Outbox, type FrameSource } from '../../session/outbox.js';
 import { checkSubscribe, planSubscribe, ReplaySource, SnapshotSource } from '../../session/subscribe.js';
 
@@ -144,7 +146,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     principal?: Principal,
   ) {
     if (principal?.permissions !== undefined) this.more().permissions = principal.permissions;
-    if (principal?.expiresAtMs !== undefined) this.armExpiry(principal.expiresAtMs + ctx.config.authClockSkewSec * 1000);
+    if (principal?.expiresAtMs !== undefined) this.armExpiry(principal.expiresAtMs + ctx.sessionLimits.authClockSkewMs);
     this.outbox = new Outbox(conn, ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
     this.outbox.pushControl(welcome);
   }
@@ -322,8 +324,8 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     let prefill: CollectedRows | undefined;
     let prefillComplete = true;
     if (history && frame.options.history) {
-      const answer = history.query({ filters: frame.filters, limit: frame.options.history.limit ?? this.ctx.config.historyMaxRows, sinceMs: frame.options.history.sinceMs, newestFirst: true }, readCheck(this.ctx, permissions), true);
-      prefill = collectRows(answer, this.ctx.config.historyMaxQueryBytes);
+      const answer = history.query({ filters: frame.filters, limit: frame.options.history.limit ?? this.ctx.historyLimits.maxRows, sinceMs: frame.options.history.sinceMs, newestFirst: true }, readCheck(this.ctx, permissions), true);
+      prefill = collectRows(answer, this.ctx.historyLimits.maxQueryBytes);
       prefillComplete = answer.complete() && !prefill.truncated;
       prefill.messages.reverse();
       prefill.times.reverse();
@@ -360,8 +362,8 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   private planHistory(filters: readonly string[], req: Extract<ClientFrame, { op: typeof Op.history }>['options']) {
     const ctx = this.ctx;
     const extras = this.more();
-    extras.historyBucket ??= new TokenBucket(ctx.config.historyQueriesPerSec, Math.max(1, ctx.config.historyQueriesPerSec), ctx.now());
-    return planQuery(ctx, filters, req, ctx.config.historyMaxRows, this.permissions, extras.historyBucket);
+    extras.historyBucket ??= new TokenBucket(ctx.historyLimits.queriesPerSec, Math.max(1, ctx.historyLimits.queriesPerSec), ctx.now());
+    return planQuery(ctx, filters, req, ctx.historyLimits.maxRows, this.permissions, extras.historyBucket);
   }
 
   /** HISTORY (PROTOCOL.md §4.8): rows captured now, paced through the outbox, then HISTORY_END. */
@@ -370,7 +372,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     if ('code' in planned) return this.error(frame.id, planned.code, planned.message);
     const { history, query } = planned;
     const answer = history.query(query, readCheck(this.ctx, this.permissions), true); // collected below, in this turn
-    const rows = collectRows(answer, this.ctx.config.historyMaxQueryBytes);
+    const rows = collectRows(answer, this.ctx.historyLimits.maxQueryBytes);
     const info = {
       count: rows.messages.length, complete: answer.complete() && !rows.truncated, more: answer.more || rows.truncated,
       epoch: history.epoch, offset: history.last,
@@ -389,36 +391,23 @@ export class NativeSession implements Subscriber, ConnectionHandler {
 
   private onPublish(frame: Extract<ClientFrame, { op: typeof Op.publish }>): void {
     const { ctx } = this;
-    const extras = this.more();
-    extras.bucket ??= new TokenBucket(ctx.config.maxPublishesPerSec, ctx.config.publishBurst, ctx.now());
-    if (!extras.bucket.take(ctx.now())) {
-      ctx.counters.rateLimited++;
-      if (frame.id !== 0) this.error(frame.id, ErrorCode.rateLimited, `more than ${ctx.config.maxPublishesPerSec} publishes per second`);
-      return;
-    }
-    const bad = checkPublish(frame.topic, frame.payload.length, ctx.topicLimits, ctx.config.maxPayloadBytes);
+    // The frame's topics first: a malformed name is an invalid request, answered whatever the id.
+    const bad = checkTopic(frame.topic, ctx.topicLimits);
     if (bad) return this.error(frame.id, bad.code, bad.message);
     const responseTopic = frame.reply?.responseTopic;
     if (responseTopic !== undefined) {
       // PROTOCOL.md §9: a topic name, as MQTT 5 requires of a Response Topic [MQTT-3.3.2-14].
-      const badReply = checkPublish(responseTopic, 0, ctx.topicLimits, ctx.config.maxPayloadBytes);
+      const badReply = checkTopic(responseTopic, ctx.topicLimits);
       if (badReply) return this.error(frame.id, badReply.code, `response topic: ${badReply.message}`);
     }
-    if (isBrokerTopic(frame.topic)) {
-      // $SYS/... is the broker's own (DESIGN.md "Topics"): its figures are never spoofed.
-      ctx.auth.stats.denied++;
-      if (frame.id !== 0) this.error(frame.id, ErrorCode.notAuthorized, '$SYS topics are published by the broker only');
-      return;
-    }
-    if (extras.permissions && !extras.permissions.canPublish(frame.topic)) {
-      // Like the rate limit: refused, counted, and answered only when acknowledged (PROTOCOL.md §4.3).
-      ctx.auth.stats.denied++;
-      if (frame.id !== 0) this.error(frame.id, ErrorCode.notAuthorized, `not authorized to publish to ${JSON.stringify(frame.topic.slice(0, 64))}`);
-      return;
-    }
+    const extras = this.more();
     const retain = (frame.flags & Flag.retain) !== 0;
-    const full = retain ? retainedFull(ctx.router.retained, frame.topic, frame.payload.length, ctx.config) : undefined;
-    if (full !== undefined) return this.error(frame.id, ErrorCode.unavailable, full);
+    const refused = admitPublish(ctx, frame.topic, frame.payload.length, retain, extras.permissions, (extras.bucket ??= publishBucket(ctx)));
+    if (refused !== undefined) {
+      // Refused and counted (session/admission.ts); answered only when acknowledged (PROTOCOL.md §4.3).
+      if (frame.id !== 0) this.error(frame.id, REFUSALS[refused.refusal].code, refused.message);
+      return;
+    }
     // The content type and request/reply properties travel as MQTT 5's (core/message.ts), so every store and bus keeps them.
     const properties = propertiesOf(frame.contentType, frame.reply);
     const durable = this.route(createMessage(frame.topic, frame.payload, retain, this, 0, properties), frame.id !== 0);
@@ -444,11 +433,12 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   private onWill(frame: Extract<ClientFrame, { op: typeof Op.will }>): void {
     const will = frame.will;
     if (will) {
-      const bad = checkPublish(will.topic, will.payload.length, this.ctx.topicLimits, this.ctx.config.maxPayloadBytes);
+      const bad = checkTopic(will.topic, this.ctx.topicLimits);
       if (bad) return this.error(frame.id, bad.code, `will ${bad.message}`);
-      if (isBrokerTopic(will.topic) || (this.permissions && !this.permissions.canPublish(will.topic))) {
-        this.ctx.auth.stats.denied++;
-        return this.error(frame.id, ErrorCode.notAuthorized, `not authorized to publish the will to ${JSON.stringify(will.topic.slice(0, 64))}`);
+      const refused = admitWill(this.ctx, will.topic, will.payload.length, this.permissions);
+      if (refused !== undefined) {
+        const { code } = REFUSALS[refused.refusal];
+        return this.error(frame.id, code, code === ErrorCode.notAuthorized ? `not authorized to publish the will to ${JSON.stringify(will.topic.slice(0, 64))}` : `will ${refused.message}`);
       }
     }
     if (will || this.extras !== undefined) this.more().will = will ?? undefined;

@@ -19,17 +19,10 @@ import { randomBytes } from 'node:crypto';
 import { CloseCode, ErrorCode, base64 } from 'topicast/protocol';
 import type { Principal } from '../../auth/index.js';
 import type { Connection, SendResult } from '../../session/connection.js';
-import type { ConnectionHandler, ProtocolHandler } from '../../session/handler.js';
+import type { ConnectionHandler, HttpAnswer, ProtocolHandler } from '../../session/handler.js';
 import { closeEvent, HEARTBEAT } from './event.js';
 
 const encoder = new TextEncoder();
-
-/** A refusal or acceptance of a POST or DELETE: the HTTP status and, for refusals, the error. */
-export interface SessionReply {
-  status: number;
-  code?: number;
-  message?: string;
-}
 
 /** The Connection a native session writes to: each frame one SSE event on the stream. */
 class FrameStream implements Connection {
@@ -93,9 +86,9 @@ export interface Emulation {
   /** Opens a session on a started stream: its first event names the session. */
   open(stream: Connection, principal: Principal | undefined): ConnectionHandler;
   /** The client's frames for session `id`: a sequence of (u32 big-endian length, frame). */
-  post(id: string, body: Uint8Array): SessionReply;
+  post(id: string, body: Uint8Array): HttpAnswer;
   /** The client closes session `id` with `code` (1000: clean, no will). */
-  end(id: string, code: number): SessionReply;
+  end(id: string, code: number): HttpAnswer;
   /** Heartbeat comments on every session's stream. */
   heartbeat(): void;
 }
@@ -145,7 +138,7 @@ export function createEmulation(native: ProtocolHandler, maxFrameBytes: number, 
 }
 
 /** A body that is not a sequence of frames is a protocol error, like a malformed frame (PROTOCOL.md §6). */
-function malformed(session: EmulatedSession, why: string): SessionReply {
+function malformed(session: EmulatedSession, why: string): HttpAnswer {
   session.frames.close(CloseCode.protocolError, 'malformed request');
   return { status: 400, code: ErrorCode.badFrame, message: `malformed frames: ${why}` };
 }

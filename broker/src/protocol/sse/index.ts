@@ -1,29 +1,22 @@
 /**
  * HTTP streaming (PROTOCOL.md §10): `GET /api/subscribe?filter=F[&filter=G…]` answered with
- * Server-Sent Events. The rules live here; transport/uws.ts adapts the request and the response
- * (a `Connection` over an HttpResponse) and calls, in order: `parse` (400 on a bad request),
- * authentication, `check` (403/400 against the principal), `stream` (200, then events).
+ * Server-Sent Events, and the SDK's fallback session over HTTP (§10.5: `GET /api/session`, `POST`
+ * and `DELETE /api/session/<id>`). The rules live here, as a ProtocolHandler's streams and
+ * requests (session/handler.ts); transport/uws.ts adapts the request and the response (a
+ * `Connection` over an HttpResponse) and calls, in order: `accept` (400 on a bad request),
+ * admission and authentication (session/admission.ts), `check` (403/400 against the principal),
+ * `open` (200, then events).
  */
 import { CloseCode, ErrorCode } from 'topicast/protocol';
-import type { Principal } from '../../auth/index.js';
 import type { BrokerContext } from '../../context.js';
 import type { Connection } from '../../session/connection.js';
-import type { ConnectionHandler } from '../../session/handler.js';
-import type { ProtocolHandler } from '../../session/handler.js';
+import type { HttpAnswer, ProtocolHandler, StreamEndpoint } from '../../session/handler.js';
 import { checkSubscribe } from '../../session/subscribe.js';
-import { createEmulation, type SessionReply } from './emulation.js';
+import { createEmulation } from './emulation.js';
 import { parsePosition, streamStart } from './event.js';
-import { SseSession, type StreamRequest } from './session.js';
+import { SseSession } from './session.js';
 
 export type { StreamRequest } from './session.js';
-export type { SessionReply } from './emulation.js';
-
-/** A request refused before the stream starts: the HTTP status and the message of its JSON error body. */
-export interface StreamRefusal {
-  status: number;
-  code: number;
-  message: string;
-}
 
 /** Heartbeat comments this often: below the 30-60 s idle timeouts of common proxies and load balancers (nginx's proxy_read_timeout is 60 s). */
 const HEARTBEAT_MS = 15_000;
@@ -32,38 +25,31 @@ const RETRY_MS = 1_000;
 /** Query parameters a stream understands; anything else is a typo worth a 400 (`?topic=` for `?filter=`). */
 const PARAMETERS = new Set(['filter', 'token']);
 
-export interface SseProtocol {
+export interface SseProtocol extends ProtocolHandler {
   readonly name: 'sse';
   readonly sessionCount: number;
-  /** Reads the query and `Last-Event-ID`; a refusal for a malformed request. `token` is for authentication only: never log it. */
-  parse(query: string, lastEventId: string): (StreamRequest & { token: string | undefined }) | StreamRefusal;
-  /** The subscribe checks of a native SUBSCRIBE (filters, permissions, limits) for this principal. */
-  check(request: StreamRequest, principal: Principal | undefined): StreamRefusal | undefined;
-  /** Starts a checked stream on an open response. */
-  stream(conn: Connection, request: StreamRequest, principal: Principal | undefined): ConnectionHandler;
+  readonly streams: readonly StreamEndpoint[];
   /** Ends every stream (graceful shutdown): each gets a `close` event; EventSource reconnects by itself. */
   closeAll(): void;
-  /** `GET /api/session` (§10.5): only `token` may be given. */
-  parseSession(query: string): { token: string | undefined; filters?: undefined } | StreamRefusal;
-  /** Starts a native session over a started stream (§10.5). */
-  session(conn: Connection, principal: Principal | undefined): ConnectionHandler;
-  /** `POST /api/session/<id>`: the client's frames. */
-  post(id: string, body: Uint8Array): SessionReply;
-  /** `DELETE /api/session/<id>?code=C`: the client's close. */
-  end(id: string, query: string): SessionReply;
-  /** The largest POST body taken: a burst of frames, each at most the native frame limit. */
-  readonly maxPostBytes: number;
 }
+
+/** Headers of an event stream: never cached or buffered by a proxy (nginx honours X-Accel-Buffering). */
+const STREAM_HEADERS = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache, no-store',
+  'X-Accel-Buffering': 'no',
+  'X-Content-Type-Options': 'nosniff',
+};
 
 /**
  * @param native the native protocol, for the SDK's fallback sessions (§10.5): they are native
  *   sessions, counted as such; streams of `GET /api/subscribe` count as protocol `sse`.
+ * @param maxFrameBytes the largest native frame (as on `/ws`), bounding a POST's frames.
  */
-export function createSseProtocol(ctx: BrokerContext, native: ProtocolHandler): SseProtocol {
+export function createSseProtocol(ctx: BrokerContext, native: ProtocolHandler, maxFrameBytes: number): SseProtocol {
   const sessions = new Set<SseSession>();
   ctx.counters.open.sse = 0;
   const start = streamStart(RETRY_MS);
-  const maxFrameBytes = ctx.config.maxPayloadBytes + ctx.config.maxTopicBytes + 1024; // as on /ws (transport/uws.ts)
   let heartbeat: NodeJS.Timeout | undefined;
   const beat = (): void => {
     for (const session of sessions) session.heartbeat();
@@ -80,63 +66,85 @@ export function createSseProtocol(ctx: BrokerContext, native: ProtocolHandler): 
     ctx.counters.open.sse!--;
     idle();
   };
-  return {
-    name: 'sse',
-    get sessionCount() {
-      return sessions.size;
-    },
-    parse(query, lastEventId) {
+  /** `GET /api/session` (§10.5): a native session over a stream; only `token` may be given. */
+  const openSession: ProtocolHandler['open'] = (conn, principal) => {
+    heartbeat ??= setInterval(beat, HEARTBEAT_MS).unref();
+    return emulation.open(conn, principal);
+  };
+  const subscribe: StreamEndpoint = {
+    path: '/api/subscribe',
+    headers: STREAM_HEADERS,
+    accept(query, header) {
       const params = new URLSearchParams(query);
       for (const key of params.keys()) {
         if (!PARAMETERS.has(key)) return refusal(400, ErrorCode.badFrame, `unknown query parameter ${JSON.stringify(key.slice(0, 32))}: use filter=F (repeatable) and optionally token=T`);
       }
-      const filters = params.getAll('filter');
+      const filters = [...new Set(params.getAll('filter'))];
       if (filters.length === 0) return refusal(400, ErrorCode.invalidTopic, 'at least one filter required: GET /api/subscribe?filter=F[&filter=G...]');
+      const lastEventId = header('last-event-id');
       let resume;
       if (lastEventId !== '') {
         resume = parsePosition(lastEventId);
         if (resume === undefined) return refusal(400, ErrorCode.badFrame, 'Last-Event-ID must be <epoch>:<offset> as sent in an event id: line');
       }
-      return { filters: [...new Set(filters)], resume, token: params.get('token') ?? undefined };
+      const request = { filters, resume };
+      return {
+        token: params.get('token') ?? undefined,
+        // The subscribe checks of a native SUBSCRIBE (filters, permissions, limits) for this principal.
+        check(principal) {
+          const checked = checkSubscribe(ctx, filters, principal?.permissions, { count: 0, has: () => false });
+          if (checked instanceof Set) return undefined;
+          return refusal(checked.code === ErrorCode.notAuthorized ? 403 : 400, checked.code, checked.message);
+        },
+        open(conn, principal) {
+          const session = new SseSession(ctx, conn, start, request, ended, principal);
+          sessions.add(session);
+          ctx.counters.open.sse!++;
+          ctx.counters.connectionsTotal++;
+          heartbeat ??= setInterval(beat, HEARTBEAT_MS).unref();
+          session.start();
+          return session;
+        },
+      };
     },
-    check(request, principal) {
-      const checked = checkSubscribe(ctx, request.filters, principal?.permissions, { count: 0, has: () => false });
-      if (checked instanceof Set) return undefined;
-      return refusal(checked.code === ErrorCode.notAuthorized ? 403 : 400, checked.code, checked.message);
-    },
-    stream(conn, request, principal) {
-      const session = new SseSession(ctx, conn, start, request, ended, principal);
-      sessions.add(session);
-      ctx.counters.open.sse!++;
-      ctx.counters.connectionsTotal++;
-      heartbeat ??= setInterval(beat, HEARTBEAT_MS).unref();
-      session.start();
-      return session;
-    },
-    closeAll() {
-      for (const session of [...sessions]) session.close(CloseCode.goingAway, 'server shutting down');
-    },
-    parseSession(query) {
+  };
+  const session: StreamEndpoint = {
+    path: '/api/session',
+    headers: STREAM_HEADERS,
+    accept(query) {
       const params = new URLSearchParams(query);
       for (const key of params.keys()) {
         if (key !== 'token') return refusal(400, ErrorCode.badFrame, `unknown query parameter ${JSON.stringify(key.slice(0, 32))}: only token=T`);
       }
-      return { token: params.get('token') ?? undefined };
+      // Carries native frames: no filters, no resume.
+      return { token: params.get('token') ?? undefined, check: () => undefined, open: openSession };
     },
-    session(conn, principal) {
-      heartbeat ??= setInterval(beat, HEARTBEAT_MS).unref();
-      return emulation.open(conn, principal);
+  };
+  return {
+    name: 'sse',
+    get sessionCount() {
+      return sessions.size;
     },
-    post: (id, body) => emulation.post(id, body),
-    end(id, query) {
-      const code = Number(new URLSearchParams(query).get('code') ?? '1000');
-      if (!Number.isInteger(code) || code < 1000 || code > 4999) return { status: 400, code: ErrorCode.badFrame, message: 'code must be a WebSocket close code (1000-4999)' };
-      return emulation.end(id, code);
+    open: openSession,
+    streams: [subscribe, session],
+    requests: [{
+      // `POST /api/session/<id>` (the client's frames) and `DELETE /api/session/<id>?code=C` (its close), §10.5.
+      prefix: '/api/session/',
+      methods: ['POST', 'DELETE'],
+      maxBodyBytes: 16 * maxFrameBytes, // a burst of frames, each at most the native frame limit
+      handle(method, id, query, body): HttpAnswer {
+        if (method === 'POST') return emulation.post(id, body);
+        const code = Number(new URLSearchParams(query).get('code') ?? '1000');
+        if (!Number.isInteger(code) || code < 1000 || code > 4999) return { status: 400, code: ErrorCode.badFrame, message: 'code must be a WebSocket close code (1000-4999)' };
+        return emulation.end(id, code);
+      },
+    }],
+    closeAll() {
+      for (const session of [...sessions]) session.close(CloseCode.goingAway, 'server shutting down');
     },
-    maxPostBytes: 16 * maxFrameBytes,
   };
 }
 
-function refusal(status: number, code: number, message: string): StreamRefusal {
+function refusal(status: number, code: number, message: string): HttpAnswer {
   return { status, code, message };
 }

@@ -54,7 +54,7 @@ export class SseSession implements Subscriber, ConnectionHandler {
     this.epoch = ctx.router.history?.epoch;
     this.outbox = new Outbox(conn, ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
     this.outbox.pushControl(start);
-    if (principal?.expiresAtMs !== undefined) this.armExpiry(principal.expiresAtMs + ctx.config.authClockSkewSec * 1000);
+    if (principal?.expiresAtMs !== undefined) this.armExpiry(principal.expiresAtMs + ctx.sessionLimits.authClockSkewMs);
   }
 
   /** Subscribes and queues the snapshot or replay; with a cluster bus, after its retained values arrived. */

@@ -4,7 +4,6 @@
  * CONNACK, then resend what was in flight and process packets that arrived
  * meanwhile. Refusals answer CONNACK with a failure code and close [MQTT-3.2.2-5].
  */
-import { addressKey } from '../../../auth/abuse.js';
 import { randomBytes } from 'node:crypto';
 import type mqtt from 'mqtt-packet';
 import { CloseCode, topicProblem } from 'topicast/protocol';
@@ -14,7 +13,9 @@ import { dispatch } from '../dispatcher.js';
 import { encodePacket, type Version } from '../encode.js';
 import { Reason, returnCodeFor } from '../reasons.js';
 import { MqttSession, willMessage, type Will } from '../session.js';
-import { isBrokerTopic } from '../../../session/limits.js';
+import { REFUSALS } from '../../../core/errors.js';
+import { admitCapacity, admitWill, guarded } from '../../../session/admission.js';
+import { addressKey } from '../../../transport/address.js';
 import { isValidUtf8 } from '../utf8.js';
 
 type ConnackProperties = NonNullable<mqtt.IConnackPacket['properties']>;
@@ -75,7 +76,6 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
     const payload = typeof w.payload === 'string' ? Buffer.from(w.payload) : Buffer.from(w.payload); // own copy: kept for the session's life
     const problem = topicProblem(w.topic, ctx.topicLimits);
     if (problem !== undefined) return v5 ? refuse(c, Reason.topicNameInvalid, `will topic ${problem}`) : malformed(c, `will topic ${problem}`); // [MQTT-3.1.3-11]
-    if (isBrokerTopic(w.topic)) return refuse(c, Reason.notAuthorized, 'a will cannot publish into $SYS');
     if (payload.length > config.maxPayloadBytes) return v5 ? refuse(c, Reason.packetTooLarge, 'will payload too large') : refuse(c, Reason.serverUnavailable, 'will payload too large');
     const wp = w.properties;
     if (wp?.payloadFormatIndicator && !isValidUtf8(payload)) return refuse(c, Reason.payloadFormatInvalid, 'will payload is not UTF-8'); // MQTT 5 §3.1.3.2.3
@@ -97,19 +97,17 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
     };
   }
 
-  if (ctx.openConnections() > config.maxConnections) {
-    ctx.counters.connectionsRefused++;
-    return refuse(c, Reason.connectionRateExceeded, 'too many connections'); // 3.1.1: return code 3, server unavailable
-  }
+  // This connection is already counted among the open ones (session/admission.ts).
+  const full = admitCapacity(ctx, true);
+  if (full) return refuse(c, REFUSALS[full.refusal].mqtt, full.message); // 3.1.1: return code 3, server unavailable
 
   // Failed and successful authentications feed the per-IP backoff (docs/SECURITY.md); the transports
   // enforce it when the next connection from that address arrives (TCP: closed at accept; WS: 429).
   const remote = addressKey(c.conn.remoteAddress, false);
+  const offered = p.password !== undefined && p.password.length > 0;
   c.state = 'authenticating';
-  server.authenticate(p.username, p.password, clientId).then(
+  guarded(ctx.auth.guard, remote, offered, server.authenticate(p.username, p.password, clientId), accepted).then(
     (result) => {
-      if (result === true || (typeof result === 'object' && result.allowed)) ctx.auth.guard.authSucceeded(remote);
-      else if (p.password !== undefined && p.password.length > 0) ctx.auth.guard.authFailed(remote); // guessing, not a client without credentials
       if (!c.isOpen) return;
       accept(c, p, result, clientId, assigned, will);
     },
@@ -118,6 +116,11 @@ export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
       if (c.isOpen) refuse(c, Reason.serverUnavailable, 'authentication unavailable');
     },
   );
+}
+
+/** Whether the authentication hook let the client in. */
+function accepted(result: AuthResult): boolean {
+  return result === true || (typeof result === 'object' && result.allowed);
 }
 
 function accept(
@@ -136,10 +139,9 @@ function accept(
   const permissions = typeof result === 'object' && result.allowed ? result.permissions : undefined;
   const expiresAtMs = typeof result === 'object' && result.allowed ? result.expiresAtMs : undefined;
   if (expiresAtMs !== undefined) c.credentialsExpireAt = expiresAtMs + config.authClockSkewSec * 1000;
-  if (permissions && will !== undefined && !permissions.canPublish(will.topic)) {
-    ctx.auth.stats.denied++;
-    return refuse(c, Reason.notAuthorized, 'not authorized to publish the will topic');
-  }
+  // The will's admission ($SYS, permission; its size was checked with the packet), counted like a publish's.
+  const willRefused = will && admitWill(ctx, will.topic, will.payload.length, permissions);
+  if (willRefused) return refuse(c, REFUSALS[willRefused.refusal].mqtt, willRefused.refusal === 'broker-topic' ? 'a will cannot publish into $SYS' : 'not authorized to publish the will topic');
 
   // [MQTT-3.1.4-3] a second connection with the same client id takes the session over.
   let session = server.sessions.get(clientId);

@@ -5,19 +5,20 @@
  * - QoS 1: PUBACK after routing (after the retained write when the store is durable).
  * - QoS 2: routed on PUBLISH, the id kept until PUBREL; a duplicate PUBLISH of a
  *   held id is acknowledged again but not routed again [MQTT-4.3.3-10].
- * - Refusals of a well-formed publish ($SYS topics, rate limit, payload size,
- *   retained store full, bad UTF-8 payload) answer PUBACK/PUBREC with a reason in MQTT 5; 3.1.1
+ * - Refusals of a well-formed publish ($SYS topics, permissions, rate limit, payload size,
+ *   retained store full: session/admission.ts; bad UTF-8 payload) answer PUBACK/PUBREC with a reason in MQTT 5; 3.1.1
  *   has no negative ack, so the message is dropped, counted and acknowledged
  *   [MQTT-3.3.5-2]. Protocol violations disconnect.
  */
 import type mqtt from 'mqtt-packet';
 import { topicProblem } from 'topicast/protocol';
-import { BusRefusedError } from '../../../cluster/outage.js';
+import { BusRefusedError } from '../../../core/bus.js';
+import { REFUSALS } from '../../../core/errors.js';
 import { createMessage, type MessageProperties } from '../../../core/message.js';
 import { bothDurable } from '../../../core/router.js';
 import type { HeldAck, MqttConnection } from '../connection.js';
 import { Reason } from '../reasons.js';
-import { isBrokerTopic, retainedFull } from '../../../session/limits.js';
+import { admitPublish } from '../../../session/admission.js';
 import { isValidUtf8 } from '../utf8.js';
 
 function sendAck(c: MqttConnection, qos: 1 | 2, id: number, reason: number, why?: string): void {
@@ -118,29 +119,15 @@ export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
     if (session.awaitingRelease.size >= config.mqttMaxInflight) return c.disconnect(Reason.receiveMaximumExceeded, `more than ${config.mqttMaxInflight} QoS 2 publishes in flight`);
   }
 
-  if (isBrokerTopic(topic)) {
-    // $SYS/... is the broker's own (DESIGN.md "Topics"): its figures are never spoofed.
-    return acknowledge(c, qos, id, Reason.notAuthorized, '$SYS topics are published by the broker only');
-  }
-  if (session.permissions && !session.permissions.canPublish(topic)) {
-    ctx.auth.stats.denied++;
-    return acknowledge(c, qos, id, Reason.notAuthorized, 'not authorized to publish to this topic');
-  }
   const payload = p.payload as Buffer;
-  if (!c.bucket.take(ctx.now())) {
-    ctx.counters.rateLimited++;
-    return acknowledge(c, qos, id, Reason.quotaExceeded, `more than ${config.maxPublishesPerSec} publishes per second`);
-  }
-  if (payload.length > config.maxPayloadBytes) {
-    return acknowledge(c, qos, id, Reason.quotaExceeded, `payload of ${payload.length} bytes exceeds maxPayloadBytes ${config.maxPayloadBytes}`);
-  }
+  // $SYS, permission, rate, size, retained bounds: the one order of every protocol (session/admission.ts).
+  const refused = admitPublish(ctx, topic, payload.length, p.retain, session.permissions, c.bucket);
+  if (refused !== undefined) return acknowledge(c, qos, id, REFUSALS[refused.refusal].mqtt, refused.message);
   if (v5 && props?.payloadFormatIndicator && !isValidUtf8(payload)) {
     // MQTT 5 §3.3.2.3.2: PUBACK/PUBREC 0x99, or DISCONNECT 0x99 for QoS 0 which has no ack.
     if (qos === 0) return c.disconnect(Reason.payloadFormatInvalid, 'payload is not UTF-8');
     return acknowledge(c, qos, id, Reason.payloadFormatInvalid, 'payload is not UTF-8');
   }
-  const full = p.retain ? retainedFull(ctx.router.retained, topic, payload.length, config) : undefined;
-  if (full !== undefined) return acknowledge(c, qos, id, Reason.quotaExceeded, full);
 
   let properties: MessageProperties | undefined;
   if (v5 && props) {

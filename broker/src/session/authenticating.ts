@@ -13,8 +13,8 @@
  * Bound: at most `maxBufferedBytes` wait here; beyond it the connection is closed (1008).
  */
 import { CloseCode } from 'topicast/protocol';
-import type { ConnectionHandler } from '../session/handler.js';
-import type { AuthOutcome, Principal } from './index.js';
+import type { ConnectionHandler } from './handler.js';
+import type { AuthOutcome, Principal } from './principal.js';
 
 export interface PendingCallbacks {
   /** The token was accepted: opens the protocol session. */

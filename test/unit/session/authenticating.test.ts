@@ -1,7 +1,7 @@
 /** AuthenticatingHandler: messages during the token check are copied and replayed in order; refusal, bound, early close. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { auth, pending } from './load.js';
+import { auth, pending } from '../auth/load.js';
 
 type Outcome = Awaited<ReturnType<ReturnType<typeof auth.createAuth>['authenticate']>>;
 
