@@ -6,6 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import { spawnChild, cpuSeconds, type Child } from './proc.js';
 import type { GenCommand } from './gen.js';
+import type { ScaleCommand } from './scale-client.js';
 
 const GEN = fileURLToPath(new URL('./gen.js', import.meta.url));
 
@@ -36,11 +37,12 @@ export class Gen {
     });
   }
 
-  static start(role: string, cpu: number | undefined): Gen {
-    return new Gen(spawnChild(process.execPath, ['--max-old-space-size=4096', GEN, role], { cpu, ipc: true }), role);
+  /** `script`: another generator program speaking the same IPC (scale-client.js); `nofile`: its descriptor limit. */
+  static start(role: string, cpu: number | undefined, o: { script?: string; nofile?: number } = {}): Gen {
+    return new Gen(spawnChild(process.execPath, ['--max-old-space-size=4096', o.script ?? GEN, role], { cpu, ipc: true, ...(o.nofile !== undefined && { nofile: o.nofile }) }), role);
   }
 
-  send(c: GenCommand): void {
+  send(c: GenCommand | ScaleCommand): void {
     // A generator that is closing may have shut its IPC channel between the check and the write:
     // the error goes to the callback (a pending request then times out or sees the exit).
     if (this.child.proc.connected) this.child.proc.send(c, (err) => {
@@ -48,7 +50,7 @@ export class Gen {
     });
   }
 
-  request<R extends Reply = Reply>(c: GenCommand, expect: string, timeoutMs = 60_000): Promise<R> {
+  request<R extends Reply = Reply>(c: GenCommand | ScaleCommand, expect: string, timeoutMs = 60_000): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       const timer = setTimeout(() => {
         const i = this.waiting.findIndex((w) => w.t === expect);

@@ -25,6 +25,8 @@ export interface Running {
   ep: Endpoint;
   /** Where publishers connect when subscribers use a subscribe-only wire (SSE); else `ep`. */
   pubEp?: Endpoint;
+  /** Every endpoint this broker process serves, by wire/transport (e.g. `mqtt/tcp`, `native/ws`): the device mix mixes them. */
+  eps: Record<string, Endpoint>;
   stop(): Promise<void>;
 }
 
@@ -35,6 +37,8 @@ export interface StartOptions {
   nodeArgs?: string[];
   /** Listen on this port instead of a fresh free one (Topicast; the reconnect storm restarts on the same port). */
   port?: number;
+  /** Raise the process's descriptor limit to this (`ulimit -n`; the scale scenario's 100,000 connections). */
+  nofile?: number;
 }
 
 export interface Target {
@@ -85,9 +89,10 @@ function nodePeer(id: string, label: string, script: string, args: string[], ep:
     ...caps,
     available: () => null,
     async start(o = {}) {
-      const child = spawnChild(process.execPath, [...(o.nodeArgs ?? []), join(PEER_DIR, script), ...args], { cpu: BROKER_CPU });
+      const child = spawnChild(process.execPath, [...(o.nodeArgs ?? []), join(PEER_DIR, script), ...args], { cpu: BROKER_CPU, ...(o.nofile !== undefined && { nofile: o.nofile }) });
       const ports = await readyLine(child, 10_000);
-      return { child, ep: ep(ports), stop: () => child.stop() };
+      const e = ep(ports);
+      return { child, ep: e, eps: { [`${e.wire}/${e.transport}`]: e }, stop: () => child.stop() };
     },
   };
 }
@@ -111,7 +116,7 @@ const topicast = (id: string, label: string, transport: 'ws' | 'tcp' | 'sse'): T
         '--max-publishes-per-sec', '0', '--max-connections', '200000',
         ...(o.args ?? []),
       ],
-      { cpu: BROKER_CPU, cwd: ROOT },
+      { cpu: BROKER_CPU, cwd: ROOT, ...(o.nofile !== undefined && { nofile: o.nofile }) },
     );
     await waitFor(`topicast on ${port} (${child.logs.slice(-3).join(' | ')})`, async () => {
       if (child.proc.exitCode !== null) throw new Error(`topicast exited: ${child.logs.join(' | ')}`);
@@ -122,7 +127,9 @@ const topicast = (id: string, label: string, transport: 'ws' | 'tcp' | 'sse'): T
       : transport === 'sse' ? { wire: 'sse', transport: 'tcp', host: '127.0.0.1', port }
       : { wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: mqttPort };
     // SSE streams only subscribe: the publisher speaks the native protocol to the same broker.
-    return { child, ep, ...(transport === 'sse' && { pubEp: native }), stop: () => child.stop(o.nodeArgs?.length ? 10_000 : 3000) };
+    const eps: Record<string, Endpoint> = { 'native/ws': native };
+    if (mqttPort) eps['mqtt/tcp'] = { wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: mqttPort };
+    return { child, ep, eps, ...(transport === 'sse' && { pubEp: native }), stop: () => child.stop(o.nodeArgs?.length ? 10_000 : 3000) };
   },
 });
 
@@ -132,7 +139,7 @@ const mosquitto = (id: string, label: string, transport: 'ws' | 'tcp'): Target =
   wildcard: true,
   retained: true,
   available: () => (has('mosquitto') ? null : 'mosquitto not installed (apt-get install mosquitto)'),
-  async start() {
+  async start(o = {}) {
     const tcpPort = await freePort();
     const wsPort = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'bench-mosquitto-'));
@@ -150,17 +157,19 @@ const mosquitto = (id: string, label: string, transport: 'ws' | 'tcp'): Target =
       'protocol websockets',
       '',
     ].join('\n'));
-    const child = spawnChild('mosquitto', ['-c', conf], { cpu: BROKER_CPU });
+    const child = spawnChild('mosquitto', ['-c', conf], { cpu: BROKER_CPU, ...(o.nofile !== undefined && { nofile: o.nofile }) });
     await waitFor('mosquitto listening', async () => {
       if (child.proc.exitCode !== null) throw new Error(`mosquitto exited: ${child.logs.join(' | ')}`);
       return (await tcpOpen(tcpPort)) && (await tcpOpen(wsPort));
     }, 10_000);
-    const ep: Endpoint = transport === 'ws'
-      ? { wire: 'mqtt', transport: 'ws', host: '127.0.0.1', port: wsPort, path: '/mqtt' }
-      : { wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: tcpPort };
+    const eps: Record<string, Endpoint> = {
+      'mqtt/ws': { wire: 'mqtt', transport: 'ws', host: '127.0.0.1', port: wsPort, path: '/mqtt' },
+      'mqtt/tcp': { wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: tcpPort },
+    };
     return {
       child,
-      ep,
+      ep: eps[`mqtt/${transport}`]!,
+      eps,
       async stop() {
         await child.stop();
         rmSync(dir, { recursive: true, force: true });
@@ -175,23 +184,25 @@ const nats = (id: string, label: string, transport: 'ws' | 'tcp'): Target => ({
   wildcard: true,
   retained: false,
   available: () => (has('nats-server') ? null : 'nats-server not installed (apt-get install nats-server)'),
-  async start() {
+  async start(o = {}) {
     const tcpPort = await freePort();
     const wsPort = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'bench-nats-'));
     const conf = join(dir, 'nats.conf');
     writeFileSync(conf, `listen: "127.0.0.1:${tcpPort}"\nmax_connections: 200000\nwebsocket {\n  listen: "127.0.0.1:${wsPort}"\n  no_tls: true\n}\n`);
-    const child = spawnChild('nats-server', ['-c', conf], { cpu: BROKER_CPU });
+    const child = spawnChild('nats-server', ['-c', conf], { cpu: BROKER_CPU, ...(o.nofile !== undefined && { nofile: o.nofile }) });
     await waitFor('nats-server listening', async () => {
       if (child.proc.exitCode !== null) throw new Error(`nats-server exited: ${child.logs.join(' | ')}`);
       return (await tcpOpen(tcpPort)) && (await tcpOpen(wsPort));
     }, 10_000);
-    const ep: Endpoint = transport === 'ws'
-      ? { wire: 'nats', transport: 'ws', host: '127.0.0.1', port: wsPort, path: '/' }
-      : { wire: 'nats', transport: 'tcp', host: '127.0.0.1', port: tcpPort };
+    const eps: Record<string, Endpoint> = {
+      'nats/ws': { wire: 'nats', transport: 'ws', host: '127.0.0.1', port: wsPort, path: '/' },
+      'nats/tcp': { wire: 'nats', transport: 'tcp', host: '127.0.0.1', port: tcpPort },
+    };
     return {
       child,
-      ep,
+      ep: eps[`nats/${transport}`]!,
+      eps,
       async stop() {
         await child.stop();
         rmSync(dir, { recursive: true, force: true });

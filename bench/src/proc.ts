@@ -51,10 +51,13 @@ export interface Child {
 }
 
 /** Spawns `cmd args`, pinned to `cpu` with taskset when given, and registers it for cleanup. */
-export function spawnChild(cmd: string, args: string[], opts: SpawnOptions & { cpu?: number; ipc?: boolean } = {}): Child {
+export function spawnChild(cmd: string, args: string[], opts: SpawnOptions & { cpu?: number; ipc?: boolean; nofile?: number } = {}): Child {
   hook();
-  const { cpu, ipc, ...rest } = opts;
-  const full = cpu === undefined ? [cmd, ...args] : ['taskset', '-c', String(cpu), cmd, ...args];
+  const { cpu, ipc, nofile, ...rest } = opts;
+  // A raised descriptor limit (`ulimit -n`, hard and soft; root or CAP_SYS_RESOURCE may raise the hard one):
+  // bash sets it and execs the program, so the PID stays the program's.
+  const limited = nofile === undefined ? [cmd, ...args] : ['bash', '-c', `ulimit -n ${nofile} && exec "$0" "$@"`, cmd, ...args];
+  const full = cpu === undefined ? limited : ['taskset', '-c', String(cpu), ...limited];
   const proc = spawn(full[0]!, full.slice(1), {
     stdio: ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
     ...rest,

@@ -5,7 +5,7 @@
  *                         fan-in (`fanin`, `fanin-mqtt`), or node A of `fanin-cross-node`, and print the top 15 self-time functions;
  *                         nothing else runs; the summary goes to bench/results/prof/top-<which>.txt
  *   --only a,b            scenarios: fanout-100, fanout-1000, fanout-cross-node, fanin, fanin-cross-node, latency, memory, slow, retained, storm,
- *                         persist-cost, restart, replay
+ *                         persist-cost, restart, replay, scale (idle connections: 10,000 quick, 100,000 --full)
  *   --targets a,b         target ids (see peers.ts)
  *   --no-verify           skip the byte-for-byte client check
  *   --report-only         re-render results.md, chart.svg and the README section from latest.json
@@ -20,6 +20,7 @@ import { fanIn, fanOut, historyReplay, latency, memory, retainedSnapshot, slowCo
 import { storm } from './storm.js';
 import { crossNodeUnavailable, fanInCrossNode, fanOutCrossNode } from './cross-node.js';
 import { persistCost, restartTime } from './persist.js';
+import { scale, scaleUnavailable } from './scale.js';
 import { verifyTarget, type VerifyResult } from './verify.js';
 import { machine, medians, ratioTable, ratios, writeResults, type Results } from './report.js';
 import { formatTop, newestProfile, topSelfTime } from './cpuprof.js';
@@ -41,6 +42,8 @@ interface Job {
   scenario: string;
   target: Target;
   run(runNo: number): Promise<Row>;
+  /** Measured in the first repetition only (a long scenario: the 100,000 connections). */
+  once?: boolean;
 }
 
 const QUICK: Record<string, string[]> = {
@@ -51,6 +54,7 @@ const QUICK: Record<string, string[]> = {
   memory: ['uws-deferred', 'topicast', 'mosquitto-ws'],
   'persist-cost': ['topicast-mqtt'],
   restart: ['topicast'],
+  scale: ['topicast', 'topicast-mqtt', 'mosquitto-tcp'],
 };
 
 // HTTP streaming subscribers are measured in fan-out only: its payloads arrive as JSON text, which the latency stamp and the other scenarios' clients do not read.
@@ -71,7 +75,11 @@ const FULL: Record<string, string[]> = {
   'persist-cost': ['topicast-mqtt'],
   restart: ['topicast'],
   replay: ['topicast'],
+  scale: ['topicast', 'topicast-mqtt', 'mosquitto-tcp', 'mosquitto-ws'],
 };
+
+/** Idle subscribed connections in the scale scenario: 100,000 in --full, 10,000 in the quick run. */
+const SCALE = full ? { n: 100_000, keepaliveSec: 60, windowMs: 15_000 } : { n: 10_000, keepaliveSec: 60, windowMs: 3000 };
 
 /** Retained topics for the restart scenario; 1,000,000 only in --full (writing them takes ~10 s). */
 const RESTART_COUNTS = full ? [0, 10_000, 100_000, 1_000_000] : [0, 10_000, 100_000];
@@ -107,6 +115,8 @@ function jobsFor(scenario: string, t: Target): Job[] {
       return RESTART_COUNTS.map((count) => ({ scenario, target: t, run: (n: number) => restartTime(t, count, n) }));
     case 'replay':
       return [{ scenario, target: t, run: (n) => historyReplay(t, 100_000, n) }];
+    case 'scale':
+      return [{ scenario, target: t, once: true, run: (n) => scale(t, SCALE.n, n, SCALE) }];
     default:
       throw new Error(`unknown scenario ${scenario}`);
   }
@@ -161,7 +171,7 @@ async function main(): Promise<void> {
       if (only && !only.includes(id)) continue;
       const t = target(id);
       const crossNode = s.endsWith('-cross-node');
-      const why = t.available() ?? (crossNode ? crossNodeUnavailable() : null);
+      const why = t.available() ?? (crossNode ? crossNodeUnavailable() : null) ?? (s === 'scale' ? scaleUnavailable(t) : null);
       if (why) {
         const key = crossNode ? `${id} (${s})` : id;
         if (!skipped.some((x) => x.target === key)) skipped.push({ target: key, reason: why });
@@ -189,6 +199,7 @@ async function main(): Promise<void> {
   let stoppedEarly = false;
   for (let rep = 1; rep <= reps && !stoppedEarly; rep++) {
     for (const job of jobs) {
+      if (job.once && rep > 1) continue;
       if (Date.now() - started > budgetMs) {
         stoppedEarly = true;
         errors.push({ scenario: job.scenario, target: job.target.id, run: rep, error: 'time budget exhausted; remaining jobs not run' });
