@@ -12,12 +12,16 @@ import { openLink, type Endpoint, type Link } from './wire/index.js';
 import { NativeLink } from './wire/native.js';
 
 export type GenCommand =
-  | { t: 'open'; ep: Endpoint; /** when given, link i connects to eps[i % eps.length] (subscribers spread over nodes) */ eps?: Endpoint[]; count: number; /** `{i}` is replaced by the link's index */ topic: string; subscribe?: string; concurrency?: number; track?: 'count' | 'latency' | 'retained'; step?: number; maxSamples?: number }
+  | { t: 'open'; ep: Endpoint; /** when given, link i connects to eps[i % eps.length] (subscribers spread over nodes) */ eps?: Endpoint[]; count: number; /** `{i}` is replaced by the link's index, `{s}` by a sensor name (one of four, by index) */ topic: string; subscribe?: string; concurrency?: number; track?: 'count' | 'latency' | 'retained'; step?: number; maxSamples?: number }
   | { t: 'subscribe'; filter: string; target: number; timeoutMs: number }
   | { t: 'mark' }
   | { t: 'credit-run'; window: number; payloadBytes: number; maxBatch: number }
   | { t: 'credit'; floor: number }
   | { t: 'rate-run'; rate: number; durationMs: number; payloadBytes: number }
+  /** Device mix: every link publishes `perLinkPerSec` readings per second on its own topic, evenly spread, each stamped; `counted` links' publishes are also counted apart. */
+  | { t: 'devices-run'; perLinkPerSec: number; durationMs: number; payloadBytes: number; retain: boolean; counted: number }
+  /** Starts the latency samples afresh (after a warm-up); delivery counts keep running. */
+  | { t: 'latency-reset' }
   | { t: 'retained-fill'; count: number; prefix: string; payloadBytes: number; timeoutMs: number; /** default true; false fills history instead */ retain?: boolean; /** cycle over this many topics (default: one per message) */ topics?: number }
   | { t: 'replay'; filter: string; target: number; timeoutMs: number }
   | { t: 'stop' }
@@ -27,6 +31,7 @@ export type GenCommand =
   | { t: 'close' };
 
 const links: Link[] = [];
+const SENSORS = ['temp', 'humidity', 'battery', 'rssi'];
 let topics: string[] = [];
 let counts = new Float64Array(0);
 let total = 0;
@@ -115,7 +120,7 @@ async function open(c: Extract<GenCommand, { t: 'open' }>): Promise<void> {
         const link = await openLink(c.eps?.[i % c.eps.length] ?? c.ep);
         link.onDelivery = makeHandler(i, c.track ?? 'count');
         links[i] = link;
-        const topic = c.topic.replace('{i}', String(i));
+        const topic = c.topic.replace('{i}', String(i)).replace('{s}', SENSORS[i % SENSORS.length]!);
         topics[i] = topic;
         if (c.subscribe !== undefined) await link.subscribe(c.subscribe.replace('{i}', String(i)));
       } catch (err) {
@@ -194,6 +199,32 @@ async function rateRun(c: Extract<GenCommand, { t: 'rate-run' }>): Promise<void>
   });
   sent = n;
   reply({ t: 'rate-done', sent: n, ms: Date.now() - t0 });
+}
+
+/** The device mix's publishers: link j publishes at phase j/N of every period, a stamped reading each time. */
+async function devicesRun(c: Extract<GenCommand, { t: 'devices-run' }>): Promise<void> {
+  const t0 = Date.now();
+  const perSec = links.length * c.perLinkPerSec;
+  const totalMsgs = Math.floor((perSec * c.durationMs) / 1000);
+  let n = 0;
+  let counted = 0;
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(function devicePublish() {
+      const due = Math.min(totalMsgs, Math.floor(((Date.now() - t0) * perSec) / 1000));
+      while (n < due) {
+        const idx = n % links.length;
+        links[idx]!.publishBatch(topics[idx]!, c.payloadBytes, 1, stampFill, c.retain);
+        if (idx < c.counted) counted++;
+        n++;
+      }
+      if (n >= totalMsgs || Date.now() - t0 > c.durationMs + 5000) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 2);
+  });
+  sent = n;
+  reply({ t: 'devices-done', sent: n, counted, ms: Date.now() - t0 });
 }
 
 async function retainedFill(c: Extract<GenCommand, { t: 'retained-fill' }>): Promise<void> {
@@ -279,6 +310,12 @@ async function handle(c: GenCommand): Promise<void> {
       return;
     case 'rate-run':
       return rateRun(c);
+    case 'devices-run':
+      return devicesRun(c);
+    case 'latency-reset':
+      nSamples = 0;
+      latencyOver = 0;
+      return reply({ t: 'latency-reset', received: total });
     case 'retained-fill':
       return retainedFill(c);
     case 'stop':

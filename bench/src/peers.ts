@@ -39,6 +39,8 @@ export interface StartOptions {
   port?: number;
   /** Raise the process's descriptor limit to this (`ulimit -n`; the scale scenario's 100,000 connections). */
   nofile?: number;
+  /** Every line the broker writes to stdout/stderr (Topicast: e.g. its --trace-gc lines). */
+  onLine?: (line: string) => void;
 }
 
 export interface Target {
@@ -89,7 +91,7 @@ function nodePeer(id: string, label: string, script: string, args: string[], ep:
     ...caps,
     available: () => null,
     async start(o = {}) {
-      const child = spawnChild(process.execPath, [...(o.nodeArgs ?? []), join(PEER_DIR, script), ...args], { cpu: BROKER_CPU, ...(o.nofile !== undefined && { nofile: o.nofile }) });
+      const child = spawnChild(process.execPath, [...(o.nodeArgs ?? []), join(PEER_DIR, script), ...args], { cpu: BROKER_CPU, ...(o.nofile !== undefined && { nofile: o.nofile }), ...(o.onLine && { onLine: o.onLine }) });
       const ports = await readyLine(child, 10_000);
       const e = ep(ports);
       return { child, ep: e, eps: { [`${e.wire}/${e.transport}`]: e }, stop: () => child.stop() };
@@ -116,7 +118,7 @@ const topicast = (id: string, label: string, transport: 'ws' | 'tcp' | 'sse'): T
         '--max-publishes-per-sec', '0', '--max-connections', '200000',
         ...(o.args ?? []),
       ],
-      { cpu: BROKER_CPU, cwd: ROOT, ...(o.nofile !== undefined && { nofile: o.nofile }) },
+      { cpu: BROKER_CPU, cwd: ROOT, ...(o.nofile !== undefined && { nofile: o.nofile }), ...(o.onLine && { onLine: o.onLine }) },
     );
     await waitFor(`topicast on ${port} (${child.logs.slice(-3).join(' | ')})`, async () => {
       if (child.proc.exitCode !== null) throw new Error(`topicast exited: ${child.logs.join(' | ')}`);

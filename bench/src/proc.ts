@@ -51,9 +51,9 @@ export interface Child {
 }
 
 /** Spawns `cmd args`, pinned to `cpu` with taskset when given, and registers it for cleanup. */
-export function spawnChild(cmd: string, args: string[], opts: SpawnOptions & { cpu?: number; ipc?: boolean; nofile?: number } = {}): Child {
+export function spawnChild(cmd: string, args: string[], opts: SpawnOptions & { cpu?: number; ipc?: boolean; nofile?: number; onLine?: (line: string) => void } = {}): Child {
   hook();
-  const { cpu, ipc, nofile, ...rest } = opts;
+  const { cpu, ipc, nofile, onLine, ...rest } = opts;
   // A raised descriptor limit (`ulimit -n`, hard and soft; root or CAP_SYS_RESOURCE may raise the hard one):
   // bash sets it and execs the program, so the PID stays the program's.
   const limited = nofile === undefined ? [cmd, ...args] : ['bash', '-c', `ulimit -n ${nofile} && exec "$0" "$@"`, cmd, ...args];
@@ -69,6 +69,7 @@ export function spawnChild(cmd: string, args: string[], opts: SpawnOptions & { c
   const keep = (chunk: Buffer): void => {
     for (const line of chunk.toString().split('\n')) {
       if (!line) continue;
+      onLine?.(line);
       logs.push(line);
       if (logs.length > 200) logs.shift();
       if (process.env.BENCH_DEBUG) console.error(`[${pid}] ${line}`);

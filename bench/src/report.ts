@@ -97,6 +97,12 @@ export function ratios(m: Row[]): Ratio[] {
     out.push(ratio(`${sc}-vs-uws`, `fan-out 1→${subs}: Topicast CPU per delivery ÷ raw uWS deferred`, tc, num(u, 'cpuSecPerMillion'), '≤ 1.3', (v) => v <= 1.3, [t, u]));
     out.push(ratio(`${sc}-mosquitto-ws`, `fan-out 1→${subs}: Mosquitto WS CPU per delivery ÷ Topicast`, num(q, 'cpuSecPerMillion'), tc, '≥ 20', (v) => v >= 20, [t, q]));
   }
+  for (const subs of [1000, 100]) {
+    const sc = `fanout-${subs}-onread`;
+    const t = find(m, sc, 'topicast');
+    const u = find(m, sc, 'uws-deferred');
+    if (t && u) out.push(ratio(`${sc}-vs-uws`, `fan-out 1→${subs}, onread readers: Topicast CPU per delivery ÷ raw uWS deferred`, num(t, 'cpuSecPerMillion'), num(u, 'cpuSecPerMillion'), '≤ 1.0', (v) => v <= 1.0, [t, u]));
+  }
   const mt = find(m, 'fanin', 'mosquitto-tcp');
   const ft = find(m, 'fanin', 'topicast');
   out.push(ratio('fanin-vs-mosquitto-tcp', 'fan-in wildcard: Topicast (native) CPU per message ÷ Mosquitto TCP', num(ft, 'cpuSecPerMillion'), num(mt, 'cpuSecPerMillion'), '≤ 1', (v) => v <= 1, [ft, mt]));
@@ -165,6 +171,10 @@ export function markdown(res: Results): string {
     md += `## Fan-out 1 → 1,000 across nodes (Topicast nodes on one local nats-server, same run)\n\nSame scenario as above; the publisher on node A, the subscribers on the other nodes, so every delivery crosses NATS. Every node and nats-server pinned to the broker core; CPU summed over them.\n\n${table([...single, ...crossNode], CROSS_NODE)}\n`;
   }
   md += `## Fan-out 1 → 100 subscribers\n\n${table(by('fanout-100'), THROUGHPUT)}\n`;
+  for (const subs of [1000, 100]) {
+    const rows = by(`fanout-${subs}-onread`);
+    if (rows.length) md += `## Fan-out 1 → ${subs}, subscribers reading with \`onread\` into one shared buffer\n\n${table(rows, [...THROUGHPUT, ['windowMsgs', 'credit window, messages']])}\n`;
+  }
   md += `## Fan-in: 1,000 publishers on devices/<i>/temp → 1 subscriber on devices/+/temp\n\n${table(by('fanin'), THROUGHPUT)}\n`;
   const faninCross = by('fanin-cross-node');
   if (faninCross.length) {
@@ -179,6 +189,13 @@ export function markdown(res: Results): string {
   if (by('storm').length) md += `## Reconnect storm: SDK clients dropped by a broker restart\n\n${table(by('storm'), [['label', 'target'], ['clients', 'clients'], ['resubscribedMs', 'all resubscribed ms'], ['resubscribed', 'resubscribed'], ['peakCpuShare', 'broker peak CPU share'], ['peakRssMB', 'broker peak RSS MB']])}\n`;
   if (by('persist-cost').length) md += `## Persistence cost: MQTT QoS 1 publishes with \`--data\` (on) and without (off), same run\n\n${table(by('persist-cost'), [['label', 'workload'], ['offCpuUsPerPublish', 'broker CPU µs/publish off'], ['onCpuUsPerPublish', 'on'], ['cpuRatio', 'on ÷ off'], ['offPublishesPerSec', 'acked publishes/s off'], ['onPublishesPerSec', 'on'], ['offP50Ms', 'PUBACK p50 ms off'], ['onP50Ms', 'on'], ['offP99Ms', 'PUBACK p99 ms off'], ['onP99Ms', 'on'], ['window', 'outstanding'], ['foreignCpuShare', 'other load']])}\n`;
   if (by('restart').length) md += `## Restart: broker start to listening with N retained topics in \`--data\`\n\n${table(by('restart'), [['label', 'store'], ['startMs', 'spawn → listening ms'], ['cpuSec', 'broker CPU-s at listening'], ['storeLoadMs', 'retained store load ms'], ['rssMB', 'RSS MB']])}\n`;
+  if (by('scale').length) {
+    const capped = by('scale').find((r) => typeof r.cappedBy === 'string');
+    md += `## Scale: idle subscribed connections on one node, keepalive ${fmt(by('scale')[0]!.keepaliveSec)} s\n\n`;
+    if (capped) md += `Asked for ${fmt(capped.requested)} connections, measured at ${fmt(capped.connections)}: ${capped.cappedBy}.\n\n`;
+    md += table(by('scale'), [['label', 'target'], ['subscribed', 'connections subscribed'], ['failed', 'failed'], ['idleRssMB', 'idle RSS MB'], ['loadedRssMB', 'RSS with connections MB'], ['bytesPerConnection', 'bytes per connection'], ['connectsPerSec', 'connected + subscribed /s'], ['idleCpuShare', 'broker CPU share, no traffic'], ['pingsPerSec', 'pings/s in window'], ['keepaliveCpuShare', 'broker CPU share with pings'], ['cpuUsPerPing', 'broker CPU µs per ping'], ['keepaliveCpuShareAtN', 'keepalive CPU share at N / K pings/s'], ['closedDuringWindow', 'closed during window']]) + '\n';
+  }
+  if (by('devices').length) md += `## Device mix: 10,000 devices × 1 reading/s (retained), 50 dashboards on devices/#, 200 on one device each\n\n${table(by('devices'), [['label', 'target'], ['publishedPerSec', 'readings/s'], ['deliveriesPerSec', 'deliveries/s'], ['brokerCpuShare', 'broker CPU share'], ['rssMB', 'RSS MB'], ['p50Ms', 'devices/# p50 ms'], ['p99Ms', 'p99 ms'], ['p999Ms', 'p99.9 ms'], ['maxMs', 'max ms'], ['lostAll', 'not received'], ['singleP50Ms', 'one device p50 ms'], ['singleP99Ms', 'p99 ms'], ['singleP999Ms', 'p99.9 ms'], ['lostSingle', 'not received'], ['genCpuShare', 'generator CPU share'], ['foreignCpuShare', 'other load']])}\n`;
   md += `## Minimal clients checked byte for byte against independent clients\n\n| target | result | messages | detail |\n|---|---|---|---|\n`;
   md += res.verify.map((v) => `| ${v.target} | ${v.ok ? 'identical' : '**differs**'} | ${v.checked} | ${v.detail} |`).join('\n') + '\n';
   if (res.skipped.length) md += `\nSkipped: ${res.skipped.map((s) => `${s.target} (${s.reason})`).join('; ')}\n`;

@@ -4,10 +4,14 @@
  *   --cpu-prof [which]    profile Topicast (node --cpu-prof) in fan-out 1→1000 (default), or
  *                         fan-in (`fanin`, `fanin-mqtt`), or node A of `fanin-cross-node`, and print the top 15 self-time functions;
  *                         nothing else runs; the summary goes to bench/results/prof/top-<which>.txt
- *   --only a,b            scenarios: fanout-100, fanout-1000, fanout-cross-node, fanin, fanin-cross-node, latency, memory, slow, retained, storm,
- *                         persist-cost, restart, replay, scale (idle connections: 10,000 quick, 100,000 --full)
+ *   --only a,b            scenarios: fanout-100, fanout-1000, fanout-100-onread, fanout-1000-onread (subscribers read with `onread`
+ *                         into one shared buffer; `--in-flight N` sets the credit window in deliveries), fanout-cross-node, fanin, fanin-cross-node, latency, memory, slow, retained, storm,
+ *                         persist-cost, restart, replay, scale (idle connections: 10,000 quick, 100,000 --full),
+ *                         devices (10,000 MQTT devices at 1 reading/s, 250 dashboards; --full, or --only)
  *   --targets a,b         target ids (see peers.ts)
  *   --no-verify           skip the byte-for-byte client check
+ *   --tail [--rates 1000,20000] [--runs 3] [--variants topicast,topicast-semi32] [--prof]
+ *                         latency p99/p99.9 × 100 subscribers, Topicast (under --trace-gc) next to raw uWS deferred, interleaved (tail.ts)
  *   --report-only         re-render results.md, chart.svg and the README section from latest.json
  * Every child process is stopped by PID at the end, on failure and on signals (proc.ts).
  */
@@ -21,6 +25,8 @@ import { storm } from './storm.js';
 import { crossNodeUnavailable, fanInCrossNode, fanOutCrossNode } from './cross-node.js';
 import { persistCost, restartTime } from './persist.js';
 import { scale, scaleUnavailable } from './scale.js';
+import { tailMain } from './tail.js';
+import { DEVICE_MIX, deviceMix, deviceMixUnavailable } from './devices.js';
 import { verifyTarget, type VerifyResult } from './verify.js';
 import { machine, medians, ratioTable, ratios, writeResults, type Results } from './report.js';
 import { formatTop, newestProfile, topSelfTime } from './cpuprof.js';
@@ -55,6 +61,7 @@ const QUICK: Record<string, string[]> = {
   'persist-cost': ['topicast-mqtt'],
   restart: ['topicast'],
   scale: ['topicast', 'topicast-mqtt', 'mosquitto-tcp'],
+  'fanout-1000-onread': ['uws-deferred', 'topicast'],
 };
 
 // HTTP streaming subscribers are measured in fan-out only: its payloads arrive as JSON text, which the latency stamp and the other scenarios' clients do not read.
@@ -63,6 +70,8 @@ const ALL = TARGETS.map((t) => t.id).filter((id) => id !== SSE);
 const FULL: Record<string, string[]> = {
   'fanout-100': [...ALL, SSE],
   'fanout-1000': [...ALL, SSE],
+  'fanout-100-onread': ['uws-deferred', 'topicast'],
+  'fanout-1000-onread': ['uws-deferred', 'topicast'],
   // 2 and 3 Topicast nodes on one nats-server, read against the single-node fanout-1000 row.
   'fanout-cross-node': ['topicast'],
   'fanin-cross-node': ['topicast'],
@@ -76,7 +85,11 @@ const FULL: Record<string, string[]> = {
   restart: ['topicast'],
   replay: ['topicast'],
   scale: ['topicast', 'topicast-mqtt', 'mosquitto-tcp', 'mosquitto-ws'],
+  devices: ['topicast-mqtt', 'mosquitto-tcp', 'nats-tcp'],
 };
+
+/** Deliveries in flight in the fan-out's credit window (`--in-flight N`; default 200,000). */
+const IN_FLIGHT = Number(list('--in-flight')?.[0] ?? 200_000);
 
 /** Idle subscribed connections in the scale scenario: 100,000 in --full, 10,000 in the quick run. */
 const SCALE = full ? { n: 100_000, keepaliveSec: 60, windowMs: 15_000 } : { n: 10_000, keepaliveSec: 60, windowMs: 3000 };
@@ -90,6 +103,12 @@ function jobsFor(scenario: string, t: Target): Job[] {
       return [{ scenario, target: t, run: (n) => fanOut(t, 100, n, timing) }];
     case 'fanout-1000':
       return [{ scenario, target: t, run: (n) => fanOut(t, 1000, n, timing) }];
+    case 'fanout-100-onread':
+    case 'fanout-1000-onread': {
+      // The outside harness's reader: `onread` into one shared buffer, and (`--in-flight N`) its credit window.
+      const subs = scenario === 'fanout-100-onread' ? 100 : 1000;
+      return [{ scenario, target: t, run: (n) => fanOut(t, subs, n, timing, {}, { reader: 'onread', inFlight: IN_FLIGHT }) }];
+    }
     case 'fanout-cross-node':
       return [2, 3].map((nodes) => ({ scenario, target: t, run: (n: number) => fanOutCrossNode(nodes, 1000, n, timing) }));
     case 'fanin-cross-node':
@@ -115,6 +134,8 @@ function jobsFor(scenario: string, t: Target): Job[] {
       return RESTART_COUNTS.map((count) => ({ scenario, target: t, run: (n: number) => restartTime(t, count, n) }));
     case 'replay':
       return [{ scenario, target: t, run: (n) => historyReplay(t, 100_000, n) }];
+    case 'devices':
+      return [{ scenario, target: t, run: (n) => deviceMix(t, DEVICE_MIX, n, full ? { warmMs: 2000, measureMs: 8000 } : { warmMs: 1000, measureMs: 4000 }) }];
     case 'scale':
       return [{ scenario, target: t, once: true, run: (n) => scale(t, SCALE.n, n, SCALE) }];
     default:
@@ -155,6 +176,7 @@ async function main(): Promise<void> {
     console.log(ratioTable(res.ratios));
     return;
   }
+  if (flag('--tail')) return tailMain(argv);
   if (flag('--cpu-prof')) {
     const next = argv[argv.indexOf('--cpu-prof') + 1];
     const which = next && !next.startsWith('--') ? next : 'fanout';
@@ -171,7 +193,7 @@ async function main(): Promise<void> {
       if (only && !only.includes(id)) continue;
       const t = target(id);
       const crossNode = s.endsWith('-cross-node');
-      const why = t.available() ?? (crossNode ? crossNodeUnavailable() : null) ?? (s === 'scale' ? scaleUnavailable(t) : null);
+      const why = t.available() ?? (crossNode ? crossNodeUnavailable() : null) ?? (s === 'scale' ? scaleUnavailable(t) : s === 'devices' ? deviceMixUnavailable(t) : null);
       if (why) {
         const key = crossNode ? `${id} (${s})` : id;
         if (!skipped.some((x) => x.target === key)) skipped.push({ target: key, reason: why });

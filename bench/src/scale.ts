@@ -66,8 +66,10 @@ export async function scale(t: Target, requested: number, run: number, o: ScaleO
   if (n <= 0 || PER_PROCESS <= 0) throw new Error(`descriptor hard limit ${ceiling} leaves no room for connections`);
   const procs = Math.max(1, Math.ceil(n / PER_PROCESS));
   const wire = wireOf(t);
-  // A fresh block of source addresses per run: sockets of the previous run may still sit in TIME_WAIT.
-  const b = 10 + (block++ % 200);
+  // Fresh source addresses (127.0.0.2-254) per run: sockets of the previous run may still sit in TIME_WAIT.
+  const perProcessAddrs = Math.ceil(PER_PROCESS / PER_ADDRESS);
+  const b = block;
+  block += procs * perProcessAddrs;
   const running = await t.start({
     nofile: Math.min(ceiling, n + 10_000),
     // Every connection comes from a few loopback addresses other than 127.0.0.1 (which the per-IP limits skip by default):
@@ -83,7 +85,7 @@ export async function scale(t: Target, requested: number, run: number, o: ScaleO
     const t0 = performance.now();
     const replies = await Promise.all(gens.map((g, p) => {
       const count = Math.min(PER_PROCESS, n - p * PER_PROCESS);
-      const addrs = Array.from({ length: Math.ceil(count / PER_ADDRESS) }, (_, k) => `127.${b}.${p}.${k + 1}`);
+      const addrs = Array.from({ length: Math.ceil(count / PER_ADDRESS) }, (_, k) => `127.0.0.${2 + ((b + p * perProcessAddrs + k) % 253)}`);
       return g.request({ t: 'connect', wire, host: ep.host, port: ep.port, path: ep.path ?? '/', count, first: p * PER_PROCESS, addrs, concurrency: 200, keepaliveSec: o.keepaliveSec, timeoutMs: 300_000 }, 'connected', 310_000);
     }));
     const connectMs = performance.now() - t0;

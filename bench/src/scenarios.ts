@@ -92,12 +92,21 @@ export function round(v: number, digits: number): number {
   return Math.round(v * f) / f;
 }
 
+/** How the fan-out's subscribers read and how far the publisher may run ahead (issue 20's outside harness). */
+export interface FanOutReader {
+  /** `data` (Node 'data' events, the default) or `onread` (one shared buffer for every socket). */
+  reader: 'data' | 'onread';
+  /** Deliveries in flight the credit window allows (default 200,000). */
+  inFlight: number;
+}
+
 /** Fan-out 1 → `subs` on one topic, 64-byte payloads, credit window. */
-export async function fanOut(t: Target, subs: number, run: number, timing: Timing, o: StartOptions = {}): Promise<Row> {
-  const windowMsgs = Math.max(100, Math.round(200_000 / subs)); // ≈ 200k deliveries in flight: enough to keep any broker busy, small enough not to bury one
+export async function fanOut(t: Target, subs: number, run: number, timing: Timing, o: StartOptions = {}, r: FanOutReader = { reader: 'data', inFlight: 200_000 }): Promise<Row> {
+  const windowMsgs = Math.max(100, Math.round(r.inFlight / subs)); // ≈ 200k deliveries in flight: enough to keep any broker busy, small enough not to bury one
+  const scenario = `fanout-${subs}${r.reader === 'onread' ? '-onread' : ''}`;
   return withTarget(t, o, ['sub', 'pub'], async (running, [sub, pub]) => {
     const topic = 'bench/fanout';
-    await sub!.request({ t: 'open', ep: running.ep, count: subs, topic, subscribe: topic, step: Math.ceil(windowMsgs / 4), concurrency: 50 }, 'opened', 60_000);
+    await sub!.request({ t: 'open', ep: { ...running.ep, reader: r.reader }, count: subs, topic, subscribe: topic, step: Math.ceil(windowMsgs / 4), concurrency: 50 }, 'opened', 60_000);
     await pub!.request({ t: 'open', ep: running.pubEp ?? running.ep, count: 1, topic }, 'opened');
     linkCredit(sub!, pub!);
     await pub!.request({ t: 'credit-run', window: windowMsgs, payloadBytes: 64, maxBatch: 64 }, 'running');
@@ -106,7 +115,7 @@ export async function fanOut(t: Target, subs: number, run: number, timing: Timin
     await sleep(timing.measureMs);
     const b = await snapshot([running.child.pid], sub!, [sub!, pub!]);
     const stopped = await pub!.request({ t: 'stop' }, 'stopped');
-    return throughputRow(a, b, { scenario: `fanout-${subs}`, target: t.id, label: t.label, run, subscribers: subs, windowMsgs }, stopped.sent as number);
+    return throughputRow(a, b, { scenario, target: t.id, label: t.label, run, subscribers: subs, windowMsgs, reader: r.reader }, stopped.sent as number);
   });
 }
 
@@ -128,7 +137,7 @@ export async function fanIn(t: Target, pubs: number, run: number, timing: Timing
 }
 
 /** Latency at a fixed rate to `subs` subscribers; every delivery is timed (stamp in the payload). */
-export async function latency(t: Target, subs: number, rate: number, run: number, timing: Timing, o: StartOptions = {}): Promise<Row> {
+export async function latency(t: Target, subs: number, rate: number, run: number, timing: Timing, o: StartOptions = {}, window: { start?(): void; end?(): void } = {}): Promise<Row> {
   return withTarget(t, o, ['sub', 'pub'], async (running, [sub, pub]) => {
     const topic = 'bench/latency';
     const expected = Math.floor((rate * timing.measureMs) / 1000);
@@ -138,7 +147,9 @@ export async function latency(t: Target, subs: number, rate: number, run: number
     const k0 = coreBusySeconds();
     const g0 = sub!.cpu() + pub!.cpu() + selfCpu();
     const t0 = performance.now();
+    window.start?.();
     const done = await pub!.request({ t: 'rate-run', rate, durationMs: timing.measureMs, payloadBytes: 64 }, 'rate-done', timing.measureMs + 15_000);
+    window.end?.();
     await sleep(500); // stragglers
     const c1 = cpuSeconds(running.child.pid);
     const k1 = coreBusySeconds();

@@ -18,6 +18,8 @@ export interface Endpoint {
   port: number;
   /** WebSocket path, e.g. `/ws`, `/mqtt`, `/socket.io/?EIO=4&transport=websocket`. */
   path?: string;
+  /** WebSocket clients: Node 'data' events (default) or `onread` into one shared buffer (ws-client.ts). */
+  reader?: 'data' | 'onread';
 }
 
 /** One delivery: topic bytes `buf[topicStart..topicEnd)`, payload `buf[payloadStart..payloadEnd)`, valid during the call. */
@@ -69,7 +71,7 @@ export abstract class Link {
   private async openTransport(timeoutMs: number): Promise<void> {
     if (this.ep.transport === 'ws') {
       this.ws = await MiniWs.open(
-        { host: this.ep.host, port: this.ep.port, path: this.ep.path ?? '/', protocol: this.subprotocol(), timeoutMs },
+        { host: this.ep.host, port: this.ep.port, path: this.ep.path ?? '/', protocol: this.subprotocol(), timeoutMs, ...(this.ep.reader && { reader: this.ep.reader }) },
         (buf, start, end) => this.onBytes(buf, start, end),
       );
       this.ws.onClose = () => this.markClosed();

@@ -4,6 +4,11 @@
  * No per-message allocation on receive: the callback gets the chunk and the
  * message's bounds; only a frame split across TCP reads is copied (carry).
  * Fragmented server messages are reassembled (rare path). Pings are answered.
+ *
+ * Two reader kinds (`WsOptions.reader`): `data` takes Node's 'data' events (a fresh buffer
+ * per read); `onread` reads every socket of the process into one shared buffer
+ * (net.Socket's `onread` option), the reader of the outside harness of issue 20: no
+ * allocation per read, so the client drains its sockets with less CPU per byte.
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -17,7 +22,13 @@ export interface WsOptions {
   path: string;
   protocol?: string;
   timeoutMs?: number;
+  /** How received bytes are read (see above); default `data`. */
+  reader?: 'data' | 'onread';
 }
+
+/** The one buffer every `onread` socket of this process reads into (the outside harness's reader). */
+let shared: Buffer | null = null;
+export const SHARED_READ_BYTES = 64 * 1024;
 
 export class MiniWs {
   private carry: Buffer | null = null;
@@ -31,8 +42,18 @@ export class MiniWs {
 
   static open(opts: WsOptions, onMessage: OnMessage): Promise<MiniWs> {
     return new Promise((resolve, reject) => {
-      const socket = netConnect({ host: opts.host, port: opts.port, noDelay: true });
+      let onChunk: (buf: Buffer, n: number) => void = () => undefined;
+      const socket = opts.reader === 'onread'
+        ? netConnect({
+            host: opts.host, port: opts.port, noDelay: true,
+            onread: { buffer: (shared ??= Buffer.allocUnsafe(SHARED_READ_BYTES)), callback: (n: number, buf: Uint8Array): boolean => {
+              onChunk(buf as Buffer, n);
+              return true;
+            } },
+          })
+        : netConnect({ host: opts.host, port: opts.port, noDelay: true });
       const ws = new MiniWs(socket, onMessage);
+      if (opts.reader !== 'onread') socket.on('data', (c: Buffer) => onChunk(c, c.length));
       const key = randomBytes(16).toString('base64');
       let head = Buffer.alloc(0);
       const timer = setTimeout(() => {
@@ -52,11 +73,10 @@ export class MiniWs {
             '\r\n',
         );
       });
-      const onHead = (chunk: Buffer): void => {
-        head = Buffer.concat([head, chunk]);
+      const onHead = (chunk: Buffer, n: number): void => {
+        head = Buffer.concat([head, chunk.subarray(0, n)]);
         const end = head.indexOf('\r\n\r\n');
         if (end < 0) return;
-        socket.off('data', onHead);
         socket.off('error', fail);
         clearTimeout(timer);
         const status = head.subarray(0, head.indexOf('\r\n')).toString();
@@ -65,16 +85,16 @@ export class MiniWs {
           reject(new Error(`ws upgrade refused: ${status}`));
           return;
         }
-        socket.on('data', (c: Buffer) => ws.onData(c));
+        onChunk = (c, n) => ws.onData(c, n);
         socket.on('error', () => ws.markClosed());
         socket.on('close', () => ws.markClosed());
         resolve(ws);
         // Bytes that came with the 101 response are parsed after the caller's await resumed
         // (a microtask, so no socket data can overtake them).
         const rest = head.subarray(end + 4);
-        if (rest.length > 0) queueMicrotask(() => ws.onData(rest));
+        if (rest.length > 0) queueMicrotask(() => ws.onData(rest, rest.length));
       };
-      socket.on('data', onHead);
+      onChunk = onHead;
     });
   }
 
@@ -84,14 +104,16 @@ export class MiniWs {
     this.onClose?.();
   }
 
-  private onData(chunk: Buffer): void {
+  /** `chunk[0..len)` was read; with the shared reader, `chunk` is overwritten by the next read, so a partial frame is copied out (carry). */
+  private onData(chunk: Buffer, len: number): void {
     let buf = chunk;
+    let n = len;
     if (this.carry) {
-      buf = Buffer.concat([this.carry, chunk]);
+      buf = Buffer.concat([this.carry, chunk.subarray(0, len)]);
+      n = buf.length;
       this.carry = null;
     }
     let i = 0;
-    const n = buf.length;
     while (n - i >= 2) {
       const b0 = buf[i]!;
       let len = buf[i + 1]! & 0x7f;
@@ -132,7 +154,7 @@ export class MiniWs {
         return;
       }
     }
-    if (i < n) this.carry = Buffer.from(buf.subarray(i));
+    if (i < n) this.carry = Buffer.from(buf.subarray(i, n));
   }
 
   /** Bytes of one masked frame carrying `payload`, written into `out` at `at`; returns the new offset. */
