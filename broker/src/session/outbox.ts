@@ -96,6 +96,8 @@ export class Flusher {
 }
 
 const NO_ITEMS: (Uint8Array | FrameSource)[] = Object.freeze([]) as unknown as (Uint8Array | FrameSource)[];
+/** A delivery queue whose array grew past this many slots in a burst is released when it empties, not kept at its peak. */
+const QUEUE_KEEP_SLOTS = 256;
 
 /** The outbox whose queue `writeCorked` writes: set by `flush` around its synchronous `cork` call. */
 let corking: Outbox | undefined;
@@ -110,9 +112,16 @@ export class Outbox {
   // Made on first push (a connection that was never sent anything holds none). Once a delivery
   // went through it, it is reused: a fresh array after every flush costs an allocation per
   // delivery, which measurably lengthened the p99 latency at 1,000 msg/s × 100 subscribers.
+  // Reuse means its backing store too: the queue is emptied by `tail = 0`, never by
+  // `length = 0`, with which V8 drops the backing store and the next push allocates a new one
+  // (17 slots, ~150 bytes per subscriber per tick: the young-generation garbage behind the
+  // latency tail, bench/README.md "The tail"). A queue that grew past QUEUE_KEEP_SLOTS in a
+  // burst is released rather than kept at its peak.
   // A queue that only ever carried control frames (WELCOME, ACK, SNAPSHOT_END: an idle
   // subscriber's whole traffic) is released when it empties.
   private items: (Uint8Array | FrameSource)[] = NO_ITEMS;
+  /** Slots of `items` in use: `items[head..tail)` waits; slots from `tail` on are spare (undefined). */
+  private tail = 0;
   /** Whether a delivery used `items` since it was made: then it is kept when empty. */
   private keepItems = false;
   /** FrameSources queued (rare: snapshots, replays): while 0, every item is bytes and the write loop never checks. */
@@ -181,7 +190,7 @@ export class Outbox {
   pushSource(source: FrameSource): void {
     if (this.closed) return;
     this.ownQueue();
-    this.items.push(source);
+    this.items[this.tail++] = source;
     this.sources++;
     this.flusher.mark(this);
   }
@@ -192,6 +201,7 @@ export class Outbox {
     this.items = NO_ITEMS;
     this.sources = 0;
     this.head = 0;
+    this.tail = 0;
     this.queuedBytes = 0;
     this.conflated = undefined;
     this.holdConflated(-this.conflatedBytes);
@@ -206,7 +216,7 @@ export class Outbox {
   /** @internal The write itself; the Flusher calls it after running `beforeSend` once for its batch. */
   send(): void {
     if (this.closed) return;
-    if (this.head === this.items.length && !this.conflated) return;
+    if (this.head === this.tail && !this.conflated) return;
     // cork() runs its callback synchronously: one shared function and a module slot instead of a
     // closure per outbox (memory at 10k idle connections) or per flush (garbage on every tick).
     const outer = corking;
@@ -222,7 +232,7 @@ export class Outbox {
   /** @internal Writes the queue; only called inside `conn.cork` (see `flush`). */
   writeQueued(): void {
     const { conn, stats, items } = this;
-    while (this.head < items.length) {
+    while (this.head < this.tail) {
       if (this.closed) return;
       const i = this.head;
       if (this.sources > 0 && !(items[i] instanceof Uint8Array)) {
@@ -237,11 +247,13 @@ export class Outbox {
         }
         if (frame !== undefined || conn.bufferedBytes() >= window) return; // resume on drain
         this.sources--;
+        items[i] = undefined as unknown as Uint8Array;
         this.head++;
         continue;
       }
       const bytes = items[i] as Uint8Array;
       const result = conn.send(bytes);
+      items[i] = undefined as unknown as Uint8Array; // a spare slot holds no frame alive
       this.head++;
       this.queuedBytes -= bytes.length;
       if (result === SendResult.dropped) {
@@ -254,9 +266,9 @@ export class Outbox {
     }
     // Queue empty: a delivery queue is kept for the next tick (the shared empty queue is frozen),
     // a control-only one released (see `items`).
-    if (!this.keepItems) this.items = NO_ITEMS;
-    else if (this.items !== NO_ITEMS) this.items.length = 0;
+    if (!this.keepItems || this.items.length > QUEUE_KEEP_SLOTS) this.items = NO_ITEMS;
     this.head = 0;
+    this.tail = 0;
     const pending = this.conflated;
     if (pending) {
       // Oldest update first, while the transport takes them; the rest waits for the next drain.
@@ -282,7 +294,7 @@ export class Outbox {
 
   private enqueue(bytes: Uint8Array): void {
     this.ownQueue();
-    this.items.push(bytes);
+    this.items[this.tail++] = bytes;
     this.queuedBytes += bytes.length;
     this.flusher.mark(this);
   }

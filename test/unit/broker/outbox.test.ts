@@ -197,3 +197,25 @@ test('conflate: kept values are written while the transport holds less than maxB
   outbox.flush();
   assert.deepEqual(conn.sent, ['a1xx', 'b2xx', 'c']);
 });
+
+test('a delivery queue reused across ticks of any size writes every frame once, in order, one corked write per tick', () => {
+  // The queue is emptied by resetting its bounds (not `length = 0`, which frees V8's backing store): bursts
+  // smaller, equal and larger than the last, and one past the size a queue is kept at, then more ticks after it.
+  const { outbox, conn, tick } = setup({ maxBufferedBytes: 1_000_000 });
+  const sizes = [1, 3, 2, 17, 0, 300, 5, 1, 257, 4];
+  const expected: string[] = [];
+  let n = 0;
+  let ticks = 0;
+  for (const size of sizes) {
+    for (let i = 0; i < size; i++) {
+      const s = `m${n++}`;
+      expected.push(s);
+      outbox.pushData(b(s), 't');
+    }
+    tick();
+    if (size > 0) ticks++;
+    conn.drain();
+  }
+  assert.deepEqual(conn.sent, expected);
+  assert.equal(conn.writes, ticks);
+});
