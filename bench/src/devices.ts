@@ -78,6 +78,8 @@ export async function deviceMix(t: Target, mix: Mix, run: number, timing: Timing
     const finished = await done;
     await sleep(500); // stragglers
     const [la, lo] = await Promise.all([all.request({ t: 'latency' }, 'latency', 30_000), one.request({ t: 'latency' }, 'latency', 30_000)]);
+    // Connections that closed during the run (a broker that drops devices or dashboards shows here).
+    const [ma, mo, md] = await Promise.all([all, one, devs].map((g) => g.request({ t: 'mark' }, 'mark')));
     const sent = finished.sent as number;
     const foreign = Math.max(0, (k1[BROKER_CPU]! - k0[BROKER_CPU]! - (c1 - c0)) / sec, (k1[GEN_CPU]! - k0[GEN_CPU]! - (g1 - g0)) / sec);
     const receivedAll = la.received as number;
@@ -93,6 +95,7 @@ export async function deviceMix(t: Target, mix: Mix, run: number, timing: Timing
       lostAll: sent * mix.allDashboards - receivedAll,
       singleP50Ms: round(lo.p50 as number, 3), singleP99Ms: round(lo.p99 as number, 3), singleP999Ms: round(lo.p999 as number, 3),
       lostSingle: (finished.counted as number) - receivedOne,
+      closedDashboards: (ma!.closed as number) + (mo!.closed as number), closedDevices: md!.closed as number,
       genCpuShare: round((g1 - g0) / sec, 3), foreignCpuShare: round(foreign, 2),
     };
   } finally {

@@ -2,11 +2,12 @@
  * The latency tail (issue 20): p99 and p99.9 at a fixed rate × 100 subscribers, Topicast
  * next to raw uWS deferred, runs interleaved, with the evidence for where the tail comes from.
  *
- *   node bench/dist/tail.js [--rates 1000,20000] [--runs 3] [--variants topicast,topicast-semi32] [--prof]
+ *   node bench/dist/tail.js [--rates 1000,20000] [--runs 3] [--variants topicast,topicast-semi32] [--warm-ms 2000] [--measure-ms 5000] [--prof]
  *   (also `npm run bench -- --tail ...`)
  *
- * Every Topicast run is under `node --trace-gc`: the GC events the broker logged during the
- * measured window are counted (scavenges, mark-compacts, their pauses). Variants:
+ * Each run warms up at the same rate for --warm-ms (default 2 s; the latency scenario does the same
+ * with its warm-up time), then measures. Every Topicast run is under `node --trace-gc`: the GC events
+ * the broker logged during the measured window are counted (scavenges, mark-compacts, their pauses). Variants:
  *   topicast         the broker as shipped;
  *   topicast-semi32  the same with `--max-semi-space-size=32` (MB): far fewer scavenges, so
  *                    if the young-generation GC is the tail, this variant's p99 drops.
@@ -64,9 +65,9 @@ export function gcCounter(): { onLine: (l: string) => void; measuring: { on: boo
   };
 }
 
-export async function tailRun(v: Variant, rate: number, run: number, measureMs: number, extraNodeArgs: string[] = []): Promise<Row> {
+export async function tailRun(v: Variant, rate: number, run: number, measureMs: number, extraNodeArgs: string[] = [], warmMs = 2000): Promise<Row> {
   const gc = gcCounter();
-  const row = await latency(target(v.target), 100, rate, run, { warmMs: 0, measureMs }, { nodeArgs: [...v.nodeArgs, ...extraNodeArgs], onLine: gc.onLine }, {
+  const row = await latency(target(v.target), 100, rate, run, { warmMs, measureMs }, { nodeArgs: [...v.nodeArgs, ...extraNodeArgs], onLine: gc.onLine }, {
     start: () => (gc.measuring.on = true),
     end: () => (gc.measuring.on = false),
   });
@@ -109,6 +110,7 @@ export async function tailMain(argv: string[]): Promise<void> {
     return v;
   });
   const measureMs = Number(opt('--measure-ms', '5000'));
+  const warmMs = Number(opt('--warm-ms', '2000'));
   pinSelf(GEN_CPU);
   const load0 = loadavg().map((x) => x.toFixed(2));
   const rows: Row[] = [];
@@ -116,7 +118,7 @@ export async function tailMain(argv: string[]): Promise<void> {
   mkdirSync(dir, { recursive: true });
   if (argv.includes('--prof')) {
     for (const f of readdirSync(dir)) if (f.endsWith('.cpuprofile')) rmSync(join(dir, f));
-    const row = await tailRun(VARIANTS.topicast!, rates[0]!, 0, measureMs, ['--cpu-prof', '--cpu-prof-dir', dir]);
+    const row = await tailRun(VARIANTS.topicast!, rates[0]!, 0, measureMs, ['--cpu-prof', '--cpu-prof-dir', dir], warmMs);
     const file = newestProfile(dir);
     if (file) {
       const text = `Topicast broker, latency at ${rates[0]} msg/s × 100 subscribers (p99 ${row.p99Ms} ms under the profiler), ${file.slice(ROOT.length)}\n${formatTop(topSelfTime(file, 25))}\n`;
@@ -127,7 +129,7 @@ export async function tailMain(argv: string[]): Promise<void> {
   for (let run = 1; run <= runs; run++) {
     for (const rate of rates) {
       for (const v of variants) {
-        const r = await tailRun(v, rate, run, measureMs);
+        const r = await tailRun(v, rate, run, measureMs, [], warmMs);
         rows.push(r);
         console.log(`${r.scenario} ${r.label} run ${run}: p50 ${r.p50Ms} p99 ${r.p99Ms} p99.9 ${r.p999Ms} ms, other load ${r.foreignCpuShare}${r.scavengesPerSec !== undefined ? `, ${r.scavengesPerSec} scavenges/s, GC ${r.gcPauseMsPerSec} ms/s (max ${r.gcMaxPauseMs} ms)` : ''}`);
       }
