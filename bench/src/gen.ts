@@ -10,6 +10,7 @@
  */
 import { openLink, type Endpoint, type Link } from './wire/index.js';
 import { NativeLink } from './wire/native.js';
+import { MiniWs } from './wire/ws-client.js';
 
 export type GenCommand =
   | { t: 'open'; ep: Endpoint; /** when given, link i connects to eps[i % eps.length] (subscribers spread over nodes) */ eps?: Endpoint[]; count: number; /** `{i}` is replaced by the link's index, `{s}` by a sensor name (one of four, by index) */ topic: string; subscribe?: string; concurrency?: number; track?: 'count' | 'latency' | 'retained'; step?: number; maxSamples?: number }
@@ -295,7 +296,7 @@ async function handle(c: GenCommand): Promise<void> {
     case 'mark': {
       // "others": every link but the first, the one a slow-consumer run stalls, so free and stalled phases compare the same 99 links.
       const others = counts.length > 1 ? total - counts[0]! : total;
-      return reply({ t: 'mark', total, others, floor: floorNow(), closed: links.filter((l) => l.closed).length });
+      return reply({ t: 'mark', total, others, floor: floorNow(), closed: links.filter((l) => l.closed).length, reads: MiniWs.reads });
     }
     case 'credit-run':
       windowMsgs = c.window;

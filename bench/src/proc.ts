@@ -156,6 +156,13 @@ export function pinSelf(cpu: number): void {
 }
 
 /** Busy seconds (everything but idle and iowait) of each CPU since boot, from /proc/stat. */
+/** TCP segments this machine has sent so far (/proc/net/snmp OutSegs: every socket, ACKs included). */
+export function tcpOutSegments(): number {
+  const lines = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Tcp:'));
+  const names = lines[0]!.split(/\s+/);
+  return Number(lines[1]!.split(/\s+/)[names.indexOf('OutSegs')]);
+}
+
 export function coreBusySeconds(): number[] {
   const out: number[] = [];
   for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {

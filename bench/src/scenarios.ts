@@ -8,7 +8,7 @@
  * processes plus this orchestrator, all on the generator core) says who the limit is.
  */
 import { Gen, linkCredit } from './control.js';
-import { coreBusySeconds, cpuSeconds, rssBytes, sleep } from './proc.js';
+import { coreBusySeconds, cpuSeconds, rssBytes, sleep, tcpOutSegments } from './proc.js';
 import { BROKER_CPU, GEN_CPU, type Running, type StartOptions, type Target } from './peers.js';
 
 export interface Row {
@@ -32,7 +32,9 @@ export interface Window {
   parts: number[];
   gen: number;
   cores: number[];
-  mark: { total: number; others: number; floor: number; closed: number };
+  mark: { total: number; others: number; floor: number; closed: number; reads: number };
+  /** Machine-wide TCP segments sent (tcpOutSegments). */
+  segs: number;
 }
 
 async function withTarget<T>(t: Target, o: StartOptions, gens: string[], fn: (r: Running, g: Gen[]) => Promise<T>): Promise<T> {
@@ -58,8 +60,9 @@ export async function snapshot(pids: number[], sub: Gen, gens: Gen[]): Promise<W
   const parts = pids.map(cpuSeconds);
   const gen = gens.reduce((s, g) => s + g.cpu(), 0) + selfCpu();
   const cores = coreBusySeconds();
+  const segs = tcpOutSegments();
   const mark = (await sub.request({ t: 'mark' }, 'mark', 10_000)) as unknown as Window['mark'];
-  return { t, broker: parts.reduce((a, b) => a + b, 0), parts, gen, cores, mark };
+  return { t, broker: parts.reduce((a, b) => a + b, 0), parts, gen, cores, mark, segs };
 }
 
 export function throughputRow(a: Window, b: Window, base: Row, published: number): Row {
@@ -84,6 +87,10 @@ export function throughputRow(a: Window, b: Window, base: Row, published: number
     genCpuShare: round(genShare, 2),
     limit,
     foreignCpuShare: round(Math.max(foreignBroker, foreignGen), 2),
+    // How batched the deliveries arrive: the subscribers' socket reads (WebSocket clients), and TCP
+    // segments sent machine-wide (ACKs and other processes included: a proxy), per 1,000 deliveries.
+    readsPerKDelivery: delivered > 0 && b.mark.reads !== undefined ? round(((b.mark.reads - a.mark.reads) * 1000) / delivered, 2) : null,
+    segmentsPerKDelivery: delivered > 0 ? round(((b.segs - a.segs) * 1000) / delivered, 2) : null,
   };
 }
 

@@ -37,6 +37,8 @@ export class MiniWs {
   private readonly mask = randomBytes(4);
   closed = false;
   onClose: (() => void) | null = null;
+  /** Socket reads handed to the frame parser by every client of this process (how batched deliveries arrive). */
+  static reads = 0;
 
   private constructor(readonly socket: Socket, private readonly onMessage: OnMessage) {}
 
@@ -106,6 +108,7 @@ export class MiniWs {
 
   /** `chunk[0..len)` was read; with the shared reader, `chunk` is overwritten by the next read, so a partial frame is copied out (carry). */
   private onData(chunk: Buffer, len: number): void {
+    MiniWs.reads++;
     let buf = chunk;
     let n = len;
     if (this.carry) {
