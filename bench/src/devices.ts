@@ -39,6 +39,9 @@ export function deviceMixUnavailable(t: Target): string | null {
   return WIRES[t.id] ? null : `${t.id}: the device mix runs on topicast-mqtt, mosquitto-tcp and nats-tcp`;
 }
 
+/** A latency quantile from a generator; null (not 0) when no delivery was timed in the window. */
+const ms = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? round(v, 3) : null);
+
 export async function deviceMix(t: Target, mix: Mix, run: number, timing: Timing): Promise<Row> {
   const w = WIRES[t.id]!;
   const running = await t.start({ nofile: mix.devices + mix.allDashboards + mix.singleDashboards + 2000 });
@@ -91,9 +94,9 @@ export async function deviceMix(t: Target, mix: Mix, run: number, timing: Timing
       published: sent, publishedPerSec: Math.round(sent / (runMs / 1000)),
       deliveriesPerSec: Math.round(((la.samples as number) + (lo.samples as number)) / sec),
       brokerCpuShare: round((c1 - c0) / sec, 3), rssMB: round(rss / 2 ** 20, 1), rssMaxMB: round(Math.max(rss, rssMax) / 2 ** 20, 1),
-      p50Ms: round(la.p50 as number, 3), p99Ms: round(la.p99 as number, 3), p999Ms: round(la.p999 as number, 3), maxMs: round(la.max as number, 3),
+      p50Ms: ms(la.p50), p99Ms: ms(la.p99), p999Ms: ms(la.p999), maxMs: ms(la.max),
       lostAll: sent * mix.allDashboards - receivedAll,
-      singleP50Ms: round(lo.p50 as number, 3), singleP99Ms: round(lo.p99 as number, 3), singleP999Ms: round(lo.p999 as number, 3),
+      singleP50Ms: ms(lo.p50), singleP99Ms: ms(lo.p99), singleP999Ms: ms(lo.p999),
       lostSingle: (finished.counted as number) - receivedOne,
       closedDashboards: (ma!.closed as number) + (mo!.closed as number), closedDevices: md!.closed as number,
       genCpuShare: round((g1 - g0) / sec, 3), foreignCpuShare: round(foreign, 2),
