@@ -15,6 +15,8 @@ interface Profile {
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
+  /** Monotonic clock, µs (the clock of process.hrtime). */
+  startTime: number;
 }
 
 export interface SelfTime {
@@ -24,12 +26,16 @@ export interface SelfTime {
   percent: number;
 }
 
-export function topSelfTime(file: string, n = 15): { total: number; top: SelfTime[] } {
+/** `window`: only samples taken between these two monotonic times (µs, process.hrtime's clock), e.g. a scenario's measured window. */
+export function topSelfTime(file: string, n = 15, window?: { fromUs: number; toUs: number }): { total: number; top: SelfTime[] } {
   const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(p.nodes.map((x) => [x.id, x]));
   const self = new Map<string, { fn: string; where: string; us: number }>();
   let totalUs = 0;
+  let at = p.startTime;
   for (let i = 0; i < p.samples.length; i++) {
+    at += p.timeDeltas[i] ?? 0;
+    if (window && (at < window.fromUs || at > window.toUs)) continue;
     const node = byId.get(p.samples[i]!);
     if (!node) continue;
     const us = p.timeDeltas[i + 1] ?? 0;

@@ -32,6 +32,8 @@ export interface ScaleOptions {
   keepaliveSec: number;
   /** Length of each CPU window (idle floor, then with keepalive pings). */
   windowMs: number;
+  /** Node flags for the broker (e.g. --cpu-prof); the ping window's monotonic bounds are then in the row (`pingWindowUs`). */
+  nodeArgs?: string[];
 }
 
 let block = 0;
@@ -74,6 +76,7 @@ export async function scale(t: Target, requested: number, run: number, o: ScaleO
     nofile: Math.min(ceiling, n + 10_000),
     // Every connection comes from a few loopback addresses other than 127.0.0.1 (which the per-IP limits skip by default):
     // lift the per-IP caps on connections, connect rate and pending handshakes, which a fleet behind one NAT would also need.
+    ...(o.nodeArgs && { nodeArgs: o.nodeArgs }),
     args: ['--max-pending-connections-per-ip', '0', '--max-pending-connections', '0', '--max-connections-per-ip', '0', '--connect-rate-per-ip', '0', '--max-connections', String(n + 1000)],
   });
   const gens: Gen[] = [];
@@ -115,8 +118,10 @@ export async function scale(t: Target, requested: number, run: number, o: ScaleO
     const s0 = await stats();
     const k0 = cpuSeconds(running.child.pid);
     const kt0 = performance.now();
+    const h0 = process.hrtime.bigint();
     await sleep(o.windowMs);
     const k1 = cpuSeconds(running.child.pid);
+    const h1 = process.hrtime.bigint();
     const kSec = (performance.now() - kt0) / 1000;
     await sleep(300); // replies to the last pings
     const s1 = await stats();
@@ -137,6 +142,7 @@ export async function scale(t: Target, requested: number, run: number, o: ScaleO
       // The CPU share keepalive costs at N connections and a K s keepalive, from the per-ping cost measured above.
       keepaliveCpuShareAtN: usPerPing === null ? null : round((steadyPingsPerSec * usPerPing) / 1e6, 4),
       ...(firstError && { firstError: firstError.slice(0, 120) }),
+      ...(o.nodeArgs && { pingWindowUs: `${h0 / 1000n}-${h1 / 1000n}` }),
     };
   } finally {
     await Promise.all(gens.map((g) => g.close()));
