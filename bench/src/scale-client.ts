@@ -44,6 +44,16 @@ let replyBytes = 0;
 let pingTimer: NodeJS.Timeout | null = null;
 let pingNext = 0;
 let pingPacket: Buffer = Buffer.alloc(0);
+let pingCarry = 0;
+/** Index of this process's first connection among all client processes (topics `idle/<first + i>`). */
+let firstIndex = 0;
+let keepalive = 60;
+/** Handshakes in flight, connections started, connections this process opens. */
+let pending = 0;
+let started = 0;
+let target = 0;
+let finish: (() => void) | null = null;
+let opts: Extract<ScaleCommand, { t: 'connect' }> | null = null;
 
 /** A masked client WebSocket frame (binary) carrying `payload`; the fixed mask is allowed by RFC 6455 for a test client. */
 function wsFrame(payload: Uint8Array): Buffer {
@@ -177,14 +187,6 @@ function onRead(this: Socket, n: number, buf: Buffer): boolean {
   return true;
 }
 
-let firstIndex = 0;
-let keepalive = 60;
-let pending = 0;
-let started = 0;
-let target = 0;
-let finish: (() => void) | null = null;
-let opts: Extract<ScaleCommand, { t: 'connect' }> | null = null;
-
 function fail(i: number, why: string): boolean {
   if (state[i] !== 4) {
     if (state[i] === 3) closedAfter++;
@@ -262,7 +264,6 @@ function pingTick(): void {
     pingsSent++;
   }
 }
-let pingCarry = 0;
 
 function reply(m: object): void {
   process.send!(m);
