@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { BrokerError } from './core/errors.js';
 import { filterProblem } from 'topicast/protocol';
+import { last, tokenize, type OptionSpec } from 'topicast/options';
 import { SLOW_CONSUMER_POLICIES } from './session/outbox.js';
 import { MQTT_SETTINGS } from './protocol/mqtt/settings.js';
 import { AUTH_SETTINGS } from './auth/settings.js';
@@ -113,28 +114,34 @@ function coerce(spec: SettingSpec, raw: unknown, source: string): SettingSpec['d
   }
 }
 
-export interface ParsedArgs {
-  values: Map<string, string | true>;
-  positionals: string[];
-}
+/**
+ * The broker's flags, one per setting: `--name VALUE` or `--name=VALUE`; a boolean setting is a
+ * flag (`--agent`) that takes a value only attached (`--agent=false`), so the argument after it is
+ * never swallowed.
+ */
+const FLAG_SPECS: readonly OptionSpec[] = SPECS.map((s) => ({ name: flagName(s.key), value: s.type === 'bool' ? 'attached' : 'required' }));
 
-/** Splits argv into `--flag value` / `--flag=value` / `--bool` pairs and positionals. */
-export function parseArgs(argv: readonly string[]): ParsedArgs {
-  const values = new Map<string, string | true>();
-  const positionals: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) {
-      positionals.push(a);
-      continue;
+/** The flags given, last occurrence winning, keyed by flag name; throws ConfigError for a bad command line. */
+function parseFlags(argv: readonly string[]): Map<string, string | true> {
+  const { values, problem } = tokenize(argv, FLAG_SPECS);
+  if (problem) {
+    switch (problem.kind) {
+      case 'unknown-option':
+        throw new ConfigError(`unknown setting ${problem.arg} (see --help)`);
+      case 'missing-value':
+        throw new ConfigError(`invalid setting --${problem.name}: a value is required`);
+      case 'unexpected-argument': {
+        const before = BY_FLAG.get(argv[problem.index - 1]?.slice(2) ?? '');
+        const hint = before?.type === 'bool' ? ` (a boolean setting takes its value attached: --${flagName(before.key)}=${problem.arg})` : '';
+        throw new ConfigError(`${problem.message}${hint}`);
+      }
+      default:
+        throw new ConfigError(problem.message);
     }
-    const eq = a.indexOf('=');
-    const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
-    if (eq >= 0) values.set(name, a.slice(eq + 1));
-    else if (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) values.set(name, argv[++i]!);
-    else values.set(name, true);
   }
-  return { values, positionals };
+  const flags = new Map<string, string | true>();
+  for (const name of values.keys()) flags.set(name, last(values, name)!);
+  return flags;
 }
 
 /**
@@ -142,11 +149,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
  * @throws ConfigError naming the first bad setting.
  */
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): BrokerConfig {
-  const { values: flags, positionals } = parseArgs(argv);
-  if (positionals.length > 0) throw new ConfigError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-  for (const name of flags.keys()) {
-    if (!BY_FLAG.has(name)) throw new ConfigError(`unknown setting --${name} (see --help)`);
-  }
+  const flags = parseFlags(argv);
   const out: Record<string, unknown> = {};
   for (const spec of SPECS) out[spec.key] = spec.default;
 
@@ -178,7 +181,6 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   for (const [name, raw] of flags) {
     const spec = BY_FLAG.get(name)!;
-    if (raw === true && spec.type !== 'bool') throw new ConfigError(`invalid setting --${name}: a value is required`);
     out[spec.key] = coerce(spec, raw, 'flag');
   }
   const config = out as BrokerConfig;

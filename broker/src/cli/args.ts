@@ -3,6 +3,7 @@
  * `-t X`, `--topic X` and `--topic=X`; repeatable flags collect every value.
  * Every problem is a `CliError` whose message is one line naming what to change.
  */
+import { tokenize, type OptionSpec } from 'topicast/options';
 
 /** A failure the command reports as one line on stderr, with its exit status. */
 export class CliError extends Error {
@@ -23,15 +24,9 @@ export const Exit = {
   timeout: 27,
 } as const;
 
-export interface OptionSpec {
-  /** Long name without dashes, e.g. 'topic'. */
-  name: string;
-  /** One-letter alias without the dash, e.g. 't'. */
-  short?: string;
-  /** Takes a value (the next argument, or `--name=value`). */
-  value?: boolean;
-}
+export type { OptionSpec } from 'topicast/options';
 
+/** Each option's values by long name; a flag given without a value has `''`. */
 export type Parsed = Map<string, string[]>;
 
 // mosquitto users type these out of habit: say where the setting goes instead.
@@ -43,39 +38,18 @@ const MOSQUITTO_HINTS: { readonly [flag: string]: string } = {
 };
 
 /**
- * Parses `argv` against `specs`. Returns every option's values by long name (flags without a
- * value get `['']`). Throws a usage `CliError` for an unknown option, a missing value or a
- * positional argument.
+ * Parses `argv` against `specs` (topicast/options' rules). Returns every option's values by long
+ * name, repeats collected in order. Throws a usage `CliError` for an unknown option, a missing or
+ * unwanted value, or a positional argument.
  */
 export function parseOptions(cmd: string, argv: readonly string[], specs: readonly OptionSpec[]): Parsed {
-  const byFlag = new Map<string, OptionSpec>();
-  for (const s of specs) {
-    byFlag.set(`--${s.name}`, s);
-    if (s.short) byFlag.set(`-${s.short}`, s);
+  const { values, problem } = tokenize(argv, specs);
+  if (problem) {
+    const hint = problem.kind === 'unknown-option' ? MOSQUITTO_HINTS[problem.arg] : undefined;
+    throw usage(cmd, hint ? `${problem.message}: ${hint}` : problem.message);
   }
   const out: Parsed = new Map();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const flag = eq > 0 ? arg.slice(0, eq) : arg;
-    const spec = byFlag.get(flag);
-    if (!spec) {
-      if (!arg.startsWith('-') || arg === '-') throw usage(cmd, `unexpected argument ${JSON.stringify(arg)}`);
-      const hint = MOSQUITTO_HINTS[flag];
-      throw usage(cmd, `unknown option ${flag}${hint ? `: ${hint}` : ''}`);
-    }
-    let value = '';
-    if (spec.value) {
-      if (eq > 0) value = arg.slice(eq + 1);
-      else if (i + 1 < argv.length) value = argv[++i]!;
-      else throw usage(cmd, `${flag} needs a value`);
-    } else if (eq > 0) {
-      throw usage(cmd, `${flag} takes no value`);
-    }
-    const list = out.get(spec.name);
-    if (list) list.push(value);
-    else out.set(spec.name, [value]);
-  }
+  for (const [name, list] of values) out.set(name, list.map((v) => (v === true ? '' : v)));
   return out;
 }
 

@@ -24,16 +24,16 @@ import { cliFailure } from './failure.js';
 export const DEFAULT_URL = 'ws://127.0.0.1:8080/ws';
 
 export const PUB_OPTIONS: readonly OptionSpec[] = [
-  { name: 'topic', short: 't', value: true },
-  { name: 'message', short: 'm', value: true },
+  { name: 'topic', short: 't', value: 'required' },
+  { name: 'message', short: 'm', value: 'required' },
   { name: 'stdin-line', short: 'l' },
-  { name: 'file', short: 'f', value: true },
+  { name: 'file', short: 'f', value: 'required' },
   { name: 'null-message', short: 'n' },
   { name: 'retain', short: 'r' },
-  { name: 'content-type', value: true },
-  { name: 'codec', value: true },
-  { name: 'url', value: true },
-  { name: 'token', value: true },
+  { name: 'content-type', value: 'required' },
+  { name: 'codec', value: 'required' },
+  { name: 'url', value: 'required' },
+  { name: 'token', value: 'required' },
 ];
 
 export const PUB_HELP = `Usage: topicast pub -t TOPIC (-m VALUE | -l | -f FILE | -n) [-r] [--content-type TYPE]

@@ -15,16 +15,16 @@ import { DEFAULT_URL } from './pub.js';
 import { renderValue } from './render.js';
 
 export const SUB_OPTIONS: readonly OptionSpec[] = [
-  { name: 'topic', short: 't', value: true },
+  { name: 'topic', short: 't', value: 'required' },
   { name: 'verbose', short: 'v' },
-  { name: 'count', short: 'C', value: true },
-  { name: 'timeout', short: 'W', value: true },
+  { name: 'count', short: 'C', value: 'required' },
+  { name: 'timeout', short: 'W', value: 'required' },
   { name: 'no-retained', short: 'R' },
   { name: 'raw' },
   { name: 'http' },
-  { name: 'codec', value: true },
-  { name: 'url', value: true },
-  { name: 'token', value: true },
+  { name: 'codec', value: 'required' },
+  { name: 'url', value: 'required' },
+  { name: 'token', value: 'required' },
 ];
 
 export const SUB_HELP = `Usage: topicast sub -t FILTER [-t FILTER ...] [-v] [-C COUNT] [-W SEC] [-R] [--raw]

@@ -18,6 +18,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { last, tokenize, type OptionSpec } from '../options.js';
 import type { ActuatorConfig } from './actuator.js';
 import { DEFAULT_INTERVAL_SEC, DEFAULT_MAX_AGE_SEC, DEFAULT_MAX_SENSORS, type SensorRule, type SensorSettings } from './agent.js';
 import type { ExecSensorConfig } from './exec.js';
@@ -93,6 +94,12 @@ interface Source {
 const FLAGS = ['url', 'transport', 'id', 'interval', 'max-age', 'readers', 'root', 'payload', 'max-sensors', 'token', 'log-level', 'homeassistant', 'config'] as const;
 type Flag = (typeof FLAGS)[number];
 const BOOLEAN_FLAGS = ['once', 'print'] as const;
+const OPTIONS: readonly OptionSpec[] = [
+  ...FLAGS.map((name) => ({ name, value: name === 'homeassistant' ? ('optional' as const) : ('required' as const) })),
+  ...BOOLEAN_FLAGS.map((name) => ({ name })),
+  { name: 'help', short: 'h' },
+  { name: 'version' },
+];
 
 /** Config-file keys for each flag. */
 const FILE_KEY: Record<Flag, string> = {
@@ -137,29 +144,20 @@ export interface ParseEnvironment {
 export function parseAgentArgs(argv: readonly string[], environment: ParseEnvironment = {}): ParsedArgs {
   const env = environment.env ?? {};
   const readFile = environment.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
-  const flags = new Map<string, Source>();
-  const bools = { once: false, print: false };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--help' || arg === '-h') return { action: 'help' };
-    if (arg === '--version') return { action: 'version' };
-    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)} (see --help)`);
-    const eq = arg.indexOf('=');
-    const name = arg.slice(2, eq < 0 ? undefined : eq);
-    if ((BOOLEAN_FLAGS as readonly string[]).includes(name)) {
-      if (eq >= 0) throw new ConfigError(`--${name} takes no value`);
-      bools[name as 'once' | 'print'] = true;
-      continue;
-    }
-    if (!(FLAGS as readonly string[]).includes(name)) throw new ConfigError(`unknown option --${name} (see --help)`);
-    if (name === 'homeassistant' && eq < 0 && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--'))) {
-      flags.set(name, { where: '--homeassistant', value: true }); // the prefix is optional
-      continue;
-    }
-    let value: string | undefined = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
-    if (value === undefined) throw new ConfigError(`--${name} needs a value`);
-    flags.set(name, { where: `--${name}`, value });
+  const { values, problem } = tokenize(argv, OPTIONS);
+  // --help and --version act when given before any problem (the parse stops at the first).
+  if (values.has('help')) return { action: 'help' };
+  if (values.has('version')) return { action: 'version' };
+  if (problem) {
+    const seeHelp = problem.kind === 'unknown-option' || problem.kind === 'unexpected-argument';
+    throw new ConfigError(seeHelp ? `${problem.message} (see --help)` : problem.message);
   }
+  const flags = new Map<string, Source>();
+  for (const name of FLAGS) {
+    const value = last(values, name);
+    if (value !== undefined) flags.set(name, { where: `--${name}`, value }); // true: --homeassistant without its prefix
+  }
+  const bools = { once: values.has('once'), print: values.has('print') };
   for (const b of BOOLEAN_FLAGS) {
     const v = env[envName(b)];
     if (v !== undefined && v !== '' && !bools[b]) {

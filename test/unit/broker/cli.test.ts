@@ -98,7 +98,7 @@ test('renderValue: text as is, bytes as base64, JSON with the broker conversion 
 });
 
 test('parseOptions: long, short and --name=value forms; repeats collected; unknown and missing values refused', () => {
-  const specs = [{ name: 'topic', short: 't', value: true }, { name: 'retain', short: 'r' }];
+  const specs = [{ name: 'topic', short: 't', value: 'required' as const }, { name: 'retain', short: 'r' }];
   const p = parseOptions('pub', ['-t', 'a', '--topic=b', '--retain'], specs);
   assert.deepEqual(p.get('topic'), ['a', 'b']);
   assert.deepEqual(p.get('retain'), ['']);
