@@ -95,7 +95,7 @@ export function tokenize(argv: readonly string[], specs: readonly OptionSpec[], 
     const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
     const flag = eq > 0 ? arg.slice(0, eq) : arg;
     const spec = byFlag.get(flag);
-    if (!spec) return stop('unknown-option', i, flag, `unknown option ${flag}`);
+    if (!spec) return stop('unknown-option', i, flag, `unknown option ${shown(flag)}`);
     const kind = spec.value ?? 'none';
     let value: OptionValue = true;
     if (eq > 0) {
@@ -115,6 +115,11 @@ export function tokenize(argv: readonly string[], specs: readonly OptionSpec[], 
     else values.set(spec.name, [value]);
   }
   return { values, positionals, problem: undefined };
+}
+
+/** An option as typed, quoted when it holds spaces or control characters so the message stays one line. */
+function shown(flag: string): string {
+  return /^[!-~]+$/.test(flag) ? flag : JSON.stringify(flag);
 }
 
 /**

@@ -111,4 +111,15 @@ test('bad configuration: one line naming the setting, its source and the value',
 test('--help and --version are actions, not errors', () => {
   assert.deepEqual(parseAgentArgs(['--help']), { action: 'help' });
   assert.deepEqual(parseAgentArgs(['--interval', '1', '--version']), { action: 'version' });
+  assert.deepEqual(parseAgentArgs(['-h', 'extra']), { action: 'help' }, 'given before the problem');
+  assert.deepEqual(parseAgentArgs(['--homeassistant', '-h']), { action: 'help' }, 'an alias is not the optional prefix');
+  assert.throws(() => parseAgentArgs(['extra', '--help']), /^ConfigError: unexpected argument "extra" \(see --help\)$/);
+});
+
+test('flag forms: a value never looks like an option, a flag takes none, the last occurrence wins', () => {
+  assert.equal(problem(['--id', '--once', '--print']), '--id needs a value');
+  assert.equal(problem(['--once=1', '--print']), '--once takes no value');
+  assert.equal(problem(['-x']), 'unknown option -x (see --help)');
+  assert.equal(parse(['--id', 'a', '--id=b']).id, 'b');
+  assert.equal(parse(['--id', '-7']).id, '-7');
 });

@@ -41,6 +41,22 @@ test('bad settings name the setting and the value', () => {
   assert.throws(() => loadConfig(['--config', join(dir, 'bad.json')], {}), /unknown setting "colour"/);
 });
 
+test('flags: a boolean setting is a flag, its value only attached; a value never looks like an option', () => {
+  assert.equal(loadConfig(['--agent'], {}).agent, true);
+  assert.equal(loadConfig(['--agent=false'], { TOPICAST_AGENT: '1' }).agent, false, 'a flag turns off what the environment turned on');
+  assert.equal(loadConfig(['--data-recover=yes', '--port', '0'], {}).dataRecover, true);
+  assert.equal(loadConfig(['--port', '1', '--port=2'], {}).port, 2, 'the last occurrence wins');
+  const cases: [string[], RegExp][] = [
+    [['--agent', 'somefile'], /^unexpected argument "somefile" \(a boolean setting takes its value attached: --agent=somefile\)$/],
+    [['--data-recover', 'false'], /--data-recover=false\)$/],
+    [['--agent=maybe'], /^invalid setting --agent: "maybe" is not a boolean/],
+    [['--static', '--port', '1'], /^invalid setting --static: a value is required$/],
+    [['-p', '1'], /^unknown setting -p \(see --help\)$/],
+    [['--nope=1'], /^unknown setting --nope \(see --help\)$/],
+  ];
+  for (const [argv, re] of cases) assert.throws(() => loadConfig(argv, {}), (e: unknown) => e instanceof ConfigError && re.test(e.message), argv.join(' '));
+});
+
 test('the README configuration reference is the one the broker prints', async () => {
   const { readFileSync } = await import('node:fs');
   const { settingsReference } = await import('@topicast/broker');
