@@ -127,12 +127,13 @@ function parseFlags(argv: readonly string[]): Map<string, string | true> {
   if (problem) {
     switch (problem.kind) {
       case 'unknown-option':
-        throw new ConfigError(`unknown setting ${problem.arg} (see --help)`);
+        throw new ConfigError(`${problem.message.replace('unknown option', 'unknown setting')} (see --help)`);
       case 'missing-value':
         throw new ConfigError(`invalid setting --${problem.name}: a value is required`);
       case 'unexpected-argument': {
         const before = BY_FLAG.get(argv[problem.index - 1]?.slice(2) ?? '');
-        const hint = before?.type === 'bool' ? ` (a boolean setting takes its value attached: --${flagName(before.key)}=${problem.arg})` : '';
+        const flag = before && `--${flagName(before.key)}`;
+        const hint = before?.type === 'bool' ? ` (${flag} is a boolean and takes no separate value: give ${flag} or ${flag}=false)` : '';
         throw new ConfigError(`${problem.message}${hint}`);
       }
       default:

@@ -47,8 +47,9 @@ test('flags: a boolean setting is a flag, its value only attached; a value never
   assert.equal(loadConfig(['--data-recover=yes', '--port', '0'], {}).dataRecover, true);
   assert.equal(loadConfig(['--port', '1', '--port=2'], {}).port, 2, 'the last occurrence wins');
   const cases: [string[], RegExp][] = [
-    [['--agent', 'somefile'], /^unexpected argument "somefile" \(a boolean setting takes its value attached: --agent=somefile\)$/],
-    [['--data-recover', 'false'], /--data-recover=false\)$/],
+    [['--agent', 'somefile'], /^unexpected argument "somefile" \(--agent is a boolean and takes no separate value: give --agent or --agent=false\)$/],
+    [['--data-recover', 'false'], /^unexpected argument "false" \(--data-recover is a boolean .* or --data-recover=false\)$/],
+    [['--a\nb'], /^unknown setting "--a\\nb" \(see --help\)$/],
     [['--agent=maybe'], /^invalid setting --agent: "maybe" is not a boolean/],
     [['--static', '--port', '1'], /^invalid setting --static: a value is required$/],
     [['-p', '1'], /^unknown setting -p \(see --help\)$/],
