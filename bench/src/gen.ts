@@ -16,7 +16,7 @@ export type GenCommand =
   | { t: 'open'; ep: Endpoint; /** when given, link i connects to eps[i % eps.length] (subscribers spread over nodes) */ eps?: Endpoint[]; count: number; /** `{i}` is replaced by the link's index, `{s}` by a sensor name (one of four, by index) */ topic: string; subscribe?: string; concurrency?: number; track?: 'count' | 'latency' | 'retained'; step?: number; maxSamples?: number }
   | { t: 'subscribe'; filter: string; target: number; timeoutMs: number }
   | { t: 'mark' }
-  | { t: 'credit-run'; window: number; payloadBytes: number; maxBatch: number }
+  | { t: 'credit-run'; window: number; payloadBytes: number; maxBatch: number; /** fan-in: messages per publisher write (default 1) */ perWrite?: number }
   | { t: 'credit'; floor: number }
   | { t: 'rate-run'; rate: number; durationMs: number; payloadBytes: number }
   /** Device mix: every link publishes `perLinkPerSec` readings per second on its own topic, evenly spread, each stamped; `counted` links' publishes are also counted apart. */
@@ -54,6 +54,7 @@ let windowMsgs = 0;
 let running = false;
 let pumping = false;
 let maxBatch = 64;
+let perWrite = 1;
 let payloadBytes = 64;
 
 const reply = (m: object): void => {
@@ -152,13 +153,16 @@ function pump(): void {
       return;
     }
   } else {
-    // Fan-in: round-robin over the publisher links, one message per link per turn.
+    // Fan-in: round-robin over the publisher links, `perWrite` messages per link per turn (one write).
     can = Math.min(can, maxBatch);
     let congested: Link | null = null;
-    for (let j = 0; j < can; j++) {
-      const idx = sent % links.length;
-      if (!links[idx]!.publishBatch(topics[idx]!, payloadBytes, 1, noFill)) congested = links[idx]!;
-      sent++;
+    let turn = Math.floor(sent / perWrite);
+    for (let j = 0; j < can; turn++) {
+      const idx = turn % links.length;
+      const k = Math.min(perWrite, can - j);
+      if (!links[idx]!.publishBatch(topics[idx]!, payloadBytes, k, noFill)) congested = links[idx]!;
+      sent += k;
+      j += k;
     }
     if (congested) {
       void congested.drained().then(schedulePump);
@@ -302,6 +306,7 @@ async function handle(c: GenCommand): Promise<void> {
       windowMsgs = c.window;
       payloadBytes = c.payloadBytes;
       maxBatch = c.maxBatch;
+      perWrite = c.perWrite ?? 1;
       running = true;
       schedulePump();
       return reply({ t: 'running' });

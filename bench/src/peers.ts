@@ -27,6 +27,8 @@ export interface Running {
   pubEp?: Endpoint;
   /** Every endpoint this broker process serves, by wire/transport (e.g. `mqtt/tcp`, `native/ws`): the device mix mixes them. */
   eps: Record<string, Endpoint>;
+  /** Topicast only: its HTTP port (for /metrics). */
+  httpPort?: number;
   stop(): Promise<void>;
 }
 
@@ -99,7 +101,7 @@ function nodePeer(id: string, label: string, script: string, args: string[], ep:
   };
 }
 
-const topicast = (id: string, label: string, transport: 'ws' | 'tcp' | 'sse'): Target => ({
+const topicast = (id: string, label: string, transport: 'ws' | 'tcp' | 'sse' | 'mqtt-ws'): Target => ({
   id,
   label,
   wildcard: true,
@@ -127,11 +129,12 @@ const topicast = (id: string, label: string, transport: 'ws' | 'tcp' | 'sse'): T
     const native: Endpoint = { wire: 'native', transport: 'ws', host: '127.0.0.1', port, path: '/ws' };
     const ep: Endpoint = transport === 'ws' ? native
       : transport === 'sse' ? { wire: 'sse', transport: 'tcp', host: '127.0.0.1', port }
+      : transport === 'mqtt-ws' ? { wire: 'mqtt', transport: 'ws', host: '127.0.0.1', port, path: '/mqtt' }
       : { wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: mqttPort };
     // SSE streams only subscribe: the publisher speaks the native protocol to the same broker.
     const eps: Record<string, Endpoint> = { 'native/ws': native };
     if (mqttPort) eps['mqtt/tcp'] = { wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: mqttPort };
-    return { child, ep, eps, ...(transport === 'sse' && { pubEp: native }), stop: () => child.stop(o.nodeArgs?.length ? 10_000 : 3000) };
+    return { child, ep, eps, httpPort: port, ...(transport === 'sse' && { pubEp: native }), stop: () => child.stop(o.nodeArgs?.length ? 10_000 : 3000) };
   },
 });
 
@@ -218,6 +221,7 @@ export const TARGETS: Target[] = [
   nodePeer('uws-inline', 'raw uWS (publish in handler)', 'uws.js', ['--mode', 'inline'], (p) => ({ wire: 'raw', transport: 'ws', host: '127.0.0.1', port: p.port!, path: '/raw' }), { wildcard: false, retained: false }),
   topicast('topicast', 'Topicast (native WS)', 'ws'),
   topicast('topicast-mqtt', 'Topicast (MQTT TCP)', 'tcp'),
+  topicast('topicast-mqtt-ws', 'Topicast (MQTT WS)', 'mqtt-ws'),
   // Subscribers over HTTP streaming (SSE), the publisher over native WS: fan-out only (run.ts).
   topicast('topicast-sse', 'Topicast (SSE, native publisher)', 'sse'),
   mosquitto('mosquitto-ws', 'Mosquitto (WS)', 'ws'),

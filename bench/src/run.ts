@@ -7,7 +7,7 @@
  *   --only a,b            scenarios: fanout-100, fanout-1000, fanout-100-onread, fanout-1000-onread (subscribers read with `onread`
  *                         into one shared buffer; `--in-flight N` sets the credit window in deliveries), fanout-cross-node, fanin, fanin-cross-node, latency, memory, slow, retained, storm,
  *                         persist-cost, restart, replay, scale (idle connections: 2,000 quick, 100,000 --full),
- *                         devices (10,000 MQTT devices at 1 reading/s, 250 dashboards; --full, or --only)
+ *                         devices (10,000 MQTT devices at 1 reading/s, 250 dashboards; --full, or --only), flood, flood-fanin
  *   --targets a,b         target ids (see peers.ts)
  *   --no-verify           skip the byte-for-byte client check
  *   --tail [--rates 1000,20000] [--runs 3] [--variants topicast,topicast-semi32] [--prof]
@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { pinSelf } from './proc.js';
 import { GEN_CPU, ROOT, TARGETS, target, type Target } from './peers.js';
-import { fanIn, fanOut, historyReplay, latency, memory, retainedSnapshot, slowConsumer, type Row, type Timing } from './scenarios.js';
+import { fanIn, fanOut, flood, historyReplay, latency, memory, retainedSnapshot, slowConsumer, type Row, type Timing } from './scenarios.js';
 import { storm } from './storm.js';
 import { crossNodeUnavailable, fanInCrossNode, fanOutCrossNode } from './cross-node.js';
 import { persistCost, restartTime } from './persist.js';
@@ -52,6 +52,10 @@ interface Job {
   once?: boolean;
 }
 
+// MQTT over WebSocket on Topicast runs in the flood scenarios only (the MQTT write path over both transports).
+const MQTT_WS = 'topicast-mqtt-ws';
+const FLOOD = ['topicast', 'topicast-mqtt', MQTT_WS, 'mosquitto-tcp'];
+
 const QUICK: Record<string, string[]> = {
   'fanout-100': ['uws-deferred', 'uws-inline', 'topicast', 'topicast-sse', 'mosquitto-ws'],
   'fanout-1000': ['uws-deferred', 'uws-inline', 'topicast', 'topicast-sse', 'mosquitto-ws'],
@@ -62,11 +66,12 @@ const QUICK: Record<string, string[]> = {
   scale: ['topicast', 'topicast-mqtt', 'mosquitto-tcp'],
   'persist-cost': ['topicast-mqtt'],
   restart: ['topicast'],
+  flood: ['topicast', 'topicast-mqtt'],
 };
 
 // HTTP streaming subscribers are measured in fan-out only: its payloads arrive as JSON text, which the latency stamp and the other scenarios' clients do not read.
 const SSE = 'topicast-sse';
-const ALL = TARGETS.map((t) => t.id).filter((id) => id !== SSE);
+const ALL = TARGETS.map((t) => t.id).filter((id) => id !== SSE && id !== MQTT_WS);
 const FULL: Record<string, string[]> = {
   'fanout-100': [...ALL, SSE],
   'fanout-1000': [...ALL, SSE],
@@ -75,17 +80,19 @@ const FULL: Record<string, string[]> = {
   // 2 and 3 Topicast nodes on one nats-server, read against the single-node fanout-1000 row.
   'fanout-cross-node': ['topicast'],
   'fanin-cross-node': ['topicast'],
-  fanin: TARGETS.filter((t) => t.wildcard && t.id !== SSE).map((t) => t.id),
+  fanin: TARGETS.filter((t) => t.wildcard && t.id !== SSE && t.id !== MQTT_WS).map((t) => t.id),
   latency: ALL,
   memory: ALL,
   slow: ['topicast', 'uws-deferred', 'mosquitto-ws', 'mosquitto-tcp', 'aedes-tcp', 'socketio', 'nats-tcp'],
-  retained: TARGETS.filter((t) => t.retained && t.id !== SSE).map((t) => t.id),
+  retained: TARGETS.filter((t) => t.retained && t.id !== SSE && t.id !== MQTT_WS).map((t) => t.id),
   storm: ['topicast'],
   'persist-cost': ['topicast-mqtt'],
   restart: ['topicast'],
   replay: ['topicast'],
   scale: ['topicast', 'topicast-mqtt', 'mosquitto-tcp', 'mosquitto-ws'],
   devices: ['topicast-mqtt', 'mosquitto-tcp', 'nats-tcp'],
+  flood: FLOOD,
+  'flood-fanin': FLOOD,
 };
 
 /** Deliveries in flight in the fan-out's credit window (`--in-flight N`; default 200,000). */
@@ -119,6 +126,10 @@ function jobsFor(scenario: string, t: Target): Job[] {
       return [{ scenario, target: t, run: (n) => latency(t, 100, 1000, n, timing) }];
     case 'memory':
       return [{ scenario, target: t, run: (n) => memory(t, 10_000, n) }];
+    case 'flood':
+      return [{ scenario, target: t, run: (n) => flood(t, 1, 100, 1, n, timing) }];
+    case 'flood-fanin':
+      return [{ scenario, target: t, run: (n) => flood(t, 1000, 1, 8, n, timing) }];
     case 'slow': {
       const slowTiming = { warmMs: 0, measureMs: 4000 };
       const policies = t.id === 'topicast' ? ['drop', 'conflate', 'disconnect'] : [null];

@@ -297,3 +297,64 @@ export async function historyReplay(t: Target, count: number, run: number): Prom
     };
   });
 }
+
+/** Reads counters from a Topicast broker's /metrics (sum over label sets). */
+async function topicastMetrics(httpPort: number, names: string[]): Promise<Record<string, number>> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
+  const text = await res.text();
+  const out: Record<string, number> = {};
+  for (const name of names) {
+    out[name] = 0;
+    for (const line of text.split('\n')) {
+      if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) out[name] += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return out;
+}
+
+/**
+ * Flood (issue 20): QoS 0 at the rate the readers keep up with, the publisher held to the
+ * slowest subscriber (credit window), then stopped; every subscriber must have received every
+ * message. `pubs` = 1: fan-out 1 → `subs` on one topic; `pubs` > 1: fan-in to one `+` subscriber,
+ * `perWrite` messages per publisher write. Reports the delivered fraction (received ÷ sent ×
+ * subscribers, after the stream settled) and, for Topicast, the slow-consumer counters of /metrics.
+ */
+export async function flood(t: Target, pubs: number, subs: number, perWrite: number, run: number, timing: Timing): Promise<Row> {
+  const fanin = pubs > 1;
+  // Windows far above the 1 MiB outbox bound (40,000 × 80-byte packets ≈ 3 MiB per subscriber): what a
+  // reader that keeps up has not read yet sits in the kernel's socket buffers, not in the broker's queue.
+  const windowMsgs = fanin ? 50_000 : Math.max(100, Math.round(4_000_000 / subs));
+  return withTarget(t, {}, ['sub', 'pub'], async (running, [sub, pub]) => {
+    const subTopic = fanin ? 'flood/+/temp' : 'flood/all';
+    await sub!.request({ t: 'open', ep: running.ep, count: subs, topic: subTopic, subscribe: subTopic, step: Math.ceil(windowMsgs / 4), concurrency: 50 }, 'opened', 60_000);
+    await pub!.request({ t: 'open', ep: running.ep, count: pubs, topic: fanin ? 'flood/{i}/temp' : 'flood/all', concurrency: 50 }, 'opened', 60_000);
+    linkCredit(sub!, pub!);
+    const c0 = cpuSeconds(running.child.pid);
+    const t0 = performance.now();
+    await pub!.request({ t: 'credit-run', window: windowMsgs, payloadBytes: 64, maxBatch: fanin ? 256 : 64, perWrite }, 'running');
+    await sleep(timing.warmMs + timing.measureMs);
+    const stopped = await pub!.request({ t: 'stop' }, 'stopped');
+    const sent = stopped.sent as number;
+    const expected = sent * subs;
+    // Settle: until everything arrived, or nothing more arrived for a second.
+    let mark = (await sub!.request({ t: 'mark' }, 'mark')) as unknown as Window['mark'];
+    for (let still = 0; mark.total < expected && still < 10; ) {
+      await sleep(100);
+      const next = (await sub!.request({ t: 'mark' }, 'mark')) as unknown as Window['mark'];
+      still = next.total === mark.total ? still + 1 : 0;
+      mark = next;
+    }
+    const sec = (performance.now() - t0) / 1000;
+    const brokerCpu = cpuSeconds(running.child.pid) - c0;
+    const counters = running.httpPort !== undefined
+      ? await topicastMetrics(running.httpPort, ['topicast_conflated_total', 'topicast_dropped_total', 'topicast_slow_consumer_disconnects_total'])
+      : undefined;
+    return {
+      scenario: fanin ? 'flood-fanin' : 'flood', target: t.id, label: t.label, run, publishers: pubs, subscribers: subs, perWrite, windowMsgs,
+      sent, expected, delivered: mark.total, deliveredFraction: expected > 0 ? round(mark.total / expected, 4) : null,
+      conflated: counters?.topicast_conflated_total ?? null, dropped: counters?.topicast_dropped_total ?? null,
+      slowDisconnects: counters?.topicast_slow_consumer_disconnects_total ?? null, closed: mark.closed,
+      deliveriesPerSec: Math.round(mark.total / sec), cpuSecPerMillion: mark.total > 0 ? round(brokerCpu / (mark.total / 1e6), 3) : null,
+    };
+  });
+}

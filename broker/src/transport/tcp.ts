@@ -3,6 +3,7 @@
  *
  * - send → socket.write; `false` from write means the kernel buffer is full:
  *   reported as backpressure, and 'drain' calls the handler's onDrain.
+ * - cork → the sends it wraps go out as one buffer in one write (see `cork`).
  * - bufferedBytes → socket.writableLength, so the outbox's slow-consumer policy
  *   sees what Node holds for this peer.
  * - close → end() (flushes what is written, then FIN), destroyed after a bound
@@ -34,6 +35,9 @@ interface Admitted {
 class TcpConnection implements Connection {
   closing = false;
   readonly remoteAddress: string;
+  /** Sends made inside `cork`, written together when it ends; undefined outside a cork. */
+  private corked: Uint8Array[] | undefined = undefined;
+  private corkedBytes = 0;
 
   constructor(private readonly socket: Socket, private readonly admission: Admission | undefined, private readonly admitted: Admitted | undefined) {
     this.remoteAddress = socket.remoteAddress ?? ''; // the IP alone, like the WebSocket transport: per-IP limits key on it
@@ -48,20 +52,39 @@ class TcpConnection implements Connection {
 
   send(bytes: Uint8Array): SendResult {
     if (this.closing || this.socket.destroyed) return SendResult.dropped;
+    const corked = this.corked;
+    if (corked !== undefined) {
+      corked.push(bytes);
+      this.corkedBytes += bytes.length;
+      return this.socket.writableLength + this.corkedBytes < this.socket.writableHighWaterMark ? SendResult.sent : SendResult.backpressure;
+    }
     return this.socket.write(bytes) ? SendResult.sent : SendResult.backpressure;
   }
 
   bufferedBytes(): number {
-    return this.socket.writableLength;
+    return this.socket.writableLength + this.corkedBytes;
   }
 
+  /**
+   * Everything sent inside `fn` leaves as ONE write of one buffer. Node's own cork would hand
+   * libuv one writev of every chunk, and a writev takes at most IOV_MAX (1,024) buffers per
+   * system call: a flush of thousands of small PUBLISH packets then trickled out about a
+   * thousand packets per event-loop turn, the rest waiting in Node's queue, and the outbox
+   * saw a reader that keeps up as a slow consumer (issue 20). One copy into one buffer
+   * costs less than the per-chunk bookkeeping of a writev, and the kernel takes it whole.
+   */
   cork(fn: () => void): void {
     if (this.socket.destroyed) return;
-    this.socket.cork();
+    if (this.corked !== undefined) return fn(); // nested: the outer cork writes
+    const chunks: Uint8Array[] = (this.corked = []);
     try {
       fn();
     } finally {
-      this.socket.uncork();
+      const bytes = this.corkedBytes;
+      this.corked = undefined;
+      this.corkedBytes = 0;
+      if (chunks.length === 1) this.socket.write(chunks[0]!);
+      else if (chunks.length > 1 && !this.socket.destroyed) this.socket.write(Buffer.concat(chunks, bytes));
     }
   }
 
