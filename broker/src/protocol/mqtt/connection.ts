@@ -22,22 +22,12 @@ import { Outbox, type FrameSource } from '../../session/outbox.js';
 import { dispatch } from './dispatcher.js';
 import { encodePacket, ownPublish, sharedPublish, type Version } from './encode.js';
 import { Reason, ReturnCode } from './reasons.js';
+import type { ConnectionState, HeldAck, MqttLink } from './link.js';
 import type { MqttServer } from './server.js';
 import { keepUserPropertyOrder } from './user-properties.js';
 import { strictUtf8Strings } from './utf8.js';
 import { strictByteProperties } from './properties.js';
-import { publishWill, type Delivery, type MqttSession, type SessionLink, type Will } from './session.js';
-
-/** One acknowledgement waiting for its durable write (or for an earlier held one). */
-export interface HeldAck {
-  send(failed: boolean, err?: unknown): void;
-  done: boolean;
-  failed: boolean;
-  /** The refusal passed on to `send` (the cluster bus's); other failures are logged, not passed. */
-  err: unknown;
-}
-
-export type ConnectionState = 'new' | 'authenticating' | 'connected' | 'closing' | 'closed';
+import { publishWill, type Delivery, type MqttSession, type Will } from './session.js';
 
 /** Parser errors mqtt-packet raises for a CONNECT with an unsupported protocol level [MQTT-3.1.2-2]. */
 const UNSUPPORTED_VERSION = 'Invalid protocol version';
@@ -54,7 +44,7 @@ function packetSize(remaining: number): number {
   return 1 + (remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4) + remaining;
 }
 
-export class MqttConnection implements ConnectionHandler, SessionLink {
+export class MqttConnection implements ConnectionHandler, MqttLink {
   readonly id = nextConnectionId++;
   state: ConnectionState = 'new';
   version: Version = 4;
@@ -355,6 +345,16 @@ export class MqttConnection implements ConnectionHandler, SessionLink {
     this.outbox.flush();
     this.state = 'closing';
     this.conn.close(code, reason);
+  }
+
+  /** Runs the packets that arrived while CONNECT was being authenticated, in order (handlers/connect.ts). */
+  releaseBacklog(): void {
+    const backlog = this.backlog;
+    this.backlog = [];
+    for (const packet of backlog) {
+      if (!this.isOpen) break;
+      dispatch(this, packet);
+    }
   }
 
   /** Packets wait in the backlog until `until` settles, then run in order (handlers/subscribe.ts). */

@@ -7,7 +7,7 @@
  */
 import type mqtt from 'mqtt-packet';
 import { CloseCode } from 'topicast/protocol';
-import type { MqttConnection } from './connection.js';
+import type { MqttLink } from './link.js';
 import { onAuth } from './handlers/auth.js';
 import { onConnect } from './handlers/connect.js';
 import { onDisconnect } from './handlers/disconnect.js';
@@ -22,7 +22,7 @@ import { onUnsubscribe } from './handlers/unsubscribe.js';
 import { hasByteAboveOne, misplacedProperty, propertiesProblem, repeatedProperty } from './properties.js';
 import { Reason } from './reasons.js';
 
-export function dispatch(c: MqttConnection, packet: mqtt.Packet): void {
+export function dispatch(c: MqttLink, packet: mqtt.Packet): void {
   const p = packet as { properties?: unknown; will?: { properties?: unknown } };
   const repeated = repeatedProperty(p.properties) ?? repeatedProperty(p.will?.properties);
   const invalid = repeated !== undefined ? `property ${repeated} given more than once` // MQTT 5 §2.2.2.2

@@ -33,7 +33,7 @@ import {
   openAppendLog, type AppendLog, type AppendLogOptions, type AppendLogOwner, type LoadReport, type LogStoreStats,
 } from '../../store/append-log.js';
 import { frameRecord, recordPackr, unpackBody } from '../../store/record.js';
-import type { Delivery, InflightEntry, MqttSession, MqttSubscriptionOptions, Will } from './session.js';
+import type { Delivery, InflightEntry, MqttSubscriptionOptions, PersistedSession, Will } from './types.js';
 
 const Kind = { session: 1, entry: 2, drop: 3, message: 4, end: 5, incoming: 6 } as const;
 /** Delivery state on disk: queued, PUBLISH sent (awaiting PUBACK/PUBREC), PUBREL sent (awaiting PUBCOMP). */
@@ -110,7 +110,7 @@ export class MqttSessionStore implements AppendLogOwner {
    * Until then the state is only in `loaded`, so no compaction may run (it would snapshot nothing
    * and delete the files that hold the sessions).
    */
-  private sessions: Iterable<MqttSession> | undefined;
+  private sessions: Iterable<PersistedSession> | undefined;
 
   /** @internal Use openSessionStore. */
   attachLog(log: AppendLog): void {
@@ -146,7 +146,7 @@ export class MqttSessionStore implements AppendLogOwner {
    * The sessions found on disk, once: the MQTT server rebuilds them at start-up and from then on
    * `sessions` lists every session for compaction.
    */
-  takeLoaded(sessions: Iterable<MqttSession>): LoadedSession[] {
+  takeLoaded(sessions: Iterable<PersistedSession>): LoadedSession[] {
     const out = this.loaded;
     this.loaded = [];
     this.sessions = sessions;
@@ -156,12 +156,12 @@ export class MqttSessionStore implements AppendLogOwner {
   // ---- writes (called by MqttSession) ------------------------------------------------
 
   /** The session's state: subscriptions, expiry, connection, will. */
-  saveMeta(session: MqttSession): Promise<void> {
+  saveMeta(session: PersistedSession): Promise<void> {
     return this.log.append(this.metaRecord(session));
   }
 
   /** The whole session: meta, incoming QoS 2 ids, every delivery (when it becomes persistent). */
-  saveAll(session: MqttSession): Promise<void> {
+  saveAll(session: PersistedSession): Promise<void> {
     return this.log.append(this.sessionRecords(session, undefined));
   }
 
@@ -170,7 +170,7 @@ export class MqttSessionStore implements AppendLogOwner {
   }
 
   /** A delivery entered the queue (packetId 0) or the in-flight window, or changed state there. */
-  saveDelivery(session: MqttSession, d: Delivery, packetId: number, state: InflightEntry['state'] | 'queued'): void {
+  saveDelivery(session: PersistedSession, d: Delivery, packetId: number, state: InflightEntry['state'] | 'queued'): void {
     const parts: Buffer[] = [];
     this.ensureMessage(d, parts);
     if (parts.length > 0) void this.log.append(parts[0]!);
@@ -178,12 +178,12 @@ export class MqttSessionStore implements AppendLogOwner {
   }
 
   /** A delivery is complete (acknowledged), dropped by the queue limit, or expired. */
-  dropDelivery(session: MqttSession, d: Delivery): void {
+  dropDelivery(session: PersistedSession, d: Delivery): void {
     void this.log.append(frameRecord(recordPackr.pack([Kind.drop, session.clientId, d.seq])));
   }
 
   /** An incoming QoS 2 packet id is held until PUBREL (true) or released (false). */
-  saveIncoming(session: MqttSession, packetId: number, held: boolean): Promise<void> {
+  saveIncoming(session: PersistedSession, packetId: number, held: boolean): Promise<void> {
     return this.log.append(frameRecord(recordPackr.pack([Kind.incoming, session.clientId, packetId, held ? 1 : 0])));
   }
 
@@ -205,12 +205,12 @@ export class MqttSessionStore implements AppendLogOwner {
     parts.push(messageRecord(msgId, d.message));
   }
 
-  private metaRecord(session: MqttSession): Buffer {
+  private metaRecord(session: PersistedSession): Buffer {
     return frameRecord(recordPackr.pack([Kind.session, session.clientId, metaOf(session)]));
   }
 
   /** One buffer with every record of the session; `written` skips messages already in this snapshot. */
-  private sessionRecords(session: MqttSession, written: Set<number> | undefined): Buffer {
+  private sessionRecords(session: PersistedSession, written: Set<number> | undefined): Buffer {
     const parts: Buffer[] = [this.metaRecord(session)];
     for (const id of session.awaitingRelease) parts.push(frameRecord(recordPackr.pack([Kind.incoming, session.clientId, id, 1])));
     const add = (d: Delivery, packetId: number, state: InflightEntry['state'] | 'queued'): void => {
@@ -349,7 +349,7 @@ export class MqttSessionStore implements AppendLogOwner {
   }
 }
 
-function metaOf(session: MqttSession): StoredMeta {
+function metaOf(session: PersistedSession): StoredMeta {
   const subs: StoredMeta['subs'] = [];
   const add = (filter: string, o: MqttSubscriptionOptions): void => {
     subs.push([filter, o.qos, o.noLocal === true, o.retainAsPublished === true, o.retainHandling, o.subscriptionId ?? null]);

@@ -5,34 +5,25 @@
  */
 import type { BrokerContext } from '../../context.js';
 import type { Authenticate } from './auth.js';
-import type { MqttConnection } from './connection.js';
 import type { MqttSessionStore } from './persist.js';
 import type { MqttSession } from './session.js';
 import { SharedGroups } from './shared.js';
+import type { MqttStats } from './types.js';
 
-export interface MqttStats {
-  packetsReceived: number;
-  packetsSent: number;
-  malformed: number;
-  protocolErrors: number;
-  connectsRefused: number;
-  takeovers: number;
-  keepaliveTimeouts: number;
-  /** QoS 1/2 messages dropped because an offline or backed-up session's queue was full. */
-  queueDropped: number;
-  /** Messages dropped because their Message Expiry Interval passed before delivery. */
-  expired: number;
-  /** Messages not sent because they exceed the client's Maximum Packet Size [MQTT-3.1.2-25]. */
-  oversize: number;
-  /** QoS 0 messages for a persistent session while it was offline (not queued). */
-  offlineQos0Dropped: number;
-  sessionsExpired: number;
+export type { MqttStats } from './types.js';
+
+/** What the server keeps of each open connection: its timers and its close (connection.ts implements it). */
+export interface ServedConnection {
+  readonly isOpen: boolean;
+  /** Keepalive and CONNECT deadline; called about twice a second. */
+  checkTimers(now: number): void;
+  disconnect(reason: number, reasonString?: string, serverReference?: string): void;
 }
 
 export class MqttServer {
   readonly sessions = new Map<string, MqttSession>();
-  readonly connections = new Set<MqttConnection>();
-  readonly shared: SharedGroups = new SharedGroups(this);
+  readonly connections = new Set<ServedConnection>();
+  readonly shared: SharedGroups;
   readonly stats: MqttStats = {
     packetsReceived: 0, packetsSent: 0, malformed: 0, protocolErrors: 0, connectsRefused: 0, takeovers: 0,
     keepaliveTimeouts: 0, queueDropped: 0, expired: 0, oversize: 0, offlineQos0Dropped: 0, sessionsExpired: 0,
@@ -51,6 +42,7 @@ export class MqttServer {
     /** With `--data`: where persistent sessions are kept across restarts (persist.ts). */
     readonly sessionStore: MqttSessionStore | undefined = undefined,
   ) {
+    this.shared = new SharedGroups(ctx.router);
     const c = ctx.config;
     this.maxPacketBytes = Math.min(268_435_460, c.maxPayloadBytes + c.maxTopicBytes + 1024);
   }

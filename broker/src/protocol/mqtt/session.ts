@@ -27,23 +27,21 @@
  */
 import { topicMatches } from 'topicast/protocol';
 import { createMessage, type Message, type MessageProperties } from '../../core/message.js';
-import type { Subscriber, Subscription, SubscriptionOptions } from '../../core/router.js';
+import type { Subscriber, Subscription } from '../../core/router.js';
+import type { BrokerContext } from '../../context.js';
 import type { TopicPermissions } from './auth.js';
 import type { LoadedSession, MqttSessionStore } from './persist.js';
-import type { MqttServer } from './server.js';
-import { parseShared } from './shared.js';
+import { parseShared, type SharedGroups } from './shared.js';
+import type { Delivery, InflightEntry, MqttStats, MqttSubscription, MqttSubscriptionOptions, Will } from './types.js';
 
-/** A will as given in CONNECT (MQTT 5 §3.1.2.5), kept as data so a persistent session can store it. */
-export interface Will {
-  topic: string;
-  payload: Uint8Array;
-  qos: 0 | 1 | 2;
-  retain: boolean;
-  properties: Omit<MessageProperties, 'expiresAt'> | undefined;
-  /** MQTT 5 Message Expiry Interval of the will: counts from when it is published (§3.1.3.2.4). */
-  expiryIntervalSec: number | undefined;
-  /** MQTT 5 Will Delay Interval (0 for 3.1.1). */
-  delaySec: number;
+export type { Delivery, InflightEntry, MqttSubscription, MqttSubscriptionOptions, Will } from './types.js';
+
+/** What sessions need of the MQTT server (server.ts implements it; declared here so this file does not import it). */
+export interface SessionHost {
+  readonly ctx: BrokerContext;
+  readonly stats: MqttStats;
+  readonly sessions: Map<string, MqttSession>;
+  readonly shared: SharedGroups;
 }
 
 /** The will as a message published now. */
@@ -53,36 +51,6 @@ export function willMessage(will: Will, nowMs: number): Message {
     expiresAt: will.expiryIntervalSec === undefined ? undefined : nowMs + will.expiryIntervalSec * 1000,
   };
   return createMessage(will.topic, will.payload, will.retain, undefined, will.qos, properties);
-}
-
-export interface MqttSubscriptionOptions extends SubscriptionOptions {
-  /** MQTT 5 retain handling: 0 send retained, 1 only for a new subscription, 2 never. */
-  retainHandling: 0 | 1 | 2;
-  /** `[subscriptionId]`, built once so deliveries do not allocate it. */
-  subscriptionIds?: number[];
-}
-
-export interface MqttSubscription extends Subscription {
-  readonly options: MqttSubscriptionOptions;
-}
-
-/** One message on its way to this session's client. */
-export interface Delivery {
-  message: Message;
-  qos: 0 | 1 | 2;
-  retain: boolean;
-  subscriptionIds: number[] | undefined;
-  /** Persistent sessions: the delivery's key in the session store, and the id of its message's record. */
-  seq?: number;
-  msgId?: number;
-}
-
-export interface InflightEntry extends Delivery {
-  /**
-   * 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP;
-   * 'resend': sent on an earlier connection, to be resent with DUP once the Receive Maximum allows.
-   */
-  state: 'publish' | 'pubrel' | 'resend';
 }
 
 /** What a session needs from its live connection. */
@@ -150,7 +118,7 @@ export class MqttSession implements Subscriber {
   /** Subscriptions whose deliveries need a per-topic `canRead` check (they overlap a deny rule). */
   readonly filtered = new Set<string>();
 
-  constructor(private readonly server: MqttServer, readonly clientId: string) {}
+  constructor(private readonly server: SessionHost, readonly clientId: string) {}
 
   get queuedCount(): number {
     return this.queue.length - this.queueHead;
@@ -494,7 +462,7 @@ export class MqttSession implements Subscriber {
    * Its expiry and will delay count from when the client disconnected; a session that was online
    * when the broker stopped without a goodbye (kill -9) counts from now.
    */
-  static restore(server: MqttServer, loaded: LoadedSession, store: MqttSessionStore, nowMs: number): MqttSession {
+  static restore(server: SessionHost, loaded: LoadedSession, store: MqttSessionStore, nowMs: number): MqttSession {
     const { config } = server.ctx;
     const session = new MqttSession(server, loaded.clientId);
     session.version = loaded.version;
@@ -648,7 +616,7 @@ function afterDurable(store: MqttSessionStore, fn: () => void): void {
 }
 
 /** Publishes a will through the router (MQTT 5 §3.1.2.5), deferred: it may be triggered from inside a delivery. */
-export function publishWill(server: MqttServer, will: Will): void {
+export function publishWill(server: SessionHost, will: Will): void {
   const { ctx } = server;
   ctx.counters.willsPublished++;
   queueMicrotask(() => {

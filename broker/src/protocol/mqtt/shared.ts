@@ -10,9 +10,15 @@
  * Cost per message: O(members) in the worst case (all offline), O(1) usually.
  */
 import type { Message } from '../../core/message.js';
-import type { Subscriber } from '../../core/router.js';
-import type { MqttServer } from './server.js';
-import type { MqttSession, MqttSubscriptionOptions } from './session.js';
+import type { Router, Subscriber } from '../../core/router.js';
+import type { MqttSubscriptionOptions } from './types.js';
+
+/** What a shared group needs of a member session (session.ts's SharedMember). */
+export interface SharedMember {
+  /** The session's live connection, if any. */
+  readonly link: unknown;
+  deliverShared(message: Message, options: MqttSubscriptionOptions): void;
+}
 
 export interface SharedFilter {
   shareName: string;
@@ -34,19 +40,19 @@ export function parseShared(full: string): SharedFilter | 'invalid' | undefined 
 
 export class SharedGroup implements Subscriber {
   routerStamp = 0;
-  readonly members = new Map<MqttSession, MqttSubscriptionOptions>();
-  private order: MqttSession[] = [];
+  readonly members = new Map<SharedMember, MqttSubscriptionOptions>();
+  private order: SharedMember[] = [];
   private next = 0;
 
-  constructor(private readonly server: MqttServer, readonly key: string, readonly filter: string, readonly share?: string) {}
+  constructor(readonly key: string, readonly filter: string, readonly share?: string) {}
 
-  join(session: MqttSession, options: MqttSubscriptionOptions): void {
+  join(session: SharedMember, options: MqttSubscriptionOptions): void {
     if (!this.members.has(session)) this.order.push(session);
     this.members.set(session, options);
   }
 
   /** Removes a member; true when the group is now empty. */
-  leave(session: MqttSession): boolean {
+  leave(session: SharedMember): boolean {
     if (this.members.delete(session)) this.order = this.order.filter((s) => s !== session);
     return this.members.size === 0;
   }
@@ -55,7 +61,7 @@ export class SharedGroup implements Subscriber {
     const n = this.order.length;
     if (n === 0) return;
     // Round-robin over connected members; if none is connected, the next one queues it (QoS 1/2).
-    let chosen: MqttSession | undefined;
+    let chosen: SharedMember | undefined;
     for (let i = 0; i < n; i++) {
       const s = this.order[(this.next + i) % n]!;
       if (s.link !== undefined) {
@@ -76,30 +82,30 @@ export class SharedGroup implements Subscriber {
 export class SharedGroups {
   private readonly groups = new Map<string, SharedGroup>();
 
-  constructor(private readonly server: MqttServer) {}
+  constructor(private readonly router: Router) {}
 
   get size(): number {
     return this.groups.size;
   }
 
-  join(session: MqttSession, shared: SharedFilter, options: MqttSubscriptionOptions): void {
+  join(session: SharedMember, shared: SharedFilter, options: MqttSubscriptionOptions): void {
     const key = `${shared.shareName}\u0000${shared.filter}`;
     let group = this.groups.get(key);
     if (!group) {
-      group = new SharedGroup(this.server, key, shared.filter, shared.shareName); // the share name: one member in a cluster (core/router.ts)
+      group = new SharedGroup(key, shared.filter, shared.shareName); // the share name: one member in a cluster (core/router.ts)
       this.groups.set(key, group);
-      this.server.ctx.router.subscribe(group, shared.filter, options);
+      this.router.subscribe(group, shared.filter, options);
     }
     group.join(session, options);
   }
 
-  leave(session: MqttSession, shared: SharedFilter): boolean {
+  leave(session: SharedMember, shared: SharedFilter): boolean {
     const key = `${shared.shareName}\u0000${shared.filter}`;
     const group = this.groups.get(key);
     if (!group || !group.members.has(session)) return false;
     if (group.leave(session)) {
       this.groups.delete(key);
-      this.server.ctx.router.unsubscribe(group, shared.filter);
+      this.router.unsubscribe(group, shared.filter);
     }
     return true;
   }

@@ -3,9 +3,9 @@
  * Authentication Method is refused with 0x8C, so any AUTH after CONNECT is a
  * protocol error [MQTT-4.12.0-1 / MQTT-3.15.0 rules].
  */
-import type { MqttConnection } from '../connection.js';
+import type { MqttLink } from '../link.js';
 import { Reason } from '../reasons.js';
 
-export function onAuth(c: MqttConnection): void {
+export function onAuth(c: MqttLink): void {
   c.disconnect(Reason.protocolError, 'enhanced authentication is not supported');
 }

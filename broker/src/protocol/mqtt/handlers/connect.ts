@@ -8,8 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type mqtt from 'mqtt-packet';
 import { CloseCode, topicProblem } from 'topicast/protocol';
 import type { AuthResult } from '../auth.js';
-import type { MqttConnection } from '../connection.js';
-import { dispatch } from '../dispatcher.js';
+import type { MqttLink } from '../link.js';
 import { encodePacket, type Version } from '../encode.js';
 import { Reason, returnCodeFor } from '../reasons.js';
 import { MqttSession, willMessage, type Will } from '../session.js';
@@ -20,7 +19,7 @@ import { isValidUtf8 } from '../utf8.js';
 
 type ConnackProperties = NonNullable<mqtt.IConnackPacket['properties']>;
 
-function refuse(c: MqttConnection, reason: number, why: string): void {
+function refuse(c: MqttLink, reason: number, why: string): void {
   c.server.stats.connectsRefused++;
   const packet: mqtt.IConnackPacket = c.version === 5
     ? { cmd: 'connack', reasonCode: reason, sessionPresent: false, properties: c.problemInfo ? { reasonString: why } : undefined }
@@ -30,13 +29,13 @@ function refuse(c: MqttConnection, reason: number, why: string): void {
 }
 
 /** Closes without CONNACK: malformed CONNECT in 3.1.1 (MQTT 5 gets CONNACK 0x81 first). */
-function malformed(c: MqttConnection, why: string): void {
+function malformed(c: MqttLink, why: string): void {
   c.server.stats.malformed++;
   if (c.version === 5) return refuse(c, Reason.malformedPacket, why);
   c.closeTransport(CloseCode.protocolError, why);
 }
 
-export function onConnect(c: MqttConnection, p: mqtt.IConnectPacket): void {
+export function onConnect(c: MqttLink, p: mqtt.IConnectPacket): void {
   const { server } = c;
   const { ctx } = server;
   const { config } = ctx;
@@ -124,7 +123,7 @@ function accepted(result: AuthResult): boolean {
 }
 
 function accept(
-  c: MqttConnection, p: mqtt.IConnectPacket, result: AuthResult, clientId: string, assigned: boolean, will: Will | undefined,
+  c: MqttLink, p: mqtt.IConnectPacket, result: AuthResult, clientId: string, assigned: boolean, will: Will | undefined,
 ): void {
   const { server } = c;
   const { ctx } = server;
@@ -148,7 +147,7 @@ function accept(
   const previous = session?.link;
   if (previous !== undefined) {
     server.stats.takeovers++;
-    const old = previous as MqttConnection;
+    const old = previous as MqttLink;
     old.disconnect(Reason.sessionTakenOver, 'session taken over');
     old.finish(); // detaches now (will as due) so the new connection finds a settled session
     session = server.sessions.get(clientId);
@@ -211,10 +210,5 @@ function accept(
     : { cmd: 'connack', returnCode: 0, sessionPresent });
   if (sessionPresent) session.resume(); // [MQTT-4.4.0-1] resend unacknowledged PUBLISH and PUBREL
 
-  const backlog = c.backlog;
-  c.backlog = [];
-  for (const packet of backlog) {
-    if (!c.isOpen) break;
-    dispatch(c, packet);
-  }
+  c.releaseBacklog();
 }

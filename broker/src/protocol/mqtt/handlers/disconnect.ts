@@ -5,10 +5,10 @@
  */
 import type mqtt from 'mqtt-packet';
 import { CloseCode } from 'topicast/protocol';
-import type { MqttConnection } from '../connection.js';
+import type { MqttLink } from '../link.js';
 import { Reason } from '../reasons.js';
 
-export function onDisconnect(c: MqttConnection, p: mqtt.IDisconnectPacket): void {
+export function onDisconnect(c: MqttLink, p: mqtt.IDisconnectPacket): void {
   const session = c.session!;
   if (c.version === 5) {
     const expiry = p.properties?.sessionExpiryInterval;

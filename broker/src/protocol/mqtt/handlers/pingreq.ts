@@ -1,6 +1,6 @@
 /** PINGREQ → PINGRESP [MQTT-3.12.4-1]. Every packet already reset the keepalive clock. */
-import type { MqttConnection } from '../connection.js';
+import type { MqttLink } from '../link.js';
 
-export function onPingreq(c: MqttConnection): void {
+export function onPingreq(c: MqttLink): void {
   c.send({ cmd: 'pingresp' });
 }

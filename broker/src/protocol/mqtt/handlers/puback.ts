@@ -1,8 +1,8 @@
 /** PUBACK from the client ends a QoS 1 delivery (MQTT 5 §4.3.2): frees the slot, sends what waits. */
 import type mqtt from 'mqtt-packet';
-import type { MqttConnection } from '../connection.js';
+import type { MqttLink } from '../link.js';
 
-export function onPuback(c: MqttConnection, p: mqtt.IPubackPacket): void {
+export function onPuback(c: MqttLink, p: mqtt.IPubackPacket): void {
   const session = c.session!;
   const id = p.messageId!;
   const entry = session.inflight.get(id);

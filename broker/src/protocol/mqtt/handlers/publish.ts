@@ -16,12 +16,12 @@ import { BusRefusedError } from '../../../core/bus.js';
 import { REFUSALS } from '../../../core/errors.js';
 import { createMessage, type MessageProperties } from '../../../core/message.js';
 import { bothDurable } from '../../../core/router.js';
-import type { HeldAck, MqttConnection } from '../connection.js';
+import type { HeldAck, MqttLink } from '../link.js';
 import { Reason } from '../reasons.js';
 import { admitPublish } from '../../../session/admission.js';
 import { isValidUtf8 } from '../utf8.js';
 
-function sendAck(c: MqttConnection, qos: 1 | 2, id: number, reason: number, why?: string): void {
+function sendAck(c: MqttLink, qos: 1 | 2, id: number, reason: number, why?: string): void {
   const packet: mqtt.IPubackPacket | mqtt.IPubrecPacket = { cmd: qos === 1 ? 'puback' : 'pubrec', messageId: id };
   if (c.version === 5 && reason !== Reason.success) {
     packet.reasonCode = reason;
@@ -35,7 +35,7 @@ function sendAck(c: MqttConnection, qos: 1 | 2, id: number, reason: number, why?
  * is pending — after them, so acknowledgements keep the order of the packets they answer
  * [MQTT-4.6.0-2] [MQTT-4.6.0-3] [MQTT-4.6.0-4]. `send(true)` when the write failed (logged here).
  */
-export function inOrder(c: MqttConnection, durable: Promise<void> | undefined, send: (failed: boolean, err?: unknown) => void): void {
+export function inOrder(c: MqttLink, durable: Promise<void> | undefined, send: (failed: boolean, err?: unknown) => void): void {
   if (durable === undefined && c.heldAcks === undefined) return send(false);
   const held: HeldAck = { send, done: durable === undefined, failed: false, err: undefined };
   (c.heldAcks ??= []).push(held);
@@ -57,7 +57,7 @@ export function inOrder(c: MqttConnection, durable: Promise<void> | undefined, s
   );
 }
 
-function releaseHeld(c: MqttConnection): void {
+function releaseHeld(c: MqttLink): void {
   const queue = c.heldAcks;
   if (queue === undefined) return;
   let n = 0;
@@ -70,7 +70,7 @@ function releaseHeld(c: MqttConnection): void {
 }
 
 /** PUBACK / PUBREC in PUBLISH order, once `durable` (the retained and session store writes) resolved. */
-function acknowledge(c: MqttConnection, qos: 0 | 1 | 2, id: number, reason: number, why?: string, durable?: Promise<void>): void {
+function acknowledge(c: MqttLink, qos: 0 | 1 | 2, id: number, reason: number, why?: string, durable?: Promise<void>): void {
   if (qos === 0) return;
   inOrder(c, durable, function sendPublishAck(failed, err) {
     if (!failed) return sendAck(c, qos, id, reason, why);
@@ -82,7 +82,7 @@ function acknowledge(c: MqttConnection, qos: 0 | 1 | 2, id: number, reason: numb
   });
 }
 
-export function onPublish(c: MqttConnection, p: mqtt.IPublishPacket): void {
+export function onPublish(c: MqttLink, p: mqtt.IPublishPacket): void {
   const { server } = c;
   const { ctx } = server;
   const { config } = ctx;

@@ -4,10 +4,10 @@
  * (≥ 0x80) ends the exchange and frees the slot (MQTT 5 §4.3.3, §4.9).
  */
 import type mqtt from 'mqtt-packet';
-import type { MqttConnection } from '../connection.js';
+import type { MqttLink } from '../link.js';
 import { Reason } from '../reasons.js';
 
-export function onPubrec(c: MqttConnection, p: mqtt.IPubrecPacket): void {
+export function onPubrec(c: MqttLink, p: mqtt.IPubrecPacket): void {
   const session = c.session!;
   const id = p.messageId!;
   const entry = session.inflight.get(id);

@@ -6,11 +6,11 @@
  * crash must not bring the id back, or the client's next PUBLISH reusing it would be swallowed.
  */
 import type mqtt from 'mqtt-packet';
-import type { MqttConnection } from '../connection.js';
+import type { MqttLink } from '../link.js';
 import { Reason } from '../reasons.js';
 import { inOrder } from './publish.js';
 
-export function onPubrel(c: MqttConnection, p: mqtt.IPubrelPacket): void {
+export function onPubrel(c: MqttLink, p: mqtt.IPubrelPacket): void {
   const id = p.messageId!;
   const { known, durable } = c.session!.releaseIncoming(id);
   // A failed write is logged by inOrder; the id is released in memory, so the exchange completes anyway.

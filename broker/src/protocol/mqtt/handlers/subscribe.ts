@@ -11,7 +11,7 @@
 import type mqtt from 'mqtt-packet';
 import type { Message } from '../../../core/message.js';
 import { checkFilter } from '../../../session/limits.js';
-import type { MqttConnection } from '../connection.js';
+import type { MqttLink } from '../link.js';
 import { Reason, SUBACK_FAILURE_V4 } from '../reasons.js';
 import type { MqttSubscriptionOptions } from '../session.js';
 import { parseShared } from '../shared.js';
@@ -20,7 +20,7 @@ import { inOrder } from './publish.js';
 /** Subscription Identifier range (MQTT 5 §3.8.2.1.2): a Variable Byte Integer of 1 to 268,435,455. */
 const MAX_SUBSCRIPTION_ID = 268_435_455;
 
-export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
+export function onSubscribe(c: MqttLink, p: mqtt.ISubscribePacket): void {
   const cluster = c.server.ctx.cluster;
   if (cluster !== undefined) {
     // With a cluster bus, a filter this node does not mirror yet waits for the bus's retained values
@@ -43,7 +43,7 @@ export function onSubscribe(c: MqttConnection, p: mqtt.ISubscribePacket): void {
   subscribeNow(c, p);
 }
 
-function subscribeNow(c: MqttConnection, p: mqtt.ISubscribePacket): void {
+function subscribeNow(c: MqttLink, p: mqtt.ISubscribePacket): void {
   const { server } = c;
   const { ctx } = server;
   const session = c.session!;
@@ -101,7 +101,7 @@ function subscribeNow(c: MqttConnection, p: mqtt.ISubscribePacket): void {
 }
 
 /** The retained messages each new subscription asked for [MQTT-3.3.1-9] [MQTT-3.3.1-10]. */
-function sendRetained(c: MqttConnection, retainedFor: { filter: string; options: MqttSubscriptionOptions }[]): void {
+function sendRetained(c: MqttLink, retainedFor: { filter: string; options: MqttSubscriptionOptions }[]): void {
   const { ctx } = c.server;
   const session = c.session;
   if (!session) return;

@@ -7,11 +7,11 @@
  */
 import type mqtt from 'mqtt-packet';
 import { checkFilter } from '../../../session/limits.js';
-import type { MqttConnection } from '../connection.js';
+import type { MqttLink } from '../link.js';
 import { Reason } from '../reasons.js';
 import { inOrder } from './publish.js';
 
-export function onUnsubscribe(c: MqttConnection, p: mqtt.IUnsubscribePacket): void {
+export function onUnsubscribe(c: MqttLink, p: mqtt.IUnsubscribePacket): void {
   const session = c.session!;
   const id = p.messageId ?? 0;
   if (id === 0) return c.disconnect(Reason.protocolError, 'packet identifier 0'); // [MQTT-2.3.1-1]
