@@ -1,6 +1,6 @@
 /**
- * One MQTT network connection: bytes in through one mqtt-packet parser (packets
- * may span transport messages or share one), packets out through an Outbox.
+ * One MQTT network connection: bytes in through a PacketReader (packets may span
+ * transport messages or share one) and decode.ts, packets out through an Outbox.
  * Implements the transport's ConnectionHandler and the session's SessionLink.
  *
  * Invariants
@@ -12,7 +12,7 @@
  * - A server-initiated close of an MQTT 5 connection sends DISCONNECT with a
  *   reason first [MQTT-4.13.1-1]; 3.1.1 connections are just closed [MQTT-4.8.0-1].
  */
-import mqtt from 'mqtt-packet';
+import type mqtt from 'mqtt-packet';
 import { CloseCode } from 'topicast/protocol';
 import type { Message } from '../../core/message.js';
 import { SendResult, type Connection } from '../../session/connection.js';
@@ -24,9 +24,8 @@ import { encodePacket, ownPublish, sharedPublish, type Version } from './encode.
 import { Reason, ReturnCode } from './reasons.js';
 import type { ConnectionState, HeldAck, MqttLink } from './link.js';
 import type { MqttServer } from './server.js';
-import { keepUserPropertyOrder } from './user-properties.js';
-import { strictUtf8Strings } from './utf8.js';
-import { strictByteProperties } from './properties.js';
+import { decodeOther, decodePublish } from './decode.js';
+import { PacketReader, type PacketSink } from './reader.js';
 import { publishWill, type Delivery, type MqttSession, type Will } from './session.js';
 
 /** Parser errors mqtt-packet raises for a CONNECT with an unsupported protocol level [MQTT-3.1.2-2]. */
@@ -39,12 +38,7 @@ const PROTOCOL_ERRORS = new Set(['Invalid subscribe QoS, must be <= 2', 'Invalid
 
 let nextConnectionId = 1;
 
-/** Total packet size from the Remaining Length: fixed header byte + length bytes + remaining (MQTT 5 §2.1.4). */
-function packetSize(remaining: number): number {
-  return 1 + (remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4) + remaining;
-}
-
-export class MqttConnection implements ConnectionHandler, MqttLink {
+export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
   readonly id = nextConnectionId++;
   state: ConnectionState = 'new';
   version: Version = 4;
@@ -80,7 +74,8 @@ export class MqttConnection implements ConnectionHandler, MqttLink {
   private outboundAliases: Map<string, number> | undefined;
   readonly bucket: TokenBucket;
   readonly outbox: Outbox;
-  private readonly parser = mqtt.parser();
+  /** Created on the first read (a connection that never sends holds none). */
+  private reader: PacketReader | undefined;
 
   constructor(readonly server: MqttServer, readonly conn: Connection) {
     const { ctx } = server;
@@ -101,19 +96,6 @@ export class MqttConnection implements ConnectionHandler, MqttLink {
       },
     };
     this.outbox = new Outbox(viaMqtt, ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
-    keepUserPropertyOrder(this.parser); // [MQTT-3.3.2-18]
-    strictUtf8Strings(this.parser); // [MQTT-1.5.4-1]
-    strictByteProperties(this.parser);
-    this.parser.on('packet', (packet: mqtt.Packet) => this.onPacket(packet));
-    this.parser.on('error', (err: Error) => this.onParseError(err));
-  }
-
-  /**
-   * After CONNECT, mqtt-packet keeps the whole CONNECT packet (password, will payload)
-   * as its settings; keep only the protocol level it needs to parse what follows.
-   */
-  forgetConnect(version: Version): void {
-    (this.parser as unknown as { settings: { protocolVersion: Version } }).settings = { protocolVersion: version };
   }
 
   get sendQuota(): number {
@@ -130,8 +112,8 @@ export class MqttConnection implements ConnectionHandler, MqttLink {
     if (!this.isOpen) return;
     this.lastPacketAt = this.server.ctx.now();
     try {
-      // Copy: the parser keeps partial packets across calls and `bytes` is only valid now (STYLE.md #4).
-      this.parser.parse(Buffer.from(bytes));
+      // Copy: decoded payloads are views into these bytes, and `bytes` is only valid now (STYLE.md #4).
+      (this.reader ??= new PacketReader(this.server.maxPacketBytes)).push(Buffer.from(bytes), this);
     } catch (err) {
       // Handlers do not throw by design; if one does, log it with context and drop this connection, never the process.
       this.server.ctx.log.error({ err, remote: this.conn.remoteAddress, clientId: this.session?.clientId }, 'mqtt connection handler failed');
@@ -139,13 +121,24 @@ export class MqttConnection implements ConnectionHandler, MqttLink {
       this.disconnect(Reason.implementationSpecificError, 'internal error');
       return;
     }
+  }
+
+  /** @internal One whole packet from the reader: decoded (PUBLISH by our fast path), then dispatched in order. */
+  onFramed(buf: Buffer, start: number, body: number, end: number): void {
+    const decoded = buf[start]! >> 4 === 3
+      ? decodePublish(buf, start, body, end, this.version)
+      : decodeOther(buf.subarray(start, end), body - start, this.version);
+    if (typeof decoded === 'string') this.onParseError(decoded);
+    else this.onPacket(decoded);
+  }
+
+  /** @internal The reader cannot frame the stream. */
+  onFrameError(problem: 'malformed' | 'tooLarge'): void {
     if (!this.isOpen) return;
-    // A packet announced larger than we accept is refused before it is buffered [MQTT-3.2.2-15 via our Maximum Packet Size].
-    const pending = (this.parser as unknown as { packet: { length: number } }).packet;
-    if (pending.length !== -1 && packetSize(pending.length) > this.server.maxPacketBytes) {
-      this.server.stats.malformed++;
-      this.disconnect(Reason.packetTooLarge, `packet larger than ${this.server.maxPacketBytes} bytes`);
-    }
+    if (problem === 'malformed') return this.onParseError('Invalid variable byte integer');
+    // A packet announced larger than we accept is refused before it is buffered (MQTT 5 §3.2.2.3.6, our Maximum Packet Size).
+    this.server.stats.malformed++;
+    this.disconnect(Reason.packetTooLarge, `packet larger than ${this.server.maxPacketBytes} bytes`);
   }
 
   onDrain(): void {
@@ -182,12 +175,6 @@ export class MqttConnection implements ConnectionHandler, MqttLink {
   private onPacket(packet: mqtt.Packet): void {
     if (!this.isOpen) return;
     this.server.stats.packetsReceived++;
-    if (packetSize(packet.length ?? 0) > this.server.maxPacketBytes) {
-      // A whole oversize packet can arrive in one read: refuse it here too (MQTT 5 §3.2.2.3.6).
-      this.server.stats.malformed++;
-      this.disconnect(Reason.packetTooLarge, `packet larger than ${this.server.maxPacketBytes} bytes`);
-      return;
-    }
     if (this.state === 'authenticating' || this.holding) {
       if (this.backlog.length >= MAX_HELD_INBOUND) {
         this.server.ctx.counters.rateLimited++;
@@ -200,18 +187,18 @@ export class MqttConnection implements ConnectionHandler, MqttLink {
     dispatch(this, packet);
   }
 
-  private onParseError(err: Error): void {
+  private onParseError(message: string): void {
     if (!this.isOpen) return;
     this.server.stats.malformed++;
     this.server.ctx.counters.malformed++;
-    if (this.state === 'new' && err.message === UNSUPPORTED_VERSION) {
+    if (this.state === 'new' && message === UNSUPPORTED_VERSION) {
       // [MQTT-3.1.2-2] CONNACK 0x01 (3.1.1 layout, understood by every version), then close.
       this.sendNow(encodePacket({ cmd: 'connack', returnCode: ReturnCode.unacceptableProtocolVersion, sessionPresent: false }, 4));
       this.closeTransport(CloseCode.protocolError, 'unsupported protocol version');
       return;
     }
-    if (PROTOCOL_ERRORS.has(err.message)) return this.disconnect(Reason.protocolError, err.message); // MQTT 5 §3.8.3.1
-    this.disconnect(Reason.malformedPacket, err.message); // [MQTT-4.13.1-1]
+    if (PROTOCOL_ERRORS.has(message)) return this.disconnect(Reason.protocolError, message); // MQTT 5 §3.8.3.1
+    this.disconnect(Reason.malformedPacket, message); // [MQTT-4.13.1-1]
   }
 
   // ---- writing ------------------------------------------------------------------------

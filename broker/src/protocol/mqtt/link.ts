@@ -53,8 +53,6 @@ export interface MqttLink extends SessionLink {
   /** Topic aliases the client set up, created on first use. */
   inboundAliases: Map<number, string> | undefined;
   readonly isOpen: boolean;
-  /** After CONNECT: the protocol level that packets from now on are parsed with. */
-  forgetConnect(version: Version): void;
   /** Queues a control packet (never dropped by the slow-consumer policy). */
   send(packet: mqtt.Packet): void;
   /** Writes bytes now, ahead of anything queued (used only right before closing). */

@@ -1,8 +1,8 @@
 /**
- * Shape check of the MQTT 5 properties mqtt-packet parsed. Its parser does not
- * reject a property whose value is cut short: it yields null (strings, binary) or
- * -1 (integers), and re-encoding such a property later (to a subscriber, as a will)
- * throws. A packet with such a property is malformed [MQTT-1.5.4-1, MQTT 5 §2.2.2].
+ * Rules on MQTT 5 properties as parsed: their shape, their repeats, where each may appear.
+ * The shape check is a second line behind the property reader (wire-properties.ts), which
+ * already refuses a value cut short: re-encoding such a property later (to a subscriber, as a
+ * will) would throw, so a packet with one is malformed [MQTT-1.5.4-1, MQTT 5 §2.2.2].
  */
 import type mqtt from 'mqtt-packet';
 
@@ -36,13 +36,12 @@ export function propertiesProblem(properties: unknown): string | undefined {
 
 /**
  * The name of a property given more than once where MQTT 5 allows it once — a Protocol Error
- * (MQTT 5 §2.2.2.2 and each property's definition). mqtt-packet turns a repeat into an array;
- * only User Property may repeat in what a client sends (a Subscription Identifier from a client
- * appears once, in SUBSCRIBE).
+ * (MQTT 5 §2.2.2.2 and each property's definition). The property reader (wire-properties.ts)
+ * turns a repeat into an array; only User Property may repeat in what a client sends (a
+ * Subscription Identifier from a client appears once, in SUBSCRIBE).
  */
 export function repeatedProperty(properties: unknown): string | undefined {
   if (properties === undefined || properties === null || typeof properties !== 'object') return undefined;
-  if ((properties as { [OVERWRITTEN]?: boolean })[OVERWRITTEN] === true) return 'a property';
   for (const [k, v] of Object.entries(properties)) if (k !== 'userProperties' && Array.isArray(v)) return k;
   return undefined;
 }
@@ -67,7 +66,7 @@ const ALLOWED: Record<string, ReadonlySet<string>> = {
 
 /**
  * The name of a property that is not defined for this packet kind (`will` for will properties):
- * such a packet is malformed (MQTT 5 §2.2.2.2). mqtt-packet parses any property in any packet.
+ * such a packet is malformed (MQTT 5 §2.2.2.2). The reader parses any known property in any packet.
  */
 export function misplacedProperty(kind: string, properties: unknown): string | undefined {
   if (properties === undefined || properties === null || typeof properties !== 'object') return undefined;
@@ -78,50 +77,17 @@ export function misplacedProperty(kind: string, properties: unknown): string | u
 }
 
 const BYTE_ABOVE_ONE = Symbol('byteAboveOne');
-/** Set when a repeat overwrote a first value of 0 / false (mqtt-packet only makes arrays of truthy ones). */
-const OVERWRITTEN = Symbol('repeatOverwritten');
-
-interface ParserInternals {
-  _pos: number;
-  _list: { length: number; readUInt8(at: number): number };
-  _parseProperties(): unknown;
-  _parseByType(type: string): unknown;
-}
 
 /**
- * mqtt-packet reads the one-byte properties a client sends (Payload Format Indicator, Request
- * Problem / Response Information) as booleans, so 2..255 would pass as 1. This hook marks a
- * properties object that held such a value: a Protocol Error (MQTT 5 §3.1.2.11.6-7, §3.3.2.3.2).
- * It also counts the properties parsed, so a repeat that silently replaced a first value of
- * 0 / false is still seen as a repeat (§2.2.2.2).
+ * Marks a properties object that held a one-byte property above 1 (wire-properties.ts): the
+ * Payload Format Indicator and Request Problem / Response Information read as booleans, so 2..255
+ * would otherwise pass as 1. A Protocol Error (MQTT 5 §3.1.2.11.6-7, §3.3.2.3.2).
  */
-export function strictByteProperties(parser: mqtt.Parser): void {
-  const p = parser as unknown as ParserInternals;
-  const parseProperties = p._parseProperties;
-  const parseByType = p._parseByType;
-  let invalid = false;
-  let parsed = 0;
-  p._parseByType = function (this: ParserInternals, type: string) {
-    if (type === 'byte' && this._pos < this._list.length && this._list.readUInt8(this._pos) > 1) invalid = true;
-    if (type !== 'pair') parsed++;
-    return parseByType.call(this, type);
-  };
-  p._parseProperties = function (this: ParserInternals) {
-    invalid = false;
-    parsed = 0;
-    const result = parseProperties.call(this);
-    if (result !== null && typeof result === 'object') {
-      if (invalid) Object.defineProperty(result, BYTE_ABOVE_ONE, { value: true });
-      let kept = 0;
-      for (const [k, v] of Object.entries(result)) if (k !== 'userProperties') kept += Array.isArray(v) ? v.length : 1;
-      if (parsed > kept) Object.defineProperty(result, OVERWRITTEN, { value: true });
-    }
-    invalid = false;
-    return result;
-  };
+export function markByteAboveOne(properties: object): void {
+  Object.defineProperty(properties, BYTE_ABOVE_ONE, { value: true });
 }
 
-/** Whether these properties held a one-byte property above 1 (see strictByteProperties). */
+/** Whether these properties held a one-byte property above 1 (see markByteAboveOne). */
 export function hasByteAboveOne(properties: unknown): boolean {
   return properties !== null && typeof properties === 'object' && (properties as { [BYTE_ABOVE_ONE]?: boolean })[BYTE_ABOVE_ONE] === true;
 }

@@ -1,25 +1,18 @@
 /**
  * User Property order: the Server keeps the order of User Properties when it forwards a
- * message [MQTT-3.3.2-18]. mqtt-packet gathers them in an object keyed by name, which loses
- * the order when a name repeats around another (a=1, b=2, a=3 would go out as a=1, a=3, b=2).
- * The parser hook records the wire order on that object under a symbol (invisible to every
- * other reader); the encoder appends the pairs in that order.
+ * message [MQTT-3.3.2-18]. They are held in an object keyed by name (mqtt-packet's shape), which
+ * loses the order when a name repeats around another (a=1, b=2, a=3 would go out as a=1, a=3, b=2).
+ * The property reader (wire-properties.ts) records the wire order on that object under a symbol
+ * (invisible to every other reader); the encoder appends the pairs in that order.
  *
  * Only objects where the order is ambiguous (a repeated name and more than one name) get the
  * record, so the common case costs nothing. A retained message restored from disk has lost the
  * record and is forwarded grouped by name.
  */
-import type mqtt from 'mqtt-packet';
-
 const WIRE_ORDER = Symbol('userPropertyWireOrder');
 
 export type Pairs = [string, string][];
 type UserProperties = Record<string, string | string[]>;
-
-interface ParserInternals {
-  _parseProperties(): unknown;
-  _parseStringPair(): { name: string; value: string } | null;
-}
 
 function ambiguous(up: UserProperties): boolean {
   let names = 0;
@@ -31,26 +24,9 @@ function ambiguous(up: UserProperties): boolean {
   return repeats && names > 1;
 }
 
-/** Hooks one mqtt-packet parser so the properties it parses carry their User Property wire order. */
-export function keepUserPropertyOrder(parser: mqtt.Parser): void {
-  const p = parser as unknown as ParserInternals;
-  const parseProperties = p._parseProperties;
-  const parsePair = p._parseStringPair;
-  let pairs: Pairs | undefined;
-  p._parseStringPair = function (this: ParserInternals) {
-    const pair = parsePair.call(this);
-    if (pair && pairs) pairs.push([pair.name, pair.value]);
-    return pair;
-  };
-  p._parseProperties = function (this: ParserInternals) {
-    pairs = [];
-    const result = parseProperties.call(this) as { userProperties?: UserProperties } | false;
-    const order = pairs;
-    pairs = undefined;
-    const up = result ? result.userProperties : undefined;
-    if (up && ambiguous(up)) Object.defineProperty(up, WIRE_ORDER, { value: order });
-    return result;
-  };
+/** Records the wire order of these User Properties on them, where the object alone would lose it. */
+export function recordWireOrder(up: UserProperties, pairs: Pairs): void {
+  if (ambiguous(up)) Object.defineProperty(up, WIRE_ORDER, { value: pairs });
 }
 
 /** The recorded wire order of these User Properties, when it differs from what the object can express. */

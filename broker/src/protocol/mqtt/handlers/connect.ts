@@ -40,8 +40,7 @@ export function onConnect(c: MqttLink, p: mqtt.IConnectPacket): void {
   const { ctx } = server;
   const { config } = ctx;
   const version: Version = p.protocolVersion ?? 4;
-  c.version = version;
-  c.forgetConnect(version);
+  c.version = version; // the packets that follow are decoded at this level
   const v5 = version === 5;
   const props = p.properties;
   if (v5) c.problemInfo = props?.requestProblemInformation !== false;
