@@ -226,6 +226,8 @@ export const TARGETS: Target[] = [
   topicast('topicast-sse', 'Topicast (SSE, native publisher)', 'sse'),
   mosquitto('mosquitto-ws', 'Mosquitto (WS)', 'ws'),
   mosquitto('mosquitto-tcp', 'Mosquitto (TCP)', 'tcp'),
+  // The floor for bytes per MQTT TCP connection in Node: a bare net server answering CONNECT and SUBSCRIBE (conn-memory.ts only).
+  nodePeer('bare-net', 'bare Node net server', 'bare-net.js', [], (p) => ({ wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: p.port! }), { wildcard: false, retained: false }),
   nodePeer('aedes-tcp', 'Aedes (TCP)', 'aedes.js', [], (p) => ({ wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: p.tcpPort! }), { wildcard: true, retained: true }),
   nodePeer('aedes-ws', 'Aedes (WS)', 'aedes.js', [], (p) => ({ wire: 'mqtt', transport: 'ws', host: '127.0.0.1', port: p.wsPort!, path: '/mqtt' }), { wildcard: true, retained: true }),
   nodePeer('socketio', 'Socket.IO 4 (rooms)', 'socketio.js', [], (p) => ({ wire: 'sio', transport: 'ws', host: '127.0.0.1', port: p.port!, path: '/socket.io/?EIO=4&transport=websocket' }), { wildcard: false, retained: false }),

@@ -71,7 +71,7 @@ const QUICK: Record<string, string[]> = {
 
 // HTTP streaming subscribers are measured in fan-out only: its payloads arrive as JSON text, which the latency stamp and the other scenarios' clients do not read.
 const SSE = 'topicast-sse';
-const ALL = TARGETS.map((t) => t.id).filter((id) => id !== SSE && id !== MQTT_WS);
+const ALL = TARGETS.map((t) => t.id).filter((id) => id !== SSE && id !== MQTT_WS && id !== 'bare-net');
 const FULL: Record<string, string[]> = {
   'fanout-100': [...ALL, SSE],
   'fanout-1000': [...ALL, SSE],

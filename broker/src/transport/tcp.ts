@@ -19,18 +19,21 @@ import { createServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { addressKey } from '../auth/abuse.js';
 import { SendResult, type Connection } from '../session/connection.js';
-import type { ProtocolHandler } from '../session/handler.js';
+import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
 import type { Admission, PendingEntry } from './admission.js';
 
 /** How long a closing socket may take to flush before it is destroyed. */
 const CLOSE_FLUSH_MS = 2000;
 
-/** A socket's place in the admission counts (admission.ts), from its TCP accept to its close. */
+/** A socket's place in the admission counts (admission.ts), from its TCP accept to its close (TLS: found by address). */
 interface Admitted {
   entry: PendingEntry | undefined;
   /** Until the protocol's handshake completes. */
   pending: boolean;
 }
+
+/** Every socket's connection, per listener: also the set closed stragglers are found in. */
+type Sockets = Map<Socket, TcpConnection>;
 
 class TcpConnection implements Connection {
   closing = false;
@@ -39,7 +42,18 @@ class TcpConnection implements Connection {
   private corked: Uint8Array[] | undefined = undefined;
   private corkedBytes = 0;
 
-  constructor(private readonly socket: Socket, private readonly admission: Admission | undefined, private readonly admitted: Admitted | undefined) {
+  /** The protocol's handler, set right after the connection is made. */
+  handler!: ConnectionHandler;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly admission: Admission | undefined,
+    /** Where this socket counts in `admission` (undefined: not counted, or counted by the TLS accept hook). */
+    private readonly admitted: Admitted | undefined,
+    /** Plain TCP: admitted here, so `closed` is reported here too (TLS: by the accept hook). */
+    readonly reportsClose: boolean,
+    readonly sockets: Sockets,
+  ) {
     this.remoteAddress = socket.remoteAddress ?? ''; // the IP alone, like the WebSocket transport: per-IP limits key on it
   }
 
@@ -48,6 +62,13 @@ class TcpConnection implements Connection {
     if (a === undefined || !a.pending) return;
     a.pending = false;
     this.admission?.established(a.entry);
+  }
+
+  /** The socket closed: admission told (when admitted here), then the protocol. */
+  onSocketClose(hadError: boolean): void {
+    const a = this.admitted;
+    if (this.reportsClose && a !== undefined) this.admission?.closed(a.entry, a.pending);
+    this.handler.onClose(hadError ? 1006 : 1000, hadError ? 'socket error' : 'socket closed', false);
   }
 
   send(bytes: Uint8Array): SendResult {
@@ -100,6 +121,15 @@ class TcpConnection implements Connection {
   }
 }
 
+// The socket events of every connection go to these shared functions (`this` is the socket), the
+// connection found in the listener's map: no closures per socket (issue 20, bytes per connection).
+// Errors (ECONNRESET, EPIPE...) need a listener, and nothing else: the 'close' that follows ends the session.
+function ignoreSocketError(): void {}
+
+function connectionOf(socket: Socket, sockets: Sockets): TcpConnection | undefined {
+  return sockets.get(socket);
+}
+
 export interface TcpListener {
   readonly port: number;
   /** With TLS: new certificate and key for new connections; open ones keep theirs (node:tls setSecureContext). */
@@ -117,20 +147,21 @@ export interface TcpTls {
 }
 
 export function listenTcp(protocol: ProtocolHandler, host: string, port: number, tls?: TcpTls, admission?: Admission): Promise<TcpListener> {
-  const sockets = new Set<Socket>();
+  const sockets: Sockets = new Map();
   // TCP keepalive reaps dead peers of clients that asked for MQTT keepalive 0 (allowed in 3.1.1).
   const socketOptions = { noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 };
   // With TLS the callback runs per handshaken socket ('secureConnection'); a failed handshake never reaches the protocol.
   const server = tls ? createTlsServer({ ...socketOptions, ...tls }, onSocket) : createServer(socketOptions, onSocket);
-  // Admission at the TCP accept, before the protocol's own listener and before a TLS handshake (a
-  // handshake that never completes is a half-open connection too). The TLS socket handed to
-  // onSocket later is found by its remote address and port.
+  // Admission at the TCP accept, before the protocol's own listener. Plain TCP: in onSocket, which
+  // runs at the accept. TLS: before the handshake too (a handshake that never completes is a
+  // half-open connection as well), so in a 'connection' hook; the TLS socket handed to onSocket
+  // later is found by its remote address and port.
   const admittedSockets = new Map<string, Admitted>();
   const socketKey = (socket: Socket): string => `${socket.remoteAddress ?? ''}|${socket.remotePort ?? ''}`;
-  if (admission) {
+  if (admission && tls) {
     server.prependListener('connection', (raw: Socket) => {
       const admitted = admission.accept(addressKey(raw.remoteAddress ?? '', false), true);
-      raw.on('error', () => {}); // a reset while it goes is expected; the protocol's socket has its own
+      raw.on('error', ignoreSocketError); // a reset while it goes is expected; the protocol's socket has its own
       if ('refusal' in admitted) {
         raw.destroy();
         return;
@@ -144,25 +175,42 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number,
       });
     });
   }
+  function onData(this: Socket, chunk: Buffer): void {
+    connectionOf(this, sockets)?.handler.onMessage(chunk);
+  }
+  function onDrain(this: Socket): void {
+    connectionOf(this, sockets)?.handler.onDrain();
+  }
+  function onEnd(this: Socket): void {
+    // Half-close from the peer: MQTT has no half-open use, finish the close.
+    connectionOf(this, sockets)?.close();
+  }
+  function onClose(this: Socket, hadError: boolean): void {
+    const conn = connectionOf(this, sockets);
+    sockets.delete(this);
+    conn?.onSocketClose(hadError);
+  }
   function onSocket(socket: Socket): void {
-    if (socket.destroyed) return; // refused at accept
-    const admitted = admittedSockets.get(socketKey(socket));
-    sockets.add(socket);
-    const conn = new TcpConnection(socket, admission, admitted);
-    const handler = protocol.open(conn);
-    socket.on('data', (chunk: Buffer) => handler.onMessage(chunk));
-    socket.on('drain', () => handler.onDrain());
-    socket.on('error', () => {
-      // ECONNRESET, EPIPE...: the 'close' that follows ends the session.
-    });
-    socket.on('end', () => {
-      // Half-close from the peer: MQTT has no half-open use, finish the close.
-      conn.close();
-    });
-    socket.on('close', (hadError) => {
-      sockets.delete(socket);
-      handler.onClose(hadError ? 1006 : 1000, hadError ? 'socket error' : 'socket closed', false);
-    });
+    if (socket.destroyed) return; // refused at accept (TLS)
+    let admitted: Admitted | undefined;
+    if (tls) admitted = admittedSockets.get(socketKey(socket));
+    else if (admission) {
+      const a = admission.accept(addressKey(socket.remoteAddress ?? '', false), true);
+      if ('refusal' in a) {
+        socket.on('error', ignoreSocketError);
+        socket.destroy();
+        return;
+      }
+      admitted = { entry: a.entry, pending: true };
+    }
+    const conn = new TcpConnection(socket, admission, admitted, !tls, sockets);
+    sockets.set(socket, conn);
+    conn.handler = protocol.open(conn);
+    socket.on('data', onData);
+    socket.on('drain', onDrain);
+    socket.on('error', ignoreSocketError);
+    socket.on('end', onEnd);
+    socket.on('close', onClose);
   }
   let closed: Promise<void> | undefined;
   const stopListening = (): void => {
@@ -186,7 +234,7 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number,
           stopListening();
           // Connections still open are closed by the protocol's closeAll; destroy stragglers after the flush bound.
           const timer = setTimeout(() => {
-            for (const s of sockets) s.destroy();
+            for (const s of sockets.keys()) s.destroy();
           }, CLOSE_FLUSH_MS);
           timer.unref();
           return closed!;

@@ -12,11 +12,14 @@ import fc from 'fast-check';
 import mqttPacket from 'mqtt-packet';
 import type * as DecodeModule from '../../../broker/src/protocol/mqtt/decode.js';
 import type * as ReaderModule from '../../../broker/src/protocol/mqtt/reader.js';
+import type * as EncodeModule from '../../../broker/src/protocol/mqtt/encode.js';
+import { createMessage } from '@topicast/broker';
 
 // Internal modules of the broker: loaded from its build output (the package exports only the public API).
 const dist = new URL('../../../../broker/dist/protocol/mqtt/', import.meta.url);
 const { decodePublish, decodeOther } = (await import(new URL('decode.js', dist).href)) as typeof DecodeModule;
 const { PacketReader } = (await import(new URL('reader.js', dist).href)) as typeof ReaderModule;
+const { sharedPublish } = (await import(new URL('encode.js', dist).href)) as typeof EncodeModule;
 
 type Version = 4 | 5;
 
@@ -259,4 +262,21 @@ test('the reader frames packets across any split of the stream, holds nothing on
   new PacketReader(1000).push(Buffer.from([0x30, 0xe9, 0x07]), sink); // announces 1,001 + 3 bytes
   new PacketReader(1000).push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), sink);
   assert.deepEqual(errors, ['tooLarge 1004', 'malformed 0']);
+});
+
+test('a PUBLISH without properties is encoded to the bytes mqtt-packet generates (3.1, 3.1.1, 5; every QoS; 1- to 4-byte lengths)', () => {
+  for (const version of [3, 4, 5] as const) {
+    for (const qos of [0, 1, 2] as const) {
+      for (const retain of [false, true]) {
+        for (const length of [0, 5, 200, 20_000, 3_000_000]) {
+          for (const topic of ['a', 'température/日本', 'x'.repeat(300)]) {
+            const message = createMessage(topic, new Uint8Array(length).fill(7), retain, undefined, qos);
+            const ours = Buffer.from(sharedPublish(message, version, qos, retain, 9, false, 0, 'as-published'));
+            const expected = mqttPacket.generate({ cmd: 'publish', topic, payload: Buffer.alloc(length, 7), qos, retain, dup: false, ...(qos > 0 && { messageId: 9 }) }, { protocolVersion: version });
+            assert.ok(ours.equals(expected), `v${version} QoS ${qos} retain ${retain} ${length} bytes, topic of ${topic.length}`);
+          }
+        }
+      }
+    }
+  }
 });

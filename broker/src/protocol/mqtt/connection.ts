@@ -38,6 +38,36 @@ const PROTOCOL_ERRORS = new Set(['Invalid subscribe QoS, must be <= 2', 'Invalid
 
 let nextConnectionId = 1;
 
+/**
+ * The transport as the outbox sees it: the same, except that a slow-consumer close goes through
+ * the connection, so an MQTT 5 client learns why (0x97) first. A class, not an object literal of
+ * closures: one small object per connection (issue 20, bytes per connection).
+ */
+class ViaMqtt implements Connection {
+  constructor(private readonly c: MqttConnection, private readonly conn: Connection) {}
+
+  send(bytes: Uint8Array): SendResult {
+    return this.conn.send(bytes);
+  }
+
+  bufferedBytes(): number {
+    return this.conn.bufferedBytes();
+  }
+
+  cork(fn: () => void): void {
+    this.conn.cork(fn);
+  }
+
+  close(code: number, reason: string): void {
+    if (code === CloseCode.slowConsumer) this.c.disconnect(Reason.quotaExceeded, reason);
+    else this.c.closeTransport(code, reason);
+  }
+
+  get remoteAddress(): string {
+    return this.conn.remoteAddress;
+  }
+}
+
 export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
   readonly id = nextConnectionId++;
   state: ConnectionState = 'new';
@@ -64,7 +94,7 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
    */
   heldAcks: HeldAck[] | undefined;
   /** Packets received while the auth hook runs, processed in order once connected. */
-  backlog: mqtt.Packet[] = [];
+  private backlog: mqtt.Packet[] | undefined;
   /** A SUBSCRIBE waits for the cluster's retained values (holdPackets): later packets wait in the backlog. */
   private holding = false;
   /** This connection's will as registered on the cluster bus (cluster/bridge.ts), until the connection ends. */
@@ -81,21 +111,7 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
     const { ctx } = server;
     this.openedAt = this.lastPacketAt = ctx.now();
     this.bucket = new TokenBucket(ctx.config.maxPublishesPerSec, ctx.config.publishBurst, this.openedAt);
-    // The outbox closes through us so an MQTT 5 client learns why (0x97) before a slow-consumer close.
-    const self = this;
-    const viaMqtt: Connection = {
-      send: (b) => conn.send(b),
-      bufferedBytes: () => conn.bufferedBytes(),
-      cork: (fn) => conn.cork(fn),
-      close(code, reason) {
-        if (code === CloseCode.slowConsumer) self.disconnect(Reason.quotaExceeded, reason);
-        else self.closeTransport(code, reason);
-      },
-      get remoteAddress() {
-        return conn.remoteAddress;
-      },
-    };
-    this.outbox = new Outbox(viaMqtt, ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
+    this.outbox = new Outbox(new ViaMqtt(this, conn), ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
   }
 
   get sendQuota(): number {
@@ -168,20 +184,27 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
     if (session && session.link === this && this.isOpen) session.pump();
   }
 
+  /** Whether the transport reported its close (once per connection). */
+  private transportGone = false;
+
   onClose(): void {
+    if (this.transportGone) return;
+    this.transportGone = true;
     this.finish();
+    this.server.transportClosed();
   }
 
   private onPacket(packet: mqtt.Packet): void {
     if (!this.isOpen) return;
     this.server.stats.packetsReceived++;
     if (this.state === 'authenticating' || this.holding) {
-      if (this.backlog.length >= MAX_HELD_INBOUND) {
+      const backlog = (this.backlog ??= []);
+      if (backlog.length >= MAX_HELD_INBOUND) {
         this.server.ctx.counters.rateLimited++;
         this.disconnect(Reason.messageRateTooHigh, `more than ${MAX_HELD_INBOUND} packets sent while earlier ones wait`);
         return;
       }
-      this.backlog.push(packet);
+      backlog.push(packet);
       return;
     }
     dispatch(this, packet);
@@ -337,8 +360,8 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
   /** Runs the packets that arrived while CONNECT was being authenticated, in order (handlers/connect.ts). */
   releaseBacklog(): void {
     const backlog = this.backlog;
-    this.backlog = [];
-    for (const packet of backlog) {
+    this.backlog = undefined;
+    for (const packet of backlog ?? []) {
       if (!this.isOpen) break;
       dispatch(this, packet);
     }
@@ -349,7 +372,8 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
     this.holding = true;
     const release = (): void => {
       this.holding = false;
-      while (this.backlog.length > 0 && !this.holding && this.isOpen) dispatch(this, this.backlog.shift()!);
+      while (this.backlog !== undefined && this.backlog.length > 0 && !this.holding && this.isOpen) dispatch(this, this.backlog.shift()!);
+      if (this.backlog?.length === 0) this.backlog = undefined;
     };
     until.then(release, (err: unknown) => {
       this.server.ctx.log.error({ err, clientId: this.session?.clientId }, 'held SUBSCRIBE failed');
@@ -362,7 +386,7 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.outbox.close();
-    this.backlog = [];
+    this.backlog = undefined;
     this.server.connections.delete(this);
     const session = this.session;
     this.session = undefined;

@@ -61,6 +61,13 @@ export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}
   }
 
   let timer: NodeJS.Timeout | undefined;
+  server.transportClosed = function mqttTransportClosed(): void {
+    ctx.counters.open.mqtt!--;
+    if (server.connections.size === 0 && timer) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+  };
   const checkTimers = (): void => {
     const now = ctx.now();
     for (const c of server.connections) c.checkTimers(now);
@@ -86,25 +93,7 @@ export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}
       ctx.counters.open.mqtt!++;
       ctx.counters.connectionsTotal++;
       startTimer();
-      let open = true;
-      return {
-        onMessage(bytes) {
-          c.onMessage(bytes);
-        },
-        onDrain() {
-          c.onDrain();
-        },
-        onClose() {
-          if (!open) return;
-          open = false;
-          ctx.counters.open.mqtt!--;
-          c.finish();
-          if (server.connections.size === 0 && timer) {
-            clearInterval(timer);
-            timer = undefined;
-          }
-        },
-      };
+      return c; // the connection is its own handler: no wrapper object or closures per connection
     },
     closeAll() {
       for (const c of [...server.connections]) c.disconnect(Reason.serverShuttingDown, 'server shutting down');

@@ -34,6 +34,8 @@ export class MqttServer {
    * WebSocket transport puts on a message; larger packets get DISCONNECT 0x95.
    */
   readonly maxPacketBytes: number;
+  /** Called once per connection when its transport closed, after its cleanup (index.ts: counters, the timer). */
+  transportClosed: () => void = () => undefined;
   constructor(
     readonly ctx: BrokerContext,
     readonly authenticate: Authenticate,

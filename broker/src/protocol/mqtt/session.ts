@@ -74,16 +74,51 @@ function isWildcard(filter: string): boolean {
   return filter.includes('+') || filter.includes('#');
 }
 
+/** A Map that stays empty: what a session without the collection reads (writes go through `own…`). */
+class EmptyMap<K, V> extends Map<K, V> {
+  override set(): this {
+    throw new Error('internal: write to a shared empty collection');
+  }
+}
+class EmptySet<T> extends Set<T> {
+  override add(): this {
+    throw new Error('internal: write to a shared empty collection');
+  }
+}
+const NO_MAP = new EmptyMap<never, never>();
+const NO_SET = new EmptySet<never>();
+
 export class MqttSession implements Subscriber {
   routerStamp = 0;
   readonly subscriptions = new Map<string, MqttSubscription>();
+  // Collections most sessions never use (shared subscriptions, QoS 1/2 in flight, QoS 2 awaiting
+  // PUBREL, permission-filtered subscriptions) are made on first write: an idle subscribed device
+  // holds none of them (issue 20: bytes per connection). Until then they read as a shared empty one.
+  private sharedOwn: Map<string, MqttSubscriptionOptions> | undefined;
+  private inflightOwn: Map<number, InflightEntry> | undefined;
+  private awaitingOwn: Set<number> | undefined;
+  private filteredOwn: Set<string> | undefined;
   /** `$share/name/filter` → options (MQTT 5 §4.8.2); delivered through the server's shared groups. */
-  readonly sharedSubscriptions = new Map<string, MqttSubscriptionOptions>();
+  get sharedSubscriptions(): Map<string, MqttSubscriptionOptions> {
+    return this.sharedOwn ?? NO_MAP;
+  }
+  get inflight(): Map<number, InflightEntry> {
+    return this.inflightOwn ?? NO_MAP;
+  }
+  /** Incoming QoS 2 packet ids received and PUBREC'd, awaiting PUBREL [MQTT-4.3.3-2]. */
+  get awaitingRelease(): Set<number> {
+    return this.awaitingOwn ?? NO_SET;
+  }
+  /** Subscriptions whose deliveries need a per-topic `canRead` check (they overlap a deny rule). */
+  get filtered(): Set<string> {
+    return this.filteredOwn ?? NO_SET;
+  }
+  /** The writable collection, made on first use. */
+  ownFiltered(): Set<string> {
+    return (this.filteredOwn ??= new Set());
+  }
   /** Wildcard subscriptions: the only ones that can overlap another (two exact filters never match one topic twice). */
   private wildcards: MqttSubscription[] = [];
-  readonly inflight = new Map<number, InflightEntry>();
-  /** Incoming QoS 2 packet ids received and PUBREC'd, awaiting PUBREL [MQTT-4.3.3-2]. */
-  readonly awaitingRelease = new Set<number>();
   private queue: Delivery[] = [];
   private queueHead = 0;
   private nextPacketId = 1;
@@ -115,8 +150,6 @@ export class MqttSession implements Subscriber {
   ended = false;
   /** Permissions of the client's latest connection; undefined = unrestricted. */
   permissions: TopicPermissions | undefined;
-  /** Subscriptions whose deliveries need a per-topic `canRead` check (they overlap a deny rule). */
-  readonly filtered = new Set<string>();
 
   constructor(private readonly server: SessionHost, readonly clientId: string) {}
 
@@ -137,7 +170,7 @@ export class MqttSession implements Subscriber {
     const shared = parseShared(filter);
     if (shared !== undefined && shared !== 'invalid') {
       const isNew = !this.sharedSubscriptions.has(filter);
-      this.sharedSubscriptions.set(filter, options);
+      (this.sharedOwn ??= new Map()).set(filter, options);
       this.server.shared.join(this, shared, options);
       return isNew;
     }
@@ -264,7 +297,7 @@ export class MqttSession implements Subscriber {
     const link = this.link!;
     const id = this.allocatePacketId();
     const entry: InflightEntry = { ...d, state: 'publish' };
-    this.inflight.set(id, entry);
+    (this.inflightOwn ??= new Map()).set(id, entry);
     const store = this.store;
     if (store && (entry.qos === 2 || this.heldSends > 0)) {
       // Write-ahead for exactly once: a QoS 2 PUBLISH leaves only once its entry is durable. Sent
@@ -324,7 +357,7 @@ export class MqttSession implements Subscriber {
    * (the PUBREC waits for that write, so a resent PUBLISH after a restart is not routed twice).
    */
   holdIncoming(packetId: number): void {
-    this.awaitingRelease.add(packetId);
+    (this.awaitingOwn ??= new Set()).add(packetId);
     if (this.store) void this.store.saveIncoming(this, packetId, true);
   }
 
@@ -407,7 +440,7 @@ export class MqttSession implements Subscriber {
       const shared = parseShared(filter);
       const decision = permissions.canSubscribe(shared && shared !== 'invalid' ? shared.filter : filter);
       if (decision === 'deny') this.unsubscribe(filter);
-      else if (decision === 'filtered') this.filtered.add(filter);
+      else if (decision === 'filtered') this.ownFiltered().add(filter);
     }
   }
 
@@ -472,7 +505,7 @@ export class MqttSession implements Subscriber {
     server.sessions.set(loaded.clientId, session);
     for (const [filter, options] of loaded.subscriptions) session.subscribe(filter, options);
     for (const { seq, delivery, packetId, state } of loaded.deliveries) {
-      if (packetId > 0 && !session.inflight.has(packetId)) session.inflight.set(packetId, { ...delivery, state });
+      if (packetId > 0 && !session.inflight.has(packetId)) (session.inflightOwn ??= new Map()).set(packetId, { ...delivery, state });
       else session.queue.push(delivery);
       if (seq >= session.nextSeq) session.nextSeq = seq + 1;
     }
@@ -483,7 +516,7 @@ export class MqttSession implements Subscriber {
       server.stats.queueDropped += dropped.length;
       for (const d of dropped) store.dropDelivery(session, d);
     }
-    for (const id of loaded.awaitingRelease) session.awaitingRelease.add(id);
+    for (const id of loaded.awaitingRelease) (session.awaitingOwn ??= new Set()).add(id);
     const elapsedMs = loaded.connected ? 0 : Math.max(0, nowMs - loaded.disconnectedAtMs);
     session.detach(loaded.will, elapsedMs);
     return session;

@@ -87,7 +87,7 @@ function subscribeNow(c: MqttLink, p: mqtt.ISubscribePacket): void {
       retainHandling,
     };
     const isNew = session.subscribe(filter, options);
-    if (decision === 'filtered') session.filtered.add(filter);
+    if (decision === 'filtered') session.ownFiltered().add(filter);
     else session.filtered.delete(filter);
     granted.push(s.qos);
     if (shared) continue; // MQTT 5 §4.8.2: retained messages are not sent for a shared subscription
