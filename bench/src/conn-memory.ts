@@ -2,7 +2,7 @@
  * Bytes per idle subscribed MQTT TCP connection (issue 20): Topicast, a bare Node `net` server
  * holding the same sockets (the floor in Node, peer/bare-net.ts) and Mosquitto, in one run.
  *
- *   node bench/dist/conn-memory.js [--connections 5000] [--runs 1] [--no-heap]
+ *   node bench/dist/conn-memory.js [--connections 5000] [--runs 1] [--settle 2] [--no-heap]
  *
  * Each target is a fresh process pinned to the broker core; the generator (gen.ts, pinned to the
  * other) opens the connections, each MQTT 3.1.1 with keepalive 0, subscribed to its own topic
@@ -33,7 +33,7 @@ async function rssPerConnection(id: string, n: number): Promise<{ bytes: number;
     const t0 = Date.now();
     await sub.request({ t: 'open', ep: running.ep, count: n, topic: 'idle/{i}', subscribe: 'idle/{i}', concurrency: 100 }, 'opened', 120_000);
     const ms = Date.now() - t0;
-    await sleep(2000);
+    await sleep(settleSec * 1000);
     const after = rssBytes(running.child.pid);
     return { bytes: Math.round((after - before) / n), beforeMiB: round(before / 2 ** 20, 1), afterMiB: round(after / 2 ** 20, 1), ms };
   } finally {
@@ -49,6 +49,8 @@ const opt = (name: string, fallback: string): string => {
 };
 const connections = Number(opt('connections', '5000'));
 const runs = Number(opt('runs', '1'));
+/** Seconds between the last connection and the RSS reading (V8 shrinks a grown young generation after a while of quiet). */
+const settleSec = Number(opt('settle', '2'));
 
 interface Snapshot {
   snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };

@@ -194,17 +194,27 @@ export function guardTcp(protocol: ProtocolHandler, guard: AbuseGuard): Protocol
         return REFUSED;
       }
       guard.opened(ip);
-      const handler = protocol.open(conn);
-      return {
-        onMessage: (bytes) => handler.onMessage(bytes),
-        onDrain: () => handler.onDrain(),
-        onClose(code, reason, clean) {
-          guard.closed(ip);
-          handler.onClose(code, reason, clean);
-        },
-      };
+      return new GuardedHandler(protocol.open(conn), guard, ip);
     },
   };
+}
+
+/** The protocol's handler, and the guard told of the close: one small object per connection, no closures (issue 20). */
+class GuardedHandler implements ConnectionHandler {
+  constructor(private readonly handler: ConnectionHandler, private readonly guard: AbuseGuard, private readonly ip: string) {}
+
+  onMessage(bytes: Uint8Array): void {
+    this.handler.onMessage(bytes);
+  }
+
+  onDrain(): void {
+    this.handler.onDrain();
+  }
+
+  onClose(code: number, reason: string, clean: boolean): void {
+    this.guard.closed(this.ip);
+    this.handler.onClose(code, reason, clean);
+  }
 }
 
 const REFUSED: ConnectionHandler = { onMessage() {}, onDrain() {}, onClose() {} };

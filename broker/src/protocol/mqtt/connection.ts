@@ -102,7 +102,7 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
   /** Topic aliases, created on first use (most connections never use them). */
   inboundAliases: Map<number, string> | undefined;
   private outboundAliases: Map<string, number> | undefined;
-  readonly bucket: TokenBucket;
+  private ownBucket: TokenBucket | undefined;
   readonly outbox: Outbox;
   /** Created on the first read (a connection that never sends holds none). */
   private reader: PacketReader | undefined;
@@ -110,8 +110,13 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
   constructor(readonly server: MqttServer, readonly conn: Connection) {
     const { ctx } = server;
     this.openedAt = this.lastPacketAt = ctx.now();
-    this.bucket = new TokenBucket(ctx.config.maxPublishesPerSec, ctx.config.publishBurst, this.openedAt);
     this.outbox = new Outbox(new ViaMqtt(this, conn), ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
+  }
+
+  /** The publish rate limit, made at the first PUBLISH (full then, as it would be after any idle time): subscribers hold none. */
+  get bucket(): TokenBucket {
+    const { config } = this.server.ctx;
+    return (this.ownBucket ??= new TokenBucket(config.maxPublishesPerSec, config.publishBurst, this.server.ctx.now()));
   }
 
   get sendQuota(): number {

@@ -86,6 +86,8 @@ class EmptySet<T> extends Set<T> {
   }
 }
 const NO_MAP = new EmptyMap<never, never>();
+/** The empty queue and wildcard list of every session that has none (frozen: a push would throw). */
+const NONE: never[] = Object.freeze([]) as unknown as never[];
 const NO_SET = new EmptySet<never>();
 
 export class MqttSession implements Subscriber {
@@ -118,8 +120,8 @@ export class MqttSession implements Subscriber {
     return (this.filteredOwn ??= new Set());
   }
   /** Wildcard subscriptions: the only ones that can overlap another (two exact filters never match one topic twice). */
-  private wildcards: MqttSubscription[] = [];
-  private queue: Delivery[] = [];
+  private wildcards: MqttSubscription[] = NONE;
+  private queue: Delivery[] = NONE;
   private queueHead = 0;
   private nextPacketId = 1;
   /** Some in-flight entries wait in state 'resend' (after a resumption): they go before anything queued. */
@@ -286,6 +288,7 @@ export class MqttSession implements Subscriber {
       this.queueHead++;
       if (this.store) this.store.dropDelivery(this, dropped);
     }
+    if (this.queue === NONE) this.queue = [];
     this.queue.push(d);
     if (this.store) {
       d.seq = this.nextSeq++;
@@ -403,7 +406,7 @@ export class MqttSession implements Subscriber {
       if (!this.link) return;
     }
     if (this.queueHead === this.queue.length) {
-      this.queue = [];
+      this.queue = NONE;
       this.queueHead = 0;
     } else if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.queueHead);
@@ -506,7 +509,7 @@ export class MqttSession implements Subscriber {
     for (const [filter, options] of loaded.subscriptions) session.subscribe(filter, options);
     for (const { seq, delivery, packetId, state } of loaded.deliveries) {
       if (packetId > 0 && !session.inflight.has(packetId)) (session.inflightOwn ??= new Map()).set(packetId, { ...delivery, state });
-      else session.queue.push(delivery);
+      else (session.queue === NONE ? (session.queue = []) : session.queue).push(delivery);
       if (seq >= session.nextSeq) session.nextSeq = seq + 1;
     }
     // mqttMaxQueued may have been lowered since: the queue keeps its bound, by the overflow policy.
@@ -621,10 +624,10 @@ export class MqttSession implements Subscriber {
     for (const filter of this.subscriptions.keys()) this.server.ctx.router.unsubscribe(this, filter);
     this.subscriptions.clear();
     for (const filter of [...this.sharedSubscriptions.keys()]) this.unsubscribe(filter);
-    this.wildcards = [];
+    this.wildcards = NONE;
     this.inflight.clear();
     this.awaitingRelease.clear();
-    this.queue = [];
+    this.queue = NONE;
     this.queueHead = 0;
     this.link = undefined;
     const pending = this.pendingWill;
