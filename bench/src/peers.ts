@@ -14,7 +14,8 @@ import { freePort, spawnChild, waitFor, type Child } from './proc.js';
 import type { Endpoint } from './wire/index.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const BROKER_MAIN = join(ROOT, 'broker/dist/main.js');
+/** The Topicast broker measured; TOPICAST_BENCH_BROKER=path/to/main.js measures another build (e.g. main's, for a before/after in one sitting). */
+export const BROKER_MAIN = process.env.TOPICAST_BENCH_BROKER ?? join(ROOT, 'broker/dist/main.js');
 const PEER_DIR = fileURLToPath(new URL('./peer/', import.meta.url));
 
 export const BROKER_CPU = 0;
