@@ -104,8 +104,7 @@ class TcpConnection implements Connection {
       const bytes = this.corkedBytes;
       this.corked = undefined;
       this.corkedBytes = 0;
-      if (chunks.length === 1) this.socket.write(chunks[0]!);
-      else if (chunks.length > 1 && !this.socket.destroyed) this.socket.write(Buffer.concat(chunks, bytes));
+      if (chunks.length > 0 && !this.socket.destroyed) this.socket.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes));
     }
   }
 

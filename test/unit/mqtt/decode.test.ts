@@ -240,6 +240,13 @@ test('other packets go through mqtt-packet, their strings checked as UTF-8 and t
   assert.equal(decodeOther(badId, bodyAt(badId), 4), 'Malformed UTF-8 in client identifier');
 });
 
+test('stricter than mqtt-packet: an acknowledgement without its packet identifier is malformed (mqtt-packet reads -1)', () => {
+  for (const [bytes, version] of [[Buffer.from([0x62, 1, 0]), 4], [Buffer.from([0x40, 0]), 5], [Buffer.from([0x50, 1, 7]), 4]] as const) {
+    assert.equal((reference(Buffer.from(bytes), version) as { messageId: number }).messageId, -1, bytes.toString('hex'));
+    assert.equal(decodeOther(Buffer.from(bytes), 2, version), 'Cannot parse messageId', bytes.toString('hex'));
+  }
+});
+
 test('the reader frames packets across any split of the stream, holds nothing once a packet is complete, and refuses an oversize one before buffering it', () => {
   const packets = [
     generate({ topic: 'a', payload: Buffer.alloc(10, 1), qos: 0, retain: false, dup: false }, 4),

@@ -173,6 +173,7 @@ function recheck(packet: mqtt.Packet, buf: Buffer, body: number, version: number
     }
     case 'subscribe':
     case 'unsubscribe': {
+      if (remaining < 2) return 'Cannot parse messageId'; // mqtt-packet reads a missing one as -1
       pos += 2; // packet identifier
       if (version === 5) {
         const p = properties(pos, packet);
@@ -189,6 +190,7 @@ function recheck(packet: mqtt.Packet, buf: Buffer, body: number, version: number
     case 'pubrec':
     case 'pubrel':
     case 'pubcomp':
+      if (remaining < 2) return 'Cannot parse messageId'; // mqtt-packet reads a missing one as -1
       return remaining > 3 && packet.reasonCode !== undefined ? properties(body + 3, packet) : undefined;
     case 'disconnect':
     case 'auth':
