@@ -120,7 +120,7 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
   }
 
   get sendQuota(): number {
-    return Math.min(this.clientReceiveMax, this.server.ctx.config.mqttMaxInflight);
+    return Math.min(this.clientReceiveMax, this.server.limits.maxInflight);
   }
 
   get isOpen(): boolean {
@@ -278,13 +278,13 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
   ): Uint8Array {
     const now = this.server.ctx.now();
     if (this.version === 5 && (subscriptionIds !== undefined || alias !== undefined)) {
-      return ownPublish(message, qos, retain, packetId, dup, now, this.server.ctx.config.mqttPayloads, {
+      return ownPublish(message, qos, retain, packetId, dup, now, this.server.limits.payloads, {
         subscriptionIds,
         topicAlias: alias?.alias,
         omitTopic: alias !== undefined && !alias.establishes, // [MQTT-3.3.2-12] alias alone once established
       });
     }
-    return sharedPublish(message, this.version, qos, retain, packetId, dup, now, this.server.ctx.config.mqttPayloads);
+    return sharedPublish(message, this.version, qos, retain, packetId, dup, now, this.server.limits.payloads);
   }
 
   /** Outbound topic alias (MQTT 5 §3.3.2.3.4): assigned first-come while the client's maximum allows. */

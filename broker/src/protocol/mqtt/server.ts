@@ -8,7 +8,7 @@ import type { Authenticate } from './auth.js';
 import type { MqttSessionStore } from './persist.js';
 import type { MqttSession } from './session.js';
 import { SharedGroups } from './shared.js';
-import type { MqttStats } from './types.js';
+import type { MqttLimits, MqttStats } from './types.js';
 
 export type { MqttStats } from './types.js';
 
@@ -34,6 +34,8 @@ export class MqttServer {
    * WebSocket transport puts on a message; larger packets get DISCONNECT 0x95.
    */
   readonly maxPacketBytes: number;
+  /** The MQTT settings, derived once (types.ts). */
+  readonly limits: MqttLimits;
   /** Called once per connection when its transport closed, after its cleanup (index.ts: counters, the timer). */
   transportClosed: () => void = () => undefined;
   constructor(
@@ -46,6 +48,16 @@ export class MqttServer {
   ) {
     this.shared = new SharedGroups(ctx.router);
     const c = ctx.config;
+    this.limits = {
+      maxInflight: c.mqttMaxInflight,
+      maxTopicAliases: c.mqttMaxTopicAliases,
+      maxSessionExpirySec: c.mqttMaxSessionExpirySec,
+      maxKeepaliveSec: c.mqttMaxKeepaliveSec,
+      maxQueued: c.mqttMaxQueued,
+      queueOverflow: c.mqttQueueOverflow,
+      payloads: c.mqttPayloads,
+      maxSubscriptionsPerConnection: c.maxSubscriptionsPerConnection,
+    };
     this.maxPacketBytes = Math.min(268_435_460, c.maxPayloadBytes + c.maxTopicBytes + 1024);
   }
 }

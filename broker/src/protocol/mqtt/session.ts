@@ -32,13 +32,14 @@ import type { BrokerContext } from '../../context.js';
 import type { TopicPermissions } from './auth.js';
 import type { LoadedSession, MqttSessionStore } from './persist.js';
 import { parseShared, type SharedGroups } from './shared.js';
-import type { Delivery, InflightEntry, MqttStats, MqttSubscription, MqttSubscriptionOptions, Will } from './types.js';
+import type { Delivery, InflightEntry, MqttLimits, MqttStats, MqttSubscription, MqttSubscriptionOptions, Will } from './types.js';
 
 export type { Delivery, InflightEntry, MqttSubscription, MqttSubscriptionOptions, Will } from './types.js';
 
 /** What sessions need of the MQTT server (server.ts implements it; declared here so this file does not import it). */
 export interface SessionHost {
   readonly ctx: BrokerContext;
+  readonly limits: MqttLimits;
   readonly stats: MqttStats;
   readonly sessions: Map<string, MqttSession>;
   readonly shared: SharedGroups;
@@ -279,10 +280,10 @@ export class MqttSession implements Subscriber {
   }
 
   private enqueue(d: Delivery): void {
-    const { config } = this.server.ctx;
-    if (this.queuedCount >= config.mqttMaxQueued) {
+    const limits = this.server.limits;
+    if (this.queuedCount >= limits.maxQueued) {
       this.server.stats.queueDropped++;
-      if (config.mqttQueueOverflow === 'drop-newest' || config.mqttMaxQueued === 0) return;
+      if (limits.queueOverflow === 'drop-newest' || limits.maxQueued === 0) return;
       const dropped = this.queue[this.queueHead]!;
       this.queue[this.queueHead] = undefined as unknown as Delivery;
       this.queueHead++;
@@ -499,10 +500,10 @@ export class MqttSession implements Subscriber {
    * when the broker stopped without a goodbye (kill -9) counts from now.
    */
   static restore(server: SessionHost, loaded: LoadedSession, store: MqttSessionStore, nowMs: number): MqttSession {
-    const { config } = server.ctx;
+    const limits = server.limits;
     const session = new MqttSession(server, loaded.clientId);
     session.version = loaded.version;
-    session.expirySec = Math.min(loaded.expirySec, config.mqttMaxSessionExpirySec); // the cap may have been lowered since
+    session.expirySec = Math.min(loaded.expirySec, limits.maxSessionExpirySec); // the cap may have been lowered since
     session.store = store;
     session.recheckRead = true;
     server.sessions.set(loaded.clientId, session);
@@ -513,9 +514,9 @@ export class MqttSession implements Subscriber {
       if (seq >= session.nextSeq) session.nextSeq = seq + 1;
     }
     // mqttMaxQueued may have been lowered since: the queue keeps its bound, by the overflow policy.
-    const over = session.queue.length - config.mqttMaxQueued;
+    const over = session.queue.length - limits.maxQueued;
     if (over > 0) {
-      const dropped = config.mqttQueueOverflow === 'drop-newest' ? session.queue.splice(config.mqttMaxQueued) : session.queue.splice(0, over);
+      const dropped = limits.queueOverflow === 'drop-newest' ? session.queue.splice(limits.maxQueued) : session.queue.splice(0, over);
       server.stats.queueDropped += dropped.length;
       for (const d of dropped) store.dropDelivery(session, d);
     }

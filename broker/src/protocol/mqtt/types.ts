@@ -86,3 +86,22 @@ export interface PersistedSession {
   forEachQueued(fn: (d: Delivery) => void): void;
   durableWill(): Will | undefined;
 }
+
+/**
+ * The MQTT settings the connection, its handlers and sessions read, derived once from the
+ * configuration (server.ts `limits`): one typed slice instead of `c.server.ctx.config` chains.
+ */
+export interface MqttLimits {
+  /** Our Receive Maximum, and the in-flight window towards a client (mqttMaxInflight). */
+  readonly maxInflight: number;
+  /** Our Topic Alias Maximum (mqttMaxTopicAliases; 0: none). */
+  readonly maxTopicAliases: number;
+  readonly maxSessionExpirySec: number;
+  readonly maxKeepaliveSec: number;
+  /** QoS 1/2 messages queued per session, and what happens past it. */
+  readonly maxQueued: number;
+  readonly queueOverflow: 'drop-newest' | 'drop-oldest';
+  /** What MQTT subscribers get of MessagePack payloads. */
+  readonly payloads: 'json' | 'as-published';
+  readonly maxSubscriptionsPerConnection: number;
+}

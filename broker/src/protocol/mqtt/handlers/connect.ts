@@ -165,14 +165,14 @@ function accept(
   const connack: ConnackProperties = {};
   if (v5) {
     const requested = p.properties?.sessionExpiryInterval ?? 0; // MQTT 5 §3.1.2.11.2: absent means 0
-    session.expirySec = Math.min(requested, config.mqttMaxSessionExpirySec);
+    session.expirySec = Math.min(requested, server.limits.maxSessionExpirySec);
     if (session.expirySec !== requested) connack.sessionExpiryInterval = session.expirySec; // MQTT 5 §3.2.2.3.2
   } else {
-    session.expirySec = clean ? 0 : config.mqttMaxSessionExpirySec; // 3.1.1: a persistent session, bounded by our cap
+    session.expirySec = clean ? 0 : server.limits.maxSessionExpirySec; // 3.1.1: a persistent session, bounded by our cap
   }
 
   let keepaliveSec = p.keepalive ?? 0;
-  const maxKeepalive = config.mqttMaxKeepaliveSec;
+  const maxKeepalive = server.limits.maxKeepaliveSec;
   if (v5 && maxKeepalive > 0 && (keepaliveSec === 0 || keepaliveSec > maxKeepalive)) {
     keepaliveSec = maxKeepalive;
     connack.serverKeepAlive = maxKeepalive; // [MQTT-3.2.2-21] the client uses ours
@@ -184,12 +184,12 @@ function accept(
     c.clientReceiveMax = props?.receiveMaximum ?? 65535;
     c.clientMaxPacketBytes = props?.maximumPacketSize ?? Infinity;
     c.clientTopicAliasMax = props?.topicAliasMaximum ?? 0;
-    if (config.mqttMaxInflight < 65535) connack.receiveMaximum = config.mqttMaxInflight;
-    if (config.mqttMaxTopicAliases > 0) connack.topicAliasMaximum = config.mqttMaxTopicAliases;
+    if (server.limits.maxInflight < 65535) connack.receiveMaximum = server.limits.maxInflight;
+    if (server.limits.maxTopicAliases > 0) connack.topicAliasMaximum = server.limits.maxTopicAliases;
     connack.maximumPacketSize = server.maxPacketBytes;
     if (assigned) connack.assignedClientIdentifier = clientId; // [MQTT-3.2.2-16]
   } else {
-    c.clientReceiveMax = config.mqttMaxInflight;
+    c.clientReceiveMax = server.limits.maxInflight;
   }
 
   c.will = will;

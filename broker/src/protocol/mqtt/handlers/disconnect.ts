@@ -14,7 +14,7 @@ export function onDisconnect(c: MqttLink, p: mqtt.IDisconnectPacket): void {
     const expiry = p.properties?.sessionExpiryInterval;
     if (expiry !== undefined) {
       if (session.expirySec === 0 && expiry !== 0) return c.disconnect(Reason.protocolError, 'session expiry cannot be set on DISCONNECT when it was 0 at CONNECT');
-      session.expirySec = Math.min(expiry, c.server.ctx.config.mqttMaxSessionExpirySec);
+      session.expirySec = Math.min(expiry, c.server.limits.maxSessionExpirySec);
     }
     // [MQTT-3.14.4-3] only 0x00 discards the will; 0x04 asks for it, other codes report an error.
     if ((p.reasonCode ?? Reason.success) === Reason.success) c.will = undefined;

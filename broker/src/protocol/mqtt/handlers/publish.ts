@@ -85,7 +85,6 @@ function acknowledge(c: MqttLink, qos: 0 | 1 | 2, id: number, reason: number, wh
 export function onPublish(c: MqttLink, p: mqtt.IPublishPacket): void {
   const { server } = c;
   const { ctx } = server;
-  const { config } = ctx;
   const session = c.session!;
   const v5 = c.version === 5;
   const qos = p.qos;
@@ -97,7 +96,7 @@ export function onPublish(c: MqttLink, p: mqtt.IPublishPacket): void {
   const alias = v5 ? props?.topicAlias : undefined;
   if (alias !== undefined) {
     // [MQTT-3.3.2-8] alias 0 and [MQTT-3.3.2-10] above our Topic Alias Maximum are errors.
-    if (alias === 0 || alias > config.mqttMaxTopicAliases) return c.disconnect(Reason.topicAliasInvalid, `topic alias ${alias} out of range`);
+    if (alias === 0 || alias > c.server.limits.maxTopicAliases) return c.disconnect(Reason.topicAliasInvalid, `topic alias ${alias} out of range`);
     if (topic === '') {
       const known = c.inboundAliases?.get(alias);
       if (known === undefined) return c.disconnect(Reason.protocolError, `unknown topic alias ${alias}`); // MQTT 5 §3.3.4
@@ -116,7 +115,7 @@ export function onPublish(c: MqttLink, p: mqtt.IPublishPacket): void {
   if (qos === 2) {
     if (session.awaitingRelease.has(id)) return acknowledge(c, 2, id, Reason.success); // [MQTT-4.3.3-10] not routed twice
     // Our Receive Maximum bounds QoS 2 publishes awaiting PUBREL [MQTT-3.3.4-8].
-    if (session.awaitingRelease.size >= config.mqttMaxInflight) return c.disconnect(Reason.receiveMaximumExceeded, `more than ${config.mqttMaxInflight} QoS 2 publishes in flight`);
+    if (session.awaitingRelease.size >= c.server.limits.maxInflight) return c.disconnect(Reason.receiveMaximumExceeded, `more than ${c.server.limits.maxInflight} QoS 2 publishes in flight`);
   }
 
   const payload = p.payload as Buffer;

@@ -67,7 +67,7 @@ function subscribeNow(c: MqttLink, p: mqtt.ISubscribePacket): void {
     }
     if (shared && v5 && s.nl === true) return c.disconnect(Reason.protocolError, 'No Local on a shared subscription'); // [MQTT-3.8.3-4]
     const known = shared ? session.sharedSubscriptions.has(filter) : session.subscriptions.has(filter);
-    if (!known && session.subscriptions.size + session.sharedSubscriptions.size >= ctx.config.maxSubscriptionsPerConnection) {
+    if (!known && session.subscriptions.size + session.sharedSubscriptions.size >= c.server.limits.maxSubscriptionsPerConnection) {
       granted.push(fail(Reason.quotaExceeded));
       continue;
     }
