@@ -156,3 +156,68 @@ test('the cycle check finds every cycle, and only cycles', () => {
   assert.deepEqual(cyclesOf(graph).sort((x, y) => x[0]!.localeCompare(y[0]!)), [['a', 'b', 'c'], ['f', 'g']]);
   assert.deepEqual(cyclesOf(importGraph('broker/src/core')), []);
 });
+
+/**
+ * The test tree mirrors the source tree: a test that reaches into broker/src (a type import, or an
+ * import of the compiled module beside it) lives under `test/<kind>/broker/<folder>/` for the
+ * folder it reaches into. Every test may use `core/` (the shared vocabulary: messages, the bus,
+ * history) and the broker's public entry; anything else goes through the running process.
+ */
+const CROSS_FOLDER_TESTS: { readonly [use: string]: string } = {
+  // Each refusal's MQTT reason code must exist in MQTT's own table.
+  'test/unit/broker/session/admission.test.ts -> protocol/mqtt': 'checks REFUSALS against protocol/mqtt/reasons.ts',
+  // A plug-in protocol needs the connection gate the composition root normally builds.
+  'test/integration/broker/transport/protocol-plugin.test.ts -> session': 'builds the gate a composition root passes to listenHttp',
+  // The MQTT session store writes through the append log's file IO.
+  'test/unit/broker/protocol/mqtt/persist.test.ts -> store': 'the session store over the append log',
+  // The harness listens over the TCP transport the broker uses for MQTT.
+  'test/unit/broker/protocol/mqtt/harness.ts -> transport': 'MQTT over the real TCP transport',
+  // Deployment manifests are checked against the settings they set.
+  'test/unit/deploy/manifests.test.ts -> .': 'the settings registry (config.ts, settings.ts)',
+};
+
+/** The top folder of broker/src a target lies in ('.' for the files at its root); a target without `.js` is a folder. */
+function folderOf(target: string): string {
+  return target.endsWith('.js') && !target.includes('/') ? '.' : target.split('/')[0]!;
+}
+
+function brokerTargets(file: string): string[] {
+  const text = readFileSync(join(root, file), 'utf8');
+  const distFile = join(root, 'test', 'dist', relative(join(root, 'test'), join(root, file)));
+  const targets = imports(file).filter((s) => s.startsWith('.')).map((s) => relative(root, join(root, dirname(file), s)));
+  for (const m of text.matchAll(/new URL\(\s*['`](\.[^'`$]*)/g)) targets.push(relative(root, join(dirname(distFile), m[1]!)));
+  const bases = [...text.matchAll(/const (\w+) = new URL\(\s*['`](\.[^'`$]*)/g)].map((m) => [m[1]!, relative(root, join(dirname(distFile), m[2]!))] as const);
+  for (const [name, base] of bases) {
+    for (const m of text.matchAll(new RegExp(`new URL\\(\\s*['\`]([^'\`$.][^'\`$]*)['\`],\\s*${name}\\)`, 'g'))) targets.push(join(base, m[1]!));
+  }
+  for (const m of text.matchAll(/(?:dist|at)\(\s*['`]([a-z][^'`$]*\.js)['`]\)/g)) targets.push(`broker/dist/${m[1]!}`);
+  return targets.flatMap((t) => {
+    const hit = /^broker\/(?:src|dist)\/(.+)$/.exec(t);
+    return hit && !/^(main\.js|public\b)/.test(hit[1]!) ? [hit[1]!] : [];
+  });
+}
+
+test('tests mirror the source tree: a test reaches into broker/src only in the folder it mirrors, core/, or a named exception', () => {
+  const tests = sources('test').filter((f) => !/^test\/(dist|fixtures|artifacts)\//.test(f));
+  const bad: string[] = [];
+  for (const file of tests) {
+    const mirror = /^test\/[^/]+\/broker\/(.+)$/.exec(file)?.[1];
+    for (const target of brokerTargets(file)) {
+      const folder = folderOf(target);
+      const own = mirror !== undefined && (folder === '.' ? !mirror.includes('/') || mirror.startsWith('cli/') : mirror.startsWith(`${folder}/`));
+      if (own || folder === 'core') continue;
+      const key = `${file} -> ${target.startsWith('protocol/') ? target.split('/').slice(0, 2).join('/') : folder}`;
+      if (!(key in CROSS_FOLDER_TESTS)) bad.push(`${file} reaches into broker/src/${target}`);
+    }
+  }
+  assert.deepEqual([...new Set(bad)], []);
+});
+
+test('every named exception of the mirror rule is still used', () => {
+  const tests = sources('test').filter((f) => !/^test\/(dist|fixtures|artifacts)\//.test(f));
+  const used = new Set(tests.flatMap((file) => brokerTargets(file).map((t) => {
+    const folder = folderOf(t);
+    return `${file} -> ${t.startsWith('protocol/') ? t.split('/').slice(0, 2).join('/') : folder}`;
+  })));
+  assert.deepEqual(Object.keys(CROSS_FOLDER_TESTS).filter((k) => !used.has(k)), []);
+});

@@ -13,7 +13,7 @@ import { after, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { startBroker } from '../helpers/broker.js';
 import { chromiumSkip, launchChromium } from '../helpers/chromium.js';
-import { spawnAgent } from '../unit/agent/spawn-agent.js';
+import { spawnAgent } from '../unit/sdk/agent/spawn-agent.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'topicast-dash-act-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

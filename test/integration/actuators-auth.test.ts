@@ -12,7 +12,7 @@ import { after, test } from 'node:test';
 import mqtt from 'mqtt';
 import { connect, ErrorCode, RequestError } from 'topicast';
 import { startBroker } from '../helpers/broker.js';
-import { spawnAgent } from '../unit/agent/spawn-agent.js';
+import { spawnAgent } from '../unit/sdk/agent/spawn-agent.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'topicast-actuators-auth-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { connect, ClientErrorCode, type Client } from 'topicast';
 import { startBroker, type BrokerProcess } from '../helpers/broker.js';
-import { spawnAgent, type AgentProcess } from '../unit/agent/spawn-agent.js';
+import { spawnAgent, type AgentProcess } from '../unit/sdk/agent/spawn-agent.js';
 
 const run = promisify(execFile);
 const haveRr = await run('sh', ['-c', 'command -v mosquitto_rr']).then(() => true, () => false);

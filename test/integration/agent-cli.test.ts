@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fixture } from '../unit/agent/fixtures.js';
-import { spawnAgent } from '../unit/agent/spawn-agent.js';
+import { fixture } from '../unit/sdk/agent/fixtures.js';
+import { spawnAgent } from '../unit/sdk/agent/spawn-agent.js';
 
 async function run(args: string[], env: Record<string, string> = {}) {
   const agent = spawnAgent(args, env);

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { startBroker, waitFor } from '../helpers/broker.js';
-import { spawnAgent } from '../unit/agent/spawn-agent.js';
+import { spawnAgent } from '../unit/sdk/agent/spawn-agent.js';
 
 const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/agent/pi', import.meta.url));
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { connect } from 'topicast';
 import { startBroker } from '../helpers/broker.js';
-import { eventually, spawnAgent } from '../unit/agent/spawn-agent.js';
+import { eventually, spawnAgent } from '../unit/sdk/agent/spawn-agent.js';
 
 const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => spawnSync(p, ['-h']).error === undefined);
 const MOSQUITTO_SUB = spawnSync('mosquitto_sub', ['--help']).error === undefined;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Client } from 'topicast';
 import { startBroker } from '../helpers/broker.js';
-import { eventually, spawnAgent } from '../unit/agent/spawn-agent.js';
+import { eventually, spawnAgent } from '../unit/sdk/agent/spawn-agent.js';
 
 interface Seen {
   topic: string;

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { connect, type Client } from 'topicast';
 import { BROKER_MAIN, startBroker, type BrokerProcess } from '../helpers/broker.js';
-import { eventually } from '../unit/agent/spawn-agent.js';
+import { eventually } from '../unit/sdk/agent/spawn-agent.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'topicast-broker-agent-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

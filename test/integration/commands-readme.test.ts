@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import mqtt from 'mqtt';
 import { connect, type Client } from 'topicast';
 import { startBroker } from '../helpers/broker.js';
-import { AGENT_CLI, eventually } from '../unit/agent/spawn-agent.js';
+import { AGENT_CLI, eventually } from '../unit/sdk/agent/spawn-agent.js';
 
 const run = promisify(execFile);
 const haveClients = await run('sh', ['-c', 'command -v mosquitto_rr && command -v mosquitto_sub']).then(() => true, () => false);

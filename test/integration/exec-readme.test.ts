@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { connect } from 'topicast';
 import { startBroker } from '../helpers/broker.js';
-import { eventually } from '../unit/agent/spawn-agent.js';
+import { eventually } from '../unit/sdk/agent/spawn-agent.js';
 
 const run = promisify(execFile);
 const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import mqtt from 'mqtt';
 import { startBroker } from '../helpers/broker.js';
-import { eventually, spawnAgent } from '../unit/agent/spawn-agent.js';
+import { eventually, spawnAgent } from '../unit/sdk/agent/spawn-agent.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'topicast-ha-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

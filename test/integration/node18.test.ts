@@ -14,9 +14,9 @@ import { connect } from 'topicast';
 import { startBroker } from '../helpers/broker.js';
 import { tryNpmNodeBinary } from '../helpers/node-binaries.js';
 import { roundTrip } from '../helpers/round-trip.js';
-import { crc32ModuleUrl } from '../unit/store/load.js';
-import { nowSec, signJwt } from '../unit/auth/jwt-sign.js';
-import { spawnAgent } from '../unit/agent/spawn-agent.js';
+import { crc32ModuleUrl } from '../unit/broker/store/load.js';
+import { nowSec, signJwt } from '../unit/broker/auth/jwt-sign.js';
+import { spawnAgent } from '../unit/sdk/agent/spawn-agent.js';
 
 /** The oldest Node `engines` allows: what Debian 12 ships (18.19.0+dfsg). */
 export const OLDEST_NODE = '18.19.0';

@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { startBroker, type BrokerProcess } from '../helpers/broker.js';
-import { nowSec, signJwt } from '../unit/auth/jwt-sign.js';
+import { nowSec, signJwt } from '../unit/broker/auth/jwt-sign.js';
 
 const SECRET = 'mqtt-integration-secret-0123456789-abcdef';
 const TOKENS = { pi: 'pi-01-mqtt-static-token', admin: 'admin-mqtt-static-token', reader: 'reader-mqtt-static-token' };

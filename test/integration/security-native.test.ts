@@ -16,7 +16,7 @@ import { connect, ConnectionError, type Client } from 'topicast';
 import { ErrorCode, Op, SUBPROTOCOL } from 'topicast/protocol';
 import { BROKER_MAIN, startBroker, waitFor, type BrokerProcess } from '../helpers/broker.js';
 import { bytes, isDelivery, NativeClient, scrapeMetrics, sleep, text, type ErrorFrame } from '../helpers/native-client.js';
-import { nowSec, signJwt } from '../unit/auth/jwt-sign.js';
+import { nowSec, signJwt } from '../unit/broker/auth/jwt-sign.js';
 
 const SECRET = 'integration-secret-0123456789-abcdefghij';
 const AUD = 'topicast-test';

@@ -13,7 +13,7 @@ import { after, test } from 'node:test';
 import { connect } from 'topicast';
 import { startBroker } from '../helpers/broker.js';
 import { isDelivery, NativeClient, sleep } from '../helpers/native-client.js';
-import { keyPair, nowSec, signJwt } from '../unit/auth/jwt-sign.js';
+import { keyPair, nowSec, signJwt } from '../unit/broker/auth/jwt-sign.js';
 
 const run = promisify(execFile);
 const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');

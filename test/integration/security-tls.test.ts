@@ -180,8 +180,8 @@ test('TLS: a key that does not match the certificate stops start-up naming the s
 });
 
 test('an X.509 certificate as --auth-jwt-key-file verifies JWTs signed with its key', { skip: haveOpenssl ? false : 'openssl not installed' }, async () => {
-  const { auth } = await import('../unit/auth/load.js');
-  const { signJwt, nowSec } = await import('../unit/auth/jwt-sign.js');
+  const { auth } = await import('../unit/broker/auth/load.js');
+  const { signJwt, nowSec } = await import('../unit/broker/auth/jwt-sign.js');
   const { loadConfig } = await import('@topicast/broker');
   const { createPrivateKey } = await import('node:crypto');
   const issuer = await certificate('issuer');

@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { logModule, logModuleUrl, messageModuleUrl } from '../unit/store/load.js';
+import { logModule, logModuleUrl, messageModuleUrl } from '../unit/broker/store/load.js';
 
 const TOPICS = 1000; // a small live set: the snapshot stays small, so compactions come often
 const work = mkdtempSync(join(tmpdir(), 'topicast-crash-'));

@@ -21,7 +21,7 @@ import { connect, type ResumeOutcome } from 'topicast';
 import { Op } from 'topicast/protocol';
 import { BROKER_MAIN, freePort, startBroker, waitFor, type BrokerProcess } from '../helpers/broker.js';
 import { bytes, NativeClient, scrapeMetrics, text, type Ack } from '../helpers/native-client.js';
-import { logModule, recordModule } from '../unit/store/load.js';
+import { logModule, recordModule } from '../unit/broker/store/load.js';
 
 const work = mkdtempSync(join(tmpdir(), 'topicast-damage-'));
 after(() => rmSync(work, { recursive: true, force: true }));

@@ -3,7 +3,7 @@
  * StoreError naming ENOSPC, reads keep working, writes succeed again once space is freed,
  * and a reopen finds every acknowledged write and nothing torn.
  * Needs `mount -t tmpfs` (root in a container that allows it); otherwise it skips and says
- * why — the same behaviour is covered with an injected ENOSPC in test/unit/store/log.test.ts.
+ * why — the same behaviour is covered with an injected ENOSPC in test/unit/broker/store/log.test.ts.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createMessage } from '@topicast/broker';
-import { logModule } from '../unit/store/load.js';
+import { logModule } from '../unit/broker/store/load.js';
 
 const { openLogRetainedStore, StoreError } = logModule;
 

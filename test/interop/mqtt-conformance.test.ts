@@ -11,7 +11,7 @@ import { before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker.js';
-import { RawClient } from '../unit/mqtt/harness.js';
+import { RawClient } from '../unit/broker/protocol/mqtt/harness.js';
 
 type Version = 4 | 5;
 type Publish = mqttPacket.IPublishPacket;

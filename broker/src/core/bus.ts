@@ -4,7 +4,7 @@
  * existing engine (NATS, or an upstream MQTT 5 broker), never through a protocol of ours.
  * A node without a bus is the default and sees none of this.
  *
- * Contract (every implementation runs the shared contract suite, test/unit/cluster/bus-contract.ts)
+ * Contract (every implementation runs the shared contract suite, test/unit/broker/cluster/bus-contract.ts)
  * - Interest: `subscribe(filter)` / `unsubscribe(filter)` are called once per filter by the
  *   bridge (cluster/bridge.ts), which reference-counts local subscriptions and lingers before
  *   removal. After `subscribe` resolves, every message another node publishes on a matching

@@ -3,7 +3,7 @@
  * (DESIGN.md "Retained"). The router writes through `RetainedStore`; this file
  * holds the contract and the in-memory implementation. Persistent stores
  * implement the same interface and run the same contract test
- * (test/unit/broker/retained-contract.ts).
+ * (test/unit/broker/core/retained-contract.ts).
  *
  * Contract
  * - `set` with a non-empty payload stores the message under its topic, replacing
