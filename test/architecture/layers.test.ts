@@ -185,7 +185,7 @@ function brokerTargets(file: string): string[] {
   const text = readFileSync(join(root, file), 'utf8');
   const distFile = join(root, 'test', 'dist', relative(join(root, 'test'), join(root, file)));
   const targets = imports(file).filter((s) => s.startsWith('.')).map((s) => relative(root, join(root, dirname(file), s)));
-  for (const m of text.matchAll(/new URL\(\s*['`](\.[^'`$]*)/g)) targets.push(relative(root, join(dirname(distFile), m[1]!)));
+  for (const m of text.matchAll(/new URL\(\s*['`](\.[^'`$]*)['`]\s*,\s*import\.meta\.url/g)) targets.push(relative(root, join(dirname(distFile), m[1]!)));
   const bases = [...text.matchAll(/const (\w+) = new URL\(\s*['`](\.[^'`$]*)/g)].map((m) => [m[1]!, relative(root, join(dirname(distFile), m[2]!))] as const);
   for (const [name, base] of bases) {
     for (const m of text.matchAll(new RegExp(`new URL\\(\\s*['\`]([^'\`$.][^'\`$]*)['\`],\\s*${name}\\)`, 'g'))) targets.push(join(base, m[1]!));

@@ -14,7 +14,7 @@ const dist = new URL('../../../../../broker/dist/cluster/', import.meta.url);
 const { ClusterBridge, BUS_ORIGIN } = (await import(new URL('bridge.js', dist).href)) as typeof BridgeModule;
 const { MemoryBusHub } = (await import(new URL('memory-bus.js', dist).href)) as typeof MemoryBusModule;
 const { BusRefusedError } = (await import(new URL('outage.js', dist).href)) as typeof OutageModule;
-const { BusUnavailableError } = (await import(new URL('../../core/bus.js', dist).href)) as typeof BusModule;
+const { BusUnavailableError } = (await import(new URL('../core/bus.js', dist).href)) as typeof BusModule;
 
 type Bridge = InstanceType<typeof ClusterBridge>;
 type Hub = InstanceType<typeof MemoryBusHub>;

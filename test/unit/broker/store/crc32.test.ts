@@ -56,6 +56,6 @@ test('no source imports crc32 from node:zlib directly (Node 18 has no such expor
       else if (p.endsWith('.ts') && /import\s*\{[^}]*\bcrc32\b[^}]*\}\s*from\s*'(node:)?zlib'/.test(readFileSync(p, 'utf8'))) offenders.push(p);
     }
   };
-  for (const src of ['../../../../broker/src', '../../../../sdk/src']) walk(fileURLToPath(new URL(src, import.meta.url)));
+  for (const src of ['../../../../../broker/src', '../../../../../sdk/src']) walk(fileURLToPath(new URL(src, import.meta.url)));
   assert.deepEqual(offenders, [], 'use broker/src/store/crc32.ts');
 });

@@ -14,4 +14,4 @@ export const crc32Module = (await import(new URL('crc32.js', dist).href)) as typ
 /** Absolute file URL of the compiled module, for child processes. */
 export const logModuleUrl = new URL('log.js', dist).href;
 export const crc32ModuleUrl = new URL('crc32.js', dist).href;
-export const messageModuleUrl = new URL('../../core/message.js', dist).href;
+export const messageModuleUrl = new URL('../core/message.js', dist).href;
