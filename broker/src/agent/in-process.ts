@@ -19,7 +19,10 @@
  */
 import { Packr } from 'msgpackr';
 import { ContentType } from 'topicast/protocol';
-import { inboundValue, type AgentConfig, type AgentTransport, type Inbound, type Logger as AgentLogger, type Payload, type RunningAgent } from 'topicast/agent';
+import type { AgentConfig, AgentTransport, Inbound, Logger as AgentLogger, Payload, RunningAgent } from 'topicast/agent';
+// Not 'topicast/agent': its entry also exports the socket transports (the SDK client, ws, mqtt.js), megabytes
+// of code a broker never runs.
+import { inboundValue } from 'topicast/agent/run';
 import { ConfigError } from '../config.js';
 import type { BrokerContext } from '../context.js';
 import { createMessage, type MessageProperties } from '../core/message.js';

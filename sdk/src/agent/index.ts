@@ -26,5 +26,5 @@ export { nativeTransport, type NativeTransportOptions } from './transport/native
 export { mqttTransport, mqttPayload, type MqttTransportOptions } from './transport/mqtt.js';
 export { inboundValue } from './inbound.js';
 export * from './readers/index.js';
-export { topicLevel } from './readers/fs.js';
+export { naturalCompare, topicLevel } from './readers/fs.js';
 export { mountName, type FsStats, type DiskReaderOptions } from './readers/disk.js';

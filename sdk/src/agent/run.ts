@@ -9,6 +9,8 @@
  * environment variables still applying on top.
  */
 import { Agent } from './agent.js';
+// For the broker's in-process transport, which loads this module and nothing else of the agent's entry.
+export { inboundValue } from './inbound.js';
 import { startCommands, type RunningCommands } from './commands.js';
 import { ConfigError, parseAgentArgs, type AgentConfig } from './config.js';
 import { ExecSensor } from './exec.js';

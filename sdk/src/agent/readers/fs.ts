@@ -44,8 +44,42 @@ export function list(root: string, path: string): string[] {
   }
 }
 
+/**
+ * Runs of digits compare as numbers, everything else by UTF-16 code unit. Hand-written rather than
+ * `localeCompare(b, 'en', { numeric: true })`: ICU's collator touches about 3 MiB of Node's ICU data,
+ * resident for the life of the process, which a small board running the agent cannot spare (docs/EMBEDDED.md).
+ */
 export function naturalCompare(a: string, b: string): number {
-  return a.localeCompare(b, 'en', { numeric: true });
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const ca = a.charCodeAt(i);
+    const cb = b.charCodeAt(j);
+    if (isDigit(ca) && isDigit(cb)) {
+      let ea = i;
+      let eb = j;
+      while (ea < a.length && isDigit(a.charCodeAt(ea))) ea++;
+      while (eb < b.length && isDigit(b.charCodeAt(eb))) eb++;
+      let sa = i;
+      let sb = j;
+      while (sa < ea - 1 && a.charCodeAt(sa) === 48) sa++; // leading zeros do not make a number bigger
+      while (sb < eb - 1 && b.charCodeAt(sb) === 48) sb++;
+      if (ea - sa !== eb - sb) return ea - sa - (eb - sb);
+      for (; sa < ea; sa++, sb++) if (a.charCodeAt(sa) !== b.charCodeAt(sb)) return a.charCodeAt(sa) - b.charCodeAt(sb);
+      i = ea;
+      j = eb;
+      continue;
+    }
+    if (ca !== cb) return ca - cb;
+    i++;
+    j++;
+  }
+  const rest = a.length - i - (b.length - j);
+  return rest !== 0 || a === b ? rest : a < b ? -1 : 1; // `a02` and `a2`: equal numbers, still one order
+}
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
 }
 
 /**

@@ -4,7 +4,7 @@ import { relative } from 'node:path';
 import type { Sample } from 'topicast/agent';
 import {
   cpuReader, diskReader, diskstatsReader, hwmonReader, loadReader, memoryReader, netReader, powerSupplyReader,
-  thermalReader, uptimeReader, createReaders, READER_NAMES, topicLevel,
+  thermalReader, uptimeReader, createReaders, READER_NAMES, topicLevel, naturalCompare,
 } from 'topicast/agent';
 import { cpSync } from 'node:fs';
 import { copyFixture, fixture } from './fixtures.js';
@@ -17,6 +17,14 @@ test('topicLevel keeps topics free of wildcards and separators', () => {
   assert.equal(topicLevel('a/b+c#'), 'a_b_c');
   assert.equal(topicLevel('+++'), '_');
   assert.equal(topicLevel('cpu-thermal'), 'cpu-thermal');
+});
+
+test('naturalCompare orders sysfs names by their numbers, without ICU', () => {
+  const names = ['hwmon10', 'hwmon2', 'hwmon1', 'temp10_input', 'temp2_input', 'temp1_label', 'temp1_input', 'cpu0', 'cpu', 'a02', 'a1', 'a2'];
+  assert.deepEqual([...names].sort(naturalCompare), ['a1', 'a02', 'a2', 'cpu', 'cpu0', 'hwmon1', 'hwmon2', 'hwmon10', 'temp1_input', 'temp1_label', 'temp2_input', 'temp10_input']);
+  assert.equal(naturalCompare('x9', 'x9'), 0);
+  assert.ok(naturalCompare('thermal_zone9', 'thermal_zone10') < 0);
+  assert.ok(naturalCompare('b', 'a10') > 0);
 });
 
 test('cpu: usage needs two reads; total and per core from /proc/stat, frequencies from cpufreq', () => {
