@@ -85,6 +85,17 @@ const result = await esbuild.build({
   metafile: true,
   logLevel: 'warning',
   plugins: [{
+    // Memory on a small board (docs/EMBEDDED.md "Footprint", bench/src/footprint.ts): the native addon is loaded with
+    // require() (the banner's), not through the ESM loader's CommonJS translation (cjs-module-lexer and its
+    // bookkeeping, ~0.15 MiB resident); mqtt-packet's buffer list (bl) gets Node's own stream module instead of
+    // the readable-stream copy of it (~0.5 MiB: 78 KB of JavaScript parsed and kept at start-up).
+    name: 'footprint',
+    setup(build) {
+      build.onResolve({ filter: /^uWebSockets\.js$/ }, (args) => (args.namespace === 'uws-require' ? { path: 'uWebSockets.js', external: true } : { path: 'uWebSockets.js', namespace: 'uws-require' }));
+      build.onLoad({ filter: /.*/, namespace: 'uws-require' }, () => ({ contents: "module.exports = require('uWebSockets.js');", loader: 'js', resolveDir: root }));
+      build.onResolve({ filter: /^readable-stream$/ }, (args) => (/[\\/]node_modules[\\/]bl[\\/]/.test(args.importer) ? { path: 'node:stream', external: true } : undefined));
+    },
+  }, {
     // The agent finds its version at ../../package.json from sdk/dist/agent/; in the bundle, package.json is one level up.
     name: 'agent-version',
     setup(build) {
