@@ -5,9 +5,11 @@
  * where a named import of it fails at module link time. So the module is imported as a namespace
  * and the native function is used when present, else `crc32Table`: the classic byte-at-a-time
  * table (256 u32, 1 KiB), identical results, a few hundred MB/s in JavaScript, which is far
- * beyond what the stores write (one small record per retained publish).
+ * beyond what the stores write (one small record per retained publish). node:zlib is loaded at
+ * the first checksum, so a broker without `--data` never loads it (about 0.15 MiB resident,
+ * docs/EMBEDDED.md "Footprint").
  */
-import * as zlib from 'node:zlib';
+import { createRequire } from 'node:module';
 
 const TABLE = /* @__PURE__ */ (() => {
   const t = new Uint32Array(256);
@@ -28,8 +30,13 @@ export function crc32Table(data: Uint8Array, initial = 0): number {
 
 type Crc32 = (data: Uint8Array, initial?: number) => number;
 
+let chosen: Crc32 | undefined;
+const implementation = (): Crc32 => (chosen ??= (createRequire(import.meta.url)('node:zlib') as { crc32?: Crc32 }).crc32 ?? crc32Table);
+
 /** The native CRC-32 when this Node has one (≥ 20.15), else the table. */
-export const crc32: Crc32 = (zlib as { crc32?: Crc32 }).crc32 ?? crc32Table;
+export const crc32: Crc32 = (data, initial) => implementation()(data, initial);
 
 /** Which implementation `crc32` is: `native` or `table` (logged by tests, shown nowhere else). */
-export const crc32Implementation: 'native' | 'table' = (zlib as { crc32?: Crc32 }).crc32 ? 'native' : 'table';
+export function crc32Implementation(): 'native' | 'table' {
+  return implementation() === crc32Table ? 'table' : 'native';
+}

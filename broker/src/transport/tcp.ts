@@ -16,7 +16,8 @@
  * A failed accept (EMFILE...) is an 'error' on the server: counted, never thrown.
  */
 import { createServer, type Socket } from 'node:net';
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { createRequire } from 'node:module';
+import type { Server as TlsServer } from 'node:tls';
 import { addressKey } from '../auth/abuse.js';
 import { SendResult, type Connection } from '../session/connection.js';
 import type { ConnectionHandler, ProtocolHandler } from '../session/handler.js';
@@ -150,7 +151,8 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number,
   // TCP keepalive reaps dead peers of clients that asked for MQTT keepalive 0 (allowed in 3.1.1).
   const socketOptions = { noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 };
   // With TLS the callback runs per handshaken socket ('secureConnection'); a failed handshake never reaches the protocol.
-  const server = tls ? createTlsServer({ ...socketOptions, ...tls }, onSocket) : createServer(socketOptions, onSocket);
+  // node:tls only with a certificate: it keeps about 0.2 MiB resident (docs/EMBEDDED.md "Footprint").
+  const server = tls ? (createRequire(import.meta.url)('node:tls') as typeof import('node:tls')).createServer({ ...socketOptions, ...tls }, onSocket) : createServer(socketOptions, onSocket);
   // Admission at the TCP accept, before the protocol's own listener. Plain TCP: in onSocket, which
   // runs at the accept. TLS: before the handshake too (a handshake that never completes is a
   // half-open connection as well), so in a 'connection' hook; the TLS socket handed to onSocket

@@ -29,13 +29,11 @@ test('crc32Table: continues a running CRC like zlib (initial value)', () => {
 
 test('crc32Table equals zlib.crc32 on any bytes, and crc32 is the native one when this Node has it', (t) => {
   if (nativeCrc32 === undefined) {
-    assert.equal(crc32Implementation, 'table');
-    assert.equal(crc32, crc32Table);
+    assert.equal(crc32Implementation(), 'table');
     t.skip(`node ${process.version} has no zlib.crc32 to compare with (the table is in use; the check value test above holds)`);
     return;
   }
-  assert.equal(crc32Implementation, 'native');
-  assert.equal(crc32, nativeCrc32);
+  assert.equal(crc32Implementation(), 'native');
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 4096 }), fc.integer({ min: 0, max: 0xffffffff }), (bytes, initial) => {
       assert.equal(crc32Table(bytes), nativeCrc32(bytes));
@@ -45,6 +43,7 @@ test('crc32Table equals zlib.crc32 on any bytes, and crc32 is the native one whe
   );
   const big = randomBytes(1 << 20);
   assert.equal(crc32Table(big), nativeCrc32(big));
+  assert.equal(crc32(big, 7), nativeCrc32(big, 7));
 });
 
 test('no source imports crc32 from node:zlib directly (Node 18 has no such export: the import would fail at start-up)', () => {
