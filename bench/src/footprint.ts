@@ -141,6 +141,7 @@ if (!args.includes('--no-flags')) {
     ['--max-semi-space-size=1 --max-old-space-size=64', ['--max-semi-space-size=1', '--max-old-space-size=64']],
     ['--optimize-for-size', ['--optimize-for-size']],
     ['--max-semi-space-size=1 --optimize-for-size', ['--max-semi-space-size=1', '--optimize-for-size']],
+    ['--no-opt', ['--no-opt']],
     ['--lite-mode', ['--lite-mode']],
   ];
   await row('broker, bundle, --lite-mode', await withPort(join(bundle, 'topicast.js'), [], ['--lite-mode']));
