@@ -90,3 +90,45 @@ export async function debianSysroot(arch: DebianArm): Promise<string> {
     rmSync(work, { recursive: true, force: true });
   }
 }
+
+/**
+ * The Debian packages that make Debian 12's own Node 18 run on arm64: `nodejs` and `libnode108` with the
+ * JavaScript they load from /usr/share/nodejs instead of bundling (`node-acorn`, `node-cjs-module-lexer`,
+ * `node-undici` and what those depend on: `node-xtend`, `node-busboy`), the shared libraries libnode
+ * links, and the C runtime.
+ */
+export const DEBIAN_NODE_PACKAGES = [
+  'nodejs', 'libnode108', 'libbrotli1', 'libc-ares2', 'libicu72', 'libnghttp2-14', 'libssl3', 'libuv1', 'zlib1g',
+  'libc6', 'libstdc++6', 'libgcc-s1',
+].map((p) => `${p}:arm64`).concat(['node-acorn', 'node-cjs-module-lexer', 'node-undici', 'node-xtend', 'node-busboy']);
+
+/**
+ * A root directory holding Debian 12's own arm64 Node 18 (`usr/bin/node`, from the packages above) and
+ * everything it loads, for `qemu-aarch64 -L DIR DIR/usr/bin/node`: fetched with `apt-get download`
+ * (after `dpkg --add-architecture arm64 && apt-get update`, as .ci/run does), unpacked with `dpkg -x`
+ * into `.cache/debian-node-arm64/`, once (about 22 MB of packages).
+ */
+export async function debianNodeSysroot(): Promise<{ root: string; node: string }> {
+  const dir = join(CACHE_DIR, 'debian-node-arm64');
+  const result = { root: dir, node: join(dir, 'usr', 'bin', 'node') };
+  if (existsSync(join(dir, '.complete'))) return result;
+  mkdirSync(CACHE_DIR, { recursive: true });
+  const work = mkdtempSync(join(CACHE_DIR, '.tmp-debian-node-'));
+  try {
+    await run('apt-get', ['download', ...DEBIAN_NODE_PACKAGES], { cwd: work, timeout: 300_000 });
+    const root = join(work, 'root');
+    mkdirSync(root);
+    for (const deb of (await run('sh', ['-c', 'ls *.deb'], { cwd: work })).stdout.trim().split('\n')) {
+      await run('dpkg', ['-x', join(work, deb), root]);
+    }
+    await run('touch', [join(root, '.complete')]);
+    try {
+      renameSync(root, dir);
+    } catch (err) {
+      if (!existsSync(join(dir, '.complete'))) throw err;
+    }
+    return result;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}

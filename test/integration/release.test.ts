@@ -5,7 +5,8 @@
  * - the x64 tarball unpacked into an empty directory runs with this machine's node and with Node 18.19
  *   (WS ↔ MQTT round trip, dashboard and SDK served, the agent inside, `--version`s);
  * - the .deb: inspected with dpkg-deb, installed with dpkg -i (root), `topicast --version`, the installed
- *   broker started as the `topicast` user with the shipped config and stopped, then dpkg -r and --purge;
+ *   units checked by `systemd-analyze verify`, the broker started as topicast.service says (ExecStart as
+ *   User=, with Environment= and EnvironmentFile= read from the installed files) and stopped, then dpkg -r and --purge;
  * (The arm64 and armv7 packages under emulation: release-emulated.test.ts.)
  * The docs' tarball commands (deploy/systemd/README.md) are run as written, in a scratch root.
  */
@@ -139,6 +140,27 @@ test('tarball on Node 18.19.0 (Debian 12\'s Node): round trip', { skip: skipAll 
   }
 });
 
+/** What a systemd unit's [Service] section asks for: ExecStart's words, User=, and the environment from Environment= then EnvironmentFile= (later wins). */
+function serviceOf(unit: string): { execStart: string[]; user: string | undefined; env: Record<string, string> } {
+  const lines = unit.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const values = (key: string): string[] => lines.filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1));
+  const env: Record<string, string> = {};
+  const assign = (text: string): void => {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(text.trim());
+    if (m) env[m[1]!] = m[2]!.replace(/^"(.*)"$/, '$1');
+  };
+  for (const v of values('Environment')) for (const word of v.match(/"[^"]*"|\S+/g) ?? []) assign(word.replace(/^"(.*)"$/, '$1'));
+  for (const v of values('EnvironmentFile')) {
+    const path = v.replace(/^-/, '');
+    if (!existsSync(path)) {
+      assert.ok(v.startsWith('-'), `EnvironmentFile ${path} is missing and not optional`);
+      continue;
+    }
+    for (const line of readFileSync(path, 'utf8').split('\n')) if (!/^\s*(#|;|$)/.test(line)) assign(line);
+  }
+  return { execStart: values('ExecStart').at(-1)!.split(/\s+/), user: values('User').at(-1), env };
+}
+
 const dpkgSkip = (): string | false => {
   if (skipAll) return skipAll;
   if (process.getuid?.() !== 0) {
@@ -178,12 +200,22 @@ test('.deb: dpkg-deb shows it; dpkg -i installs commands, units, config and the 
     assert.equal(state.mode & 0o777, 0o750);
     const uid = Number((await run('id', ['-u', 'topicast'])).stdout.trim());
     assert.equal(state.uid, uid, '/var/lib/topicast belongs to topicast');
-    // The installed service's command line, as the topicast user with the shipped settings (systemd does
-    // not run inside the test machine; its units are checked by test/unit/deploy/systemd.test.ts).
+    // The installed units, as systemd would load them: `systemd-analyze verify` also checks that their
+    // ExecStart programs exist now that the package is in place (systemd itself does not run here).
+    const units = ['/lib/systemd/system/topicast.service', '/lib/systemd/system/topicast-agent.service'];
+    const verify = spawnSync('systemd-analyze', ['verify', '--man=no', ...units], { encoding: 'utf8' });
+    if (verify.error === undefined || process.env.CI) assert.equal(`${verify.status} ${verify.stdout}${verify.stderr}`.trim(), '0', 'systemd-analyze verify on the installed units');
+    // Then the service as its unit says: ExecStart as User=, with Environment= and the EnvironmentFile=
+    // (/etc/default/topicast, whose values win, as in systemd), read from the installed files.
+    const service = serviceOf(readFileSync(units[0]!, 'utf8'));
+    assert.deepEqual(service.execStart, ['/usr/bin/topicast']);
+    assert.equal(service.user, 'topicast');
+    assert.equal(service.env.TOPICAST_DATA, '/var/lib/topicast', 'the unit keeps state in /var/lib/topicast');
+    assert.equal(service.env.TOPICAST_CONFIG, '/etc/topicast/topicast.json', '/etc/default/topicast names the shipped config');
     const broker = await startBroker({
       node: 'setpriv',
-      command: ['--reuid=topicast', '--regid=topicast', '--init-groups', '/usr/bin/topicast'],
-      env: { TOPICAST_CONFIG: '/etc/topicast/topicast.json', TOPICAST_DATA: '/var/lib/topicast', TOPICAST_AGENT_ID: 'installed' },
+      command: [`--reuid=${service.user}`, `--regid=${service.user}`, '--init-groups', ...service.execStart],
+      env: { ...service.env, TOPICAST_AGENT_ID: 'installed' },
     });
     try {
       await roundTrip(broker, 'deb');
