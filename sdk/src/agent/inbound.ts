@@ -4,11 +4,10 @@
  * A command must never be lost to a malformed tag: a payload that is not what its type says is
  * handed over as its text, or as bytes when it is not UTF-8, and the actuator's own checks refuse it.
  */
-// The codec modules themselves, not the SDK's entry: that one brings the client and its WebSocket
-// library, which the broker's in-process agent never uses (about 2 MiB resident, docs/EMBEDDED.md).
-import { decodePayload } from '../codec.js';
-import { msgpack } from '../codec-msgpack.js';
-import { utf8Text } from '../protocol/index.js';
+// topicast/codecs, not the SDK's entry: that one brings the client and its WebSocket library, which
+// the broker's in-process agent never uses (about 2 MiB resident, docs/EMBEDDED.md).
+import { decodePayload, msgpack } from 'topicast/codecs';
+import { utf8Text } from 'topicast/protocol';
 
 /**
  * @example
