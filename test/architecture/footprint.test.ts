@@ -16,6 +16,7 @@ const SDK_ENTRIES: Record<string, string> = {
   topicast: 'sdk/src/index.ts',
   'topicast/protocol': 'sdk/src/protocol/index.ts',
   'topicast/codecs': 'sdk/src/codecs.ts',
+  'topicast/options': 'sdk/src/options.ts',
   'topicast/agent': 'sdk/src/agent/index.ts',
   'topicast/agent/run': 'sdk/src/agent/run.ts',
   '#transport': 'sdk/src/transport/node.ts',
