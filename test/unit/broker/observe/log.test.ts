@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 
-const logModule = new URL('../../../../broker/dist/observe/log.js', import.meta.url).href;
+const logModule = new URL('../../../../../broker/dist/observe/log.js', import.meta.url).href;
 
 function linesOf(level: string, script: string): Record<string, unknown>[] {
   const out = execFileSync(process.execPath, ['--input-type=module', '-e', `import { createLogger, flushLogs } from ${JSON.stringify(logModule)};
