@@ -26,6 +26,7 @@ import { Metrics } from './observe/metrics.js';
 import { registerCoreMetrics, startSys } from './observe/sys.js';
 import { createNativeProtocol, nativeFrameLimit } from './protocol/native/index.js';
 import { startCluster } from './cluster/index.js';
+import { ClusterSessionStore, registerClusterSessionMetrics } from './cluster/mqtt-sessions.js';
 import type { Bus } from './core/bus.js';
 import { createMqttProtocol } from './protocol/mqtt/index.js';
 import { createSseProtocol } from './protocol/sse/index.js';
@@ -143,7 +144,11 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
     }
   }
   const native = createNativeProtocol(ctx);
-  const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth), sessionStore, drainServerReference: config.drainServerReference });
+  // With a bus that keeps session logs (NATS JetStream), persistent MQTT sessions live there and follow the device (cluster/DESIGN.md).
+  const sessionLog = cluster?.bus.sessionLog?.();
+  const clusterSessions = sessionLog && new ClusterSessionStore(sessionLog, log);
+  if (clusterSessions) registerClusterSessionMetrics(ctx.metrics, clusterSessions);
+  const mqtt = createMqttProtocol(ctx, { authenticate: createMqttAuthenticate(ctx.auth), sessionStore: clusterSessions ?? sessionStore, drainServerReference: config.drainServerReference });
   // Every protocol, once: a new one is its folder and a line here.
   const protocols: readonly ProtocolHandler[] = [
     native,
@@ -218,6 +223,7 @@ export async function startBroker(config: BrokerConfig, log: Logger = createLogg
       if (ctx.openConnections() > 0) ctx.log.warn({ open: ctx.openConnections() }, 'shutdown timeout: connections left open');
       await Promise.race([closingTcp, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
       await sessionStore?.close(); // after every connection detached: their sessions are stored as disconnected now
+      await clusterSessions?.synced(); // the same in JetStream, before the bus connection drains
       await cluster?.close(); // after the wills of the closes above went out; clears this node's wills on the bus
       await Promise.all([store?.close(), history?.close()]); // last: wills published during the close above are stored too
     })();
@@ -271,11 +277,12 @@ async function openStores(config: BrokerConfig, log: Logger): Promise<OpenedStor
       });
       reports.set('retained', out.store.loadReport);
       log.info({ dir: data, retained: out.store.size, loadMs: out.store.stats.loadMs, truncatedBytes: out.store.stats.truncatedBytes }, 'retained store loaded');
-      out.sessionStore = await openSessionStore(join(data, 'sessions'), {
+      // With a NATS bus the sessions live in JetStream, shared (cluster/mqtt-sessions.ts): no local session log.
+      if (!config.bus?.trim().startsWith('nats:')) out.sessionStore = await openSessionStore(join(data, 'sessions'), {
         onError: (err) => log.error({ err, code: err.code }, 'MQTT session store write failed'),
         recoverInto: recoverInto('sessions'),
       });
-      reports.set('sessions', out.sessionStore.loadReport);
+      if (out.sessionStore) reports.set('sessions', out.sessionStore.loadReport);
     }
     const damaged = [...reports].filter(([, r]) => r.recovered !== undefined).map(([name]) => name);
     out.history = await openHistory(config, {

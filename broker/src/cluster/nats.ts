@@ -31,13 +31,14 @@
  * removal, so flapping filters do not repeat it). The connection is `noEcho`, so a node never
  * receives its own publishes.
  */
-import type { Bus, BusEvents, BusMessage, BusState, RetainedEntry, SharedHistory, SharedHistoryOptions } from '../core/bus.js';
+import type { Bus, BusEvents, BusMessage, BusState, RetainedEntry, SessionLog, SharedHistory, SharedHistoryOptions } from '../core/bus.js';
 import { NatsHistory } from './nats/history.js';
 import { NatsInterest } from './nats/interest.js';
 import { NatsLink } from './nats/link.js';
 import { NatsLive } from './nats/live.js';
 import { natsBusOptionsFromUrl, type NatsBusCounters, type NatsBusOptions } from './nats/options.js';
 import { NatsRetained } from './nats/retained.js';
+import { NatsSessions } from './nats/sessions.js';
 import { NatsShares } from './nats/shares.js';
 import { NatsWills } from './nats/wills.js';
 
@@ -54,6 +55,7 @@ class NatsBusImpl implements Bus {
   private readonly wills: NatsWills;
   private readonly shares: NatsShares;
   private historyRoom: NatsHistory | undefined;
+  private readonly sessions: NatsSessions;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(options: NatsBusOptions) {
@@ -66,6 +68,7 @@ class NatsBusImpl implements Bus {
     this.interest = new NatsInterest(this.link, () => this.wills.liveOwners());
     this.live = new NatsLive(this.link, this.retainedRoom.store);
     this.shares = new NatsShares(this.link, () => this.interest.sync());
+    this.sessions = new NatsSessions(this.link);
   }
 
   get state(): BusState {
@@ -123,6 +126,10 @@ class NatsBusImpl implements Bus {
     return room;
   }
 
+  sessionLog(): SessionLog {
+    return this.sessions;
+  }
+
   /**
    * Drops the connection without clearing wills or leaving, as a crash would (the other nodes
    * publish this node's wills after `nodeTimeoutMs`). For tests and for a process that must exit now.
@@ -130,6 +137,7 @@ class NatsBusImpl implements Bus {
   async closeAbruptly(): Promise<void> {
     clearInterval(this.timer);
     this.historyRoom?.close();
+    this.sessions.close();
     await this.shares.close();
     await this.link.closeAbruptly();
   }
@@ -138,6 +146,7 @@ class NatsBusImpl implements Bus {
     if (this.link.closing) return;
     clearInterval(this.timer);
     this.historyRoom?.close();
+    this.sessions.close();
     this.link.stopTimers();
     await this.shares.close();
     const nc = this.link.nc;

@@ -115,6 +115,30 @@ export interface Bus {
    */
   subscribeShared?(share: string, filter: string): Promise<void>;
   unsubscribeShared?(share: string, filter: string): Promise<void>;
+  /**
+   * Optional (NATS JetStream): one ordered, durable log of records per key that every node reads,
+   * and a cluster-wide claim of a key (cluster/DESIGN.md "Persistent MQTT sessions in JetStream").
+   * The MQTT server keeps its persistent sessions there (cluster/mqtt-sessions.ts).
+   */
+  sessionLog?(): SessionLog;
+}
+
+/** A durable record log per key, shared by every node, with a cluster-wide claim of the key. */
+export interface SessionLog {
+  /** Appends one record to the key's log; resolves with its position once the engine stored it. */
+  append(key: string, record: Uint8Array): Promise<number>;
+  /** Every record of the key's log, oldest first (empty when it has none). */
+  read(key: string): Promise<Uint8Array[]>;
+  /** Forgets the key's records before `position` (they are superseded by a later snapshot or end). */
+  truncate(key: string, position: number): Promise<void>;
+  /**
+   * Asks the node that holds `key` (see `hold`) to let it go; resolves once it did (its writes
+   * stored) or when no node holds it. Bounded by the engine's request timeout.
+   */
+  claim(key: string): Promise<void>;
+  /** This node holds `key` until `unhold`: a claim from another node runs `release` and waits for it. */
+  hold(key: string, release: () => Promise<void>): void;
+  unhold(key: string): void;
 }
 
 export interface SharedHistoryOptions {

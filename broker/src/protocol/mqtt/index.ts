@@ -10,7 +10,7 @@ import type { ConnectionHandler, ProtocolHandler } from '../../session/handler.j
 import { authenticate as permissive, type Authenticate } from './auth.js';
 import { MqttConnection } from './connection.js';
 import { Reason } from './reasons.js';
-import type { MqttSessionStore } from './persist.js';
+import { MqttSessionStore, type SessionStore } from './persist.js';
 import { MqttServer } from './server.js';
 import { runSpread, spreadDelaysMs } from '../../session/drain.js';
 import { MqttSession } from './session.js';
@@ -40,7 +40,7 @@ export interface MqttOptions {
   /** Period of the keepalive and CONNECT-deadline check; 500 ms keeps the 1.5× rule within half a second. */
   timerIntervalMs?: number;
   /** With `--data`: persistent sessions are kept here and the ones it holds are restored now (persist.ts). */
-  sessionStore?: MqttSessionStore;
+  sessionStore?: SessionStore;
   /** During a drain, MQTT 5 clients get DISCONNECT 0x9C with this Server Reference instead of 0x8B. */
   drainServerReference?: string | undefined;
   /** Serve MQTT over WebSocket at `/mqtt` too (default true). */
@@ -54,7 +54,7 @@ export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}
   registerMetrics(ctx, server);
   ctx.metrics.register('topicast_drain_mqtt_disconnected_total', 'counter', 'MQTT connections disconnected at their slot of the drain window', () => drainDisconnected);
   const store = options.sessionStore;
-  if (store) {
+  if (store instanceof MqttSessionStore) {
     const now = ctx.now();
     for (const loaded of store.takeLoaded({ [Symbol.iterator]: () => server.sessions.values() })) MqttSession.restore(server, loaded, store, now);
     registerStoreMetrics(ctx, store);

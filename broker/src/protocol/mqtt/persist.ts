@@ -40,7 +40,7 @@ const Kind = { session: 1, entry: 2, drop: 3, message: 4, end: 5, incoming: 6 } 
 const EntryState = { queued: 0, publish: 1, pubrel: 2 } as const;
 
 /** What a session's meta record holds (MessagePack map keys kept short: it is rewritten on every connect). */
-interface StoredMeta {
+export interface StoredMeta {
   /** Protocol level of the last connection. */
   v: 3 | 4 | 5;
   /** Session expiry in seconds. */
@@ -69,6 +69,31 @@ export interface LoadedSession {
   awaitingRelease: number[];
 }
 
+/**
+ * What a persistent session writes through: this file's local log (`--data`), or with a NATS bus
+ * the cluster's session store (cluster/mqtt-sessions.ts, JetStream). Each call mirrors one change
+ * of the session in the same turn; `synced()` resolves once everything written so far is durable.
+ */
+export interface SessionStore {
+  /** Records written so far; a publish compares it before and after routing to know whether to wait. */
+  readonly writes: number;
+  synced(): Promise<void>;
+  saveMeta(session: PersistedSession): Promise<void>;
+  saveAll(session: PersistedSession): Promise<void>;
+  end(clientId: string): void;
+  saveDelivery(session: PersistedSession, d: Delivery, packetId: number, state: InflightEntry['state'] | 'queued'): void;
+  dropDelivery(session: PersistedSession, d: Delivery): void;
+  saveIncoming(session: PersistedSession, packetId: number, held: boolean): Promise<void>;
+  /**
+   * Cluster stores only: takes the client id over from the node that holds it (that node closes
+   * its connection and lets the session go), then reads the session as stored (undefined: none).
+   */
+  claim?(clientId: string): Promise<LoadedSession | undefined>;
+  /** Cluster stores only: this node holds the client id; a claim from another node runs `release`. */
+  hold?(clientId: string, release: () => Promise<void>): void;
+  unhold?(clientId: string): void;
+}
+
 interface LoadingSession {
   meta: StoredMeta | undefined;
   entries: Map<number, unknown[]>;
@@ -86,7 +111,7 @@ export async function openSessionStore(dir: string, options: AppendLogOptions = 
   return store;
 }
 
-export class MqttSessionStore implements AppendLogOwner {
+export class MqttSessionStore implements AppendLogOwner, SessionStore {
   private log!: AppendLog;
   /** Filled while loading, handed to the MQTT server once (`takeLoaded`). */
   private loading: Map<string, LoadingSession> | undefined = new Map();
@@ -326,30 +351,35 @@ export class MqttSessionStore implements AppendLogOwner {
         const packetId = typeof e[7] === 'number' ? e[7] : 0;
         deliveries.push({ seq, delivery, packetId, state: e[8] === EntryState.pubrel ? 'pubrel' : 'publish' });
       }
-      const w = meta.will;
-      this.loaded.push({
-        clientId,
-        version: meta.v,
-        expirySec: meta.exp,
-        subscriptions: meta.subs.map(([filter, qos, noLocal, retainAsPublished, retainHandling, id]) => [filter, {
-          qos, noLocal, retainAsPublished, retainHandling, subscriptionId: id ?? undefined,
-        }]),
-        connected: meta.on,
-        disconnectedAtMs: meta.off,
-        will: w && {
-          topic: w[0], payload: Buffer.from(w[1]), qos: w[2], retain: w[3], properties: w[4] ?? undefined,
-          expiryIntervalSec: w[5] ?? undefined, delaySec: w[6],
-        },
-        deliveries,
-        awaitingRelease: [...s.incoming],
-      });
+      this.loaded.push(loadedSession(clientId, meta, deliveries, [...s.incoming]));
     }
     this.loading = undefined;
     this.loadingMessages = undefined;
   }
 }
 
-function metaOf(session: PersistedSession): StoredMeta {
+/** A session as stored (its meta record, deliveries in seq order, incoming QoS 2 ids held). */
+export function loadedSession(clientId: string, meta: StoredMeta, deliveries: LoadedSession['deliveries'], awaitingRelease: number[]): LoadedSession {
+  const w = meta.will;
+  return {
+    clientId,
+    version: meta.v,
+    expirySec: meta.exp,
+    subscriptions: meta.subs.map(([filter, qos, noLocal, retainAsPublished, retainHandling, id]) => [filter, {
+      qos, noLocal, retainAsPublished, retainHandling, subscriptionId: id ?? undefined,
+    }]),
+    connected: meta.on,
+    disconnectedAtMs: meta.off,
+    will: w && {
+      topic: w[0], payload: Buffer.from(w[1]), qos: w[2], retain: w[3], properties: w[4] ?? undefined,
+      expiryIntervalSec: w[5] ?? undefined, delaySec: w[6],
+    },
+    deliveries,
+    awaitingRelease,
+  };
+}
+
+export function metaOf(session: PersistedSession): StoredMeta {
   const subs: StoredMeta['subs'] = [];
   const add = (filter: string, o: MqttSubscriptionOptions): void => {
     subs.push([filter, o.qos, o.noLocal === true, o.retainAsPublished === true, o.retainHandling, o.subscriptionId ?? null]);

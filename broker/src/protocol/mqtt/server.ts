@@ -5,7 +5,7 @@
  */
 import type { BrokerContext } from '../../context.js';
 import type { Authenticate } from './auth.js';
-import type { MqttSessionStore } from './persist.js';
+import type { SessionStore } from './persist.js';
 import type { MqttSession } from './session.js';
 import { SharedGroups } from './shared.js';
 import type { MqttLimits, MqttStats } from './types.js';
@@ -43,8 +43,8 @@ export class MqttServer {
     readonly authenticate: Authenticate,
     /** How long a connection may take to send CONNECT and pass authentication (MQTT 5 §3.1.4: "a reasonable amount of time"). */
     readonly connectTimeoutMs = 10_000,
-    /** With `--data`: where persistent sessions are kept across restarts (persist.ts). */
-    readonly sessionStore: MqttSessionStore | undefined = undefined,
+    /** With `--data`: where persistent sessions are kept across restarts (persist.ts); with a NATS bus, JetStream. */
+    readonly sessionStore: SessionStore | undefined = undefined,
   ) {
     this.shared = new SharedGroups(ctx.router);
     const c = ctx.config;

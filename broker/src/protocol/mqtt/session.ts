@@ -30,7 +30,7 @@ import { createMessage, type Message, type MessageProperties } from '../../core/
 import type { Subscriber, Subscription } from '../../core/router.js';
 import type { BrokerContext } from '../../context.js';
 import type { TopicPermissions } from './auth.js';
-import type { LoadedSession, MqttSessionStore } from './persist.js';
+import type { LoadedSession, SessionStore } from './persist.js';
 import { parseShared, type SharedGroups } from './shared.js';
 import type { Delivery, InflightEntry, MqttLimits, MqttStats, MqttSubscription, MqttSubscriptionOptions, Will } from './types.js';
 
@@ -43,6 +43,8 @@ export interface SessionHost {
   readonly stats: MqttStats;
   readonly sessions: Map<string, MqttSession>;
   readonly shared: SharedGroups;
+  /** Where persistent sessions are kept (`--data`, or JetStream with a NATS bus); undefined: nowhere. */
+  readonly sessionStore: SessionStore | undefined;
 }
 
 /** The will as a message published now. */
@@ -136,7 +138,7 @@ export class MqttSession implements Subscriber {
   /** The attached connection's will: stored with the session so a crash leaves it pending (persist.ts). */
   private connectedWill: Will | undefined;
   /** The session store when this session is persisted (`--data` and expiry > 0); undefined otherwise. */
-  store: MqttSessionStore | undefined;
+  store: SessionStore | undefined;
   /** Protocol level of the latest connection. */
   version: 3 | 4 | 5 = 4;
   /** When the client went away (ms since the epoch); 0 while connected. */
@@ -472,7 +474,7 @@ export class MqttSession implements Subscriber {
    * Called at CONNECT once the expiry is known: a session with `--data` and expiry > 0 is
    * persisted (written whole when it becomes so, else its meta with the new connection).
    */
-  persist(store: MqttSessionStore | undefined): void {
+  persist(store: SessionStore | undefined): void {
     const target = this.expirySec > 0 ? store : undefined;
     if (target !== undefined && target === this.store) {
       void target.saveMeta(this);
@@ -499,7 +501,7 @@ export class MqttSession implements Subscriber {
    * Its expiry and will delay count from when the client disconnected; a session that was online
    * when the broker stopped without a goodbye (kill -9) counts from now.
    */
-  static restore(server: SessionHost, loaded: LoadedSession, store: MqttSessionStore, nowMs: number): MqttSession {
+  static restore(server: SessionHost, loaded: LoadedSession, store: SessionStore, nowMs: number): MqttSession {
     const limits = server.limits;
     const session = new MqttSession(server, loaded.clientId);
     session.version = loaded.version;
@@ -613,12 +615,26 @@ export class MqttSession implements Subscriber {
     if (this.store) void this.store.saveMeta(this);
   }
 
+  /**
+   * Another node took the client id over (cluster session store, `SessionStore.claim`): the
+   * session leaves this node as it is — its stored state, pending will included, is the other
+   * node's now — without ending it in the store or publishing anything.
+   */
+  leave(): void {
+    if (this.ended) return;
+    if (this.pendingWill?.timer) clearTimeout(this.pendingWill.timer);
+    this.pendingWill = undefined;
+    this.store = undefined;
+    this.end();
+  }
+
   /** Ends the session: leaves the router, drops its state, publishes a pending will. */
   end(): void {
     if (this.ended) return;
     this.ended = true;
     if (this.store) this.store.end(this.clientId);
     this.store = undefined;
+    if (this.server.sessions.get(this.clientId) === this) this.server.sessionStore?.unhold?.(this.clientId);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
     if (this.server.sessions.get(this.clientId) === this) this.server.sessions.delete(this.clientId);
@@ -648,7 +664,7 @@ export class MqttSession implements Subscriber {
  * Runs `fn` once everything written to the store so far is durable, in write order. A failed write
  * (reported and counted by the store) does not hold delivery back: it goes on, only not durably.
  */
-function afterDurable(store: MqttSessionStore, fn: () => void): void {
+function afterDurable(store: SessionStore, fn: () => void): void {
   store.synced().then(fn, fn);
 }
 

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type mqtt from 'mqtt-packet';
 import { CloseCode, topicProblem } from 'topicast/protocol';
-import type { AuthResult } from '../auth.js';
+import type { AuthResult, TopicPermissions } from '../auth.js';
 import type { MqttLink } from '../link.js';
 import { encodePacket, type Version } from '../encode.js';
 import { Reason, returnCodeFor } from '../reasons.js';
@@ -141,6 +141,56 @@ function accept(
   const willRefused = will && admitWill(ctx, will.topic, will.payload.length, permissions);
   if (willRefused) return refuse(c, REFUSALS[willRefused.refusal].mqtt, willRefused.refusal === 'broker-topic' ? 'a will cannot publish into $SYS' : 'not authorized to publish the will topic');
 
+  const store = server.sessionStore;
+  if (store?.claim !== undefined && !server.sessions.has(clientId)) {
+    // A cluster session store (cluster/mqtt-sessions.ts): the node holding this client id closes
+    // its connection and lets the session go first (cluster-wide takeover), then the session as
+    // stored is rebuilt here. Packets that follow wait behind it (the connection is not connected yet).
+    store.claim(clientId).then(
+      (loaded) => {
+        if (!c.isOpen) return;
+        if (loaded !== undefined && !server.sessions.has(clientId)) {
+          if (p.clean ?? true) store.end(clientId); // [MQTT-3.1.2-4] clean start discards it
+          else {
+            // Stored while connected: its node died; the bus published that connection's will (orphan will).
+            if (loaded.connected) loaded.will = undefined;
+            MqttSession.restore(server, loaded, store, ctx.now());
+          }
+        }
+        begin(c, p, clientId, assigned, will, permissions);
+      },
+      (err: unknown) => {
+        ctx.log.error({ err, clientId }, 'mqtt session claim failed');
+        if (c.isOpen) refuse(c, Reason.serverUnavailable, 'session store unavailable');
+      },
+    );
+    return;
+  }
+  begin(c, p, clientId, assigned, will, permissions);
+}
+
+/** Another node claims this client id (cluster session store): closes its connection here and lets the session go. */
+async function release(server: MqttLink['server'], clientId: string): Promise<void> {
+  const session = server.sessions.get(clientId);
+  const link = session?.link as MqttLink | undefined;
+  if (link !== undefined) {
+    server.stats.takeovers++;
+    link.disconnect(Reason.sessionTakenOver, 'session taken over');
+    link.finish(); // detaches now: the session's last state (disconnected, pending will) is written
+  }
+  server.sessions.get(clientId)?.leave();
+  server.sessionStore?.unhold?.(clientId);
+  await server.sessionStore?.synced();
+}
+
+/** Takes over a connection of this client id on this node, starts or resumes the session, answers CONNACK. */
+function begin(
+  c: MqttLink, p: mqtt.IConnectPacket, clientId: string, assigned: boolean, will: Will | undefined, permissions: TopicPermissions | undefined,
+): void {
+  const { server } = c;
+  const { ctx } = server;
+  const { config } = ctx;
+  const v5 = c.version === 5;
   // [MQTT-3.1.4-3] a second connection with the same client id takes the session over.
   let session = server.sessions.get(clientId);
   const previous = session?.link;
@@ -204,6 +254,7 @@ function accept(
   session.attach(c, will);
   session.applyPermissions(permissions);
   session.persist(server.sessionStore); // --data: a session with expiry > 0 survives a restart (persist.ts)
+  server.sessionStore?.hold?.(clientId, () => release(server, clientId)); // cluster store: a claim elsewhere takes it over
   c.send(v5
     ? { cmd: 'connack', reasonCode: Reason.success, sessionPresent, properties: connack }
     : { cmd: 'connack', returnCode: 0, sessionPresent });
