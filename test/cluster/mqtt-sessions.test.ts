@@ -17,6 +17,7 @@ import mqtt from 'mqtt';
 import { startBroker, waitFor, type BrokerProcess } from '../helpers/broker.js';
 import { scrapeMetrics } from '../helpers/native-client.js';
 import { requireNatsServer, startNatsCluster, type NatsCluster } from '../helpers/nats.js';
+import { RawClient } from '../unit/mqtt/harness.js';
 
 const TUNING = 'heartbeatMs=250&nodeTimeoutMs=2000&reconnectWaitMs=100&jetStreamRetryMs=300&requestTimeoutMs=10000';
 
@@ -135,6 +136,38 @@ if (requireNatsServer()) {
       await close(d.client);
     }
     await waitFor(async () => (await metric(a, 'topicast_mqtt_sessions')) === 0, 'A let both sessions go', 20_000);
+  });
+
+  test('QoS 2 in flight moves too: PUBREL sent on A is resent on B, the message itself is not', { timeout: 60_000 }, async () => {
+    const [a, b] = nodes as [BrokerProcess, BrokerProcess];
+    const connect = { clientId: 'dev-q2', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } };
+    const first = await RawClient.connect(a.mqttPort, connect, 5);
+    first.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'plant/q2', qos: 2 }] });
+    await first.client.next('suback');
+    await publisher.publishAsync('plant/q2', 'one', { qos: 2 });
+    const one = await first.client.next('publish', 20_000);
+    assert.equal(one.payload.toString(), 'one');
+    first.client.send({ cmd: 'pubrec', messageId: one.messageId! });
+    await first.client.next('pubrel', 20_000);
+    first.client.destroy(); // gone before PUBCOMP: the delivery is in its PUBREL state
+    await publisher.publishAsync('plant/q2', 'two', { qos: 2 });
+    await queuedOn(a, 1);
+
+    const second = await RawClient.connect(b.mqttPort, connect, 5);
+    assert.equal(second.connack.sessionPresent, true);
+    const pubrel = await second.client.next('pubrel', 20_000);
+    assert.equal(pubrel.messageId, one.messageId, 'the PUBREL of the delivery in flight on A is resent');
+    second.client.send({ cmd: 'pubcomp', messageId: pubrel.messageId! });
+    const two = await second.client.next('publish', 20_000);
+    assert.equal(two.payload.toString(), 'two');
+    second.client.send({ cmd: 'pubrec', messageId: two.messageId! });
+    second.client.send({ cmd: 'pubcomp', messageId: (await second.client.next('pubrel', 20_000)).messageId! });
+    await publisher.publishAsync('plant/q2', 'three', { qos: 1 });
+    const three = await second.client.next('publish', 20_000);
+    assert.equal(three.payload.toString(), 'three', '"one" was not sent again before it');
+    second.client.send({ cmd: 'puback', messageId: three.messageId! });
+    assert.deepEqual(second.client.packets.filter((p) => p.cmd === 'publish'), []);
+    second.client.destroy();
   });
 
   test('client-id takeover across nodes: connecting to B closes the connection on A', { timeout: 60_000 }, async () => {
