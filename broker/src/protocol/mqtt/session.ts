@@ -19,7 +19,7 @@
  *   [MQTT-2.3.1-2]; in-flight entries are resent with DUP on resumption [MQTT-4.4.0-1].
  * - One delivery per message however many subscriptions match, with the highest
  *   QoS and every subscription identifier of the matching ones (MQTT 5 §3.3.4).
- * - With `store` set (a persistent session and `--data`), every change of subscriptions,
+ * - With `store` set (a persistent session and `--data`, or a NATS bus: cluster/mqtt-sessions.ts), every change of subscriptions,
  *   deliveries (queued, in flight, done) and incoming QoS 2 ids is appended to the session
  *   store in the same turn (persist.ts); without it nothing is written and nothing is paid.
  * Cost per delivery: O(1) with one subscription; O(wildcard subscriptions) otherwise; plus one

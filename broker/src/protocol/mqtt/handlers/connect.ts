@@ -164,7 +164,7 @@ function accept(
         // A session that ends with its connection needs nothing stored: it starts here (the
         // takeover of a connection on another node is what is missed). A persistent one waits
         // for the store: the client retries, through the balancer to a node whose bus is up.
-        const persistent = c.version === 5 ? (p.properties?.sessionExpiryInterval ?? 0) > 0 || p.clean === false : p.clean === false;
+        const persistent = c.version === 5 ? (p.properties?.sessionExpiryInterval ?? 0) > 0 : p.clean === false;
         ctx.log.warn({ err, clientId, persistent }, 'mqtt: claiming the client id on the cluster failed');
         if (persistent) refuse(c, Reason.serverUnavailable, 'session store unavailable');
         else begin(c, p, clientId, assigned, will, permissions);
