@@ -36,13 +36,30 @@ export class NatsSessions implements SessionLog {
   private requestSeq = 0;
   private sweeper: NodeJS.Timeout | undefined;
   private out: { subject: string; data: Uint8Array; reply: string }[] = [];
+  private making: Promise<void> | undefined;
+  private streamReady = false;
 
   constructor(private readonly link: NatsLink) {
     const stem = link.o.prefix.replaceAll('.', '_').toUpperCase();
     this.stream = `${stem}_SESSIONS`;
     this.subjects = `${link.o.prefix}.s`;
     this.claims = `${link.o.prefix}.sc`;
-    link.onJetStream(() => this.ensureStream());
+  }
+
+  /**
+   * The stream is made on first use, not as a JetStream set-up step of the link: a node without
+   * persistent MQTT sessions never touches it, and its readiness never waits for it.
+   */
+  private ensure(): Promise<void> {
+    return (this.making ??= this.ensureStream().then(
+      () => {
+        this.streamReady = true;
+      },
+      (err: unknown) => {
+        this.making = undefined;
+        throw err;
+      },
+    ));
   }
 
   private async ensureStream(): Promise<void> {
@@ -80,7 +97,7 @@ export class NatsSessions implements SessionLog {
   append(key: string, record: Uint8Array): Promise<number> {
     const link = this.link;
     const nc = link.nc;
-    if (!nc || nc.isClosed() || !link.jetStreamReady) return Promise.reject(new Error('bus: JetStream is not available'));
+    if (!nc || nc.isClosed() || !link.jsm) return Promise.reject(new Error('bus: JetStream is not available'));
     if (this.ackSub === undefined || this.ackConnection !== nc) {
       this.ackConnection = nc;
       this.ackSub = nc.subscribe(`${this.ackInbox}.*`, { callback: this.onPubAck });
@@ -89,7 +106,10 @@ export class NatsSessions implements SessionLog {
       const id = ++this.requestSeq;
       this.inflight.set(id, { resolve, reject, deadlineMs: Date.now() + link.o.requestTimeoutMs });
       this.out.push({ subject: this.subject(key), data: record, reply: `${this.ackInbox}.${id}` });
-      if (this.out.length === 1) setImmediate(this.sendOut);
+      if (this.out.length === 1) {
+        if (this.streamReady) setImmediate(this.sendOut);
+        else this.ensure().then(this.sendOut, this.failOut); // what is appended meanwhile waits in `out`, in order
+      }
       if (this.sweeper === undefined) {
         this.sweeper = setInterval(this.sweep, 250);
         this.sweeper.unref();
@@ -109,6 +129,12 @@ export class NatsSessions implements SessionLog {
         this.settle(Number(o.reply.slice(this.ackInbox.length + 1)), new Error(`bus: session write failed: ${(err as Error).message}`), 0);
       }
     }
+  };
+
+  private readonly failOut = (err: unknown): void => {
+    const out = this.out;
+    this.out = [];
+    for (const o of out) this.settle(Number(o.reply.slice(this.ackInbox.length + 1)), new Error(`bus: session stream unavailable: ${(err as Error).message}`), 0);
   };
 
   /** A PubAck (`{stream, seq}` or `{error}`), or a status such as "no responders", for request `<inbox>.<n>`. */
