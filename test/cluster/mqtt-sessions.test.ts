@@ -17,7 +17,7 @@ import mqtt from 'mqtt';
 import { startBroker, waitFor, type BrokerProcess } from '../helpers/broker.js';
 import { scrapeMetrics } from '../helpers/native-client.js';
 import { requireNatsServer, startNatsCluster, type NatsCluster } from '../helpers/nats.js';
-import { RawClient } from '../unit/mqtt/harness.js';
+import { RawClient } from '../unit/broker/protocol/mqtt/harness.js';
 
 const TUNING = 'heartbeatMs=250&nodeTimeoutMs=2000&reconnectWaitMs=100&jetStreamRetryMs=300&requestTimeoutMs=10000';
 
