@@ -9,11 +9,17 @@ import { test } from 'node:test';
 import { createMessage } from '@topicast/broker';
 import type * as SessionsModule from '../../../../broker/src/cluster/mqtt-sessions.js';
 import type { SessionLog } from '../../../../broker/src/core/bus.js';
-import type { Logger } from '../../../../broker/src/observe/log.js';
-import type { Delivery, InflightEntry, MqttSubscription, MqttSubscriptionOptions, PersistedSession } from '../../../../broker/src/protocol/mqtt/types.js';
 
 const dist = new URL('../../../../../broker/dist/cluster/', import.meta.url);
 const { ClusterSessionStore } = (await import(new URL('mqtt-sessions.js', dist).href)) as typeof SessionsModule;
+// The store's own signatures name what it takes (this folder's tests reach only into cluster/ and core/).
+type Store = InstanceType<typeof ClusterSessionStore>;
+type Logger = ConstructorParameters<typeof ClusterSessionStore>[1];
+type PersistedSession = Parameters<Store['saveMeta']>[0];
+type Delivery = Parameters<Store['saveDelivery']>[1];
+type InflightEntry = PersistedSession['inflight'] extends ReadonlyMap<number, infer E> ? E : never;
+type MqttSubscription = PersistedSession['subscriptions'] extends ReadonlyMap<string, infer S> ? S : never;
+type MqttSubscriptionOptions = PersistedSession['sharedSubscriptions'] extends ReadonlyMap<string, infer O> ? O : never;
 
 class MemoryLog implements SessionLog {
   readonly logs = new Map<string, { position: number; record: Uint8Array }[]>();
