@@ -88,6 +88,17 @@ if (requireNatsServer()) {
     return (await scrapeMetrics(node.httpUrl)).get(name) ?? 0;
   }
 
+  /**
+   * Subscribes `d` (connected to A) to `filter` and waits until a probe published through C
+   * reaches it: A's interest is on the bus, so what C publishes next reaches A's session.
+   */
+  async function subscribeEverywhere(d: Connected, filter: string, probe: string): Promise<void> {
+    await d.client.subscribeAsync(filter, { qos: 2 });
+    await publisher.publishAsync(probe, 'probe', { qos: 1 });
+    await waitFor(() => d.got.length > 0, 'the probe through another node', 20_000);
+    d.got.length = 0;
+  }
+
   /** Waits until `node` holds at least `n` queued QoS 1/2 messages (they reached it over the bus). */
   async function queuedOn(node: BrokerProcess, n: number): Promise<void> {
     const deadline = Date.now() + 20_000;
@@ -116,7 +127,7 @@ if (requireNatsServer()) {
     for (const [options, topic] of [[v5, 'plant/v5/#'], [v4, 'plant/v4/#']] as const) {
       const d = await device(a.mqttPort, options);
       assert.equal(d.sessionPresent, false);
-      await d.client.subscribeAsync(topic, { qos: 2 });
+      await subscribeEverywhere(d, topic, topic.replace('#', 'probe'));
       await close(d.client);
     }
     await publish('plant/v5/t', 10);
@@ -210,7 +221,7 @@ if (requireNatsServer()) {
     const [a, b] = nodes as [BrokerProcess, BrokerProcess];
     const options = { clientId: 'dev-drain', protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 600 } };
     const d = await device(a.mqttPort, options);
-    await d.client.subscribeAsync('plant/drain/#', { qos: 2 });
+    await subscribeEverywhere(d, 'plant/drain/#', 'plant/drain/probe');
     await close(d.client);
     await publish('plant/drain/t', 6);
     await queuedOn(a, 6);
@@ -228,7 +239,7 @@ if (requireNatsServer()) {
     const [a, b] = nodes as [BrokerProcess, BrokerProcess];
     const options = { clientId: 'dev-kill', protocolVersion: 4 as const, clean: false };
     const d = await device(a.mqttPort, options);
-    await d.client.subscribeAsync('plant/kill/#', { qos: 2 });
+    await subscribeEverywhere(d, 'plant/kill/#', 'plant/kill/probe');
     await close(d.client);
     await publish('plant/kill/t', 6);
     await queuedOn(a, 6);
