@@ -68,12 +68,20 @@ export type DebianArm = 'arm64' | 'armhf';
  * `dpkg -x` into `.cache/sysroot-ARCH/`, once.
  */
 export async function debianSysroot(arch: DebianArm): Promise<string> {
-  const dir = join(CACHE_DIR, `sysroot-${arch}`);
+  return unpackedDebs(`sysroot-${arch}`, [`libc6:${arch}`, `libstdc++6:${arch}`, `libgcc-s1:${arch}`, `libatomic1:${arch}`]);
+}
+
+/**
+ * `packages` fetched with `apt-get download` and unpacked with `dpkg -x` into `.cache/<name>/`, once:
+ * unpacked in a scratch folder and renamed into place when complete, so a run cut short leaves nothing half made.
+ */
+async function unpackedDebs(name: string, packages: readonly string[]): Promise<string> {
+  const dir = join(CACHE_DIR, name);
   if (existsSync(join(dir, '.complete'))) return dir;
   mkdirSync(CACHE_DIR, { recursive: true });
-  const work = mkdtempSync(join(CACHE_DIR, `.tmp-sysroot-${arch}-`));
+  const work = mkdtempSync(join(CACHE_DIR, `.tmp-${name}-`));
   try {
-    await run('apt-get', ['download', `libc6:${arch}`, `libstdc++6:${arch}`, `libgcc-s1:${arch}`, `libatomic1:${arch}`], { cwd: work, timeout: 300_000 });
+    await run('apt-get', ['download', ...packages], { cwd: work, timeout: 300_000 });
     const root = join(work, 'root');
     mkdirSync(root);
     for (const deb of (await run('sh', ['-c', 'ls *.deb'], { cwd: work })).stdout.trim().split('\n')) {
@@ -109,26 +117,6 @@ export const DEBIAN_NODE_PACKAGES = [
  * into `.cache/debian-node-arm64/`, once (about 22 MB of packages).
  */
 export async function debianNodeSysroot(): Promise<{ root: string; node: string }> {
-  const dir = join(CACHE_DIR, 'debian-node-arm64');
-  const result = { root: dir, node: join(dir, 'usr', 'bin', 'node') };
-  if (existsSync(join(dir, '.complete'))) return result;
-  mkdirSync(CACHE_DIR, { recursive: true });
-  const work = mkdtempSync(join(CACHE_DIR, '.tmp-debian-node-'));
-  try {
-    await run('apt-get', ['download', ...DEBIAN_NODE_PACKAGES], { cwd: work, timeout: 300_000 });
-    const root = join(work, 'root');
-    mkdirSync(root);
-    for (const deb of (await run('sh', ['-c', 'ls *.deb'], { cwd: work })).stdout.trim().split('\n')) {
-      await run('dpkg', ['-x', join(work, deb), root]);
-    }
-    await run('touch', [join(root, '.complete')]);
-    try {
-      renameSync(root, dir);
-    } catch (err) {
-      if (!existsSync(join(dir, '.complete'))) throw err;
-    }
-    return result;
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
+  const dir = await unpackedDebs('debian-node-arm64', DEBIAN_NODE_PACKAGES);
+  return { root: dir, node: join(dir, 'usr', 'bin', 'node') };
 }

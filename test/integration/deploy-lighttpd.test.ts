@@ -11,9 +11,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import mqtt from 'mqtt';
-import { connect } from 'topicast';
 import { freePort, startBroker, waitFor, type BrokerProcess } from '../helpers/broker.js';
+import { checkProxiedBroker } from '../helpers/proxied-broker.js';
 
 const run = promisify(execFile);
 const LIGHTTPD = spawnSync('sh', ['-c', 'command -v lighttpd || echo /usr/sbin/lighttpd'], { encoding: 'utf8' }).stdout.trim();
@@ -62,25 +61,5 @@ include "${dir}/50-topicast.conf"
 });
 
 test('deploy/lighttpd: the site stays lighttpd\'s; WebSocket, MQTT over WebSocket, HTTP publish, /healthz, dashboard and SDK go to the broker', { skip: haveLighttpd ? false : 'lighttpd not installed (apt-get install lighttpd)' }, async () => {
-  assert.match(await (await fetch(`${base}/`)).text(), /my board/, 'lighttpd serves its own pages');
-  const health = await fetch(`${base}/healthz`);
-  assert.equal(health.status, 200);
-  assert.equal(((await health.json()) as { status: string }).status, 'ok');
-  assert.match(await (await fetch(`${base}/topicast/`)).text(), /<title>Topicast<\/title>/);
-  const sdk = await fetch(`${base}/topicast.js`);
-  assert.equal(sdk.status, 200);
-  assert.ok(sdk.headers.get('etag'));
-  await sdk.arrayBuffer();
-
-  const client = await connect(`${base.replace('http', 'ws')}/ws`, { codec: 'text' });
-  const got: string[] = [];
-  await client.subscribe('board/#', (value, meta) => got.push(`${meta.topic}=${String(value)}`));
-  const m = await mqtt.connectAsync(`${base.replace('http', 'ws')}/mqtt`, { reconnectPeriod: 0, connectTimeout: 5000 });
-  await m.publishAsync('board/mqtt', 'over lighttpd', { qos: 1 });
-  await m.endAsync();
-  const posted = await fetch(`${base}/api/publish/board/cgi?retain=1`, { method: 'POST', body: '21.5' });
-  assert.equal(posted.status, 200);
-  await waitFor(() => got.length >= 2, 'both publishes through lighttpd', 5000);
-  assert.deepEqual(got.sort(), ['board/cgi=21.5', 'board/mqtt=over lighttpd']);
-  await client.close();
+  await checkProxiedBroker(base, 'lighttpd');
 });

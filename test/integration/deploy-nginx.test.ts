@@ -10,9 +10,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import mqtt from 'mqtt';
-import { connect } from 'topicast';
 import { freePort, startBroker, waitFor, type BrokerProcess } from '../helpers/broker.js';
+import { checkProxiedBroker } from '../helpers/proxied-broker.js';
 
 const run = promisify(execFile);
 const haveNginx = spawnSync('sh', ['-c', 'command -v nginx || test -x /usr/sbin/nginx']).status === 0;
@@ -65,25 +64,5 @@ http {
 });
 
 test('deploy/nginx: the site stays nginx\'s; WebSocket, MQTT over WebSocket, HTTP publish, /healthz, dashboard and SDK go to the broker', { skip: haveNginx ? false : 'nginx not installed (apt-get install nginx)' }, async () => {
-  assert.match(await (await fetch(`${base}/`)).text(), /my board/, 'nginx serves its own pages');
-  const health = await fetch(`${base}/healthz`);
-  assert.equal(health.status, 200);
-  assert.equal(((await health.json()) as { status: string }).status, 'ok');
-  assert.match(await (await fetch(`${base}/topicast/`)).text(), /<title>Topicast<\/title>/);
-  const sdk = await fetch(`${base}/topicast.js`);
-  assert.equal(sdk.status, 200);
-  assert.ok(sdk.headers.get('etag'));
-  await sdk.arrayBuffer();
-
-  const client = await connect(`${base.replace('http', 'ws')}/ws`, { codec: 'text' });
-  const got: string[] = [];
-  await client.subscribe('board/#', (value, meta) => got.push(`${meta.topic}=${String(value)}`));
-  const m = await mqtt.connectAsync(`${base.replace('http', 'ws')}/mqtt`, { reconnectPeriod: 0, connectTimeout: 5000 });
-  await m.publishAsync('board/mqtt', 'over nginx', { qos: 1 });
-  await m.endAsync();
-  const posted = await fetch(`${base}/api/publish/board/cgi?retain=1`, { method: 'POST', body: '21.5' });
-  assert.equal(posted.status, 200);
-  await waitFor(() => got.length >= 2, 'both publishes through nginx', 5000);
-  assert.deepEqual(got.sort(), ['board/cgi=21.5', 'board/mqtt=over nginx']);
-  await client.close();
+  await checkProxiedBroker(base, 'nginx');
 });

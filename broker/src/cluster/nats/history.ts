@@ -33,13 +33,14 @@
  * Cost: one JetStream publish round trip per history message (publish latency), one consumer
  * delivery per history message per node, one stream-info request per resume and per heartbeat.
  */
-import { createInbox, DeliverPolicy, DiscardPolicy, headers, nanos, RetentionPolicy, StorageType, type ConsumerMessages, type JsMsg, type Msg, type MsgHdrs, type NatsConnection, type NatsError, type StreamConfig, type StreamInfo, type Subscription } from 'nats';
+import { DeliverPolicy, DiscardPolicy, headers, nanos, RetentionPolicy, StorageType, type ConsumerMessages, type JsMsg, type StreamConfig, type StreamInfo } from 'nats';
 import { BusUnavailableError, type SharedHistory, type SharedHistoryOptions } from '../../core/bus.js';
 import type { HistoryLimits } from '../../core/history.js';
 import { createMessage, type Message } from '../../core/message.js';
 import { decodeEnvelope, encodeEnvelope } from '../nats-envelope.js';
 import { BusRefusedError } from '../../core/bus.js';
 import { subjectToTopic, topicToSubject } from '../subject.js';
+import { AckedPublisher } from './acked-publish.js';
 import type { NatsLink } from './link.js';
 import { isJetStreamUnavailable, isNotFound } from './options.js';
 
@@ -78,16 +79,8 @@ export class NatsHistory implements SharedHistory {
   private nodeSeq = 0;
   /** Stores waiting to be tried again, in node sequence order; while any waits, new ones queue behind. */
   private readonly retrying: PendingStore[] = [];
-  /** JetStream publishes in flight (request number → its settlement), their PubAck inbox, and what waits for setImmediate. */
-  private readonly inflight = new Map<number, { resolve(): void; reject(err: Error): void; deadlineMs: number }>();
-  private readonly ackInbox = createInbox();
-  private ackSub: Subscription | undefined;
-  private ackConnection: NatsConnection | undefined;
-  private requestSeq = 0;
-  private sweeper: NodeJS.Timeout | undefined;
-  private outSubjects: string[] = [];
-  private outData: Uint8Array[] = [];
-  private outOptions: { reply: string; headers: MsgHdrs }[] = [];
+  /** JetStream publishes waiting for their PubAck. */
+  private readonly publisher: AckedPublisher;
   /** A message was delivered without a position: the next stored one counts every offset before it as lost. */
   private lossPending = false;
   private messages: ConsumerMessages | undefined;
@@ -105,6 +98,7 @@ export class NatsHistory implements SharedHistory {
     private readonly options: SharedHistoryOptions,
   ) {
     this.history = options.history;
+    this.publisher = new AckedPublisher(link);
   }
 
   /** Makes or binds the stream, empties the mirror and loads it from the stream (bounded by LOAD_TIMEOUT_MS). */
@@ -303,89 +297,14 @@ export class NatsHistory implements SharedHistory {
     );
   }
 
-  /**
-   * One JetStream publish; its msgID makes a retry of a message the stream did take a no-op
-   * (duplicate window). Not `js.publish`: that makes an error object (with its stack) and a timer
-   * per request, and hands each message to the socket alone, which under uWebSockets.js is one
-   * write per message. Here publishes queue until setImmediate and go out together, PubAcks come
-   * back on one inbox subscription (`<inbox>.<n>`), and one timer sweeps the overdue ones.
-   */
-  private publishOnce(store: PendingStore): Promise<void> {
+  /** One JetStream publish (acked-publish.ts); its msgID makes a retry of a message the stream did take a no-op (duplicate window). */
+  private publishOnce(store: PendingStore): Promise<number> {
     const link = this.link;
-    const nc = link.nc;
-    if (!nc || !link.connected) return Promise.reject(new BusUnavailableError('NATS unreachable'));
-    if (this.ackSub === undefined || this.ackConnection !== nc) {
-      this.ackConnection = nc;
-      this.ackSub = nc.subscribe(`${this.ackInbox}.*`, { callback: this.onPubAck });
-    }
-    return new Promise<void>((resolve, reject) => {
-      const id = ++this.requestSeq;
-      this.inflight.set(id, { resolve, reject, deadlineMs: Date.now() + link.o.requestTimeoutMs });
-      const h = headers();
-      h.set('Nats-Msg-Id', `${link.run.toString(36)}.${store.nodeSeq}`);
-      this.outSubjects.push(store.subject);
-      this.outData.push(store.data);
-      this.outOptions.push({ reply: `${this.ackInbox}.${id}`, headers: h });
-      if (this.outSubjects.length === 1) setImmediate(this.sendOut);
-      if (this.sweeper === undefined) {
-        this.sweeper = setInterval(this.sweep, RETRY_MS);
-        this.sweeper.unref();
-      }
-    });
+    if (!link.nc || !link.connected) return Promise.reject(new BusUnavailableError('NATS unreachable'));
+    const h = headers();
+    h.set('Nats-Msg-Id', `${link.run.toString(36)}.${store.nodeSeq}`);
+    return this.publisher.publish(store.subject, store.data, h);
   }
-
-  private readonly sendOut = (): void => {
-    const subjects = this.outSubjects;
-    const data = this.outData;
-    const options = this.outOptions;
-    this.outSubjects = [];
-    this.outData = [];
-    this.outOptions = [];
-    const nc = this.link.nc;
-    for (let i = 0; i < subjects.length; i++) {
-      try {
-        if (!nc || nc.isClosed()) throw new Error('connection closed');
-        nc.publish(subjects[i]!, data[i]!, options[i]);
-      } catch (err) {
-        const id = Number(options[i]!.reply.slice(this.ackInbox.length + 1));
-        this.settle(id, Object.assign(new Error(`publish failed: ${(err as Error).message}`), { code: '503' }));
-      }
-    }
-  };
-
-  /** A PubAck (`{stream, seq}` or `{error}`), or a "no responders" status, for request `<inbox>.<n>`. */
-  private readonly onPubAck = (err: NatsError | null, msg: Msg): void => {
-    if (err) return;
-    const id = Number(msg.subject.slice(this.ackInbox.length + 1));
-    const code = msg.headers?.code ?? 0;
-    if (code >= 400 || msg.data.length === 0) return this.settle(id, Object.assign(new Error(`JetStream ${code || 'empty'} ${msg.headers?.description ?? ''}`), { code: String(code || 503) }));
-    let ack: { seq?: number; error?: { code?: number; err_code?: number; description?: string } };
-    try {
-      ack = JSON.parse(new TextDecoder().decode(msg.data)) as typeof ack;
-    } catch (e) {
-      return this.settle(id, e as Error);
-    }
-    if (ack.error) return this.settle(id, Object.assign(new Error(ack.error.description ?? 'JetStream error'), { api_error: ack.error }));
-    this.settle(id, undefined);
-  };
-
-  private settle(id: number, err: Error | undefined): void {
-    const entry = this.inflight.get(id);
-    if (entry === undefined) return;
-    this.inflight.delete(id);
-    if (err) entry.reject(err);
-    else entry.resolve();
-  }
-
-  /** Fails the requests past their deadline as timeouts (retried like a 503, see `sequence`). */
-  private readonly sweep = (): void => {
-    const now = Date.now();
-    for (const [id, entry] of this.inflight) if (entry.deadlineMs <= now) this.settle(id, Object.assign(new Error('TIMEOUT'), { code: 'TIMEOUT' }));
-    if (this.inflight.size === 0 && this.sweeper !== undefined) {
-      clearInterval(this.sweeper);
-      this.sweeper = undefined;
-    }
-  };
 
   private stored(): void {
     this.link.counters.historyStored++;
@@ -521,8 +440,7 @@ export class NatsHistory implements SharedHistory {
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
-    clearInterval(this.sweeper);
-    this.ackSub?.unsubscribe();
+    this.publisher.close();
     this.messages?.stop();
     for (const w of this.waiters) w.resolve();
     this.waiters = [];

@@ -14,7 +14,7 @@
 import { connect, DebugEvents, Events, type JetStreamClient, type JetStreamManager, type NatsConnection } from 'nats';
 import { BusUnavailableError, type BusEvents, type BusState } from '../../core/bus.js';
 import { checkSpace } from '../subject.js';
-import { isJetStreamUnavailable, natsNames, resolveNatsOptions, type BusLog, type NatsBusCounters, type NatsBusOptions, type NatsNames, type ResolvedNatsOptions } from './options.js';
+import { connectionOptions, isJetStreamUnavailable, natsNames, resolveNatsOptions, type BusLog, type NatsBusCounters, type NatsBusOptions, type NatsNames, type ResolvedNatsOptions } from './options.js';
 
 /** A room's part of the JetStream set-up; runs again after every reconnect and failed attempt. */
 export type JetStreamStep = () => Promise<void>;
@@ -97,21 +97,7 @@ export class NatsLink {
   async connect(events: BusEvents): Promise<void> {
     this.events = events;
     const o = this.o;
-    const nc = await connect({
-      servers: o.servers,
-      name: `topicast ${this.nodeId}`,
-      noEcho: true,
-      user: o.user,
-      pass: o.pass,
-      token: o.token,
-      timeout: o.connectTimeoutMs,
-      reconnect: true,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: o.reconnectWaitMs,
-      reconnectJitter: Math.min(100, o.reconnectWaitMs),
-      pingInterval: o.pingIntervalMs,
-      maxPingOut: 2,
-    }).catch((err: Error) => {
+    const nc = await connect({ ...connectionOptions(o, `topicast ${this.nodeId}`), noEcho: true }).catch((err: Error) => {
       throw new Error(`bus: cannot reach NATS at ${o.servers.join(',')}: ${err.message}`);
     });
     this.nc = nc;

@@ -3,7 +3,7 @@
  * design note): what a `bus` URL may say, the defaults with their reasons, and how NATS and
  * JetStream errors are told apart.
  */
-import type { NatsError } from 'nats';
+import type { ConnectionOptions, NatsError } from 'nats';
 
 export interface NatsBusOptions {
   /** Server URLs (`nats://[user:pass@|token@]host:port`), a list or comma-separated. */
@@ -231,5 +231,23 @@ export function natsNames(prefix: string): NatsNames {
     sync: `${prefix}.sync`,
     history: `${prefix}.h`,
     historyStream: `${stem.toUpperCase()}_HISTORY`,
+  };
+}
+
+/** The options of a NATS connection of this node (the link's, the shared subscriptions' second one): reconnecting forever, pinged. */
+export function connectionOptions(o: ResolvedNatsOptions, name: string): ConnectionOptions {
+  return {
+    servers: o.servers,
+    name,
+    user: o.user,
+    pass: o.pass,
+    token: o.token,
+    timeout: o.connectTimeoutMs,
+    reconnect: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: o.reconnectWaitMs,
+    reconnectJitter: Math.min(100, o.reconnectWaitMs),
+    pingInterval: o.pingIntervalMs,
+    maxPingOut: 2,
   };
 }

@@ -13,14 +13,15 @@
  *   (takeover: close the connection, leave the router, store its last writes) is done.
  *
  * - Appends are not `js.publish` (an error object and a timer per request, one socket write each):
- *   as in the history room, they queue until setImmediate and go out together, PubAcks come back
- *   on one inbox subscription (`<inbox>.<n>`), and one timer fails the overdue ones.
+ *   through the same batched publisher as the history room (acked-publish.ts): they go out together
+ *   once per event-loop turn, PubAcks on one inbox.
  *
  * Cost: one JetStream publish round trip per record (queued delivery, in flight, done), one SUB per
  * held key, one request per claim (every MQTT CONNECT with a bus).
  */
-import { createInbox, DiscardPolicy, RetentionPolicy, StorageType, type Msg, type NatsConnection, type NatsError, type Subscription } from 'nats';
+import { DiscardPolicy, RetentionPolicy, StorageType, type Subscription } from 'nats';
 import type { SessionLog } from '../../core/bus.js';
+import { AckedPublisher } from './acked-publish.js';
 import type { NatsLink } from './link.js';
 import { isNotFound } from './options.js';
 
@@ -29,13 +30,10 @@ export class NatsSessions implements SessionLog {
   private readonly stream: string;
   private readonly subjects: string;
   private readonly claims: string;
-  private readonly inflight = new Map<number, { resolve(seq: number): void; reject(err: Error): void; deadlineMs: number }>();
-  private readonly ackInbox = createInbox();
-  private ackSub: Subscription | undefined;
-  private ackConnection: NatsConnection | undefined;
-  private requestSeq = 0;
-  private sweeper: NodeJS.Timeout | undefined;
-  private out: { subject: string; data: Uint8Array; reply: string }[] = [];
+  /** Appends waiting for their PubAck (acked-publish.ts). */
+  private readonly publisher: AckedPublisher;
+  /** Appends waiting for the stream to be made (`ensure`). */
+  private waiting = 0;
   private making: Promise<void> | undefined;
   private streamReady = false;
 
@@ -44,6 +42,7 @@ export class NatsSessions implements SessionLog {
     this.stream = `${stem}_SESSIONS`;
     this.subjects = `${link.o.prefix}.s`;
     this.claims = `${link.o.prefix}.sc`;
+    this.publisher = new AckedPublisher(link);
   }
 
   /**
@@ -98,77 +97,21 @@ export class NatsSessions implements SessionLog {
     const link = this.link;
     const nc = link.nc;
     if (!nc || nc.isClosed() || !link.jsm) return Promise.reject(new Error('bus: JetStream is not available'));
-    if (this.ackSub === undefined || this.ackConnection !== nc) {
-      this.ackConnection = nc;
-      this.ackSub = nc.subscribe(`${this.ackInbox}.*`, { callback: this.onPubAck });
-    }
-    return new Promise<number>((resolve, reject) => {
-      const id = ++this.requestSeq;
-      this.inflight.set(id, { resolve, reject, deadlineMs: Date.now() + link.o.requestTimeoutMs });
-      this.out.push({ subject: this.subject(key), data: record, reply: `${this.ackInbox}.${id}` });
-      if (this.out.length === 1) {
-        if (this.streamReady) setImmediate(this.sendOut);
-        else this.ensure().then(this.sendOut, this.failOut); // what is appended meanwhile waits in `out`, in order
-      }
-      if (this.sweeper === undefined) {
-        this.sweeper = setInterval(this.sweep, 250);
-        this.sweeper.unref();
-      }
-    });
+    const subject = this.subject(key);
+    if (this.streamReady && this.waiting === 0) return this.publisher.publish(subject, record);
+    // Appends made while the stream is being made wait for it, and go out in the order they came.
+    this.waiting++;
+    return this.ensure().then(
+      () => {
+        this.waiting--;
+        return this.publisher.publish(subject, record);
+      },
+      (err: unknown) => {
+        this.waiting--;
+        throw new Error(`bus: session stream unavailable: ${(err as Error).message}`);
+      },
+    );
   }
-
-  private readonly sendOut = (): void => {
-    const out = this.out;
-    this.out = [];
-    const nc = this.link.nc;
-    for (const o of out) {
-      try {
-        if (!nc || nc.isClosed()) throw new Error('connection closed');
-        nc.publish(o.subject, o.data, { reply: o.reply });
-      } catch (err) {
-        this.settle(Number(o.reply.slice(this.ackInbox.length + 1)), new Error(`bus: session write failed: ${(err as Error).message}`), 0);
-      }
-    }
-  };
-
-  private readonly failOut = (err: unknown): void => {
-    const out = this.out;
-    this.out = [];
-    for (const o of out) this.settle(Number(o.reply.slice(this.ackInbox.length + 1)), new Error(`bus: session stream unavailable: ${(err as Error).message}`), 0);
-  };
-
-  /** A PubAck (`{stream, seq}` or `{error}`), or a status such as "no responders", for request `<inbox>.<n>`. */
-  private readonly onPubAck = (err: NatsError | null, msg: Msg): void => {
-    if (err) return;
-    const id = Number(msg.subject.slice(this.ackInbox.length + 1));
-    const code = msg.headers?.code ?? 0;
-    if (code >= 400 || msg.data.length === 0) return this.settle(id, new Error(`bus: session write: JetStream ${code || 'empty'} ${msg.headers?.description ?? ''}`), 0);
-    let ack: { seq?: number; error?: { description?: string } };
-    try {
-      ack = JSON.parse(new TextDecoder().decode(msg.data)) as typeof ack;
-    } catch (e) {
-      return this.settle(id, e as Error, 0);
-    }
-    if (ack.error || typeof ack.seq !== 'number') return this.settle(id, new Error(`bus: session write: ${ack.error?.description ?? 'no sequence in the PubAck'}`), 0);
-    this.settle(id, undefined, ack.seq);
-  };
-
-  private settle(id: number, err: Error | undefined, seq: number): void {
-    const entry = this.inflight.get(id);
-    if (entry === undefined) return;
-    this.inflight.delete(id);
-    if (err) entry.reject(err);
-    else entry.resolve(seq);
-  }
-
-  private readonly sweep = (): void => {
-    const now = Date.now();
-    for (const [id, entry] of this.inflight) if (entry.deadlineMs <= now) this.settle(id, new Error('bus: session write timed out'), 0);
-    if (this.inflight.size === 0 && this.sweeper !== undefined) {
-      clearInterval(this.sweeper);
-      this.sweeper = undefined;
-    }
-  };
 
   async read(key: string): Promise<Uint8Array[]> {
     const { jsm, js } = this.link;
@@ -239,7 +182,6 @@ export class NatsSessions implements SessionLog {
   close(): void {
     for (const sub of this.held.values()) sub.unsubscribe();
     this.held.clear();
-    if (this.sweeper !== undefined) clearInterval(this.sweeper);
-    this.sweeper = undefined;
+    this.publisher.close();
   }
 }

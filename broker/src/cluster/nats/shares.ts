@@ -18,6 +18,7 @@ import type { BusEvents } from '../../core/bus.js';
 import { decodeEnvelope } from '../nats-envelope.js';
 import { filterToSubjects, subjectToTopic } from '../subject.js';
 import type { NatsLink } from './link.js';
+import { connectionOptions } from './options.js';
 
 export class NatsShares {
   private nc: Promise<NatsConnection> | undefined;
@@ -37,20 +38,7 @@ export class NatsShares {
 
   private connection(): Promise<NatsConnection> {
     const o = this.link.o;
-    this.nc ??= connect({
-      servers: o.servers,
-      name: `topicast ${this.link.nodeId} shared subscriptions`,
-      user: o.user,
-      pass: o.pass,
-      token: o.token,
-      timeout: o.connectTimeoutMs,
-      reconnect: true,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: o.reconnectWaitMs,
-      reconnectJitter: Math.min(100, o.reconnectWaitMs),
-      pingInterval: o.pingIntervalMs,
-      maxPingOut: 2,
-    });
+    this.nc ??= connect(connectionOptions(o, `topicast ${this.link.nodeId} shared subscriptions`));
     return this.nc;
   }
 

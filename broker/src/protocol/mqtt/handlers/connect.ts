@@ -15,7 +15,7 @@ import { MqttSession, willMessage, type Will } from '../session.js';
 import { REFUSALS } from '../../../core/errors.js';
 import { admitCapacity, admitWill, guarded } from '../../../session/admission.js';
 import { addressKey } from '../../../transport/address.js';
-import { isValidUtf8 } from '../utf8.js';
+import { isUtf8 } from 'node:buffer';
 
 type ConnackProperties = NonNullable<mqtt.IConnackPacket['properties']>;
 
@@ -76,7 +76,7 @@ export function onConnect(c: MqttLink, p: mqtt.IConnectPacket): void {
     if (problem !== undefined) return v5 ? refuse(c, Reason.topicNameInvalid, `will topic ${problem}`) : malformed(c, `will topic ${problem}`); // [MQTT-3.1.3-11]
     if (payload.length > config.maxPayloadBytes) return v5 ? refuse(c, Reason.packetTooLarge, 'will payload too large') : refuse(c, Reason.serverUnavailable, 'will payload too large');
     const wp = w.properties;
-    if (wp?.payloadFormatIndicator && !isValidUtf8(payload)) return refuse(c, Reason.payloadFormatInvalid, 'will payload is not UTF-8'); // MQTT 5 §3.1.3.2.3
+    if (wp?.payloadFormatIndicator && !isUtf8(payload)) return refuse(c, Reason.payloadFormatInvalid, 'will payload is not UTF-8'); // MQTT 5 §3.1.3.2.3
     will = {
       topic: w.topic,
       payload,

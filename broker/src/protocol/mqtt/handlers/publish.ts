@@ -19,7 +19,7 @@ import { bothDurable } from '../../../core/router.js';
 import type { HeldAck, MqttLink } from '../link.js';
 import { Reason } from '../reasons.js';
 import { admitPublish } from '../../../session/admission.js';
-import { isValidUtf8 } from '../utf8.js';
+import { isUtf8 } from 'node:buffer';
 
 function sendAck(c: MqttLink, qos: 1 | 2, id: number, reason: number, why?: string): void {
   const packet: mqtt.IPubackPacket | mqtt.IPubrecPacket = { cmd: qos === 1 ? 'puback' : 'pubrec', messageId: id };
@@ -122,7 +122,7 @@ export function onPublish(c: MqttLink, p: mqtt.IPublishPacket): void {
   // $SYS, permission, rate, size, retained bounds: the one order of every protocol (session/admission.ts).
   const refused = admitPublish(ctx, topic, payload.length, p.retain, session.permissions, c.bucket);
   if (refused !== undefined) return acknowledge(c, qos, id, REFUSALS[refused.refusal].mqtt, refused.message);
-  if (v5 && props?.payloadFormatIndicator && !isValidUtf8(payload)) {
+  if (v5 && props?.payloadFormatIndicator && !isUtf8(payload)) {
     // MQTT 5 §3.3.2.3.2: PUBACK/PUBREC 0x99, or DISCONNECT 0x99 for QoS 0 which has no ack.
     if (qos === 0) return c.disconnect(Reason.payloadFormatInvalid, 'payload is not UTF-8');
     return acknowledge(c, qos, id, Reason.payloadFormatInvalid, 'payload is not UTF-8');
