@@ -160,7 +160,10 @@ if (requireNatsServer()) {
     assert.equal(one.payload.toString(), 'one');
     first.client.send({ cmd: 'pubrec', messageId: one.messageId! });
     await first.client.next('pubrel', 20_000);
+    const open = await metric(a, 'topicast_mqtt_connections');
     first.client.destroy(); // gone before PUBCOMP: the delivery is in its PUBREL state
+    // A must have seen the socket close, or "two" would go to the dead connection instead of the queue.
+    await waitFor(async () => (await metric(a, 'topicast_mqtt_connections')) < open, 'A sees the device gone', 20_000);
     await publisher.publishAsync('plant/q2', 'two', { qos: 2 });
     await queuedOn(a, 1);
 
