@@ -86,6 +86,8 @@ export class NatsHistory implements SharedHistory {
   private messages: ConsumerMessages | undefined;
   private consumerGen = 0;
   private consumerStarting = false;
+  /** When the consumer being started began (a start that never settles is given up after STALL_MS + requestTimeoutMs). */
+  private consumerStartedAt = 0;
   /** The mirror's last offset at the last check where it moved (stall detection). */
   private progress = { last: 0, sinceMs: Date.now() };
   private waiters: { target: number; resolve: () => void }[] = [];
@@ -193,6 +195,7 @@ export class NatsHistory implements SharedHistory {
     this.messages = undefined;
     old?.stop();
     this.consumerStarting = true;
+    this.consumerStartedAt = Date.now();
     try {
       const consumer = await link.js!.consumers.get(link.names.historyStream, { filterSubjects: `${link.names.history}.>`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: seq });
       if (gen !== this.consumerGen || this.closed) return;
@@ -401,8 +404,11 @@ export class NatsHistory implements SharedHistory {
       if (!isNotFound(err)) throw err;
       info = await this.ensureStream(this.history.limits); // deleted: made again, a new epoch
     }
+    // A start still pending long after a request should have answered (JetStream electing a leader
+    // can leave it waiting for good) is given up: a newer start supersedes it (consumerGen).
+    const startHung = this.consumerStarting && Date.now() - this.consumerStartedAt > STALL_MS + link.o.requestTimeoutMs;
     if (epochOf(info) !== this.epoch) await this.adopt(info);
-    else if (!this.consumerStarting && (this.messages === undefined || this.stalled(info.state.last_seq))) {
+    else if ((!this.consumerStarting || startHung) && (this.messages === undefined || this.stalled(info.state.last_seq))) {
       // Making the consumer failed before, or it stopped delivering (its server died and making it
       // again failed while JetStream settled): made again from where the mirror is.
       if (this.messages !== undefined) {
