@@ -121,7 +121,7 @@ export class NatsHistory implements SharedHistory {
         await new Promise((r) => setTimeout(r, link.o.jetStreamRetryMs));
       }
     }
-    await this.adopt(info);
+    this.adopt(info);
     await this.waitFor(info.state.last_seq, LOAD_TIMEOUT_MS);
     link.log?.info({ stream: link.names.historyStream, epoch: this.epoch, messages: this.history.messages, last: this.history.last }, 'bus: history mirror loaded from the stream');
     this.timer = setInterval(() => void this.check(), link.o.heartbeatMs);
@@ -172,7 +172,7 @@ export class NatsHistory implements SharedHistory {
   }
 
   /** Takes the stream as the mirror's epoch: empties the mirror and reads the stream from its start. */
-  private async adopt(info: StreamInfo): Promise<void> {
+  private adopt(info: StreamInfo): void {
     const epoch = epochOf(info);
     if (this.epoch !== '') {
       this.link.counters.historyResets++;
@@ -184,7 +184,18 @@ export class NatsHistory implements SharedHistory {
     this.lossPending = false;
     for (const w of this.waiters) w.resolve();
     this.waiters = [];
-    await this.consumeFrom(1);
+    this.startConsumer(1);
+  }
+
+  /**
+   * Starts a consumer from `seq` without waiting for it: a start JetStream leaves pending (a leader
+   * election can keep its request unanswered for good) must not hold up the periodic check, which
+   * gives it up after STALL_MS + requestTimeoutMs and starts another (consumerGen).
+   */
+  private startConsumer(seq: number): void {
+    this.consumeFrom(seq).catch((err: unknown) => {
+      if (!this.closed) this.link.log?.warn({ seq, err: (err as Error).message }, 'bus: making the history consumer failed; the next check tries again');
+    });
   }
 
   /** Reads the stream from `seq` on, in order, with an ordered consumer (it makes itself again after a gap or a lost server). */
@@ -407,7 +418,7 @@ export class NatsHistory implements SharedHistory {
     // A start still pending long after a request should have answered (JetStream electing a leader
     // can leave it waiting for good) is given up: a newer start supersedes it (consumerGen).
     const startHung = this.consumerStarting && Date.now() - this.consumerStartedAt > STALL_MS + link.o.requestTimeoutMs;
-    if (epochOf(info) !== this.epoch) await this.adopt(info);
+    if (epochOf(info) !== this.epoch) this.adopt(info);
     else if ((!this.consumerStarting || startHung) && (this.messages === undefined || this.stalled(info.state.last_seq))) {
       // Making the consumer failed before, or it stopped delivering (its server died and making it
       // again failed while JetStream settled): made again from where the mirror is.
@@ -415,7 +426,7 @@ export class NatsHistory implements SharedHistory {
         this.link.counters.historyConsumerRestarts++;
         link.log?.warn({ last: this.history.last, streamLast: info.state.last_seq }, 'bus: the history consumer stopped delivering; making it again');
       }
-      await this.consumeFrom(this.history.last + 1);
+      this.startConsumer(this.history.last + 1);
     }
     const gone = info.state.first_seq - 1;
     if (gone > 0 && this.history.oldestOffset() <= Math.min(gone, this.history.last)) {
