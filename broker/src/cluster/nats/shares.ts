@@ -36,17 +36,34 @@ export class NatsShares {
     this.events = events;
   }
 
+  /**
+   * The second connection, made on first use. It tries the configured servers and every server the
+   * link's connection has learnt of (a configured server may be the one that is down), and keeps
+   * trying until one answers; should it still fail, the next group tries again.
+   */
   private connection(): Promise<NatsConnection> {
-    const o = this.link.o;
-    this.nc ??= connect(connectionOptions(o, `topicast ${this.link.nodeId} shared subscriptions`));
-    return this.nc;
+    if (this.nc) return this.nc;
+    const options = connectionOptions(this.link.o, `topicast ${this.link.nodeId} shared subscriptions`);
+    const learnt = (this.link.nc?.info?.connect_urls ?? []).map((hostPort) => `nats://${hostPort}`);
+    const nc = connect({ ...options, servers: [...new Set([...this.link.o.servers, ...learnt])], waitOnFirstConnect: true });
+    nc.catch(() => {
+      if (this.nc === nc) this.nc = undefined;
+    });
+    this.nc = nc;
+    return nc;
   }
 
   async subscribe(share: string, filter: string): Promise<void> {
     const key = `${share}\u0000${filter}`;
     if (this.held.has(key) || this.closed) return;
     this.held.set(key, []);
-    const nc = await this.connection();
+    let nc: NatsConnection;
+    try {
+      nc = await this.connection();
+    } catch (err) {
+      if (this.held.get(key)?.length === 0) this.held.delete(key); // the next member's subscribe tries again
+      throw err;
+    }
     if (this.held.get(key)?.length !== 0 || this.closed) return; // left (or closed) meanwhile
     const queue = createHash('sha256').update(key).digest('base64url');
     const onShared = (err: NatsError | null, msg: Msg): void => this.onShared(err, msg, share, filter);
