@@ -14,7 +14,7 @@ import { after, before, test } from 'node:test';
 import mqtt from 'mqtt';
 import { connect as natsConnect } from 'nats';
 import { connect, type Client, type ResumeOutcome } from 'topicast';
-import { startBroker, waitFor, type BrokerProcess } from '../helpers/broker.js';
+import { startBroker, waitFor, within, type BrokerProcess } from '../helpers/broker.js';
 import { scrapeMetrics } from '../helpers/native-client.js';
 import { requireNatsServer, startNatsCluster, type NatsCluster } from '../helpers/nats.js';
 
@@ -59,6 +59,12 @@ if (requireNatsServer()) {
     for (let v = from; v <= to; v++) await pub.publish(topic, v, { ack: true });
   }
 
+  /** Waits until JetStream answers again and every node's bus is up (a member was restarted). */
+  async function settled(): Promise<void> {
+    await nats.settled();
+    for (const [i, node] of nodes.entries()) await waitFor(async () => (await scrapeMetrics(node.httpUrl)).get('topicast_bus_state') === 2, `node ${i}'s bus up again`, 60_000);
+  }
+
   function assertExactly(got: Received[], from: number, to: number, what: string): void {
     assert.deepEqual(got.map((r) => r.value), Array.from({ length: to - from + 1 }, (_, i) => from + i), `${what}: every message once, in order`);
     for (let i = 1; i < got.length; i++) assert.ok(got[i]!.offset! > got[i - 1]!.offset!, `${what}: offsets grow (${got[i - 1]!.offset} then ${got[i]!.offset})`);
@@ -67,7 +73,8 @@ if (requireNatsServer()) {
   // CLUSTER_DEBUG=1 prints every node's warnings and errors at the end (what the bus went through).
   after(() => {
     if (!process.env.CLUSTER_DEBUG) return;
-    for (const [i, node] of nodes.entries()) for (const line of node.logs.filter((l) => /"level":[456]0/.test(l)).slice(-40)) console.log(`# node ${i}: ${line.slice(0, 400)}`);
+    for (const [i, node] of nodes.entries()) for (const line of node.logs.filter((l) => /"level":[456]0|stream created/.test(l)).slice(-40)) console.log(`# node ${i}: ${line.slice(0, 400)}`);
+    for (const [i, s] of nats.servers.entries()) for (const line of s.logs.filter((l) => /\[(WRN|ERR|FTL)\]|leader|JetStream/.test(l)).slice(-60)) console.log(`# nats ${i}: ${line.slice(0, 300)}`);
   });
 
   before(async () => {
@@ -146,11 +153,17 @@ if (requireNatsServer()) {
     await publishRange(pub, 'h/member', 1, 20);
     // Server 0 serves node A only: the stream (3 replicas) loses a member, maybe its leader.
     const killing = nats.servers[0]!.kill('SIGKILL');
-    await publishRange(pub, 'h/member', 21, 60);
-    await killing;
-    await waitFor(() => got.length >= 60, 'all sixty', 30_000);
-    assertExactly(got, 1, 60, 'subscriber while a JetStream member died');
-    await nats.servers[0]!.restart();
+    try {
+      await publishRange(pub, 'h/member', 21, 60);
+      await killing;
+      await waitFor(() => got.length >= 60, 'all sixty', 30_000);
+      assertExactly(got, 1, 60, 'subscriber while a JetStream member died');
+    } finally {
+      // Whatever happened above, the tests after this one start from a whole, settled cluster.
+      await killing;
+      await nats.servers[0]!.restart();
+      await settled();
+    }
     const late = await client(b.url);
     const replay: Received[] = [];
     const s = await late.subscribe('h/member', (v, m) => replay.push({ value: v as number, offset: m.offset, replayed: m.replayed }), { resume: { epoch: s0.position!.epoch, offset: got[29]!.offset! } });
@@ -164,7 +177,7 @@ if (requireNatsServer()) {
     const perMember = [0, 0, 0];
     const warm = [0, 0, 0];
     for (const [i, node] of nodes.entries()) {
-      const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${node.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0, clientId: `worker-${i}` });
+      const c = await within(mqtt.connectAsync(`mqtt://127.0.0.1:${node.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0, clientId: `worker-${i}` }), `worker-${i}'s CONNACK`, 15_000);
       mqttClients.push(c);
       c.on('message', (topic, payload) => {
         if (topic === 'jobs/warm') return void warm[i]!++;
@@ -172,29 +185,29 @@ if (requireNatsServer()) {
         got.set(n, [...(got.get(n) ?? []), `worker-${i}`]);
         perMember[i]!++;
       });
-      await c.subscribeAsync('$share/workers/jobs/#', { qos: 1 });
+      await within(c.subscribeAsync('$share/workers/jobs/#', { qos: 1 }), `worker-${i}'s SUBACK`, 15_000);
     }
     // A plain subscriber beside them gets everything (the group takes nothing from others).
     const all: number[] = [];
-    const plain = await mqtt.connectAsync(`mqtt://127.0.0.1:${nodes[0]!.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 });
+    const plain = await within(mqtt.connectAsync(`mqtt://127.0.0.1:${nodes[0]!.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 }), "the plain subscriber's CONNACK", 15_000);
     mqttClients.push(plain);
     plain.on('message', (t, p) => t !== 'jobs/warm' && all.push(Number(p.toString())));
     await plain.subscribeAsync('jobs/#', { qos: 1 });
     const pubs = await Promise.all([1, 2].map(async (i) => {
-      const p = await mqtt.connectAsync(`mqtt://127.0.0.1:${nodes[i]!.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 });
+      const p = await within(mqtt.connectAsync(`mqtt://127.0.0.1:${nodes[i]!.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 }), `publisher ${i}'s CONNACK`, 15_000);
       mqttClients.push(p);
       return p;
     }));
     // A group's queue subscription reaches NATS shortly after the SUBACK: warm up until every member has had one.
     await waitFor(async () => {
-      await pubs[0]!.publishAsync('jobs/warm', '0', { qos: 1 });
+      await within(pubs[0]!.publishAsync('jobs/warm', '0', { qos: 1 }), 'a warm-up PUBACK', 5_000);
       return warm.every((k) => k > 0);
     }, 'every member takes part in the group', 20_000);
     got.clear();
     perMember.fill(0);
     all.length = 0;
     const count = 90;
-    for (let n = 1; n <= count; n++) await pubs[n % 2]!.publishAsync(`jobs/${n % 7}`, String(n), { qos: 1 });
+    for (let n = 1; n <= count; n++) await within(pubs[n % 2]!.publishAsync(`jobs/${n % 7}`, String(n), { qos: 1 }), `job ${n}'s PUBACK`, 5_000);
     await waitFor(() => all.length >= count && [...got.values()].reduce((k, m) => k + m.length, 0) >= count, 'every job delivered', 20_000);
     await new Promise((r) => setTimeout(r, 500)); // a second copy, if any, would arrive meanwhile
     assert.equal(all.length, count, 'the plain subscriber got every job once');

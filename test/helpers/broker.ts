@@ -58,15 +58,31 @@ export interface StartOptions {
 }
 
 export async function startBroker(options: StartOptions = {}): Promise<BrokerProcess> {
-  const args = [...(options.command ?? [BROKER_MAIN]), '--host', '127.0.0.1', '--port', String(options.port ?? 0), ...(options.args ?? [])];
-  // For the broker, --mqtt-port 0 turns MQTT off (DESIGN.md). Tests mean "any free port" by it,
-  // unless they ask for `mqttOff`; the TCP listener has no ephemeral mode of its own.
-  const i = args.indexOf('--mqtt-port');
-  if (options.mqttOff) {
-    if (i >= 0) args.splice(i, 2);
-    args.push('--mqtt-port', '0');
-  } else if (i < 0) args.push('--mqtt-port', String(await freePort()));
-  else if (args[i + 1] === '0') args[i + 1] = String(await freePort());
+  for (let attempt = 1; ; attempt++) {
+    const args = [...(options.command ?? [BROKER_MAIN]), '--host', '127.0.0.1', '--port', String(options.port ?? 0), ...(options.args ?? [])];
+    // For the broker, --mqtt-port 0 turns MQTT off (DESIGN.md). Tests mean "any free port" by it,
+    // unless they ask for `mqttOff`; the TCP listener has no ephemeral mode of its own.
+    const i = args.indexOf('--mqtt-port');
+    let picked = false;
+    if (options.mqttOff) {
+      if (i >= 0) args.splice(i, 2);
+      args.push('--mqtt-port', '0');
+    } else if (i < 0 || args[i + 1] === '0') {
+      if (i >= 0) args.splice(i, 2);
+      args.push('--mqtt-port', String(await freePort()));
+      picked = true;
+    }
+    try {
+      return await startWith(args, options);
+    } catch (err) {
+      // The port freePort() picked can be taken by another process before the broker binds it
+      // (tests of other files run meanwhile): pick again rather than fail the file.
+      if (!picked || attempt === 3 || !/\(--mqtt-port \d+\): the port is in use/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function startWith(args: string[], options: StartOptions): Promise<BrokerProcess> {
   if (!args.includes('--log-level')) args.push('--log-level', 'info');
   const node = options.node ?? process.execPath;
   const [file, argv] = options.maxOpenFiles === undefined
@@ -162,6 +178,19 @@ export async function waitFor(predicate: () => boolean | Promise<boolean>, what:
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** `promise`, or a rejection naming `what` once `timeoutMs` pass first (a step that must not hang a test silently). */
+export async function within<T>(promise: Promise<T>, what: string, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

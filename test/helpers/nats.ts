@@ -149,6 +149,11 @@ export interface NatsCluster {
   readonly servers: NatsServer[];
   /** Every member's client URL, comma-separated (the form `--bus` takes). */
   readonly urls: string;
+  /**
+   * Resolves once JetStream answers again (a replicated stream can be made and deleted), e.g.
+   * after a member was killed and restarted: the meta group may need seconds to elect a leader.
+   */
+  settled(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -168,28 +173,35 @@ export async function startNatsCluster(size = 3, options: NatsServerOptions = {}
   });
   await Promise.all(servers.map((s) => s.restart()));
   await waitFor(() => servers.some((s) => s.logs.some((l) => l.includes('JetStream cluster new metadata leader') || l.includes('Self is new JetStream cluster metadata leader'))), 'a JetStream meta leader', 20000);
-  const nc = await connect({ servers: servers.map((s) => s.url), user: options.user, pass: options.pass });
+  await jetStreamUsable(servers, options);
+  return {
+    servers,
+    urls: servers.map((s) => s.url).join(','),
+    settled: () => jetStreamUsable(servers, options),
+    stop: async () => {
+      await Promise.all(servers.map((s) => s.stop()));
+    },
+  };
+}
+
+/** Waits (up to 30 s) until a stream with one replica per running member can be made and deleted. */
+async function jetStreamUsable(servers: ServerImpl[], options: NatsServerOptions): Promise<void> {
+  const up = servers.filter((s) => s.proc !== undefined);
+  const nc = await connect({ servers: up.map((s) => s.url), user: options.user, pass: options.pass });
   try {
-    const jsm = await nc.jetstreamManager({ timeout: 10000 });
-    const deadline = Date.now() + 20000;
+    const deadline = Date.now() + 30000;
     for (;;) {
       try {
-        await jsm.streams.add({ name: 'WARMUP', subjects: ['warmup.>'], num_replicas: Math.min(3, size) });
+        const jsm = await nc.jetstreamManager({ timeout: 5000 }); // asks for the account: no meta leader, no answer
+        await jsm.streams.add({ name: 'WARMUP', subjects: ['warmup.>'], num_replicas: Math.min(3, up.length) });
         await jsm.streams.delete('WARMUP');
-        break;
+        return;
       } catch (err) {
-        if (Date.now() > deadline) throw new Error(`JetStream cluster not usable after 20 s: ${(err as Error).message}`);
+        if (Date.now() > deadline) throw new Error(`JetStream cluster not usable after 30 s: ${(err as Error).message}`);
         await new Promise((r) => setTimeout(r, 200));
       }
     }
   } finally {
     await nc.close();
   }
-  return {
-    servers,
-    urls: servers.map((s) => s.url).join(','),
-    stop: async () => {
-      await Promise.all(servers.map((s) => s.stop()));
-    },
-  };
 }
