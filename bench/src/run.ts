@@ -1,7 +1,7 @@
 /**
  * `npm run bench` (quick, < 3 min) and `npm run bench -- --full` (every scenario,
  * every target, two interleaved runs, medians). Options:
- *   --cpu-prof [which]    profile Topicast (node --cpu-prof) in fan-out 1→1000 (default), or
+ *   --cpu-prof [which]    profile Topicast (node --cpu-prof) in fan-out 1→1000 (default), fan-out 1→100 (`fanout-100`), or
  *                         fan-in (`fanin`, `fanin-mqtt`), or node A of `fanin-cross-node`, and print the top 15 self-time functions;
  *                         nothing else runs; the summary goes to bench/results/prof/top-<which>.txt
  *   --only a,b            scenarios: fanout-100, fanout-1000, fanout-100-onread, fanout-1000-onread (subscribers read with `onread`
@@ -154,7 +154,7 @@ function jobsFor(scenario: string, t: Target): Job[] {
   }
 }
 
-/** `--cpu-prof [fanout|fanin|fanin-mqtt|fanin-cross-node]`: one Topicast run under node --cpu-prof, then its top 15 self-time functions. */
+/** `--cpu-prof [fanout|fanout-100|fanin|fanin-mqtt|fanin-cross-node]`: one Topicast run under node --cpu-prof, then its top 15 self-time functions. */
 async function cpuProfile(which: string): Promise<void> {
   const dir = join(RESULTS, 'prof');
   mkdirSync(dir, { recursive: true });
@@ -165,8 +165,9 @@ async function cpuProfile(which: string): Promise<void> {
     which === 'fanin' ? await fanIn(target('topicast'), 1000, 1, t, o)
     : which === 'fanin-mqtt' ? await fanIn(target('topicast-mqtt'), 1000, 1, t, o)
     : which === 'fanin-cross-node' ? await fanInCrossNode(1000, 1, t, o.nodeArgs)
-    : await fanOut(target('topicast'), 1000, 1, t, o);
+    : await fanOut(target('topicast'), which === 'fanout-100' ? 100 : 1000, 1, t, o);
   const title = which === 'fanout' ? 'fan-out 1→1000, native WS'
+    : which === 'fanout-100' ? 'fan-out 1→100, native WS'
     : which === 'fanin-cross-node' ? 'fan-in 1000→1 across two nodes + NATS, node A (the publishers\')'
     : `fan-in 1000→1 (devices/+/temp), ${which === 'fanin' ? 'native WS' : 'MQTT TCP'}`;
   console.log(`${title} under --cpu-prof: ${row.deliveriesPerSec} deliveries/s, ${row.cpuSecPerMillion} CPU-s per million (profiling adds overhead)`);
@@ -191,7 +192,7 @@ async function main(): Promise<void> {
   if (flag('--cpu-prof')) {
     const next = argv[argv.indexOf('--cpu-prof') + 1];
     const which = next && !next.startsWith('--') ? next : 'fanout';
-    if (!['fanout', 'fanin', 'fanin-mqtt', 'fanin-cross-node'].includes(which)) throw new Error(`--cpu-prof takes fanout, fanin, fanin-mqtt or fanin-cross-node, not ${which}`);
+    if (!['fanout', 'fanout-100', 'fanin', 'fanin-mqtt', 'fanin-cross-node'].includes(which)) throw new Error(`--cpu-prof takes fanout, fanout-100, fanin, fanin-mqtt or fanin-cross-node, not ${which}`);
     return cpuProfile(which);
   }
   const plan = full ? FULL : QUICK;

@@ -14,7 +14,7 @@
 import type { History, HistorySequencer } from './history.js';
 import type { Message } from './message.js';
 import { MemoryRetainedStore, type RetainedStore } from './retained.js';
-import { SubscriptionTrie } from './trie.js';
+import { SubscriptionTrie, type TrieVisitor } from './trie.js';
 
 /** Options of one subscription; protocols extend it with their own fields. */
 export interface SubscriptionOptions {
@@ -74,10 +74,30 @@ export interface InterestListener {
   removed(filter: string, share?: string): void;
 }
 
+/**
+ * `publish`'s visit of the index: one object per router, its fields set per publish, instead of a
+ * closure made per publish (garbage on every message). A publish made while one is being
+ * delivered (subscribers must not, `Subscriber.deliver`) would get its own.
+ */
+class RouteVisitor implements TrieVisitor<Subscriber, Subscription> {
+  message: Message | undefined = undefined;
+  stamp = 0;
+  skipGroups = false;
+  deliveries = 0;
+
+  visit(subscriber: Subscriber, subscription: Subscription): void {
+    if (subscriber.routerStamp === this.stamp || (this.skipGroups && subscriber.share !== undefined)) return;
+    subscriber.routerStamp = this.stamp;
+    this.deliveries++;
+    subscriber.deliver(this.message!, subscription);
+  }
+}
+
 export class Router {
   readonly stats: RouterStats = { messagesIn: 0, bytesIn: 0, deliveries: 0 };
   private readonly index = new SubscriptionTrie<Subscriber, Subscription>();
   private stamp = 0;
+  private readonly visitor = new RouteVisitor();
   private readonly taps: PublishTap[] = [];
   private interest: InterestListener | undefined;
   private sequencer: HistorySequencer | undefined;
@@ -168,15 +188,18 @@ export class Router {
     stats.bytesIn += message.payload.length;
     let durable = message.retain ? this.retained.set(message) : undefined;
     if (this.history !== undefined && !unplaced) durable = bothDurable(durable, this.history.append(message));
-    const stamp = ++this.stamp;
-    let deliveries = 0;
     const skipGroups = this.shareGate !== undefined && !this.shareGate(message);
-    this.index.match(message.topic, function routeToSubscriber(subscriber, subscription) {
-      if (subscriber.routerStamp === stamp || (skipGroups && subscriber.share !== undefined)) return;
-      subscriber.routerStamp = stamp;
-      deliveries++;
-      subscriber.deliver(message, subscription);
-    });
+    const visitor = this.visitor.message === undefined ? this.visitor : new RouteVisitor();
+    visitor.message = message;
+    visitor.stamp = ++this.stamp;
+    visitor.skipGroups = skipGroups;
+    visitor.deliveries = 0;
+    try {
+      this.index.matchEach(message.topic, visitor);
+    } finally {
+      visitor.message = undefined;
+    }
+    const deliveries = visitor.deliveries;
     stats.deliveries += deliveries;
     for (const tap of this.taps) durable = bothDurable(durable, tap(message, acknowledged) ?? undefined);
     // A retained or history message outlives this publish in a store: drop the live encodings it no

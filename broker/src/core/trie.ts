@@ -22,21 +22,88 @@
 export interface TrieNode<S, V> {
   children: Map<string, TrieNode<S, V>> | undefined;
   /**
-   * Subscriber → value for the filter that ends at this node. Most filters have one
-   * subscriber (a device's own topic), so the first entry is stored inline and a Map
-   * (≈ 200 bytes even when small) is made only for a second one.
+   * The first subscriber of the filter that ends at this node and its value. Most filters have
+   * one subscriber (a device's own topic), so it is stored inline and `more` is made only for a
+   * second one.
    */
   oneSubscriber: S | undefined;
   oneValue: V | undefined;
-  entries: Map<S, V> | undefined;
+  more: Entries<S, V> | undefined;
+}
+
+/**
+ * The second and later subscribers of a filter, in two dense arrays visited by a plain indexed
+ * loop (a fan-out topic's hundreds of subscribers), with each one's position for O(1) removal:
+ * the last entry moves into the removed one's slot. `Map.forEach` cost a builtin-to-JavaScript
+ * call per subscriber (bench/README.md "Fan-out 1→100: the per-publish cost").
+ */
+class Entries<S, V> {
+  readonly subscribers: S[] = [];
+  readonly values: V[] = [];
+  readonly at = new Map<S, number>();
+
+  get size(): number {
+    return this.subscribers.length;
+  }
+
+  has(subscriber: S): boolean {
+    return this.at.has(subscriber);
+  }
+
+  get(subscriber: S): V | undefined {
+    const i = this.at.get(subscriber);
+    return i === undefined ? undefined : this.values[i];
+  }
+
+  /** Returns true when the subscriber is new here. */
+  set(subscriber: S, value: V): boolean {
+    const i = this.at.get(subscriber);
+    if (i !== undefined) {
+      this.values[i] = value;
+      return false;
+    }
+    this.at.set(subscriber, this.subscribers.length);
+    this.subscribers.push(subscriber);
+    this.values.push(value);
+    return true;
+  }
+
+  delete(subscriber: S): boolean {
+    const i = this.at.get(subscriber);
+    if (i === undefined) return false;
+    this.at.delete(subscriber);
+    const last = this.subscribers.length - 1;
+    if (i !== last) {
+      const moved = this.subscribers[last]!;
+      this.subscribers[i] = moved;
+      this.values[i] = this.values[last]!;
+      this.at.set(moved, i);
+    }
+    this.subscribers.pop();
+    this.values.pop();
+    return true;
+  }
+}
+
+/** What `matchEach` calls for every matching entry: an object, so a hot caller reuses one instead of a closure per call. */
+export interface TrieVisitor<S, V> {
+  visit(subscriber: S, value: V): void;
+}
+
+/** `match`'s function as a visitor. */
+class FunctionVisitor<S, V> implements TrieVisitor<S, V> {
+  constructor(private readonly fn: (subscriber: S, value: V) => void) {}
+  visit(subscriber: S, value: V): void {
+    this.fn(subscriber, value);
+  }
 }
 
 function node<S, V>(): TrieNode<S, V> {
-  return { children: undefined, oneSubscriber: undefined, oneValue: undefined, entries: undefined };
+  return { children: undefined, oneSubscriber: undefined, oneValue: undefined, more: undefined };
 }
 
 function isEmptyNode<S, V>(n: TrieNode<S, V>): boolean {
-  return n.oneSubscriber === undefined && !n.entries && (!n.children || n.children.size === 0);
+  return n.oneSubscriber === undefined && !n.more && (!n.children || n.children.size === 0);
 }
 
 export class SubscriptionTrie<S, V> {
@@ -61,15 +128,12 @@ export class SubscriptionTrie<S, V> {
     }
     let isNew = false;
     if (n.oneSubscriber === subscriber) n.oneValue = value;
-    else if (n.entries?.has(subscriber)) n.entries.set(subscriber, value);
+    else if (n.more?.has(subscriber)) n.more.set(subscriber, value);
     else if (n.oneSubscriber === undefined) {
       n.oneSubscriber = subscriber;
       n.oneValue = value;
       isNew = true;
-    } else {
-      (n.entries ??= new Map()).set(subscriber, value);
-      isNew = true;
-    }
+    } else isNew = (n.more ??= new Entries()).set(subscriber, value);
     if (isNew) this.count++;
     return isNew;
   }
@@ -87,8 +151,8 @@ export class SubscriptionTrie<S, V> {
     if (n.oneSubscriber === subscriber) {
       n.oneSubscriber = undefined;
       n.oneValue = undefined;
-    } else if (n.entries?.delete(subscriber)) {
-      if (n.entries.size === 0) n.entries = undefined;
+    } else if (n.more?.delete(subscriber)) {
+      if (n.more.size === 0) n.more = undefined;
     } else return false;
     this.count--;
     // Prune upwards while the node is empty.
@@ -107,7 +171,7 @@ export class SubscriptionTrie<S, V> {
       n = n.children?.get(level);
       if (!n) return undefined;
     }
-    return n.oneSubscriber === subscriber ? n.oneValue : n.entries?.get(subscriber);
+    return n.oneSubscriber === subscriber ? n.oneValue : n.more?.get(subscriber);
   }
 
   /**
@@ -115,9 +179,17 @@ export class SubscriptionTrie<S, V> {
    * several matching filters is visited once per filter; callers dedupe.
    */
   match(topic: string, visit: (subscriber: S, value: V) => void): void {
+    this.matchEach(topic, new FunctionVisitor(visit));
+  }
+
+  /** `match` with a visitor object (the router's, reused for every publish). */
+  matchEach(topic: string, visitor: TrieVisitor<S, V>): void {
+    const root = this.root;
+    const children = root.children;
+    if (children === undefined) return; // nothing subscribed: not even the split
     const levels = topic.split('/');
     const dollar = topic.charCodeAt(0) === 0x24;
-    this.walk(this.root, levels, 0, visit, dollar);
+    this.walk(root, levels, 0, visitor, dollar);
   }
 
   /** True when the trie holds no entries and no nodes. */
@@ -125,44 +197,44 @@ export class SubscriptionTrie<S, V> {
     return this.count === 0 && (!this.root.children || this.root.children.size === 0);
   }
 
-  private walk(n: TrieNode<S, V>, levels: string[], i: number, visit: (subscriber: S, value: V) => void, dollar: boolean): void {
+  private walk(n: TrieNode<S, V>, levels: string[], i: number, visitor: TrieVisitor<S, V>, dollar: boolean): void {
     const children = n.children;
     if (!children) {
-      if (i === levels.length) this.emit(n, visit);
+      if (i === levels.length) emit(n, visitor);
       return;
     }
     const skipWildcards = dollar && i === 0; // [MQTT-4.7.2-1]
     if (!skipWildcards) {
       // '#' matches this level and everything below, including the parent itself ('a/#' matches 'a').
       const hash = children.get('#');
-      if (hash) this.emit(hash, visit);
+      if (hash) emit(hash, visitor);
     }
     if (i === levels.length) {
-      this.emit(n, visit);
+      emit(n, visitor);
       return;
     }
     if (!skipWildcards) {
       const plus = children.get('+');
-      if (plus) this.walk(plus, levels, i + 1, visit, dollar);
+      if (plus) this.walk(plus, levels, i + 1, visitor, dollar);
     }
     const level = levels[i]!;
     if (level !== '+' && level !== '#') {
       const exact = children.get(level);
-      if (exact) this.walk(exact, levels, i + 1, visit, dollar);
+      if (exact) this.walk(exact, levels, i + 1, visitor, dollar);
     }
-  }
-
-  private emit(n: TrieNode<S, V>, visit: (subscriber: S, value: V) => void): void {
-    if (n.oneSubscriber !== undefined) visit(n.oneSubscriber, n.oneValue as V);
-    // forEach, not `for (const [s, v] of ...)`: the destructuring loop allocated an entry array
-    // and an iterator result per matching subscriber (72 % of the broker's allocation at 1,000
-    // msg/s × 100 subscribers, the young-generation garbage behind the latency tail; bench/README.md
-    // "The tail"). `visit` rides as thisArg, so no closure is made either.
-    if (n.entries) n.entries.forEach(visitEntry as (v: V, s: S) => void, visit);
   }
 }
 
-/** Map.forEach callback of `emit`: `this` is the visitor. */
-function visitEntry<S, V>(this: (subscriber: S, value: V) => void, value: V, subscriber: S): void {
-  this(subscriber, value);
+/**
+ * Visits a node's entries: an indexed loop over dense arrays, so no iterator, entry array or
+ * closure is made per matching subscriber (the young-generation garbage behind the latency
+ * tail, bench/README.md "The tail"). A visitor that removes entries of this node while it runs
+ * (none does: subscribers must not unsubscribe synchronously from `deliver`) could skip one.
+ */
+function emit<S, V>(n: TrieNode<S, V>, visitor: TrieVisitor<S, V>): void {
+  if (n.oneSubscriber !== undefined) visitor.visit(n.oneSubscriber, n.oneValue as V);
+  const more = n.more;
+  if (more === undefined) return;
+  const { subscribers, values } = more;
+  for (let i = 0; i < subscribers.length; i++) visitor.visit(subscribers[i]!, values[i]!);
 }

@@ -96,8 +96,14 @@ export class Flusher {
 }
 
 const NO_ITEMS: (Uint8Array | FrameSource)[] = Object.freeze([]) as unknown as (Uint8Array | FrameSource)[];
-/** A delivery queue whose array grew past this many slots in a burst is released when it empties, not kept at its peak. */
+/**
+ * A delivery queue whose array grew past this many slots is released when a flush finds it mostly
+ * unused (a burst is over), not kept at its peak; one a sustained stream keeps filling is kept
+ * (see `writeQueued`).
+ */
 const QUEUE_KEEP_SLOTS = 256;
+/** Past this many slots a queue is released whenever it empties, busy or not (32 KB of slots). */
+const QUEUE_MAX_KEEP_SLOTS = 4096;
 
 /** The outbox whose queue `writeCorked` writes: set by `flush` around its synchronous `cork` call. */
 let corking: Outbox | undefined;
@@ -265,8 +271,12 @@ export class Outbox {
       stats.bytesSent += bytes.length;
     }
     // Queue empty: a delivery queue is kept for the next tick (the shared empty queue is frozen),
-    // a control-only one released (see `items`).
-    if (!this.keepItems || this.items.length > QUEUE_KEEP_SLOTS) this.items = NO_ITEMS;
+    // a control-only one released (see `items`). A queue grown past QUEUE_KEEP_SLOTS is kept while
+    // the ticks keep filling at least a quarter of it: at 1→100 fan-out a tick carries ~900
+    // deliveries per subscriber, and releasing the array every tick regrew it slot by slot on the
+    // next (array growth and its garbage, bench/README.md "Fan-out 1→100: the per-publish cost").
+    const slots = this.items.length;
+    if (!this.keepItems || (slots > QUEUE_KEEP_SLOTS && (this.tail * 4 < slots || slots > QUEUE_MAX_KEEP_SLOTS))) this.items = NO_ITEMS;
     this.head = 0;
     this.tail = 0;
     const pending = this.conflated;

@@ -47,3 +47,19 @@ test('matching visits only matching branches (cost grows with depth, not size)',
   t.match('devices/123/temp', () => visited++);
   assert.equal(visited, 2);
 });
+
+test('many subscribers on one filter: removing from the middle keeps every other one, values follow their subscriber', () => {
+  const t = new SubscriptionTrie<string, string>();
+  const names = Array.from({ length: 6 }, (_, i) => `s${i}`);
+  for (const s of names) t.add('fan/out', s, `v-${s}`);
+  assert.equal(t.remove('fan/out', 's2'), true); // an array entry from the middle: the last one moves into its slot
+  assert.equal(t.remove('fan/out', 's0'), true); // the inline first entry
+  assert.equal(t.add('fan/out', 's5', 'v-s5-again'), false, 'replacing a moved entry finds it at its new slot');
+  assert.deepEqual(matches(t, 'fan/out'), ['s1:v-s1', 's3:v-s3', 's4:v-s4', 's5:v-s5-again']);
+  assert.equal(t.get('fan/out', 's5'), 'v-s5-again');
+  assert.equal(t.add('fan/out', 's0', 'v-s0-back'), true, 'a removed subscriber comes back as new');
+  assert.equal(t.size, 5);
+  for (const s of ['s1', 's3', 's4', 's5', 's0']) assert.equal(t.remove('fan/out', s), true);
+  assert.equal(t.remove('fan/out', 's5'), false);
+  assert.equal(t.isEmpty(), true);
+});
