@@ -33,6 +33,7 @@ import { admitPublish, admitWill, publishBucket } from '../../session/admission.
 import { checkTopic, MAX_HELD_INBOUND, TokenBucket } from '../../session/limits.js';
 import { Outbox, type FrameSource } from '../../session/outbox.js';
 import { checkSubscribe, planSubscribe, ReplaySource, SnapshotSource } from '../../session/subscribe.js';
+import { readPlainPublish, writePlainDelivery, type TopicMemo } from './fast.js';
 
 /** Wire shape cached on each Message (core/message.ts) for the duration of its fan-out. */
 const LIVE = 'native';
@@ -41,8 +42,19 @@ function liveFrame(message: Message): Uint8Array {
   // History topics carry their offset (PROTOCOL.md §4.6); still one encode per message.
   // ... and its content type (PROTOCOL.md §8), bytes unchanged.
   // ... and its request/reply properties (PROTOCOL.md §9): MQTT 5 requesters reach native responders.
+  return (message.encoded[LIVE] ??= deliveryFrame(message, 0, message.offset === 0 ? undefined : message.offset));
+}
+
+/** A DELIVERY of `message`: the plain shape written directly (fast.ts), anything else by the codec; the same bytes either way. */
+function deliveryFrame(message: Message, flags: number, offset: number | undefined): Uint8Array {
   const p = message.properties;
-  return (message.encoded[LIVE] ??= encodeDelivery(message.topic, message.payload, 0, message.offset === 0 ? undefined : message.offset, p?.contentType, replyOf(p)));
+  const contentType = p?.contentType;
+  const reply = replyOf(p);
+  if (offset === undefined && contentType === undefined && reply === undefined) {
+    const plain = writePlainDelivery(message.topic, message.payload, flags);
+    if (plain !== undefined) return plain;
+  }
+  return encodeDelivery(message.topic, message.payload, flags, offset, contentType, reply);
 }
 
 /** The request/reply part of a message's MQTT 5 properties, as a native DELIVERY carries it (PROTOCOL.md §9). */
@@ -68,7 +80,7 @@ function propertiesOf(contentType: string | undefined, reply: ReplyProperties | 
  * so one encode per snapshot delivery is cheap next to the write itself.
  */
 function retainedFrame(message: Message): Uint8Array {
-  return encodeDelivery(message.topic, message.payload, Flag.retain, undefined, message.properties?.contentType, replyOf(message.properties));
+  return deliveryFrame(message, Flag.retain, undefined);
 }
 
 /** Snapshot deliveries (no cache: see `retainedFrame`). */
@@ -121,6 +133,10 @@ class SessionExtras {
   /** Frames received while a SUBSCRIBE waits for the cluster's retained snapshot (cluster/bridge.ts `prepare`). */
   held: ClientFrame[] | undefined = undefined;
   expiryTimer: NodeJS.Timeout | undefined = undefined;
+  /** The last topic published to, read by fast.ts `readPlainPublish`: a repeat reuses its string. */
+  topicMemo: TopicMemo | undefined = undefined;
+  /** The last topic that passed `checkTopic` (the limits are fixed for the broker's life): a repeat is not checked again. */
+  checkedTopic: string | undefined = undefined;
 }
 
 export class NativeSession implements Subscriber, ConnectionHandler {
@@ -202,13 +218,16 @@ export class NativeSession implements Subscriber, ConnectionHandler {
 
   onMessage(bytes: Uint8Array): void {
     if (this.closed) return;
-    let frame: ClientFrame;
-    try {
-      frame = decodeClientFrame(bytes); // copies every bin: nothing here outlives `bytes` (STYLE.md #4)
-    } catch (err) {
-      if (!(err instanceof DecodeError)) throw err;
-      this.protocolError(err.message);
-      return;
+    // A plain PUBLISH is read in place (fast.ts), as the codec would read it; everything else by the codec.
+    let frame: ClientFrame | undefined = bytes[1] === Op.publish ? readPlainPublish(bytes, (this.more().topicMemo ??= { bytes: undefined, topic: '' })) : undefined;
+    if (frame === undefined) {
+      try {
+        frame = decodeClientFrame(bytes); // copies every bin: nothing here outlives `bytes` (STYLE.md #4)
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        this.protocolError(err.message);
+        return;
+      }
     }
     const held = this.extras?.held;
     if (held !== undefined) {
@@ -391,16 +410,19 @@ export class NativeSession implements Subscriber, ConnectionHandler {
 
   private onPublish(frame: Extract<ClientFrame, { op: typeof Op.publish }>): void {
     const { ctx } = this;
+    const extras = this.more();
     // The frame's topics first: a malformed name is an invalid request, answered whatever the id.
-    const bad = checkTopic(frame.topic, ctx.topicLimits);
-    if (bad) return this.error(frame.id, bad.code, bad.message);
+    if (frame.topic !== extras.checkedTopic) {
+      const bad = checkTopic(frame.topic, ctx.topicLimits);
+      if (bad) return this.error(frame.id, bad.code, bad.message);
+      extras.checkedTopic = frame.topic;
+    }
     const responseTopic = frame.reply?.responseTopic;
     if (responseTopic !== undefined) {
       // PROTOCOL.md §9: a topic name, as MQTT 5 requires of a Response Topic [MQTT-3.3.2-14].
       const badReply = checkTopic(responseTopic, ctx.topicLimits);
       if (badReply) return this.error(frame.id, badReply.code, `response topic: ${badReply.message}`);
     }
-    const extras = this.more();
     const retain = (frame.flags & Flag.retain) !== 0;
     const refused = admitPublish(ctx, frame.topic, frame.payload.length, retain, extras.permissions, (extras.bucket ??= publishBucket(ctx)));
     if (refused !== undefined) {
