@@ -109,6 +109,12 @@ function isEmptyNode<S, V>(n: TrieNode<S, V>): boolean {
 export class SubscriptionTrie<S, V> {
   private readonly root: TrieNode<S, V> = node();
   private count = 0;
+  /**
+   * The last topic matched and its levels: a publisher repeating its topic (the native reader
+   * hands the same string again, protocol/native/fast.ts) is not split again. Never mutated.
+   */
+  private lastTopic = '';
+  private lastLevels: string[] = [''];
 
   /** Number of (subscriber, filter) entries. */
   get size(): number {
@@ -187,7 +193,11 @@ export class SubscriptionTrie<S, V> {
     const root = this.root;
     const children = root.children;
     if (children === undefined) return; // nothing subscribed: not even the split
-    const levels = topic.split('/');
+    let levels = this.lastLevels;
+    if (topic !== this.lastTopic) {
+      levels = this.lastLevels = topic.split('/');
+      this.lastTopic = topic;
+    }
     const dollar = topic.charCodeAt(0) === 0x24;
     this.walk(root, levels, 0, visitor, dollar);
   }
