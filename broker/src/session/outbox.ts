@@ -105,6 +105,14 @@ const QUEUE_KEEP_SLOTS = 256;
 /** Past this many slots a queue is released whenever it empties, busy or not (32 KB of slots). */
 const QUEUE_MAX_KEEP_SLOTS = 4096;
 
+/**
+ * `bytes` itself when it is its whole buffer, else a copy: a frame that is a view into a shared
+ * slab (protocol/native/fast.ts) would keep the whole slab alive for as long as it is held.
+ */
+function unshared(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+}
+
 /** The outbox whose queue `writeCorked` writes: set by `flush` around its synchronous `cork` call. */
 let corking: Outbox | undefined;
 
@@ -169,7 +177,8 @@ export class Outbox {
       return;
     }
     this.keepItems = true;
-    this.enqueue(bytes);
+    // Behind a paced source the frame may wait for many ticks: a copy, not a view into a shared slab.
+    this.enqueue(this.sources > 0 ? unshared(bytes) : bytes);
   }
 
   /**
@@ -347,7 +356,7 @@ export class Outbox {
       this.holdConflated(-old.length);
       stats.dropped++;
     }
-    map.set(topic, bytes);
+    map.set(topic, unshared(bytes)); // kept until the connection drains: never a view into a shared slab
     this.holdConflated(bytes.length);
   }
 

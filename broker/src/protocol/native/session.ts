@@ -39,11 +39,28 @@ import { readPlainPublish, writePlainDelivery, type TopicMemo } from './fast.js'
 const LIVE = 'native';
 
 function liveFrame(message: Message): Uint8Array {
+  // A plain delivery (most): one frame per publish in the shared slab (fast.ts `frameBytes`), kept
+  // here for the rest of this publish's fan-out, never on the message, which may outlive the tick
+  // (a store, an MQTT session's queue) and would keep the slab alive.
+  if (message === lastMessage && message.offset === lastOffset) return lastFrame;
+  if (message.offset === 0 && message.properties?.contentType === undefined && replyOf(message.properties) === undefined) {
+    const plain = writePlainDelivery(message.topic, message.payload, 0, true);
+    if (plain !== undefined) {
+      lastMessage = message;
+      lastOffset = 0;
+      return (lastFrame = plain);
+    }
+  }
   // History topics carry their offset (PROTOCOL.md §4.6); still one encode per message.
   // ... and its content type (PROTOCOL.md §8), bytes unchanged.
   // ... and its request/reply properties (PROTOCOL.md §9): MQTT 5 requesters reach native responders.
   return (message.encoded[LIVE] ??= deliveryFrame(message, 0, message.offset === 0 ? undefined : message.offset));
 }
+
+/** The message `liveFrame` last wrote a pooled frame for (its offset then), and the frame. */
+let lastMessage: Message | undefined;
+let lastOffset = 0;
+let lastFrame: Uint8Array = new Uint8Array(0);
 
 /** A DELIVERY of `message`: the plain shape written directly (fast.ts), anything else by the codec; the same bytes either way. */
 function deliveryFrame(message: Message, flags: number, offset: number | undefined): Uint8Array {

@@ -219,3 +219,31 @@ test('a delivery queue reused across ticks of any size writes every frame once, 
   assert.deepEqual(conn.sent, expected);
   assert.equal(conn.writes, ticks);
 });
+
+test('a frame held past its tick (conflated, or behind a paced source) is copied out of a shared buffer', () => {
+  // Live native frames are views into one shared slab (protocol/native/fast.ts): whatever the outbox
+  // keeps longer than a tick must not keep (or see later writes to) the slab.
+  const slab = b('a2xxb1xxLIVE');
+  const view = (from: number, to: number): Uint8Array => slab.subarray(from, to);
+  const c = setup({ policy: 'conflate' });
+  c.outbox.pushData(b('a1xxxxxxx'), 'a');
+  c.tick();
+  c.outbox.pushData(view(0, 4), 'a'); // conflated: held until the connection drains
+  c.outbox.pushData(view(4, 8), 'b');
+  slab.set(b('ZZZZZZZZ')); // the slab's bytes are not the outbox's any more
+  c.conn.drain();
+  c.outbox.flush();
+  assert.deepEqual(c.conn.sent, ['a1xxxxxxx', 'a2xx', 'b1xx']);
+
+  const s = setup({ maxBufferedBytes: 1000, snapshotWindowBytes: 4 });
+  const frames = ['r1', 'r2', 'r3'];
+  s.outbox.pushSource({ next: () => (frames.length ? b(frames.shift()!) : undefined) });
+  s.outbox.pushData(view(8, 12), 't'); // behind the paced source
+  slab.set(b('ZZZZ'), 8);
+  for (let i = 0; i < 3; i++) {
+    s.tick();
+    s.conn.drain();
+    s.outbox.flush();
+  }
+  assert.deepEqual(s.conn.sent, ['r1', 'r2', 'r3', 'LIVE']);
+});
