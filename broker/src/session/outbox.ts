@@ -97,9 +97,9 @@ export class Flusher {
 
 const NO_ITEMS: (Uint8Array | FrameSource)[] = Object.freeze([]) as unknown as (Uint8Array | FrameSource)[];
 /**
- * A delivery queue whose array grew past this many slots is released when a flush finds it mostly
- * unused (a burst is over), not kept at its peak; one a sustained stream keeps filling is kept
- * (see `writeQueued`).
+ * A delivery queue whose array grew past this many slots is released by the first flush that
+ * carries no more than this (a burst is over), not kept at its peak; one a sustained stream keeps
+ * filling is kept (see `writeQueued`).
  */
 const QUEUE_KEEP_SLOTS = 256;
 /** Past this many slots a queue is released whenever it empties, busy or not (32 KB of slots). */
@@ -281,11 +281,12 @@ export class Outbox {
     }
     // Queue empty: a delivery queue is kept for the next tick (the shared empty queue is frozen),
     // a control-only one released (see `items`). A queue grown past QUEUE_KEEP_SLOTS is kept while
-    // the ticks keep filling at least a quarter of it: at 1→100 fan-out a tick carries ~900
-    // deliveries per subscriber, and releasing the array every tick regrew it slot by slot on the
-    // next (array growth and its garbage, bench/README.md "Fan-out 1→100: the per-publish cost").
+    // the ticks keep carrying more than QUEUE_KEEP_SLOTS frames: at 1→100 fan-out a tick carries
+    // 400–2,000 deliveries per subscriber, and releasing the array every tick regrew it slot by
+    // slot on the next (array growth and its garbage, bench/README.md "Fan-out 1→100: the
+    // per-publish cost"). A tick back under QUEUE_KEEP_SLOTS releases it.
     const slots = this.items.length;
-    if (!this.keepItems || (slots > QUEUE_KEEP_SLOTS && (this.tail * 4 < slots || slots > QUEUE_MAX_KEEP_SLOTS))) this.items = NO_ITEMS;
+    if (!this.keepItems || (slots > QUEUE_KEEP_SLOTS && (this.tail <= QUEUE_KEEP_SLOTS || slots > QUEUE_MAX_KEEP_SLOTS))) this.items = NO_ITEMS;
     this.head = 0;
     this.tail = 0;
     const pending = this.conflated;
