@@ -19,7 +19,10 @@
  * Invariants
  * - At most one node holds a client id (`SessionLog.hold`); another node claims it before it
  *   reads the log, and the holder answers only once its last writes are stored, so the reader
- *   sees every change the holder made.
+ *   sees every change the holder made. A persistent session's holder is decided by its owner
+ *   record (`SessionLog.take`, compare-and-set): of two nodes taking the same state at once one
+ *   wins; the other claims again, from the winner (the later connection takes over, as on one node).
+ * - Claims of one client id on this node run one after another (a device's and an adoption's).
  * - A log never grows without bound: past 64 records plus twice its live deliveries since its
  *   last snapshot, the session is written whole after a [0] and what came before is truncated.
  *   An end truncates everything before it.
@@ -48,6 +51,17 @@ export class ClusterSessionStore implements SessionStore {
   private tail: Promise<void> = Promise.resolve();
   /** Records written per client id since its last snapshot (compaction). */
   private readonly sinceSnapshot = new Map<string, number>();
+  /** Claims in progress per client id (the tail of its chain). */
+  private readonly claiming = new Map<string, Promise<unknown>>();
+  /** Client ids this node holds (`hold` until `unhold`). */
+  private readonly holding = new Set<string>();
+  /** Client ids whose stored session ended here while held: their owner record goes with the hold. */
+  private readonly ended = new Set<string>();
+  /** Takes lost to another node taking the same session at once (each claimed again). */
+  takesLost = 0;
+  /** Sessions of gone nodes adopted here, and adoptions that failed (logged; another survivor retries). */
+  adopted = 0;
+  adoptionsFailed = 0;
 
   constructor(private readonly log: SessionLog, private readonly logger: Logger) {}
 
@@ -101,6 +115,7 @@ export class ClusterSessionStore implements SessionStore {
   }
 
   end(clientId: string): void {
+    this.ended.add(clientId);
     this.sinceSnapshot.delete(clientId);
     void this.write(clientId, [Kind.end]).then((position) => {
       if (position > 0) this.truncate(clientId, position);
@@ -136,21 +151,101 @@ export class ClusterSessionStore implements SessionStore {
     if (n > 64 + 2 * live) void this.saveAll(session);
   }
 
-  async claim(clientId: string): Promise<LoadedSession | undefined> {
-    await this.log.claim(clientId);
+  claim(clientId: string, persistent = true): Promise<LoadedSession | undefined> {
+    return this.serialized(clientId, async () => {
+      if (this.holding.has(clientId)) return undefined; // taken here meanwhile (an adoption): the caller finds it
+      if (persistent && this.log.take) return (await this.take(clientId, undefined)).loaded;
+      // A session that ends with its connection records no owner: the holder lets go, the log is read.
+      await this.log.claim(clientId);
+      return this.readSession(clientId);
+    });
+  }
+
+  /**
+   * Takes the session of `clientId` from the gone node `from` (cluster/DESIGN.md "Orphaned
+   * sessions"): undefined when another node has it by now, or when it has ended (then its owner
+   * record goes). The caller restores it and holds it.
+   */
+  adopt(clientId: string, from: string): Promise<LoadedSession | undefined> {
+    return this.serialized(clientId, async () => {
+      if (this.holding.has(clientId)) return undefined;
+      let taken: boolean;
+      let loaded: LoadedSession | undefined;
+      try {
+        ({ taken, loaded } = await this.take(clientId, from));
+      } catch (err) {
+        this.adoptionsFailed++;
+        throw err;
+      }
+      if (taken && loaded === undefined) {
+        this.ended.add(clientId);
+        this.unhold(clientId);
+      }
+      if (loaded !== undefined) this.adopted++;
+      return loaded;
+    });
+  }
+
+  private serialized<T>(clientId: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.claiming.get(clientId) ?? Promise.resolve();
+    const result = before.then(fn, fn);
+    const tail = result.then(() => undefined, () => undefined);
+    this.claiming.set(clientId, tail);
+    void tail.then(() => {
+      if (this.claiming.get(clientId) === tail) this.claiming.delete(clientId);
+    });
+    return result;
+  }
+
+  /** Claim, then compare-and-set the owner record, until this node wins or finds the session elsewhere (`from` given and the record moved on). */
+  private async take(clientId: string, from: string | undefined): Promise<{ taken: boolean; loaded: LoadedSession | undefined }> {
+    const log = this.log;
+    for (let attempt = 0; attempt < MAX_TAKES; attempt++) {
+      const { owner, revision } = await log.owner!(clientId);
+      if (from !== undefined && owner !== from) return { taken: false, loaded: undefined };
+      await log.claim(clientId); // whoever holds it now lets it go (none: answered at once)
+      if (!(await log.take!(clientId, revision))) {
+        this.takesLost++;
+        if (from !== undefined) return { taken: false, loaded: undefined }; // a device (or another survivor) was first
+        continue;
+      }
+      try {
+        return { taken: true, loaded: await this.readSession(clientId) };
+      } catch (err) {
+        log.unhold(clientId);
+        log.disown?.(clientId, false);
+        throw err;
+      }
+    }
+    throw new Error(`client id taken by other nodes ${MAX_TAKES} times in a row while claiming it`);
+  }
+
+  private async readSession(clientId: string): Promise<LoadedSession | undefined> {
     const records = await this.log.read(clientId);
     this.sinceSnapshot.set(clientId, records.length);
     return decodeSession(clientId, records);
   }
 
   hold(clientId: string, release: () => Promise<void>): void {
+    this.holding.add(clientId);
+    this.ended.delete(clientId); // a clean start ended the stored session; the new one is held
     this.log.hold(clientId, release);
   }
 
+  /** This node lets the client id go: released to another node, or its session ended (then its owner record goes too). */
   unhold(clientId: string): void {
+    this.holding.delete(clientId);
     this.log.unhold(clientId);
+    this.log.disown?.(clientId, this.ended.delete(clientId));
+  }
+
+  onOrphans(listener: (from: string, clientIds: string[], lastSeenMs: number) => Promise<string[]>): void {
+    this.log.onOrphans?.(listener);
   }
 }
+
+/** A claim that keeps losing the owner record to other nodes gives up (the client retries). */
+const MAX_TAKES = 4;
 
 function entryRecord(d: Delivery, packetId: number, state: InflightEntry['state'] | 'queued', withMessage: boolean): unknown[] {
   const s = state === 'queued' ? EntryState.queued : state === 'pubrel' ? EntryState.pubrel : EntryState.publish;
@@ -219,4 +314,7 @@ export function registerClusterSessionMetrics(m: Metrics, store: ClusterSessionS
   m.register('topicast_mqtt_cluster_session_writes_total', 'counter', 'MQTT session records written to the cluster (JetStream)', () => store.writes);
   m.register('topicast_mqtt_cluster_session_write_errors_total', 'counter', 'MQTT session records the cluster did not take (logged)', () => store.failed);
   m.register('topicast_mqtt_cluster_session_writes_pending', 'gauge', 'MQTT session records sent to the cluster and not yet stored', () => store.pendingWrites);
+  m.register('topicast_mqtt_cluster_session_takes_lost_total', 'counter', 'Persistent MQTT sessions another node took at the same moment as this one (claimed again from it)', () => store.takesLost);
+  m.register('topicast_mqtt_cluster_sessions_adopted_total', 'counter', 'Offline persistent MQTT sessions of gone nodes adopted by this node', () => store.adopted);
+  m.register('topicast_mqtt_cluster_session_adoptions_failed_total', 'counter', 'Adoptions of a gone node\'s sessions that failed here (logged; another survivor tries again)', () => store.adoptionsFailed);
 }

@@ -69,6 +69,7 @@ class NatsBusImpl implements Bus {
     this.live = new NatsLive(this.link, this.retainedRoom.store);
     this.shares = new NatsShares(this.link, () => this.interest.sync());
     this.sessions = new NatsSessions(this.link);
+    this.wills.onGone = (owner, lastSeenMs) => this.sessions.adoptFrom(owner, lastSeenMs);
   }
 
   get state(): BusState {
@@ -146,12 +147,18 @@ class NatsBusImpl implements Bus {
     if (this.link.closing) return;
     clearInterval(this.timer);
     this.historyRoom?.close();
-    this.sessions.close();
     this.link.stopTimers();
     await this.shares.close();
     const nc = this.link.nc;
-    if (!nc || nc.isClosed()) return;
+    if (!nc || nc.isClosed()) {
+      this.sessions.close();
+      return;
+    }
     await this.wills.clear();
+    // The heartbeat key is gone: the survivors adopt the persistent sessions held here, claiming
+    // them from this node while it still queues for them (a node timeout plus a heartbeat at most).
+    if (this.wills.liveOwners().length > 0) await this.sessions.handOver(this.link.o.nodeTimeoutMs + this.link.o.heartbeatMs);
+    this.sessions.close();
     await this.live.settle(); // messages queued this turn go before the connection drains
     await this.link.drain();
   }

@@ -139,6 +139,29 @@ export interface SessionLog {
   /** This node holds `key` until `unhold`: a claim from another node runs `release` and waits for it. */
   hold(key: string, release: () => Promise<void>): void;
   unhold(key: string): void;
+  /**
+   * Optional (NATS): the owner record of `key`, which makes the hold of a key decided
+   * cluster-wide. `owner` reads who holds it (`revision` 0: nobody recorded). `take` records this
+   * node as its holder only if the record is still at `revision` (compare-and-set), after listening
+   * for claims of the key; false when another node took it first. Until `hold` (or `unhold`)
+   * follows a successful take, a claim from elsewhere waits for it; before the compare-and-set
+   * succeeded, a claim is answered at once (this node holds nothing yet). `disown` forgets that
+   * this node holds `key` (released to another node, or ended: then the record goes too, when it
+   * is still this node's).
+   */
+  owner?(key: string): Promise<{ owner: string | undefined; revision: number }>;
+  take?(key: string, revision: number): Promise<boolean>;
+  disown?(key: string, ended: boolean): void;
+  /** This node's name in owner records (one per run). */
+  readonly self?: string;
+  /**
+   * Optional (NATS): `listener` is called with the keys a gone node held (its heartbeat stopped,
+   * or it left), on the one survivor designated for that node by the will-claim rule
+   * (cluster/will-claim.ts; the others after a further node timeout, in case it is gone too).
+   * `lastSeenMs` is when that node was last heard of. The listener resolves with the keys it
+   * settled (taken, or found elsewhere by now); the others stay listed for another survivor.
+   */
+  onOrphans?(listener: (from: string, keys: string[], lastSeenMs: number) => Promise<string[]>): void;
 }
 
 export interface SharedHistoryOptions {

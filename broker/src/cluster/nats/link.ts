@@ -46,6 +46,9 @@ export class NatsLink {
     historyResets: 0,
     historyConsumerRestarts: 0,
     sharedReceived: 0,
+    sessionTakes: 0,
+    sessionTakesLost: 0,
+    sessionOrphansFound: 0,
   };
   /** This run: random, so a restarted node's sequence never looks like its past one. */
   readonly run = Math.floor(Math.random() * 2 ** 52) + 1;

@@ -76,6 +76,11 @@ export interface NatsBusCounters {
   historyConsumerRestarts: number;
   /** Messages NATS handed this node for one of its shared-subscription groups. */
   sharedReceived: number;
+  /** Persistent MQTT sessions this node recorded itself the holder of (compare-and-set won), and lost to another node taking them at the same time. */
+  sessionTakes: number;
+  sessionTakesLost: number;
+  /** Sessions of gone nodes handed to this node for adoption. */
+  sessionOrphansFound: number;
 }
 
 export const DEFAULTS = {
@@ -213,6 +218,8 @@ export interface NatsNames {
   retainedStream: string;
   willsBucket: string;
   nodesBucket: string;
+  /** Owner records of persistent MQTT sessions (`o.<hex client id>`) and each node's list of them (`i.<owner>.<hex>`). */
+  sessionOwnersBucket: string;
   /** Interest syncs: every node answers a request here with its owner id. */
   sync: string;
   /** History messages in the history stream: `<prefix>.h.<root>.<levels>`. */
@@ -228,6 +235,7 @@ export function natsNames(prefix: string): NatsNames {
     retainedStream: `${stem.toUpperCase()}_RETAINED`,
     willsBucket: `${stem}-wills`,
     nodesBucket: `${stem}-nodes`,
+    sessionOwnersBucket: `${stem}-session-owners`,
     sync: `${prefix}.sync`,
     history: `${prefix}.h`,
     historyStream: `${stem.toUpperCase()}_HISTORY`,

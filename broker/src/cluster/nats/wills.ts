@@ -38,6 +38,14 @@ export class NatsWills {
   private ticking = false;
   private watching = false;
   private events: BusEvents | undefined;
+  /**
+   * Called on the designated survivor (or, a timeout later, the others) when `owner` is gone,
+   * after its wills were claimed; the persistent MQTT sessions it held are adopted from there
+   * (sessions.ts `adoptFrom`). A rejection keeps the owner for the next tick.
+   */
+  onGone: ((owner: string, lastSeenMs: number) => Promise<void>) | undefined;
+  /** When each owner was last heard of (the watch sets `ownersSeen` to 0 when an owner leaves). */
+  private readonly lastHeard = new Map<string, number>();
 
   constructor(private readonly link: NatsLink) {
     link.onJetStream(
@@ -156,7 +164,9 @@ export class NatsWills {
       const it = await this.nodesKv!.watch();
       for await (const e of it) {
         if (e.key === this.link.owner) continue;
+        // A purge marker is a clean leave (`clear`): suspect at once, so its sessions are adopted at the next tick.
         this.ownersSeen.set(e.key, e.operation === 'PUT' ? Date.now() : 0);
+        if (e.operation === 'PUT') this.lastHeard.set(e.key, Date.now());
       }
     } catch (err) {
       this.link.log?.warn({ err: (err as Error).message }, 'bus: watching node heartbeats failed; retrying');
@@ -207,8 +217,10 @@ export class NatsWills {
         for (const [other, seen] of this.ownersSeen) if (nowMs - seen < link.o.nodeTimeoutMs) live.push(other);
         if (willClaimer(owner, live) !== link.owner && nowMs - since < link.o.nodeTimeoutMs) continue;
         if ((await this.claimWillsOf(owner)) > 0) continue; // see claimWillsOf: retried next tick
+        await this.onGone?.(owner, this.lastHeard.get(owner) ?? (seenMs || nowMs));
         this.ownersSeen.delete(owner);
         this.deadSince.delete(owner);
+        this.lastHeard.delete(owner);
       }
     } catch (err) {
       link.counters.heartbeatsFailed++;
@@ -270,7 +282,9 @@ export class NatsWills {
     try {
       const clear = async (): Promise<void> => {
         for await (const k of await this.willsKv!.keys(`${link.owner}.>`)) await this.purgeKey(link.names.willsBucket, k);
-        await this.purgeKey(link.names.nodesBucket, link.owner);
+        // A purge marker (it expires with the bucket's TTL): the other nodes' watches see this node leave
+        // now, not a node timeout later, and adopt its persistent sessions while it still answers claims.
+        await this.nodesKv!.purge(link.owner);
       };
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([clear(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), link.o.requestTimeoutMs)))]).finally(() => clearTimeout(timer));

@@ -14,6 +14,7 @@ import { MqttSessionStore, type SessionStore } from './persist.js';
 import { MqttServer } from './server.js';
 import { runSpread, spreadDelaysMs } from '../../session/drain.js';
 import { MqttSession } from './session.js';
+import { adoptSessions } from './adopt.js';
 
 export type { Authenticate, AuthResult } from './auth.js';
 
@@ -54,6 +55,8 @@ export function createMqttProtocol(ctx: BrokerContext, options: MqttOptions = {}
   registerMetrics(ctx, server);
   ctx.metrics.register('topicast_drain_mqtt_disconnected_total', 'counter', 'MQTT connections disconnected at their slot of the drain window', () => drainDisconnected);
   const store = options.sessionStore;
+  // A cluster session store: this node adopts the offline sessions of gone nodes it is designated for (adopt.ts).
+  if (store?.onOrphans !== undefined && store.adopt !== undefined) store.onOrphans((from, clientIds, lastSeenMs) => adoptSessions(server, store, from, clientIds, lastSeenMs));
   if (store instanceof MqttSessionStore) {
     const now = ctx.now();
     for (const loaded of store.takeLoaded({ [Symbol.iterator]: () => server.sessions.values() })) MqttSession.restore(server, loaded, store, now);

@@ -86,12 +86,22 @@ export interface SessionStore {
   saveIncoming(session: PersistedSession, packetId: number, held: boolean): Promise<void>;
   /**
    * Cluster stores only: takes the client id over from the node that holds it (that node closes
-   * its connection and lets the session go), then reads the session as stored (undefined: none).
+   * its connection and lets the session go), then reads the session as stored (undefined: none,
+   * or this node holds it already). A `persistent` claim also records this node as the session's
+   * holder (decided cluster-wide: of two simultaneous claims one wins, the other takes over from it).
    */
-  claim?(clientId: string): Promise<LoadedSession | undefined>;
+  claim?(clientId: string, persistent: boolean): Promise<LoadedSession | undefined>;
   /** Cluster stores only: this node holds the client id; a claim from another node runs `release`. */
   hold?(clientId: string, release: () => Promise<void>): void;
   unhold?(clientId: string): void;
+  /**
+   * Cluster stores only: `listener` adopts the sessions a gone node held (`from`), on the one
+   * survivor designated for it, and resolves with the client ids it settled (adopted, ended, or
+   * found on another node by now).
+   */
+  onOrphans?(listener: (from: string, clientIds: string[], lastSeenMs: number) => Promise<string[]>): void;
+  /** Cluster stores only: takes `clientId` from the gone node `from`; undefined when it is elsewhere by now or ended. */
+  adopt?(clientId: string, from: string): Promise<LoadedSession | undefined>;
 }
 
 interface LoadingSession {

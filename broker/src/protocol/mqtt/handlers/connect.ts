@@ -11,6 +11,7 @@ import type { AuthResult, TopicPermissions } from '../auth.js';
 import type { MqttLink } from '../link.js';
 import { encodePacket, type Version } from '../encode.js';
 import { Reason, returnCodeFor } from '../reasons.js';
+import { keepOffline, releaseSession } from '../adopt.js';
 import { MqttSession, willMessage, type Will } from '../session.js';
 import { REFUSALS } from '../../../core/errors.js';
 import { admitCapacity, admitWill, guarded } from '../../../session/admission.js';
@@ -146,9 +147,17 @@ function accept(
     // A cluster session store (cluster/mqtt-sessions.ts): the node holding this client id closes
     // its connection and lets the session go first (cluster-wide takeover), then the session as
     // stored is rebuilt here. Packets that follow wait behind it (the connection is not connected yet).
-    store.claim(clientId).then(
+    const persistent = c.version === 5 ? (p.properties?.sessionExpiryInterval ?? 0) > 0 : p.clean === false;
+    store.claim(clientId, persistent).then(
       (loaded) => {
-        if (!c.isOpen) return;
+        if (!c.isOpen) {
+          // Gone while claiming: a persistent session taken here stays here, offline, as its client left it.
+          if (persistent && !server.sessions.has(clientId)) {
+            if (loaded !== undefined && !(p.clean ?? true)) keepOffline(server, store, loaded, ctx.now());
+            else store.unhold?.(clientId);
+          }
+          return;
+        }
         if (loaded !== undefined && !server.sessions.has(clientId)) {
           if (p.clean ?? true) store.end(clientId); // [MQTT-3.1.2-4] clean start discards it
           else {
@@ -164,7 +173,6 @@ function accept(
         // A session that ends with its connection needs nothing stored: it starts here (the
         // takeover of a connection on another node is what is missed). A persistent one waits
         // for the store: the client retries, through the balancer to a node whose bus is up.
-        const persistent = c.version === 5 ? (p.properties?.sessionExpiryInterval ?? 0) > 0 : p.clean === false;
         ctx.log.warn({ err, clientId, persistent }, 'mqtt: claiming the client id on the cluster failed');
         if (persistent) refuse(c, Reason.serverUnavailable, 'session store unavailable');
         else begin(c, p, clientId, assigned, will, permissions);
@@ -173,20 +181,6 @@ function accept(
     return;
   }
   begin(c, p, clientId, assigned, will, permissions);
-}
-
-/** Another node claims this client id (cluster session store): closes its connection here and lets the session go. */
-async function release(server: MqttLink['server'], clientId: string): Promise<void> {
-  const session = server.sessions.get(clientId);
-  const link = session?.link as MqttLink | undefined;
-  if (link !== undefined) {
-    server.stats.takeovers++;
-    link.disconnect(Reason.sessionTakenOver, 'session taken over');
-    link.finish(); // detaches now: the session's last state (disconnected, pending will) is written
-  }
-  server.sessions.get(clientId)?.leave();
-  server.sessionStore?.unhold?.(clientId);
-  await server.sessionStore?.synced();
 }
 
 /** Takes over a connection of this client id on this node, starts or resumes the session, answers CONNACK. */
@@ -260,7 +254,7 @@ function begin(
   session.attach(c, will);
   session.applyPermissions(permissions);
   session.persist(server.sessionStore); // --data: a session with expiry > 0 survives a restart (persist.ts)
-  server.sessionStore?.hold?.(clientId, () => release(server, clientId)); // cluster store: a claim elsewhere takes it over
+  server.sessionStore?.hold?.(clientId, () => releaseSession(server, clientId)); // cluster store: a claim elsewhere takes it over
   c.send(v5
     ? { cmd: 'connack', reasonCode: Reason.success, sessionPresent, properties: connack }
     : { cmd: 'connack', returnCode: 0, sessionPresent });
