@@ -6,8 +6,14 @@
  *   every message once, in order (QoS 2 exactly once), then live messages follow on B only;
  * - `mosquitto_sub -c` the same way (Debian mosquitto-clients; required when CI is set);
  * - client-id takeover across nodes: the connection on A is closed when the id connects to B;
- * - node A drained (SIGTERM) and, separately, killed with -9 while holding an offline session:
- *   the device reconnecting to B finds the session and what was queued before.
+ * - node A drained (SIGTERM) and, separately, killed with -9 while holding offline sessions: a
+ *   survivor adopts them (cluster/DESIGN.md "Orphaned sessions"), so QoS 1/2 messages published
+ *   after A is gone are queued too; the devices reconnecting to B (and C) find every message once;
+ * - the adopter killed as well before the device returns: the last survivor adopts it;
+ * - two CONNECTs of one client id on B and C at the same moment: exactly one session wins;
+ * - the delayed will of an orphaned MQTT 5 session is published once when its delay runs out, and
+ *   not when its device returns in time.
+ * A failing test prints every node's warnings and errors.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -62,11 +68,25 @@ async function close(c: mqtt.MqttClient): Promise<void> {
   await c.endAsync();
 }
 
+/** `mosquitto_sub -c` (persistent session) as client `id` on `filter`, QoS 2, bounded by -W 15; resolves with its output lines. */
+function mosquittoSub(port: number, id: string, filter: string, extra: string[]): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-c', '-i', id, '-q', '2', '-t', filter, '-W', '15', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.setEncoding('utf8');
+    proc.stdout.on('data', (d: string) => (out += d));
+    proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    proc.on('exit', (code) => (code === 0 ? resolve(out.split('\n').filter((l) => l !== '')) : reject(new Error(`mosquitto_sub exited ${code}: ${out}`))));
+  });
+}
+
 const expected = (topic: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${topic} m${i} q${i % 2 === 0 ? 1 : 2}`);
 
 if (requireNatsServer()) {
   let nats!: NatsCluster;
   const nodes: BrokerProcess[] = [];
+  /** Every node process started, restarted ones included, for the logs printed on a failure. */
+  const started: [string, BrokerProcess][] = [];
   let publisher!: mqtt.MqttClient;
 
   async function startNode(i: number): Promise<BrokerProcess> {
@@ -76,6 +96,7 @@ if (requireNatsServer()) {
       timeoutMs: 60_000,
     });
     nodes[i] = proc;
+    started.push([`node ${'ABC'[i]} (run ${started.filter(([l]) => l.startsWith(`node ${'ABC'[i]} `)).length + 1})`, proc]);
     return proc;
   }
 
@@ -86,6 +107,36 @@ if (requireNatsServer()) {
 
   async function metric(node: BrokerProcess, name: string): Promise<number> {
     return (await scrapeMetrics(node.httpUrl)).get(name) ?? 0;
+  }
+
+  /**
+   * The device leaves `node` (DISCONNECT) and the node has seen its connection close. mqtt.js
+   * resolves `endAsync` once its own socket is closed, which can be before the node read the
+   * DISCONNECT: a message arriving meanwhile goes in flight to that connection (resent with DUP
+   * when the device returns) instead of the session's queue, and a test waiting for the queue to
+   * fill waits for ever — the cause of the CI flake "6 messages queued on the node holding the
+   * sessions" (more likely on a node just restarted, whose code runs cold).
+   */
+  async function leave(d: Connected, node: BrokerProcess): Promise<void> {
+    const open = await metric(node, 'topicast_mqtt_connections');
+    await close(d.client);
+    await waitFor(async () => (await metric(node, 'topicast_mqtt_connections')) < open, 'the node sees the device gone', 20_000);
+  }
+
+  /** Runs a test body; on failure prints every node's warnings and errors (all runs) so the report explains itself. */
+  function logged(fn: () => Promise<void>): () => Promise<void> {
+    return async () => {
+      // A test that failed half-way may have left a node stopped: every test starts with three.
+      for (const [i, node] of nodes.entries()) if (node.proc.exitCode !== null || node.proc.signalCode !== null) await startNode(i);
+      try {
+        await fn();
+      } catch (err) {
+        for (const [label, node] of started) {
+          for (const line of node.logs.filter((l) => /"level":[456]0/.test(l)).slice(-40)) console.log(`# ${label}: ${line.slice(0, 500)}`);
+        }
+        throw err;
+      }
+    };
   }
 
   /**
@@ -110,7 +161,7 @@ if (requireNatsServer()) {
 
   after(() => {
     if (!process.env.CLUSTER_DEBUG) return;
-    for (const [i, node] of nodes.entries()) for (const line of node.logs.filter((l) => /"level":[456]0/.test(l)).slice(-40)) console.log(`# node ${i}: ${line.slice(0, 400)}`);
+    for (const [label, node] of started) for (const line of node.logs.filter((l) => /"level":[456]0/.test(l)).slice(-40)) console.log(`# ${label}: ${line.slice(0, 400)}`);
   });
 
   before(async () => {
@@ -120,7 +171,7 @@ if (requireNatsServer()) {
     clients.push(publisher);
   });
 
-  test('mqtt.js 5 and 3.1.1: subscribed on A, away while QoS 1/2 messages are published, back on B: Session Present 1, every message once', { timeout: 90_000 }, async () => {
+  test('mqtt.js 5 and 3.1.1: subscribed on A, away while QoS 1/2 messages are published, back on B: Session Present 1, every message once', { timeout: 90_000 }, logged(async () => {
     const [a, b] = nodes as [BrokerProcess, BrokerProcess];
     const v5 = { clientId: 'dev-v5', protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 600 } };
     const v4 = { clientId: 'dev-v4', protocolVersion: 4 as const, clean: false };
@@ -128,7 +179,7 @@ if (requireNatsServer()) {
       const d = await device(a.mqttPort, options);
       assert.equal(d.sessionPresent, false);
       await subscribeEverywhere(d, topic, topic.replace('#', 'probe'));
-      await close(d.client);
+      await leave(d, a);
     }
     await publish('plant/v5/t', 10);
     await publish('plant/v4/t', 10);
@@ -147,9 +198,9 @@ if (requireNatsServer()) {
       await close(d.client);
     }
     await waitFor(async () => (await metric(a, 'topicast_mqtt_sessions')) === 0, 'A let both sessions go', 20_000);
-  });
+  }));
 
-  test('QoS 2 in flight moves too: PUBREL sent on A is resent on B, the message itself is not', { timeout: 60_000 }, async () => {
+  test('QoS 2 in flight moves too: PUBREL sent on A is resent on B, the message itself is not', { timeout: 60_000 }, logged(async () => {
     const [a, b] = nodes as [BrokerProcess, BrokerProcess];
     const connect = { clientId: 'dev-q2', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } };
     const first = await RawClient.connect(a.mqttPort, connect, 5);
@@ -182,9 +233,9 @@ if (requireNatsServer()) {
     second.client.send({ cmd: 'puback', messageId: three.messageId! });
     assert.deepEqual(second.client.packets.filter((p) => p.cmd === 'publish'), []);
     second.client.destroy();
-  });
+  }));
 
-  test('client-id takeover across nodes: connecting to B closes the connection on A', { timeout: 60_000 }, async () => {
+  test('client-id takeover across nodes: connecting to B closes the connection on A', { timeout: 60_000 }, logged(async () => {
     const [a, b] = nodes as [BrokerProcess, BrokerProcess];
     const options = { clientId: 'dev-takeover', protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 600 } };
     const first = await device(a.mqttPort, options);
@@ -201,60 +252,235 @@ if (requireNatsServer()) {
     assert.deepEqual(second.got, ['plant/takeover once q1']);
     assert.deepEqual(first.got, []);
     await close(second.client);
-  });
+  }));
 
-  test('mosquitto_sub -c: subscribed on A, queued QoS 1/2 messages delivered on B', { timeout: 60_000, skip: haveMosquittoSub ? false : 'mosquitto_sub not installed' }, async () => {
+  test('mosquitto_sub -c: subscribed on A, queued QoS 1/2 messages delivered on B', { timeout: 60_000, skip: haveMosquittoSub ? false : 'mosquitto_sub not installed' }, logged(async () => {
     const [a, b] = nodes as [BrokerProcess, BrokerProcess];
-    const sub = (port: number, extra: string[]): Promise<string[]> => new Promise((resolve, reject) => {
-      const proc = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-c', '-i', 'mosq-roaming', '-q', '2', '-t', 'plant/mosq/#', '-W', '15', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      proc.stdout.setEncoding('utf8');
-      proc.stdout.on('data', (d: string) => (out += d));
-      proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
-      proc.on('exit', (code) => (code === 0 ? resolve(out.split('\n').filter((l) => l !== '')) : reject(new Error(`mosquitto_sub exited ${code}: ${out}`))));
-    });
-    assert.deepEqual(await sub(a.mqttPort, ['-E']), [], 'subscribed on A, then gone (-E)');
+    const open = await metric(a, 'topicast_mqtt_connections');
+    assert.deepEqual(await mosquittoSub(a.mqttPort, 'mosq-roaming', 'plant/mosq/#', ['-E']), [], 'subscribed on A, then gone (-E)');
+    await waitFor(async () => (await metric(a, 'topicast_mqtt_connections')) <= open, 'A sees mosquitto_sub gone', 20_000);
     await publish('plant/mosq/t', 6);
     await queuedOn(a, 6);
-    const got = await sub(b.mqttPort, ['-C', '6', '-F', '%t %p q%q']);
+    const got = await mosquittoSub(b.mqttPort, 'mosq-roaming', 'plant/mosq/#', ['-C', '6', '-F', '%t %p q%q']);
     assertOnce(got, expected('plant/mosq/t', 6), 'mosquitto_sub on B');
-  });
+  }));
 
-  test('A drained (SIGTERM) while holding an offline session: the device finds it and its queue on B', { timeout: 90_000 }, async () => {
-    const [a, b] = nodes as [BrokerProcess, BrokerProcess];
-    const options = { clientId: 'dev-drain', protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 600 } };
-    const d = await device(a.mqttPort, options);
-    await subscribeEverywhere(d, 'plant/drain/#', 'plant/drain/probe');
-    await close(d.client);
-    await publish('plant/drain/t', 6);
-    await queuedOn(a, 6);
+  /** Every node's adopted-sessions counter (0 for a node not running). */
+  async function adoptedCounts(): Promise<number[]> {
+    return Promise.all(nodes.map((n) => (n.proc.exitCode === null && n.proc.signalCode === null ? metric(n, 'topicast_mqtt_cluster_sessions_adopted_total') : 0)));
+  }
+
+  /** Waits until the running nodes other than `gone` adopted `n` more sessions than `before`; returns the index of each node that adopted. */
+  async function adopted(before: number[], n: number): Promise<number[]> {
+    let now: number[] = before;
+    await waitFor(async () => {
+      now = await adoptedCounts();
+      return now.reduce((sum, v, i) => sum + v - (before[i] ?? 0), 0) >= n;
+    }, `${n} sessions adopted by the survivors`, 30_000);
+    return now.flatMap((v, i) => (v > (before[i] ?? 0) ? [i] : []));
+  }
+
+  /** Waits until the running nodes hold at least `n` queued QoS 1/2 messages between them. */
+  async function queuedOnSurvivors(survivors: BrokerProcess[], n: number): Promise<void> {
+    await waitFor(async () => {
+      let sum = 0;
+      for (const node of survivors) sum += await metric(node, 'topicast_mqtt_queued');
+      return sum >= n;
+    }, `${n} messages queued on the adopting nodes`, 20_000);
+  }
+
+  async function restart(i: number): Promise<void> {
+    await startNode(i);
+  }
+
+  test('A drained (SIGTERM) while holding offline sessions (mqtt.js 5 and 3.1.1): a survivor adopts them, QoS 1/2 messages published after A is gone are queued, the devices find them on B', { timeout: 90_000 }, logged(async () => {
+    const [a, b, c] = nodes as [BrokerProcess, BrokerProcess, BrokerProcess];
+    const devices = [
+      { options: { clientId: 'dev-drain5', protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 600 } }, topic: 'plant/drain5' },
+      { options: { clientId: 'dev-drain4', protocolVersion: 4 as const, clean: false }, topic: 'plant/drain4' },
+    ];
+    for (const { options, topic } of devices) {
+      const d = await device(a.mqttPort, options);
+      await subscribeEverywhere(d, `${topic}/#`, `${topic}/probe`);
+      await leave(d, a);
+    }
+    await publish('plant/drain5/before', 2); // queued on A, stored: they move with the session
+    await queuedOn(a, 2);
+    const before = await adoptedCounts();
     a.kill('SIGTERM');
     await a.exited;
-    const back = await device(b.mqttPort, options);
-    assert.equal(back.sessionPresent, true);
-    await waitFor(() => back.got.length >= 6, 'the six queued on A', 20_000);
-    assertOnce(back.got, expected('plant/drain/t', 6), 'after the drain');
-    await close(back.client);
-    await startNode(0);
-  });
+    await adopted(before, 2);
+    for (const { topic } of devices) await publish(`${topic}/t`, 6);
+    await queuedOnSurvivors([b, c], 14);
+    for (const { options, topic } of devices) {
+      const back = await device(b.mqttPort, options);
+      assert.equal(back.sessionPresent, true, `${options.clientId}: Session Present 1`);
+      const want = [...(topic === 'plant/drain5' ? expected('plant/drain5/before', 2) : []), ...expected(`${topic}/t`, 6)];
+      await waitFor(() => back.got.length >= want.length, `${options.clientId}: ${want.length} messages`, 20_000);
+      await publisher.publishAsync(`${topic}/t`, 'live', { qos: 1 });
+      await waitFor(() => back.got.length >= want.length + 1, `${options.clientId}: the live message`, 20_000);
+      assertOnce(back.got.slice(0, want.length), want, `${options.clientId} after the drain`);
+      assert.deepEqual(back.got.slice(want.length), [`${topic}/t live q1`], `${options.clientId}: then the live message, nothing twice`);
+      await close(back.client);
+    }
+    await restart(0);
+  }));
 
-  test('A killed with -9 while holding an offline session: the device finds it and its queue on B', { timeout: 90_000 }, async () => {
-    const [a, b] = nodes as [BrokerProcess, BrokerProcess];
+  test('A killed with -9 while holding offline sessions (mqtt.js 3.1.1, mosquitto_sub -c): adopted after the node timeout, messages published after A is gone reach the devices on B and C once', { timeout: 90_000 }, logged(async () => {
+    const [a, b, c] = nodes as [BrokerProcess, BrokerProcess, BrokerProcess];
     const options = { clientId: 'dev-kill', protocolVersion: 4 as const, clean: false };
     const d = await device(a.mqttPort, options);
     await subscribeEverywhere(d, 'plant/kill/#', 'plant/kill/probe');
-    await close(d.client);
-    await publish('plant/kill/t', 6);
-    await queuedOn(a, 6);
-    // What A queued is stored once it is acknowledged by JetStream; give the last write its round trip.
+    await leave(d, a);
+    let sessions = 1;
+    if (haveMosquittoSub) {
+      const open = await metric(a, 'topicast_mqtt_connections');
+      assert.deepEqual(await mosquittoSub(a.mqttPort, 'mosq-kill', 'plant/mosqkill/#', ['-E']), [], 'subscribed on A, then gone (-E)');
+      await waitFor(async () => (await metric(a, 'topicast_mqtt_connections')) <= open, 'A sees mosquitto_sub gone', 20_000);
+      sessions++;
+    }
+    await publish('plant/kill/before', 2);
+    await queuedOn(a, 2);
     await waitFor(async () => (await metric(a, 'topicast_mqtt_cluster_session_writes_pending')) === 0, 'A stored its queue', 20_000);
+    const before = await adoptedCounts();
     a.kill('SIGKILL');
     await a.exited;
+    await adopted(before, sessions);
+    await publish('plant/kill/t', 6);
+    if (haveMosquittoSub) await publish('plant/mosqkill/t', 6);
+    await queuedOnSurvivors([b, c], 6 * sessions + 2);
     const back = await device(b.mqttPort, options);
     assert.equal(back.sessionPresent, true);
-    await waitFor(() => back.got.length >= 6, 'the six queued on A', 20_000);
-    assertOnce(back.got, expected('plant/kill/t', 6), 'after kill -9');
+    const want = [...expected('plant/kill/before', 2), ...expected('plant/kill/t', 6)];
+    await waitFor(() => back.got.length >= want.length, 'the eight messages', 20_000);
+    assertOnce(back.got, want, 'after kill -9');
     await close(back.client);
-    await startNode(0);
-  });
+    if (haveMosquittoSub) {
+      const got = await mosquittoSub(c.mqttPort, 'mosq-kill', 'plant/mosqkill/#', ['-C', '6', '-F', '%t %p q%q']);
+      assertOnce(got, expected('plant/mosqkill/t', 6), 'mosquitto_sub on C after kill -9');
+    }
+    await restart(0);
+  }));
+
+  test('the adopter killed too before the device returns: the last survivor adopts the session, nothing is lost', { timeout: 120_000 }, logged(async () => {
+    const [a] = nodes as [BrokerProcess, BrokerProcess, BrokerProcess];
+    const options = { clientId: 'dev-chain', protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 600 } };
+    const d = await device(a.mqttPort, options);
+    await subscribeEverywhere(d, 'plant/chain/#', 'plant/chain/probe');
+    await leave(d, a);
+    let before = await adoptedCounts();
+    a.kill('SIGKILL');
+    await a.exited;
+    const [first] = await adopted(before, 1);
+    assert.ok(first === 1 || first === 2, 'B or C adopted it');
+    const last = first === 1 ? 2 : 1;
+    const adopter = nodes[first]!;
+    const survivor = nodes[last]!;
+    // The publisher is on C: when C is the adopter to be killed, publish through B.
+    const via = last === 2 ? publisher : await mqtt.connectAsync(`mqtt://127.0.0.1:${survivor.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 });
+    if (via !== publisher) clients.push(via);
+    for (let i = 0; i < 4; i++) await via.publishAsync('plant/chain/t', `m${i}`, { qos: i % 2 === 0 ? 1 : 2 });
+    await queuedOn(adopter, 4);
+    await waitFor(async () => (await metric(adopter, 'topicast_mqtt_cluster_session_writes_pending')) === 0, 'the adopter stored the queue', 20_000);
+    before = await adoptedCounts();
+    if (via === publisher) {
+      // The publisher's node is killed next: move it to the survivor.
+      publisher.end(true);
+    }
+    adopter.kill('SIGKILL');
+    await adopter.exited;
+    const [second] = await adopted(before, 1);
+    assert.equal(second, last, 'the last survivor adopted it');
+    const pub = via === publisher ? await mqtt.connectAsync(`mqtt://127.0.0.1:${survivor.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 }) : via;
+    if (pub !== via) clients.push(pub);
+    for (let i = 4; i < 8; i++) await pub.publishAsync('plant/chain/t', `m${i}`, { qos: i % 2 === 0 ? 1 : 2 });
+    await queuedOn(survivor, 8);
+    const back = await device(survivor.mqttPort, options);
+    assert.equal(back.sessionPresent, true);
+    await waitFor(() => back.got.length >= 8, 'the eight messages', 20_000);
+    assertOnce(back.got, expected('plant/chain/t', 8), 'after two kills');
+    await close(back.client);
+    await Promise.all([restart(0), restart(first!)]);
+    if (pub !== publisher) {
+      publisher = await mqtt.connectAsync(`mqtt://127.0.0.1:${nodes[2]!.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 });
+      clients.push(publisher);
+    }
+  }));
+
+  test('simultaneous claims of one client id on B and C: exactly one session wins, the other connection is taken over', { timeout: 90_000 }, logged(async () => {
+    const [a, b, c] = nodes as [BrokerProcess, BrokerProcess, BrokerProcess];
+    for (let round = 0; round < 4; round++) {
+      const options = { clientId: `dev-race-${round}`, protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 600 } };
+      const topic = `plant/race/${round}`;
+      // A session held offline on A (rounds 0, 2) or nowhere yet (rounds 1, 3).
+      if (round % 2 === 0) {
+        const d = await device(a.mqttPort, options);
+        await d.client.subscribeAsync(topic, { qos: 1 });
+        await leave(d, a);
+      }
+      const both = await Promise.allSettled([b, c].map(async (node) => {
+        const client = mqtt.connect(`mqtt://127.0.0.1:${node.mqttPort}`, { reconnectPeriod: 0, connectTimeout: 20_000, ...options });
+        clients.push(client);
+        const got: string[] = [];
+        let closed = false;
+        client.on('message', (t, payload) => got.push(`${t} ${payload.toString()}`));
+        client.on('close', () => (closed = true));
+        client.on('error', () => undefined);
+        await new Promise<void>((resolve) => {
+          client.once('connect', () => resolve());
+          client.once('close', () => resolve());
+        });
+        return { client, got, isClosed: () => closed };
+      }));
+      const conns = both.map((r) => (r.status === 'fulfilled' ? r.value : undefined)).filter((v) => v !== undefined);
+      assert.equal(conns.length, 2);
+      await waitFor(() => conns.filter((x) => x.isClosed()).length >= 1, `round ${round}: one of the two connections taken over`, 20_000);
+      const winner = conns.find((x) => !x.isClosed());
+      assert.ok(winner, `round ${round}: one connection stays`);
+      if (round % 2 === 1) await winner.client.subscribeAsync(topic, { qos: 1 });
+      await publisher.publishAsync(topic, 'once', { qos: 1 });
+      await waitFor(() => winner.got.length >= 1, `round ${round}: the message on the winner`, 20_000);
+      // A marker after it: a second session somewhere would have queued or sent the message too.
+      await publisher.publishAsync(topic, 'marker', { qos: 1 });
+      await waitFor(() => winner.got.length >= 2, `round ${round}: the marker`, 20_000);
+      assert.deepEqual(winner.got, [`${topic} once`, `${topic} marker`]);
+      await close(winner.client);
+      await waitFor(async () => (await metric(b, 'topicast_mqtt_sessions')) + (await metric(c, 'topicast_mqtt_sessions')) + (await metric(a, 'topicast_mqtt_sessions')) >= 1, 'the session kept', 5_000);
+      let queued = 0;
+      for (const node of nodes) queued += await metric(node, 'topicast_mqtt_queued');
+      assert.equal(queued, 0, `round ${round}: no second session queued the messages`);
+    }
+  }));
+
+  test('the delayed will of an orphaned MQTT 5 session is published once when its delay runs out; not if the device returns in time', { timeout: 90_000 }, logged(async () => {
+    const [a, b, c] = nodes as [BrokerProcess, BrokerProcess, BrokerProcess];
+    const watcher = await device(b.mqttPort, { clientId: 'will-watcher', protocolVersion: 5 });
+    await subscribeEverywhere(watcher, 'plant/will/#', 'plant/will/probe');
+    const withWill = (clientId: string, delaySec: number): mqtt.IClientOptions => ({
+      clientId, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 600 },
+      will: { topic: `plant/will/${clientId}`, payload: Buffer.from('gone'), qos: 1, retain: false, properties: { willDelayInterval: delaySec } },
+    });
+    const due = await device(a.mqttPort, withWill('dev-will-due', 4));
+    const back = await device(a.mqttPort, withWill('dev-will-back', 600));
+    for (const d of [due, back]) {
+      const open = await metric(a, 'topicast_mqtt_connections');
+      d.client.stream.destroy(); // the network connection is lost: the will waits for its delay
+      await waitFor(async () => (await metric(a, 'topicast_mqtt_connections')) < open, 'A sees the device gone', 20_000);
+    }
+    await waitFor(async () => (await metric(a, 'topicast_mqtt_cluster_session_writes_pending')) === 0, 'A stored the pending wills', 20_000);
+    const before = await adoptedCounts();
+    a.kill('SIGKILL');
+    await a.exited;
+    await adopted(before, 2);
+    // The device with the long delay comes back in time (to C): its will is never published.
+    const returned = await device(c.mqttPort, withWill('dev-will-back', 600));
+    assert.equal(returned.sessionPresent, true);
+    await returned.client.endAsync(); // normal DISCONNECT: no will
+    await waitFor(() => watcher.got.some((l) => l.startsWith('plant/will/dev-will-due ')), 'the will of the orphaned session, after its delay', 30_000);
+    await publisher.publishAsync('plant/will/marker', 'after', { qos: 1 });
+    await waitFor(() => watcher.got.includes('plant/will/marker after q1'), 'a marker after the will', 20_000);
+    assert.deepEqual(watcher.got, ['plant/will/dev-will-due gone q1', 'plant/will/marker after q1'], 'the due will once, the returned device\'s never');
+    await close(watcher.client);
+    await restart(0);
+  }));
 }
