@@ -111,6 +111,8 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
   private willCount = 0;
   private untap: () => void = noop;
   private closed = false;
+  /** Set once the bus is closed: until then messages from other nodes are routed (see `close`). */
+  private stopped = false;
   /** The history every node shares through the bus, when it keeps one (cluster/DESIGN.md "History in JetStream"). */
   private shared: SharedHistory | undefined;
 
@@ -193,7 +195,10 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
     for (const st of this.filters.values()) clearTimeout(st.linger);
     this.filters.clear();
     this.outbound.close();
+    // Messages from other nodes are still routed while the bus closes: a drained node's offline
+    // MQTT sessions keep queueing until the survivors have adopted them (cluster/DESIGN.md).
     await this.bus.close();
+    this.stopped = true;
   }
 
   // ---- interest (router → bus) ----------------------------------------------------------
@@ -374,7 +379,7 @@ export class ClusterBridge implements ClusterHooks, InterestListener {
   // ---- bus events -----------------------------------------------------------------------------
 
   private onMessage(m: BusMessage): void {
-    if (this.closed) return;
+    if (this.stopped) return;
     this.stats.received++;
     try {
       if (m.retain) this.mergeRetained(m.topic, m.payload, m.properties, m.qos, m.seq);

@@ -70,6 +70,7 @@ class NatsBusImpl implements Bus {
     this.shares = new NatsShares(this.link, () => this.interest.sync());
     this.sessions = new NatsSessions(this.link);
     this.wills.onGone = (owner, lastSeenMs) => this.sessions.adoptFrom(owner, lastSeenMs);
+    this.wills.onExpired = () => this.sessions.recheck();
   }
 
   get state(): BusState {

@@ -282,13 +282,28 @@ export class NatsSessions implements SessionLog {
 
   /**
    * `owner` is gone and this node is designated for it (wills.ts): hands its listed keys to the
-   * session store, then drops the entries the store settled. Rejects when the listing failed
-   * (the caller tries again at its next tick); the adoptions themselves run on without the caller.
+   * session store, then drops the entries the store settled. A listing that fails is tried again
+   * (every `jetStreamRetryMs`, a few times); past that, the other survivors' later turn remains.
    */
-  async adoptFrom(owner: string, lastSeenMs: number): Promise<void> {
+  adoptFrom(owner: string, lastSeenMs: number, attempt = 1): void {
+    this.listOrphans(owner, lastSeenMs).catch((err: unknown) => {
+      this.link.log?.warn({ err: (err as Error).message, owner, attempt }, 'bus: listing the sessions of a gone node failed');
+      if (attempt >= 5 || this.link.closing) return;
+      setTimeout(() => this.adoptFrom(owner, lastSeenMs, attempt + 1), this.link.o.jetStreamRetryMs).unref();
+    });
+  }
+
+  private async listOrphans(owner: string, lastSeenMs: number): Promise<void> {
     const listener = this.orphanListener;
-    if (!listener || !this.link.js) return;
-    const kv = await this.owners();
+    if (!listener || !this.link.js || this.link.closing) return;
+    // Bound, not made: a cluster where no node ever took a persistent session has no bucket and nothing to adopt.
+    let kv: KV;
+    try {
+      kv = this.ownersKv ?? (await this.link.js.views.kv(this.link.names.sessionOwnersBucket, { bindOnly: true, timeout: this.link.o.requestTimeoutMs }));
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
     const hexes: string[] = [];
     for await (const k of await kv.keys(`i.${owner}.>`)) hexes.push(k.slice(owner.length + 3));
     if (hexes.length === 0) return;
@@ -301,6 +316,25 @@ export class NatsSessions implements SessionLog {
       },
       (err: unknown) => this.link.log?.warn({ err: (err as Error).message, owner }, 'bus: adopting sessions failed'),
     );
+  }
+
+  /**
+   * This node was taken for dead (its heartbeat key expired: a partition, a long pause) and may
+   * have had its sessions adopted meanwhile: each held key whose owner record names another node
+   * now is released here (its connection, if any, closed as taken over), so the key has one holder.
+   */
+  async recheck(): Promise<void> {
+    for (const key of [...this.revisions.keys()]) {
+      try {
+        const { owner } = await this.owner(key);
+        if (owner === this.self || !this.revisions.has(key)) continue;
+        this.link.log?.warn({ owner }, 'bus: a persistent session held here was adopted by another node while this one was taken for dead; letting it go');
+        this.revisions.delete(key); // not ours: no owner record or list entry of ours to remove
+        await this.releases.get(key)?.();
+      } catch (err) {
+        this.link.log?.warn({ err: (err as Error).message }, 'bus: checking the owner of a held session failed');
+      }
+    }
   }
 
   /**

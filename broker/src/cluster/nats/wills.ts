@@ -41,9 +41,11 @@ export class NatsWills {
   /**
    * Called on the designated survivor (or, a timeout later, the others) when `owner` is gone,
    * after its wills were claimed; the persistent MQTT sessions it held are adopted from there
-   * (sessions.ts `adoptFrom`). A rejection keeps the owner for the next tick.
+   * (sessions.ts `adoptFrom`, which retries by itself).
    */
-  onGone: ((owner: string, lastSeenMs: number) => Promise<void>) | undefined;
+  onGone: ((owner: string, lastSeenMs: number) => void) | undefined;
+  /** Called when this node finds its own heartbeat key expired: others may have adopted its sessions (sessions.ts `recheck`). */
+  onExpired: (() => Promise<void>) | undefined;
   /** When each owner was last heard of (the watch sets `ownersSeen` to 0 when an owner leaves). */
   private readonly lastHeard = new Map<string, number>();
 
@@ -146,6 +148,7 @@ export class NatsWills {
         // Our key expired: others may have declared us dead and published our wills. Re-register them.
         link.log?.warn({ owner: link.owner }, 'bus: this node was considered dead (heartbeat expired); re-writing its wills');
         this.willsDirty = true;
+        void this.onExpired?.();
       }
     }
     try {
@@ -217,7 +220,7 @@ export class NatsWills {
         for (const [other, seen] of this.ownersSeen) if (nowMs - seen < link.o.nodeTimeoutMs) live.push(other);
         if (willClaimer(owner, live) !== link.owner && nowMs - since < link.o.nodeTimeoutMs) continue;
         if ((await this.claimWillsOf(owner)) > 0) continue; // see claimWillsOf: retried next tick
-        await this.onGone?.(owner, this.lastHeard.get(owner) ?? (seenMs || nowMs));
+        this.onGone?.(owner, this.lastHeard.get(owner) ?? (seenMs || nowMs)); // not awaited: heartbeats must not wait for it
         this.ownersSeen.delete(owner);
         this.deadSince.delete(owner);
         this.lastHeard.delete(owner);
