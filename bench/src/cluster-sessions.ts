@@ -9,7 +9,14 @@
  * - cost: 5,000 publishes with 100 outstanding: rate, broker CPU (and nats-server CPU) per message.
  * One nats-server with JetStream (R1) on 127.0.0.1; every process on this machine.
  *
- * Usage: npm run build && node bench/dist/cluster-sessions.js   (under a minute; prints one JSON object)
+ * With `--adoption [N]` (cluster/DESIGN.md "Orphaned sessions"): N (1,000) offline persistent
+ * sessions on node A, each subscribed to its own topic; A is drained (SIGTERM) and node B adopts
+ * them; then node C starts, B is killed with -9 and C adopts them. For each: the time from the
+ * signal until the adopter counts N adopted (`topicast_mqtt_cluster_sessions_adopted_total`),
+ * the adopter's and nats-server's CPU per adopted session, and a QoS 1 message published to every
+ * session after the adoption, found queued on the adopter. Bus tuning `heartbeatMs=500&nodeTimeoutMs=3000`.
+ *
+ * Usage: npm run build && node bench/dist/cluster-sessions.js [--adoption [N]]   (under a minute each; prints one JSON object)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,7 +34,7 @@ const OUTSTANDING = 100;
 const round = (n: number, d = 2): number => Math.round(n * 10 ** d) / 10 ** d;
 const quantile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 
-async function startBroker(extra: string[]): Promise<{ child: Child; mqttPort: number }> {
+async function startBroker(extra: string[]): Promise<{ child: Child; mqttPort: number; port: number }> {
   const port = await freePort();
   const mqttPort = await freePort();
   const child = spawnChild(process.execPath, [
@@ -38,7 +45,80 @@ async function startBroker(extra: string[]): Promise<{ child: Child; mqttPort: n
     if (child.proc.exitCode !== null) throw new Error(`broker exited: ${child.logs.join(' | ')}`);
     return tcpOpen(mqttPort);
   }, 60_000);
-  return { child, mqttPort };
+  return { child, mqttPort, port };
+}
+
+async function metric(port: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? 0 : Number(line.slice(name.length + 1));
+}
+
+/** Time from `signal` to `n` sessions adopted on `adopter`, and the CPU that cost. */
+async function adoptionAfter(signal: () => void, adopter: { child: Child; port: number }, natsPid: number, n: number): Promise<object> {
+  const before = await metric(adopter.port, 'topicast_mqtt_cluster_sessions_adopted_total');
+  const c0 = cpuSeconds(adopter.child.pid);
+  const n0 = cpuSeconds(natsPid);
+  const t0 = performance.now();
+  signal();
+  let firstMs = -1;
+  await waitFor('the adoptions', async () => {
+    const done = (await metric(adopter.port, 'topicast_mqtt_cluster_sessions_adopted_total')) - before;
+    if (done > 0 && firstMs < 0) firstMs = performance.now() - t0;
+    return done >= n;
+  }, 120_000);
+  const ms = performance.now() - t0;
+  const cpu = cpuSeconds(adopter.child.pid) - c0;
+  const natsCpu = cpuSeconds(natsPid) - n0;
+  return {
+    sessions: n, firstAdoptedMs: Math.round(firstMs), allAdoptedMs: Math.round(ms), adoptingMs: Math.round(ms - firstMs),
+    adopterCpuMsPerSession: round((cpu / n) * 1000, 3), natsCpuMsPerSession: round((natsCpu / n) * 1000, 3),
+  };
+}
+
+async function adoption(n: number): Promise<object> {
+  const dir = mkdtempSync(join(tmpdir(), 'topicast-bench-adoption-'));
+  const natsPort = await freePort();
+  const nats = spawnChild('nats-server', ['-a', '127.0.0.1', '-p', String(natsPort), '-js', '-sd', join(dir, 'js')], {});
+  const bus = ['--bus', `nats://127.0.0.1:${natsPort}?heartbeatMs=500&nodeTimeoutMs=3000`];
+  const nodes: Child[] = [];
+  try {
+    await waitFor('nats-server', () => tcpOpen(natsPort), 10_000);
+    const a = await startBroker([...bus, '--node-id', 'bench-a']);
+    const b = await startBroker([...bus, '--node-id', 'bench-b']);
+    nodes.push(a.child, b.child);
+    // N persistent sessions on A, each subscribed to its own topic, then offline.
+    const t0 = performance.now();
+    let next = 0;
+    const make = async (): Promise<void> => {
+      while (next < n) {
+        const i = next++;
+        const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${a.mqttPort}`, { protocolVersion: 5, clientId: `adopt-${i}`, clean: false, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 });
+        await c.subscribeAsync(`adopt/${i}`, { qos: 1 });
+        await c.endAsync();
+      }
+    };
+    await Promise.all(Array.from({ length: 20 }, make));
+    const setupMs = performance.now() - t0;
+    await waitFor('A holding every session', async () => (await metric(a.port, 'topicast_mqtt_sessions')) >= n, 30_000);
+    const drain = await adoptionAfter(() => a.child.proc.kill('SIGTERM'), b, nats.pid, n);
+    await a.child.exited;
+    // Each adopted session queues what is published for it after the adoption.
+    const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${b.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 });
+    for (let i = 0; i < n; i++) await pub.publishAsync(`adopt/${i}`, 'after', { qos: 1 });
+    await pub.endAsync();
+    await waitFor('one message queued per adopted session', async () => (await metric(b.port, 'topicast_mqtt_queued')) >= n, 30_000);
+    const c = await startBroker([...bus, '--node-id', 'bench-c']);
+    nodes.push(c.child);
+    await new Promise((r) => setTimeout(r, 1500)); // B and C hear each other's heartbeats
+    const kill = await adoptionAfter(() => b.child.proc.kill('SIGKILL'), c, nats.pid, n);
+    const queuedOnC = await metric(c.port, 'topicast_mqtt_queued');
+    return { setupMsPerSession: round(setupMs / n, 2), drain, kill9: kill, queuedAfterKill: queuedOnC };
+  } finally {
+    for (const child of nodes) await child.stop();
+    await nats.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function measure(mqttPort: number, pid: number, natsPid: number | undefined): Promise<object> {
@@ -109,4 +189,6 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(out, null, 2));
 }
 
-await main();
+const at = process.argv.indexOf('--adoption');
+if (at >= 0) console.log(JSON.stringify(await adoption(Number(process.argv[at + 1] ?? 1000) || 1000), null, 2));
+else await main();
