@@ -43,7 +43,7 @@ class MemoryLog implements SessionLog {
     this.logs.set(key, (this.logs.get(key) ?? []).filter((r) => r.position >= position));
     return Promise.resolve();
   }
-  claim(): Promise<void> {
+  claim(_key: string): Promise<void> {
     return Promise.resolve();
   }
   hold(): void {}
@@ -159,4 +159,97 @@ test('a write the engine refuses is counted and does not hold synced() back', as
   assert.equal(store.failed, 1);
   assert.equal(errors.length, 1, 'and logged');
   assert.equal(store.writes, 1);
+});
+
+/**
+ * An in-memory log with owner records, as the NATS one keeps them: `take` is a compare-and-set on
+ * the record's revision; `interfere` lets another node take the record right before this one's
+ * next compare-and-set (the race of two simultaneous claims).
+ */
+class OwnedLog extends MemoryLog {
+  readonly owners = new Map<string, { owner: string | undefined; revision: number }>();
+  private revision = 0;
+  claims: string[] = [];
+  disowned: [string, boolean][] = [];
+  interfere: string | undefined;
+  constructor(readonly self: string) {
+    super();
+  }
+  override claim(key: string): Promise<void> {
+    this.claims.push(key);
+    return Promise.resolve();
+  }
+  owner(key: string): Promise<{ owner: string | undefined; revision: number }> {
+    return Promise.resolve(this.owners.get(key) ?? { owner: undefined, revision: 0 });
+  }
+  setOwner(key: string, owner: string | undefined): void {
+    this.owners.set(key, { owner, revision: ++this.revision });
+  }
+  take(key: string, revision: number): Promise<boolean> {
+    if (this.interfere !== undefined) {
+      this.setOwner(key, this.interfere);
+      this.interfere = undefined;
+    }
+    if ((this.owners.get(key)?.revision ?? 0) !== revision) return Promise.resolve(false);
+    this.setOwner(key, this.self);
+    return Promise.resolve(true);
+  }
+  disown(key: string, ended: boolean): void {
+    this.disowned.push([key, ended]);
+    if (ended && this.owners.get(key)?.owner === this.self) this.setOwner(key, undefined);
+  }
+}
+
+test('a persistent claim records this node as the holder; one that loses the record to another node claims again, from it', async () => {
+  const log = new OwnedLog('node-b');
+  const store = new ClusterSessionStore(log, quiet);
+  await store.saveAll(new FakeSession('dev'));
+  log.setOwner('dev', 'node-a');
+  log.interfere = 'node-c'; // C takes it between B's claim and B's compare-and-set
+  const loaded = await store.claim('dev', true);
+  assert.ok(loaded, 'the stored session');
+  assert.deepEqual(log.claims, ['dev', 'dev'], 'claimed from A, then again from C');
+  assert.equal(store.takesLost, 1);
+  assert.equal(log.owners.get('dev')!.owner, 'node-b');
+  // A session that ends with its connection records nothing.
+  assert.equal(await store.claim('clean-dev', false), undefined);
+  assert.equal(log.owners.has('clean-dev'), false);
+});
+
+test('adoption takes a gone node\'s session only while its record still names that node; an ended one loses its record', async () => {
+  const log = new OwnedLog('node-b');
+  const store = new ClusterSessionStore(log, quiet);
+  await store.saveAll(new FakeSession('moved'));
+  log.setOwner('moved', 'node-c'); // its device came back on C before the adoption
+  assert.equal(await store.adopt('moved', 'node-a'), undefined);
+  assert.deepEqual(log.claims, [], 'nothing claimed from C');
+  assert.equal(log.owners.get('moved')!.owner, 'node-c');
+
+  await store.saveAll(new FakeSession('orphan'));
+  log.setOwner('orphan', 'node-a');
+  const loaded = await store.adopt('orphan', 'node-a');
+  assert.ok(loaded);
+  assert.equal(log.owners.get('orphan')!.owner, 'node-b');
+  assert.equal(store.adopted, 1);
+
+  const s = new FakeSession('ended');
+  await store.saveAll(s);
+  store.end('ended');
+  await store.synced();
+  await flush();
+  log.setOwner('ended', 'node-a');
+  assert.equal(await store.adopt('ended', 'node-a'), undefined);
+  assert.equal(log.owners.get('ended')!.owner, undefined, 'the record of an ended session goes');
+  assert.equal(store.adopted, 1);
+});
+
+test('letting a client id go after its session ended removes its owner record; a release to another node does not', async () => {
+  const log = new OwnedLog('node-b');
+  const store = new ClusterSessionStore(log, quiet);
+  store.hold('released', () => Promise.resolve());
+  store.unhold('released');
+  store.hold('ended', () => Promise.resolve());
+  store.end('ended');
+  store.unhold('ended');
+  assert.deepEqual(log.disowned, [['released', false], ['ended', true]]);
 });
