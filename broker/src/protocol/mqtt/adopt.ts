@@ -67,12 +67,13 @@ export async function adoptSessions(server: MqttServer, store: SessionStore, fro
  */
 export function keepOffline(server: MqttServer, store: SessionStore, loaded: LoadedSession, lastSeenMs: number): void {
   const clientId = loaded.clientId;
-  if (server.sessions.has(clientId)) return;
+  const release = (): Promise<void> => releaseSession(server, clientId);
+  if (server.sessions.has(clientId)) return store.hold?.(clientId, release); // already here: held as it is
   if (loaded.connected) {
     loaded.connected = false;
     loaded.disconnectedAtMs = lastSeenMs;
     loaded.will = undefined;
   }
   const session = MqttSession.restore(server, loaded, store, server.ctx.now());
-  if (!session.ended) store.hold?.(clientId, () => releaseSession(server, clientId));
+  if (!session.ended) store.hold?.(clientId, release);
 }
