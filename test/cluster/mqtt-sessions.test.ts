@@ -90,11 +90,21 @@ if (requireNatsServer()) {
   let publisher!: mqtt.MqttClient;
 
   async function startNode(i: number): Promise<BrokerProcess> {
-    const proc = await startBroker({
-      args: ['--bus', `${nats.servers[i]!.url}?${TUNING}`, '--node-id', `snode-${i}`, '--sys-interval-sec', '0'],
-      env: { TOPICAST_DRAIN_MS: '500', TOPICAST_SHUTDOWN_TIMEOUT_MS: '3000' },
-      timeoutMs: 60_000,
-    });
+    let proc: BrokerProcess;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        proc = await startBroker({
+          args: ['--bus', `${nats.servers[i]!.url}?${TUNING}`, '--node-id', `snode-${i}`, '--sys-interval-sec', '0'],
+          env: { TOPICAST_DRAIN_MS: '500', TOPICAST_SHUTDOWN_TIMEOUT_MS: '3000' },
+          timeoutMs: 60_000,
+        });
+        break;
+      } catch (err) {
+        // The helper picks the MQTT port free a moment before the broker binds it; under load another
+        // socket can take it in between (the broker exits 2 naming it). Another port, then.
+        if (attempt >= 3 || !/port is in use/.test((err as Error).message)) throw err;
+      }
+    }
     nodes[i] = proc;
     started.push([`node ${'ABC'[i]} (run ${started.filter(([l]) => l.startsWith(`node ${'ABC'[i]} `)).length + 1})`, proc]);
     return proc;
@@ -172,7 +182,10 @@ if (requireNatsServer()) {
 
   before(async () => {
     nats = await startNatsCluster(3);
-    await Promise.all([0, 1, 2].map(startNode));
+    // Every start settles before a failure is reported: the helpers' end-of-file cleanup stops only
+    // the brokers that finished starting, and one left starting would keep the test process alive.
+    const starts = await Promise.allSettled([0, 1, 2].map(startNode));
+    for (const r of starts) if (r.status === 'rejected') throw r.reason;
     publisher = await mqtt.connectAsync(`mqtt://127.0.0.1:${nodes[2]!.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 });
     clients.push(publisher);
   });
