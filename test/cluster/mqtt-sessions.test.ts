@@ -90,21 +90,11 @@ if (requireNatsServer()) {
   let publisher!: mqtt.MqttClient;
 
   async function startNode(i: number): Promise<BrokerProcess> {
-    let proc: BrokerProcess;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        proc = await startBroker({
-          args: ['--bus', `${nats.servers[i]!.url}?${TUNING}`, '--node-id', `snode-${i}`, '--sys-interval-sec', '0'],
-          env: { TOPICAST_DRAIN_MS: '500', TOPICAST_SHUTDOWN_TIMEOUT_MS: '3000' },
-          timeoutMs: 60_000,
-        });
-        break;
-      } catch (err) {
-        // The helper picks the MQTT port free a moment before the broker binds it; under load another
-        // socket can take it in between (the broker exits 2 naming it). Another port, then.
-        if (attempt >= 3 || !/port is in use/.test((err as Error).message)) throw err;
-      }
-    }
+    const proc = await startBroker({
+      args: ['--bus', `${nats.servers[i]!.url}?${TUNING}`, '--node-id', `snode-${i}`, '--sys-interval-sec', '0'],
+      env: { TOPICAST_DRAIN_MS: '500', TOPICAST_SHUTDOWN_TIMEOUT_MS: '3000' },
+      timeoutMs: 60_000,
+    });
     nodes[i] = proc;
     started.push([`node ${'ABC'[i]} (run ${started.filter(([l]) => l.startsWith(`node ${'ABC'[i]} `)).length + 1})`, proc]);
     return proc;
