@@ -290,6 +290,13 @@ if (requireNatsServer()) {
     return now.flatMap((v, i) => (gained(v, i) > 0 ? [i] : []));
   }
 
+  /** QoS 1/2 messages queued on all nodes together (for offline sessions, or behind a full in-flight window). */
+  async function queuedEverywhere(): Promise<number> {
+    let sum = 0;
+    for (const node of nodes) sum += await metric(node, 'topicast_mqtt_queued');
+    return sum;
+  }
+
   /** Waits until the running nodes hold at least `n` queued QoS 1/2 messages between them. */
   async function queuedOnSurvivors(survivors: BrokerProcess[], n: number): Promise<void> {
     await waitFor(async () => {
@@ -395,10 +402,13 @@ if (requireNatsServer()) {
     await send(0, 4);
     await queuedOn(adopter, 4);
     await waitFor(async () => (await metric(adopter, 'topicast_mqtt_cluster_session_writes_pending')) === 0, 'the adopter stored the queue', 20_000);
+    // The adopter may hold other offline sessions (devices of earlier tests that left it): all move.
+    // (Its connected sessions, the publisher's clean one among them, end with it.)
+    const held = (await metric(adopter, 'topicast_mqtt_sessions')) - (await metric(adopter, 'topicast_mqtt_connections'));
     before = await adoptedCounts();
     adopter.kill('SIGKILL');
     await adopter.exited;
-    const [second] = await adopted(before, 1);
+    const [second] = await adopted(before, held);
     assert.equal(second, last, 'the last survivor adopted it');
     await send(4, 8);
     await queuedOn(survivor, 8);
@@ -441,6 +451,7 @@ if (requireNatsServer()) {
       const winner = conns.find((x) => !x.isClosed());
       assert.ok(winner, `round ${round}: one connection stays`);
       if (round % 2 === 1) await winner.client.subscribeAsync(topic, { qos: 1 });
+      const queuedBefore = await queuedEverywhere();
       await publisher.publishAsync(topic, 'once', { qos: 1 });
       await waitFor(() => winner.got.length >= 1, `round ${round}: the message on the winner`, 20_000);
       // A marker after it: a second session somewhere would have queued or sent the message too.
@@ -448,10 +459,7 @@ if (requireNatsServer()) {
       await waitFor(() => winner.got.length >= 2, `round ${round}: the marker`, 20_000);
       assert.deepEqual(winner.got, [`${topic} once`, `${topic} marker`]);
       await close(winner.client);
-      await waitFor(async () => (await metric(b, 'topicast_mqtt_sessions')) + (await metric(c, 'topicast_mqtt_sessions')) + (await metric(a, 'topicast_mqtt_sessions')) >= 1, 'the session kept', 5_000);
-      let queued = 0;
-      for (const node of nodes) queued += await metric(node, 'topicast_mqtt_queued');
-      assert.equal(queued, 0, `round ${round}: no second session queued the messages`);
+      assert.equal(await queuedEverywhere(), queuedBefore, `round ${round}: no second session queued the messages`);
     }
   }));
 
