@@ -305,7 +305,12 @@ export class NatsSessions implements SessionLog {
       throw err;
     }
     const hexes: string[] = [];
-    for await (const k of await kv.keys(`i.${owner}.>`)) hexes.push(k.slice(owner.length + 3));
+    try {
+      for await (const k of await kv.keys(`i.${owner}.>`)) hexes.push(k.slice(owner.length + 3));
+    } catch (err) {
+      if (isNotFound(err)) return; // a binding does not look: the bucket is found missing here
+      throw err;
+    }
     if (hexes.length === 0) return;
     this.link.counters.sessionOrphansFound += hexes.length;
     this.link.log?.info({ owner, sessions: hexes.length }, 'bus: adopting the persistent sessions of a gone node');
