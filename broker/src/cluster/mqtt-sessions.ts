@@ -53,6 +53,8 @@ export class ClusterSessionStore implements SessionStore {
   private readonly sinceSnapshot = new Map<string, number>();
   /** Claims in progress per client id (the tail of its chain). */
   private readonly claiming = new Map<string, Promise<unknown>>();
+  /** Stored sessions a clean start is ending, per client id: the next claim of it waits (see `claim`). */
+  private readonly discarding = new Map<string, Promise<void>>();
   /** Client ids this node holds (`hold` until `unhold`). */
   private readonly holding = new Set<string>();
   /** Client ids whose stored session ended here while held: their owner record goes with the hold. */
@@ -116,11 +118,16 @@ export class ClusterSessionStore implements SessionStore {
 
   end(clientId: string): void {
     this.ended.add(clientId);
-    this.sinceSnapshot.delete(clientId);
-    void this.write(clientId, [Kind.end]).then((position) => {
+    void this.endRecord(clientId);
+  }
+
+  /** Writes the end record and truncates what came before it; resolves once written (or failed). */
+  private endRecord(clientId: string): Promise<void> {
+    const written = this.write(clientId, [Kind.end]).then((position) => {
       if (position > 0) this.truncate(clientId, position);
     });
-    this.sinceSnapshot.delete(clientId);
+    this.sinceSnapshot.delete(clientId); // nothing before the end counts
+    return written;
   }
 
   private truncate(clientId: string, position: number): void {
@@ -151,13 +158,26 @@ export class ClusterSessionStore implements SessionStore {
     if (n > 64 + 2 * live) void this.saveAll(session);
   }
 
-  claim(clientId: string, persistent = true): Promise<LoadedSession | undefined> {
+  claim(clientId: string, persistent = true, cleanStart = false): Promise<LoadedSession | undefined> {
     return this.serialized(clientId, async () => {
       if (this.holding.has(clientId)) return undefined; // taken here meanwhile (an adoption): the caller finds it
       if (persistent && this.log.take) return (await this.take(clientId, undefined)).loaded;
       // A session that ends with its connection records no owner: the holder lets go, the log is read.
       await this.log.claim(clientId);
-      return this.readSession(clientId);
+      if (!cleanStart) return this.readSession(clientId);
+      // A clean start that keeps nothing needs nothing read (a core request, not the engine: it
+      // connects while JetStream elects a leader). What is stored is ended after; the next claim
+      // of this client id, here (serialized) or elsewhere (the release waits for `synced`), after that.
+      const discard = this.readSession(clientId).then(
+        (stored) => (stored === undefined ? undefined : this.endRecord(clientId)),
+        (err: unknown) => this.logger.warn({ err, clientId }, 'mqtt session: reading the stored session a clean start discards failed; it stays stored'),
+      );
+      this.tail = Promise.all([this.tail, discard]).then(() => undefined);
+      this.discarding.set(clientId, discard);
+      void discard.then(() => {
+        if (this.discarding.get(clientId) === discard) this.discarding.delete(clientId);
+      });
+      return undefined;
     });
   }
 
@@ -188,7 +208,11 @@ export class ClusterSessionStore implements SessionStore {
 
   private serialized<T>(clientId: string, fn: () => Promise<T>): Promise<T> {
     const before = this.claiming.get(clientId) ?? Promise.resolve();
-    const result = before.then(fn, fn);
+    const run = async (): Promise<T> => {
+      await this.discarding.get(clientId); // a clean start's discard, still being written
+      return fn();
+    };
+    const result = before.then(run, run);
     const tail = result.then(() => undefined, () => undefined);
     this.claiming.set(clientId, tail);
     void tail.then(() => {

@@ -89,8 +89,11 @@ export interface SessionStore {
    * its connection and lets the session go), then reads the session as stored (undefined: none,
    * or this node holds it already). A `persistent` claim also records this node as the session's
    * holder (decided cluster-wide: of two simultaneous claims one wins, the other takes over from it).
+   * A `cleanStart` claim that is not persistent reads nothing: it resolves once the holder let go,
+   * and the stored session is discarded after (`synced` waits for that), so a device that keeps
+   * nothing connects without waiting for the engine's storage.
    */
-  claim?(clientId: string, persistent: boolean): Promise<LoadedSession | undefined>;
+  claim?(clientId: string, persistent: boolean, cleanStart: boolean): Promise<LoadedSession | undefined>;
   /** Cluster stores only: this node holds the client id; a claim from another node runs `release`. */
   hold?(clientId: string, release: () => Promise<void>): void;
   unhold?(clientId: string): void;

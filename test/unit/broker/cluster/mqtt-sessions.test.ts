@@ -253,3 +253,41 @@ test('letting a client id go after its session ended removes its owner record; a
   store.unhold('ended');
   assert.deepEqual(log.disowned, [['released', false], ['ended', true]]);
 });
+
+test('a clean start that keeps nothing waits for no read: the stored session is ended after, and the next claim waits for that', async () => {
+  class SlowLog extends MemoryLog {
+    reads = 0;
+    private gate: (() => void) | undefined;
+    readonly opened = new Promise<void>((resolve) => (this.gate = resolve));
+    open(): void {
+      this.gate!();
+    }
+    override async read(key: string): Promise<Uint8Array[]> {
+      this.reads++;
+      await this.opened; // the engine answers reads only once opened (a JetStream leader election)
+      return super.read(key);
+    }
+  }
+  const log = new SlowLog();
+  const store = new ClusterSessionStore(log, quiet);
+  const s = new FakeSession('dev');
+  await store.saveAll(s);
+  store.saveDelivery(s, delivery(1, 'x'), 0, 'queued');
+  await store.synced();
+  const claimed = store.claim('dev', false, true);
+  let answered = false;
+  void claimed.then(() => (answered = true));
+  await flush();
+  assert.equal(answered, true, 'answered before the engine reads anything');
+  assert.equal(await claimed, undefined);
+  let synced = false;
+  void store.synced().then(() => (synced = true));
+  await flush();
+  assert.equal(synced, false, 'the discard is still pending');
+  const next = store.claim('dev', false, false); // e.g. the same device again with Clean Start 0
+  log.open();
+  await store.synced();
+  await flush();
+  assert.equal(log.logs.get('dev')!.length, 1, 'ended: only the end record is left');
+  assert.equal(await next, undefined, 'the next claim reads it after the end: nothing');
+});

@@ -148,7 +148,7 @@ function accept(
     // its connection and lets the session go first (cluster-wide takeover), then the session as
     // stored is rebuilt here. Packets that follow wait behind it (the connection is not connected yet).
     const persistent = c.version === 5 ? (p.properties?.sessionExpiryInterval ?? 0) > 0 : p.clean === false;
-    store.claim(clientId, persistent).then(
+    store.claim(clientId, persistent, p.clean ?? true).then(
       (loaded) => {
         if (!c.isOpen) {
           // Gone while claiming: a persistent session taken here stays here, offline, as its client left it.
