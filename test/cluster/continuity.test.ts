@@ -172,6 +172,35 @@ if (requireNatsServer()) {
     assertExactly(replay, 31, 60, 'replay after the member came back');
   });
 
+  test('a shared group first formed on a node whose own NATS server is down: joined through a server the node learnt of', { timeout: 120_000 }, async () => {
+    // Node A is configured with server 0 only; its link moved to another server when 0 died. The
+    // group's connection is made now, for the first time on A: it must not try server 0 alone.
+    const killing = nats.servers[0]!.kill('SIGKILL');
+    try {
+      await killing;
+      const [a, b] = nodes as [BrokerProcess, BrokerProcess];
+      await waitFor(async () => (await scrapeMetrics(a.httpUrl)).get('topicast_bus_state') !== 0, "node A's bus reconnected elsewhere", 30_000);
+      const got: string[] = [];
+      const member = await within(mqtt.connectAsync(`mqtt://127.0.0.1:${a.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0, clientId: 'late-member' }), "the member's CONNACK", 15_000);
+      mqttClients.push(member);
+      member.on('message', (_t, p) => got.push(p.toString()));
+      await within(member.subscribeAsync('$share/late/late/#', { qos: 1 }), "the member's SUBACK", 15_000);
+      const pub = await within(mqtt.connectAsync(`mqtt://127.0.0.1:${b.mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 }), "the publisher's CONNACK", 15_000);
+      mqttClients.push(pub);
+      let n = 0;
+      await waitFor(async () => {
+        await within(pub.publishAsync('late/job', String(++n), { qos: 1 }), 'a PUBACK', 5_000);
+        return got.length > 0;
+      }, "a job published on B reaching the group's member on A", 30_000);
+      member.end(true);
+      pub.end(true);
+    } finally {
+      await killing;
+      await nats.servers[0]!.restart();
+      await settled();
+    }
+  });
+
   test('a shared subscription with members on three nodes: each message to exactly one member in the cluster', { timeout: 60_000 }, async () => {
     const got = new Map<number, string[]>(); // message index → members that got it
     const perMember = [0, 0, 0];

@@ -25,6 +25,8 @@ export class NatsShares {
   private readonly held = new Map<string, Subscription[]>();
   private events: BusEvents | undefined;
   private closed = false;
+  /** Joining the groups that have no queue subscription yet again, after a failed connection. */
+  private retry: NodeJS.Timeout | undefined;
 
   /** @param sync the interest room's sync (resolves once other nodes' servers hold what was sent) */
   constructor(
@@ -38,16 +40,17 @@ export class NatsShares {
 
   /**
    * The second connection, made on first use. It tries the configured servers and every server the
-   * link's connection has learnt of (a configured server may be the one that is down), and keeps
-   * trying until one answers; should it still fail, the next group tries again.
+   * link's connection has learnt of (a configured server may be the one that is down). A failed
+   * connect is forgotten: the groups waiting for it are joined again after `reconnectWaitMs`.
    */
   private connection(): Promise<NatsConnection> {
     if (this.nc) return this.nc;
     const options = connectionOptions(this.link.o, `topicast ${this.link.nodeId} shared subscriptions`);
     const learnt = (this.link.nc?.info?.connect_urls ?? []).map((hostPort) => `nats://${hostPort}`);
-    const nc = connect({ ...options, servers: [...new Set([...this.link.o.servers, ...learnt])], waitOnFirstConnect: true });
-    nc.catch(() => {
+    const nc = connect({ ...options, servers: [...new Set([...this.link.o.servers, ...learnt])] });
+    nc.catch((err: unknown) => {
       if (this.nc === nc) this.nc = undefined;
+      if (!this.closed) this.link.log?.warn({ err: (err as Error).message }, 'bus: the shared subscriptions connection failed; trying again');
     });
     this.nc = nc;
     return nc;
@@ -57,19 +60,37 @@ export class NatsShares {
     const key = `${share}\u0000${filter}`;
     if (this.held.has(key) || this.closed) return;
     this.held.set(key, []);
+    await this.join(key, share, filter);
+  }
+
+  /** Subscribes the queue group of a held key that has none yet; on a failed connection, tried again later. */
+  private async join(key: string, share: string, filter: string): Promise<void> {
     let nc: NatsConnection;
     try {
       nc = await this.connection();
     } catch (err) {
-      if (this.held.get(key)?.length === 0) this.held.delete(key); // the next member's subscribe tries again
+      this.retryLater();
       throw err;
     }
-    if (this.held.get(key)?.length !== 0 || this.closed) return; // left (or closed) meanwhile
+    if (this.held.get(key)?.length !== 0 || this.closed) return; // left, joined, or closed meanwhile
     const queue = createHash('sha256').update(key).digest('base64url');
     const onShared = (err: NatsError | null, msg: Msg): void => this.onShared(err, msg, share, filter);
     this.held.set(key, filterToSubjects(filter, this.link.names.live).map((s) => nc.subscribe(s, { queue, callback: onShared })));
     await nc.flush();
     if (this.link.state !== 'down') await this.sync();
+  }
+
+  private retryLater(): void {
+    if (this.retry !== undefined || this.closed) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      for (const [key, subs] of this.held) {
+        if (subs.length > 0) continue;
+        const [share, filter] = key.split('\u0000') as [string, string];
+        this.join(key, share, filter).catch(() => undefined); // logged by `connection`, retried by `join`
+      }
+    }, Math.max(this.link.o.reconnectWaitMs, 1000));
+    this.retry.unref();
   }
 
   async unsubscribe(share: string, filter: string): Promise<void> {
@@ -102,6 +123,7 @@ export class NatsShares {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.retry);
     this.held.clear();
     const nc = await this.nc?.catch(() => undefined);
     await nc?.close();
