@@ -36,12 +36,15 @@ interface Admitted {
 /** Every socket's connection, per listener: also the set closed stragglers are found in. */
 type Sockets = Map<Socket, TcpConnection>;
 
-class TcpConnection implements Connection {
+class TcpConnection implements Connection, Admitted {
   closing = false;
   readonly remoteAddress: string;
   /** Sends made inside `cork`, written together when it ends; undefined outside a cork. */
   private corked: Uint8Array[] | undefined = undefined;
   private corkedBytes = 0;
+  /** Plain TCP: this socket's place in the admission counts, held here (no object per socket, issue 20). */
+  entry: PendingEntry | undefined = undefined;
+  pending = false;
 
   /** The protocol's handler, set right after the connection is made. */
   handler!: ConnectionHandler;
@@ -49,13 +52,21 @@ class TcpConnection implements Connection {
   constructor(
     private readonly socket: Socket,
     private readonly admission: Admission | undefined,
-    /** Where this socket counts in `admission` (undefined: not counted, or counted by the TLS accept hook). */
-    private readonly admitted: Admitted | undefined,
-    /** Plain TCP: admitted here, so `closed` is reported here too (TLS: by the accept hook). */
-    readonly reportsClose: boolean,
-    readonly sockets: Sockets,
+    /**
+     * Where this socket counts in `admission`: `this` when admitted at this accept (plain TCP,
+     * which then reports the close too), the TLS accept hook's record (which reports it), or
+     * undefined (not counted).
+     */
+    private admitted: Admitted | undefined,
   ) {
     this.remoteAddress = socket.remoteAddress ?? ''; // the IP alone, like the WebSocket transport: per-IP limits key on it
+  }
+
+  /** Plain TCP: admitted at this accept, so this connection holds the record and reports the close. */
+  admitHere(entry: PendingEntry | undefined): void {
+    this.entry = entry;
+    this.pending = true;
+    this.admitted = this;
   }
 
   established(): void {
@@ -67,8 +78,7 @@ class TcpConnection implements Connection {
 
   /** The socket closed: admission told (when admitted here), then the protocol. */
   onSocketClose(hadError: boolean): void {
-    const a = this.admitted;
-    if (this.reportsClose && a !== undefined) this.admission?.closed(a.entry, a.pending);
+    if (this.admitted === this) this.admission?.closed(this.entry, this.pending);
     this.handler.onClose(hadError ? 1006 : 1000, hadError ? 'socket error' : 'socket closed', false);
   }
 
@@ -193,8 +203,8 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number,
   }
   function onSocket(socket: Socket): void {
     if (socket.destroyed) return; // refused at accept (TLS)
-    let admitted: Admitted | undefined;
-    if (tls) admitted = admittedSockets.get(socketKey(socket));
+    let conn: TcpConnection;
+    if (tls) conn = new TcpConnection(socket, admission, admittedSockets.get(socketKey(socket)));
     else if (admission) {
       const a = admission.accept(addressKey(socket.remoteAddress ?? '', false), true);
       if ('refusal' in a) {
@@ -202,9 +212,9 @@ export function listenTcp(protocol: ProtocolHandler, host: string, port: number,
         socket.destroy();
         return;
       }
-      admitted = { entry: a.entry, pending: true };
-    }
-    const conn = new TcpConnection(socket, admission, admitted, !tls, sockets);
+      conn = new TcpConnection(socket, admission, undefined);
+      conn.admitHere(a.entry);
+    } else conn = new TcpConnection(socket, undefined, undefined);
     sockets.set(socket, conn);
     conn.handler = protocol.open(conn);
     socket.on('data', onData);

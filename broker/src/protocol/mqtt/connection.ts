@@ -22,10 +22,10 @@ import { Outbox, type FrameSource } from '../../session/outbox.js';
 import { dispatch } from './dispatcher.js';
 import { encodePacket, ownPublish, sharedPublish, type Version } from './encode.js';
 import { Reason, ReturnCode } from './reasons.js';
-import type { ConnectionState, HeldAck, MqttLink } from './link.js';
+import { NO_PACKET_LIMIT, type ConnectionState, type HeldAck, type MqttLink } from './link.js';
 import type { MqttServer } from './server.js';
 import { decodeOther, decodePublish } from './decode.js';
-import { PacketReader, type PacketSink } from './reader.js';
+import { readPackets, type PacketSink, type PartialPacket } from './reader.js';
 import { publishWill, type Delivery, type MqttSession, type Will } from './session.js';
 
 /** Parser errors mqtt-packet raises for a CONNECT with an unsupported protocol level [MQTT-3.1.2-2]. */
@@ -38,37 +38,15 @@ const PROTOCOL_ERRORS = new Set(['Invalid subscribe QoS, must be <= 2', 'Invalid
 
 let nextConnectionId = 1;
 
+/** `lastPacketAt` once a packet was read since the last `checkTimers` (which puts its own time there). */
+const PACKET_SEEN = 0;
+
 /**
- * The transport as the outbox sees it: the same, except that a slow-consumer close goes through
- * the connection, so an MQTT 5 client learns why (0x97) first. A class, not an object literal of
- * closures: one small object per connection (issue 20, bytes per connection).
+ * One connection. It is also its outbox's transport (`Connection`): what the outbox writes goes
+ * through to `conn`, except that a slow-consumer close goes through `disconnect`, so an MQTT 5
+ * client learns why (0x97) first. No wrapper object for that (issue 20, bytes per connection).
  */
-class ViaMqtt implements Connection {
-  constructor(private readonly c: MqttConnection, private readonly conn: Connection) {}
-
-  send(bytes: Uint8Array): SendResult {
-    return this.conn.send(bytes);
-  }
-
-  bufferedBytes(): number {
-    return this.conn.bufferedBytes();
-  }
-
-  cork(fn: () => void): void {
-    this.conn.cork(fn);
-  }
-
-  close(code: number, reason: string): void {
-    if (code === CloseCode.slowConsumer) this.c.disconnect(Reason.quotaExceeded, reason);
-    else this.c.closeTransport(code, reason);
-  }
-
-  get remoteAddress(): string {
-    return this.conn.remoteAddress;
-  }
-}
-
-export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
+export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink, Connection {
   readonly id = nextConnectionId++;
   state: ConnectionState = 'new';
   version: Version = 4;
@@ -79,12 +57,17 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
   credentialsExpireAt: number | undefined;
   /** Keepalive in ms as granted (0: none). */
   keepaliveMs = 0;
+  /**
+   * Until CONNECT is accepted: when the connection opened (its CONNECT deadline). Then when the
+   * keepalive last saw a packet, or PACKET_SEEN: a read sets that, and the next `checkTimers`
+   * turns it into its own time (so a read costs no clock call; the keepalive closes at most one
+   * timer interval later, never earlier). One field, not two: each holds a boxed double.
+   */
   lastPacketAt: number;
-  readonly openedAt: number;
   /** Client's Receive Maximum (MQTT 5 §3.1.2.11.3; 65535 when absent). */
   clientReceiveMax = 65535;
-  /** Client's Maximum Packet Size (unlimited when absent). */
-  clientMaxPacketBytes = Infinity;
+  /** Client's Maximum Packet Size (NO_PACKET_LIMIT when absent). */
+  clientMaxPacketBytes = NO_PACKET_LIMIT;
   clientTopicAliasMax = 0;
   /** Whether reason strings and user properties may be sent on errors (Request Problem Information). */
   problemInfo = true;
@@ -104,13 +87,13 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
   private outboundAliases: Map<string, number> | undefined;
   private ownBucket: TokenBucket | undefined;
   readonly outbox: Outbox;
-  /** Created on the first read (a connection that never sends holds none). */
-  private reader: PacketReader | undefined;
+  /** @internal The packet cut by the end of the last read (reader.ts); undefined between packets. */
+  partial: PartialPacket | undefined = undefined;
 
   constructor(readonly server: MqttServer, readonly conn: Connection) {
     const { ctx } = server;
-    this.openedAt = this.lastPacketAt = ctx.now();
-    this.outbox = new Outbox(new ViaMqtt(this, conn), ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
+    this.lastPacketAt = ctx.now();
+    this.outbox = new Outbox(this, ctx.outboxLimits, ctx.outboxStats, ctx.flusher);
   }
 
   /** The publish rate limit, made at the first PUBLISH (full then, as it would be after any idle time): subscribers hold none. */
@@ -131,10 +114,10 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
 
   onMessage(bytes: Uint8Array): void {
     if (!this.isOpen) return;
-    this.lastPacketAt = this.server.ctx.now();
+    if (this.state === 'connected') this.lastPacketAt = PACKET_SEEN;
     try {
       // Copy: decoded payloads are views into these bytes, and `bytes` is only valid now (STYLE.md #4).
-      (this.reader ??= new PacketReader(this.server.maxPacketBytes)).push(Buffer.from(bytes), this);
+      readPackets(Buffer.from(bytes), this, this.server.maxPacketBytes);
     } catch (err) {
       // Handlers do not throw by design; if one does, log it with context and drop this connection, never the process.
       this.server.ctx.log.error({ err, remote: this.conn.remoteAddress, clientId: this.session?.clientId }, 'mqtt connection handler failed');
@@ -229,10 +212,35 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
     this.disconnect(Reason.malformedPacket, message); // [MQTT-4.13.1-1]
   }
 
+  // ---- the outbox's transport (Connection) ---------------------------------------------
+
+  /** @internal The outbox writes. */
+  send(bytes: Uint8Array): SendResult {
+    return this.conn.send(bytes);
+  }
+
+  bufferedBytes(): number {
+    return this.conn.bufferedBytes();
+  }
+
+  cork(fn: () => void): void {
+    this.conn.cork(fn);
+  }
+
+  /** @internal The outbox closes (slow consumer: DISCONNECT 0x97 first on MQTT 5). */
+  close(code: number, reason: string): void {
+    if (code === CloseCode.slowConsumer) this.disconnect(Reason.quotaExceeded, reason);
+    else this.closeTransport(code, reason);
+  }
+
+  get remoteAddress(): string {
+    return this.conn.remoteAddress;
+  }
+
   // ---- writing ------------------------------------------------------------------------
 
   /** Queues a control packet (never dropped by the slow-consumer policy). */
-  send(packet: mqtt.Packet): void {
+  sendPacket(packet: mqtt.Packet): void {
     this.server.stats.packetsSent++;
     let bytes = encodePacket(packet, this.version);
     if (bytes.length > this.clientMaxPacketBytes && 'properties' in packet && packet.properties) {
@@ -269,7 +277,7 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
   }
 
   sendPubrel(packetId: number): void {
-    this.send({ cmd: 'pubrel', messageId: packetId });
+    this.sendPacket({ cmd: 'pubrel', messageId: packetId });
   }
 
   private publishBytes(
@@ -408,12 +416,16 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink {
     if (!this.isOpen) return;
     if (this.state !== 'connected') {
       // No CONNECT, or an auth hook that never answers: the connection does not linger.
-      if (now - this.openedAt > this.server.connectTimeoutMs) this.closeTransport(CloseCode.protocolError, this.state === 'new' ? 'no CONNECT' : 'authentication timed out');
+      if (now - this.lastPacketAt > this.server.connectTimeoutMs) this.closeTransport(CloseCode.protocolError, this.state === 'new' ? 'no CONNECT' : 'authentication timed out');
       return;
     }
     if (this.credentialsExpireAt !== undefined && now >= this.credentialsExpireAt) {
       this.server.ctx.auth.stats.expired++;
       this.disconnect(Reason.notAuthorized, 'token expired');
+      return;
+    }
+    if (this.lastPacketAt === PACKET_SEEN) {
+      this.lastPacketAt = now;
       return;
     }
     // [MQTT-3.1.2-24] one and a half times the keepalive without a packet: close.

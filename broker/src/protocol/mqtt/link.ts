@@ -22,6 +22,13 @@ export interface HeldAck {
   err: unknown;
 }
 
+/**
+ * `clientMaxPacketBytes` of a client that sets no Maximum Packet Size (or one above it): larger than
+ * any MQTT packet (268,435,460 bytes), and a small integer V8 keeps in the object (Infinity would be
+ * a boxed double per connection, issue 20).
+ */
+export const NO_PACKET_LIMIT = 2 ** 30 - 1;
+
 export type ConnectionState = 'new' | 'authenticating' | 'connected' | 'closing' | 'closed';
 
 export interface MqttLink extends SessionLink {
@@ -43,8 +50,10 @@ export interface MqttLink extends SessionLink {
   keepaliveMs: number;
   /** Client's Receive Maximum (MQTT 5 §3.1.2.11.3; 65535 when absent). */
   clientReceiveMax: number;
-  /** Client's Maximum Packet Size (unlimited when absent). */
+  /** Client's Maximum Packet Size (NO_PACKET_LIMIT when absent). */
   clientMaxPacketBytes: number;
+  /** Until CONNECT is accepted: when the connection opened; then when the keepalive last saw a packet (ms). */
+  lastPacketAt: number;
   clientTopicAliasMax: number;
   /** Whether reason strings and user properties may be sent on errors (Request Problem Information). */
   problemInfo: boolean;
@@ -54,7 +63,7 @@ export interface MqttLink extends SessionLink {
   inboundAliases: Map<number, string> | undefined;
   readonly isOpen: boolean;
   /** Queues a control packet (never dropped by the slow-consumer policy). */
-  send(packet: mqtt.Packet): void;
+  sendPacket(packet: mqtt.Packet): void;
   /** Writes bytes now, ahead of anything queued (used only right before closing). */
   sendNow(bytes: Uint8Array): void;
   /** Server-initiated close with a reason (MQTT 5: DISCONNECT first). */

@@ -95,7 +95,10 @@ const NO_SET = new EmptySet<never>();
 
 export class MqttSession implements Subscriber {
   routerStamp = 0;
-  readonly subscriptions = new Map<string, MqttSubscription>();
+  // The exact (not shared) subscriptions: the first held alone until a second arrives, then all
+  // of them in a Map (most devices subscribe one filter: no Map and its table per session, issue 20).
+  private oneSub: MqttSubscription | undefined;
+  private manySubs: Map<string, MqttSubscription> | undefined;
   // Collections most sessions never use (shared subscriptions, QoS 1/2 in flight, QoS 2 awaiting
   // PUBREL, permission-filtered subscriptions) are made on first write: an idle subscribed device
   // holds none of them (issue 20: bytes per connection). Until then they read as a shared empty one.
@@ -103,6 +106,24 @@ export class MqttSession implements Subscriber {
   private inflightOwn: Map<number, InflightEntry> | undefined;
   private awaitingOwn: Set<number> | undefined;
   private filteredOwn: Set<string> | undefined;
+  /** Exact subscriptions, filter → subscription (a copy when there is one: read where a session is stored, not per delivery). */
+  get subscriptions(): ReadonlyMap<string, MqttSubscription> {
+    const one = this.oneSub;
+    return this.manySubs ?? (one === undefined ? NO_MAP : new Map([[one.filter, one]]));
+  }
+  /** The exact subscription to `filter`, if any. */
+  subscription(filter: string): MqttSubscription | undefined {
+    const one = this.oneSub;
+    return one !== undefined ? (one.filter === filter ? one : undefined) : this.manySubs?.get(filter);
+  }
+  /** Exact and shared subscriptions held. */
+  get subscriptionCount(): number {
+    return (this.oneSub !== undefined ? 1 : this.manySubs?.size ?? 0) + this.sharedSubscriptions.size;
+  }
+  private exactFilters(): string[] {
+    const one = this.oneSub;
+    return one !== undefined ? [one.filter] : this.manySubs ? [...this.manySubs.keys()] : [];
+  }
   /** `$share/name/filter` → options (MQTT 5 §4.8.2); delivered through the server's shared groups. */
   get sharedSubscriptions(): Map<string, MqttSubscriptionOptions> {
     return this.sharedOwn ?? NO_MAP;
@@ -180,8 +201,15 @@ export class MqttSession implements Subscriber {
       return isNew;
     }
     const subscription: MqttSubscription = { filter, options };
-    const isNew = !this.subscriptions.has(filter);
-    this.subscriptions.set(filter, subscription); // [MQTT-3.8.4-3] replaces an identical filter
+    const isNew = this.subscription(filter) === undefined;
+    // [MQTT-3.8.4-3] replaces an identical filter (in its place: a Map keeps a replaced key's position).
+    const one = this.oneSub;
+    if (this.manySubs) this.manySubs.set(filter, subscription);
+    else if (one === undefined || one.filter === filter) this.oneSub = subscription;
+    else {
+      this.manySubs = new Map([[one.filter, one], [filter, subscription]]);
+      this.oneSub = undefined;
+    }
     if (isWildcard(filter)) this.wildcards = [...this.subscriptions.values()].filter((s) => isWildcard(s.filter));
     this.server.ctx.router.subscribe(this, filter, options);
     return isNew;
@@ -194,7 +222,8 @@ export class MqttSession implements Subscriber {
       if (shared !== undefined && shared !== 'invalid') this.server.shared.leave(this, shared);
       return true;
     }
-    if (!this.subscriptions.delete(filter)) return false;
+    if (this.oneSub?.filter === filter) this.oneSub = undefined;
+    else if (!this.manySubs?.delete(filter)) return false;
     if (isWildcard(filter)) this.wildcards = this.wildcards.filter((s) => s.filter !== filter);
     this.server.ctx.router.unsubscribe(this, filter);
     return true;
@@ -220,7 +249,7 @@ export class MqttSession implements Subscriber {
     if (this.withheld(message)) return;
     const own = message.origin === this;
     const o = first.options as MqttSubscriptionOptions;
-    if (this.wildcards.length === 0 || (this.wildcards.length === 1 && this.wildcards[0]!.filter === first.filter && !this.subscriptions.has(message.topic))) {
+    if (this.wildcards.length === 0 || (this.wildcards.length === 1 && this.wildcards[0]!.filter === first.filter && this.subscription(message.topic) === undefined)) {
       // Fast path, no allocation: only `first` can match.
       if (own && o.noLocal) return; // [MQTT-3.8.3-3]
       const qos = (o.qos < message.qos ? o.qos : message.qos) as 0 | 1 | 2; // [MQTT-3.8.4-6] the lower of published and granted QoS
@@ -238,7 +267,7 @@ export class MqttSession implements Subscriber {
     let retain = false;
     let ids: number[] | undefined;
     let s: MqttSubscriptionOptions | undefined = o;
-    const exact = this.subscriptions.get(message.topic);
+    const exact = this.subscription(message.topic);
     for (let i = -2; i < this.wildcards.length; i++) {
       if (i === -1) s = exact !== undefined && exact.filter !== first.filter ? exact.options : undefined;
       else if (i >= 0) {
@@ -442,7 +471,7 @@ export class MqttSession implements Subscriber {
     this.recheckRead = false;
     if (!permissions) return;
     if (recheck) this.dropUnreadable(permissions);
-    for (const filter of [...this.subscriptions.keys(), ...this.sharedSubscriptions.keys()]) {
+    for (const filter of [...this.exactFilters(), ...this.sharedSubscriptions.keys()]) {
       const shared = parseShared(filter);
       const decision = permissions.canSubscribe(shared && shared !== 'invalid' ? shared.filter : filter);
       if (decision === 'deny') this.unsubscribe(filter);
@@ -638,8 +667,9 @@ export class MqttSession implements Subscriber {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
     if (this.server.sessions.get(this.clientId) === this) this.server.sessions.delete(this.clientId);
-    for (const filter of this.subscriptions.keys()) this.server.ctx.router.unsubscribe(this, filter);
-    this.subscriptions.clear();
+    for (const filter of this.exactFilters()) this.server.ctx.router.unsubscribe(this, filter);
+    this.oneSub = undefined;
+    this.manySubs = undefined;
     for (const filter of [...this.sharedSubscriptions.keys()]) this.unsubscribe(filter);
     this.wildcards = NONE;
     this.inflight.clear();

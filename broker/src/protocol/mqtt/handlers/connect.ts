@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type mqtt from 'mqtt-packet';
 import { CloseCode, topicProblem } from 'topicast/protocol';
 import type { AuthResult, TopicPermissions } from '../auth.js';
-import type { MqttLink } from '../link.js';
+import { NO_PACKET_LIMIT, type MqttLink } from '../link.js';
 import { encodePacket, type Version } from '../encode.js';
 import { Reason, returnCodeFor } from '../reasons.js';
 import { keepOffline, releaseSession } from '../adopt.js';
@@ -232,7 +232,7 @@ function begin(
   if (v5) {
     const props = p.properties;
     c.clientReceiveMax = props?.receiveMaximum ?? 65535;
-    c.clientMaxPacketBytes = props?.maximumPacketSize ?? Infinity;
+    c.clientMaxPacketBytes = Math.min(props?.maximumPacketSize ?? NO_PACKET_LIMIT, NO_PACKET_LIMIT);
     c.clientTopicAliasMax = props?.topicAliasMaximum ?? 0;
     if (server.limits.maxInflight < 65535) connack.receiveMaximum = server.limits.maxInflight;
     if (server.limits.maxTopicAliases > 0) connack.topicAliasMaximum = server.limits.maxTopicAliases;
@@ -250,12 +250,13 @@ function begin(
   }
   c.session = session;
   c.state = 'connected';
+  c.lastPacketAt = ctx.now(); // the keepalive counts from here (until now: the CONNECT deadline's start)
   c.conn.established?.(); // no longer a half-open connection (transport/admission.ts)
   session.attach(c, will);
   session.applyPermissions(permissions);
   session.persist(server.sessionStore); // --data: a session with expiry > 0 survives a restart (persist.ts)
   server.sessionStore?.hold?.(clientId, () => releaseSession(server, clientId)); // cluster store: a claim elsewhere takes it over
-  c.send(v5
+  c.sendPacket(v5
     ? { cmd: 'connack', reasonCode: Reason.success, sessionPresent, properties: connack }
     : { cmd: 'connack', returnCode: 0, sessionPresent });
   if (sessionPresent) session.resume(); // [MQTT-4.4.0-1] resend unacknowledged PUBLISH and PUBREL

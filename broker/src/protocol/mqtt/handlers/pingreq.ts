@@ -2,5 +2,5 @@
 import type { MqttLink } from '../link.js';
 
 export function onPingreq(c: MqttLink): void {
-  c.send({ cmd: 'pingresp' });
+  c.sendPacket({ cmd: 'pingresp' });
 }

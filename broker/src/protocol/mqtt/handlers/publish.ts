@@ -27,7 +27,7 @@ function sendAck(c: MqttLink, qos: 1 | 2, id: number, reason: number, why?: stri
     packet.reasonCode = reason;
     if (why && c.problemInfo) packet.properties = { reasonString: why };
   }
-  c.send(packet);
+  c.sendPacket(packet);
 }
 
 /**

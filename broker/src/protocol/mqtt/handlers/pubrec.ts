@@ -13,7 +13,7 @@ export function onPubrec(c: MqttLink, p: mqtt.IPubrecPacket): void {
   const entry = session.inflight.get(id);
   if (entry === undefined || entry.qos !== 2) {
     // Not ours (any more): tell the client so it can discard its state.
-    c.send(c.version === 5 ? { cmd: 'pubrel', messageId: id, reasonCode: Reason.packetIdentifierNotFound } : { cmd: 'pubrel', messageId: id });
+    c.sendPacket(c.version === 5 ? { cmd: 'pubrel', messageId: id, reasonCode: Reason.packetIdentifierNotFound } : { cmd: 'pubrel', messageId: id });
     return;
   }
   if ((p.reasonCode ?? 0) >= 0x80) {

@@ -15,7 +15,7 @@ export function onPubrel(c: MqttLink, p: mqtt.IPubrelPacket): void {
   const { known, durable } = c.session!.releaseIncoming(id);
   // A failed write is logged by inOrder; the id is released in memory, so the exchange completes anyway.
   inOrder(c, durable, function sendPubcomp() {
-    if (known || c.version !== 5) c.send({ cmd: 'pubcomp', messageId: id });
-    else c.send({ cmd: 'pubcomp', messageId: id, reasonCode: Reason.packetIdentifierNotFound });
+    if (known || c.version !== 5) c.sendPacket({ cmd: 'pubcomp', messageId: id });
+    else c.sendPacket({ cmd: 'pubcomp', messageId: id, reasonCode: Reason.packetIdentifierNotFound });
   });
 }

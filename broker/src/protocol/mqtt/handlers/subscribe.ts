@@ -66,8 +66,8 @@ function subscribeNow(c: MqttLink, p: mqtt.ISubscribePacket): void {
       continue;
     }
     if (shared && v5 && s.nl === true) return c.disconnect(Reason.protocolError, 'No Local on a shared subscription'); // [MQTT-3.8.3-4]
-    const known = shared ? session.sharedSubscriptions.has(filter) : session.subscriptions.has(filter);
-    if (!known && session.subscriptions.size + session.sharedSubscriptions.size >= c.server.limits.maxSubscriptionsPerConnection) {
+    const known = shared ? session.sharedSubscriptions.has(filter) : session.subscription(filter) !== undefined;
+    if (!known && session.subscriptionCount >= c.server.limits.maxSubscriptionsPerConnection) {
       granted.push(fail(Reason.quotaExceeded));
       continue;
     }
@@ -95,7 +95,7 @@ function subscribeNow(c: MqttLink, p: mqtt.ISubscribePacket): void {
     if (retainHandling === 0 || (retainHandling === 1 && isNew)) retainedFor.push({ filter, options });
   }
   inOrder(c, session.saveMeta(), function sendSuback() {
-    c.send({ cmd: 'suback', messageId: id, granted }); // [MQTT-3.8.4-1]
+    c.sendPacket({ cmd: 'suback', messageId: id, granted }); // [MQTT-3.8.4-1]
     sendRetained(c, retainedFor);
   });
 }

@@ -22,6 +22,6 @@ export function onUnsubscribe(c: MqttLink, p: mqtt.IUnsubscribePacket): void {
     else codes.push(session.unsubscribe(filter) ? Reason.success : Reason.noSubscriptionExisted); // [MQTT-3.10.4-1]
   }
   inOrder(c, session.saveMeta(), function sendUnsuback() {
-    c.send(c.version === 5 ? { cmd: 'unsuback', messageId: id, granted: codes } : { cmd: 'unsuback', messageId: id, granted: [] });
+    c.sendPacket(c.version === 5 ? { cmd: 'unsuback', messageId: id, granted: codes } : { cmd: 'unsuback', messageId: id, granted: [] });
   });
 }

@@ -18,7 +18,7 @@ import { createMessage } from '@topicast/broker';
 // Internal modules of the broker: loaded from its build output (the package exports only the public API).
 const dist = new URL('../../../../../../broker/dist/protocol/mqtt/', import.meta.url);
 const { decodePublish, decodeOther } = (await import(new URL('decode.js', dist).href)) as typeof DecodeModule;
-const { PacketReader } = (await import(new URL('reader.js', dist).href)) as typeof ReaderModule;
+const { readPackets } = (await import(new URL('reader.js', dist).href)) as typeof ReaderModule;
 const { sharedPublish } = (await import(new URL('encode.js', dist).href)) as typeof EncodeModule;
 
 type Version = 4 | 5;
@@ -257,17 +257,16 @@ test('the reader frames packets across any split of the stream, holds nothing on
   const stream = Buffer.concat(packets);
   fc.assert(fc.property(fc.array(fc.integer({ min: 1, max: stream.length }), { maxLength: 6 }), (cuts) => {
     const at = [0, ...[...new Set(cuts)].sort((a, b) => a - b), stream.length];
-    const reader = new PacketReader(1 << 20);
     const got: Buffer[] = [];
-    const sink = { isOpen: true, onFramed: (buf: Buffer, s: number, _b: number, e: number) => void got.push(Buffer.from(buf.subarray(s, e))), onFrameError: () => assert.fail('no error') };
-    for (let i = 0; i + 1 < at.length; i++) if (at[i]! < at[i + 1]!) reader.push(Buffer.from(stream.subarray(at[i], at[i + 1])), sink);
+    const sink: ReaderModule.PacketSink = { isOpen: true, partial: undefined, onFramed: (buf, s, _b, e) => void got.push(Buffer.from(buf.subarray(s, e))), onFrameError: () => assert.fail('no error') };
+    for (let i = 0; i + 1 < at.length; i++) if (at[i]! < at[i + 1]!) readPackets(Buffer.from(stream.subarray(at[i], at[i + 1])), sink, 1 << 20);
     assert.deepEqual(got, packets);
-    assert.equal(reader.holding, false);
+    assert.equal(sink.partial, undefined);
   }), { numRuns: 300 });
   const errors: string[] = [];
-  const sink = { isOpen: true, onFramed: () => assert.fail('not framed'), onFrameError: (p: string, size: number) => void errors.push(`${p} ${size}`) };
-  new PacketReader(1000).push(Buffer.from([0x30, 0xe9, 0x07]), sink); // announces 1,001 + 3 bytes
-  new PacketReader(1000).push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), sink);
+  const sink: ReaderModule.PacketSink = { isOpen: true, partial: undefined, onFramed: () => assert.fail('not framed'), onFrameError: (p, size) => void errors.push(`${p} ${size}`) };
+  readPackets(Buffer.from([0x30, 0xe9, 0x07]), sink, 1000); // announces 1,001 + 3 bytes
+  readPackets(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), sink, 1000);
   assert.deepEqual(errors, ['tooLarge 1004', 'malformed 0']);
 });
 
