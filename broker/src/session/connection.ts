@@ -31,4 +31,10 @@ export interface Connection {
    * connection as pending (transport/admission.ts). Absent where the upgrade already settled it.
    */
   established?(): void;
+  /**
+   * True when the bytes handed to the handler's `onMessage` stay valid after the call and are the
+   * handler's to keep: a TCP socket's chunks (Node gives every read its own buffer), so a protocol
+   * may keep views into them instead of copying each read. Absent: valid only during the call.
+   */
+  readonly readsOwned?: boolean;
 }

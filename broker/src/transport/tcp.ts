@@ -38,6 +38,10 @@ type Sockets = Map<Socket, TcpConnection>;
 
 class TcpConnection implements Connection, Admitted {
   closing = false;
+  /** Node gives every read of a socket its own buffer ('data' chunks are never reused). */
+  get readsOwned(): boolean {
+    return true;
+  }
   readonly remoteAddress: string;
   /** Sends made inside `cork`, written together when it ends; undefined outside a cork. */
   private corked: Uint8Array[] | undefined = undefined;

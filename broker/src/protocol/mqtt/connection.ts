@@ -82,6 +82,8 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink, 
   private holding = false;
   /** This connection's will as registered on the cluster bus (cluster/bridge.ts), until the connection ends. */
   busWill = false;
+  /** The topic of this client's last PUBLISH, once checked: a device publishing to one topic is decoded and checked once. */
+  lastTopic: string | undefined = undefined;
   /** Topic aliases, created on first use (most connections never use them). */
   inboundAliases: Map<number, string> | undefined;
   private outboundAliases: Map<string, number> | undefined;
@@ -116,8 +118,10 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink, 
     if (!this.isOpen) return;
     if (this.state === 'connected') this.lastPacketAt = PACKET_SEEN;
     try {
-      // Copy: decoded payloads are views into these bytes, and `bytes` is only valid now (STYLE.md #4).
-      readPackets(Buffer.from(bytes), this, this.server.maxPacketBytes);
+      // Decoded payloads are views into these bytes: copied unless the transport hands them over
+      // (TCP), since `bytes` is otherwise only valid now (STYLE.md #4).
+      const owned = this.conn.readsOwned === true && bytes instanceof Buffer;
+      readPackets(owned ? bytes : Buffer.from(bytes), this, this.server.maxPacketBytes);
     } catch (err) {
       // Handlers do not throw by design; if one does, log it with context and drop this connection, never the process.
       this.server.ctx.log.error({ err, remote: this.conn.remoteAddress, clientId: this.session?.clientId }, 'mqtt connection handler failed');
@@ -129,11 +133,16 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink, 
 
   /** @internal One whole packet from the reader: decoded (PUBLISH by our fast path), then dispatched in order. */
   onFramed(buf: Buffer, start: number, body: number, end: number): void {
-    const decoded = buf[start]! >> 4 === 3
-      ? decodePublish(buf, start, body, end, this.version)
-      : decodeOther(buf.subarray(start, end), body - start, this.version);
+    if (buf[start]! >> 4 === 3) {
+      const decoded = decodePublish(buf, start, body, end, this.version, this.lastTopic);
+      if (typeof decoded === 'string') this.onParseError(decoded);
+      // A QoS 0 PUBLISH without flags: its bytes may be what its subscribers get (handlers/publish.ts).
+      else this.onPacket(decoded, buf[start] === 0x30 ? buf.subarray(start, end) : undefined);
+      return;
+    }
+    const decoded = decodeOther(buf.subarray(start, end), body - start, this.version);
     if (typeof decoded === 'string') this.onParseError(decoded);
-    else this.onPacket(decoded);
+    else this.onPacket(decoded, undefined);
   }
 
   /** @internal The reader cannot frame the stream. */
@@ -182,7 +191,7 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink, 
     this.server.transportClosed();
   }
 
-  private onPacket(packet: mqtt.Packet): void {
+  private onPacket(packet: mqtt.Packet, wire: Buffer | undefined): void {
     if (!this.isOpen) return;
     this.server.stats.packetsReceived++;
     if (this.state === 'authenticating' || this.holding) {
@@ -195,7 +204,7 @@ export class MqttConnection implements ConnectionHandler, MqttLink, PacketSink, 
       backlog.push(packet);
       return;
     }
-    dispatch(this, packet);
+    dispatch(this, packet, wire);
   }
 
   private onParseError(message: string): void {

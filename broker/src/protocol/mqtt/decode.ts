@@ -26,15 +26,30 @@ export type Decoded = mqtt.Packet | string;
 /** mqtt-packet's message for a PUBLISH with QoS 3 (kept: the dispatcher and tests know it). */
 const QOS_3 = 'Packet must not have both QoS bits set to 1';
 
+/** Whether `buf[from..to)` is `s`, all ASCII: then those bytes are well-formed UTF-8 and decode to `s`. */
+function isAsciiOf(buf: Buffer, from: number, to: number, s: string): boolean {
+  if (to - from !== s.length) return false;
+  for (let i = 0; i < s.length; i++) {
+    const b = buf[from + i]!;
+    if (b !== s.charCodeAt(i) || b >= 0x80) return false;
+  }
+  return true;
+}
+
 /**
  * PUBLISH (MQTT 5 §3.3) from `buf[start..end)`, where `start` is the first byte of the packet and
- * `body` the first byte after its fixed header. `version` 5 reads properties.
+ * `body` the first byte after its fixed header. `version` 5 reads properties. `lastTopic`: the
+ * connection's previous topic; when the bytes are that topic (ASCII), it is reused as is, neither
+ * checked as UTF-8 nor decoded again (a device publishes to the same few topics).
  */
-export function decodePublish(buf: Buffer, start: number, body: number, end: number, version: number): Decoded {
+export function decodePublish(buf: Buffer, start: number, body: number, end: number, version: number, lastTopic?: string): Decoded {
   const b0 = buf[start]!;
   const qos = (b0 >> 1) & 3;
   if (qos === 3) return QOS_3;
-  const topicEnd = utf8FieldEnd(buf, body, end);
+  let topicEnd = body + 2 <= end ? body + 2 + ((buf[body]! << 8) | buf[body + 1]!) : -1;
+  let topic: string | undefined;
+  if (lastTopic !== undefined && topicEnd <= end && isAsciiOf(buf, body + 2, topicEnd, lastTopic)) topic = lastTopic;
+  else topicEnd = utf8FieldEnd(buf, body, end);
   if (topicEnd === -1) return 'Cannot parse topic';
   let pos = topicEnd;
   let messageId: number | undefined;
@@ -60,7 +75,7 @@ export function decodePublish(buf: Buffer, start: number, body: number, end: num
     qos: qos as 0 | 1 | 2,
     dup: (b0 & 8) !== 0,
     length: end - body,
-    topic: buf.toString('utf8', body + 2, topicEnd),
+    topic: topic ?? buf.toString('utf8', body + 2, topicEnd),
     payload: buf.subarray(pos, end),
   };
   if (messageId !== undefined) packet.messageId = messageId;

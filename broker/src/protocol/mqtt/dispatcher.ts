@@ -22,7 +22,8 @@ import { onUnsubscribe } from './handlers/unsubscribe.js';
 import { hasByteAboveOne, misplacedProperty, propertiesProblem, repeatedProperty } from './properties.js';
 import { Reason } from './reasons.js';
 
-export function dispatch(c: MqttLink, packet: mqtt.Packet): void {
+/** `wire`: a QoS 0 PUBLISH's own bytes when read now (not from the backlog): see handlers/publish.ts. */
+export function dispatch(c: MqttLink, packet: mqtt.Packet, wire?: Buffer): void {
   const p = packet as { properties?: unknown; will?: { properties?: unknown } };
   const repeated = repeatedProperty(p.properties) ?? repeatedProperty(p.will?.properties);
   const invalid = repeated !== undefined ? `property ${repeated} given more than once` // MQTT 5 §2.2.2.2
@@ -52,7 +53,7 @@ export function dispatch(c: MqttLink, packet: mqtt.Packet): void {
   }
   if (c.state !== 'connected') return;
   switch (packet.cmd) {
-    case 'publish': return onPublish(c, packet);
+    case 'publish': return onPublish(c, packet, wire);
     case 'puback': return onPuback(c, packet);
     case 'pubrec': return onPubrec(c, packet);
     case 'pubrel': return onPubrel(c, packet);

@@ -59,6 +59,8 @@ export interface MqttLink extends SessionLink {
   problemInfo: boolean;
   /** Acknowledgements held back in packet order while a durable write they wait for is pending (handlers/publish.ts). */
   heldAcks: HeldAck[] | undefined;
+  /** The topic of the client's last PUBLISH that passed the topic checks (decode.ts reuses it for the same bytes). */
+  lastTopic: string | undefined;
   /** Topic aliases the client set up, created on first use. */
   inboundAliases: Map<number, string> | undefined;
   readonly isOpen: boolean;

@@ -82,7 +82,28 @@ function acknowledge(c: MqttLink, qos: 0 | 1 | 2, id: number, reason: number, wh
   });
 }
 
-export function onPublish(c: MqttLink, p: mqtt.IPublishPacket): void {
+/** Remaining Length bytes (MQTT 5 §1.5.5) of a packet whose Remaining Length is `n`. */
+function lengthBytes(n: number): number {
+  return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4;
+}
+
+/**
+ * Whether `wire` (a QoS 0 PUBLISH without DUP or RETAIN, as read) is, byte for byte, what
+ * encode.ts writes for its subscribers of the same protocol family at QoS 0: a minimal Remaining
+ * Length and, for MQTT 5, an empty one-byte property section. Then it is their encoding as is.
+ */
+function isPlainQos0(wire: Buffer, p: mqtt.IPublishPacket, topic: string, v5: boolean): boolean {
+  const remaining = p.length ?? -1;
+  const header = 1 + lengthBytes(remaining);
+  if (wire.length !== header + remaining || p.topic !== topic) return false;
+  const topicBytes = (wire[header]! << 8) | wire[header + 1]!;
+  return wire.length - (p.payload as Buffer).length === header + 2 + topicBytes + (v5 ? 1 : 0);
+}
+
+/** encode.ts's wire shape keys for QoS 0, not retained, no expiry (see `sharedPublish`). */
+const PLAIN_QOS0_SHAPE = ['mqtt4:q0', 'mqtt5:q0'] as const;
+
+export function onPublish(c: MqttLink, p: mqtt.IPublishPacket, wire?: Buffer): void {
   const { server } = c;
   const { ctx } = server;
   const session = c.session!;
@@ -104,8 +125,11 @@ export function onPublish(c: MqttLink, p: mqtt.IPublishPacket): void {
     }
   }
   if (topic === '') return c.disconnect(Reason.protocolError, 'empty topic name without a topic alias'); // MQTT 5 §3.3.2.1 (3.1.1: [MQTT-4.7.3-1], closed)
-  const problem = topicProblem(topic, ctx.topicLimits);
-  if (problem !== undefined) return c.disconnect(Reason.topicNameInvalid, `topic ${problem}`); // [MQTT-3.3.2-2] [MQTT-4.7.3-1]
+  if (topic !== c.lastTopic) {
+    const problem = topicProblem(topic, ctx.topicLimits);
+    if (problem !== undefined) return c.disconnect(Reason.topicNameInvalid, `topic ${problem}`); // [MQTT-3.3.2-2] [MQTT-4.7.3-1]
+    c.lastTopic = topic;
+  }
   if (alias !== undefined && p.topic !== '') (c.inboundAliases ??= new Map()).set(alias, topic); // MQTT 5 §3.3.2.3.4: (re)maps the alias
   if (v5 && props?.subscriptionIdentifier !== undefined) return c.disconnect(Reason.protocolError, 'PUBLISH from a client must not carry a subscription identifier'); // [MQTT-3.3.4-6]
   if (v5 && props?.responseTopic !== undefined && topicProblem(props.responseTopic, ctx.topicLimits) !== undefined) {
@@ -147,6 +171,8 @@ export function onPublish(c: MqttLink, p: mqtt.IPublishPacket): void {
   const bytes = p.retain ? new Uint8Array(payload) : new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
   // [MQTT-3.3.1-5] retain stores; [MQTT-3.3.1-10] an empty retained payload deletes (the store does both).
   const message = createMessage(topic, bytes, p.retain, session, qos, properties);
+  // The packet as read is its QoS 0 subscribers' encoding: no encode per message (fan-in).
+  if (wire !== undefined && properties === undefined && isPlainQos0(wire, p, topic, v5)) message.encoded[PLAIN_QOS0_SHAPE[v5 ? 1 : 0]] = wire;
   const store = server.sessionStore;
   // QoS 0 is never stored for a session, so only QoS 1/2 look at the session store at all.
   const writesBefore = store !== undefined && qos > 0 ? store.writes : 0;
