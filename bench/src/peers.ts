@@ -16,6 +16,8 @@ import type { Endpoint } from './wire/index.js';
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The Topicast broker measured; TOPICAST_BENCH_BROKER=path/to/main.js measures another build (e.g. main's, for a before/after in one sitting). */
 export const BROKER_MAIN = process.env.TOPICAST_BENCH_BROKER ?? join(ROOT, 'broker/dist/main.js');
+/** TOPICAST_BENCH_BASE=path/to/main.js adds the targets `topicast-base` and `topicast-mqtt-base`: that build next to this one in the same run. */
+const BROKER_BASE = process.env.TOPICAST_BENCH_BASE;
 const PEER_DIR = fileURLToPath(new URL('./peer/', import.meta.url));
 
 export const BROKER_CPU = 0;
@@ -102,12 +104,12 @@ function nodePeer(id: string, label: string, script: string, args: string[], ep:
   };
 }
 
-const topicast = (id: string, label: string, transport: 'ws' | 'tcp' | 'sse' | 'mqtt-ws'): Target => ({
+const topicast = (id: string, label: string, transport: 'ws' | 'tcp' | 'sse' | 'mqtt-ws', main = BROKER_MAIN): Target => ({
   id,
   label,
   wildcard: true,
   retained: true,
-  available: () => (existsSync(BROKER_MAIN) ? null : 'broker/dist/main.js not built'),
+  available: () => (existsSync(main) ? null : `${main} not built`),
   async start(o = {}) {
     const port = o.port ?? (await freePort());
     const mqttPort = transport === 'tcp' ? await freePort() : 0;
@@ -115,7 +117,7 @@ const topicast = (id: string, label: string, transport: 'ws' | 'tcp' | 'sse' | '
       process.execPath,
       [
         ...(o.nodeArgs ?? []),
-        BROKER_MAIN,
+        main,
         '--host', '127.0.0.1', '--port', String(port), '--mqtt-port', String(mqttPort), '--log-level', 'warn',
         // Bench traffic is far above a device's: lift the per-connection rate limit and the connection cap.
         '--max-publishes-per-sec', '0', '--max-connections', '200000',
@@ -229,11 +231,17 @@ export const TARGETS: Target[] = [
   mosquitto('mosquitto-tcp', 'Mosquitto (TCP)', 'tcp'),
   // The floor for bytes per MQTT TCP connection in Node: a bare net server answering CONNECT and SUBSCRIBE (conn-memory.ts only).
   nodePeer('bare-net', 'bare Node net server', 'bare-net.js', [], (p) => ({ wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: p.port! }), { wildcard: false, retained: false }),
+  // The floor of Node's read path for MQTT TCP fan-in: frames and forwards every PUBLISH unchanged, one write per subscriber per turn (peer/bare-fanin.ts).
+  nodePeer('bare-net-fanin', 'bare Node net forwarder (read-path floor)', 'bare-fanin.js', [], (p) => ({ wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: p.port! }), { wildcard: true, retained: false }),
   nodePeer('aedes-tcp', 'Aedes (TCP)', 'aedes.js', [], (p) => ({ wire: 'mqtt', transport: 'tcp', host: '127.0.0.1', port: p.tcpPort! }), { wildcard: true, retained: true }),
   nodePeer('aedes-ws', 'Aedes (WS)', 'aedes.js', [], (p) => ({ wire: 'mqtt', transport: 'ws', host: '127.0.0.1', port: p.wsPort!, path: '/mqtt' }), { wildcard: true, retained: true }),
   nodePeer('socketio', 'Socket.IO 4 (rooms)', 'socketio.js', [], (p) => ({ wire: 'sio', transport: 'ws', host: '127.0.0.1', port: p.port!, path: '/socket.io/?EIO=4&transport=websocket' }), { wildcard: false, retained: false }),
   nats('nats-tcp', 'NATS (TCP)', 'tcp'),
   nats('nats-ws', 'NATS (WS)', 'ws'),
+  ...(BROKER_BASE === undefined ? [] : [
+    topicast('topicast-base', 'Topicast base build (native WS)', 'ws', BROKER_BASE),
+    topicast('topicast-mqtt-base', 'Topicast base build (MQTT TCP)', 'tcp', BROKER_BASE),
+  ]),
 ];
 
 export function target(id: string): Target {

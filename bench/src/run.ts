@@ -60,7 +60,7 @@ const QUICK: Record<string, string[]> = {
   'fanout-100': ['uws-deferred', 'uws-inline', 'topicast', 'topicast-sse', 'mosquitto-ws'],
   'fanout-1000': ['uws-deferred', 'uws-inline', 'topicast', 'topicast-sse', 'mosquitto-ws'],
   'fanout-1000-onread': ['uws-deferred', 'topicast'],
-  fanin: ['topicast', 'topicast-mqtt', 'mosquitto-tcp'],
+  fanin: ['topicast', 'topicast-mqtt', 'mosquitto-tcp', 'bare-net-fanin'],
   latency: ['uws-deferred', 'uws-inline', 'topicast', 'mosquitto-ws'],
   memory: ['uws-deferred', 'topicast', 'mosquitto-ws'],
   scale: ['topicast', 'topicast-mqtt', 'mosquitto-tcp'],
@@ -71,7 +71,7 @@ const QUICK: Record<string, string[]> = {
 
 // HTTP streaming subscribers are measured in fan-out only: its payloads arrive as JSON text, which the latency stamp and the other scenarios' clients do not read.
 const SSE = 'topicast-sse';
-const ALL = TARGETS.map((t) => t.id).filter((id) => id !== SSE && id !== MQTT_WS && id !== 'bare-net');
+const ALL = TARGETS.map((t) => t.id).filter((id) => id !== SSE && id !== MQTT_WS && id !== 'bare-net' && id !== 'bare-net-fanin');
 const FULL: Record<string, string[]> = {
   'fanout-100': [...ALL, SSE],
   'fanout-1000': [...ALL, SSE],
@@ -94,6 +94,15 @@ const FULL: Record<string, string[]> = {
   flood: FLOOD,
   'flood-fanin': FLOOD,
 };
+
+// TOPICAST_BENCH_BASE (peers.ts): the base build runs next to this one wherever Topicast does.
+if (process.env.TOPICAST_BENCH_BASE !== undefined) {
+  for (const plan of [QUICK, FULL]) {
+    for (const ids of Object.values(plan)) {
+      for (const id of ['topicast', 'topicast-mqtt']) if (ids.includes(id)) ids.splice(ids.indexOf(id), 0, `${id}-base`);
+    }
+  }
+}
 
 /** Deliveries in flight in the fan-out's credit window (`--in-flight N`; default 200,000). */
 const IN_FLIGHT = Number(list('--in-flight')?.[0] ?? 200_000);
