@@ -163,7 +163,10 @@ function jobsFor(scenario: string, t: Target): Job[] {
   }
 }
 
-/** `--cpu-prof [fanout|fanout-100|fanin|fanin-mqtt|fanin-cross-node]`: one Topicast run under node --cpu-prof, then its top 15 self-time functions. */
+/**
+ * `--cpu-prof [fanout|fanout-100|fanin|fanin-mqtt|fanin-floor|fanin-cross-node]`: one Topicast run under node --cpu-prof, then
+ * its top 15 self-time functions (`fanin-floor`: the bare Node net forwarder instead, the read-path floor).
+ */
 async function cpuProfile(which: string): Promise<void> {
   const dir = join(RESULTS, 'prof');
   mkdirSync(dir, { recursive: true });
@@ -173,16 +176,18 @@ async function cpuProfile(which: string): Promise<void> {
   const row =
     which === 'fanin' ? await fanIn(target('topicast'), 1000, 1, t, o)
     : which === 'fanin-mqtt' ? await fanIn(target('topicast-mqtt'), 1000, 1, t, o)
+    : which === 'fanin-floor' ? await fanIn(target('bare-net-fanin'), 1000, 1, t, o)
     : which === 'fanin-cross-node' ? await fanInCrossNode(1000, 1, t, o.nodeArgs)
     : await fanOut(target('topicast'), which === 'fanout-100' ? 100 : 1000, 1, t, o);
   const title = which === 'fanout' ? 'fan-out 1→1000, native WS'
     : which === 'fanout-100' ? 'fan-out 1→100, native WS'
     : which === 'fanin-cross-node' ? 'fan-in 1000→1 across two nodes + NATS, node A (the publishers\')'
     : `fan-in 1000→1 (devices/+/temp), ${which === 'fanin' ? 'native WS' : 'MQTT TCP'}`;
+  const who = which === 'fanin-floor' ? 'Bare Node net forwarder' : 'Topicast broker';
   console.log(`${title} under --cpu-prof: ${row.deliveriesPerSec} deliveries/s, ${row.cpuSecPerMillion} CPU-s per million (profiling adds overhead)`);
   const file = newestProfile(dir);
   if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
-  const text = `Topicast broker, ${title}, 64-byte payloads (${file.slice(ROOT.length)})\n${formatTop(topSelfTime(file, 15))}\n`;
+  const text = `${who}, ${title}, 64-byte payloads (${file.slice(ROOT.length)})\n${formatTop(topSelfTime(file, 15))}\n`;
   writeFileSync(join(dir, `top-${which}.txt`), text);
   console.log(text);
 }
@@ -201,7 +206,7 @@ async function main(): Promise<void> {
   if (flag('--cpu-prof')) {
     const next = argv[argv.indexOf('--cpu-prof') + 1];
     const which = next && !next.startsWith('--') ? next : 'fanout';
-    if (!['fanout', 'fanout-100', 'fanin', 'fanin-mqtt', 'fanin-cross-node'].includes(which)) throw new Error(`--cpu-prof takes fanout, fanout-100, fanin, fanin-mqtt or fanin-cross-node, not ${which}`);
+    if (!['fanout', 'fanout-100', 'fanin', 'fanin-mqtt', 'fanin-floor', 'fanin-cross-node'].includes(which)) throw new Error(`--cpu-prof takes fanout, fanout-100, fanin, fanin-mqtt, fanin-floor or fanin-cross-node, not ${which}`);
     return cpuProfile(which);
   }
   const plan = full ? FULL : QUICK;
