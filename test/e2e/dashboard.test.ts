@@ -34,8 +34,11 @@ let page: Page;
 const agents: ChildProcess[] = [];
 let ticker: NodeJS.Timeout | undefined;
 const consoleErrors: string[] = [];
-/** While the broker is cut off on purpose, Chromium logs each failed WebSocket as a console error. */
-const WS_FAILED = /^WebSocket connection to '.*' failed/;
+/**
+ * While the broker is cut off on purpose, Chromium logs each failed WebSocket as a console error,
+ * and a request the page had in flight when its socket was cut as a failed load.
+ */
+const CUT_OFF_ERROR = /^WebSocket connection to '.*' failed|^Failed to load resource: net::ERR_CONNECTION_(RESET|REFUSED|CLOSED)/;
 let cutOff = false;
 
 /**
@@ -102,7 +105,7 @@ async function setUp(): Promise<void> {
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
   page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   page.on('console', (m) => {
-    if (m.type() === 'error' && !(cutOff && WS_FAILED.test(m.text()))) consoleErrors.push(m.text());
+    if (m.type() === 'error' && !(cutOff && CUT_OFF_ERROR.test(m.text()))) consoleErrors.push(m.text());
   });
   page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
   await startProxy(broker.port);
