@@ -36,14 +36,21 @@ export interface TrieNode<S, V> {
  * loop (a fan-out topic's hundreds of subscribers), with each one's position for O(1) removal:
  * the last entry moves into the removed one's slot. `Map.forEach` cost a builtin-to-JavaScript
  * call per subscriber (bench/README.md "Fan-out 1→100: the per-publish cost").
+ * A removal while the entries are being visited (a delivery that closes its connection at once,
+ * e.g. the `disconnect` slow-consumer policy: uWS calls the close handler from `end`) leaves a
+ * hole instead, so no other subscriber moves under the loop and is skipped; the holes are
+ * closed when the visit ends.
  */
 class Entries<S, V> {
-  readonly subscribers: S[] = [];
-  readonly values: V[] = [];
+  readonly subscribers: (S | undefined)[] = [];
+  readonly values: (V | undefined)[] = [];
   readonly at = new Map<S, number>();
+  /** Visits in progress (`emit`), and the holes removals made meanwhile. */
+  visiting = 0;
+  private holes = 0;
 
   get size(): number {
-    return this.subscribers.length;
+    return this.subscribers.length - this.holes;
   }
 
   has(subscriber: S): boolean {
@@ -72,16 +79,39 @@ class Entries<S, V> {
     const i = this.at.get(subscriber);
     if (i === undefined) return false;
     this.at.delete(subscriber);
+    if (this.visiting > 0) {
+      this.subscribers[i] = undefined;
+      this.values[i] = undefined;
+      this.holes++;
+      return true;
+    }
     const last = this.subscribers.length - 1;
     if (i !== last) {
       const moved = this.subscribers[last]!;
       this.subscribers[i] = moved;
-      this.values[i] = this.values[last]!;
+      this.values[i] = this.values[last];
       this.at.set(moved, i);
     }
     this.subscribers.pop();
     this.values.pop();
     return true;
+  }
+
+  /** Closes the holes left by removals during a visit, keeping the order of the rest. */
+  compact(): void {
+    if (this.holes === 0) return;
+    let j = 0;
+    for (let i = 0; i < this.subscribers.length; i++) {
+      const s = this.subscribers[i];
+      if (s === undefined) continue;
+      this.subscribers[j] = s;
+      this.values[j] = this.values[i];
+      this.at.set(s, j);
+      j++;
+    }
+    this.subscribers.length = j;
+    this.values.length = j;
+    this.holes = 0;
   }
 }
 
@@ -238,13 +268,22 @@ export class SubscriptionTrie<S, V> {
 /**
  * Visits a node's entries: an indexed loop over dense arrays, so no iterator, entry array or
  * closure is made per matching subscriber (the young-generation garbage behind the latency
- * tail, bench/README.md "The tail"). A visitor that removes entries of this node while it runs
- * (none does: subscribers must not unsubscribe synchronously from `deliver`) could skip one.
+ * tail, bench/README.md "The tail"). A visitor may remove entries meanwhile (see `Entries`):
+ * a removed one not reached yet is not visited, every other one is, once; one added meanwhile
+ * is visited too, as `Map.forEach` would.
  */
 function emit<S, V>(n: TrieNode<S, V>, visitor: TrieVisitor<S, V>): void {
   if (n.oneSubscriber !== undefined) visitor.visit(n.oneSubscriber, n.oneValue as V);
   const more = n.more;
   if (more === undefined) return;
   const { subscribers, values } = more;
-  for (let i = 0; i < subscribers.length; i++) visitor.visit(subscribers[i]!, values[i]!);
+  more.visiting++;
+  try {
+    for (let i = 0; i < subscribers.length; i++) {
+      const subscriber = subscribers[i];
+      if (subscriber !== undefined) visitor.visit(subscriber, values[i] as V);
+    }
+  } finally {
+    if (--more.visiting === 0) more.compact();
+  }
 }

@@ -63,3 +63,23 @@ test('many subscribers on one filter: removing from the middle keeps every other
   assert.equal(t.remove('fan/out', 's5'), false);
   assert.equal(t.isEmpty(), true);
 });
+
+test('a subscriber removed while a publish visits the filter (closed from its delivery): every other subscriber visited once', () => {
+  const t = new SubscriptionTrie<string, number>();
+  const all = Array.from({ length: 10 }, (_, i) => `s${i}`);
+  for (const [i, s] of all.entries()) t.add('fan/out', s, i);
+  const visited: string[] = [];
+  // s2's delivery closes its own connection, s5's closes s8's (not reached yet): both leave the filter mid-visit.
+  t.match('fan/out', (s) => {
+    visited.push(s);
+    if (s === 's2') t.remove('fan/out', 's2');
+    if (s === 's5') t.remove('fan/out', 's8');
+  });
+  assert.deepEqual(visited.sort(), all.filter((s) => s !== 's8').sort(), 'each remaining subscriber once; the one removed before its turn not at all');
+  const after: string[] = [];
+  t.match('fan/out', (s, v) => after.push(`${s}:${v}`));
+  assert.deepEqual(after.sort(), all.filter((s) => s !== 's2' && s !== 's8').map((s) => `${s}:${s.slice(1)}`).sort(), 'the holes are closed, values follow their subscriber');
+  t.add('fan/out', 's2', 2);
+  assert.equal(t.get('fan/out', 's2'), 2);
+  assert.equal(t.size, 9);
+});
