@@ -38,6 +38,20 @@ export interface PublishCheck {
 }
 
 /** Validates a topic name (a publish's, a will's, a response topic); undefined when it is one. Admission comes after (session/admission.ts). */
+/**
+ * Whether `bytes[from..to)` are exactly `topic` and plain ASCII: a connection publishing to the
+ * topic it checked last time reuses that string, neither decoded nor checked again (a device
+ * publishes to the same few topics). MQTT's PUBLISH reader and the native fast path both use it.
+ */
+export function isAsciiOf(bytes: Uint8Array, from: number, to: number, topic: string): boolean {
+  if (to - from !== topic.length) return false;
+  for (let i = 0; i < topic.length; i++) {
+    const b = bytes[from + i]!;
+    if (b !== topic.charCodeAt(i) || b >= 0x80) return false;
+  }
+  return true;
+}
+
 export function checkTopic(topic: string, limits: TopicLimits): PublishCheck | undefined {
   const problem = topicProblem(topic, limits);
   return problem === undefined ? undefined : { code: ErrorCode.invalidTopic, message: `topic ${problem}` };

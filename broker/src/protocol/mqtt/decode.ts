@@ -18,6 +18,7 @@
  * messages where it decides, so the dispatcher's mapping of them holds).
  */
 import mqtt from 'mqtt-packet';
+import { isAsciiOf } from '../../session/limits.js';
 import { isPropertiesError, readProperties, readVarInt, utf8FieldEnd } from './wire-properties.js';
 
 /** A decoded packet, or why the bytes are not one. */
@@ -25,16 +26,6 @@ export type Decoded = mqtt.Packet | string;
 
 /** mqtt-packet's message for a PUBLISH with QoS 3 (kept: the dispatcher and tests know it). */
 const QOS_3 = 'Packet must not have both QoS bits set to 1';
-
-/** Whether `buf[from..to)` is `s`, all ASCII: then those bytes are well-formed UTF-8 and decode to `s`. */
-function isAsciiOf(buf: Buffer, from: number, to: number, s: string): boolean {
-  if (to - from !== s.length) return false;
-  for (let i = 0; i < s.length; i++) {
-    const b = buf[from + i]!;
-    if (b !== s.charCodeAt(i) || b >= 0x80) return false;
-  }
-  return true;
-}
 
 /**
  * PUBLISH (MQTT 5 §3.3) from `buf[start..end)`, where `start` is the first byte of the packet and

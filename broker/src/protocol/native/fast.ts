@@ -11,29 +11,21 @@
  * (bench/README.md "Fan-out 1→100: the per-publish cost").
  */
 import { Flag, Op, type ClientFrame } from 'topicast/protocol';
+import { isAsciiOf } from '../../session/limits.js';
 
 type PublishFrame = Extract<ClientFrame, { op: typeof Op.publish }>;
 
-/** What a session remembers of the last topic it read: the bytes, so a repeat needs no decoding, and the string. */
-export interface TopicMemo {
-  bytes: Uint8Array | undefined;
-  topic: string;
-}
-
 /** Decodes topics already checked to be ASCII (so valid UTF-8, no byte-order mark). */
 const ascii = new TextDecoder();
-
-/** Topics up to this many bytes are remembered per publishing session (one small copy). */
-const MEMO_MAX_BYTES = 256;
 
 /**
  * A PUBLISH of the plain shape — five fields, the id a non-negative integer of at most 32 bits,
  * an ASCII topic (str), a payload (bin), flags 0 or retain — as the frame `decodeClientFrame`
  * makes of it (the payload copied, as there: the transport reuses `bytes`). Undefined for any
  * other shape, a malformed frame included: the codec then reads it and says what is wrong.
- * `memo`: the last topic this connection published to; a repeat reuses its string.
+ * `lastTopic`: the topic this connection last published to (checked then); a repeat reuses its string.
  */
-export function readPlainPublish(bytes: Uint8Array, memo: TopicMemo): PublishFrame | undefined {
+export function readPlainPublish(bytes: Uint8Array, lastTopic: string | undefined): PublishFrame | undefined {
   const end = bytes.length;
   if (end < 6 || bytes[0] !== 0x95 || bytes[1] !== Op.publish) return undefined;
   let pos = 2;
@@ -99,32 +91,16 @@ export function readPlainPublish(bytes: Uint8Array, memo: TopicMemo): PublishFra
   if (payloadEnd + 1 !== end) return undefined;
   const flags = bytes[payloadEnd]!;
   if ((flags & ~Flag.retain) !== 0) return undefined;
-  const topic = topicOf(bytes, topicStart, topicEnd, memo);
+  const topic = topicOf(bytes, topicStart, topicEnd, lastTopic);
   if (topic === undefined) return undefined;
   return { op: Op.publish, id, topic, payload: bytes.slice(payloadStart, payloadEnd), flags };
 }
 
-/** The topic's string: the memo's when the bytes repeat, else decoded (ASCII only; undefined otherwise, for the codec's UTF-8 check). */
-function topicOf(bytes: Uint8Array, start: number, end: number, memo: TopicMemo): string | undefined {
-  const n = end - start;
-  const last = memo.bytes;
-  if (last !== undefined && last.length === n) {
-    let same = true;
-    for (let i = 0; i < n; i++) {
-      if (last[i] !== bytes[start + i]) {
-        same = false;
-        break;
-      }
-    }
-    if (same) return memo.topic;
-  }
+/** The topic's string: `lastTopic` itself when the bytes repeat it, else decoded (ASCII only; undefined otherwise, for the codec's UTF-8 check). */
+function topicOf(bytes: Uint8Array, start: number, end: number, lastTopic: string | undefined): string | undefined {
+  if (lastTopic !== undefined && isAsciiOf(bytes, start, end, lastTopic)) return lastTopic;
   for (let i = start; i < end; i++) if (bytes[i]! >= 0x80) return undefined;
-  const topic = ascii.decode(bytes.subarray(start, end));
-  if (n <= MEMO_MAX_BYTES) {
-    memo.bytes = bytes.slice(start, end);
-    memo.topic = topic;
-  }
-  return topic;
+  return ascii.decode(bytes.subarray(start, end));
 }
 
 /** The slab live frames are carved from, and how much of it is used. */

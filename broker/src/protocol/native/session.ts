@@ -33,7 +33,7 @@ import { admitPublish, admitWill, publishBucket } from '../../session/admission.
 import { checkTopic, MAX_HELD_INBOUND, TokenBucket } from '../../session/limits.js';
 import { Outbox, type FrameSource } from '../../session/outbox.js';
 import { checkSubscribe, planSubscribe, ReplaySource, SnapshotSource } from '../../session/subscribe.js';
-import { readPlainPublish, writePlainDelivery, type TopicMemo } from './fast.js';
+import { readPlainPublish, writePlainDelivery } from './fast.js';
 
 /** Wire shape cached on each Message (core/message.ts) for the duration of its fan-out. */
 const LIVE = 'native';
@@ -150,10 +150,11 @@ class SessionExtras {
   /** Frames received while a SUBSCRIBE waits for the cluster's retained snapshot (cluster/bridge.ts `prepare`). */
   held: ClientFrame[] | undefined = undefined;
   expiryTimer: NodeJS.Timeout | undefined = undefined;
-  /** The last topic published to, read by fast.ts `readPlainPublish`: a repeat reuses its string. */
-  topicMemo: TopicMemo | undefined = undefined;
-  /** The last topic that passed `checkTopic` (the limits are fixed for the broker's life): a repeat is not checked again. */
-  checkedTopic: string | undefined = undefined;
+  /**
+   * The last topic published to that passed `checkTopic` (the limits are fixed for the broker's
+   * life): a repeat is not checked again, and fast.ts `readPlainPublish` reuses its string.
+   */
+  lastTopic: string | undefined = undefined;
 }
 
 export class NativeSession implements Subscriber, ConnectionHandler {
@@ -236,7 +237,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   onMessage(bytes: Uint8Array): void {
     if (this.closed) return;
     // A plain PUBLISH is read in place (fast.ts), as the codec would read it; everything else by the codec.
-    let frame: ClientFrame | undefined = bytes[1] === Op.publish ? readPlainPublish(bytes, (this.more().topicMemo ??= { bytes: undefined, topic: '' })) : undefined;
+    let frame: ClientFrame | undefined = bytes[1] === Op.publish ? readPlainPublish(bytes, this.extras?.lastTopic) : undefined;
     if (frame === undefined) {
       try {
         frame = decodeClientFrame(bytes); // copies every bin: nothing here outlives `bytes` (STYLE.md #4)
@@ -429,10 +430,10 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     const { ctx } = this;
     const extras = this.more();
     // The frame's topics first: a malformed name is an invalid request, answered whatever the id.
-    if (frame.topic !== extras.checkedTopic) {
+    if (frame.topic !== extras.lastTopic) {
       const bad = checkTopic(frame.topic, ctx.topicLimits);
       if (bad) return this.error(frame.id, bad.code, bad.message);
-      extras.checkedTopic = frame.topic;
+      extras.lastTopic = frame.topic;
     }
     const responseTopic = frame.reply?.responseTopic;
     if (responseTopic !== undefined) {
