@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
 import { connect } from 'topicast';
+import { within } from './broker.js';
 
 export interface RoundTripTarget {
   /** http://127.0.0.1:PORT */
@@ -31,22 +32,14 @@ export async function roundTrip(target: RoundTripTarget, tag = 'rt'): Promise<vo
     });
     await client.subscribe(`${tag}/ready`); // subscriptions are acknowledged in order: the first one is in place
     await m.publishAsync(`${tag}/from-mqtt`, 'hello from mqtt', { qos: 1 });
-    assert.equal(await within(fromMqtt, timeoutMs, 'MQTT publish reaching the WebSocket subscriber'), 'hello from mqtt');
+    assert.equal(await within(fromMqtt, 'MQTT publish reaching the WebSocket subscriber', timeoutMs), 'hello from mqtt');
     // WebSocket → MQTT
     const fromWs = new Promise<string>((resolve) => m.on('message', (topic, payload) => topic === `${tag}/from-ws` && resolve(payload.toString())));
     await m.subscribeAsync(`${tag}/from-ws`, { qos: 1 });
     await client.publish(`${tag}/from-ws`, 'hello from ws', { ack: true });
-    assert.equal(await within(fromWs, timeoutMs, 'WebSocket publish reaching the MQTT subscriber'), 'hello from ws');
+    assert.equal(await within(fromWs, 'WebSocket publish reaching the MQTT subscriber', timeoutMs), 'hello from ws');
   } finally {
     await client.close();
     await m.endAsync();
   }
-}
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms))),
-  ]);
 }
