@@ -69,6 +69,17 @@ export class Flusher {
    * its record reached the kernel (store/history-log.ts). Undefined without history: no cost.
    */
   beforeSend: (() => void) | undefined = undefined;
+  /**
+   * This turn's shared live frames, each once, in the order they were first queued: an outbox
+   * queues a subscriber's consecutive live deliveries as a run of it (`Outbox.pushLive`), so a
+   * delivery stores two small integers instead of a frame reference (whose store into a
+   * long-lived queue costs a write barrier). Swapped for `spareLog` when a batch is written;
+   * every outbox holding a run of it is in that batch.
+   */
+  log: Uint8Array[] = [];
+  /** Entries of `log` in use. */
+  logLength = 0;
+  private spareLog: Uint8Array[] = [];
   private dirty: Outbox[] = [];
   private scheduled = false;
   private readonly flushAll = (): void => {
@@ -76,13 +87,32 @@ export class Flusher {
     this.beforeSend?.(); // once for the whole batch: writing the queues below appends no history
     const batch = this.dirty;
     this.dirty = [];
+    const log = this.log;
+    const logged = this.logLength;
+    this.log = this.spareLog; // deliveries queued while this batch is written start runs of the other log
+    this.logLength = 0;
     for (const outbox of batch) {
       outbox.queuedForFlush = false;
       outbox.send();
     }
+    // No run of `log` is left (each was written or dropped with its outbox): hold no frame alive.
+    if (log.length > LOG_MAX_KEEP) this.spareLog = [];
+    else {
+      for (let i = 0; i < logged; i++) log[i] = undefined as unknown as Uint8Array;
+      this.spareLog = log;
+    }
   };
 
   constructor(private readonly schedule: (fn: () => void) => void = setImmediate) {}
+
+  /** The index of `frame` in `log`: the last entry when it is that frame (the same publish's fan-out), else a new one. */
+  logged(frame: Uint8Array): number {
+    const n = this.logLength;
+    if (n > 0 && this.log[n - 1] === frame) return n - 1;
+    this.log[n] = frame;
+    this.logLength = n + 1;
+    return n;
+  }
 
   mark(outbox: Outbox): void {
     if (outbox.queuedForFlush) return;
@@ -104,6 +134,8 @@ const NO_ITEMS: (Uint8Array | FrameSource)[] = Object.freeze([]) as unknown as (
 const QUEUE_KEEP_SLOTS = 256;
 /** Past this many slots a queue is released whenever it empties, busy or not (32 KB of slots). */
 const QUEUE_MAX_KEEP_SLOTS = 4096;
+/** A turn's frame log grown past this many slots (a burst) is released once written, not kept. */
+const LOG_MAX_KEEP = 65536;
 
 /**
  * `bytes` itself when it is its whole buffer, else a copy: a frame that is a view into a shared
@@ -141,6 +173,13 @@ export class Outbox {
   /** FrameSources queued (rare: snapshots, replays): while 0, every item is bytes and the write loop never checks. */
   private sources = 0;
   private head = 0;
+  /**
+   * Live deliveries queued after everything in `items`, as the entries `runStart..runEnd` of a
+   * Flusher log (`Flusher.log`); undefined when there are none. Written after `items`.
+   */
+  private runLog: Uint8Array[] | undefined = undefined;
+  private runStart = 0;
+  private runEnd = 0;
   private queuedBytes = 0;
   private conflated: Map<string, Uint8Array> | undefined;
   /** Bytes of the values in `conflated`. */
@@ -182,6 +221,47 @@ export class Outbox {
   }
 
   /**
+   * Queues a live delivery whose `frame` every subscriber of its publish shares (a native
+   * DELIVERY): as `pushData`, but a subscriber's consecutive deliveries are one run of the
+   * Flusher's log instead of a reference each.
+   */
+  pushLive(frame: Uint8Array, topic: string): void {
+    if (this.closed) return;
+    const limit = this.limits.maxBufferedBytes - frame.length;
+    if (this.conflated || (this.queuedBytes + this.bufferedEstimate > limit && this.backedUp(limit))) {
+      this.overLimit(frame, topic);
+      return;
+    }
+    if (this.sources > 0) {
+      this.keepItems = true;
+      this.enqueue(unshared(frame)); // behind a paced source: see pushData
+      return;
+    }
+    const flusher = this.flusher;
+    const at = flusher.logged(frame);
+    this.queuedBytes += frame.length;
+    if (at === this.runEnd && this.runLog === flusher.log) {
+      this.runEnd = at + 1; // marked when the run began
+      return;
+    }
+    if (this.runLog !== undefined) this.unrun();
+    this.runLog = flusher.log;
+    this.runStart = at;
+    this.runEnd = at + 1;
+    flusher.mark(this);
+  }
+
+  /** Moves the pending run's frames into `items` (something is queued behind them, or they stopped being consecutive). */
+  private unrun(): void {
+    const log = this.runLog!;
+    this.runLog = undefined;
+    this.ownQueue();
+    this.keepItems = true;
+    const items = this.items;
+    for (let i = this.runStart; i < this.runEnd; i++) items[this.tail++] = log[i]!;
+  }
+
+  /**
    * Whether the connection is really backed up: bytes queued this tick have not been offered
    * to the transport yet, so offer them first (one corked write) and judge by what the
    * transport could not take. A reader that keeps up is never punished for a burst.
@@ -204,6 +284,7 @@ export class Outbox {
   /** Queues a paced source (retained snapshot); frames behind it wait until it is exhausted. */
   pushSource(source: FrameSource): void {
     if (this.closed) return;
+    if (this.runLog !== undefined) this.unrun();
     this.ownQueue();
     this.items[this.tail++] = source;
     this.sources++;
@@ -217,6 +298,7 @@ export class Outbox {
     this.sources = 0;
     this.head = 0;
     this.tail = 0;
+    this.runLog = undefined;
     this.queuedBytes = 0;
     this.conflated = undefined;
     this.holdConflated(-this.conflatedBytes);
@@ -231,7 +313,7 @@ export class Outbox {
   /** @internal The write itself; the Flusher calls it after running `beforeSend` once for its batch. */
   send(): void {
     if (this.closed) return;
-    if (this.head === this.tail && !this.conflated) return;
+    if (this.head === this.tail && this.runLog === undefined && !this.conflated) return;
     // cork() runs its callback synchronously: one shared function and a module slot instead of a
     // closure per outbox (memory at 10k idle connections) or per flush (garbage on every tick).
     const outer = corking;
@@ -244,11 +326,11 @@ export class Outbox {
     this.bufferedEstimate = this.conn.bufferedBytes();
   }
 
-  /** @internal Writes the queue; only called inside `conn.cork` (see `flush`). */
-  writeQueued(): void {
+  /** Writes `items` up to a paced source that must wait; false when it must (or the connection closed). */
+  private writeItems(): boolean {
     const { conn, stats, items } = this;
     while (this.head < this.tail) {
-      if (this.closed) return;
+      if (this.closed) return false;
       const i = this.head;
       if (this.sources > 0 && !(items[i] instanceof Uint8Array)) {
         const source = items[i] as FrameSource;
@@ -260,7 +342,7 @@ export class Outbox {
           stats.framesSent++;
           stats.bytesSent += frame.length;
         }
-        if (frame !== undefined || conn.bufferedBytes() >= window) return; // resume on drain
+        if (frame !== undefined || conn.bufferedBytes() >= window) return false; // resume on drain
         this.sources--;
         items[i] = undefined as unknown as Uint8Array;
         this.head++;
@@ -279,6 +361,45 @@ export class Outbox {
       stats.framesSent++;
       stats.bytesSent += bytes.length;
     }
+    return true;
+  }
+
+  /** Writes the run (pushLive): the hot loop of a fan-out, counted once at its end. False when the connection closed meanwhile. */
+  private writeRun(): boolean {
+    const { conn, stats } = this;
+    const log = this.runLog!;
+    this.runLog = undefined;
+    const end = this.runEnd;
+    let frames = 0;
+    let bytes = 0;
+    let dropped = 0;
+    let droppedBytes = 0;
+    for (let i = this.runStart; i < end && !this.closed; i++) {
+      const frame = log[i]!;
+      if (conn.send(frame) === SendResult.dropped) {
+        dropped++; // as for an item (writeItems)
+        droppedBytes += frame.length;
+      } else {
+        frames++;
+        bytes += frame.length;
+      }
+    }
+    stats.framesSent += frames;
+    stats.bytesSent += bytes;
+    stats.dropped += dropped;
+    if (this.closed) return false;
+    this.queuedBytes -= bytes + droppedBytes;
+    return true;
+  }
+
+  /** @internal Writes the queue; only called inside `conn.cork` (see `flush`). */
+  writeQueued(): void {
+    // The items, then the run behind them; again if a send led to more being queued meanwhile.
+    do {
+      if (!this.writeItems()) return;
+      if (this.runLog !== undefined && !this.writeRun()) return;
+    } while (this.head < this.tail);
+    const { conn, stats } = this;
     // Queue empty: a delivery queue is kept for the next tick (the shared empty queue is frozen),
     // a control-only one released (see `items`). A queue grown past QUEUE_KEEP_SLOTS is kept while
     // the ticks keep carrying more than QUEUE_KEEP_SLOTS frames: at 1→100 fan-out a tick carries
@@ -313,6 +434,7 @@ export class Outbox {
   }
 
   private enqueue(bytes: Uint8Array): void {
+    if (this.runLog !== undefined) this.unrun();
     this.ownQueue();
     this.items[this.tail++] = bytes;
     this.queuedBytes += bytes.length;

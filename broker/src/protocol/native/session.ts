@@ -193,7 +193,7 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       this.ctx.auth.stats.withheld++;
       return;
     }
-    this.outbox.pushData(liveFrame(message), message.topic);
+    this.outbox.pushLive(liveFrame(message), message.topic);
   }
 
   private get permissions(): Permissions | undefined {
