@@ -49,6 +49,11 @@ export interface Subscriber {
    * gets each message, else one member per node.
    */
   readonly share?: string;
+  /**
+   * How many deliveries one `deliver` stands for: a fan-out group's members (session/fanout-group.ts),
+   * so `publish` counts every one. Absent: one.
+   */
+  readonly fanout?: number;
 }
 
 export interface RouterStats {
@@ -88,7 +93,8 @@ class RouteVisitor implements TrieVisitor<Subscriber, Subscription> {
   visit(subscriber: Subscriber, subscription: Subscription): void {
     if (subscriber.routerStamp === this.stamp || (this.skipGroups && subscriber.share !== undefined)) return;
     subscriber.routerStamp = this.stamp;
-    this.deliveries++;
+    const fanout = subscriber.fanout;
+    this.deliveries += fanout === undefined ? 1 : fanout;
     subscriber.deliver(this.message!, subscription);
   }
 }
@@ -98,6 +104,8 @@ export class Router {
   private readonly index = new SubscriptionTrie<Subscriber, Subscription>();
   private stamp = 0;
   private readonly visitor = new RouteVisitor();
+  /** Subscriptions held through fan-out groups beyond each group's one entry in the index (session/fanout-group.ts). */
+  extraSubscriptions = 0;
   private readonly taps: PublishTap[] = [];
   private interest: InterestListener | undefined;
   private sequencer: HistorySequencer | undefined;
@@ -108,7 +116,12 @@ export class Router {
 
   /** Number of (subscriber, filter) subscriptions. */
   get subscriptionCount(): number {
-    return this.index.size;
+    return this.index.size + this.extraSubscriptions;
+  }
+
+  /** The first of at most `limit` subscribers of exactly `filter` that `test` accepts (a fan-out group's partner). */
+  findSubscriber(filter: string, test: (subscriber: Subscriber) => boolean, limit: number): Subscriber | undefined {
+    return this.index.find(filter, test, limit);
   }
 
   /** Adds or replaces a subscription. Returns true when it is new for this subscriber. */

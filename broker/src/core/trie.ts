@@ -200,6 +200,23 @@ export class SubscriptionTrie<S, V> {
     return true;
   }
 
+  /** The first of at most `limit` subscribers of exactly `filter` that `test` accepts. */
+  find(filter: string, test: (subscriber: S) => boolean, limit: number): S | undefined {
+    let n: TrieNode<S, V> | undefined = this.root;
+    for (const level of filter.split('/')) {
+      n = n.children?.get(level);
+      if (!n) return undefined;
+    }
+    if (n.oneSubscriber !== undefined && test(n.oneSubscriber)) return n.oneSubscriber;
+    const subscribers = n.more?.subscribers;
+    if (subscribers === undefined) return undefined;
+    for (let i = 0; i < subscribers.length && i < limit; i++) {
+      const subscriber = subscribers[i];
+      if (subscriber !== undefined && test(subscriber)) return subscriber;
+    }
+    return undefined;
+  }
+
   /** The value stored for (subscriber, filter), if any. */
   get(filter: string, subscriber: S): V | undefined {
     let n: TrieNode<S, V> | undefined = this.root;

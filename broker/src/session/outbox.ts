@@ -61,6 +61,20 @@ export interface FrameSource {
   next(): Uint8Array | undefined;
 }
 
+/** An outbox's place in a fan-out group (session/fanout-group.ts), as the outbox sees it. */
+export interface GroupSeat {
+  /** Written to straight from its group: before the outbox queues anything, the group's pending frames must come in. */
+  readonly plain: boolean;
+  /** Queues the frames the group holds for it here and stops being plain (`FanoutGroup.toBusy`). */
+  busy(): void;
+}
+
+/** What the Flusher writes at the end of a turn: outboxes, and fan-out groups (session/fanout-group.ts). */
+export interface Flushable {
+  queuedForFlush: boolean;
+  send(): void;
+}
+
 /** Batches flushes to once per tick across all outboxes. */
 export class Flusher {
   /**
@@ -80,7 +94,7 @@ export class Flusher {
   /** Entries of `log` in use. */
   logLength = 0;
   private spareLog: Uint8Array[] = [];
-  private dirty: Outbox[] = [];
+  private dirty: Flushable[] = [];
   private scheduled = false;
   private readonly flushAll = (): void => {
     this.scheduled = false;
@@ -91,9 +105,9 @@ export class Flusher {
     const logged = this.logLength;
     this.log = this.spareLog; // deliveries queued while this batch is written start runs of the other log
     this.logLength = 0;
-    for (const outbox of batch) {
-      outbox.queuedForFlush = false;
-      outbox.send();
+    for (const dirty of batch) {
+      dirty.queuedForFlush = false;
+      dirty.send();
     }
     // No run of `log` is left (each was written or dropped with its outbox): hold no frame alive.
     if (log.length > LOG_MAX_KEEP) this.spareLog = [];
@@ -114,10 +128,10 @@ export class Flusher {
     return n;
   }
 
-  mark(outbox: Outbox): void {
-    if (outbox.queuedForFlush) return;
-    outbox.queuedForFlush = true;
-    this.dirty.push(outbox);
+  mark(dirty: Flushable): void {
+    if (dirty.queuedForFlush) return;
+    dirty.queuedForFlush = true;
+    this.dirty.push(dirty);
     if (!this.scheduled) {
       this.scheduled = true;
       this.schedule(this.flushAll);
@@ -126,6 +140,7 @@ export class Flusher {
 }
 
 const NO_ITEMS: (Uint8Array | FrameSource)[] = Object.freeze([]) as unknown as (Uint8Array | FrameSource)[];
+const NO_FRAMES: Uint8Array[] = [];
 /**
  * A delivery queue whose array grew past this many slots is released by the first flush that
  * carries no more than this (a burst is over), not kept at its peak; one a sustained stream keeps
@@ -150,6 +165,15 @@ let corking: Outbox | undefined;
 
 function writeCorked(): void {
   corking?.writeQueued();
+}
+
+/** What `writeSharedCorked` writes (`Outbox.writeShared`), set around its synchronous `cork` call. */
+let shared: Uint8Array[] = [];
+let sharedFrom = 0;
+let sharedTo = 0;
+
+function writeSharedCorked(): void {
+  corking?.writeFrames(shared, sharedFrom, sharedTo);
 }
 
 export class Outbox {
@@ -191,6 +215,8 @@ export class Outbox {
    * asks the transport again only near the limit, saving a native call per delivery.
    */
   private bufferedEstimate = 0;
+  /** @internal Set while its session is in a fan-out group (session/fanout-group.ts). */
+  member: GroupSeat | undefined = undefined;
 
   constructor(
     /** The connection written to; its owner may use it too (one reference per session, not two). */
@@ -206,9 +232,26 @@ export class Outbox {
     return this.queuedBytes + this.bufferedEstimate;
   }
 
+  /** The transport's buffer as last read (see `bufferedEstimate`). */
+  get estimate(): number {
+    return this.bufferedEstimate;
+  }
+
+  /** @internal Nothing queued or kept for later: a fan-out group may write to its connection directly. */
+  idle(): boolean {
+    return !this.closed && this.head === this.tail && this.runLog === undefined && this.conflated === undefined;
+  }
+
+  /** Before this outbox queues anything of its own, the frames its fan-out group holds for it come first (session/fanout-group.ts). */
+  private ownTurn(): void {
+    const member = this.member;
+    if (member !== undefined && member.plain) member.busy();
+  }
+
   /** Queues a delivery; the slow-consumer policy applies. `topic` keys conflation. */
   pushData(bytes: Uint8Array, topic: string): void {
     if (this.closed) return;
+    this.ownTurn();
     // While conflating, everything goes to the map so no older value can follow a newer one.
     const limit = this.limits.maxBufferedBytes - bytes.length;
     if (this.conflated || (this.queuedBytes + this.bufferedEstimate > limit && this.backedUp(limit))) {
@@ -227,6 +270,7 @@ export class Outbox {
    */
   pushLive(frame: Uint8Array, topic: string): void {
     if (this.closed) return;
+    this.ownTurn();
     const limit = this.limits.maxBufferedBytes - frame.length;
     if (this.conflated || (this.queuedBytes + this.bufferedEstimate > limit && this.backedUp(limit))) {
       this.overLimit(frame, topic);
@@ -274,6 +318,7 @@ export class Outbox {
   /** Queues a control frame (ack, error, pong): never dropped by the policy. */
   pushControl(bytes: Uint8Array): void {
     if (this.closed) return;
+    this.ownTurn();
     if (this.pendingBytes() > 2 * this.limits.maxBufferedBytes) {
       this.disconnectSlow();
       return;
@@ -284,6 +329,7 @@ export class Outbox {
   /** Queues a paced source (retained snapshot); frames behind it wait until it is exhausted. */
   pushSource(source: FrameSource): void {
     if (this.closed) return;
+    this.ownTurn();
     if (this.runLog !== undefined) this.unrun();
     this.ownQueue();
     this.items[this.tail++] = source;
@@ -306,8 +352,44 @@ export class Outbox {
 
   /** Writes what the transport will take, after pending history records (drain, near the limit, closing); the per-tick path is the Flusher's `send`. */
   flush(): void {
+    this.ownTurn(); // a closing session's pending group frames are written before it closes
     this.flusher.beforeSend?.(); // outside the Flusher's turn end (drain, backedUp): see Flusher.beforeSend
     this.send();
+  }
+
+  /**
+   * @internal A fan-out group's frames `frames[from..to)` for its plain member: queued here ahead of
+   * what this outbox is about to queue (they were accepted under the limit: no policy again).
+   */
+  takeShared(frames: Uint8Array[], from: number, to: number): void {
+    if (this.closed) return;
+    if (this.runLog !== undefined) this.unrun();
+    this.ownQueue();
+    this.keepItems = true;
+    const items = this.items;
+    for (let i = from; i < to; i++) {
+      const frame = frames[i]!;
+      items[this.tail++] = frame;
+      this.queuedBytes += frame.length;
+    }
+    this.flusher.mark(this);
+  }
+
+  /** @internal A fan-out group writes `frames[from..to)` to its plain member (nothing queued here), corked. */
+  writeShared(frames: Uint8Array[], from: number, to: number): void {
+    if (this.closed) return;
+    const outer = corking;
+    corking = this;
+    shared = frames;
+    sharedFrom = from;
+    sharedTo = to;
+    try {
+      this.conn.cork(writeSharedCorked);
+    } finally {
+      corking = outer;
+      shared = NO_FRAMES;
+    }
+    this.bufferedEstimate = this.conn.bufferedBytes();
   }
 
   /** @internal The write itself; the Flusher calls it after running `beforeSend` once for its batch. */
@@ -364,32 +446,40 @@ export class Outbox {
     return true;
   }
 
-  /** Writes the run (pushLive): the hot loop of a fan-out, counted once at its end. False when the connection closed meanwhile. */
+  /** Writes the run (pushLive). False when the connection closed meanwhile. */
   private writeRun(): boolean {
-    const { conn, stats } = this;
     const log = this.runLog!;
     this.runLog = undefined;
-    const end = this.runEnd;
-    let frames = 0;
+    const offered = this.writeFrames(log, this.runStart, this.runEnd);
+    if (this.closed) return false;
+    this.queuedBytes -= offered;
+    return true;
+  }
+
+  /**
+   * @internal Sends `frames[from..to)`, the hot loop of a fan-out (a run, or a fan-out group's
+   * frames), counted once at its end. Returns the bytes offered (sent or dropped).
+   */
+  writeFrames(frames: Uint8Array[], from: number, to: number): number {
+    const { conn, stats } = this;
+    let sent = 0;
     let bytes = 0;
     let dropped = 0;
     let droppedBytes = 0;
-    for (let i = this.runStart; i < end && !this.closed; i++) {
-      const frame = log[i]!;
+    for (let i = from; i < to && !this.closed; i++) {
+      const frame = frames[i]!;
       if (conn.send(frame) === SendResult.dropped) {
         dropped++; // as for an item (writeItems)
         droppedBytes += frame.length;
       } else {
-        frames++;
+        sent++;
         bytes += frame.length;
       }
     }
-    stats.framesSent += frames;
+    stats.framesSent += sent;
     stats.bytesSent += bytes;
     stats.dropped += dropped;
-    if (this.closed) return false;
-    this.queuedBytes -= bytes + droppedBytes;
-    return true;
+    return bytes + droppedBytes;
   }
 
   /** @internal Writes the queue; only called inside `conn.cork` (see `flush`). */

@@ -6,10 +6,13 @@ import type { PublishLimits } from '../../session/admission.js';
 import type { Connection } from '../../session/connection.js';
 import type { ConnectionHandler, ProtocolHandler } from '../../session/handler.js';
 import { spreadDelaysMs } from '../../session/drain.js';
-import { NativeSession } from './session.js';
+import { FanoutGroups } from '../../session/fanout-group.js';
+import { liveFrame, NATIVE_OPTIONS, NativeSession, type NativeShared } from './session.js';
 
 export interface NativeProtocol extends ProtocolHandler {
   readonly sessionCount: number;
+  /** Fan-out groups now, and frames written through them so far (session/fanout-group.ts). */
+  readonly fanout: { readonly groups: number; readonly written: number };
   /** Closes every native connection (graceful shutdown): 1001, clients retry elsewhere. */
   closeAll(): void;
   /**
@@ -33,18 +36,32 @@ export function createNativeProtocol(ctx: BrokerContext): NativeProtocol {
     op: Op.welcome,
     info: { version: PROTOCOL_VERSION, server: `topicast/${ctx.version}`, maxPayloadBytes: ctx.publishLimits.maxPayloadBytes, idleTimeoutSec: ctx.sessionLimits.idleTimeoutSec },
   });
-  // One function for every session (no closures per connection: they cost memory at 10k+ connections).
-  const ended = (session: NativeSession): void => {
-    if (sessions.delete(session)) ctx.counters.open.native!--;
+  // One object for every session (no closures per connection: they cost memory at 10k+ connections).
+  const shared: NativeShared = {
+    ended(session) {
+      if (sessions.delete(session)) ctx.counters.open.native!--;
+    },
+    groups: new FanoutGroups(ctx.router, ctx.flusher, ctx.outboxStats, ctx.outboxLimits.maxBufferedBytes, { frameOf: liveFrame, options: NATIVE_OPTIONS }),
   };
+  const groups = shared.groups;
+  ctx.metrics.register('topicast_fanout_groups', 'gauge', 'Filters whose native subscribers are delivered to as one fan-out group', () => groups.size);
+  ctx.metrics.register('topicast_fanout_group_frames_total', 'counter', 'Deliveries written straight from a fan-out group (the rest went through each connection\'s queue)', () => groups.written);
   return {
     name: 'native',
     websocket: { path: '/ws', subprotocol: SUBPROTOCOL, maxMessageBytes: nativeFrameLimit(ctx.publishLimits, ctx.topicLimits), authentication: 'upgrade' },
     get sessionCount() {
       return sessions.size;
     },
+    fanout: {
+      get groups() {
+        return groups.size;
+      },
+      get written() {
+        return groups.written;
+      },
+    },
     open(conn: Connection, principal?: Principal): ConnectionHandler {
-      const session = new NativeSession(ctx, conn, welcome, ended, principal);
+      const session = new NativeSession(ctx, conn, welcome, shared, principal);
       sessions.add(session);
       ctx.counters.open.native!++;
       ctx.counters.connectionsTotal++;

@@ -27,6 +27,7 @@ import type { BrokerContext } from '../../context.js';
 import { createMessage, type Message, type MessageProperties } from '../../core/message.js';
 import type { Subscriber, SubscriptionOptions } from '../../core/router.js';
 import type { Connection } from '../../session/connection.js';
+import type { FanoutGroups, GroupMember } from '../../session/fanout-group.js';
 import type { ConnectionHandler } from '../../session/handler.js';
 import { collectRows, planQuery, readCheck, type CollectedRows } from '../../session/history-query.js';
 import { admitPublish, admitWill, publishBucket } from '../../session/admission.js';
@@ -38,7 +39,7 @@ import { readPlainPublish, writePlainDelivery } from './fast.js';
 /** Wire shape cached on each Message (core/message.ts) for the duration of its fan-out. */
 const LIVE = 'native';
 
-function liveFrame(message: Message): Uint8Array {
+export function liveFrame(message: Message): Uint8Array {
   // A plain delivery (most): one frame per publish in the shared slab (fast.ts `frameBytes`), kept
   // here for the rest of this publish's fan-out, never on the message, which may outlive the tick
   // (a store, an MQTT session's queue) and would keep the slab alive.
@@ -130,7 +131,18 @@ class HistorySource implements FrameSource {
 }
 
 /** Every native subscription has the same options: one shared object, never one per subscription. */
-const NATIVE_OPTIONS: SubscriptionOptions = Object.freeze({ qos: 0 });
+export const NATIVE_OPTIONS: SubscriptionOptions = Object.freeze({ qos: 0 });
+
+/** What every native session of a broker shares (one object: no closure or field per connection). */
+export interface NativeShared {
+  /** Called once when a connection ends (the protocol's bookkeeping). */
+  ended(session: NativeSession): void;
+  /** The fan-out groups of native sessions (session/fanout-group.ts). */
+  readonly groups: FanoutGroups;
+}
+
+/** How many subscribers of a filter a session looks through for a fan-out group partner (it joins the group when there is one). */
+const PARTNER_SCAN = 64;
 
 /**
  * What only some sessions need (publishers, wills, authenticated principals, cluster waits):
@@ -170,13 +182,13 @@ export class NativeSession implements Subscriber, ConnectionHandler {
 
   /**
    * @param welcome the WELCOME frame, encoded once per broker
-   * @param ended called once when the connection ends (the protocol's bookkeeping; shared, not per session)
+   * @param shared the protocol's bookkeeping and fan-out groups (one object for all sessions)
    */
   constructor(
     private readonly ctx: BrokerContext,
     conn: Connection,
     welcome: Uint8Array,
-    private readonly ended: (session: NativeSession) => void,
+    private readonly shared: NativeShared,
     principal?: Principal,
   ) {
     if (principal?.permissions !== undefined) this.more().permissions = principal.permissions;
@@ -194,6 +206,39 @@ export class NativeSession implements Subscriber, ConnectionHandler {
       return;
     }
     this.outbox.pushLive(liveFrame(message), message.topic);
+  }
+
+  /** The filter of the fan-out group it is in, if any. */
+  private get groupFilter(): string | undefined {
+    return (this.outbox.member as GroupMember | undefined)?.group.filter;
+  }
+
+  /** The filter of the fan-out group it may be in: its one filter when no per-topic read check applies (session/fanout-group.ts). */
+  private groupable(): string | undefined {
+    const filters = this.filters;
+    if (typeof filters !== 'string' || this.closed) return undefined;
+    const filtered = this.extras?.filtered;
+    return filtered === undefined || filtered.size === 0 ? filters : undefined;
+  }
+
+  /**
+   * After its filters changed: leaves a group it no longer qualifies for (subscribed on its own again
+   * to the filter if it still holds it), joins the group of its one filter when it qualifies.
+   */
+  private regroup(): void {
+    const filter = this.groupable();
+    const held = this.groupFilter;
+    if (held !== undefined) {
+      if (held === filter) return;
+      // On its own first, then out of the group: the filter's interest (the cluster's subscription) never drops to none.
+      if (this.holds(held)) this.ctx.router.subscribe(this, held, NATIVE_OPTIONS);
+      this.shared.groups.leave(this.outbox);
+    }
+    if (filter === undefined) return;
+    this.shared.groups.join(this.outbox, this, filter, () => {
+      const other = this.ctx.router.findSubscriber(filter, (s) => s !== this && s instanceof NativeSession && s.groupable() === filter, PARTNER_SCAN);
+      return other === undefined ? undefined : { subscriber: other, outbox: (other as NativeSession).outbox };
+    });
   }
 
   private get permissions(): Permissions | undefined {
@@ -279,10 +324,11 @@ export class NativeSession implements Subscriber, ConnectionHandler {
   onClose(_code: number, _reason: string, clean: boolean): void {
     if (this.closed) return;
     this.closed = true;
-    this.ended(this);
+    this.shared.ended(this);
     const extras = this.extras;
     if (extras !== undefined) clearTimeout(extras.expiryTimer);
     this.outbox.close();
+    if (this.outbox.member !== undefined) this.shared.groups.leave(this.outbox);
     const filters = this.filters;
     this.filters = undefined;
     if (typeof filters === 'string') this.ctx.router.unsubscribe(this, filters);
@@ -350,8 +396,9 @@ export class NativeSession implements Subscriber, ConnectionHandler {
     for (const filter of frame.filters) {
       this.addFilter(filter);
       if (permissions?.canSubscribe(filter) === 'filtered') (this.more().filtered ??= new Set()).add(filter);
-      router.subscribe(this, filter, NATIVE_OPTIONS);
+      if (this.groupFilter !== filter) router.subscribe(this, filter, NATIVE_OPTIONS); // else its group holds it
     }
+    this.regroup();
     // Subscribed and, below, replay or snapshot captured in this one synchronous turn: every later
     // live message has a larger offset and is queued after SNAPSHOT_END (no gap, no duplicate).
     const planned = planSubscribe(this.ctx, frame.filters, frame.options, permissions && ((topic) => this.readable(topic)));
@@ -420,9 +467,13 @@ export class NativeSession implements Subscriber, ConnectionHandler {
 
   private onUnsubscribe(frame: Extract<ClientFrame, { op: typeof Op.unsubscribe }>): void {
     for (const filter of frame.filters) {
-      if (this.removeFilter(filter)) this.ctx.router.unsubscribe(this, filter);
+      if (this.removeFilter(filter)) {
+        if (this.groupFilter === filter) this.shared.groups.leave(this.outbox);
+        else this.ctx.router.unsubscribe(this, filter);
+      }
       this.extras?.filtered?.delete(filter);
     }
+    this.regroup();
     this.outbox.pushControl(encodeFrame({ op: Op.ack, id: frame.id, result: null }));
   }
 
