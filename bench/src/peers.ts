@@ -221,6 +221,8 @@ const nats = (id: string, label: string, transport: 'ws' | 'tcp'): Target => ({
 
 export const TARGETS: Target[] = [
   nodePeer('uws-deferred', 'raw uWS (deferred publish)', 'uws.js', ['--mode', 'deferred'], (p) => ({ wire: 'raw', transport: 'ws', host: '127.0.0.1', port: p.port!, path: '/raw' }), { wildcard: false, retained: false }),
+  // The floor of any fan-out written in JavaScript over this binding: one `ws.send` per delivery, corked per socket per turn, nothing else.
+  nodePeer('uws-jsloop', 'uWS JavaScript fan-out floor', 'uws.js', ['--mode', 'jsloop'], (p) => ({ wire: 'raw', transport: 'ws', host: '127.0.0.1', port: p.port!, path: '/raw' }), { wildcard: false, retained: false }),
   nodePeer('uws-inline', 'raw uWS (publish in handler)', 'uws.js', ['--mode', 'inline'], (p) => ({ wire: 'raw', transport: 'ws', host: '127.0.0.1', port: p.port!, path: '/raw' }), { wildcard: false, retained: false }),
   topicast('topicast', 'Topicast (native WS)', 'ws'),
   topicast('topicast-mqtt', 'Topicast (MQTT TCP)', 'tcp'),

@@ -103,6 +103,14 @@ export function ratios(m: Row[]): Ratio[] {
     const u = find(m, sc, 'uws-deferred');
     if (t && u) out.push(ratio(`${sc}-vs-uws`, `fan-out 1→${subs}, onread readers: Topicast CPU per delivery ÷ raw uWS deferred`, num(t, 'cpuSecPerMillion'), num(u, 'cpuSecPerMillion'), '≤ 1.0', (v) => v <= 1.0, [t, u]));
   }
+  // The same target for the JavaScript fan-out floor (peer/uws.ts --mode jsloop): how far under raw uWS any
+  // fan-out written in JavaScript over uWebSockets.js's `ws.send` can go, i.e. what Topicast's routing may cost.
+  for (const sc of ['fanout-100', 'fanout-1000', 'fanout-100-onread', 'fanout-1000-onread']) {
+    const floor = find(m, sc, 'uws-jsloop');
+    const u = find(m, sc, 'uws-deferred');
+    const what = `fan-out 1→${sc.split('-')[1]}${sc.endsWith('onread') ? ', onread readers' : ''}`;
+    if (floor && u) out.push(ratio(`${sc}-floor-vs-uws`, `${what}: JavaScript fan-out floor CPU per delivery ÷ raw uWS deferred`, num(floor, 'cpuSecPerMillion'), num(u, 'cpuSecPerMillion'), '≤ 1.0', (v) => v <= 1.0, [floor, u]));
+  }
   const mt = find(m, 'fanin', 'mosquitto-tcp');
   const ft = find(m, 'fanin', 'topicast');
   out.push(ratio('fanin-vs-mosquitto-tcp', 'fan-in wildcard: Topicast (native) CPU per message ÷ Mosquitto TCP', num(ft, 'cpuSecPerMillion'), num(mt, 'cpuSecPerMillion'), '≤ 1', (v) => v <= 1, [ft, mt]));

@@ -57,9 +57,9 @@ const MQTT_WS = 'topicast-mqtt-ws';
 const FLOOD = ['topicast', 'topicast-mqtt', MQTT_WS, 'mosquitto-tcp'];
 
 const QUICK: Record<string, string[]> = {
-  'fanout-100': ['uws-deferred', 'uws-inline', 'topicast', 'topicast-sse', 'mosquitto-ws'],
-  'fanout-1000': ['uws-deferred', 'uws-inline', 'topicast', 'topicast-sse', 'mosquitto-ws'],
-  'fanout-1000-onread': ['uws-deferred', 'topicast'],
+  'fanout-100': ['uws-deferred', 'uws-jsloop', 'uws-inline', 'topicast', 'topicast-sse', 'mosquitto-ws'],
+  'fanout-1000': ['uws-deferred', 'uws-jsloop', 'uws-inline', 'topicast', 'topicast-sse', 'mosquitto-ws'],
+  'fanout-1000-onread': ['uws-deferred', 'uws-jsloop', 'topicast'],
   fanin: ['topicast', 'topicast-mqtt', 'mosquitto-tcp', 'bare-net-fanin'],
   latency: ['uws-deferred', 'uws-inline', 'topicast', 'mosquitto-ws'],
   memory: ['uws-deferred', 'topicast', 'mosquitto-ws'],
@@ -71,12 +71,12 @@ const QUICK: Record<string, string[]> = {
 
 // HTTP streaming subscribers are measured in fan-out only: its payloads arrive as JSON text, which the latency stamp and the other scenarios' clients do not read.
 const SSE = 'topicast-sse';
-const ALL = TARGETS.map((t) => t.id).filter((id) => id !== SSE && id !== MQTT_WS && id !== 'bare-net' && id !== 'bare-net-fanin');
+const ALL = TARGETS.map((t) => t.id).filter((id) => id !== SSE && id !== MQTT_WS && id !== 'bare-net' && id !== 'bare-net-fanin' && id !== 'uws-jsloop');
 const FULL: Record<string, string[]> = {
-  'fanout-100': [...ALL, SSE],
-  'fanout-1000': [...ALL, SSE],
-  'fanout-100-onread': ['uws-deferred', 'topicast'],
-  'fanout-1000-onread': ['uws-deferred', 'topicast'],
+  'fanout-100': [...ALL, 'uws-jsloop', SSE],
+  'fanout-1000': [...ALL, 'uws-jsloop', SSE],
+  'fanout-100-onread': ['uws-deferred', 'uws-jsloop', 'topicast'],
+  'fanout-1000-onread': ['uws-deferred', 'uws-jsloop', 'topicast'],
   // 2 and 3 Topicast nodes on one nats-server, read against the single-node fanout-1000 row.
   'fanout-cross-node': ['topicast'],
   'fanin-cross-node': ['topicast'],
