@@ -405,7 +405,16 @@ export class Outbox {
     } finally {
       corking = outer;
     }
-    this.bufferedEstimate = this.conn.bufferedBytes();
+    const buffered = (this.bufferedEstimate = this.conn.bufferedBytes());
+    // A paced source stopped when the cork held a window's worth; if the transport then wrote it
+    // all at once (a TCP socket's write completes synchronously when the kernel takes it), it
+    // reports no backpressure and so no drain will ever come: go on at the next turn instead.
+    if (this.sources > 0 && !this.closed && buffered < this.snapshotWindow()) this.flusher.mark(this);
+  }
+
+  /** A paced source (snapshot, replay) is written only while the transport holds less than this; never more than half the live limit, so it cannot trip the policy. */
+  private snapshotWindow(): number {
+    return Math.min(this.limits.snapshotWindowBytes, Math.floor(this.limits.maxBufferedBytes / 2));
   }
 
   /** Writes `items` up to a paced source that must wait; false when it must (or the connection closed). */
@@ -416,8 +425,7 @@ export class Outbox {
       const i = this.head;
       if (this.sources > 0 && !(items[i] instanceof Uint8Array)) {
         const source = items[i] as FrameSource;
-        // Never more than half the live limit, so a paced snapshot cannot trip the policy.
-        const window = Math.min(this.limits.snapshotWindowBytes, Math.floor(this.limits.maxBufferedBytes / 2));
+        const window = this.snapshotWindow();
         let frame: Uint8Array | undefined;
         while (conn.bufferedBytes() < window && (frame = source.next()) !== undefined) {
           conn.send(frame);
