@@ -241,14 +241,17 @@ async function retainedFill(c: Extract<GenCommand, { t: 'retained-fill' }>): Pro
   link.onDelivery = () => seen();
   await link.subscribe(sentinel);
   const payload = Buffer.alloc(c.payloadBytes, 0x72);
-  const fill = (buf: Buffer, at: number): void => void payload.copy(buf, at);
+  const SENTINEL_BYTES = 8;
+  // Only the sentinel's own 8 payload bytes: a longer copy ran over the native PUBLISH's flags field
+  // behind the payload (flags 0x72), which the broker rightly closes as a malformed frame.
+  const fill = (buf: Buffer, at: number): void => void payload.copy(buf, at, 0, SENTINEL_BYTES);
   const retain = c.retain ?? true;
   for (let i = 0; i < c.count; i++) {
     // One-off topics: publish without caching a template per topic.
     link.publish(`${c.prefix}${c.topics === undefined ? i : i % c.topics}`, payload, retain);
     if (i % 1000 === 999) await link.drained();
   }
-  link.publishBatch(sentinel, 8, 1, fill);
+  link.publishBatch(sentinel, SENTINEL_BYTES, 1, fill);
   await Promise.race([got, new Promise((_, rej) => setTimeout(() => rej(new Error('retained fill: sentinel not delivered')), c.timeoutMs))]);
   reply({ t: 'retained-filled', ms: Date.now() - t0 });
 }
