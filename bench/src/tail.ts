@@ -34,6 +34,8 @@ const VARIANTS: Record<string, Variant> = {
   'uws-deferred': { id: 'uws-deferred', target: 'uws-deferred', nodeArgs: [] },
   topicast: { id: 'topicast', target: 'topicast', nodeArgs: ['--trace-gc'] },
   'topicast-semi32': { id: 'topicast-semi32', target: 'topicast', nodeArgs: ['--trace-gc', '--max-semi-space-size=32'] },
+  // With TOPICAST_BENCH_BASE=<another build's broker/dist/main.js>: that build, interleaved with this one.
+  'topicast-base': { id: 'topicast-base', target: 'topicast-base', nodeArgs: ['--trace-gc'] },
 };
 
 const GC_LINE = /ms: (Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Compact|Minor Mark-Sweep)\b.*?MB, ([\d.]+) \/ ([\d.]+) ms/;

@@ -25,7 +25,7 @@
  */
 import type { Message } from '../core/message.js';
 import type { Router, Subscriber, SubscriptionOptions } from '../core/router.js';
-import type { Flusher, GroupSeat, Outbox, OutboxStats } from './outbox.js';
+import type { Flusher, GroupSeat, Outbox } from './outbox.js';
 
 /** What a group needs from the protocol whose sessions it holds. */
 export interface GroupProtocol {
@@ -56,7 +56,6 @@ export class FanoutGroups {
   constructor(
     readonly router: Router,
     readonly flusher: Flusher,
-    readonly stats: OutboxStats,
     /** Outbox limit (OutboxLimits.maxBufferedBytes): a plain member's transport holds at most half of it. */
     readonly maxBufferedBytes: number,
     readonly protocol: GroupProtocol,
@@ -94,8 +93,9 @@ export class FanoutGroups {
 
   /**
    * Takes `outbox`'s session out of its group: the frames the group held for it are queued in its
-   * outbox first (they were delivered before it left). The caller subscribes it on its own again
-   * if it still holds the filter.
+   * outbox first (they were delivered before it left). A caller that keeps the filter subscribes
+   * the session on its own before, so the filter's interest (a cluster's subscription) never
+   * drops to none in between.
    */
   leave(outbox: Outbox): void {
     const member = outbox.member as GroupMember;

@@ -41,7 +41,7 @@ export function createNativeProtocol(ctx: BrokerContext): NativeProtocol {
     ended(session) {
       if (sessions.delete(session)) ctx.counters.open.native!--;
     },
-    groups: new FanoutGroups(ctx.router, ctx.flusher, ctx.outboxStats, ctx.outboxLimits.maxBufferedBytes, { frameOf: liveFrame, options: NATIVE_OPTIONS }),
+    groups: new FanoutGroups(ctx.router, ctx.flusher, ctx.outboxLimits.maxBufferedBytes, { frameOf: liveFrame, options: NATIVE_OPTIONS }),
   };
   const groups = shared.groups;
   ctx.metrics.register('topicast_fanout_groups', 'gauge', 'Filters whose native subscribers are delivered to as one fan-out group', () => groups.size);
