@@ -11,18 +11,10 @@ import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import WebSocket from 'ws';
 import { startBroker } from '../helpers/broker.js';
+import { seededRandom } from '../helpers/random.js';
 
 const seed = Number(process.env.MQTT_FUZZ_SEED ?? Date.now() % 1_000_000);
 
-/** mulberry32: small, seeded, good enough for fuzzing. */
-function rng(s: number): () => number {
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function templates(version: 4 | 5): Buffer[] {
   const g = (p: mqttPacket.Packet) => mqttPacket.generate(p, { protocolVersion: version });
@@ -73,7 +65,7 @@ function mutate(bytes: Buffer, r: () => number): Buffer {
 test(`MQTT listener survives 10,000 random and mutated packets (seed ${seed})`, { timeout: 120_000 }, async () => {
   const broker = await startBroker({ args: ['--mqtt-port', '0'] });
   try {
-    const r = rng(seed);
+    const r = seededRandom(seed);
     const t4 = templates(4);
     const t5 = templates(5);
     let sent = 0;
@@ -138,7 +130,7 @@ test(`MQTT listener survives 10,000 random and mutated packets (seed ${seed})`, 
 test(`MQTT over WebSocket survives 3,000 mutated packets (seed ${seed})`, { timeout: 120_000 }, async () => {
   const broker = await startBroker({ args: ['--mqtt-port', '0'] });
   try {
-    const r = rng(seed + 1);
+    const r = seededRandom(seed + 1);
     const t4 = templates(4);
     const t5 = templates(5);
     let sent = 0;

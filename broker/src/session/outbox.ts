@@ -250,14 +250,7 @@ export class Outbox {
 
   /** Queues a delivery; the slow-consumer policy applies. `topic` keys conflation. */
   pushData(bytes: Uint8Array, topic: string): void {
-    if (this.closed) return;
-    this.ownTurn();
-    // While conflating, everything goes to the map so no older value can follow a newer one.
-    const limit = this.limits.maxBufferedBytes - bytes.length;
-    if (this.conflated || (this.queuedBytes + this.bufferedEstimate > limit && this.backedUp(limit))) {
-      this.overLimit(bytes, topic);
-      return;
-    }
+    if (!this.admits(bytes, topic)) return;
     this.keepItems = true;
     // Behind a paced source the frame may wait for many ticks: a copy, not a view into a shared slab.
     this.enqueue(this.sources > 0 ? unshared(bytes) : bytes);
@@ -269,13 +262,7 @@ export class Outbox {
    * Flusher's log instead of a reference each.
    */
   pushLive(frame: Uint8Array, topic: string): void {
-    if (this.closed) return;
-    this.ownTurn();
-    const limit = this.limits.maxBufferedBytes - frame.length;
-    if (this.conflated || (this.queuedBytes + this.bufferedEstimate > limit && this.backedUp(limit))) {
-      this.overLimit(frame, topic);
-      return;
-    }
+    if (!this.admits(frame, topic)) return;
     if (this.sources > 0) {
       this.keepItems = true;
       this.enqueue(unshared(frame)); // behind a paced source: see pushData
@@ -303,6 +290,19 @@ export class Outbox {
     this.keepItems = true;
     const items = this.items;
     for (let i = this.runStart; i < this.runEnd; i++) items[this.tail++] = log[i]!;
+  }
+
+  /** Whether a delivery may be queued; if not, the slow-consumer policy took it (or the outbox is closed). */
+  private admits(bytes: Uint8Array, topic: string): boolean {
+    if (this.closed) return false;
+    this.ownTurn();
+    // While conflating, everything goes to the map so no older value can follow a newer one.
+    const limit = this.limits.maxBufferedBytes - bytes.length;
+    if (this.conflated || (this.queuedBytes + this.bufferedEstimate > limit && this.backedUp(limit))) {
+      this.overLimit(bytes, topic);
+      return false;
+    }
+    return true;
   }
 
   /**

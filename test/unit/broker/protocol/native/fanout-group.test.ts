@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createMessage, createNativeProtocol, type Connection, type ConnectionHandler, type SendResult } from '@topicast/broker';
 import { decodeServerFrame, encodeFrame, Op, type ServerFrame } from 'topicast/protocol';
+import { seededRandom } from '../../../../helpers/random.js';
 import { testContext, type Context } from '../mqtt/harness.js';
 
 /** A WebSocket connection in memory: what uWS would write, decoded; its buffer grows with every send until the test drains it. */
@@ -52,16 +53,6 @@ function describe(f: ServerFrame): string {
   }
 }
 
-/** mulberry32: a seeded generator, so a failure names the seed that reproduces it. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 interface Twin {
@@ -77,7 +68,7 @@ const FILTERS = ['t/a', 't/+', 't/#', 'u/x'];
 const TOPICS = ['t/a', 't/b', 'u/x', 't/a/deep'];
 
 async function run(seed: number, policy: string): Promise<{ groupsSeen: number; grouped: number; deliveries: number }> {
-  const rnd = random(seed);
+  const rnd = seededRandom(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const ctx: Context = testContext(['--slow-consumer-policy', policy, '--max-buffered-bytes', '1024']);
   const protocol = createNativeProtocol(ctx);
