@@ -1,6 +1,6 @@
 /**
  * Fan-out groups: the subscribers of one filter that need nothing decided per subscriber per
- * message, delivered to as one (FANOUT.md "Groups").
+ * message, delivered to as one (FANOUT.md, "Fan-out groups").
  *
  * A native session holding exactly one filter, with no per-topic read check, gets every message of
  * that filter in publish order, as the same shared frame as every other such session. Visiting each
@@ -8,7 +8,7 @@
  * cost about a tenth of the broker's CPU at 1→100 fan-out, all of it the same work a hundred times.
  * So the router holds one subscriber for all of them, the group: a publish appends its frame to the
  * group's list once, and at the end of the turn each member is written the frames since its last
- * write, corked — the same frames, in the same order, in the same writes as before.
+ * write, corked — the same frames in the same order, one corked write per member per turn as before.
  *
  * A member is *plain* while its outbox holds nothing (nothing queued, no snapshot, no conflated
  * values): only then may the group write to its connection directly, since nothing of the member's
