@@ -7,9 +7,8 @@
  * sockets in an array and, once per setImmediate, every socket sent its topic's messages of the
  * batch (copied into a shared slab) by `ws.send` inside one `ws.cork` — no routing, no
  * per-delivery bookkeeping, nothing a broker must do, only the one native `send` per delivery
- * that any JavaScript fan-out pays (a
- * socket subscribed to several topics gets each topic's messages in turn, not interleaved in
- * publish order: a floor, not a broker).
+ * that any JavaScript fan-out pays (a socket subscribed to several topics gets each topic's
+ * messages in turn, not interleaved in publish order: a floor, not a broker).
  * Prints `READY {"port":P}` once listening.
  */
 import uWS from 'uWebSockets.js';
