@@ -25,7 +25,7 @@
  */
 import type { Message } from '../core/message.js';
 import type { Router, Subscriber, SubscriptionOptions } from '../core/router.js';
-import type { Flusher, GroupSeat, Outbox } from './outbox.js';
+import { TURN_FRAMES_MAX_KEEP, type Flusher, type GroupSeat, type Outbox } from './outbox.js';
 
 /** What a group needs from the protocol whose sessions it holds. */
 export interface GroupProtocol {
@@ -73,13 +73,13 @@ export class FanoutGroups {
    * Places `outbox`'s session, which now holds exactly `filter` and qualifies (see the file
    * comment), in `filter`'s group. `alone` is the session's own router entry; `partner` finds
    * another qualifying session subscribed to `filter` alone. Without a group and without a partner
-   * nothing changes (the session keeps its router entry). Returns whether it joined.
+   * nothing changes (the session keeps its router entry).
    */
-  join(outbox: Outbox, alone: Subscriber, filter: string, partner: () => { subscriber: Subscriber; outbox: Outbox } | undefined): boolean {
+  join(outbox: Outbox, alone: Subscriber, filter: string, partner: () => { subscriber: Subscriber; outbox: Outbox } | undefined): void {
     let group = this.groups.get(filter);
     if (group === undefined) {
       const other = partner();
-      if (other === undefined) return false;
+      if (other === undefined) return;
       group = new FanoutGroup(filter, this);
       this.groups.set(filter, group);
       this.router.subscribe(group, filter, this.protocol.options);
@@ -88,7 +88,6 @@ export class FanoutGroups {
     }
     this.router.unsubscribe(alone, filter);
     group.add(outbox);
-    return true;
   }
 
   /**
@@ -109,8 +108,6 @@ export class FanoutGroups {
 }
 
 const NO_FRAMES: Uint8Array[] = [];
-/** A turn's frame list grown past this many slots (a burst) is released once written, not kept. */
-const FRAMES_MAX_KEEP = 65536;
 
 /** The one router entry of a filter's qualifying sessions. */
 export class FanoutGroup implements Subscriber {
@@ -207,7 +204,7 @@ export class FanoutGroup implements Subscriber {
       if (--this.visiting === 0 && this.holes > 0) this.compact();
     }
     this.worst = worst;
-    if (frames.length > FRAMES_MAX_KEEP) this.frames = NO_FRAMES;
+    if (frames.length > TURN_FRAMES_MAX_KEEP) this.frames = NO_FRAMES;
     else for (let i = 0; i < n; i++) frames[i] = undefined as unknown as Uint8Array; // no frame outlives its turn
     this.length = 0;
     this.bytes = 0;

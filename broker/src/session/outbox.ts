@@ -110,7 +110,7 @@ export class Flusher {
       dirty.send();
     }
     // No run of `log` is left (each was written or dropped with its outbox): hold no frame alive.
-    if (log.length > LOG_MAX_KEEP) this.spareLog = [];
+    if (log.length > TURN_FRAMES_MAX_KEEP) this.spareLog = [];
     else {
       for (let i = 0; i < logged; i++) log[i] = undefined as unknown as Uint8Array;
       this.spareLog = log;
@@ -149,8 +149,8 @@ const NO_FRAMES: Uint8Array[] = [];
 const QUEUE_KEEP_SLOTS = 256;
 /** Past this many slots a queue is released whenever it empties, busy or not (32 KB of slots). */
 const QUEUE_MAX_KEEP_SLOTS = 4096;
-/** A turn's frame log grown past this many slots (a burst) is released once written, not kept. */
-const LOG_MAX_KEEP = 65536;
+/** A turn's frame list (the Flusher's log, a fan-out group's frames) grown past this many slots in a burst is released once written, not kept. */
+export const TURN_FRAMES_MAX_KEEP = 65536;
 
 /**
  * `bytes` itself when it is its whole buffer, else a copy: a frame that is a view into a shared
@@ -239,7 +239,12 @@ export class Outbox {
 
   /** @internal Nothing queued or kept for later: a fan-out group may write to its connection directly. */
   idle(): boolean {
-    return !this.closed && this.head === this.tail && this.runLog === undefined && this.conflated === undefined;
+    return !this.closed && this.nothingQueued();
+  }
+
+  /** No item, no run and no conflated value waits. */
+  private nothingQueued(): boolean {
+    return this.head === this.tail && this.runLog === undefined && this.conflated === undefined;
   }
 
   /** Before this outbox queues anything of its own, the frames its fan-out group holds for it come first (session/fanout-group.ts). */
@@ -286,10 +291,21 @@ export class Outbox {
   private unrun(): void {
     const log = this.runLog!;
     this.runLog = undefined;
+    this.appendFrames(log, this.runStart, this.runEnd); // already counted in queuedBytes
+  }
+
+  /** Appends `frames[from..to)` to `items`; returns their bytes. */
+  private appendFrames(frames: Uint8Array[], from: number, to: number): number {
     this.ownQueue();
     this.keepItems = true;
     const items = this.items;
-    for (let i = this.runStart; i < this.runEnd; i++) items[this.tail++] = log[i]!;
+    let bytes = 0;
+    for (let i = from; i < to; i++) {
+      const frame = frames[i]!;
+      items[this.tail++] = frame;
+      bytes += frame.length;
+    }
+    return bytes;
   }
 
   /** Whether a delivery may be queued; if not, the slow-consumer policy took it (or the outbox is closed). */
@@ -364,14 +380,7 @@ export class Outbox {
   takeShared(frames: Uint8Array[], from: number, to: number): void {
     if (this.closed) return;
     if (this.runLog !== undefined) this.unrun();
-    this.ownQueue();
-    this.keepItems = true;
-    const items = this.items;
-    for (let i = from; i < to; i++) {
-      const frame = frames[i]!;
-      items[this.tail++] = frame;
-      this.queuedBytes += frame.length;
-    }
+    this.queuedBytes += this.appendFrames(frames, from, to);
     this.flusher.mark(this);
   }
 
@@ -394,8 +403,7 @@ export class Outbox {
 
   /** @internal The write itself; the Flusher calls it after running `beforeSend` once for its batch. */
   send(): void {
-    if (this.closed) return;
-    if (this.head === this.tail && this.runLog === undefined && !this.conflated) return;
+    if (this.closed || this.nothingQueued()) return;
     // cork() runs its callback synchronously: one shared function and a module slot instead of a
     // closure per outbox (memory at 10k idle connections) or per flush (garbage on every tick).
     const outer = corking;
